@@ -1,0 +1,257 @@
+/*
+ * journal.h - one replicated folder's database: records, the outbound journal, the
+ * knowledge vector and the event log, and the change API through which every change made
+ * through the mount is recorded.
+ *
+ * A `struct journal` is one open folder database (RocksDB under DfsrPrivate/db, reached
+ * only through core/db.c). The filesystem reports each change *after* the backing
+ * operation succeeded, naming objects by (parent UID, name) or by UID, and handing an
+ * O_PATH descriptor of the object so that the journal can stat and hash it itself.
+ * Each change commits its record, its new GVSN, the knowledge vector and its journal
+ * entry in one atomic write batch (DESIGN.md, "Crash safety").
+ *
+ * Invariants:
+ *  - The folder root has a fixed UID, the same on every member:
+ *    the first 16 bytes of SHA-256("dfsr-root\0" || folder name). It has no record.
+ *  - Every live record is reachable from the root through the (parent UID, name) index,
+ *    and the index holds live records only. Tombstones keep their last parent and name.
+ *  - A new version (a new GVSN, a journal entry) is made only when the replication hash,
+ *    the parent or the name changes, or on create and delete. A change that leaves all
+ *    three as they were (a bare `touch`) only refreshes the stored stat fields.
+ *  - Names matching the folder's file filter (files) or subfolder filter (directories), and
+ *    everything under an untracked directory, get no record: their UID is all zero, and
+ *    every call given a zero UID is a successful no-op.
+ *  - Nothing under DfsrPrivate is ever journaled.
+ *
+ * Thread: every function is safe from any thread; changes are serialised by a mutex
+ * inside the journal (one short RocksDB batch per change). Hashing happens in the caller's
+ * thread before the mutex is taken. No function calls back into another layer.
+ */
+#ifndef DFSR_CORE_JOURNAL_H
+#define DFSR_CORE_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "core/config.h"
+#include "core/event.h"
+#include "core/hash.h"
+#include "core/util.h"
+
+#define JOURNAL_NAME_MAX 255 /* bytes of one name component */
+#define JOURNAL_ERR_LEN	 512
+
+struct journal;
+
+enum journal_state {
+	JOURNAL_STATE_INITIAL_BUILD = 0,
+	JOURNAL_STATE_INITIAL_SYNC = 1,
+	JOURNAL_STATE_NORMAL = 2,
+	JOURNAL_STATE_ERROR = 3,
+};
+
+/* "initial-build", "initial-sync", "normal", "error" (CONTRACT.md). */
+const char *journal_state_name(enum journal_state s);
+
+struct journal_opts {
+	const struct config *cfg;	   /* borrowed; must outlive the journal */
+	const struct config_folder *folder; /* borrowed; must outlive the journal */
+	int root_fd;	/* O_PATH|O_DIRECTORY descriptor of the local path, opened before
+			 * the mount covers it; borrowed. The database lives at
+			 * /proc/self/fd/<root_fd>/DfsrPrivate/db, which stays reachable when
+			 * the mount point equals the local path. */
+	bool read_only; /* open for reading while the member may be running (commands) */
+};
+
+/**
+ * journal_open() - Open (or create, on first start) a folder's database.
+ * @o:   options
+ * @out: receives the journal
+ * @err: receives one line saying what failed (e.g. "DfsrPrivate/db is locked by another
+ *       dfsr process")
+ *
+ * On first start a new random database id is made and the state is initial-build. Unless
+ * read-only, the database is marked running; journal_was_unclean() tells whether the
+ * previous run ended without journal_close() (the caller then logs 2212 and runs the scan).
+ *
+ * Thread: init.
+ * Return: 0, -EBUSY if another process holds the database, -ENOENT if read-only and there is
+ *         no database, -EIO, -ENOMEM.
+ */
+int journal_open(const struct journal_opts *o, struct journal **out,
+		 char err[static JOURNAL_ERR_LEN]);
+
+/**
+ * journal_close() - Mark a clean stop, flush and close. NULL-safe.
+ * Thread: init (after every other thread stopped using @j).
+ */
+void journal_close(struct journal *j);
+
+/* True when the previous run did not close the database cleanly. */
+bool journal_was_unclean(const struct journal *j);
+
+const struct dfsr_uid *journal_root_uid(const struct journal *j);
+const struct dfsr_uid *journal_db_id(const struct journal *j);
+const struct config_folder *journal_folder(const struct journal *j);
+int journal_root_fd(const struct journal *j);
+
+enum journal_state journal_state(const struct journal *j);
+/* Persists the state. Return: 0 or -EIO. */
+int journal_set_state(struct journal *j, enum journal_state s);
+
+/**
+ * journal_lookup() - The UID of the live record at (@parent, @name).
+ * @out: receives the UID; all zero when the parent is untracked or the name is filtered
+ *
+ * Return: 0 (also for untracked names), -ENOENT if the parent is tracked and the name is
+ *         not filtered but has no record (e.g. made behind the mount's back), -EIO.
+ */
+int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		   struct dfsr_uid *out);
+
+/* ---- the change API (called by fs/ after the backing operation succeeded) ---------- */
+
+/**
+ * journal_note_new() - A new object appeared at (@parent, @name): create, mkdir, mknod,
+ * symlink, link, or a name that is now tracked.
+ * @fd:  O_PATH|O_NOFOLLOW descriptor of the new object
+ * @out: receives its UID (zero if untracked)
+ *
+ * A directory that already has entries (moved in from an untracked place) is walked and
+ * recorded with everything below it.
+ * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (the change is then logged, event
+ *         1601, and left for the next consistency scan).
+ */
+int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		     int fd, struct dfsr_uid *out);
+
+enum journal_change_flags {
+	JOURNAL_DATA = 1u << 0, /* the data may have changed: read it again */
+};
+
+/**
+ * journal_note_change() - The object @uid changed: its data was written and the last
+ * writable handle closed (JOURNAL_DATA), or its mode, owner, xattrs/ACLs, size or times.
+ * @fd: O_PATH descriptor of the object
+ *
+ * Without JOURNAL_DATA the stored content digest is reused when the size and mtime still
+ * match the record. A zero @uid, an unknown UID or a tombstone is a no-op.
+ * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
+ */
+int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
+
+/**
+ * journal_note_remove() - (@parent, @name) was unlinked or removed: its record becomes a
+ * tombstone (with every live record below it, for a directory).
+ * Return: 0 (also when nothing was recorded there), -EIO.
+ */
+int journal_note_remove(struct journal *j, const struct dfsr_uid *parent, const char *name);
+
+struct journal_rename {
+	const struct dfsr_uid *old_parent;
+	const char *old_name;
+	const struct dfsr_uid *new_parent;
+	const char *new_name;
+	bool exchange; /* RENAME_EXCHANGE: the two objects swapped names */
+	int fd;	       /* O_PATH descriptor of the object now at new_name */
+	int other_fd;  /* exchange: the object now at old_name; otherwise -1 */
+};
+
+/**
+ * journal_note_rename() - A rename succeeded. The moved record keeps its UID and gets a
+ * new version with its new parent and name; a replaced target becomes a tombstone; for an
+ * exchange both records move. Moving into an untracked place (a filtered name, an
+ * untracked directory) tombstones the object and everything below it; moving out of one
+ * records it as new, as journal_note_new() does.
+ * @out:       receives the UID of the object now at new_name (zero if untracked)
+ * @other_out: exchange: receives the UID of the object now at old_name; may be NULL
+ *
+ * Return: 0, -EIO, -ENOMEM.
+ */
+int journal_note_rename(struct journal *j, const struct journal_rename *r, struct dfsr_uid *out,
+			struct dfsr_uid *other_out);
+
+/* ---- reading: status, the journal, events -------------------------------------------- */
+
+struct journal_status {
+	enum journal_state state;
+	uint64_t files;	     /* live regular files and symbolic links */
+	uint64_t folders;    /* live directories (the root not counted) */
+	uint64_t bytes;	     /* sum of live files' sizes */
+	uint64_t tombstones; /* records of deleted objects still kept */
+	uint64_t journal;    /* entries in the outbound journal */
+	uint64_t next_seq;   /* sequence number the next journal entry will get */
+	/* progress of the initial build or consistency scan, while one runs */
+	bool scanning;
+	uint64_t scan_files_done;
+	uint64_t scan_bytes_done;
+	uint64_t scan_files_total; /* estimate; 0 while unknown */
+	uint64_t scan_bytes_total;
+	int64_t scan_started_ns;
+};
+
+/* A snapshot of the counters (kept in memory, persisted with every batch). Thread: any. */
+void journal_get_status(struct journal *j, struct journal_status *out);
+
+enum journal_op {
+	JOURNAL_OP_CREATE = 1,
+	JOURNAL_OP_MODIFY = 2, /* data (and possibly metadata) */
+	JOURNAL_OP_META = 3,   /* mode, owner, xattrs/ACLs */
+	JOURNAL_OP_RENAME = 4, /* new parent or name (possibly with a new hash) */
+	JOURNAL_OP_DELETE = 5, /* tombstone */
+};
+
+/* "create", "modify", "meta", "rename", "delete". */
+const char *journal_op_name(enum journal_op op);
+
+struct journal_entry_info {
+	uint64_t seq; /* local order of the journal */
+	enum journal_op op;
+	struct dfsr_uid uid;
+	struct dfsr_uid gvsn_db;
+	uint64_t gvsn_counter;
+	int64_t time_ns; /* when the change was recorded */
+	char type;	 /* 'f', 'd' or 'l' */
+	const char *path; /* relative to the folder root, at the time of the change */
+};
+
+typedef int (*journal_entry_fn)(void *arg, const struct journal_entry_info *e);
+
+/**
+ * journal_list() - Visit journal entries with seq >= @from, oldest first, at most @max
+ * (0 = all). The callback's non-zero return stops the walk and is returned.
+ * Thread: any (reads a RocksDB snapshot).
+ * Return: 0, the callback's value, -EIO.
+ */
+int journal_list(struct journal *j, uint64_t from, size_t max, journal_entry_fn fn, void *arg);
+
+/**
+ * journal_event() - Store an event in the folder's event log and send it to syslog.
+ * @ev:  event id
+ * @fmt: printf format of the key=value details, or NULL
+ *
+ * Thread: any. Never fails visibly (a failed store is reported on syslog only).
+ */
+void journal_event(struct journal *j, enum dfsr_event ev, const char *fmt, ...) DFSR_PRINTF(3, 4);
+
+struct journal_event_info {
+	int64_t time_ns;
+	int id;
+	const char *folder;
+	const char *message; /* fixed text and details */
+};
+
+typedef int (*journal_event_fn)(void *arg, const struct journal_event_info *e);
+
+/* Visit stored events with time >= @since_ns, oldest first. Return: 0, callback's, -EIO. */
+int journal_list_events(struct journal *j, int64_t since_ns, journal_event_fn fn, void *arg);
+
+/**
+ * journal_path() - The relative path of record @uid ("docs/a.txt"), from the index.
+ * Return: 0, -ENOENT, -EIO, -ENOMEM.
+ */
+int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf *out);
+
+#endif

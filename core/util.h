@@ -1,0 +1,133 @@
+/*
+ * util.h - project-wide helpers of dfsr: UIDs, error codes, time, small macros.
+ *
+ * Everything here is dependency-free and usable from every layer. Errors follow the house
+ * rule: 0 on success, negative errno on failure; dfsr's own domain codes live from -5000
+ * down (DFSR_E*), clear of libuv's ranges, and dfsr_strerror() knows both.
+ *
+ * Thread: every function here is safe from any thread.
+ */
+#ifndef DFSR_CORE_UTIL_H
+#define DFSR_CORE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DFSR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define DFSR_NODISCARD	  __attribute__((warn_unused_result))
+#define DFSR_UNUSED	  __attribute__((unused))
+
+#define DFSR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* Casts through void * so that -Wcast-align stays quiet (STYLE rule 15). */
+#define dfsr_container_of(ptr, type, member)                                                      \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Domain error codes (STYLE rule 6). Never passed to fuse_reply_err(). */
+#define DFSR_ECONFLICT	 (-5001) /* concurrent edits; loser kept as a conflict copy */
+#define DFSR_ESTALEVER	 (-5002) /* version vector older than the one stored */
+#define DFSR_ECONFIG	 (-5003) /* configuration invalid (the message was already printed) */
+#define DFSR_EFILTERED	 (-5004) /* the name is excluded by a file or subfolder filter */
+#define DFSR_ECORRUPT	 (-5005) /* a stored record does not decode */
+#define DFSR_ENOTRUNNING (-5006) /* no member answers on the control socket */
+
+/**
+ * dfsr_strerror() - Text for a negative errno or a DFSR_E* code.
+ * @err: a negative error code
+ *
+ * Thread: any.
+ * Return: a static string; never NULL.
+ */
+const char *dfsr_strerror(int err);
+
+#define DFSR_UID_LEN 16
+
+/* 128-bit identity of a file or folder (and of a database), stable across renames. */
+struct dfsr_uid {
+	uint8_t b[DFSR_UID_LEN];
+};
+
+/* Text forms: 32 lower-case hex digits, or the GUID form used in preserved names. */
+#define DFSR_UID_HEX_LEN  33 /* 32 digits + NUL */
+#define DFSR_UID_GUID_LEN 37 /* 8-4-4-4-12 + NUL, upper case as DFSR writes it */
+
+/**
+ * dfsr_uid_random() - A new random UID (libsodium's randombytes_buf).
+ * @out: receives the UID, never all zero
+ *
+ * Thread: any (sodium_init() ran in main).
+ */
+void dfsr_uid_random(struct dfsr_uid *out);
+
+/* The all-zero UID means "not replicated" (filtered or outside any record). */
+bool dfsr_uid_is_zero(const struct dfsr_uid *u);
+bool dfsr_uid_equal(const struct dfsr_uid *a, const struct dfsr_uid *b);
+int dfsr_uid_cmp(const struct dfsr_uid *a, const struct dfsr_uid *b);
+void dfsr_uid_hex(const struct dfsr_uid *u, char out[static DFSR_UID_HEX_LEN]);
+void dfsr_uid_guid(const struct dfsr_uid *u, char out[static DFSR_UID_GUID_LEN]);
+
+/**
+ * dfsr_uid_parse() - Parse the hex or the GUID form (with or without braces).
+ * @s:   text
+ * @out: receives the UID on success
+ *
+ * Return: 0, or -EINVAL if @s is neither form.
+ */
+int dfsr_uid_parse(const char *s, struct dfsr_uid *out);
+
+/* Wall-clock time in nanoseconds since the epoch (CLOCK_REALTIME). */
+int64_t dfsr_now_ns(void);
+/* Monotonic time in nanoseconds (CLOCK_MONOTONIC), for deadlines and rates. */
+int64_t dfsr_mono_ns(void);
+
+/**
+ * dfsr_time_iso() - Format nanoseconds since the epoch as "2026-11-21T10:00:00Z" (UTC).
+ * @ns:  time
+ * @buf: receives the text
+ * @len: size of @buf; 32 is always enough
+ */
+void dfsr_time_iso(int64_t ns, char *buf, size_t len);
+
+/**
+ * dfsr_parse_size() - Parse a size with an optional K, M, G or T suffix (powers of 1024).
+ * @s:   text; must start with a digit, no spaces, no sign
+ * @out: receives bytes on success
+ *
+ * Return: 0, -EINVAL on bad text, -ERANGE on overflow.
+ */
+int dfsr_parse_size(const char *s, uint64_t *out);
+
+/**
+ * dfsr_write_all() - write(2) until done, retrying on EINTR and short writes.
+ * Return: 0 or -errno.
+ */
+int dfsr_write_all(int fd, const void *buf, size_t len);
+
+/**
+ * dfsr_json_str() - Append @s to @out as a JSON string literal (quotes and escapes).
+ * @out: buffer
+ * @s:   NUL-terminated UTF-8 (invalid bytes are written as \u00XX)
+ *
+ * Return: 0 or -ENOMEM.
+ */
+struct dfsr_buf;
+int dfsr_json_str(struct dfsr_buf *out, const char *s);
+
+/*
+ * A growable byte buffer, always NUL-terminated (git's strbuf, reduced). Ownership: the
+ * buffer owns ->p; dfsr_buf_release() frees it and leaves the buffer empty and reusable;
+ * dfsr_buf_detach() hands ->p to the caller, who free()s it.
+ */
+struct dfsr_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+void dfsr_buf_init(struct dfsr_buf *b);
+void dfsr_buf_release(struct dfsr_buf *b);
+char *dfsr_buf_detach(struct dfsr_buf *b, size_t *len);
+int dfsr_buf_add(struct dfsr_buf *b, const void *data, size_t len);
+int dfsr_buf_addf(struct dfsr_buf *b, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+#endif

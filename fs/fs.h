@@ -1,0 +1,63 @@
+/*
+ * fs.h - the dfsr filesystem of one replicated folder: a FUSE low-level passthrough over
+ * the local path that reports every change to the folder's journal.
+ *
+ * One `struct fs` is one mount. fs_new() creates the FUSE session and mounts it;
+ * fs_run() serves requests on libfuse's worker threads until the mount goes away
+ * (fs_stop(), `dfsr umount`, `fusermount3 -u`); fs_free() tears down.
+ *
+ * The view: exactly the local path, with DfsrPrivate hidden from readdir of the root,
+ * reachable by name, and read-only (EROFS for any change under it, EPERM for renaming or
+ * removing DfsrPrivate itself). The kernel checks permissions (default_permissions, POSIX
+ * ACLs), so with allow_other every user sees exactly the local path's permissions.
+ *
+ * Thread: fs_new() and fs_free() init; fs_run() on the thread that owns the mount
+ * (it returns when the session ends); fs_stop() any.
+ */
+#ifndef DFSR_FS_FS_H
+#define DFSR_FS_FS_H
+
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "core/journal.h"
+
+#define FS_ERR_LEN 512
+
+struct fs;
+
+struct fs_opts {
+	struct journal *journal;	    /* borrowed; outlives the fs */
+	const struct config_folder *folder; /* borrowed */
+	int root_fd;			    /* O_PATH|O_DIRECTORY of the local path; borrowed */
+	bool debug;			    /* libfuse debug output on stderr */
+	unsigned threads;		    /* maximum worker threads; 0 = default */
+};
+
+/**
+ * fs_new() - Create the FUSE session for a folder and mount it on folder->mount.
+ * @o:   options
+ * @out: receives the fs
+ * @err: receives one line naming the problem (mount point busy, not empty, missing ...)
+ *
+ * The mount point must be an empty directory that is not already a mount, or the local
+ * path itself (CONTRACT.md: mount may equal path).
+ * Thread: init.
+ * Return: 0, -ENOTEMPTY, -EBUSY, -ENOENT, -ENOTDIR, -EACCES, -EIO, -ENOMEM.
+ */
+int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN]);
+
+/**
+ * fs_run() - Serve requests until the session ends (unmounted or fs_stop()).
+ * Thread: the mount's own thread; blocks.
+ * Return: 0 after a clean end, -errno if the session failed.
+ */
+int fs_run(struct fs *fs);
+
+/* Ask the session to end and unmount (lazily if the mount is busy). Thread: any. */
+void fs_stop(struct fs *fs);
+
+/* Unmount if still mounted, destroy the session, free. NULL-safe. Thread: init. */
+void fs_free(struct fs *fs);
+
+#endif
