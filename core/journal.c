@@ -1,0 +1,826 @@
+/*
+ * journal.c - one folder's database seen as records, versions and an outbound journal;
+ * the change API through which the filesystem reports every change.
+ *
+ * Every change is one transaction: under the journal mutex we read what is recorded,
+ * decide, and write the new record, the (parent, name) index, the journal entry and the
+ * folder meta (next counter, next seq, knowledge, status counters) in one RocksDB batch.
+ * The in-memory copies of those counters are only updated after the batch committed, so
+ * a failed write leaves memory and disk agreeing. Status counters travel in the same
+ * batch, so they are right after a crash without a recount.
+ *
+ * Hashing (reading file data) happens in the caller's thread before the mutex is taken;
+ * the mutex only covers a few RocksDB reads and one write. The one long hold is
+ * tombstoning a large subtree, which writes one batch per record, children first, so the
+ * "every live record is reachable" invariant holds after each batch.
+ *
+ * Identity: a rename keeps the UID. A tracked object replaced by a rename from an
+ * untracked name (the "write x.tmp, rename over x" save pattern) keeps the target's UID
+ * and gets a new version, as DFSR keeps the NTFS identity across ReplaceFile; a tracked
+ * object replaced by another tracked object becomes a tombstone.
+ *
+ * Meta lives under one key ("folder") of the meta column family as a Meta message.
+ */
+#include "core/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "core/db.h"
+#include "core/dfsr.pb-c.h"
+#include "core/internal.h"
+#include "core/layout.h"
+#include "core/record.h"
+#include "core/version.h"
+
+#define META_KEY       "folder"
+#define PATH_DEPTH_MAX 4096 /* guards parent-chain walks against a corrupt cycle */
+
+struct journal_counts {
+	uint64_t files;
+	uint64_t folders;
+	uint64_t bytes;
+	uint64_t tombstones;
+	uint64_t journal;
+};
+
+struct journal {
+	const struct config *cfg;	    /* immutable */
+	const struct config_folder *folder; /* immutable */
+	int root_fd;			    /* immutable */
+	bool read_only;			    /* immutable */
+	bool unclean;			    /* immutable after open */
+	struct db *db;			    /* immutable; thread-safe */
+	struct dfsr_uid root_uid;	    /* immutable */
+	struct dfsr_uid db_id;		    /* immutable */
+	uint64_t event_n;		    /* atomic */
+
+	pthread_mutex_t lock; /* protects everything below; innermost lock of core */
+	uint64_t counter;     /* last counter used by db_id */
+	uint64_t next_seq;
+	struct version_vector knowledge;
+	enum journal_state state;
+	bool running;
+	struct journal_counts counts;
+	struct db_batch *batch; /* scratch for one transaction */
+	bool scanning;
+	uint64_t scan_files_done, scan_bytes_done, scan_files_total, scan_bytes_total;
+	int64_t scan_started_ns;
+};
+
+/* The pending values of one transaction; copied into the journal after commit. */
+struct txn {
+	uint64_t counter;
+	uint64_t next_seq;
+	struct journal_counts counts;
+	enum journal_state state;
+	bool running;
+};
+
+/* What a record was before a change (for counters and the names index). */
+struct rec_before {
+	bool exists;
+	bool tombstone;
+	char type;
+	uint64_t size;
+	struct dfsr_uid parent;
+	char name[RECORD_NAME_MAX + 1];
+};
+
+const char *journal_state_name(enum journal_state s)
+{
+	switch (s) {
+	case JOURNAL_STATE_INITIAL_BUILD:
+		return "initial-build";
+	case JOURNAL_STATE_INITIAL_SYNC:
+		return "initial-sync";
+	case JOURNAL_STATE_NORMAL:
+		return "normal";
+	case JOURNAL_STATE_ERROR:
+		return "error";
+	}
+	return "error";
+}
+
+const char *journal_op_name(enum journal_op op)
+{
+	switch (op) {
+	case JOURNAL_OP_CREATE:
+		return "create";
+	case JOURNAL_OP_MODIFY:
+		return "modify";
+	case JOURNAL_OP_META:
+		return "meta";
+	case JOURNAL_OP_RENAME:
+		return "rename";
+	case JOURNAL_OP_DELETE:
+		return "delete";
+	}
+	return "unknown";
+}
+
+static ProtobufCBinaryData bin(const void *p, size_t len)
+{
+	ProtobufCBinaryData b = { .len = len, .data = (uint8_t *)(uintptr_t)p };
+
+	return b;
+}
+
+static void txn_begin(const struct journal *j, struct txn *t)
+{
+	t->counter = j->counter;
+	t->next_seq = j->next_seq;
+	t->counts = j->counts;
+	t->state = j->state;
+	t->running = j->running;
+}
+
+static void txn_apply(struct journal *j, const struct txn *t)
+{
+	j->counter = t->counter;
+	j->next_seq = t->next_seq;
+	j->counts = t->counts;
+	j->state = t->state;
+	j->running = t->running;
+	/* Cannot grow past the first change (the entry exists then); failure only delays it. */
+	if (t->counter)
+		(void)version_vector_raise(&j->knowledge, &j->db_id, t->counter);
+}
+
+/* ---- meta ---------------------------------------------------------------------------- */
+
+static int meta_put(struct journal *j, struct db_batch *b, const struct txn *t)
+{
+	Dfsr__Meta m = DFSR__META__INIT;
+	struct version_vector kv;
+	Dfsr__Gvsn *ent = NULL, **ptr = NULL;
+	uint8_t *buf = NULL;
+	size_t len;
+	int rc;
+
+	version_vector_init(&kv);
+	rc = version_vector_copy(&kv, &j->knowledge);
+	if (rc == 0 && t->counter)
+		rc = version_vector_raise(&kv, &j->db_id, t->counter);
+	if (rc < 0)
+		goto out_free;
+	ent = calloc(kv.n + 1, sizeof(*ent));
+	ptr = calloc(kv.n + 1, sizeof(*ptr));
+	if (!ent || !ptr) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < kv.n; i++) {
+		dfsr__gvsn__init(&ent[i]);
+		ent[i].db = bin(kv.v[i].db.b, DFSR_UID_LEN);
+		ent[i].counter = kv.v[i].counter;
+		ptr[i] = &ent[i];
+	}
+	m.db_id = bin(j->db_id.b, DFSR_UID_LEN);
+	m.n_knowledge = kv.n;
+	m.knowledge = ptr;
+	m.counter = t->counter;
+	m.next_seq = t->next_seq;
+	m.state = (uint32_t)t->state;
+	m.running = t->running;
+	m.files = t->counts.files;
+	m.folders = t->counts.folders;
+	m.bytes = t->counts.bytes;
+	m.tombstones = t->counts.tombstones;
+	m.journal = t->counts.journal;
+	m.folder = bin(j->folder->name, strlen(j->folder->name));
+	len = dfsr__meta__get_packed_size(&m);
+	buf = malloc(len ? len : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	dfsr__meta__pack(&m, buf);
+	db_batch_put(b, DB_CF_META, META_KEY, strlen(META_KEY), buf, len);
+out_free:
+	free(buf);
+	free(ptr);
+	free(ent);
+	version_vector_release(&kv);
+	return rc;
+}
+
+static int meta_load_msg(struct journal *j, const Dfsr__Meta *m)
+{
+	if (m->db_id.len != DFSR_UID_LEN || m->state > JOURNAL_STATE_ERROR ||
+	    m->n_knowledge > VERSION_VV_MAX || m->next_seq == 0)
+		return -EBADMSG;
+	memcpy(j->db_id.b, m->db_id.data, DFSR_UID_LEN);
+	if (dfsr_uid_is_zero(&j->db_id))
+		return -EBADMSG;
+	for (size_t i = 0; i < m->n_knowledge; i++) {
+		struct dfsr_uid id;
+
+		if (m->knowledge[i]->db.len != DFSR_UID_LEN)
+			return -EBADMSG;
+		memcpy(id.b, m->knowledge[i]->db.data, DFSR_UID_LEN);
+		if (version_vector_raise(&j->knowledge, &id, m->knowledge[i]->counter) < 0)
+			return -EBADMSG;
+	}
+	j->counter = m->counter;
+	j->next_seq = m->next_seq;
+	j->state = (enum journal_state)m->state;
+	j->running = m->running;
+	j->counts.files = m->files;
+	j->counts.folders = m->folders;
+	j->counts.bytes = m->bytes;
+	j->counts.tombstones = m->tombstones;
+	j->counts.journal = m->journal;
+	return 0;
+}
+
+/* Return: 0 (loaded), -ENOENT (no meta yet), -EBADMSG, -EIO, -ENOMEM. */
+static int meta_load(struct journal *j)
+{
+	struct dfsr_buf v;
+	Dfsr__Meta *m;
+	int rc;
+
+	dfsr_buf_init(&v);
+	rc = db_get(j->db, NULL, DB_CF_META, META_KEY, strlen(META_KEY), &v);
+	if (rc < 0)
+		goto out_release;
+	m = dfsr__meta__unpack(NULL, v.len, (const uint8_t *)v.p);
+	if (!m) {
+		rc = -EBADMSG;
+		goto out_release;
+	}
+	rc = meta_load_msg(j, m);
+	dfsr__meta__free_unpacked(m, NULL);
+out_release:
+	dfsr_buf_release(&v);
+	return rc;
+}
+
+/* Write the meta alone (open, close, state changes). Called with the lock held. */
+static int meta_commit_locked(struct journal *j, const struct txn *t, bool sync)
+{
+	int rc;
+
+	db_batch_clear(j->batch);
+	rc = meta_put(j, j->batch, t);
+	if (rc == 0)
+		rc = db_batch_commit(j->batch, sync);
+	db_batch_clear(j->batch);
+	if (rc == 0)
+		txn_apply(j, t);
+	return rc;
+}
+
+/* ---- reading records and the index ---------------------------------------------------- */
+
+int journal__get(struct journal *j, const struct dfsr_uid *uid, struct record *out)
+{
+	struct dfsr_buf v;
+	int rc;
+
+	dfsr_buf_init(&v);
+	rc = db_get(j->db, NULL, DB_CF_RECORDS, uid->b, DFSR_UID_LEN, &v);
+	if (rc == 0) {
+		rc = record_decode(out, (const uint8_t *)v.p, v.len);
+		if (rc == -EBADMSG) {
+			char hex[DFSR_UID_HEX_LEN];
+
+			dfsr_uid_hex(uid, hex);
+			journal_event(j, EV_DB_CORRUPT_RECORD, "uid=%s", hex);
+			rc = -EIO;
+		}
+	}
+	dfsr_buf_release(&v);
+	return rc;
+}
+
+/* The UID indexed at (@parent, @name). Return: 0, -ENOENT, -EIO, -ENOMEM. */
+static int name_get(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		    struct dfsr_uid *out)
+{
+	uint8_t key[DB_KEY_NAME_MAX];
+	size_t klen = db_key_name(key, parent, name);
+	struct dfsr_buf v;
+	int rc;
+
+	if (!klen)
+		return -ENOENT;
+	dfsr_buf_init(&v);
+	rc = db_get(j->db, NULL, DB_CF_NAMES, key, klen, &v);
+	if (rc == 0 && v.len != DFSR_UID_LEN)
+		rc = -EIO;
+	if (rc == 0)
+		memcpy(out->b, v.p, DFSR_UID_LEN);
+	dfsr_buf_release(&v);
+	return rc;
+}
+
+/* Prepend "@s/" (or "@s" to an empty buffer). */
+static int path_prepend(struct dfsr_buf *b, const char *s)
+{
+	size_t n = strlen(s), add = b->len ? n + 1 : n, old = b->len;
+	int rc;
+
+	rc = dfsr_buf_add(b, NULL, 0);
+	for (size_t i = 0; rc == 0 && i < add; i++)
+		rc = dfsr_buf_add(b, " ", 1);
+	if (rc < 0)
+		return rc;
+	memmove(b->p + add, b->p, old);
+	memcpy(b->p, s, n);
+	if (old)
+		b->p[n] = '/';
+	return 0;
+}
+
+/* Relative path of (@parent, @name) through the records' parent chain. */
+static int build_path(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		      struct dfsr_buf *out)
+{
+	struct dfsr_uid cur = *parent;
+	struct record r;
+	int rc;
+
+	out->len = 0;
+	rc = dfsr_buf_add(out, name, strlen(name));
+	for (int depth = 0; rc == 0 && !dfsr_uid_equal(&cur, &j->root_uid); depth++) {
+		if (depth > PATH_DEPTH_MAX)
+			return -EIO;
+		rc = journal__get(j, &cur, &r);
+		if (rc < 0)
+			return rc == -ENOENT ? -EIO : rc;
+		rc = path_prepend(out, r.name);
+		cur = r.parent;
+		record_release(&r);
+	}
+	return rc;
+}
+
+/* ---- writing one version ---------------------------------------------------------- */
+
+static void before_of(const struct record *r, struct rec_before *b)
+{
+	b->exists = true;
+	b->tombstone = r->tombstone;
+	b->type = r->type;
+	b->size = r->size;
+	b->parent = r->parent;
+	memcpy(b->name, r->name, sizeof(b->name));
+}
+
+static void counts_add(struct journal_counts *c, bool tombstone, char type, uint64_t size,
+		       int sign)
+{
+	uint64_t *n = tombstone ? &c->tombstones : type == RECORD_DIR ? &c->folders : &c->files;
+
+	if (sign > 0) {
+		(*n)++;
+		if (!tombstone && type != RECORD_DIR)
+			c->bytes += size;
+		return;
+	}
+	if (*n)
+		(*n)--;
+	if (!tombstone && type != RECORD_DIR)
+		c->bytes = c->bytes >= size ? c->bytes - size : 0;
+}
+
+static void fill_stat(struct record *r, const struct hash_result *h)
+{
+	memcpy(r->hash, h->hash, HASH_LEN);
+	memcpy(r->content, h->content, HASH_LEN);
+	r->type = record_type_of(h->st.st_mode);
+	r->size = r->type == RECORD_DIR ? 0 : (uint64_t)h->st.st_size;
+	r->mode = (uint32_t)h->st.st_mode & 07777u;
+	r->owner = h->st.st_uid;
+	r->group = h->st.st_gid;
+	r->mtime_ns = (int64_t)h->st.st_mtim.tv_sec * 1000000000 + h->st.st_mtim.tv_nsec;
+	r->ctime_ns = (int64_t)h->st.st_ctim.tv_sec * 1000000000 + h->st.st_ctim.tv_nsec;
+}
+
+static bool stat_fields_equal(const struct record *r, const struct hash_result *h)
+{
+	struct record n = *r;
+
+	fill_stat(&n, h);
+	return n.size == r->size && n.mode == r->mode && n.owner == r->owner &&
+	       n.group == r->group && n.mtime_ns == r->mtime_ns && n.ctime_ns == r->ctime_ns;
+}
+
+static int put_encoded_record(struct db_batch *b, const struct record *r)
+{
+	struct dfsr_buf v;
+	int rc;
+
+	dfsr_buf_init(&v);
+	rc = record_encode(r, &v);
+	if (rc == 0)
+		db_batch_put(b, DB_CF_RECORDS, r->uid.b, DFSR_UID_LEN, v.p, v.len);
+	dfsr_buf_release(&v);
+	return rc;
+}
+
+static int put_entry(struct db_batch *b, const struct record *r, enum journal_op op,
+		     const struct dfsr_buf *path)
+{
+	Dfsr__JournalEntry e = DFSR__JOURNAL_ENTRY__INIT;
+	Dfsr__Gvsn g = DFSR__GVSN__INIT;
+	uint8_t key[8], *buf;
+	size_t len;
+
+	g.db = bin(r->gvsn.db.b, DFSR_UID_LEN);
+	g.counter = r->gvsn.counter;
+	e.uid = bin(r->uid.b, DFSR_UID_LEN);
+	e.gvsn = &g;
+	e.op = (uint32_t)op;
+	e.time_ns = r->change_time_ns;
+	e.type = (uint32_t)(unsigned char)r->type;
+	e.path = bin(path->p, path->len);
+	len = dfsr__journal_entry__get_packed_size(&e);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -ENOMEM;
+	dfsr__journal_entry__pack(&e, buf);
+	db_put_be64(key, r->seq);
+	db_batch_put(b, DB_CF_JOURNAL, key, sizeof(key), buf, len);
+	free(buf);
+	return 0;
+}
+
+/* Index changes of a version: drop the old name (if it still names us), add the new. */
+static int index_update(struct journal *j, const struct record *r, const struct rec_before *old)
+{
+	uint8_t key[DB_KEY_NAME_MAX];
+	struct dfsr_uid cur;
+	size_t klen;
+	int rc;
+
+	if (old->exists && !old->tombstone &&
+	    (r->tombstone || !dfsr_uid_equal(&old->parent, &r->parent) ||
+	     strcmp(old->name, r->name) != 0)) {
+		rc = name_get(j, &old->parent, old->name, &cur);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		if (rc == 0 && dfsr_uid_equal(&cur, &r->uid)) {
+			klen = db_key_name(key, &old->parent, old->name);
+			db_batch_delete(j->batch, DB_CF_NAMES, key, klen);
+		}
+	}
+	if (!r->tombstone) {
+		klen = db_key_name(key, &r->parent, r->name);
+		db_batch_put(j->batch, DB_CF_NAMES, key, klen, r->uid.b, DFSR_UID_LEN);
+	}
+	return 0;
+}
+
+/*
+ * Give @r a new version and commit it with its journal entry, index and meta. @old says
+ * what was recorded before (exists == false for a create). Called with the lock held.
+ */
+static int put_version_locked(struct journal *j, struct record *r, const struct rec_before *old,
+			      enum journal_op op)
+{
+	struct dfsr_buf path;
+	struct txn t;
+	int rc;
+
+	txn_begin(j, &t);
+	t.counter++;
+	r->gvsn.db = j->db_id;
+	r->gvsn.counter = t.counter;
+	r->seq = t.next_seq++;
+	r->change_time_ns = dfsr_now_ns();
+	rc = version_vector_raise(&r->vv, &j->db_id, t.counter);
+	if (rc < 0)
+		return rc;
+	if (old->exists)
+		counts_add(&t.counts, old->tombstone, old->type, old->size, -1);
+	counts_add(&t.counts, r->tombstone, r->type, r->size, 1);
+	t.counts.journal++;
+	dfsr_buf_init(&path);
+	rc = build_path(j, &r->parent, r->name, &path);
+	db_batch_clear(j->batch);
+	if (rc == 0)
+		rc = index_update(j, r, old);
+	if (rc == 0)
+		rc = put_encoded_record(j->batch, r);
+	if (rc == 0)
+		rc = put_entry(j->batch, r, op, &path);
+	if (rc == 0)
+		rc = meta_put(j, j->batch, &t);
+	if (rc == 0)
+		rc = db_batch_commit(j->batch, false);
+	db_batch_clear(j->batch);
+	if (rc == 0)
+		txn_apply(j, &t);
+	else
+		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"",
+			      path.p ? path.p : r->name, journal_op_name(op), dfsr_strerror(rc));
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* Rewrite @r's stat fields only (no version). Called with the lock held. */
+static int refresh_locked(struct journal *j, struct record *r, const struct hash_result *h)
+{
+	int rc;
+
+	if (stat_fields_equal(r, h))
+		return 0;
+	fill_stat(r, h);
+	db_batch_clear(j->batch);
+	rc = put_encoded_record(j->batch, r);
+	if (rc == 0)
+		rc = db_batch_commit(j->batch, false);
+	db_batch_clear(j->batch);
+	return rc;
+}
+
+/* ---- change primitives (lock held) ---------------------------------------------------- */
+
+bool journal__tracked(const struct journal *j, const struct dfsr_uid *parent, const char *name,
+		      char type)
+{
+	if (dfsr_uid_is_zero(parent) || !record_name_valid(name) || !type)
+		return false;
+	if (dfsr_uid_equal(parent, &j->root_uid) && strcmp(name, LAYOUT_PRIVATE) == 0)
+		return false;
+	if (type == RECORD_DIR)
+		return !filter_match(&j->folder->subfolder_filter, name);
+	return !filter_match(&j->folder->file_filter, name);
+}
+
+/* True if @parent is the root or a live directory record. */
+static int parent_live(struct journal *j, const struct dfsr_uid *parent, bool *live)
+{
+	struct record r;
+	int rc;
+
+	*live = false;
+	if (dfsr_uid_equal(parent, &j->root_uid)) {
+		*live = true;
+		return 0;
+	}
+	if (dfsr_uid_is_zero(parent))
+		return 0;
+	rc = journal__get(j, parent, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	*live = !r.tombstone && r.type == RECORD_DIR;
+	record_release(&r);
+	return 0;
+}
+
+static int tracked_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			  char type, bool *tracked)
+{
+	*tracked = false;
+	if (!journal__tracked(j, parent, name, type))
+		return 0;
+	return parent_live(j, parent, tracked);
+}
+
+static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+			 int depth);
+
+/* Tombstone every live child of directory @uid (children first). */
+static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid,
+				  uint64_t *removed, int depth)
+{
+	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
+	int rc = 0;
+
+	if (!it)
+		return -ENOMEM;
+	for (db_iter_seek(it, uid->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
+	     db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
+		struct dfsr_uid child;
+
+		if (klen < DFSR_UID_LEN || memcmp(k, uid->b, DFSR_UID_LEN) != 0)
+			break;
+		if (vlen != DFSR_UID_LEN)
+			continue;
+		memcpy(child.b, v, DFSR_UID_LEN);
+		rc = remove_locked(j, &child, removed, depth + 1);
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	db_iter_free(it);
+	return rc;
+}
+
+static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+			 int depth)
+{
+	struct rec_before before;
+	struct record r;
+	int rc;
+
+	if (depth > PATH_DEPTH_MAX)
+		return -EIO;
+	rc = journal__get(j, uid, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (r.tombstone)
+		goto out_release;
+	if (r.type == RECORD_DIR) {
+		rc = remove_children_locked(j, uid, removed, depth);
+		if (rc < 0)
+			goto out_release;
+	}
+	before_of(&r, &before);
+	r.tombstone = true;
+	rc = put_version_locked(j, &r, &before, JOURNAL_OP_DELETE);
+	if (rc == 0 && removed)
+		(*removed)++;
+out_release:
+	record_release(&r);
+	return rc;
+}
+
+static int create_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			 const struct hash_result *h, struct dfsr_uid *out)
+{
+	struct rec_before none = { .exists = false };
+	struct record r;
+	int rc;
+
+	record_init(&r);
+	dfsr_uid_random(&r.uid);
+	r.parent = *parent;
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	fill_stat(&r, h);
+	r.create_time_ns = dfsr_now_ns();
+	rc = put_version_locked(j, &r, &none, JOURNAL_OP_CREATE);
+	if (rc == 0)
+		*out = r.uid;
+	record_release(&r);
+	return rc;
+}
+
+/* A fresh hash of the live record @r: new version if it differs, else refresh. */
+static int apply_locked(struct journal *j, struct record *r, const struct hash_result *h,
+			int *what)
+{
+	struct rec_before before;
+	enum journal_op op;
+
+	*what = JOURNAL__NONE;
+	if (memcmp(r->hash, h->hash, HASH_LEN) == 0)
+		return refresh_locked(j, r, h);
+	op = memcmp(r->content, h->content, HASH_LEN) ? JOURNAL_OP_MODIFY : JOURNAL_OP_META;
+	before_of(r, &before);
+	fill_stat(r, h);
+	*what = JOURNAL__CHANGED;
+	return put_version_locked(j, r, &before, op);
+}
+
+static int sync_entry_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			     const struct hash_result *h, struct dfsr_uid *out, int *what)
+{
+	char type = record_type_of(h->st.st_mode);
+	struct dfsr_uid uid;
+	struct record r;
+	bool tracked;
+	int rc;
+
+	*what = JOURNAL__NONE;
+	memset(out, 0, sizeof(*out));
+	rc = tracked_locked(j, parent, name, type, &tracked);
+	if (rc < 0 || !tracked)
+		return rc;
+	rc = name_get(j, parent, name, &uid);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (rc == 0) {
+		rc = journal__get(j, &uid, &r);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		if (rc == 0 && !r.tombstone && r.type == type) {
+			rc = apply_locked(j, &r, h, what);
+			if (rc == 0)
+				*out = uid;
+			record_release(&r);
+			return rc;
+		}
+		if (rc == 0)
+			record_release(&r);
+		rc = remove_locked(j, &uid, NULL, 0);
+		if (rc < 0)
+			return rc;
+	}
+	rc = create_locked(j, parent, name, h, out);
+	if (rc == 0)
+		*what = JOURNAL__CREATED;
+	return rc;
+}
+
+/* ---- internal API for scan.c ---------------------------------------------------------- */
+
+int journal__sync_entry(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			const struct hash_result *h, struct dfsr_uid *out, int *what)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = sync_entry_locked(j, parent, name, h, out, what);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid,
+			const struct hash_result *h, int *what)
+{
+	struct record r;
+	int rc;
+
+	*what = JOURNAL__NONE;
+	pthread_mutex_lock(&j->lock);
+	rc = journal__get(j, uid, &r);
+	if (rc == -ENOENT) {
+		rc = 0;
+		goto out_unlock;
+	}
+	if (rc < 0)
+		goto out_unlock;
+	if (!r.tombstone && r.type == record_type_of(h->st.st_mode))
+		rc = apply_locked(j, &r, h, what);
+	record_release(&r);
+out_unlock:
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+int journal__remove(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = remove_locked(j, uid, removed, 0);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+struct db *journal__db(struct journal *j)
+{
+	return j->db;
+}
+
+int journal__knowledge(struct journal *j, struct version_vector *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = version_vector_copy(out, &j->knowledge);
+	if (rc == 0 && j->counter)
+		rc = version_vector_raise(out, &j->db_id, j->counter);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+void journal__scan_begin(struct journal *j, uint64_t files_total, uint64_t bytes_total)
+{
+	pthread_mutex_lock(&j->lock);
+	j->scanning = true;
+	j->scan_files_done = 0;
+	j->scan_bytes_done = 0;
+	j->scan_files_total = files_total;
+	j->scan_bytes_total = bytes_total;
+	j->scan_started_ns = dfsr_now_ns();
+	pthread_mutex_unlock(&j->lock);
+}
+
+void journal__scan_add(struct journal *j, uint64_t files, uint64_t bytes)
+{
+	pthread_mutex_lock(&j->lock);
+	j->scan_files_done += files;
+	j->scan_bytes_done += bytes;
+	if (j->scan_files_total && j->scan_files_done > j->scan_files_total)
+		j->scan_files_total = j->scan_files_done;
+	if (j->scan_bytes_total && j->scan_bytes_done > j->scan_bytes_total)
+		j->scan_bytes_total = j->scan_bytes_done;
+	pthread_mutex_unlock(&j->lock);
+}
+
+void journal__scan_end(struct journal *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->scanning = false;
+	pthread_mutex_unlock(&j->lock);
+}

@@ -1,0 +1,449 @@
+/*
+ * util.c - the small things every layer needs: error text, UIDs, clocks, sizes, a byte
+ * buffer and JSON string quoting.
+ *
+ * Nothing here keeps state. dfsr_strerror() must be safe from any thread, so it never uses
+ * strerror(3)'s shared buffer for unknown codes: the DFSR_E* codes come from a switch, and
+ * errno values from strerrordesc_np(3), which returns a pointer into glibc's constant table.
+ * UIDs are 16 random bytes from libsodium; their text forms are the lower-case hex used in
+ * the database and logs, and the upper-case GUID form that Windows DFSR writes into
+ * preserved names ("name-{8-4-4-4-12}").
+ *
+ * dfsr_buf is a reduced git strbuf: always NUL-terminated, grows geometrically, and an
+ * allocation failure leaves the previous contents intact, so a caller can bail out with
+ * -ENOMEM and still release what it had.
+ */
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+const char *dfsr_strerror(int err)
+{
+	const char *s;
+
+	switch (err) {
+	case 0:
+		return "Success";
+	case DFSR_ECONFLICT:
+		return "Conflicting concurrent updates";
+	case DFSR_ESTALEVER:
+		return "Version older than the one stored";
+	case DFSR_ECONFIG:
+		return "Invalid configuration";
+	case DFSR_EFILTERED:
+		return "Name excluded by a filter";
+	case DFSR_ECORRUPT:
+		return "Stored record is corrupt";
+	case DFSR_ENOTRUNNING:
+		return "No dfsr member is running";
+	default:
+		break;
+	}
+	if (err < 0 && err > -4096) {
+		s = strerrordesc_np(-err);
+		if (s)
+			return s;
+	}
+	return "Unknown error";
+}
+
+void dfsr_uid_random(struct dfsr_uid *out)
+{
+	do {
+		randombytes_buf(out->b, sizeof(out->b));
+	} while (dfsr_uid_is_zero(out));
+}
+
+bool dfsr_uid_is_zero(const struct dfsr_uid *u)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < DFSR_UID_LEN; i++)
+		acc |= u->b[i];
+	return acc == 0;
+}
+
+bool dfsr_uid_equal(const struct dfsr_uid *a, const struct dfsr_uid *b)
+{
+	return memcmp(a->b, b->b, DFSR_UID_LEN) == 0;
+}
+
+int dfsr_uid_cmp(const struct dfsr_uid *a, const struct dfsr_uid *b)
+{
+	int c = memcmp(a->b, b->b, DFSR_UID_LEN);
+
+	return c < 0 ? -1 : c > 0 ? 1 : 0;
+}
+
+static const char hex_lower[] = "0123456789abcdef";
+static const char hex_upper[] = "0123456789ABCDEF";
+
+void dfsr_uid_hex(const struct dfsr_uid *u, char out[static DFSR_UID_HEX_LEN])
+{
+	for (size_t i = 0; i < DFSR_UID_LEN; i++) {
+		out[2 * i] = hex_lower[u->b[i] >> 4];
+		out[2 * i + 1] = hex_lower[u->b[i] & 0xf];
+	}
+	out[2 * DFSR_UID_LEN] = '\0';
+}
+
+void dfsr_uid_guid(const struct dfsr_uid *u, char out[static DFSR_UID_GUID_LEN])
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < DFSR_UID_LEN; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex_upper[u->b[i] >> 4];
+		out[o++] = hex_upper[u->b[i] & 0xf];
+	}
+	out[o] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads 32 hex digits from @s, skipping '-' exactly at the GUID positions if @guid. */
+static int parse_digits(const char *s, size_t len, bool guid, struct dfsr_uid *out)
+{
+	struct dfsr_uid u;
+	size_t pos = 0;
+
+	for (size_t i = 0; i < DFSR_UID_LEN; i++) {
+		int hi, lo;
+
+		if (guid && (i == 4 || i == 6 || i == 8 || i == 10)) {
+			if (pos >= len || s[pos] != '-')
+				return -EINVAL;
+			pos++;
+		}
+		if (pos + 2 > len)
+			return -EINVAL;
+		hi = hexval(s[pos]);
+		lo = hexval(s[pos + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		u.b[i] = (uint8_t)((hi << 4) | lo);
+		pos += 2;
+	}
+	if (pos != len)
+		return -EINVAL;
+	*out = u;
+	return 0;
+}
+
+int dfsr_uid_parse(const char *s, struct dfsr_uid *out)
+{
+	size_t len;
+
+	if (!s)
+		return -EINVAL;
+	len = strlen(s);
+	if (len == 32)
+		return parse_digits(s, len, false, out);
+	if (len == 36)
+		return parse_digits(s, len, true, out);
+	if (len == 38 && s[0] == '{' && s[37] == '}')
+		return parse_digits(s + 1, 36, true, out);
+	return -EINVAL;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t dfsr_now_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+int64_t dfsr_mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+void dfsr_time_iso(int64_t ns, char *buf, size_t len)
+{
+	int64_t sec = ns / 1000000000;
+	time_t t;
+	struct tm tm;
+
+	if (!len)
+		return;
+	if (ns < 0 && ns % 1000000000)
+		sec--;
+	t = (time_t)sec;
+	if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "%s", "1970-01-01T00:00:00Z");
+}
+
+int dfsr_parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		uint64_t d = (uint64_t)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (*s) {
+	case '\0':
+		break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (shift) {
+		s++;
+		if (*s != '\0')
+			return -EINVAL;
+		if (v > (UINT64_MAX >> shift))
+			return -ERANGE;
+		v <<= shift;
+	}
+	*out = v;
+	return 0;
+}
+
+int dfsr_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* --- dfsr_buf ----------------------------------------------------------------- */
+
+/* Shared empty string so that an initialised buffer is NUL-terminated without allocating. */
+static char buf_empty[1];
+
+void dfsr_buf_init(struct dfsr_buf *b)
+{
+	b->p = buf_empty;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void dfsr_buf_release(struct dfsr_buf *b)
+{
+	if (b->cap)
+		free(b->p);
+	dfsr_buf_init(b);
+}
+
+char *dfsr_buf_detach(struct dfsr_buf *b, size_t *len)
+{
+	char *p;
+
+	if (len)
+		*len = b->len;
+	if (b->cap) {
+		p = b->p;
+	} else {
+		p = calloc(1, 1);
+		if (!p)
+			return NULL;
+	}
+	dfsr_buf_init(b);
+	return p;
+}
+
+/* Makes room for @extra more bytes plus the NUL. */
+static int buf_grow(struct dfsr_buf *b, size_t extra)
+{
+	size_t need, cap;
+	char *p;
+
+	if (extra > SIZE_MAX - b->len - 1)
+		return -ENOMEM;
+	need = b->len + extra + 1;
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	p = realloc(b->cap ? b->p : NULL, cap);
+	if (!p)
+		return -ENOMEM;
+	if (!b->cap)
+		p[0] = '\0';
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int dfsr_buf_add(struct dfsr_buf *b, const void *data, size_t len)
+{
+	int rc = buf_grow(b, len);
+
+	if (rc < 0)
+		return rc;
+	if (len)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int dfsr_buf_addf(struct dfsr_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	int rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	rc = buf_grow(b, (size_t)n);
+	if (rc < 0)
+		return rc;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->p[b->len] = '\0';
+		return -EINVAL;
+	}
+	b->len += (size_t)n;
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at @s (1..4), or 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+int dfsr_json_str(struct dfsr_buf *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	int rc;
+
+	rc = dfsr_buf_add(out, "\"", 1);
+	while (rc == 0 && *p) {
+		unsigned char c = *p;
+		size_t n;
+
+		switch (c) {
+		case '"':
+			rc = dfsr_buf_add(out, "\\\"", 2);
+			p++;
+			continue;
+		case '\\':
+			rc = dfsr_buf_add(out, "\\\\", 2);
+			p++;
+			continue;
+		case '\n':
+			rc = dfsr_buf_add(out, "\\n", 2);
+			p++;
+			continue;
+		case '\r':
+			rc = dfsr_buf_add(out, "\\r", 2);
+			p++;
+			continue;
+		case '\t':
+			rc = dfsr_buf_add(out, "\\t", 2);
+			p++;
+			continue;
+		default:
+			break;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			rc = dfsr_buf_addf(out, "\\u%04x", c);
+			p++;
+			continue;
+		}
+		n = utf8_seq_len(p);
+		if (n == 0) {
+			rc = dfsr_buf_addf(out, "\\u%04x", c);
+			p++;
+			continue;
+		}
+		rc = dfsr_buf_add(out, p, n);
+		p += n;
+	}
+	if (rc == 0)
+		rc = dfsr_buf_add(out, "\"", 1);
+	return rc;
+}

@@ -1,0 +1,1533 @@
+/*
+ * dfsr.c - the dfsr program: the mount daemon and every command (CONTRACT.md, "Commands").
+ *
+ * This is the one file that knows every layer. `dfsr mount` wires them together: it loads
+ * the config and the key, opens each folder's database (core/journal), brings it up to date
+ * with the local path (core/scan), starts the libuv loop thread with the control socket
+ * (net/), mounts each folder (fs/) on a thread of its own, and then waits for a signal on
+ * the main thread. Every other command is a short client: it asks the running member over
+ * the control socket, or, for the commands that must work without one (events, journal),
+ * opens the folder databases read-only itself.
+ *
+ * What a command prints is rendered here, in one place, for both paths: the daemon renders
+ * status, events and journal replies on the thread pool and the client prints them as they
+ * come, so the JSON shapes of CONTRACT.md are written by exactly one set of functions.
+ *
+ * Threads of a running member: main (startup, then sigwait for SIGTERM/SIGINT/SIGHUP and
+ * the internal stop signal), the loop thread (net/loop.c), libuv's thread pool (control
+ * requests), and one thread per folder running fs_run() with libfuse's workers below it.
+ * Every signal is blocked in every thread before the first thread starts; only the main
+ * thread takes them, with sigwait(). Anything that wants the member to stop (a mount that
+ * ended, a `stop` request) sends SIGUSR1 to the main thread, so there is exactly one place
+ * where the member stops, in one order: mounts, loop, databases.
+ *
+ * Errors: every failing command prints one line "dfsr: ..." on stderr and exits 1; a usage
+ * error exits 2.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/config.h"
+#include "core/event.h"
+#include "core/hash.h"
+#include "core/journal.h"
+#include "core/layout.h"
+#include "core/scan.h"
+#include "core/util.h"
+#include "fs/fs.h"
+#include "net/control.h"
+#include "net/loop.h"
+
+#define KEY_LEN		 crypto_box_SECRETKEYBYTES
+#define KEY_B64_LEN	 sodium_base64_ENCODED_LEN(KEY_LEN, sodium_base64_VARIANT_ORIGINAL)
+#define FUSE_SUPER_MAGIC 0x65735546
+#define CONTROL_TIMEOUT_MS 30000
+#define STOP_TIMEOUT_S	   120
+
+_Static_assert(crypto_box_SECRETKEYBYTES == 32 && crypto_box_PUBLICKEYBYTES == 32,
+	       "X25519 keys are 32 bytes");
+
+/* ---- command line ------------------------------------------------------------------------ */
+
+enum cli_opt {
+	OPT_CONFIG = 1u << 0,
+	OPT_FOLDER = 1u << 1,
+	OPT_JSON = 1u << 2,
+	OPT_WATCH = 1u << 3,
+	OPT_FOREGROUND = 1u << 4,
+	OPT_DEBUG = 1u << 5,
+	OPT_RECURSIVE = 1u << 6,
+	OPT_SINCE = 1u << 7,
+	OPT_FROM = 1u << 8,
+	OPT_LIST = 1u << 9,
+};
+
+struct cli {
+	const char *cmd;
+	const char *config;
+	const char *folder;
+	const char *since;
+	bool json, watch, foreground, debug, recursive;
+	uint64_t from;
+	uint64_t list;
+	int argc; /* positional arguments */
+	char **argv;
+};
+
+struct command {
+	const char *name;
+	int (*run)(struct cli *c);
+	unsigned opts; /* enum cli_opt bits accepted */
+	int min_args, max_args;
+	const char *usage;
+	const char *help;
+};
+
+static int dfsr_err(const char *fmt, ...) DFSR_PRINTF(1, 2);
+
+/* One line "dfsr: ..." on stderr. Return: 1, the exit code of a failed command. */
+static int dfsr_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* Strict unsigned decimal (STYLE rule 19). */
+static int parse_u64(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* ---- keys: keygen, pubkey, and the check `dfsr mount` makes --------------------------- */
+
+/**
+ * key_load() - Read a secret key file: base64 (sodium's original variant) of 32 bytes and
+ * one optional "\n".
+ * @strict: refuse a file that group or others may read (what `mount` requires)
+ * @sk:     receives the key on success; wiped on failure
+ *
+ * Return: 0, or 1 after printing one line saying what is wrong.
+ */
+static int key_load(const char *path, bool strict, uint8_t sk[static KEY_LEN])
+{
+	char buf[128];
+	size_t len = 0, binlen = 0;
+	const char *end = NULL;
+	struct stat st;
+	ssize_t n;
+	int fd, rc = 1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return dfsr_err("key file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		dfsr_err("key file %s: not a regular file", path);
+		goto out_close;
+	}
+	if (strict && (st.st_mode & 077)) {
+		dfsr_err("key file %s is readable by group or others (chmod 600 %s)", path, path);
+		goto out_close;
+	}
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len == 0 || len >= sizeof(buf) ||
+	    sodium_base642bin(sk, KEY_LEN, buf, len, NULL, &binlen, &end,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    binlen != KEY_LEN || end != buf + len) {
+		sodium_memzero(sk, KEY_LEN);
+		dfsr_err("key file %s: not a dfsr secret key (base64 of 32 bytes)", path);
+		goto out_close;
+	}
+	rc = 0;
+out_close:
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+static void print_public(const uint8_t sk[static KEY_LEN])
+{
+	uint8_t pk[crypto_box_PUBLICKEYBYTES];
+	char b64[KEY_B64_LEN];
+
+	crypto_scalarmult_base(pk, sk);
+	sodium_bin2base64(b64, sizeof(b64), pk, sizeof(pk), sodium_base64_VARIANT_ORIGINAL);
+	printf("%s\n", b64);
+}
+
+static int cmd_keygen(struct cli *c)
+{
+	const char *path = c->argv[0];
+	uint8_t pk[crypto_box_PUBLICKEYBYTES], sk[KEY_LEN];
+	char b64[KEY_B64_LEN + 1];
+	int fd, rc = 1;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 && errno == EEXIST)
+		return dfsr_err("%s already exists; not overwriting a key", path);
+	if (fd < 0)
+		return dfsr_err("%s: %s", path, strerror(errno));
+	crypto_box_keypair(pk, sk);
+	sodium_bin2base64(b64, KEY_B64_LEN, sk, sizeof(sk), sodium_base64_VARIANT_ORIGINAL);
+	strcat(b64, "\n");
+	if (fchmod(fd, 0600) < 0 || dfsr_write_all(fd, b64, strlen(b64)) < 0 || fsync(fd) < 0) {
+		dfsr_err("%s: %s", path, strerror(errno));
+		unlink(path);
+		goto out_wipe;
+	}
+	print_public(sk);
+	rc = 0;
+out_wipe:
+	close(fd);
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(b64, sizeof(b64));
+	return rc;
+}
+
+static int cmd_pubkey(struct cli *c)
+{
+	uint8_t sk[KEY_LEN];
+
+	if (key_load(c->argv[0], false, sk))
+		return 1;
+	print_public(sk);
+	sodium_memzero(sk, sizeof(sk));
+	return 0;
+}
+
+/* ---- dfsr hash ------------------------------------------------------------------------- */
+
+struct hash_item {
+	char *path;
+	char hex[HASH_HEX_LEN];
+};
+
+struct hash_list {
+	struct hash_item *v;
+	size_t n, cap;
+	bool failed; /* an entry could not be hashed (reported, walk goes on) */
+};
+
+static int hash_list_add(struct hash_list *l, const char *path, const uint8_t h[HASH_LEN])
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct hash_item *v = reallocarray(l->v, cap, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].path = strdup(path);
+	if (!l->v[l->n].path)
+		return -ENOMEM;
+	hash_hex(h, l->v[l->n].hex);
+	l->n++;
+	return 0;
+}
+
+static int hash_walk(int dirfd, const char *prefix, bool root, struct hash_list *l);
+
+/* One entry of a directory: hash it, list it, descend into directories. */
+static int hash_entry(int dfd, const char *prefix, const char *name, struct hash_list *l)
+{
+	struct hash_result r;
+	char *rel = NULL;
+	int rc = hash_at(dfd, name, &r);
+
+	if (rc == -ENOTSUP)
+		return 0; /* sockets, fifos, devices: never replicated */
+	if (rc < 0) {
+		dfsr_err("%s%s: %s", prefix, name, dfsr_strerror(rc));
+		l->failed = true;
+		return 0;
+	}
+	if (asprintf(&rel, "%s%s%s", prefix, name, S_ISDIR(r.st.st_mode) ? "/" : "") < 0)
+		return -ENOMEM;
+	rc = hash_list_add(l, rel, r.hash);
+	if (rc == 0 && S_ISDIR(r.st.st_mode)) {
+		int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (sub < 0) {
+			dfsr_err("%s: %s", rel, strerror(errno));
+			l->failed = true;
+		} else {
+			rc = hash_walk(sub, rel, false, l);
+		}
+	}
+	free(rel);
+	return rc;
+}
+
+/* Takes @dirfd (closes it). */
+static int hash_walk(int dirfd, const char *prefix, bool root, struct hash_list *l)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		close(dirfd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (root && !strcmp(de->d_name, LAYOUT_PRIVATE))
+			continue;
+		rc = hash_entry(dirfd, prefix, de->d_name, l);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int cmp_hash_item(const void *a, const void *b)
+{
+	const struct hash_item *x = a, *y = b;
+
+	return strcmp(x->path, y->path);
+}
+
+static int hash_tree(const char *arg, struct hash_list *l)
+{
+	int fd = open(arg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = hash_walk(fd, "", true, l);
+	if (rc < 0)
+		return rc;
+	qsort(l->v, l->n, sizeof(*l->v), cmp_hash_item);
+	for (size_t i = 0; i < l->n; i++)
+		printf("%s  %s\n", l->v[i].hex, l->v[i].path);
+	return 0;
+}
+
+static int hash_one(const char *arg, bool recursive, bool *failed)
+{
+	struct hash_list l = { 0 };
+	struct hash_result r;
+	char hex[HASH_HEX_LEN];
+	int rc = hash_at(AT_FDCWD, arg, &r);
+
+	if (rc == 0 && recursive && S_ISDIR(r.st.st_mode)) {
+		rc = hash_tree(arg, &l);
+		*failed |= l.failed;
+	} else if (rc == 0) {
+		hash_hex(r.hash, hex);
+		printf("%s  %s\n", hex, arg);
+	}
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].path);
+	free(l.v);
+	return rc;
+}
+
+static int cmd_hash(struct cli *c)
+{
+	bool failed = false;
+
+	for (int i = 0; i < c->argc; i++) {
+		int rc = hash_one(c->argv[i], c->recursive, &failed);
+
+		if (rc < 0) {
+			dfsr_err("%s: %s", c->argv[i], dfsr_strerror(rc));
+			failed = true;
+		}
+	}
+	if (fflush(stdout) != 0)
+		return dfsr_err("writing the output: %s", strerror(errno));
+	return failed ? 1 : 0;
+}
+
+/* ---- the member's state ------------------------------------------------------------------ */
+
+#define USAGE_CACHE_NS (3 * 1000000000LL) /* a walk of Staging per status is wasteful */
+
+struct member;
+
+struct folder_rt {
+	struct member *m;
+	const struct config_folder *cf;
+	int root_fd; /* O_PATH|O_DIRECTORY of the local path, opened before the mount */
+	struct journal *j;
+	struct fs *fs;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t usage_lock; /* protects the three fields below */
+	int64_t usage_at_ns;	    /* mono time of the last walk; 0 = never */
+	uint64_t staging_used, conflict_used;
+};
+
+struct member {
+	struct config cfg;
+	struct folder_rt *f;
+	size_t n;
+	struct net_loop *loop;
+	struct net_control *ctl;
+	pthread_t main_thread;
+	bool foreground, debug, read_only;
+	int ready_fd; /* pipe to the parent waiting in `dfsr mount`; -1 when none */
+	uint8_t sk[KEY_LEN];
+};
+
+/* The folder named @name, or all (-1 in *idx) for NULL. Return: 0 or -ENOENT. */
+static int member_pick(const struct member *m, const char *name, ssize_t *idx)
+{
+	*idx = -1;
+	if (!name)
+		return 0;
+	for (size_t i = 0; i < m->n; i++) {
+		if (!strcmp(m->f[i].cf->name, name)) {
+			*idx = (ssize_t)i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static bool picked(ssize_t idx, size_t i)
+{
+	return idx < 0 || (size_t)idx == i;
+}
+
+/* ---- DfsrPrivate usage (pool thread) ----------------------------------------------------- */
+
+/* Bytes of regular files under @fd (taken, closed). Unreadable entries count as 0. */
+static uint64_t dir_usage(int fd)
+{
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+	uint64_t sum = 0;
+
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(st.st_mode)) {
+			sum += (uint64_t)st.st_size;
+		} else if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (sub >= 0)
+				sum += dir_usage(sub);
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+static uint64_t usage_at(int root_fd, const char *abs, const char *rel)
+{
+	int fd = abs ? open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+		     : openat(root_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	return fd < 0 ? 0 : dir_usage(fd);
+}
+
+static void folder_usage(struct folder_rt *fr, uint64_t *staging, uint64_t *conflict)
+{
+	int64_t now = dfsr_mono_ns();
+
+	pthread_mutex_lock(&fr->usage_lock);
+	if (!fr->usage_at_ns || now - fr->usage_at_ns > USAGE_CACHE_NS) {
+		fr->staging_used = usage_at(fr->root_fd, fr->cf->staging_path,
+					    LAYOUT_PRIVATE "/" LAYOUT_STAGING);
+		fr->conflict_used =
+			usage_at(fr->root_fd, NULL, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT);
+		fr->usage_at_ns = now;
+	}
+	*staging = fr->staging_used;
+	*conflict = fr->conflict_used;
+	pthread_mutex_unlock(&fr->usage_lock);
+}
+
+/* ---- status: one snapshot, rendered as JSON or as text --------------------------------- */
+
+struct status_snap {
+	const struct config_folder *cf;
+	struct journal_status st;
+	uint64_t staging_used, conflict_used;
+};
+
+static void status_build_counts(const struct status_snap *s, uint64_t v[4])
+{
+	/* While a scan runs its live counters; afterwards the finished build. */
+	if (s->st.scanning) {
+		v[0] = s->st.scan_files_done;
+		v[1] = s->st.scan_bytes_done;
+		v[2] = s->st.scan_files_total;
+		v[3] = s->st.scan_bytes_total;
+	} else {
+		v[0] = v[2] = s->st.files + s->st.folders;
+		v[1] = v[3] = s->st.bytes;
+	}
+}
+
+static int status_json_peers(const struct config *cfg, struct dfsr_buf *o)
+{
+	int rc = dfsr_buf_addf(o, "\"peers\": [");
+
+	for (size_t i = 0; rc == 0 && i < cfg->npeers; i++) {
+		rc = dfsr_buf_addf(o, "%s{\"name\": ", i ? ", " : "");
+		if (rc == 0)
+			rc = dfsr_json_str(o, cfg->peers[i].name);
+		if (rc == 0)
+			rc = dfsr_buf_addf(o, ", \"connected\": false, \"backlog_out\": 0, "
+					      "\"backlog_in\": 0, \"bytes_sent\": 0, "
+					      "\"bytes_received\": 0}");
+	}
+	return rc ? rc : dfsr_buf_addf(o, "]");
+}
+
+static int status_json_folder(const struct config *cfg, const struct status_snap *s,
+			      struct dfsr_buf *o)
+{
+	uint64_t b[4];
+	int rc = dfsr_buf_addf(o, "{\"name\": ");
+
+	status_build_counts(s, b);
+	if (rc == 0)
+		rc = dfsr_json_str(o, s->cf->name);
+	if (rc == 0)
+		rc = dfsr_buf_addf(
+			o,
+			", \"state\": \"%s\", \"files\": %" PRIu64 ", \"folders\": %" PRIu64
+			", \"bytes\": %" PRIu64 ", \"journal\": %" PRIu64
+			", \"tombstones\": %" PRIu64 ", \"scanning\": %s"
+			", \"staging\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
+			", \"conflict\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
+			", \"initial_build\": {\"files_done\": %" PRIu64 ", \"bytes_done\": %" PRIu64
+			", \"files_total\": %" PRIu64 ", \"bytes_total\": %" PRIu64 "}"
+			", \"initial_sync\": {\"files_done\": 0, \"files_total\": 0, "
+			"\"bytes_done\": 0, \"bytes_total\": 0}, ",
+			journal_state_name(s->st.state), s->st.files, s->st.folders, s->st.bytes,
+			s->st.journal, s->st.tombstones, s->st.scanning ? "true" : "false",
+			s->staging_used, s->cf->staging_quota, s->conflict_used,
+			s->cf->conflict_quota, b[0], b[1], b[2], b[3]);
+	if (rc == 0)
+		rc = status_json_peers(cfg, o);
+	return rc ? rc : dfsr_buf_addf(o, "}");
+}
+
+static int status_json(const struct config *cfg, const struct status_snap *v, size_t n,
+		       struct dfsr_buf *o)
+{
+	int rc = dfsr_buf_addf(o, "{\"member\": ");
+
+	if (rc == 0)
+		rc = dfsr_json_str(o, cfg->member_name);
+	if (rc == 0)
+		rc = dfsr_buf_addf(o, ", \"pid\": %d, \"folders\": [", (int)getpid());
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (i)
+			rc = dfsr_buf_addf(o, ", ");
+		if (rc == 0)
+			rc = status_json_folder(cfg, &v[i], o);
+	}
+	return rc ? rc : dfsr_buf_addf(o, "]}\n");
+}
+
+/* "5.0 MiB" */
+static void human(uint64_t v, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double d = (double)v;
+	size_t u = 0;
+
+	while (d >= 1024.0 && u + 1 < DFSR_ARRAY_SIZE(unit)) {
+		d /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", v);
+	else
+		snprintf(buf, len, "%.1f %s", d, unit[u]);
+}
+
+/* "[#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
+static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
+{
+	const struct journal_status *st = &s->st;
+	double secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9;
+	double frac = 0.0, rate = secs > 0.0 ? (double)st->scan_bytes_done / secs : 0.0;
+	char bar[41], r[32], left[32] = "?";
+
+	if (st->scan_bytes_total)
+		frac = (double)st->scan_bytes_done / (double)st->scan_bytes_total;
+	else if (st->scan_files_total)
+		frac = (double)st->scan_files_done / (double)st->scan_files_total;
+	if (frac > 1.0)
+		frac = 1.0;
+	for (size_t i = 0; i < sizeof(bar) - 1; i++)
+		bar[i] = (double)i < frac * (double)(sizeof(bar) - 1) ? '#' : '.';
+	bar[sizeof(bar) - 1] = '\0';
+	human((uint64_t)rate, r, sizeof(r));
+	if (rate > 0.0 && st->scan_bytes_total >= st->scan_bytes_done) {
+		uint64_t t = (uint64_t)((double)(st->scan_bytes_total - st->scan_bytes_done) / rate);
+
+		snprintf(left, sizeof(left), "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
+	}
+	return dfsr_buf_addf(o,
+			     "  %s: [%s] %3d%%  %" PRIu64 "/%" PRIu64 " files  %s/s  %s left\n",
+			     journal_state_name(st->state), bar, (int)(frac * 100.0),
+			     st->scan_files_done, st->scan_files_total, r, left);
+}
+
+static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr_buf *o)
+{
+	char b[32], su[32], sq[32], cu[32], cq[32];
+	int rc;
+
+	human(s->st.bytes, b, sizeof(b));
+	human(s->staging_used, su, sizeof(su));
+	human(s->cf->staging_quota, sq, sizeof(sq));
+	human(s->conflict_used, cu, sizeof(cu));
+	human(s->cf->conflict_quota, cq, sizeof(cq));
+	rc = dfsr_buf_addf(o,
+			   "%-16s %-13s %9" PRIu64 " %8" PRIu64 " %11s %8" PRIu64
+			   " %10" PRIu64 "  %s / %s  %s / %s\n",
+			   s->cf->name, journal_state_name(s->st.state), s->st.files, s->st.folders,
+			   b, s->st.journal, s->st.tombstones, su, sq, cu, cq);
+	if (rc == 0 && s->st.scanning && tty)
+		rc = status_progress(s, o);
+	else if (rc == 0 && s->st.scanning)
+		rc = dfsr_buf_addf(o, "  scanning: %" PRIu64 "/%" PRIu64 " files\n",
+				   s->st.scan_files_done, s->st.scan_files_total);
+	return rc;
+}
+
+static int status_text(const struct config *cfg, const struct status_snap *v, size_t n,
+		       bool tty, struct dfsr_buf *o)
+{
+	int rc = dfsr_buf_addf(o, "member %s (pid %d)\n", cfg->member_name, (int)getpid());
+
+	if (rc == 0)
+		rc = dfsr_buf_addf(o, "%-16s %-13s %9s %8s %11s %8s %10s  %s  %s\n", "FOLDER",
+				   "STATE", "FILES", "FOLDERS", "BYTES", "JOURNAL", "TOMBSTONES",
+				   "STAGING", "CONFLICT");
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = status_text_folder(&v[i], tty, o);
+	for (size_t i = 0; rc == 0 && i < cfg->npeers; i++)
+		rc = dfsr_buf_addf(o, "peer %s (%s): not connected\n", cfg->peers[i].name,
+				   cfg->peers[i].address.text);
+	return rc;
+}
+
+static int render_status(struct member *m, ssize_t idx, bool json, bool tty, struct dfsr_buf *o)
+{
+	struct status_snap *v = calloc(m->n ? m->n : 1, sizeof(*v));
+	size_t n = 0;
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->n; i++) {
+		if (!picked(idx, i))
+			continue;
+		v[n].cf = m->f[i].cf;
+		journal_get_status(m->f[i].j, &v[n].st);
+		folder_usage(&m->f[i], &v[n].staging_used, &v[n].conflict_used);
+		n++;
+	}
+	rc = json ? status_json(&m->cfg, v, n, o) : status_text(&m->cfg, v, n, tty, o);
+	free(v);
+	return rc;
+}
+
+/* ---- events: gathered from every folder's log, merged by time --------------------------- */
+
+struct ev_item {
+	int64_t time_ns;
+	size_t order; /* keeps the logs' own order for equal times */
+	int id;
+	char *folder;
+	char *message;
+};
+
+struct ev_list {
+	struct ev_item *v;
+	size_t n, cap;
+	const char *folder; /* the folder being read */
+};
+
+static int ev_collect(void *arg, const struct journal_event_info *e)
+{
+	struct ev_list *l = arg;
+	struct ev_item *it;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct ev_item *v = reallocarray(l->v, cap, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	it = &l->v[l->n];
+	it->time_ns = e->time_ns;
+	it->order = l->n;
+	it->id = e->id;
+	it->folder = strdup(e->folder ? e->folder : l->folder);
+	it->message = strdup(e->message ? e->message : "");
+	if (!it->folder || !it->message) {
+		free(it->folder);
+		free(it->message);
+		return -ENOMEM;
+	}
+	l->n++;
+	return 0;
+}
+
+static int cmp_ev(const void *a, const void *b)
+{
+	const struct ev_item *x = a, *y = b;
+
+	if (x->time_ns != y->time_ns)
+		return x->time_ns < y->time_ns ? -1 : 1;
+	return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+static int ev_render(const struct ev_list *l, bool json, struct dfsr_buf *o)
+{
+	char t[32];
+	int rc = json ? dfsr_buf_addf(o, "[") : 0;
+
+	for (size_t i = 0; rc == 0 && i < l->n; i++) {
+		const struct ev_item *e = &l->v[i];
+
+		dfsr_time_iso(e->time_ns, t, sizeof(t));
+		if (!json) {
+			rc = dfsr_buf_addf(o, "%s %d %s: %s\n", t, e->id, e->folder, e->message);
+			continue;
+		}
+		rc = dfsr_buf_addf(o, "%s{\"time\": \"%s\", \"id\": %d, \"folder\": ",
+				   i ? ", " : "", t, e->id);
+		if (rc == 0)
+			rc = dfsr_json_str(o, e->folder);
+		if (rc == 0)
+			rc = dfsr_buf_addf(o, ", \"message\": ");
+		if (rc == 0)
+			rc = dfsr_json_str(o, e->message);
+		if (rc == 0)
+			rc = dfsr_buf_addf(o, "}");
+	}
+	return rc == 0 && json ? dfsr_buf_addf(o, "]\n") : rc;
+}
+
+static int render_events(struct member *m, ssize_t idx, int64_t since, bool json,
+			 struct dfsr_buf *o)
+{
+	struct ev_list l = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < m->n; i++) {
+		if (!picked(idx, i) || !m->f[i].j)
+			continue;
+		l.folder = m->f[i].cf->name;
+		rc = journal_list_events(m->f[i].j, since, ev_collect, &l);
+	}
+	if (rc == 0) {
+		qsort(l.v, l.n, sizeof(*l.v), cmp_ev);
+		rc = ev_render(&l, json, o);
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.v[i].folder);
+		free(l.v[i].message);
+	}
+	free(l.v);
+	return rc;
+}
+
+/* ---- journal: the outbound journal of one folder ----------------------------------------- */
+
+struct jl_ctx {
+	struct dfsr_buf *o;
+	bool json;
+	size_t n;
+};
+
+static int jl_entry(void *arg, const struct journal_entry_info *e)
+{
+	struct jl_ctx *c = arg;
+	char uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN], t[32];
+	int rc;
+
+	if (!c->json)
+		return dfsr_buf_addf(c->o, "%" PRIu64 " %s %c %s\n", e->seq,
+				     journal_op_name(e->op), e->type, e->path);
+	dfsr_uid_hex(&e->uid, uid);
+	dfsr_uid_hex(&e->gvsn_db, db);
+	dfsr_time_iso(e->time_ns, t, sizeof(t));
+	rc = dfsr_buf_addf(c->o, "%s{\"seq\": %" PRIu64 ", \"op\": \"%s\", \"type\": \"%c\", \"path\": ",
+			   c->n++ ? ", " : "", e->seq, journal_op_name(e->op), e->type);
+	if (rc == 0)
+		rc = dfsr_json_str(c->o, e->path);
+	if (rc == 0)
+		rc = dfsr_buf_addf(c->o,
+				   ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64 "\", \"time\": \"%s\"}",
+				   uid, db, e->gvsn_counter, t);
+	return rc;
+}
+
+static int render_journal(struct journal *j, uint64_t from, uint64_t max, bool json,
+			  struct dfsr_buf *o)
+{
+	struct jl_ctx c = { .o = o, .json = json };
+	int rc = json ? dfsr_buf_addf(o, "[") : 0;
+
+	if (rc == 0)
+		rc = journal_list(j, from, (size_t)max, jl_entry, &c);
+	return rc == 0 && json ? dfsr_buf_addf(o, "]\n") : rc;
+}
+
+/* ---- control requests (libuv thread pool) ------------------------------------------------- */
+
+/*
+ * A request is one line of words: a verb, then flags and key=value pairs:
+ *   ping | stop | reload | status [json] [tty] [folder=N] | events [json] [folder=N]
+ *   [since=NS] | journal [json] folder=N [from=SEQ] [list=N]
+ */
+struct request {
+	const char *verb;
+	bool json, tty;
+	const char *folder;
+	int64_t since;
+	uint64_t from, list;
+};
+
+enum { AFTER_STOP = 1, AFTER_RELOAD = 2 };
+
+static int request_word(struct request *r, const char *w)
+{
+	uint64_t v;
+
+	if (!strcmp(w, "json"))
+		r->json = true;
+	else if (!strcmp(w, "tty"))
+		r->tty = true;
+	else if (!strncmp(w, "folder=", 7))
+		r->folder = w + 7;
+	else if (!strncmp(w, "since=", 6) && parse_u64(w + 6, &v) == 0 && v <= INT64_MAX)
+		r->since = (int64_t)v;
+	else if (!strncmp(w, "from=", 5) && parse_u64(w + 5, &v) == 0)
+		r->from = v;
+	else if (!strncmp(w, "list=", 5) && parse_u64(w + 5, &v) == 0)
+		r->list = v;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Splits @line in place. Return: 0 or -EINVAL. */
+static int request_parse(char *line, struct request *r)
+{
+	char *save = NULL, *w;
+
+	memset(r, 0, sizeof(*r));
+	r->verb = strtok_r(line, " ", &save);
+	if (!r->verb)
+		return -EINVAL;
+	while ((w = strtok_r(NULL, " ", &save)))
+		if (request_word(r, w) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int request_run(struct member *m, const struct request *r, ssize_t idx,
+		       struct dfsr_buf *reply)
+{
+	if (!strcmp(r->verb, "ping"))
+		return dfsr_buf_addf(reply, "pid %d\n", (int)getpid());
+	if (!strcmp(r->verb, "stop"))
+		return AFTER_STOP;
+	if (!strcmp(r->verb, "reload"))
+		return AFTER_RELOAD;
+	if (!strcmp(r->verb, "status"))
+		return render_status(m, idx, r->json, r->tty, reply);
+	if (!strcmp(r->verb, "events"))
+		return render_events(m, idx, r->since, r->json, reply);
+	if (!strcmp(r->verb, "journal") && (idx >= 0 || m->n == 1))
+		return render_journal(m->f[idx < 0 ? 0 : idx].j, r->from, r->list, r->json, reply);
+	return -EINVAL;
+}
+
+static int control_handle(void *arg, const char *line, struct dfsr_buf *reply)
+{
+	struct member *m = arg;
+	struct request r;
+	char *copy = strdup(line);
+	ssize_t idx = -1;
+	int rc;
+
+	if (!copy)
+		return -ENOMEM;
+	rc = request_parse(copy, &r);
+	if (rc == 0 && member_pick(m, r.folder, &idx) < 0) {
+		rc = dfsr_buf_addf(reply, "error no folder '%s' in this member\n", r.folder);
+		goto out_free;
+	}
+	if (rc == 0)
+		rc = dfsr_buf_addf(reply, "ok\n");
+	if (rc == 0)
+		rc = request_run(m, &r, idx, reply);
+	if (rc == -EINVAL) {
+		reply->len = 0;
+		rc = dfsr_buf_addf(reply, "error bad request '%s'\n", line);
+	}
+out_free:
+	free(copy);
+	return rc;
+}
+
+static void control_after(void *arg, int what)
+{
+	struct member *m = arg;
+
+	pthread_kill(m->main_thread, what == AFTER_STOP ? SIGUSR1 : SIGHUP);
+}
+
+/* ---- the member: start-up ------------------------------------------------------------------ */
+
+static int member_fail(struct member *m, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+/*
+ * A start-up error: one line, to the parent waiting in `dfsr mount` when detached, else to
+ * stderr. Return: 1.
+ */
+static int member_fail(struct member *m, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (m->ready_fd < 0)
+		return dfsr_err("%s", line);
+	dprintf(m->ready_fd, "E%s\n", line);
+	close(m->ready_fd);
+	m->ready_fd = -1;
+	return 1;
+}
+
+static int folder_open(struct member *m, struct folder_rt *fr)
+{
+	char err[JOURNAL_ERR_LEN];
+	struct journal_opts o = { .cfg = &m->cfg, .folder = fr->cf, .read_only = m->read_only };
+	int rc;
+
+	fr->root_fd = open(fr->cf->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fr->root_fd < 0)
+		return member_fail(m, "folder %s: local path %s: %s", fr->cf->name, fr->cf->path,
+				   strerror(errno));
+	o.root_fd = fr->root_fd;
+	if (!m->read_only && layout_prepare(fr->root_fd, err) < 0)
+		return member_fail(m, "folder %s: %s", fr->cf->name, err);
+	rc = journal_open(&o, &fr->j, err);
+	if (rc == -EBUSY)
+		return member_fail(m, "folder %s: database in use by another dfsr process",
+				   fr->cf->name);
+	if (rc == -ENOENT && m->read_only)
+		return member_fail(m, "folder %s: no database yet (the member never started)",
+				   fr->cf->name);
+	if (rc < 0)
+		return member_fail(m, "folder %s: %s", fr->cf->name, err);
+	return 0;
+}
+
+/* Fills m->f from the config and opens every folder. Return: 0 or 1 (reported). */
+static int member_open(struct member *m)
+{
+	m->f = calloc(m->cfg.nfolders, sizeof(*m->f));
+	if (!m->f)
+		return member_fail(m, "out of memory");
+	m->n = m->cfg.nfolders;
+	for (size_t i = 0; i < m->n; i++) {
+		m->f[i].m = m;
+		m->f[i].cf = &m->cfg.folders[i];
+		m->f[i].root_fd = -1;
+		pthread_mutex_init(&m->f[i].usage_lock, NULL);
+	}
+	for (size_t i = 0; i < m->n; i++)
+		if (folder_open(m, &m->f[i]))
+			return 1;
+	return 0;
+}
+
+/* Closes what member_open() opened (databases last). NULL-safe per folder. */
+static void member_close(struct member *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+
+		if (fr->j && !m->read_only)
+			journal_event(fr->j, EV_MEMBER_STOPPED, "pid=%d", (int)getpid());
+		journal_close(fr->j);
+		if (fr->root_fd >= 0)
+			close(fr->root_fd);
+		pthread_mutex_destroy(&fr->usage_lock);
+	}
+	free(m->f);
+	m->f = NULL;
+	m->n = 0;
+}
+
+static int member_scan(struct member *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+		bool unclean = journal_was_unclean(fr->j);
+		int rc;
+
+		journal_event(fr->j, EV_MEMBER_STARTED, "pid=%d", (int)getpid());
+		if (unclean)
+			journal_event(fr->j, EV_UNCLEAN_STOP, NULL);
+		rc = scan_folder(fr->j, NULL);
+		if (rc < 0)
+			return member_fail(m, "folder %s: scan of %s failed: %s", fr->cf->name,
+					   fr->cf->path, dfsr_strerror(rc));
+		if (unclean)
+			journal_event(fr->j, EV_RECOVERED, NULL);
+	}
+	return 0;
+}
+
+static int member_start_control(struct member *m)
+{
+	struct net_control_opts o = {
+		.path = m->cfg.control_path,
+		.handle = control_handle,
+		.after = control_after,
+		.arg = m,
+	};
+	int rc = net_loop_new(&m->loop);
+
+	if (rc == 0)
+		rc = net_loop_start(m->loop);
+	if (rc == 0)
+		rc = net_control_start(m->loop, &o, &m->ctl);
+	if (rc < 0)
+		return member_fail(m, "control socket %s: %s", m->cfg.control_path,
+				   dfsr_strerror(rc));
+	return 0;
+}
+
+static void *folder_main(void *arg)
+{
+	struct folder_rt *fr = arg;
+	int rc = fs_run(fr->fs);
+
+	if (rc < 0)
+		journal_event(fr->j, EV_FATAL, "mount=%s error=%s", fr->cf->mount,
+			      dfsr_strerror(rc));
+	/* Any mount that ends stops the member (CONTRACT.md: fusermount3 -u stops cleanly). */
+	pthread_kill(fr->m->main_thread, SIGUSR1);
+	return NULL;
+}
+
+static int member_mount(struct member *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+		struct fs_opts o = {
+			.journal = fr->j, .folder = fr->cf, .root_fd = fr->root_fd, .debug = m->debug
+		};
+		char err[FS_ERR_LEN];
+		int rc = fs_new(&o, &fr->fs, err);
+
+		if (rc < 0)
+			return member_fail(m, "folder %s: mount on %s: %s", fr->cf->name,
+					   fr->cf->mount, err);
+		journal_event(fr->j, EV_MOUNTED, "mount=%s", fr->cf->mount);
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+		int rc = pthread_create(&fr->thread, NULL, folder_main, fr);
+
+		if (rc != 0)
+			return member_fail(m, "cannot start a thread: %s", strerror(rc));
+		fr->thread_started = true;
+	}
+	return 0;
+}
+
+/* Tell the waiting parent that every folder is mounted, then leave the terminal. */
+static void member_ready(struct member *m)
+{
+	int null;
+
+	if (m->ready_fd < 0)
+		return;
+	if (dfsr_write_all(m->ready_fd, "OK\n", 3) < 0) {
+		/* The parent is gone; nothing else to tell. */
+	}
+	close(m->ready_fd);
+	m->ready_fd = -1;
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+}
+
+/* Unmount, stop the loop, close the databases: in that order, whatever was started. */
+static void member_stop(struct member *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->f[i].fs)
+			fs_stop(m->f[i].fs);
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+
+		if (fr->thread_started)
+			pthread_join(fr->thread, NULL);
+		fr->thread_started = false;
+		if (fr->fs) {
+			fs_free(fr->fs);
+			fr->fs = NULL;
+			journal_event(fr->j, EV_UNMOUNTED, "mount=%s", fr->cf->mount);
+		}
+	}
+	net_control_stop(m->ctl);
+	m->ctl = NULL;
+	net_loop_free(m->loop);
+	m->loop = NULL;
+	member_close(m);
+}
+
+/* ---- reload (SIGHUP) ------------------------------------------------------------------------ */
+
+static int changed(struct dfsr_buf *b, bool differs, const char *what)
+{
+	return differs ? dfsr_buf_addf(b, "%s%s", b->len ? "," : "", what) : 0;
+}
+
+static int folder_diff(const struct config_folder *a, const struct config_folder *b,
+		       struct dfsr_buf *d)
+{
+	int rc = changed(d, strcmp(a->path, b->path) || strcmp(a->mount, b->mount), "path");
+
+	if (rc == 0)
+		rc = changed(d, a->staging_quota != b->staging_quota ||
+					a->conflict_quota != b->conflict_quota, "quota");
+	if (rc == 0)
+		rc = changed(d, strcmp(a->file_filter_text, b->file_filter_text) ||
+					strcmp(a->subfolder_filter_text, b->subfolder_filter_text),
+			     "filter");
+	if (rc == 0)
+		rc = changed(d, a->primary != b->primary || a->read_only != b->read_only ||
+					a->tombstone_days != b->tombstone_days, "folder-options");
+	return rc;
+}
+
+/*
+ * Reads the config again. Nothing is applied in this version: the event names what
+ * changed, to be applied at the next start (replication, a later issue, adds live reload).
+ */
+static void member_reload(struct member *m, const char *path)
+{
+	char err[CONFIG_ERR_LEN];
+	struct config nc;
+	struct dfsr_buf d;
+
+	dfsr_buf_init(&d);
+	if (config_load(&nc, path, err) < 0) {
+		for (size_t i = 0; i < m->n; i++)
+			journal_event(m->f[i].j, EV_RELOADED, "result=rejected error=\"%s\"", err);
+		return;
+	}
+	changed(&d, strcmp(nc.member_name, m->cfg.member_name) ||
+			    strcmp(nc.control_path, m->cfg.control_path) ||
+			    strcmp(nc.key_path, m->cfg.key_path),
+		"member");
+	changed(&d, nc.npeers != m->cfg.npeers, "peers");
+	changed(&d, nc.nfolders != m->cfg.nfolders, "folders");
+	for (size_t i = 0; i < m->n; i++) {
+		const struct config_folder *nf = config_folder(&nc, m->f[i].cf->name);
+
+		if (!nf)
+			changed(&d, true, "folders");
+		else
+			folder_diff(m->f[i].cf, nf, &d);
+	}
+	for (size_t i = 0; i < m->n; i++)
+		journal_event(m->f[i].j, EV_RELOADED, "result=%s changes=%s",
+			      d.len ? "deferred-to-restart" : "unchanged", d.len ? d.p : "none");
+	dfsr_buf_release(&d);
+	config_release(&nc);
+}
+
+/* ---- the member: run ------------------------------------------------------------------------ */
+
+/* Waits for SIGTERM/SIGINT/SIGUSR1 (stop) while SIGHUP reloads. */
+static void member_wait(struct member *m, const char *conf)
+{
+	sigset_t set;
+	int sig = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			return;
+		member_reload(m, conf);
+	}
+}
+
+/* The member from the first database open to the clean stop. Return: exit code. */
+static int member_run(struct member *m, const char *conf)
+{
+	sigset_t all;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL); /* every thread inherits it */
+	m->main_thread = pthread_self();
+	rc = member_open(m);
+	if (rc == 0)
+		rc = member_start_control(m);
+	if (rc == 0)
+		rc = member_scan(m);
+	if (rc == 0)
+		rc = member_mount(m);
+	if (rc == 0) {
+		member_ready(m);
+		member_wait(m, conf);
+	}
+	member_stop(m);
+	return rc;
+}
+
+/* ---- dfsr mount ------------------------------------------------------------------------------ */
+
+static bool dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	if (!d)
+		return false;
+	while (empty && (de = readdir(d)))
+		empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+	closedir(d);
+	return empty;
+}
+
+static bool is_mounted(const char *path)
+{
+	struct statfs sf;
+	struct stat st, up;
+	char *parent = NULL;
+	bool mounted;
+
+	if (statfs(path, &sf) == 0 && sf.f_type == FUSE_SUPER_MAGIC)
+		return true;
+	if (asprintf(&parent, "%s/..", path) < 0)
+		return false;
+	mounted = stat(path, &st) == 0 && stat(parent, &up) == 0 &&
+		  (st.st_dev != up.st_dev || st.st_ino == up.st_ino);
+	free(parent);
+	return mounted;
+}
+
+static int check_folder_paths(const struct config_folder *f)
+{
+	struct stat st;
+
+	if (stat(f->path, &st) < 0)
+		return dfsr_err("folder %s: local path %s: %s", f->name, f->path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return dfsr_err("folder %s: local path %s is not a directory", f->name, f->path);
+	if (!strcmp(f->mount, f->path)) {
+		struct statfs sf;
+
+		/* The local path may be a file system of its own; only a FUSE mount is wrong. */
+		if (statfs(f->path, &sf) == 0 && sf.f_type == FUSE_SUPER_MAGIC)
+			return dfsr_err("folder %s: %s is already mounted", f->name, f->path);
+		return 0;
+	}
+	if (stat(f->mount, &st) < 0)
+		return dfsr_err("folder %s: mount point %s: %s", f->name, f->mount,
+				strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return dfsr_err("folder %s: mount point %s is not a directory", f->name, f->mount);
+	if (is_mounted(f->mount))
+		return dfsr_err("folder %s: mount point %s is already mounted", f->name, f->mount);
+	if (!dir_is_empty(f->mount))
+		return dfsr_err("folder %s: mount point %s is not empty", f->name, f->mount);
+	return 0;
+}
+
+/* The pid of the member answering on the control socket, or 0 when none answers. */
+static long member_pid(const struct config *cfg)
+{
+	struct dfsr_buf r;
+	long pid = 0;
+
+	dfsr_buf_init(&r);
+	if (net_control_request(cfg->control_path, "ping", 5000, &r) == 0 &&
+	    sscanf(r.p, "pid %ld", &pid) != 1)
+		pid = 0;
+	dfsr_buf_release(&r);
+	return pid;
+}
+
+/* The checks that need nothing but reading, in CONTRACT order. Return: 0 or 1. */
+static int mount_precheck(struct member *m, const char *conf)
+{
+	char err[CONFIG_ERR_LEN];
+	long pid;
+
+	if (config_load(&m->cfg, conf, err) < 0)
+		return dfsr_err("%s", err);
+	if (key_load(m->cfg.key_path, true, m->sk))
+		return 1;
+	for (size_t i = 0; i < m->cfg.nfolders; i++)
+		if (check_folder_paths(&m->cfg.folders[i]))
+			return 1;
+	pid = member_pid(&m->cfg);
+	if (pid > 0)
+		return dfsr_err("member %s is already running (pid %ld)", m->cfg.member_name, pid);
+	return 0;
+}
+
+/* Parent side of a detached mount: the child's one line, "OK" or "E<error>". */
+static int mount_wait_child(const struct config *cfg, int rfd, pid_t child)
+{
+	char line[1100];
+	size_t len = 0;
+	ssize_t n;
+
+	while (len < sizeof(line) - 1 && (n = read(rfd, line + len, sizeof(line) - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+		if (memchr(line, '\n', len))
+			break;
+	}
+	line[len] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	if (strcmp(line, "OK") != 0) {
+		waitpid(child, NULL, 0);
+		if (line[0] == 'E')
+			return dfsr_err("%s", line + 1);
+		return dfsr_err("member %s exited during start-up", cfg->member_name);
+	}
+	/* Ready means every mount answers: a statfs that the FUSE file system itself serves. */
+	for (size_t i = 0; i < cfg->nfolders; i++) {
+		struct statfs sf;
+
+		if (statfs(cfg->folders[i].mount, &sf) < 0 || sf.f_type != FUSE_SUPER_MAGIC)
+			return dfsr_err("folder %s: %s does not answer after mounting",
+					cfg->folders[i].name, cfg->folders[i].mount);
+	}
+	return 0;
+}
+
+static int mount_detached(struct member *m, const char *conf)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return dfsr_err("pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return dfsr_err("fork: %s", strerror(errno));
+	if (pid > 0) {
+		close(p[1]);
+		int rc = mount_wait_child(&m->cfg, p[0], pid);
+
+		close(p[0]);
+		return rc;
+	}
+	close(p[0]);
+	m->ready_fd = p[1];
+	setsid();
+	if (chdir("/") < 0) {
+		/* keep the old directory; every path of the config is absolute */
+	}
+	return member_run(m, conf); /* the child: cleans up in cmd_mount() */
+}
+
+static int cmd_mount(struct cli *c)
+{
+	struct member m = { .ready_fd = -1, .foreground = c->foreground, .debug = c->debug };
+	char *conf = realpath(c->config, NULL);
+	int rc;
+
+	rc = mount_precheck(&m, c->config);
+	if (rc == 0 && !conf)
+		rc = dfsr_err("%s: %s", c->config, strerror(errno));
+	if (rc == 0) {
+		event_init("dfsr", c->foreground);
+		rc = c->foreground ? member_run(&m, conf) : mount_detached(&m, conf);
+	}
+	sodium_memzero(m.sk, sizeof(m.sk));
+	config_release(&m.cfg);
+	free(conf);
+	return rc;
+}
+
+/* ---- client commands -------------------------------------------------------------------------- */
+
+static int client_config(const struct cli *c, struct config *cfg)
+{
+	char err[CONFIG_ERR_LEN];
+
+	if (config_load(cfg, c->config, err) < 0)
+		return dfsr_err("%s", err);
+	if (c->folder && !config_folder(cfg, c->folder)) {
+		dfsr_err("no folder '%s' in %s", c->folder, c->config);
+		config_release(cfg);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Sends @req to the member and prints the payload on stdout.
+ * Return: 0, 1 after printing an error, or DFSR_ENOTRUNNING (nothing printed) when
+ * @quiet_not_running.
+ */
+static int client_ask(const struct config *cfg, const char *req, bool quiet_not_running)
+{
+	struct dfsr_buf r;
+	int rc;
+
+	dfsr_buf_init(&r);
+	rc = net_control_request(cfg->control_path, req, CONTROL_TIMEOUT_MS, &r);
+	if (rc == 0)
+		fwrite(r.p, 1, r.len, stdout);
+	else if (rc == DFSR_ENOTRUNNING && quiet_not_running)
+		;
+	else if (rc == DFSR_ENOTRUNNING)
+		rc = dfsr_err("member %s is not running", cfg->member_name);
+	else if (rc == -EREMOTEIO)
+		rc = dfsr_err("member %s: %s", cfg->member_name, r.p);
+	else
+		rc = dfsr_err("member %s: %s", cfg->member_name, dfsr_strerror(rc));
+	dfsr_buf_release(&r);
+	if (rc == 0 && fflush(stdout) != 0)
+		rc = dfsr_err("writing the output: %s", strerror(errno));
+	return rc;
+}
+
+static bool pid_alive(long pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char *p;
+	bool alive;
+
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return false;
+	/* A zombie nobody reaped yet has stopped too. */
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	alive = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	p = alive ? strrchr(buf, ')') : NULL;
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static int cmd_umount(struct cli *c)
+{
+	struct config cfg;
+	int64_t deadline = dfsr_mono_ns() + STOP_TIMEOUT_S * 1000000000LL;
+	long pid;
+	int rc;
+
+	if (client_config(c, &cfg))
+		return 1;
+	pid = member_pid(&cfg);
+	rc = pid > 0 ? client_ask(&cfg, "stop", false)
+		     : dfsr_err("member %s is not running", cfg.member_name);
+	while (rc == 0 && (member_pid(&cfg) > 0 || pid_alive(pid))) {
+		if (dfsr_mono_ns() > deadline) {
+			rc = dfsr_err("member %s (pid %ld) did not stop within %d s",
+				      cfg.member_name, pid, STOP_TIMEOUT_S);
+			break;
+		}
+		struct timespec ts = { 0, 20 * 1000000 };
+
+		nanosleep(&ts, NULL); /* polling a process we cannot wait for */
+	}
+	config_release(&cfg);
+	return rc;
+}
+
+static int cmd_reload(struct cli *c)
+{
+	struct config cfg;
+	int rc;
+
+	if (client_config(c, &cfg))
+		return 1;
+	rc = client_ask(&cfg, "reload", false);
+	config_release(&cfg);
+	return rc;
+}

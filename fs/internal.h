@@ -1,0 +1,161 @@
+/*
+ * internal.h - what the files of fs/ share: the mount object, the inode table and the FUSE
+ * operation table. Nothing outside fs/ includes this header (fs/dfsr.c uses fs/fs.h only).
+ *
+ * The inode table (fs/inode.c) maps FUSE node ids to `struct fs_inode`, one per backing
+ * inode, keyed by the backing (st_dev, st_ino) so that hard links share one node. Node ids
+ * are a per-mount counter (FUSE_ROOT_ID is the local path itself), never pointers, and are
+ * never reused within a mount, so the generation is always 0. Each node holds an
+ * O_PATH|O_NOFOLLOW descriptor of its backing object; that descriptor keeps the backing
+ * inode allocated, so its (st_dev, st_ino) cannot be reused while the node exists.
+ *
+ * Lifetime (the libfuse lookup-count rule, STYLE rule 13): every successful entry reply adds
+ * 1 to nlookup, FORGET subtracts; every open file handle adds 1 to nopen, RELEASE subtracts.
+ * A node is freed when both reach zero. The root node is embedded in struct fs and never
+ * freed.
+ *
+ * Thread: fuse worker threads, concurrently. One mutex, fs->lock, protects the table and the
+ * mutable node fields; it is a leaf lock (nothing else is taken while it is held, and it is
+ * never held across a system call on the backing store, a journal call or a fuse_reply_*).
+ */
+#ifndef DFSR_FS_INTERNAL_H
+#define DFSR_FS_INTERNAL_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "core/config.h"
+#include "core/journal.h"
+#include "core/util.h"
+#include "fs/fs.h"
+
+_Static_assert(sizeof(fuse_ino_t) == sizeof(uint64_t), "node ids are 64-bit counters");
+
+struct fs_inode {
+	uint64_t id;	/* immutable: the FUSE node id */
+	dev_t dev;	/* immutable: backing st_dev */
+	ino_t ino;	/* immutable: backing st_ino */
+	int fd;		/* immutable: O_PATH|O_NOFOLLOW of the backing object; owned */
+	mode_t type;	/* immutable: S_IFMT bits */
+	bool private_;	/* immutable: DfsrPrivate itself or below it */
+	uint64_t nlookup;     /* protected by fs->lock */
+	uint32_t nopen;	      /* protected by fs->lock: open file handles */
+	uint32_t nwriters;    /* protected by fs->lock: open handles that may write */
+	struct dfsr_uid uid;  /* protected by fs->lock: replication UID, zero if untracked */
+	atomic_bool dirty;    /* data written since the last journal_note_change(DATA) */
+	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
+	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
+};
+
+struct fs {
+	struct fuse_session *se;	    /* immutable after fs_new() */
+	struct journal *journal;	    /* borrowed; thread-safe */
+	const struct config_folder *folder; /* borrowed */
+	char *mountpoint;		    /* immutable; owned */
+	unsigned threads;		    /* immutable: max worker threads */
+	double timeout;			    /* immutable: kernel entry/attr cache, seconds */
+	bool writeback;			    /* written once in init, before any other op */
+	atomic_bool stopping;		    /* fs_stop() was called */
+	bool mounted;			    /* init thread only (fs_new/fs_free) */
+
+	pthread_mutex_t lock; /* leaf lock: the inode table and fs_inode's mutable fields */
+	struct fs_inode root; /* FUSE_ROOT_ID; fd is a private dup of opts.root_fd */
+	struct fs_inode **by_key; /* protected by lock: hash of (dev, ino) */
+	struct fs_inode **by_id;  /* protected by lock: hash of id */
+	size_t nbuckets;	  /* protected by lock: a power of two, both tables */
+	size_t count;		  /* protected by lock: nodes in the tables, root included */
+	uint64_t next_id;	  /* protected by lock */
+};
+
+/* ---- fs/inode.c ------------------------------------------------------------------------ */
+
+/**
+ * fs__itable_init() - Set up the table with the root node.
+ * @fs:       the mount; fs->root.fd already holds the root's O_PATH descriptor
+ * @root_uid: the folder root's UID
+ *
+ * Thread: init.
+ * Return: 0, -ENOMEM, or -errno from fstat of the root.
+ */
+int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid);
+
+/* Close and free every node but the root (whose fd the caller closes). Thread: init. */
+void fs__itable_release(struct fs *fs);
+
+/**
+ * fs__inode_get() - The node for a FUSE node id.
+ * Thread: fuse. The kernel only names ids it holds a lookup reference on, so the node stays
+ * valid for the duration of the request.
+ * Return: the node, or NULL for an unknown id (a kernel bug, answered with ESTALE).
+ */
+struct fs_inode *fs__inode_get(struct fs *fs, fuse_ino_t id);
+
+/**
+ * fs__inode_ref_existing() - Take a lookup reference on the node of (@st->st_dev,
+ * @st->st_ino) if there is one.
+ * Thread: fuse.
+ * Return: the node with nlookup incremented, or NULL if the backing inode has no node.
+ */
+struct fs_inode *fs__inode_ref_existing(struct fs *fs, const struct stat *st);
+
+/**
+ * fs__inode_insert_take() - Find or make the node of a backing object, taking one lookup
+ * reference on it.
+ * @fd:       O_PATH|O_NOFOLLOW descriptor of the object; taken (closed if a node already
+ *            exists, and on failure)
+ * @st:       its stat
+ * @private_: it is DfsrPrivate or below it
+ * @uid:      its replication UID (used only when a new node is made)
+ * @out:      receives the node
+ *
+ * Thread: fuse.
+ * Ownership: takes @fd, on success and on failure alike.
+ * Return: 0 or -ENOMEM.
+ */
+int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool private_,
+			  const struct dfsr_uid *uid, struct fs_inode **out);
+
+/**
+ * fs__inode_unref() - Drop @nlookup lookup references and @nopen open references; free the
+ * node when both counts reach zero (never the root).
+ * Thread: fuse.
+ */
+void fs__inode_unref(struct fs *fs, struct fs_inode *n, uint64_t nlookup, uint32_t nopen);
+
+/* Count one open handle (and one writer if @writable). Thread: fuse. */
+void fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable);
+
+/**
+ * fs__inode_close_writer() - Drop one writer; tell whether the data must be journaled now.
+ * @uid: receives the node's UID when the result is true
+ *
+ * Thread: fuse.
+ * Return: true when this was the last writer and the node was dirty (dirty is cleared).
+ */
+bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *uid);
+
+/* Writers currently open on the node. Thread: fuse. */
+uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
+
+/* Copy out / set the replication UID. Thread: fuse. */
+void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out);
+void fs__inode_set_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
+
+/**
+ * fs__inode_set_uid_by_fd() - Set the UID of the node (if any) of the backing object @fd.
+ * Thread: fuse.
+ */
+void fs__inode_set_uid_by_fd(struct fs *fs, int fd, const struct dfsr_uid *uid);
+
+/* ---- fs/ops.c -------------------------------------------------------------------------- */
+
+/* The low-level operation table; fuse_session_new() gets it with the fs as userdata. */
+extern const struct fuse_lowlevel_ops fs__ops;
+
+#endif
