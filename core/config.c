@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ini.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +34,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <ini.h>
 #include <sodium.h>
 
 #include "core/util.h"
@@ -58,7 +58,7 @@ struct sec {
 struct pctx {
 	struct config *cfg;
 	const char *pos; /* next unread byte of the text */
-	unsigned line;	 /* line last handed to inih */
+	unsigned line;   /* line last handed to inih */
 	struct sec *secs;
 	size_t nsecs;
 	size_t member_sec; /* index into secs, or SIZE_MAX */
@@ -192,7 +192,8 @@ int config_parse_addr(const char *text, struct config_addr *out)
 	host[hlen] = '\0';
 	if (port && parse_port(port, &p) < 0)
 		return -EINVAL;
-	if (*text != '[' && inet_pton(AF_INET, host, &((struct sockaddr_in *)&a.ss)->sin_addr) == 1) {
+	if (*text != '[' &&
+	    inet_pton(AF_INET, host, &((struct sockaddr_in *)&a.ss)->sin_addr) == 1) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
 
 		sin->sin_family = AF_INET;
@@ -422,8 +423,9 @@ static int p_public_key(struct pctx *c, void *o, const char *v, char *why, size_
 	if (sodium_base642bin(key, sizeof(key), v, strlen(v), NULL, &len, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    len != sizeof(key)) {
-		snprintf(why, wl, "bad public key (use the base64 of 32 bytes that "
-				  "'dfsr pubkey' prints)");
+		snprintf(why, wl,
+			 "bad public key (use the base64 of 32 bytes that "
+			 "'dfsr pubkey' prints)");
 		return -EINVAL;
 	}
 	memcpy(((struct config_peer *)o)->public_key, key, sizeof(key));
@@ -582,13 +584,16 @@ static int open_section(struct pctx *c, char *hdr)
 	else if (strcmp(hdr, "peer") == 0)
 		kind = SEC_PEER;
 	else
-		return set_error(c, c->line, "unknown section [%.100s] (use [member], [folder NAME] "
-					      "or [peer NAME])", hdr);
+		return set_error(c, c->line,
+				 "unknown section [%.100s] (use [member], [folder NAME] "
+				 "or [peer NAME])",
+				 hdr);
 	if (kind == SEC_MEMBER && *name)
 		return set_error(c, c->line, "[member] takes no name");
 	if (kind != SEC_MEMBER && !name_ok(name))
-		return set_error(c, c->line, "[%s]: bad name '%.100s' (use 1 to %d of A-Z a-z 0-9 . _ -)",
-				 hdr, name, CONFIG_NAME_MAX - 1);
+		return set_error(c, c->line,
+				 "[%s]: bad name '%.100s' (use 1 to %d of A-Z a-z 0-9 . _ -)", hdr,
+				 name, CONFIG_NAME_MAX - 1);
 	prev = find_sec(c, kind, name);
 	if (prev)
 		return set_error(c, c->line, "duplicate section [%s%s%s] (first on line %u)", hdr,
@@ -760,7 +765,8 @@ static int check_folders(struct pctx *c)
 			if (strcmp(f->path, g->path) == 0 || strcmp(f->mount, g->mount) == 0) {
 				set_error(c, f->line,
 					  "[folder %s] key '%s': the same as [folder %s]", f->name,
-					  strcmp(f->path, g->path) == 0 ? "path" : "mount", g->name);
+					  strcmp(f->path, g->path) == 0 ? "path" : "mount",
+					  g->name);
 				return DFSR_ECONFIG;
 			}
 		}
@@ -860,7 +866,8 @@ int config_parse_string(struct config *cfg, const char *name, const char *text,
 	line = ini_parse_stream(reader, &c, handler, &c);
 	if (line > 0 && (!c.failed || (unsigned)line < c.err_line)) {
 		c.failed = false;
-		set_error(&c, (unsigned)line, "syntax error (expected 'key = value' or '[section]')");
+		set_error(&c, (unsigned)line,
+			  "syntax error (expected 'key = value' or '[section]')");
 	} else if (line < 0 && !c.failed) {
 		c.nomem = true;
 		set_error(&c, 0, "out of memory");
@@ -909,8 +916,10 @@ int config_load(struct config *cfg, const char *path, char err[static CONFIG_ERR
 		if (n == 0)
 			break;
 		if (b.len + (size_t)n > CONFIG_FILE_MAX || memchr(chunk, '\0', (size_t)n)) {
-			snprintf(err, CONFIG_ERR_LEN, "%s: not a text configuration file "
-						       "(NUL byte, or larger than 1 MiB)", path);
+			snprintf(err, CONFIG_ERR_LEN,
+				 "%s: not a text configuration file "
+				 "(NUL byte, or larger than 1 MiB)",
+				 path);
 			rc = DFSR_ECONFIG;
 			goto out_release;
 		}

@@ -23,8 +23,8 @@
 
 #include "core/event.h"
 
-#define DB_BLOCK_CACHE	     (8u << 20)
-#define DB_WRITE_BUFFER	     (8u << 20)
+#define DB_BLOCK_CACHE       (8u << 20)
+#define DB_WRITE_BUFFER      (8u << 20)
 #define DB_TOTAL_MEMTABLES   (16u << 20)
 #define DB_MAX_OPEN_FILES    256
 #define DB_MAX_LOG_FILE_SIZE (1u << 20)
@@ -285,8 +285,8 @@ void db_batch_clear(struct db_batch *b)
 	rocksdb_writebatch_clear(b->wb);
 }
 
-void db_batch_put(struct db_batch *b, enum db_cf cf, const void *key, size_t klen,
-		  const void *val, size_t vlen)
+void db_batch_put(struct db_batch *b, enum db_cf cf, const void *key, size_t klen, const void *val,
+		  size_t vlen)
 {
 	rocksdb_writebatch_put_cf(b->wb, cfh(b->db, cf), key, klen, val, vlen);
 }

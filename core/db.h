@@ -26,8 +26,8 @@
 
 #include "core/util.h"
 
-#define DB_ERR_LEN	512
-#define DB_KEY_NAME_MAX (DFSR_UID_LEN + 255) /* parent uid || name */
+#define DB_ERR_LEN       512
+#define DB_KEY_NAME_MAX  (DFSR_UID_LEN + 255) /* parent uid || name */
 #define DB_KEY_EVENT_LEN 16
 
 enum db_cf {
@@ -76,8 +76,8 @@ int db_get(struct db *db, const struct db_snapshot *snap, enum db_cf cf, const v
 struct db_batch *db_batch_new(struct db *db);
 void db_batch_free(struct db_batch *b); /* NULL-safe */
 void db_batch_clear(struct db_batch *b);
-void db_batch_put(struct db_batch *b, enum db_cf cf, const void *key, size_t klen,
-		  const void *val, size_t vlen);
+void db_batch_put(struct db_batch *b, enum db_cf cf, const void *key, size_t klen, const void *val,
+		  size_t vlen);
 void db_batch_delete(struct db_batch *b, enum db_cf cf, const void *key, size_t klen);
 size_t db_batch_count(const struct db_batch *b);
 

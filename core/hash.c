@@ -23,21 +23,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "core/util.h"
 
-#define HASH_READ_BUF	(1024 * 1024)
-#define HASH_TRIES	3
-#define HASH_MAGIC	"dfsr-hash-1" /* the NUL is part of the encoding */
-#define HASH_LIST_MAX	(1024 * 1024) /* bytes of xattr names we accept */
-#define HASH_PROC_PATH	32
+#define HASH_READ_BUF  (1024 * 1024)
+#define HASH_TRIES     3
+#define HASH_MAGIC     "dfsr-hash-1" /* the NUL is part of the encoding */
+#define HASH_LIST_MAX  (1024 * 1024) /* bytes of xattr names we accept */
+#define HASH_PROC_PATH 32
 
 /* How to reach an object's attributes: its descriptor, or its /proc/self/fd path. */
 struct xa_src {
@@ -336,8 +335,7 @@ static int xa_sorted(const char *list, size_t len, const char ***names, size_t *
 }
 
 /* Appends "be32 len || name || be32 len || value" for every name to @enc. */
-static int xa_encode(const struct xa_src *x, const char **names, size_t count,
-		     struct dfsr_buf *enc)
+static int xa_encode(const struct xa_src *x, const char **names, size_t count, struct dfsr_buf *enc)
 {
 	uint8_t *val = malloc(HASH_XATTR_MAX);
 	int rc = 0;

@@ -1,5 +1,5 @@
 /*
- * internal.h - sharing between core/*.c files only (STYLE rule 2); fs/ and net/ never
+ * internal.h - sharing between the core .c files only (STYLE rule 2); fs/ and net/ never
  * include it.
  *
  * journal <-> scan: the consistency scan (core/scan.c) walks directories and reports what
@@ -54,8 +54,8 @@ int journal__sync_entry(struct journal *j, const struct dfsr_uid *parent, const 
  * differs, else a refresh of the stat fields. @what as above.
  * Return: 0 (also when @uid is gone or a tombstone: *what = NONE), -EIO, -ENOMEM.
  */
-int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid,
-			const struct hash_result *h, int *what);
+int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid, const struct hash_result *h,
+			int *what);
 
 /**
  * journal__remove() - Tombstone the live record @uid and everything live below it.

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,8 +33,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "core/db.h"
 #include "core/dfsr.pb-c.h"
@@ -54,15 +53,15 @@ struct journal_counts {
 };
 
 struct journal {
-	const struct config *cfg;	    /* immutable */
+	const struct config *cfg;           /* immutable */
 	const struct config_folder *folder; /* immutable */
-	int root_fd;			    /* immutable */
-	bool read_only;			    /* immutable */
-	bool unclean;			    /* immutable after open */
-	struct db *db;			    /* immutable; thread-safe */
-	struct dfsr_uid root_uid;	    /* immutable */
-	struct dfsr_uid db_id;		    /* immutable */
-	uint64_t event_n;		    /* atomic */
+	int root_fd;                        /* immutable */
+	bool read_only;                     /* immutable */
+	bool unclean;                       /* immutable after open */
+	struct db *db;                      /* immutable; thread-safe */
+	struct dfsr_uid root_uid;           /* immutable */
+	struct dfsr_uid db_id;              /* immutable */
+	uint64_t event_n;                   /* atomic */
 
 	pthread_mutex_t lock; /* protects everything below; innermost lock of core */
 	uint64_t counter;     /* last counter used by db_id */
@@ -331,9 +330,9 @@ static int path_prepend(struct dfsr_buf *b, const char *s)
 	size_t n = strlen(s), add = b->len ? n + 1 : n, old = b->len;
 	int rc;
 
-	rc = dfsr_buf_add(b, NULL, 0);
-	for (size_t i = 0; rc == 0 && i < add; i++)
-		rc = dfsr_buf_add(b, " ", 1);
+	rc = dfsr_buf_add(b, s, n);
+	if (rc == 0 && old)
+		rc = dfsr_buf_add(b, "/", 1);
 	if (rc < 0)
 		return rc;
 	memmove(b->p + add, b->p, old);
@@ -378,8 +377,7 @@ static void before_of(const struct record *r, struct rec_before *b)
 	memcpy(b->name, r->name, sizeof(b->name));
 }
 
-static void counts_add(struct journal_counts *c, bool tombstone, char type, uint64_t size,
-		       int sign)
+static void counts_add(struct journal_counts *c, bool tombstone, char type, uint64_t size, int sign)
 {
 	uint64_t *n = tombstone ? &c->tombstones : type == RECORD_DIR ? &c->folders : &c->files;
 
@@ -596,8 +594,8 @@ static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t
 			 int depth);
 
 /* Tombstone every live child of directory @uid (children first). */
-static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid,
-				  uint64_t *removed, int depth)
+static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+				  int depth)
 {
 	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
 	int rc = 0;
@@ -675,8 +673,7 @@ static int create_locked(struct journal *j, const struct dfsr_uid *parent, const
 }
 
 /* A fresh hash of the live record @r: new version if it differs, else refresh. */
-static int apply_locked(struct journal *j, struct record *r, const struct hash_result *h,
-			int *what)
+static int apply_locked(struct journal *j, struct record *r, const struct hash_result *h, int *what)
 {
 	struct rec_before before;
 	enum journal_op op;
@@ -744,8 +741,8 @@ int journal__sync_entry(struct journal *j, const struct dfsr_uid *parent, const 
 	return rc;
 }
 
-int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid,
-			const struct hash_result *h, int *what)
+int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid, const struct hash_result *h,
+			int *what)
 {
 	struct record r;
 	int rc;
@@ -823,4 +820,695 @@ void journal__scan_end(struct journal *j)
 	pthread_mutex_lock(&j->lock);
 	j->scanning = false;
 	pthread_mutex_unlock(&j->lock);
+}
+
+/* ---- open and close ---------------------------------------------------------------- */
+
+static int root_uid_of(const char *name, struct dfsr_uid *out)
+{
+	static const char tag[] = "dfsr-root"; /* hashed with its NUL */
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok;
+
+	if (!c)
+		return -ENOMEM;
+	ok = EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, tag, sizeof(tag)) &&
+	     EVP_DigestUpdate(c, name, strlen(name)) && EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	if (!ok || mdlen < DFSR_UID_LEN)
+		return -EIO;
+	memcpy(out->b, md, DFSR_UID_LEN);
+	return 0;
+}
+
+static int load_or_create_meta(struct journal *j, char err[static JOURNAL_ERR_LEN])
+{
+	int rc = meta_load(j);
+
+	if (rc == -ENOENT && j->read_only) {
+		snprintf(err, JOURNAL_ERR_LEN, "DfsrPrivate/db of folder %s has no folder data",
+			 j->folder->name);
+		return -ENOENT;
+	}
+	if (rc == -ENOENT) {
+		dfsr_uid_random(&j->db_id);
+		j->counter = 0;
+		j->next_seq = 1;
+		j->state = JOURNAL_STATE_INITIAL_BUILD;
+		return 0;
+	}
+	if (rc == -EBADMSG) {
+		snprintf(err, JOURNAL_ERR_LEN,
+			 "DfsrPrivate/db of folder %s: folder data is corrupt", j->folder->name);
+		return -EIO;
+	}
+	if (rc < 0)
+		snprintf(err, JOURNAL_ERR_LEN, "DfsrPrivate/db of folder %s: cannot read: %s",
+			 j->folder->name, dfsr_strerror(rc));
+	return rc;
+}
+
+int journal_open(const struct journal_opts *o, struct journal **out,
+		 char err[static JOURNAL_ERR_LEN])
+{
+	char path[128];
+	struct journal *j;
+	struct txn t;
+	int rc;
+
+	err[0] = '\0';
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->cfg = o->cfg;
+	j->folder = o->folder;
+	j->root_fd = o->root_fd;
+	j->read_only = o->read_only;
+	j->event_n = (uint64_t)dfsr_mono_ns();
+	version_vector_init(&j->knowledge);
+	pthread_mutex_init(&j->lock, NULL);
+	rc = root_uid_of(o->folder->name, &j->root_uid);
+	if (rc < 0)
+		goto out_free;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s/%s", o->root_fd, LAYOUT_PRIVATE,
+		 LAYOUT_DB);
+	rc = db_open(path, o->read_only, &j->db, err);
+	if (rc < 0)
+		goto out_free;
+	j->batch = db_batch_new(j->db);
+	if (!j->batch) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	rc = load_or_create_meta(j, err);
+	if (rc < 0)
+		goto out_close;
+	j->unclean = j->running;
+	if (!j->read_only) {
+		txn_begin(j, &t);
+		t.running = true;
+		rc = meta_commit_locked(j, &t, true);
+		if (rc < 0) {
+			snprintf(err, JOURNAL_ERR_LEN,
+				 "DfsrPrivate/db of folder %s: cannot write: %s", j->folder->name,
+				 dfsr_strerror(rc));
+			goto out_close;
+		}
+	}
+	*out = j;
+	return 0;
+out_close:
+	db_batch_free(j->batch);
+	db_close(j->db);
+out_free:
+	version_vector_release(&j->knowledge);
+	pthread_mutex_destroy(&j->lock);
+	free(j);
+	return rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -ENOMEM ? -EIO : rc;
+}
+
+void journal_close(struct journal *j)
+{
+	struct txn t;
+
+	if (!j)
+		return;
+	if (!j->read_only) {
+		pthread_mutex_lock(&j->lock);
+		txn_begin(j, &t);
+		t.running = false;
+		(void)db_flush(j->db);
+		if (meta_commit_locked(j, &t, true) < 0)
+			event_log(EV_DB_ERROR, "folder=%s op=close", j->folder->name);
+		pthread_mutex_unlock(&j->lock);
+	}
+	db_batch_free(j->batch);
+	db_close(j->db);
+	version_vector_release(&j->knowledge);
+	pthread_mutex_destroy(&j->lock);
+	free(j);
+}
+
+bool journal_was_unclean(const struct journal *j)
+{
+	return j->unclean;
+}
+
+const struct dfsr_uid *journal_root_uid(const struct journal *j)
+{
+	return &j->root_uid;
+}
+
+const struct dfsr_uid *journal_db_id(const struct journal *j)
+{
+	return &j->db_id;
+}
+
+const struct config_folder *journal_folder(const struct journal *j)
+{
+	return j->folder;
+}
+
+int journal_root_fd(const struct journal *j)
+{
+	return j->root_fd;
+}
+
+enum journal_state journal_state(const struct journal *j)
+{
+	struct journal *mj = (struct journal *)(uintptr_t)j; /* the lock is not part of the value */
+	enum journal_state s;
+
+	pthread_mutex_lock(&mj->lock);
+	s = mj->state;
+	pthread_mutex_unlock(&mj->lock);
+	return s;
+}
+
+int journal_set_state(struct journal *j, enum journal_state s)
+{
+	struct txn t;
+	int rc;
+
+	if (j->read_only)
+		return -EIO;
+	pthread_mutex_lock(&j->lock);
+	txn_begin(j, &t);
+	t.state = s;
+	rc = meta_commit_locked(j, &t, false);
+	pthread_mutex_unlock(&j->lock);
+	return rc < 0 ? -EIO : 0;
+}
+
+/* ---- the change API ---------------------------------------------------------------- */
+
+static int stat_fd(int fd, struct stat *st)
+{
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+static int64_t mtime_ns_of(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		   struct dfsr_uid *out)
+{
+	bool live;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (dfsr_uid_is_zero(parent) || !record_name_valid(name))
+		return 0;
+	if (dfsr_uid_equal(parent, &j->root_uid) && strcmp(name, LAYOUT_PRIVATE) == 0)
+		return 0;
+	rc = name_get(j, parent, name, out);
+	if (rc != -ENOENT)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	if (filter_match(&j->folder->file_filter, name) ||
+	    filter_match(&j->folder->subfolder_filter, name))
+		return 0;
+	rc = parent_live(j, parent, &live);
+	if (rc < 0)
+		return rc;
+	return live ? -ENOENT : 0;
+}
+
+static void hash_failed(struct journal *j, const char *name, int rc)
+{
+	journal_event(j, EV_HASH_FAILED, "name=\"%s\" error=\"%s\"", name, dfsr_strerror(rc));
+}
+
+int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
+		     struct dfsr_uid *out)
+{
+	struct hash_result h;
+	struct dfsr_uid uid;
+	struct stat st;
+	int rc, what;
+
+	memset(out, 0, sizeof(*out));
+	if (j->read_only)
+		return -EIO;
+	rc = stat_fd(fd, &st);
+	if (rc < 0)
+		return rc;
+	if (!journal__tracked(j, parent, name, record_type_of((uint32_t)st.st_mode)))
+		return 0;
+	rc = hash_fd(fd, NULL, &h);
+	if (rc < 0) {
+		hash_failed(j, name, rc);
+		return rc;
+	}
+	rc = journal__sync_entry(j, parent, name, &h, &uid, &what);
+	if (rc < 0)
+		return rc;
+	if (what == JOURNAL__CREATED && S_ISDIR(h.st.st_mode))
+		rc = scan__dir(j, fd, &uid, NULL);
+	if (rc == 0)
+		*out = uid;
+	return rc;
+}
+
+int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags)
+{
+	const uint8_t *content = NULL;
+	struct hash_result h;
+	struct record r;
+	struct stat st;
+	int rc, what;
+
+	if (dfsr_uid_is_zero(uid))
+		return 0;
+	if (j->read_only)
+		return -EIO;
+	rc = journal__get(j, uid, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (r.tombstone)
+		goto out_release;
+	rc = stat_fd(fd, &st);
+	if (rc < 0)
+		goto out_release;
+	if (!(flags & JOURNAL_DATA) && r.type == RECORD_FILE && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size == r.size && mtime_ns_of(&st) == r.mtime_ns)
+		content = r.content;
+	rc = hash_fd(fd, content, &h);
+	if (rc < 0) {
+		hash_failed(j, r.name, rc);
+		goto out_release;
+	}
+	rc = journal__apply_hash(j, uid, &h, &what);
+out_release:
+	record_release(&r);
+	return rc;
+}
+
+int journal_note_remove(struct journal *j, const struct dfsr_uid *parent, const char *name)
+{
+	struct dfsr_uid uid;
+	int rc;
+
+	if (dfsr_uid_is_zero(parent) || !record_name_valid(name))
+		return 0;
+	if (j->read_only)
+		return -EIO;
+	pthread_mutex_lock(&j->lock);
+	rc = name_get(j, parent, name, &uid);
+	if (rc == 0)
+		rc = remove_locked(j, &uid, NULL, 0);
+	else if (rc == -ENOENT)
+		rc = 0;
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+/* One object taking part in a rename. */
+struct moved {
+	int fd;
+	char type;
+	bool have_hash;
+	int hash_rc;
+	bool walk; /* recorded as new directory: walk its contents after unlocking */
+	struct hash_result h;
+};
+
+/* Hash the object now at @m->fd, if its new place is tracked; content reused from its
+ * record when size and mtime still match (a rename never changes data). */
+static void prehash(struct journal *j, const struct dfsr_uid *from_parent, const char *from_name,
+		    const struct dfsr_uid *to_parent, const char *to_name, struct moved *m)
+{
+	const uint8_t *content = NULL;
+	struct dfsr_uid uid;
+	struct record r;
+	struct stat st;
+
+	record_init(&r);
+	m->have_hash = false;
+	m->walk = false;
+	m->hash_rc = stat_fd(m->fd, &st);
+	if (m->hash_rc < 0)
+		return;
+	m->type = record_type_of((uint32_t)st.st_mode);
+	if (!journal__tracked(j, to_parent, to_name, m->type))
+		return;
+	if (!dfsr_uid_is_zero(from_parent) && record_name_valid(from_name) &&
+	    name_get(j, from_parent, from_name, &uid) == 0 && journal__get(j, &uid, &r) == 0 &&
+	    r.type == RECORD_FILE && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r.size &&
+	    mtime_ns_of(&st) == r.mtime_ns)
+		content = r.content;
+	m->hash_rc = hash_fd(m->fd, content, &m->h);
+	m->have_hash = m->hash_rc == 0;
+	record_release(&r);
+}
+
+/* Move record @uid (zero: an untracked object) to (@to_parent, @to_name). Lock held. */
+static int move_locked(struct journal *j, const struct dfsr_uid *uid,
+		       const struct dfsr_uid *to_parent, const char *to_name, struct moved *m,
+		       struct dfsr_uid *out)
+{
+	struct rec_before before;
+	struct record r;
+	bool tracked;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = tracked_locked(j, to_parent, to_name, m->type, &tracked);
+	if (rc < 0)
+		return rc;
+	if (!dfsr_uid_is_zero(uid)) {
+		if (!tracked)
+			return remove_locked(j, uid, NULL, 0);
+		rc = journal__get(j, uid, &r);
+		if (rc < 0)
+			return rc == -ENOENT ? 0 : rc;
+		if (!r.tombstone) {
+			before_of(&r, &before);
+			r.parent = *to_parent;
+			snprintf(r.name, sizeof(r.name), "%s", to_name);
+			if (m->have_hash && record_type_of((uint32_t)m->h.st.st_mode) == r.type)
+				fill_stat(&r, &m->h);
+			rc = put_version_locked(j, &r, &before, JOURNAL_OP_RENAME);
+			if (rc == 0)
+				*out = *uid;
+		}
+		record_release(&r);
+		return rc;
+	}
+	if (!tracked)
+		return 0;
+	if (!m->have_hash)
+		return m->hash_rc < 0 ? m->hash_rc : -EIO;
+	rc = create_locked(j, to_parent, to_name, &m->h, out);
+	m->walk = rc == 0 && m->type == RECORD_DIR;
+	return rc;
+}
+
+/* Index lookup that treats untracked parents and invalid names as "nothing there". */
+static int uid_at(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		  struct dfsr_uid *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (dfsr_uid_is_zero(parent) || !record_name_valid(name))
+		return 0;
+	rc = name_get(j, parent, name, out);
+	if (rc == -ENOENT) {
+		memset(out, 0, sizeof(*out));
+		return 0;
+	}
+	return rc;
+}
+
+/*
+ * A plain rename over a recorded target. An untracked file replacing a tracked file of the
+ * same type keeps the target's UID (the save-by-rename pattern); otherwise the target
+ * becomes a tombstone. Sets *kept when the target's UID was kept. Lock held.
+ */
+static int replace_target_locked(struct journal *j, const struct journal_rename *rn,
+				 const struct dfsr_uid *src, const struct dfsr_uid *dst,
+				 struct moved *a, bool *kept)
+{
+	struct record r;
+	int rc, what;
+
+	*kept = false;
+	if (dfsr_uid_is_zero(src) && a->have_hash && a->type != RECORD_DIR &&
+	    journal__tracked(j, rn->new_parent, rn->new_name, a->type)) {
+		rc = journal__get(j, dst, &r);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		if (rc == 0 && !r.tombstone && r.type == a->type) {
+			rc = apply_locked(j, &r, &a->h, &what);
+			*kept = rc == 0;
+			record_release(&r);
+			return rc;
+		}
+		if (rc == 0)
+			record_release(&r);
+	}
+	return remove_locked(j, dst, NULL, 0);
+}
+
+static int rename_locked(struct journal *j, const struct journal_rename *rn, struct moved *a,
+			 struct moved *b, struct dfsr_uid *out, struct dfsr_uid *other_out)
+{
+	struct dfsr_uid ua, ub;
+	bool kept = false;
+	int rc;
+
+	rc = uid_at(j, rn->old_parent, rn->old_name, &ua);
+	if (rc == 0)
+		rc = uid_at(j, rn->new_parent, rn->new_name, &ub);
+	if (rc < 0)
+		return rc;
+	if (rn->exchange) {
+		rc = move_locked(j, &ua, rn->new_parent, rn->new_name, a, out);
+		if (rc == 0)
+			rc = move_locked(j, &ub, rn->old_parent, rn->old_name, b, other_out);
+		return rc;
+	}
+	if (!dfsr_uid_is_zero(&ub) && !dfsr_uid_equal(&ua, &ub)) {
+		rc = replace_target_locked(j, rn, &ua, &ub, a, &kept);
+		if (rc < 0)
+			return rc;
+		if (kept) {
+			*out = ub;
+			return 0;
+		}
+	}
+	return move_locked(j, &ua, rn->new_parent, rn->new_name, a, out);
+}
+
+int journal_note_rename(struct journal *j, const struct journal_rename *r, struct dfsr_uid *out,
+			struct dfsr_uid *other_out)
+{
+	struct moved a = { .fd = r->fd }, b = { .fd = r->other_fd };
+	struct dfsr_uid o1, o2;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (other_out)
+		memset(other_out, 0, sizeof(*other_out));
+	if (dfsr_uid_is_zero(r->old_parent) && dfsr_uid_is_zero(r->new_parent))
+		return 0;
+	if (j->read_only)
+		return -EIO;
+	prehash(j, r->old_parent, r->old_name, r->new_parent, r->new_name, &a);
+	if (r->exchange)
+		prehash(j, r->new_parent, r->new_name, r->old_parent, r->old_name, &b);
+	memset(&o2, 0, sizeof(o2));
+	pthread_mutex_lock(&j->lock);
+	rc = rename_locked(j, r, &a, &b, &o1, &o2);
+	pthread_mutex_unlock(&j->lock);
+	if (rc < 0 && (a.hash_rc < 0 || b.hash_rc < 0))
+		hash_failed(j, r->new_name, a.hash_rc < 0 ? a.hash_rc : b.hash_rc);
+	if (rc == 0 && a.walk)
+		rc = scan__dir(j, a.fd, &o1, NULL);
+	if (rc == 0 && b.walk)
+		rc = scan__dir(j, b.fd, &o2, NULL);
+	if (rc < 0)
+		return rc;
+	*out = o1;
+	if (other_out)
+		*other_out = o2;
+	return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+void journal_get_status(struct journal *j, struct journal_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&j->lock);
+	out->state = j->state;
+	out->files = j->counts.files;
+	out->folders = j->counts.folders;
+	out->bytes = j->counts.bytes;
+	out->tombstones = j->counts.tombstones;
+	out->journal = j->counts.journal;
+	out->next_seq = j->next_seq;
+	out->scanning = j->scanning;
+	out->scan_files_done = j->scan_files_done;
+	out->scan_bytes_done = j->scan_bytes_done;
+	out->scan_files_total = j->scan_files_total;
+	out->scan_bytes_total = j->scan_bytes_total;
+	out->scan_started_ns = j->scan_started_ns;
+	pthread_mutex_unlock(&j->lock);
+}
+
+static int visit_entry(const Dfsr__JournalEntry *e, uint64_t seq, struct dfsr_buf *path,
+		       journal_entry_fn fn, void *arg)
+{
+	struct journal_entry_info info;
+
+	if (e->uid.len != DFSR_UID_LEN || !e->gvsn || e->gvsn->db.len != DFSR_UID_LEN ||
+	    e->op < JOURNAL_OP_CREATE || e->op > JOURNAL_OP_DELETE ||
+	    memchr(e->path.data, '\0', e->path.len))
+		return 0; /* not ours to interpret: skipped */
+	path->len = 0;
+	if (dfsr_buf_add(path, e->path.data, e->path.len) < 0)
+		return -ENOMEM;
+	memset(&info, 0, sizeof(info));
+	info.seq = seq;
+	info.op = (enum journal_op)e->op;
+	memcpy(info.uid.b, e->uid.data, DFSR_UID_LEN);
+	memcpy(info.gvsn_db.b, e->gvsn->db.data, DFSR_UID_LEN);
+	info.gvsn_counter = e->gvsn->counter;
+	info.time_ns = e->time_ns;
+	info.type = (char)e->type;
+	info.path = path->p;
+	return fn(arg, &info);
+}
+
+int journal_list(struct journal *j, uint64_t from, size_t max, journal_entry_fn fn, void *arg)
+{
+	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_JOURNAL);
+	struct dfsr_buf path;
+	uint8_t key[8];
+	size_t n = 0;
+	int rc = 0;
+
+	if (!it)
+		return -ENOMEM;
+	dfsr_buf_init(&path);
+	db_put_be64(key, from);
+	for (db_iter_seek(it, key, sizeof(key)); rc == 0 && db_iter_valid(it) && (!max || n < max);
+	     db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
+		Dfsr__JournalEntry *e;
+
+		if (klen != 8)
+			continue;
+		e = dfsr__journal_entry__unpack(NULL, vlen, v);
+		if (!e)
+			continue;
+		rc = visit_entry(e, db_get_be64(k), &path, fn, arg);
+		dfsr__journal_entry__free_unpacked(e, NULL);
+		n++;
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	dfsr_buf_release(&path);
+	db_iter_free(it);
+	return rc;
+}
+
+static int store_event(struct journal *j, enum dfsr_event ev, int64_t now, const char *msg)
+{
+	Dfsr__Event e = DFSR__EVENT__INIT;
+	uint8_t key[DB_KEY_EVENT_LEN], *buf;
+	struct db_batch *b;
+	size_t len;
+	int rc;
+
+	e.time_ns = now;
+	e.id = (uint32_t)ev;
+	e.folder = bin(j->folder->name, strlen(j->folder->name));
+	e.message = bin(msg, strlen(msg));
+	len = dfsr__event__get_packed_size(&e);
+	buf = malloc(len ? len : 1);
+	b = db_batch_new(j->db);
+	if (!buf || !b) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	dfsr__event__pack(&e, buf);
+	db_key_event(key, now, __atomic_fetch_add(&j->event_n, 1, __ATOMIC_RELAXED));
+	db_batch_put(b, DB_CF_EVENTS, key, sizeof(key), buf, len);
+	rc = db_batch_commit(b, false);
+out_free:
+	db_batch_free(b);
+	free(buf);
+	return rc;
+}
+
+void journal_event(struct journal *j, enum dfsr_event ev, const char *fmt, ...)
+{
+	char msg[EVENT_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	event_vformat(msg, sizeof(msg), ev, fmt, ap);
+	va_end(ap);
+	if (!j->read_only && j->db && store_event(j, ev, dfsr_now_ns(), msg) < 0)
+		event_log(EV_DB_ERROR, "folder=%s op=store-event id=%d", j->folder->name, (int)ev);
+	event_emit(ev, j->folder->name, msg);
+}
+
+static int visit_event(const Dfsr__Event *e, struct dfsr_buf *folder, struct dfsr_buf *msg,
+		       journal_event_fn fn, void *arg)
+{
+	struct journal_event_info info;
+
+	if (memchr(e->folder.data, '\0', e->folder.len) ||
+	    memchr(e->message.data, '\0', e->message.len))
+		return 0;
+	folder->len = 0;
+	msg->len = 0;
+	if (dfsr_buf_add(folder, e->folder.data, e->folder.len) < 0 ||
+	    dfsr_buf_add(msg, e->message.data, e->message.len) < 0)
+		return -ENOMEM;
+	info.time_ns = e->time_ns;
+	info.id = (int)e->id;
+	info.folder = folder->p;
+	info.message = msg->p;
+	return fn(arg, &info);
+}
+
+int journal_list_events(struct journal *j, int64_t since_ns, journal_event_fn fn, void *arg)
+{
+	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_EVENTS);
+	struct dfsr_buf folder, msg;
+	uint8_t key[DB_KEY_EVENT_LEN];
+	int rc = 0;
+
+	if (!it)
+		return -ENOMEM;
+	dfsr_buf_init(&folder);
+	dfsr_buf_init(&msg);
+	db_key_event(key, since_ns, 0);
+	for (db_iter_seek(it, key, sizeof(key)); rc == 0 && db_iter_valid(it); db_iter_next(it)) {
+		size_t vlen;
+		const uint8_t *v = db_iter_value(it, &vlen);
+		Dfsr__Event *e = dfsr__event__unpack(NULL, vlen, v);
+
+		if (!e)
+			continue;
+		rc = visit_event(e, &folder, &msg, fn, arg);
+		dfsr__event__free_unpacked(e, NULL);
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	dfsr_buf_release(&msg);
+	dfsr_buf_release(&folder);
+	db_iter_free(it);
+	return rc;
+}
+
+int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf *out)
+{
+	struct record r;
+	int rc;
+
+	if (dfsr_uid_equal(uid, &j->root_uid)) {
+		out->len = 0;
+		return dfsr_buf_add(out, "", 0);
+	}
+	rc = journal__get(j, uid, &r);
+	if (rc < 0)
+		return rc;
+	rc = build_path(j, &r.parent, r.name, out);
+	record_release(&r);
+	return rc;
 }

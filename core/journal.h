@@ -161,10 +161,13 @@ struct journal_rename {
 
 /**
  * journal_note_rename() - A rename succeeded. The moved record keeps its UID and gets a
- * new version with its new parent and name; a replaced target becomes a tombstone; for an
- * exchange both records move. Moving into an untracked place (a filtered name, an
+ * new version with its new parent and name; a replaced tracked target becomes a tombstone;
+ * for an exchange both records move. Moving into an untracked place (a filtered name, an
  * untracked directory) tombstones the object and everything below it; moving out of one
- * records it as new, as journal_note_new() does.
+ * records it as new, as journal_note_new() does — except the editor's save pattern: an
+ * untracked name ("x.tmp") renamed over a tracked object of the same type keeps the
+ * target's UID and makes a new version of it (MODIFY or META), so a save is not a delete
+ * plus a create.
  * @out:       receives the UID of the object now at new_name (zero if untracked)
  * @other_out: exchange: receives the UID of the object now at old_name; may be NULL
  *

@@ -24,15 +24,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #define MANIFEST_MAX_BYTES (64 * 1024 * 1024) /* 64 MiB: ~200k entries; beyond is damage */
 #define LAYOUT_WRITE_TEST  ".dfsr-write-test"
@@ -80,13 +79,19 @@ static int fsync_dir(int dirfd)
 	return rc;
 }
 
+/* The temporary name a replace of @name writes first. */
+static void tmp_name(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, ".%s.tmp", name);
+}
+
 /* Writes @data as @name in @dirfd: temporary name, fsync, rename, fsync the directory. */
 static int replace_file(int dirfd, const char *name, const void *data, size_t len)
 {
 	char tmp[128];
 	int fd, rc;
 
-	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	tmp_name(name, tmp, sizeof(tmp));
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -219,8 +224,11 @@ static bool xml_safe(const char *s)
 
 	while (*p) {
 		unsigned c = *p;
-		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-				(c & 0xf8) == 0xf0 ? 4 : 0;
+		size_t n = c < 0x80             ? 1
+			   : (c & 0xe0) == 0xc0 ? 2
+			   : (c & 0xf0) == 0xe0 ? 3
+			   : (c & 0xf8) == 0xf0 ? 4
+						: 0;
 		uint32_t cp;
 
 		if (n == 0 || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
@@ -443,7 +451,16 @@ static int parse_type(const char *s, enum manifest_type *out)
 	return -EBADMSG;
 }
 
-enum { F_PATH, F_UID, F_GVSN, F_NEWNAME, F_TYPE, F_TIME, F_SIZE, F_COUNT };
+enum {
+	F_PATH,
+	F_UID,
+	F_GVSN,
+	F_NEWNAME,
+	F_TYPE,
+	F_TIME,
+	F_SIZE,
+	F_COUNT
+};
 
 static const char *const field_tags[F_COUNT] = {
 	"Path", "Uid", "Gvsn", "NewName", "Type", "Time", "Size",
@@ -722,11 +739,17 @@ int layout_prepare(int root_fd, char err[static LAYOUT_ERR_LEN])
 	for (size_t i = 0; i < DFSR_ARRAY_SIZE(layout_subdirs); i++) {
 		rc = ensure_dir(pfd, layout_subdirs[i]);
 		if (rc < 0) {
-			prep_fail(err, rc = prep_errno(rc), "cannot create or open", layout_subdirs[i]);
+			prep_fail(err, rc = prep_errno(rc), "cannot create or open",
+				  layout_subdirs[i]);
 			goto out_close;
 		}
 	}
 	for (int k = MANIFEST_CONFLICT; k <= MANIFEST_PREEXISTING; k++) {
+		char tmp[128];
+
+		/* a temporary left by a crash in the middle of a replace */
+		tmp_name(manifest_file((enum manifest_kind)k), tmp, sizeof(tmp));
+		(void)unlinkat(pfd, tmp, 0);
 		rc = ensure_manifest(pfd, (enum manifest_kind)k);
 		if (rc < 0) {
 			prep_fail(err, rc = prep_errno(rc), "cannot write",

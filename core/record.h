@@ -24,8 +24,8 @@
 #include "core/util.h"
 #include "core/version.h"
 
-#define RECORD_NAME_MAX 255	  /* bytes of one name component */
-#define RECORD_ENC_MAX	(64 * 1024) /* bytes of one encoded record; larger input is refused */
+#define RECORD_NAME_MAX 255         /* bytes of one name component */
+#define RECORD_ENC_MAX  (64 * 1024) /* bytes of one encoded record; larger input is refused */
 
 enum record_type {
 	RECORD_FILE = 'f',
@@ -39,15 +39,15 @@ struct record {
 	char name[RECORD_NAME_MAX + 1];
 	char type; /* enum record_type */
 	struct version_gvsn gvsn;
-	struct version_vector vv; /* owned */
-	uint8_t hash[HASH_LEN];	   /* replication hash */
+	struct version_vector vv;  /* owned */
+	uint8_t hash[HASH_LEN];    /* replication hash */
 	uint8_t content[HASH_LEN]; /* content digest */
 	uint64_t size;
 	uint32_t mode; /* permission bits */
 	uint32_t owner;
 	uint32_t group;
 	int64_t mtime_ns;
-	int64_t ctime_ns;	/* local stat ctime; lets the scan skip unchanged entries */
+	int64_t ctime_ns;       /* local stat ctime; lets the scan skip unchanged entries */
 	int64_t change_time_ns; /* when this version was made (conflict rules) */
 	int64_t create_time_ns; /* when the UID was made (name conflicts) */
 	bool tombstone;

@@ -44,9 +44,22 @@ const char *dfsr_strerror(int err)
 		return "Stored record is corrupt";
 	case DFSR_ENOTRUNNING:
 		return "No dfsr member is running";
+	/* libuv's own codes on Linux (uv/errno.h); core does not include uv.h */
+	case -4095:
+		return "End of file";
+	case -4080:
+		return "Invalid Unicode character";
+	case -4028:
+		return "Inappropriate file type or format";
+	case -3001:
+		return "Temporary failure in name resolution";
+	case -3008:
+		return "Unknown node or service";
 	default:
 		break;
 	}
+	if (err <= -3000 && err > -3100)
+		return "Address lookup failed";
 	if (err < 0 && err > -4096) {
 		s = strerrordesc_np(-err);
 		if (s)

@@ -63,8 +63,7 @@ uint64_t version_vector_get(const struct version_vector *vv, const struct dfsr_u
  * Return: 0, -EINVAL for a zero @db or @counter, -E2BIG past VERSION_VV_MAX entries,
  *         -ENOMEM.
  */
-int version_vector_raise(struct version_vector *vv, const struct dfsr_uid *db,
-			 uint64_t counter);
+int version_vector_raise(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter);
 
 /**
  * version_vector_merge() - Raise every entry of @dst to the entries of @src (pointwise max).

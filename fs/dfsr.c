@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
@@ -58,11 +59,11 @@
 #include "net/control.h"
 #include "net/loop.h"
 
-#define KEY_LEN		 crypto_box_SECRETKEYBYTES
-#define KEY_B64_LEN	 sodium_base64_ENCODED_LEN(KEY_LEN, sodium_base64_VARIANT_ORIGINAL)
-#define FUSE_SUPER_MAGIC 0x65735546
+#define KEY_LEN            crypto_box_SECRETKEYBYTES
+#define KEY_B64_LEN        sodium_base64_ENCODED_LEN(KEY_LEN, sodium_base64_VARIANT_ORIGINAL)
+#define FUSE_SUPER_MAGIC   0x65735546
 #define CONTROL_TIMEOUT_MS 30000
-#define STOP_TIMEOUT_S	   120
+#define STOP_TIMEOUT_S     120
 
 _Static_assert(crypto_box_SECRETKEYBYTES == 32 && crypto_box_PUBLICKEYBYTES == 32,
 	       "X25519 keys are 32 bytes");
@@ -80,6 +81,7 @@ enum cli_opt {
 	OPT_SINCE = 1u << 7,
 	OPT_FROM = 1u << 8,
 	OPT_LIST = 1u << 9,
+	OPT_PREEXISTING = 1u << 10,
 };
 
 struct cli {
@@ -87,7 +89,7 @@ struct cli {
 	const char *config;
 	const char *folder;
 	const char *since;
-	bool json, watch, foreground, debug, recursive;
+	bool json, watch, foreground, debug, recursive, preexisting;
 	uint64_t from;
 	uint64_t list;
 	int argc; /* positional arguments */
@@ -337,7 +339,8 @@ static int hash_tree(const char *arg, struct hash_list *l)
 	rc = hash_walk(fd, "", true, l);
 	if (rc < 0)
 		return rc;
-	qsort(l->v, l->n, sizeof(*l->v), cmp_hash_item);
+	if (l->n)
+		qsort(l->v, l->n, sizeof(*l->v), cmp_hash_item);
 	for (size_t i = 0; i < l->n; i++)
 		printf("%s  %s\n", l->v[i].hex, l->v[i].path);
 	return 0;
@@ -395,7 +398,7 @@ struct folder_rt {
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t usage_lock; /* protects the three fields below */
-	int64_t usage_at_ns;	    /* mono time of the last walk; 0 = never */
+	int64_t usage_at_ns;        /* mono time of the last walk; 0 = never */
 	uint64_t staging_used, conflict_used;
 };
 
@@ -407,6 +410,7 @@ struct member {
 	struct net_control *ctl;
 	pthread_t main_thread;
 	bool foreground, debug, read_only;
+	bool running; /* every folder mounted: a stop from now on is logged as one */
 	int ready_fd; /* pipe to the parent waiting in `dfsr mount`; -1 when none */
 	uint8_t sk[KEY_LEN];
 };
@@ -481,8 +485,7 @@ static void folder_usage(struct folder_rt *fr, uint64_t *staging, uint64_t *conf
 	if (!fr->usage_at_ns || now - fr->usage_at_ns > USAGE_CACHE_NS) {
 		fr->staging_used = usage_at(fr->root_fd, fr->cf->staging_path,
 					    LAYOUT_PRIVATE "/" LAYOUT_STAGING);
-		fr->conflict_used =
-			usage_at(fr->root_fd, NULL, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT);
+		fr->conflict_used = usage_at(fr->root_fd, NULL, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT);
 		fr->usage_at_ns = now;
 	}
 	*staging = fr->staging_used;
@@ -545,8 +548,9 @@ static int status_json_folder(const struct config *cfg, const struct status_snap
 			", \"tombstones\": %" PRIu64 ", \"scanning\": %s"
 			", \"staging\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
 			", \"conflict\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
-			", \"initial_build\": {\"files_done\": %" PRIu64 ", \"bytes_done\": %" PRIu64
-			", \"files_total\": %" PRIu64 ", \"bytes_total\": %" PRIu64 "}"
+			", \"initial_build\": {\"files_done\": %" PRIu64
+			", \"bytes_done\": %" PRIu64 ", \"files_total\": %" PRIu64
+			", \"bytes_total\": %" PRIu64 "}"
 			", \"initial_sync\": {\"files_done\": 0, \"files_total\": 0, "
 			"\"bytes_done\": 0, \"bytes_total\": 0}, ",
 			journal_state_name(s->st.state), s->st.files, s->st.folders, s->st.bytes,
@@ -612,12 +616,12 @@ static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
 	bar[sizeof(bar) - 1] = '\0';
 	human((uint64_t)rate, r, sizeof(r));
 	if (rate > 0.0 && st->scan_bytes_total >= st->scan_bytes_done) {
-		uint64_t t = (uint64_t)((double)(st->scan_bytes_total - st->scan_bytes_done) / rate);
+		uint64_t t = (uint64_t)((double)(st->scan_bytes_total - st->scan_bytes_done) /
+					rate);
 
 		snprintf(left, sizeof(left), "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
 	}
-	return dfsr_buf_addf(o,
-			     "  %s: [%s] %3d%%  %" PRIu64 "/%" PRIu64 " files  %s/s  %s left\n",
+	return dfsr_buf_addf(o, "  %s: [%s] %3d%%  %" PRIu64 "/%" PRIu64 " files  %s/s  %s left\n",
 			     journal_state_name(st->state), bar, (int)(frac * 100.0),
 			     st->scan_files_done, st->scan_files_total, r, left);
 }
@@ -633,8 +637,8 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	human(s->conflict_used, cu, sizeof(cu));
 	human(s->cf->conflict_quota, cq, sizeof(cq));
 	rc = dfsr_buf_addf(o,
-			   "%-16s %-13s %9" PRIu64 " %8" PRIu64 " %11s %8" PRIu64
-			   " %10" PRIu64 "  %s / %s  %s / %s\n",
+			   "%-16s %-13s %9" PRIu64 " %8" PRIu64 " %11s %8" PRIu64 " %10" PRIu64
+			   "  %s / %s  %s / %s\n",
 			   s->cf->name, journal_state_name(s->st.state), s->st.files, s->st.folders,
 			   b, s->st.journal, s->st.tombstones, su, sq, cu, cq);
 	if (rc == 0 && s->st.scanning && tty)
@@ -645,8 +649,8 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	return rc;
 }
 
-static int status_text(const struct config *cfg, const struct status_snap *v, size_t n,
-		       bool tty, struct dfsr_buf *o)
+static int status_text(const struct config *cfg, const struct status_snap *v, size_t n, bool tty,
+		       struct dfsr_buf *o)
 {
 	int rc = dfsr_buf_addf(o, "member %s (pid %d)\n", cfg->member_name, (int)getpid());
 
@@ -750,8 +754,9 @@ static int ev_render(const struct ev_list *l, bool json, struct dfsr_buf *o)
 			rc = dfsr_buf_addf(o, "%s %d %s: %s\n", t, e->id, e->folder, e->message);
 			continue;
 		}
-		rc = dfsr_buf_addf(o, "%s{\"time\": \"%s\", \"id\": %d, \"folder\": ",
-				   i ? ", " : "", t, e->id);
+		rc = dfsr_buf_addf(o,
+				   "%s{\"time\": \"%s\", \"id\": %d, \"folder\": ", i ? ", " : "",
+				   t, e->id);
 		if (rc == 0)
 			rc = dfsr_json_str(o, e->folder);
 		if (rc == 0)
@@ -777,7 +782,8 @@ static int render_events(struct member *m, ssize_t idx, int64_t since, bool json
 		rc = journal_list_events(m->f[i].j, since, ev_collect, &l);
 	}
 	if (rc == 0) {
-		qsort(l.v, l.n, sizeof(*l.v), cmp_ev);
+		if (l.n)
+			qsort(l.v, l.n, sizeof(*l.v), cmp_ev);
 		rc = ev_render(&l, json, o);
 	}
 	for (size_t i = 0; i < l.n; i++) {
@@ -803,19 +809,20 @@ static int jl_entry(void *arg, const struct journal_entry_info *e)
 	int rc;
 
 	if (!c->json)
-		return dfsr_buf_addf(c->o, "%" PRIu64 " %s %c %s\n", e->seq,
-				     journal_op_name(e->op), e->type, e->path);
+		return dfsr_buf_addf(c->o, "%" PRIu64 " %s %c %s\n", e->seq, journal_op_name(e->op),
+				     e->type, e->path);
 	dfsr_uid_hex(&e->uid, uid);
 	dfsr_uid_hex(&e->gvsn_db, db);
 	dfsr_time_iso(e->time_ns, t, sizeof(t));
-	rc = dfsr_buf_addf(c->o, "%s{\"seq\": %" PRIu64 ", \"op\": \"%s\", \"type\": \"%c\", \"path\": ",
+	rc = dfsr_buf_addf(c->o,
+			   "%s{\"seq\": %" PRIu64 ", \"op\": \"%s\", \"type\": \"%c\", \"path\": ",
 			   c->n++ ? ", " : "", e->seq, journal_op_name(e->op), e->type);
 	if (rc == 0)
 		rc = dfsr_json_str(c->o, e->path);
 	if (rc == 0)
-		rc = dfsr_buf_addf(c->o,
-				   ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64 "\", \"time\": \"%s\"}",
-				   uid, db, e->gvsn_counter, t);
+		rc = dfsr_buf_addf(
+			c->o, ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64 "\", \"time\": \"%s\"}",
+			uid, db, e->gvsn_counter, t);
 	return rc;
 }
 
@@ -845,7 +852,10 @@ struct request {
 	uint64_t from, list;
 };
 
-enum { AFTER_STOP = 1, AFTER_RELOAD = 2 };
+enum {
+	AFTER_STOP = 1,
+	AFTER_RELOAD = 2
+};
 
 static int request_word(struct request *r, const char *w)
 {
@@ -933,7 +943,8 @@ static void control_after(void *arg, int what)
 {
 	struct member *m = arg;
 
-	pthread_kill(m->main_thread, what == AFTER_STOP ? SIGUSR1 : SIGHUP);
+	/* SIGTERM, not SIGUSR1: it also ends an initial build (member_scan_killable()). */
+	pthread_kill(m->main_thread, what == AFTER_STOP ? SIGTERM : SIGHUP);
 }
 
 /* ---- the member: start-up ------------------------------------------------------------------ */
@@ -985,8 +996,8 @@ static int folder_open(struct member *m, struct folder_rt *fr)
 	return 0;
 }
 
-/* Fills m->f from the config and opens every folder. Return: 0 or 1 (reported). */
-static int member_open(struct member *m)
+/* Fills m->f from the config and opens the folder @idx, or all (-1). Return: 0 or 1. */
+static int member_open(struct member *m, ssize_t idx)
 {
 	m->f = calloc(m->cfg.nfolders, sizeof(*m->f));
 	if (!m->f)
@@ -999,7 +1010,7 @@ static int member_open(struct member *m)
 		pthread_mutex_init(&m->f[i].usage_lock, NULL);
 	}
 	for (size_t i = 0; i < m->n; i++)
-		if (folder_open(m, &m->f[i]))
+		if (picked(idx, i) && folder_open(m, &m->f[i]))
 			return 1;
 	return 0;
 }
@@ -1010,7 +1021,7 @@ static void member_close(struct member *m)
 	for (size_t i = 0; i < m->n; i++) {
 		struct folder_rt *fr = &m->f[i];
 
-		if (fr->j && !m->read_only)
+		if (fr->j && m->running)
 			journal_event(fr->j, EV_MEMBER_STOPPED, "pid=%d", (int)getpid());
 		journal_close(fr->j);
 		if (fr->root_fd >= 0)
@@ -1079,9 +1090,10 @@ static int member_mount(struct member *m)
 {
 	for (size_t i = 0; i < m->n; i++) {
 		struct folder_rt *fr = &m->f[i];
-		struct fs_opts o = {
-			.journal = fr->j, .folder = fr->cf, .root_fd = fr->root_fd, .debug = m->debug
-		};
+		struct fs_opts o = { .journal = fr->j,
+				     .folder = fr->cf,
+				     .root_fd = fr->root_fd,
+				     .debug = m->debug };
 		char err[FS_ERR_LEN];
 		int rc = fs_new(&o, &fr->fs, err);
 
@@ -1160,15 +1172,20 @@ static int folder_diff(const struct config_folder *a, const struct config_folder
 	int rc = changed(d, strcmp(a->path, b->path) || strcmp(a->mount, b->mount), "path");
 
 	if (rc == 0)
-		rc = changed(d, a->staging_quota != b->staging_quota ||
-					a->conflict_quota != b->conflict_quota, "quota");
+		rc = changed(d,
+			     a->staging_quota != b->staging_quota ||
+				     a->conflict_quota != b->conflict_quota,
+			     "quota");
 	if (rc == 0)
-		rc = changed(d, strcmp(a->file_filter_text, b->file_filter_text) ||
-					strcmp(a->subfolder_filter_text, b->subfolder_filter_text),
+		rc = changed(d,
+			     strcmp(a->file_filter_text, b->file_filter_text) ||
+				     strcmp(a->subfolder_filter_text, b->subfolder_filter_text),
 			     "filter");
 	if (rc == 0)
-		rc = changed(d, a->primary != b->primary || a->read_only != b->read_only ||
-					a->tombstone_days != b->tombstone_days, "folder-options");
+		rc = changed(d,
+			     a->primary != b->primary || a->read_only != b->read_only ||
+				     a->tombstone_days != b->tombstone_days,
+			     "folder-options");
 	return rc;
 }
 
@@ -1188,9 +1205,10 @@ static void member_reload(struct member *m, const char *path)
 			journal_event(m->f[i].j, EV_RELOADED, "result=rejected error=\"%s\"", err);
 		return;
 	}
-	changed(&d, strcmp(nc.member_name, m->cfg.member_name) ||
-			    strcmp(nc.control_path, m->cfg.control_path) ||
-			    strcmp(nc.key_path, m->cfg.key_path),
+	changed(&d,
+		strcmp(nc.member_name, m->cfg.member_name) ||
+			strcmp(nc.control_path, m->cfg.control_path) ||
+			strcmp(nc.key_path, m->cfg.key_path),
 		"member");
 	changed(&d, nc.npeers != m->cfg.npeers, "peers");
 	changed(&d, nc.nfolders != m->cfg.nfolders, "folders");
@@ -1231,6 +1249,28 @@ static void member_wait(struct member *m, const char *conf)
 	}
 }
 
+/*
+ * The scan cannot be interrupted, and an initial build may take long: while it runs,
+ * SIGTERM and SIGINT keep their default action on the main thread (every other thread
+ * blocks them), so `dfsr umount`, Ctrl-C or a service manager can still stop the member.
+ * That stop is unclean, which is safe: every record is committed in atomic batches and the
+ * next start logs 2212 and scans again. Nothing is mounted yet, so nothing is left behind
+ * but the control socket file, which the next start replaces.
+ */
+static int member_scan_killable(struct member *m)
+{
+	sigset_t stop;
+	int rc;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+	rc = member_scan(m);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	return rc;
+}
+
 /* The member from the first database open to the clean stop. Return: exit code. */
 static int member_run(struct member *m, const char *conf)
 {
@@ -1240,14 +1280,15 @@ static int member_run(struct member *m, const char *conf)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* every thread inherits it */
 	m->main_thread = pthread_self();
-	rc = member_open(m);
+	rc = member_open(m, -1);
 	if (rc == 0)
 		rc = member_start_control(m);
 	if (rc == 0)
-		rc = member_scan(m);
+		rc = member_scan_killable(m);
 	if (rc == 0)
 		rc = member_mount(m);
 	if (rc == 0) {
+		m->running = true;
 		member_ready(m);
 		member_wait(m, conf);
 	}
@@ -1288,10 +1329,23 @@ static bool is_mounted(const char *path)
 	return mounted;
 }
 
+/*
+ * A FUSE mount whose daemon died (kill -9, a crash) answers ENOTCONN until it is
+ * unmounted. It is ours and dead: detach it, so that a restart after a crash just works.
+ */
+static void clear_dead_mount(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 && errno == ENOTCONN)
+		umount2(path, MNT_DETACH);
+}
+
 static int check_folder_paths(const struct config_folder *f)
 {
 	struct stat st;
 
+	clear_dead_mount(f->mount);
 	if (stat(f->path, &st) < 0)
 		return dfsr_err("folder %s: local path %s: %s", f->name, f->path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
@@ -1340,12 +1394,13 @@ static int mount_precheck(struct member *m, const char *conf)
 		return dfsr_err("%s", err);
 	if (key_load(m->cfg.key_path, true, m->sk))
 		return 1;
-	for (size_t i = 0; i < m->cfg.nfolders; i++)
-		if (check_folder_paths(&m->cfg.folders[i]))
-			return 1;
+	/* Before the mount points: a running member's mounts would be reported as busy. */
 	pid = member_pid(&m->cfg);
 	if (pid > 0)
 		return dfsr_err("member %s is already running (pid %ld)", m->cfg.member_name, pid);
+	for (size_t i = 0; i < m->cfg.nfolders; i++)
+		if (check_folder_paths(&m->cfg.folders[i]))
+			return 1;
 	return 0;
 }
 
@@ -1430,7 +1485,8 @@ static int cmd_mount(struct cli *c)
 	return rc;
 }
 
-/* ---- client commands -------------------------------------------------------------------------- */
+/* ---- client commands --------------------------------------------------------------------------
+ */
 
 static int client_config(const struct cli *c, struct config *cfg)
 {
@@ -1458,10 +1514,10 @@ static int client_ask(const struct config *cfg, const char *req, bool quiet_not_
 
 	dfsr_buf_init(&r);
 	rc = net_control_request(cfg->control_path, req, CONTROL_TIMEOUT_MS, &r);
-	if (rc == 0)
+	if (rc == 0 && r.len)
 		fwrite(r.p, 1, r.len, stdout);
-	else if (rc == DFSR_ENOTRUNNING && quiet_not_running)
-		;
+	if (rc == 0 || (rc == DFSR_ENOTRUNNING && quiet_not_running))
+		; /* nothing to report */
 	else if (rc == DFSR_ENOTRUNNING)
 		rc = dfsr_err("member %s is not running", cfg->member_name);
 	else if (rc == -EREMOTEIO)
@@ -1530,4 +1586,465 @@ static int cmd_reload(struct cli *c)
 	rc = client_ask(&cfg, "reload", false);
 	config_release(&cfg);
 	return rc;
+}
+
+/* "2026-11-21T10:00:00Z", "2026-11-21" (UTC), or "10s", "10m", "2h", "3d" ago. */
+static int parse_since(const char *s, int64_t *out)
+{
+	static const struct {
+		char unit;
+		int64_t ns;
+	} rel[] = { { 's', 1000000000LL },
+		    { 'm', 60000000000LL },
+		    { 'h', 3600000000000LL },
+		    { 'd', 86400000000000LL } };
+
+	size_t len = strlen(s);
+	struct tm tm;
+	const char *end;
+
+	for (size_t i = 0; len > 1 && i < DFSR_ARRAY_SIZE(rel); i++) {
+		char num[32];
+		uint64_t v;
+
+		if (s[len - 1] != rel[i].unit || len >= sizeof(num))
+			continue;
+		memcpy(num, s, len - 1);
+		num[len - 1] = '\0';
+		if (parse_u64(num, &v) < 0 || v > (uint64_t)(INT64_MAX / rel[i].ns))
+			return -EINVAL;
+		*out = dfsr_now_ns() - (int64_t)v * rel[i].ns;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!end || *end) {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, "%Y-%m-%d", &tm);
+	}
+	if (!end || *end)
+		return -EINVAL;
+	*out = (int64_t)timegm(&tm) * 1000000000LL;
+	return 0;
+}
+
+/* events/journal without a running member: read the databases directly, read-only. */
+static int offline_render(struct cli *c, struct config *cfg, const struct request *r)
+{
+	struct member m = { .ready_fd = -1, .read_only = true };
+	struct dfsr_buf o;
+	ssize_t idx = -1;
+	int rc;
+
+	m.cfg = *cfg; /* borrowed: released by the caller */
+	for (size_t i = 0; c->folder && i < cfg->nfolders; i++)
+		if (!strcmp(cfg->folders[i].name, c->folder))
+			idx = (ssize_t)i;
+	dfsr_buf_init(&o);
+	rc = member_open(&m, idx);
+	if (rc == 0 && !strcmp(r->verb, "events"))
+		rc = render_events(&m, idx, r->since, r->json, &o);
+	else if (rc == 0)
+		rc = render_journal(m.f[idx < 0 ? 0 : idx].j, r->from, r->list, r->json, &o);
+	if (rc < 0)
+		rc = dfsr_err("%s: %s", r->verb, dfsr_strerror(rc));
+	if (rc == 0 && o.len)
+		fwrite(o.p, 1, o.len, stdout);
+	dfsr_buf_release(&o);
+	member_close(&m);
+	return rc;
+}
+
+static int cmd_events(struct cli *c)
+{
+	struct request r = { .verb = "events", .json = c->json };
+	struct config cfg;
+	char req[256];
+	int rc;
+
+	if (c->since && parse_since(c->since, &r.since) < 0)
+		return dfsr_err("--since '%s': use 2026-11-21T10:00:00Z, 2026-11-21, 10m, 2h or 3d",
+				c->since);
+	if (client_config(c, &cfg))
+		return 1;
+	snprintf(req, sizeof(req), "events%s since=%" PRId64 "%s%s", c->json ? " json" : "",
+		 r.since < 0 ? 0 : r.since, c->folder ? " folder=" : "",
+		 c->folder ? c->folder : "");
+	rc = client_ask(&cfg, req, true);
+	if (rc == DFSR_ENOTRUNNING)
+		rc = offline_render(c, &cfg, &r);
+	config_release(&cfg);
+	return rc;
+}
+
+static int cmd_journal(struct cli *c)
+{
+	struct request r = { .verb = "journal", .json = c->json, .from = c->from, .list = c->list };
+	struct config cfg;
+	char req[256];
+	int rc;
+
+	if (client_config(c, &cfg))
+		return 1;
+	if (!c->folder && cfg.nfolders > 1) {
+		config_release(&cfg);
+		return dfsr_err("%s has several folders: use --folder NAME", c->config);
+	}
+	snprintf(req, sizeof(req), "journal%s from=%" PRIu64 " list=%" PRIu64 " folder=%s",
+		 c->json ? " json" : "", c->from, c->list,
+		 c->folder ? c->folder : cfg.folders[0].name);
+	rc = client_ask(&cfg, req, true);
+	if (rc == DFSR_ENOTRUNNING)
+		rc = offline_render(c, &cfg, &r);
+	config_release(&cfg);
+	return rc;
+}
+
+static int cmd_status(struct cli *c)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	struct config cfg;
+	char req[256];
+	int rc;
+
+	if (client_config(c, &cfg))
+		return 1;
+	snprintf(req, sizeof(req), "status%s%s%s%s", c->json ? " json" : "", tty ? " tty" : "",
+		 c->folder ? " folder=" : "", c->folder ? c->folder : "");
+	for (;;) {
+		if (c->watch && tty)
+			fputs("\033[H\033[2J", stdout); /* home, clear: redraw in place */
+		rc = client_ask(&cfg, req, false);
+		if (rc != 0 || !c->watch)
+			break;
+		struct timespec ts = { 1, 0 };
+
+		nanosleep(&ts, NULL); /* --watch: once a second until SIGINT */
+	}
+	config_release(&cfg);
+	return rc;
+}
+
+/* ---- dfsr conflicts: the manifests, read directly (no member needed) ------------------------- */
+
+struct mf_ctx {
+	struct dfsr_buf *o;
+	const char *folder;
+	bool json;
+	size_t n;
+};
+
+static int mf_entry(void *arg, const struct manifest_entry *e)
+{
+	struct mf_ctx *c = arg;
+	char t[32], uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN];
+	int rc;
+
+	dfsr_time_iso(e->time_ns, t, sizeof(t));
+	if (!c->json)
+		return dfsr_buf_addf(c->o, "%s %s %s: %s -> %s (%" PRIu64 " bytes)\n", t,
+				     manifest_type_name(e->type), c->folder, e->path, e->preserved,
+				     e->size);
+	dfsr_uid_hex(&e->uid, uid);
+	dfsr_uid_hex(&e->gvsn_db, db);
+	rc = dfsr_buf_addf(c->o, "%s{\"time\": \"%s\", \"type\": \"%s\", \"folder\": ",
+			   c->n++ ? ", " : "", t, manifest_type_name(e->type));
+	if (rc == 0)
+		rc = dfsr_json_str(c->o, c->folder);
+	if (rc == 0)
+		rc = dfsr_buf_addf(c->o, ", \"path\": ");
+	if (rc == 0)
+		rc = dfsr_json_str(c->o, e->path);
+	if (rc == 0)
+		rc = dfsr_buf_addf(c->o, ", \"preserved\": ");
+	if (rc == 0)
+		rc = dfsr_json_str(c->o, e->preserved);
+	if (rc == 0)
+		rc = dfsr_buf_addf(c->o,
+				   ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64
+				   "\", \"size\": %" PRIu64 "}",
+				   uid, db, e->gvsn_counter, e->size);
+	return rc;
+}
+
+/* One folder's manifest. A folder that never started has none: nothing to list. */
+static int manifest_render(const struct config_folder *f, enum manifest_kind kind, struct mf_ctx *c)
+{
+	int root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int priv, rc;
+
+	if (root < 0)
+		return -errno;
+	priv = openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	close(root);
+	if (priv < 0)
+		return errno == ENOENT ? 0 : -errno;
+	c->folder = f->name;
+	rc = manifest_list(priv, kind, mf_entry, c);
+	close(priv);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static int cmd_conflicts(struct cli *c)
+{
+	enum manifest_kind kind = c->preexisting ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT;
+	struct dfsr_buf o;
+	struct mf_ctx mc = { .o = &o, .json = c->json };
+	struct config cfg;
+	int rc = 0;
+
+	if (client_config(c, &cfg))
+		return 1;
+	dfsr_buf_init(&o);
+	if (c->json)
+		rc = dfsr_buf_addf(&o, "[");
+	for (size_t i = 0; rc == 0 && i < cfg.nfolders; i++)
+		if (!c->folder || !strcmp(c->folder, cfg.folders[i].name))
+			rc = manifest_render(&cfg.folders[i], kind, &mc);
+	if (rc == 0 && c->json)
+		rc = dfsr_buf_addf(&o, "]\n");
+	if (rc < 0)
+		rc = dfsr_err("reading the manifest: %s", dfsr_strerror(rc));
+	else if (o.len)
+		fwrite(o.p, 1, o.len, stdout);
+	dfsr_buf_release(&o);
+	config_release(&cfg);
+	return rc;
+}
+
+static int cmd_later(struct cli *c)
+{
+	return dfsr_err("'%s' needs replication, not in this version", c->cmd);
+}
+
+/* ---- the command table and main()
+ * ----------------------------------------------------------------- */
+
+#define OPTS_MEMBER (OPT_CONFIG | OPT_FOLDER | OPT_JSON)
+
+static const struct command commands[] = {
+	{ "keygen", cmd_keygen, 0, 1, 1, "keygen KEYFILE",
+	  "write a new secret key (mode 0600, never overwrites) and print the public key" },
+	{ "pubkey", cmd_pubkey, 0, 1, 1, "pubkey KEYFILE", "print the public key of a key file" },
+	{ "mount", cmd_mount, OPT_CONFIG | OPT_FOREGROUND | OPT_DEBUG, 0, 0,
+	  "mount [-f] [-d] -c CONFIG",
+	  "start the member; without -f return once every folder is mounted (-d: FUSE debug)" },
+	{ "umount", cmd_umount, OPT_CONFIG, 0, 0, "umount -c CONFIG",
+	  "stop the member cleanly and wait until it has exited" },
+	{ "status", cmd_status, OPTS_MEMBER | OPT_WATCH, 0, 0,
+	  "status -c CONFIG [--folder NAME] [--json] [--watch]",
+	  "state, counts and usage of each folder; --watch refreshes every second" },
+	{ "events", cmd_events, OPTS_MEMBER | OPT_SINCE, 0, 0,
+	  "events -c CONFIG [--folder NAME] [--since TIME] [--json]",
+	  "the event log (TIME: 2026-11-21T10:00:00Z, 2026-11-21, 10m, 2h, 3d)" },
+	{ "journal", cmd_journal, OPTS_MEMBER | OPT_FROM | OPT_LIST, 0, 0,
+	  "journal -c CONFIG [--folder NAME] [--from SEQ] [--list N] [--json]",
+	  "entries of a folder's outbound journal" },
+	{ "hash", cmd_hash, OPT_RECURSIVE, 1, INT_MAX, "hash [-r] PATH...",
+	  "the replication hash of each PATH; -r walks directories (skipping DfsrPrivate)" },
+	{ "reload", cmd_reload, OPT_CONFIG, 0, 0, "reload -c CONFIG",
+	  "re-read the configuration (SIGHUP too)" },
+	{ "backlog", cmd_later, ~0u, 0, INT_MAX,
+	  "backlog -c CONFIG --peer NAME [--list N] [--json]",
+	  "updates a partner has not installed yet (needs replication)" },
+	{ "wait", cmd_later, ~0u, 0, INT_MAX, "wait -c CONFIG [--timeout SECS]",
+	  "block until in sync (needs replication)" },
+	{ "conflicts", cmd_conflicts, OPTS_MEMBER | OPT_PREEXISTING, 0, 0,
+	  "conflicts -c CONFIG [--folder NAME] [--preexisting] [--json]",
+	  "the manifest of preserved conflict losers and deleted files (or PreExisting)" },
+	{ "restore", cmd_later, ~0u, 0, INT_MAX,
+	  "restore -c CONFIG [--to DIR] [--copy] (ENTRY...|--all)",
+	  "restore preserved files (needs replication)" },
+	{ "clone", cmd_later, ~0u, 0, INT_MAX, "clone export|import -c CONFIG --folder NAME DIR",
+	  "database clone (needs replication)" },
+};
+
+static const struct option long_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "folder", required_argument, NULL, 'F' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "watch", no_argument, NULL, 'w' },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "recursive", no_argument, NULL, 'r' },
+	{ "since", required_argument, NULL, 's' },
+	{ "from", required_argument, NULL, 'S' },
+	{ "list", required_argument, NULL, 'n' },
+	{ "preexisting", no_argument, NULL, 'P' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int usage_error(const struct command *cmd, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+/* "dfsr: <what>" and the usage line on stderr. Return: 2. */
+static int usage_error(const struct command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "\nusage: dfsr %s\n", cmd->usage);
+	else
+		fputs("\nusage: dfsr COMMAND [OPTIONS] (dfsr --help lists the commands)\n", stderr);
+	return 2;
+}
+
+static void print_help(void)
+{
+	printf("usage: dfsr COMMAND [OPTIONS]\n\nDFS Replication for Linux.\n\ncommands:\n");
+	for (size_t i = 0; i < DFSR_ARRAY_SIZE(commands); i++)
+		printf("  dfsr %s\n      %s\n", commands[i].usage, commands[i].help);
+	printf("\n-c CONFIG defaults to %s. dfsr COMMAND --help for one command.\n",
+	       CONFIG_DEFAULT_PATH);
+}
+
+static unsigned opt_bit(int ch)
+{
+	switch (ch) {
+	case 'c':
+		return OPT_CONFIG;
+	case 'F':
+		return OPT_FOLDER;
+	case 'j':
+		return OPT_JSON;
+	case 'w':
+		return OPT_WATCH;
+	case 'f':
+		return OPT_FOREGROUND;
+	case 'd':
+		return OPT_DEBUG;
+	case 'r':
+		return OPT_RECURSIVE;
+	case 's':
+		return OPT_SINCE;
+	case 'S':
+		return OPT_FROM;
+	case 'n':
+		return OPT_LIST;
+	case 'P':
+		return OPT_PREEXISTING;
+	default:
+		return 0;
+	}
+}
+
+/* Stores one option. Return: 0, or an exit code after a usage error. */
+static int set_opt(const struct command *cmd, struct cli *c, int ch, const char *arg)
+{
+	switch (ch) {
+	case 'c':
+		c->config = arg;
+		break;
+	case 'F':
+		c->folder = arg;
+		break;
+	case 'j':
+		c->json = true;
+		break;
+	case 'w':
+		c->watch = true;
+		break;
+	case 'f':
+		c->foreground = true;
+		break;
+	case 'd':
+		c->debug = true;
+		break;
+	case 'r':
+		c->recursive = true;
+		break;
+	case 'P':
+		c->preexisting = true;
+		break;
+	case 's':
+		c->since = arg;
+		break;
+	case 'S':
+		if (parse_u64(arg, &c->from) < 0)
+			return usage_error(cmd, "--from '%s': not a number", arg);
+		break;
+	case 'n':
+		if (parse_u64(arg, &c->list) < 0)
+			return usage_error(cmd, "--list '%s': not a number", arg);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* Return: -1 to run the command, else the exit code (help printed, or a usage error). */
+static int parse_opts(const struct command *cmd, int argc, char **argv, struct cli *c)
+{
+	int ch;
+
+	opterr = 0;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+:c:fdrh", long_opts, NULL)) != -1) {
+		if (ch == 'h') {
+			printf("usage: dfsr %s\n  %s\n", cmd->usage, cmd->help);
+			return 0;
+		}
+		if (ch == '?')
+			return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+		if (ch == ':')
+			return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+		if (!(cmd->opts & opt_bit(ch)))
+			return usage_error(cmd, "option '%s' does not apply here",
+					   argv[optind - 1]);
+		ch = set_opt(cmd, c, ch, optarg);
+		if (ch)
+			return ch;
+	}
+	c->argc = argc - optind;
+	c->argv = argv + optind;
+	if (c->argc < cmd->min_args)
+		return usage_error(cmd, "%s", "missing argument");
+	if (c->argc > cmd->max_args)
+		return usage_error(cmd, "unexpected argument '%s'", c->argv[cmd->max_args]);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = { .config = CONFIG_DEFAULT_PATH };
+	const struct command *cmd = NULL;
+	int rc;
+
+	if (argc < 2)
+		return usage_error(NULL, "%s", "no command given");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		print_help();
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("dfsr %s\n", DFSR_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < DFSR_ARRAY_SIZE(commands) && !cmd; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			cmd = &commands[i];
+	if (!cmd)
+		return usage_error(NULL, "unknown command '%s'", argv[1]);
+	c.cmd = cmd->name;
+	if (cmd->run == cmd_later) {
+		/* Their options are a later issue's: only --help is understood. */
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+				printf("usage: dfsr %s\n  %s\n", cmd->usage, cmd->help);
+				return 0;
+			}
+		}
+		return cmd_later(&c);
+	}
+	rc = parse_opts(cmd, argc - 1, argv + 1, &c);
+	if (rc >= 0)
+		return rc;
+	if (sodium_init() < 0)
+		return dfsr_err("libsodium failed to initialise");
+	return cmd->run(&c);
 }

@@ -53,6 +53,13 @@ struct fs_inode {
 	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
 };
 
+/* Open file and directory handles are linked into fs->handles, so that handles the kernel
+ * never released (the connection was aborted) are still closed by fs_free(). */
+struct fs_handle_link {
+	struct fs_handle_link *prev; /* protected by fs->lock */
+	struct fs_handle_link *next; /* protected by fs->lock */
+};
+
 struct fs {
 	struct fuse_session *se;	    /* immutable after fs_new() */
 	struct journal *journal;	    /* borrowed; thread-safe */
@@ -61,6 +68,8 @@ struct fs {
 	unsigned threads;		    /* immutable: max worker threads */
 	double timeout;			    /* immutable: kernel entry/attr cache, seconds */
 	bool writeback;			    /* written once in init, before any other op */
+	bool killpriv;			    /* FUSE_HANDLE_KILLPRIV_V2 granted (as writeback) */
+	atomic_bool init_replied;	    /* the INIT reply went out (fs.c io_writev) */
 	atomic_bool stopping;		    /* fs_stop() was called */
 	bool mounted;			    /* init thread only (fs_new/fs_free) */
 
@@ -71,6 +80,7 @@ struct fs {
 	size_t nbuckets;	  /* protected by lock: a power of two, both tables */
 	size_t count;		  /* protected by lock: nodes in the tables, root included */
 	uint64_t next_id;	  /* protected by lock */
+	struct fs_handle_link handles; /* protected by lock: list head of open handles */
 };
 
 /* ---- fs/inode.c ------------------------------------------------------------------------ */
@@ -154,6 +164,9 @@ void fs__inode_set_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid 
 void fs__inode_set_uid_by_fd(struct fs *fs, int fd, const struct dfsr_uid *uid);
 
 /* ---- fs/ops.c -------------------------------------------------------------------------- */
+
+/* Close and free the handles the kernel never released. Thread: init (after fs_run()). */
+void fs__handles_release(struct fs *fs);
 
 /* The low-level operation table; fuse_session_new() gets it with the fs as userdata. */
 extern const struct fuse_lowlevel_ops fs__ops;

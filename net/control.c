@@ -113,8 +113,8 @@ static void conn_send(struct ctl_conn *k)
 {
 	uv_buf_t b = uv_buf_init(k->reply.p, (unsigned)k->reply.len);
 
-	if (k->reply.len > UINT32_MAX || uv_write(&k->wr, (uv_stream_t *)&k->pipe, &b, 1,
-						  on_written) < 0)
+	if (k->reply.len > UINT32_MAX ||
+	    uv_write(&k->wr, (uv_stream_t *)&k->pipe, &b, 1, on_written) < 0)
 		conn_close(k);
 }
 

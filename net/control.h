@@ -44,7 +44,7 @@ struct net_control_opts {
 	const char *path; /* socket path; its directory is made (0755) if missing */
 	net_control_fn handle;
 	net_control_after_fn after; /* may be NULL */
-	void *arg;		    /* for both; must outlive net_control_stop() + net_loop_stop() */
+	void *arg; /* for both; must outlive net_control_stop() + net_loop_stop() */
 };
 
 /**

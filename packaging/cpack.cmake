@@ -23,17 +23,18 @@ set(CPACK_DEBIAN_PACKAGE_SECTION "admin")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "fuse3, libfuse3-3 (>= 3.10), librocksdb7.8, libsodium23, libuv1, libzstd1, libssl3, libprotobuf-c1, libinih1, libxml2")
+# CPack writes the summary as the first line and indents these lines itself (an empty line
+# becomes " ."), so the text below has no leading blanks.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "DFS Replication for Linux: replicated folders over a journaling FUSE mount
- dfsr brings the semantics of Windows DFS Replication to Linux. A member
- mounts a FUSE view of an ordinary directory and records every change made
- through it (create, write on close, rename, delete, permissions, xattrs and
- ACLs) in a RocksDB journal, with a hidden root-only DfsrPrivate folder for
- the database, staging and preserved conflict losers and deleted files.
- .
- This version runs one member: the filesystem, the journal, DfsrPrivate,
- the initial build and consistency scan, and the status, events, journal
- and hash commands. Replication between members is the next milestone.")
+    "dfsr brings the semantics of Windows DFS Replication to Linux. A member
+mounts a FUSE view of an ordinary directory and records every change made
+through it (create, write on close, rename, delete, permissions, xattrs and
+ACLs) in a RocksDB journal, with a hidden root-only DfsrPrivate folder for
+the database, staging, and the conflict losers and deleted files it keeps.
+
+This version runs one member: the filesystem, the journal, DfsrPrivate,
+the initial build and consistency scan, and the status, events, journal
+and hash commands. Replication between members is the next milestone.")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${CMAKE_CURRENT_LIST_DIR}/debian/postinst;${CMAKE_CURRENT_LIST_DIR}/debian/postrm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

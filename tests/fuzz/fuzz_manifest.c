@@ -18,8 +18,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The scratch directory, made once per fuzzing process. */
+/* The scratch directory, made once per fuzzing process and removed at exit. */
 static int scratch_fd = -1;
+static char scratch_path[64];
 
 static int visit(void *arg, const struct manifest_entry *e)
 {
@@ -31,17 +32,23 @@ static int visit(void *arg, const struct manifest_entry *e)
 	return 0;
 }
 
+static void scratch_remove(void)
+{
+	unlinkat(scratch_fd, LAYOUT_CONFLICT_MANIFEST, 0);
+	unlinkat(scratch_fd, "." LAYOUT_CONFLICT_MANIFEST ".tmp", 0);
+	rmdir(scratch_path);
+}
+
 static int scratch(void)
 {
-	char dir[] = "/dev/shm/dfsr-fuzz-manifest-XXXXXX";
-	char dir2[] = "/tmp/dfsr-fuzz-manifest-XXXXXX";
-	const char *d = mkdtemp(dir);
-
-	if (!d)
-		d = mkdtemp(dir2);
-	if (!d)
-		abort();
-	return open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	snprintf(scratch_path, sizeof(scratch_path), "/dev/shm/dfsr-fuzz-manifest-XXXXXX");
+	if (!mkdtemp(scratch_path)) {
+		snprintf(scratch_path, sizeof(scratch_path), "/tmp/dfsr-fuzz-manifest-XXXXXX");
+		if (!mkdtemp(scratch_path))
+			abort();
+	}
+	atexit(scratch_remove);
+	return open(scratch_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

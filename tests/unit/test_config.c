@@ -16,14 +16,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
+
 #include <sodium.h>
 
 #include "core/config.h"
 #include "core/util.h"
 
-#define KEY_A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* bytes 0..31 */
-#define KEY_B "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=" /* bytes 1..32 */
+#define KEY_A     "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* bytes 0..31 */
+#define KEY_B     "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=" /* bytes 1..32 */
 #define KEY_SHORT "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==" /* 31 bytes */
 
 /* The example of CONTRACT.md, with a real key. */
@@ -152,39 +156,38 @@ static void defaults_are_filled(void **state)
 
 static void several_folders_and_peers(void **state)
 {
-	static const char text[] =
-		"\xEF\xBB\xBF# a comment, with a BOM before it\r\n"
-		"[member]\r\n"
-		"    name = m-2.x_y\r\n"
-		"\tkey = /etc/dfsr/k\r\n"
-		"  listen = [::1]:6000\r\n"
-		"control = /tmp/ctl.sock\r\n"
-		"[folder docs]\n"
-		"  path = /srv/docs\n"
-		"  mount = /mnt/docs\n"
-		"  read_only = TRUE\n"
-		"  staging_quota = 10G\n"
-		"  conflict_quota = 1024\n"
-		"  file_filter =\n"
-		"  subfolder_filter = .git, node_modules\n"
-		"  staging_path = /fast/docs\n"
-		"  tombstone_days = 3650\n"
-		"[folder photos]\n"
-		"path=/srv/photos\n"
-		"mount=/mnt/photos\n"
-		"primary=off\n"
-		"tombstone_days=1\n"
-		"[peer b]\n"
-		"address = 10.0.0.2\n"
-		"public_key = " KEY_A "\n"
-		"bandwidth = 20M\n"
-		"[peer c]\n"
-		"address = [fe80::1]\n"
-		"public_key = " KEY_B "\n"
-		"[peer d]\n"
-		"address = ::2\n"
-		"public_key = " KEY_B "\n"
-		"bandwidth = 0\n";
+	static const char text[] = "\xEF\xBB\xBF# a comment, with a BOM before it\r\n"
+				   "[member]\r\n"
+				   "    name = m-2.x_y\r\n"
+				   "\tkey = /etc/dfsr/k\r\n"
+				   "  listen = [::1]:6000\r\n"
+				   "control = /tmp/ctl.sock\r\n"
+				   "[folder docs]\n"
+				   "  path = /srv/docs\n"
+				   "  mount = /mnt/docs\n"
+				   "  read_only = TRUE\n"
+				   "  staging_quota = 10G\n"
+				   "  conflict_quota = 1024\n"
+				   "  file_filter =\n"
+				   "  subfolder_filter = .git, node_modules\n"
+				   "  staging_path = /fast/docs\n"
+				   "  tombstone_days = 3650\n"
+				   "[folder photos]\n"
+				   "path=/srv/photos\n"
+				   "mount=/mnt/photos\n"
+				   "primary=off\n"
+				   "tombstone_days=1\n"
+				   "[peer b]\n"
+				   "address = 10.0.0.2\n"
+				   "public_key = " KEY_A "\n"
+				   "bandwidth = 20M\n"
+				   "[peer c]\n"
+				   "address = [fe80::1]\n"
+				   "public_key = " KEY_B "\n"
+				   "[peer d]\n"
+				   "address = ::2\n"
+				   "public_key = " KEY_B "\n"
+				   "bandwidth = 0\n";
 	struct config cfg;
 	char err[CONFIG_ERR_LEN];
 	const struct config_folder *f;
@@ -259,7 +262,7 @@ static void expect_error(const char *text, unsigned line, const char *a, const c
 	assert_null(cfg.file);
 }
 
-#define MEMBER "[member]\nname = a\nkey = /k\n"	 /* lines 1-3 */
+#define MEMBER "[member]\nname = a\nkey = /k\n"      /* lines 1-3 */
 #define FOLDER "[folder f]\npath = /p\nmount = /m\n" /* 3 lines */
 
 static void error_unknown_section(void **state)
@@ -273,8 +276,8 @@ static void error_unknown_key(void **state)
 {
 	(void)state;
 	expect_error(MEMBER "colour = blue\n" FOLDER, 4, "[member] unknown key 'colour'", NULL);
-	expect_error(MEMBER FOLDER "stagingquota = 1M\n", 7, "[folder f] unknown key 'stagingquota'",
-		     NULL);
+	expect_error(MEMBER FOLDER "stagingquota = 1M\n", 7,
+		     "[folder f] unknown key 'stagingquota'", NULL);
 	expect_error(MEMBER FOLDER "[peer p]\naddress = 1.2.3.4\npublic_key = " KEY_A "\nkey = x\n",
 		     10, "[peer p] unknown key 'key'", NULL);
 	/* keys of another section are unknown here */
@@ -323,8 +326,8 @@ static void error_bad_size(void **state)
 	(void)state;
 	expect_error(MEMBER FOLDER "\n\n\n\n\n\nstaging_quota = 4096Q\n", 13,
 		     "[folder f] key 'staging_quota': bad size '4096Q'", "K, M or G");
-	expect_error(MEMBER FOLDER "conflict_quota = -1\n", 7, "key 'conflict_quota': bad size '-1'",
-		     NULL);
+	expect_error(MEMBER FOLDER "conflict_quota = -1\n", 7,
+		     "key 'conflict_quota': bad size '-1'", NULL);
 	expect_error(MEMBER FOLDER "conflict_quota = 99999999999T\n", 7, "key 'conflict_quota'",
 		     "too large");
 	expect_error(MEMBER FOLDER "[peer p]\naddress = 1.2.3.4\npublic_key = " KEY_A "\n"
@@ -448,8 +451,8 @@ static void error_syntax_and_structure(void **state)
 static void error_cross_section_checks(void **state)
 {
 	(void)state;
-	expect_error(MEMBER FOLDER "[folder g]\npath = /p\nmount = /g\n", 7, "[folder g] key 'path'",
-		     "[folder f]");
+	expect_error(MEMBER FOLDER "[folder g]\npath = /p\nmount = /g\n", 7,
+		     "[folder g] key 'path'", "[folder f]");
 	expect_error(MEMBER FOLDER "[folder g]\npath = /g\nmount = /m\n", 7, "key 'mount'", NULL);
 	expect_error(MEMBER FOLDER "[peer a]\naddress = 1.2.3.4\npublic_key = " KEY_A "\n", 7,
 		     "[peer a]", "member's name");

@@ -17,7 +17,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
 
 #include "core/util.h"
 #include "net/control.h"
@@ -86,9 +88,7 @@ static int setup(void **state)
 
 static int start_server(struct fixture *f)
 {
-	struct net_control_opts o = {
-		.path = f->path, .handle = handle, .after = after, .arg = f
-	};
+	struct net_control_opts o = { .path = f->path, .handle = handle, .after = after, .arg = f };
 
 	return net_control_start(f->loop, &o, &f->ctl);
 }
@@ -281,6 +281,38 @@ static void loop_posts_run_in_order(void **state)
 	free(o);
 }
 
+static void bad_paths_fail_cleanly(void **state)
+{
+	struct fixture *f = *state;
+	char file[160];
+	FILE *fp;
+
+	memset(f->path, 'a', sizeof(f->path) - 1);
+	f->path[0] = '/';
+	f->path[sizeof(f->path) - 1] = '\0';
+	assert_int_equal(start_server(f), -ENAMETOOLONG);
+	/* A regular file where the socket's directory should be. */
+	snprintf(file, sizeof(file), "%s/plain", f->dir);
+	fp = fopen(file, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(f->path, sizeof(f->path), "%s/plain/m.sock", f->dir);
+	assert_int_equal(start_server(f), -ENOTDIR);
+	assert_null(f->ctl);
+}
+
+static void loop_never_started_stops(void **state)
+{
+	struct net_loop *l;
+
+	(void)state;
+	assert_int_equal(net_loop_new(&l), 0);
+	net_loop_stop(l);
+	net_loop_stop(l);
+	assert_int_equal(net_loop_post(l, NULL, NULL), -ESHUTDOWN);
+	net_loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +323,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(overlong_request_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_while_handler_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(loop_posts_run_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_paths_fail_cleanly, setup, teardown),
+		cmocka_unit_test(loop_never_started_stops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

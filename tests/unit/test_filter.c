@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
 
 #include "core/filter.h"
 

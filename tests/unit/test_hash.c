@@ -16,7 +16,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+/* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
+
 #include <sodium.h>
 
 #include "core/hash.h"

@@ -12,7 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
+
 #include <sodium.h>
 
 #include "core/util.h"

@@ -1,0 +1,1465 @@
+/*
+ * ops.c - the FUSE low-level operations: a passthrough over the local path that reports
+ * every change to the folder's journal.
+ *
+ * Every op follows one shape (STYLE rule 13): a do_<op>() that does the work and returns
+ * 0 or -errno, and a thin fs_op_<op>() that sends exactly one reply. The backing store is
+ * reached only through descriptors: each node's O_PATH descriptor (fs/inode.c) for *at()
+ * calls, and /proc/self/fd/N for the few calls that have no *at() form on an O_PATH
+ * descriptor (open, chmod, truncate, utimens, xattrs). Nothing ever goes through the mount
+ * point path, which may be the local path itself.
+ *
+ * Permissions: the daemon runs as root with default_permissions, so the kernel checks
+ * access (and POSIX ACLs, FUSE_CAP_POSIX_ACL) before a request reaches us. New objects are
+ * created as root and then given to the caller (fchownat); the caller's umask comes in the
+ * request (FUSE_CAP_DONT_MASK) and is applied by the backing filesystem, which also applies
+ * default ACLs, because each worker thread has its own fs_struct (unshare(CLONE_FS)) and
+ * sets umask() for the duration of each create.
+ *
+ * Change capture (DESIGN.md "Change capture"): data writes only set the node's dirty flag;
+ * when the last writable handle of a node is released, a dirty node is reported with
+ * JOURNAL_DATA (like DFSR, a file replicates after it is closed). Metadata changes,
+ * creates, removes and renames are reported at once, after the backing call succeeded.
+ * A journal error never fails the user's operation: the change is on disk, the journal has
+ * logged the failure, and the consistency scan at the next start catches it up. No fs lock
+ * is held across a journal call.
+ *
+ * DfsrPrivate: hidden from readdir of the root, reachable by name, read-only (EROFS for any
+ * change inside it), and neither removable nor renamable nor creatable at the root (EPERM).
+ * Nodes remember whether they are DfsrPrivate or below it (fs_inode.private_), set at lookup.
+ *
+ * Performance: reads are spliced from the backing file to the FUSE device
+ * (fuse_reply_data with an fd buffer), writes are spliced in (write_buf), the kernel runs a
+ * writeback cache, and entries and attributes are cached for fs->timeout seconds because
+ * every change to the view passes through here.
+ */
+#include "fs/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/event.h"
+#include "core/layout.h"
+
+#define FS_PROC_PATH_LEN 32
+#define FS_FILE_MAGIC	 0x66696c65u /* "file" */
+#define FS_DIR_MAGIC	 0x64697230u /* "dir0" */
+#define FS_MAX_RW	 (1u << 20) /* max_write and max_readahead: 1 MiB requests */
+
+/* An open regular file (fi->fh). */
+struct fs_file {
+	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
+	unsigned magic;
+	int fd;		      /* owned; O_RDWR when the kernel runs a writeback cache */
+	bool writable;	      /* counted in node->nwriters */
+	struct fs_inode *node; /* kept alive by node->nopen */
+};
+
+/* An open directory (fi->fh). The kernel serialises readdir on one open directory. */
+struct fs_dir {
+	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
+	unsigned magic;
+	DIR *dp;
+	off_t offset;	       /* position the next entry would be read from */
+	struct dirent *entry;  /* read but not yet returned (did not fit), or NULL */
+};
+
+/* Per worker thread: has this thread its own fs_struct (umask) yet? */
+static _Thread_local bool thread_fs_unshared;
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fs_file *file_of(const struct fuse_file_info *fi)
+{
+	struct fs_file *f;
+
+	if (!fi)
+		return NULL;
+	f = (struct fs_file *)(uintptr_t)fi->fh;
+	return f && f->magic == FS_FILE_MAGIC ? f : NULL;
+}
+
+static struct fs_dir *dir_of(const struct fuse_file_info *fi)
+{
+	return (struct fs_dir *)(uintptr_t)fi->fh;
+}
+
+static void proc_path(int fd, char buf[static FS_PROC_PATH_LEN])
+{
+	snprintf(buf, FS_PROC_PATH_LEN, "/proc/self/fd/%d", fd);
+}
+
+static bool is_private_name(const struct fs *fs, const struct fs_inode *parent, const char *name)
+{
+	return parent == &fs->root && strcmp(name, LAYOUT_PRIVATE) == 0;
+}
+
+static bool is_dot(const char *name)
+{
+	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+static int refuse_private(const char *op)
+{
+	event_log(EV_PRIVATE_WRITE_DENIED, "op=%s", op);
+	return -EROFS;
+}
+
+/* May a new name appear (or an old one vanish) at (@parent, @name)? */
+static int check_name_change(struct fs *fs, const struct fs_inode *parent, const char *name,
+			     const char *op)
+{
+	if (parent->private_)
+		return refuse_private(op);
+	if (is_private_name(fs, parent, name))
+		return -EPERM;
+	return 0;
+}
+
+static void handle_add(struct fs *fs, struct fs_handle_link *l)
+{
+	pthread_mutex_lock(&fs->lock);
+	l->next = fs->handles.next;
+	l->prev = &fs->handles;
+	l->next->prev = l;
+	fs->handles.next = l;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void handle_del(struct fs *fs, struct fs_handle_link *l)
+{
+	pthread_mutex_lock(&fs->lock);
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void fs__handles_release(struct fs *fs)
+{
+	struct fs_handle_link *l = fs->handles.next;
+
+	while (l && l != &fs->handles) {
+		struct fs_handle_link *next = l->next;
+		struct fs_file *f = (struct fs_file *)(void *)l;
+
+		if (f->magic == FS_FILE_MAGIC) {
+			close(f->fd);
+		} else {
+			struct fs_dir *d = (struct fs_dir *)(void *)l;
+
+			closedir(d->dp);
+		}
+		free(l);
+		l = next;
+	}
+	fs->handles.next = fs->handles.prev = &fs->handles;
+}
+
+static void mark_dirty(struct fs_inode *n)
+{
+	if (!atomic_load_explicit(&n->dirty, memory_order_relaxed))
+		atomic_store(&n->dirty, true);
+}
+
+/*
+ * Drop set-user-id (and set-group-id with group execute) after an unprivileged write or
+ * truncate, as the kernel would. Needed because we write as root, for whom the backing
+ * filesystem keeps the bits, and because with FUSE_HANDLE_KILLPRIV_V2 (fs.c) the kernel
+ * leaves this to us.
+ */
+static bool kill_suid(const struct fs *fs, fuse_req_t req, int fd, const char *path)
+{
+	struct stat st;
+	mode_t m;
+
+	if (!fs->killpriv || fuse_req_ctx(req)->uid == 0 || fstat(fd, &st) < 0 ||
+	    !S_ISREG(st.st_mode))
+		return false;
+	m = st.st_mode & ~(mode_t)S_ISUID;
+	if ((m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		m &= ~(mode_t)S_ISGID;
+	if (m == st.st_mode)
+		return false;
+	/* On failure the write itself still succeeded; the bits stay, as for root. */
+	return (path ? chmod(path, m & 07777) : fchmod(fd, m & 07777)) == 0;
+}
+
+/*
+ * The kernel cached the mode before we changed it behind its back: drop its cached
+ * attributes (a negative offset leaves the page cache alone, so this is safe from inside
+ * a write, which holds page and inode locks).
+ */
+static void inval_attr(const struct fs *fs, const struct fs_inode *n)
+{
+	(void)fuse_lowlevel_notify_inval_inode(fs->se, n->id, -1, 0);
+}
+
+/* ---- journal glue: errors are logged by the journal and never fail the operation ------- */
+
+static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *name,
+			   struct dfsr_uid *out)
+{
+	struct dfsr_uid puid;
+
+	memset(out, 0, sizeof(*out));
+	fs__inode_uid(fs, parent, &puid);
+	if (dfsr_uid_is_zero(&puid))
+		return;
+	if (journal_lookup(fs->journal, &puid, name, out) < 0)
+		memset(out, 0, sizeof(*out)); /* -ENOENT: no record yet; the scan adds it */
+}
+
+static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
+{
+	struct dfsr_uid uid;
+
+	if (n->private_)
+		return;
+	fs__inode_uid(fs, n, &uid);
+	if (!dfsr_uid_is_zero(&uid))
+		(void)journal_note_change(fs->journal, &uid, n->fd, flags);
+}
+
+/* The last writer of a dirty node went away: journal the new data unless it was deleted. */
+static void note_data_closed(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid)
+{
+	struct stat st;
+
+	if (n->private_ || dfsr_uid_is_zero(uid))
+		return;
+	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || st.st_nlink == 0)
+		return;
+	(void)journal_note_change(fs->journal, uid, n->fd, JOURNAL_DATA);
+}
+
+/* ---- credentials of new objects ---------------------------------------------------------- */
+
+/* Give this worker thread its own umask and set the caller's. */
+static int creds_begin(fuse_req_t req)
+{
+	if (!thread_fs_unshared) {
+		if (unshare(CLONE_FS) < 0)
+			return -errno;
+		thread_fs_unshared = true;
+	}
+	umask(fuse_req_ctx(req)->umask);
+	return 0;
+}
+
+/* Restore a neutral umask so that core's own files (RocksDB) are not shaped by a user's. */
+static void creds_end(void)
+{
+	umask(022);
+}
+
+/*
+ * Hand a new object to the caller. Created as root, it must become the caller's, except for
+ * the group under a setgid directory, which the backing filesystem already inherited. A
+ * chown of a non-directory clears set-id bits, so they are put back if they were asked for.
+ */
+static int own_new(fuse_req_t req, const struct fs_inode *parent, int fd, mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char path[FS_PROC_PATH_LEN];
+	struct stat pst, st;
+	gid_t gid = ctx->gid;
+	mode_t lost;
+
+	if (ctx->uid == 0 && ctx->gid == 0)
+		return 0;
+	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (pst.st_mode & S_ISGID)
+		gid = (gid_t)-1;
+	if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!(mode & (S_ISUID | S_ISGID)))
+		return 0;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	lost = mode & (S_ISUID | S_ISGID) & ~st.st_mode;
+	if (!lost || S_ISLNK(st.st_mode))
+		return 0;
+	proc_path(fd, path);
+	if (chmod(path, (st.st_mode | lost) & 07777) < 0)
+		return -errno;
+	return 0;
+}
+
+/* ---- lookup -------------------------------------------------------------------------------- */
+
+static void fill_entry(const struct fs *fs, const struct fs_inode *n, const struct stat *st,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = n->id;
+	e->generation = 0;
+	e->attr = *st;
+	e->attr_timeout = fs->timeout;
+	e->entry_timeout = fs->timeout;
+}
+
+/*
+ * Resolve (@parent, @name) to a node with one more lookup reference. @with_uid asks for the
+ * journal's UID of the name when a node has to be made (skipped by creating ops, which get
+ * the UID from journal_note_new()).
+ */
+static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name, bool with_uid,
+		       struct fs_inode **out, struct fuse_entry_param *e)
+{
+	struct dfsr_uid uid = { 0 };
+	struct fs_inode *n;
+	struct stat st;
+	bool priv;
+	int fd, rc;
+
+	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	n = fs__inode_ref_existing(fs, &st);
+	if (n) {
+		close(fd);
+		goto out_found;
+	}
+	priv = parent->private_ || is_private_name(fs, parent, name);
+	if (with_uid && !priv)
+		journal_uid_of(fs, parent, name, &uid);
+	rc = fs__inode_insert_take(fs, fd, &st, priv, &uid, &n);
+	if (rc < 0)
+		return rc;
+out_found:
+	fill_entry(fs, n, &st, e);
+	if (out)
+		*out = n;
+	return 0;
+}
+
+/* Reply with an entry; if the kernel never gets it, give the lookup reference back. */
+static void reply_entry(fuse_req_t req, struct fs_inode *n, const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) != 0 && n)
+		fs__inode_unref(fs_of(req), n, 1, 0);
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *p = fs__inode_get(fs, parent);
+	struct fuse_entry_param e;
+	struct fs_inode *n = NULL;
+	int rc;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = lookup_node(fs, p, name, true, &n, &e);
+	if (rc == -ENOENT) {
+		/* A negative entry: the kernel may cache the absence too. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, n, &e);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
+
+	if (n)
+		fs__inode_unref(fs, n, nlookup, 0);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+
+	for (size_t i = 0; i < count; i++) {
+		struct fs_inode *n = fs__inode_get(fs, forgets[i].ino);
+
+		if (n)
+			fs__inode_unref(fs, n, forgets[i].nlookup, 0);
+	}
+	fuse_reply_none(req);
+}
+
+/* ---- attributes ------------------------------------------------------------------------ */
+
+static int stat_node(const struct fs_inode *n, const struct fs_file *f, struct stat *st)
+{
+	int rc = f ? fstat(f->fd, st) : fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+
+	return rc < 0 ? -errno : 0;
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	struct stat st;
+	int rc;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	rc = stat_node(n, file_of(fi), &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static int set_times(const struct fs_inode *n, const struct fs_file *f, const struct stat *attr,
+		     int valid)
+{
+	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+	char path[FS_PROC_PATH_LEN];
+
+	if (valid & FUSE_SET_ATTR_ATIME_NOW)
+		tv[0].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_ATIME)
+		tv[0] = attr->st_atim;
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		tv[1].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_MTIME)
+		tv[1] = attr->st_mtim;
+	if (f)
+		return futimens(f->fd, tv) < 0 ? -errno : 0;
+	if (n->type == S_IFLNK)
+		return utimensat(n->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno
+											 : 0;
+	proc_path(n->fd, path);
+	return utimensat(AT_FDCWD, path, tv, 0) < 0 ? -errno : 0;
+}
+
+/* Apply the backing changes of a setattr, in the order chmod, chown, truncate, times. */
+static int apply_setattr(const struct fs_inode *n, const struct fs_file *f, const struct stat *attr,
+			 int valid)
+{
+	char path[FS_PROC_PATH_LEN];
+	int rc;
+
+	proc_path(n->fd, path);
+	if (valid & FUSE_SET_ATTR_MODE) {
+		rc = f ? fchmod(f->fd, attr->st_mode & 07777) : chmod(path, attr->st_mode & 07777);
+		if (rc < 0)
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		rc = f ? ftruncate(f->fd, attr->st_size) : truncate(path, attr->st_size);
+		if (rc < 0)
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
+		return set_times(n, f, attr, valid);
+	return 0;
+}
+
+/*
+ * Journal a setattr. A truncate is new data: journaled at once when nobody has the file
+ * open for writing, else left to the last writer's release. Mode and owner changes are
+ * journaled at once; times alone too (the journal makes no version for a bare touch),
+ * except while writers are open, whose release journals the file anyway.
+ */
+static void note_setattr(struct fs *fs, struct fs_inode *n, int valid)
+{
+	bool writers = fs__inode_writers(fs, n) > 0;
+	bool meta = valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+	bool times = valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
+
+	if ((valid & FUSE_SET_ATTR_SIZE) && writers)
+		mark_dirty(n);
+	if ((valid & FUSE_SET_ATTR_SIZE) && !writers)
+		note_change(fs, n, JOURNAL_DATA);
+	else if (meta || (times && !writers))
+		note_change(fs, n, 0);
+}
+
+static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *attr, int valid,
+		      struct fuse_file_info *fi, struct stat *out)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	char path[FS_PROC_PATH_LEN];
+	struct fs_file *f = file_of(fi);
+	int rc;
+
+	if (!n)
+		return -ESTALE;
+	if (n->private_)
+		return refuse_private("setattr");
+	rc = apply_setattr(n, f, attr, valid);
+	if (rc < 0)
+		return rc;
+	if ((valid & FUSE_SET_ATTR_SIZE) && !(valid & FUSE_SET_ATTR_MODE)) {
+		proc_path(n->fd, path);
+		kill_suid(fs, req, f ? f->fd : n->fd, f ? NULL : path);
+	}
+	note_setattr(fs, n, valid);
+	return stat_node(n, f, out);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct stat st;
+	int rc = do_setattr(req, ino, attr, valid, fi, &st);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	char buf[PATH_MAX + 1];
+	ssize_t len;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	len = readlinkat(n->fd, "", buf, sizeof(buf));
+	if (len < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if ((size_t)len == sizeof(buf)) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+/* ---- creating objects -------------------------------------------------------------------- */
+
+/*
+ * A new object exists at (@parent, @name) as @fd (O_PATH, taken): make its node, journal it
+ * and fill the entry.
+ */
+static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name, int fd,
+		       struct fs_inode **out, struct fuse_entry_param *e)
+{
+	struct dfsr_uid zero = { 0 }, puid, uid, cur;
+	struct fs_inode *n;
+	struct stat st;
+	int rc;
+
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rc = fs__inode_insert_take(fs, fd, &st, false, &zero, &n);
+	if (rc < 0)
+		return rc;
+	fs__inode_uid(fs, parent, &puid);
+	if (!dfsr_uid_is_zero(&puid) &&
+	    journal_note_new(fs->journal, &puid, name, n->fd, &uid) == 0) {
+		/* A hard link keeps the UID of the name that made its node. */
+		fs__inode_uid(fs, n, &cur);
+		if (dfsr_uid_is_zero(&cur))
+			fs__inode_set_uid(fs, n, &uid);
+	}
+	fill_entry(fs, n, &st, e);
+	*out = n;
+	return 0;
+}
+
+enum make_kind {
+	MAKE_DIR,
+	MAKE_NOD,
+	MAKE_SYMLINK,
+};
+
+struct make_args {
+	enum make_kind kind;
+	mode_t mode;
+	dev_t rdev;
+	const char *target; /* MAKE_SYMLINK */
+};
+
+static int make_backing(fuse_req_t req, const struct fs_inode *p, const char *name,
+			const struct make_args *m)
+{
+	int rc = creds_begin(req);
+
+	if (rc < 0)
+		return rc;
+	if (m->kind == MAKE_DIR)
+		rc = mkdirat(p->fd, name, m->mode);
+	else if (m->kind == MAKE_NOD)
+		rc = mknodat(p->fd, name, m->mode, m->rdev);
+	else
+		rc = symlinkat(m->target, p->fd, name);
+	if (rc < 0)
+		rc = -errno;
+	creds_end();
+	return rc;
+}
+
+static int do_make(fuse_req_t req, fuse_ino_t parent, const char *name, const struct make_args *m,
+		   struct fs_inode **out, struct fuse_entry_param *e)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *p = fs__inode_get(fs, parent);
+	int fd, rc;
+
+	if (!p)
+		return -ESTALE;
+	rc = check_name_change(fs, p, name, "create");
+	if (rc < 0)
+		return rc;
+	rc = make_backing(req, p, name, m);
+	if (rc < 0)
+		return rc;
+	fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = own_new(req, p, fd, m->mode);
+	if (rc < 0)
+		goto out_remove;
+	return publish_new(fs, p, name, fd, out, e);
+out_remove:
+	close(fd);
+	unlinkat(p->fd, name, m->kind == MAKE_DIR ? AT_REMOVEDIR : 0);
+	return rc;
+}
+
+static void reply_make(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       const struct make_args *m)
+{
+	struct fuse_entry_param e;
+	struct fs_inode *n;
+	int rc = do_make(req, parent, name, m, &n, &e);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry(req, n, &e);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	reply_make(req, parent, name, &(struct make_args){ .kind = MAKE_DIR, .mode = mode });
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	reply_make(req, parent, name,
+		   &(struct make_args){ .kind = MAKE_NOD, .mode = mode, .rdev = rdev });
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	reply_make(req, parent, name,
+		   &(struct make_args){ .kind = MAKE_SYMLINK, .mode = S_IFLNK | 0777, .target = link });
+}
+
+static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const char *newname,
+		   struct fs_inode **out, struct fuse_entry_param *e)
+{
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	struct fs_inode *np = fs__inode_get(fs, newparent);
+	char path[FS_PROC_PATH_LEN];
+	int fd, rc;
+
+	if (!n || !np)
+		return -ESTALE;
+	if (n->private_)
+		return refuse_private("link");
+	rc = check_name_change(fs, np, newname, "link");
+	if (rc < 0)
+		return rc;
+	if (linkat(n->fd, "", np->fd, newname, AT_EMPTY_PATH) < 0) {
+		rc = -errno;
+		if (rc != -ENOENT && rc != -EPERM)
+			return rc;
+		proc_path(n->fd, path);
+		if (linkat(AT_FDCWD, path, np->fd, newname, AT_SYMLINK_FOLLOW) < 0)
+			return -errno;
+	}
+	fd = openat(np->fd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return publish_new(fs, np, newname, fd, out, e);
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fuse_entry_param e;
+	struct fs_inode *n;
+	int rc = do_link(fs_of(req), ino, newparent, newname, &n, &e);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry(req, n, &e);
+}
+
+/* ---- removing and renaming ------------------------------------------------------------- */
+
+static int do_remove(struct fs *fs, fuse_ino_t parent, const char *name, bool dir)
+{
+	struct fs_inode *p = fs__inode_get(fs, parent);
+	struct dfsr_uid puid;
+	int rc;
+
+	if (!p)
+		return -ESTALE;
+	rc = check_name_change(fs, p, name, dir ? "rmdir" : "unlink");
+	if (rc < 0)
+		return rc;
+	if (unlinkat(p->fd, name, dir ? AT_REMOVEDIR : 0) < 0)
+		return -errno;
+	fs__inode_uid(fs, p, &puid);
+	if (!dfsr_uid_is_zero(&puid))
+		(void)journal_note_remove(fs->journal, &puid, name);
+	return 0;
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -do_remove(fs_of(req), parent, name, false));
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, -do_remove(fs_of(req), parent, name, true));
+}
+
+static int check_rename(struct fs *fs, const struct fs_inode *p, const char *name,
+			const struct fs_inode *np, const char *newname, unsigned flags)
+{
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if (is_private_name(fs, p, name) || is_private_name(fs, np, newname))
+		return -EPERM;
+	if (p->private_ || np->private_)
+		return refuse_private("rename");
+	return 0;
+}
+
+/* Tell the journal about a rename that happened, and move the UIDs onto the nodes. */
+static void note_rename(struct fs *fs, struct fs_inode *p, const char *name, struct fs_inode *np,
+			const char *newname, bool exchange)
+{
+	struct dfsr_uid puid, npuid, out = { 0 }, other_out = { 0 };
+	struct journal_rename r = {
+		.old_parent = &puid,
+		.old_name = name,
+		.new_parent = &npuid,
+		.new_name = newname,
+		.exchange = exchange,
+		.fd = openat(np->fd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC),
+		.other_fd = exchange ? openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1,
+	};
+
+	fs__inode_uid(fs, p, &puid);
+	fs__inode_uid(fs, np, &npuid);
+	if (r.fd < 0 || (exchange && r.other_fd < 0))
+		goto out_close; /* renamed away already (behind the mount); the scan sees it */
+	if (journal_note_rename(fs->journal, &r, &out, &other_out) == 0) {
+		fs__inode_set_uid_by_fd(fs, r.fd, &out);
+		if (exchange)
+			fs__inode_set_uid_by_fd(fs, r.other_fd, &other_out);
+	}
+out_close:
+	if (r.other_fd >= 0)
+		close(r.other_fd);
+	if (r.fd >= 0)
+		close(r.fd);
+}
+
+static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		     const char *newname, unsigned flags)
+{
+	struct fs_inode *p = fs__inode_get(fs, parent);
+	struct fs_inode *np = fs__inode_get(fs, newparent);
+	int rc;
+
+	if (!p || !np)
+		return -ESTALE;
+	rc = check_rename(fs, p, name, np, newname, flags);
+	if (rc < 0)
+		return rc;
+	if (renameat2(p->fd, name, np->fd, newname, flags) < 0)
+		return -errno;
+	note_rename(fs, p, name, np, newname, flags & RENAME_EXCHANGE);
+	return 0;
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			 const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, -do_rename(fs_of(req), parent, name, newparent, newname, flags));
+}
+
+/* ---- open files -------------------------------------------------------------------------- */
+
+/* The flags the backing file is opened with (passthrough_hp's writeback rules). */
+static int backing_flags(const struct fs *fs, int flags)
+{
+	/*
+	 * With a writeback cache the kernel reads pages to fill partial writes, so a
+	 * write-only file must be readable too, and it tracks the size itself, so O_APPEND
+	 * would move writes that the kernel already placed.
+	 */
+	if (fs->writeback) {
+		if ((flags & O_ACCMODE) == O_WRONLY)
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		flags &= ~O_APPEND;
+	}
+	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC;
+}
+
+static bool flags_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Wrap an open descriptor in a handle and count it on the node. Takes @fd. */
+static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
+		       struct fuse_file_info *fi)
+{
+	struct fs_file *f = calloc(1, sizeof(*f));
+
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f->magic = FS_FILE_MAGIC;
+	f->fd = fd;
+	f->node = n;
+	f->writable = flags_write(flags);
+	fs__inode_open(fs, n, f->writable);
+	handle_add(fs, &f->link);
+	if (flags & O_TRUNC)
+		mark_dirty(n);
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;
+	return 0;
+}
+
+static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	char path[FS_PROC_PATH_LEN];
+	int fd;
+
+	if (!n)
+		return -ESTALE;
+	if (n->private_ && flags_write(fi->flags))
+		return refuse_private("open");
+	proc_path(n->fd, path);
+	fd = open(path, backing_flags(fs, fi->flags));
+	if (fd < 0)
+		return -errno;
+	if ((fi->flags & O_TRUNC) && kill_suid(fs, req, fd, NULL))
+		inval_attr(fs, n);
+	return attach_file(fs, n, fd, fi->flags, fi);
+}
+
+/*
+ * Close a handle: the last writer of a dirty node journals its data (DESIGN.md: a file
+ * replicates after it is closed), then the open reference is dropped.
+ */
+static void file_close(struct fs *fs, struct fs_file *f)
+{
+	struct fs_inode *n = f->node;
+	struct dfsr_uid uid;
+
+	handle_del(fs, &f->link);
+	close(f->fd);
+	if (f->writable && fs__inode_close_writer(fs, n, &uid))
+		note_data_closed(fs, n, &uid);
+	fs__inode_unref(fs, n, 0, 1);
+	free(f);
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc = do_open(req, ino, fi);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_open(req, fi) != 0)
+		file_close(fs_of(req), file_of(fi)); /* the kernel never saw it: no release */
+}
+
+/* Open (@p, @name) creating it; *@created tells whether this call made it. */
+static int create_backing(fuse_req_t req, struct fs_inode *p, const char *name, int flags,
+			  mode_t mode, bool *created)
+{
+	int fd, rc = creds_begin(req);
+
+	if (rc < 0)
+		return rc;
+	fd = openat(p->fd, name, flags | O_CREAT | O_EXCL, mode);
+	rc = fd < 0 ? -errno : fd;
+	creds_end();
+	*created = fd >= 0;
+	if (rc != -EEXIST || (flags & O_EXCL))
+		return rc;
+	/* It exists on disk although the kernel thought not (made behind the mount). */
+	fd = openat(p->fd, name, flags | O_NOFOLLOW);
+	return fd < 0 ? -errno : fd;
+}
+
+static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     struct fuse_file_info *fi, struct fs_inode **out, struct fuse_entry_param *e)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *p = fs__inode_get(fs, parent);
+	char path[FS_PROC_PATH_LEN];
+	bool created;
+	int fd, pfd, rc;
+
+	if (!p)
+		return -ESTALE;
+	rc = check_name_change(fs, p, name, "create");
+	if (rc < 0)
+		return rc;
+	fd = create_backing(req, p, name, backing_flags(fs, fi->flags), mode, &created);
+	if (fd < 0)
+		return fd;
+	rc = created ? own_new(req, p, fd, mode) : 0;
+	if (rc < 0)
+		goto out_remove;
+	proc_path(fd, path);
+	pfd = open(path, O_PATH | O_CLOEXEC);
+	if (pfd < 0) {
+		rc = -errno;
+		goto out_remove;
+	}
+	if (created) {
+		rc = publish_new(fs, p, name, pfd, out, e);
+	} else {
+		close(pfd);
+		rc = lookup_node(fs, p, name, true, out, e);
+	}
+	if (rc < 0)
+		goto out_close;
+	return attach_file(fs, *out, fd, fi->flags, fi);
+out_remove:
+	if (created)
+		unlinkat(p->fd, name, 0);
+out_close:
+	close(fd);
+	return rc;
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct fs_inode *n;
+	int rc = do_create(req, parent, name, mode, fi, &n, &e);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* The kernel never saw the entry nor the handle: no forget, no release. */
+		file_close(fs, file_of(fi));
+		fs__inode_unref(fs, n, 1, 0);
+	}
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = f->fd;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			    struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	ssize_t res;
+
+	(void)ino;
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = f->fd;
+	out.buf[0].pos = off;
+	res = fuse_buf_copy(&out, in, 0);
+	if (res < 0) {
+		fuse_reply_err(req, (int)-res);
+		return;
+	}
+	mark_dirty(f->node);
+	if (!fi->writepage && kill_suid(fs_of(req), req, f->fd, NULL))
+		inval_attr(fs_of(req), f->node); /* written through, not from the page cache */
+	fuse_reply_write(req, (size_t)res);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	/* Nothing is buffered here; the writeback cache was flushed by the kernel. */
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	file_close(fs_of(req), file_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	int rc;
+
+	(void)ino;
+	rc = datasync ? fdatasync(f->fd) : fsync(f->fd);
+	fuse_reply_err(req, rc < 0 ? errno : 0);
+}
+
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			    struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+
+	(void)ino;
+	if (f->node->private_) {
+		fuse_reply_err(req, -refuse_private("fallocate"));
+		return;
+	}
+	if (fallocate(f->fd, mode, offset, length) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	mark_dirty(f->node);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+			struct fuse_file_info *fi)
+{
+	struct fs_file *f = file_of(fi);
+	off_t res;
+
+	(void)ino;
+	res = lseek(f->fd, off, whence);
+	if (res < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, res);
+}
+
+static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+				  struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+				  struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct fs_file *in = file_of(fi_in);
+	struct fs_file *out = file_of(fi_out);
+	ssize_t res;
+
+	(void)ino_in;
+	(void)ino_out;
+	res = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+	if (res < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	mark_dirty(out->node);
+	fuse_reply_write(req, (size_t)res);
+}
+
+/* ---- directories ------------------------------------------------------------------------- */
+
+static int do_opendir(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	struct fs_dir *d;
+	int fd, rc;
+
+	if (!n)
+		return -ESTALE;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	fd = openat(n->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	d->dp = fdopendir(fd);
+	if (!d->dp) {
+		rc = -errno;
+		close(fd);
+		goto out_free;
+	}
+	d->magic = FS_DIR_MAGIC;
+	handle_add(fs, &d->link);
+	fi->fh = (uintptr_t)d;
+	return 0;
+out_free:
+	free(d);
+	return rc;
+}
+
+static void dir_close(struct fs *fs, struct fs_dir *d)
+{
+	handle_del(fs, &d->link);
+	closedir(d->dp);
+	free(d);
+}
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc = do_opendir(fs_of(req), ino, fi);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_open(req, fi) != 0)
+		dir_close(fs_of(req), dir_of(fi));
+}
+
+struct readdir_out {
+	fuse_req_t req;
+	char *buf;
+	size_t size; /* capacity */
+	size_t len;  /* used */
+};
+
+/*
+ * Add one directory entry to @o. Return: 1 if it was added, 0 if it did not fit (nothing
+ * is kept), -ENOENT if it vanished meanwhile (skip it), another -errno.
+ */
+static int add_entry(struct fs *fs, struct fs_inode *dn, const struct dirent *de, bool plus,
+		     struct readdir_out *o)
+{
+	struct fs_inode *n = NULL;
+	struct fuse_entry_param e;
+	size_t rem = o->size - o->len;
+	size_t sz;
+	int rc;
+
+	if (!plus) {
+		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)de->d_type << 12 };
+
+		sz = fuse_add_direntry(o->req, o->buf + o->len, rem, de->d_name, &st, de->d_off);
+	} else {
+		if (is_dot(de->d_name)) {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = de->d_ino;
+			e.attr.st_mode = (mode_t)de->d_type << 12;
+		} else {
+			rc = lookup_node(fs, dn, de->d_name, true, &n, &e);
+			if (rc < 0)
+				return rc;
+		}
+		sz = fuse_add_direntry_plus(o->req, o->buf + o->len, rem, de->d_name, &e,
+					    de->d_off);
+	}
+	if (sz > rem) {
+		if (n)
+			fs__inode_unref(fs, n, 1, 0);
+		return 0;
+	}
+	o->len += sz;
+	return 1;
+}
+
+static int fill_dir(struct fs *fs, struct fs_inode *dn, struct fs_dir *d, bool plus,
+		    struct readdir_out *o)
+{
+	int rc;
+
+	for (;;) {
+		if (!d->entry) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (!d->entry)
+				return errno ? -errno : 0;
+		}
+		if (dn == &fs->root && strcmp(d->entry->d_name, LAYOUT_PRIVATE) == 0)
+			rc = 1; /* hidden from listings, reachable by name */
+		else
+			rc = add_entry(fs, dn, d->entry, plus, o);
+		if (rc == 0)
+			return 0; /* full: keep d->entry for the next call */
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		d->offset = d->entry->d_off;
+		d->entry = NULL;
+	}
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_inode *dn = fs__inode_get(fs, ino);
+	struct fs_dir *d = dir_of(fi);
+	struct readdir_out o = { .req = req, .size = size };
+	int rc;
+
+	if (!dn) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	o.buf = calloc(1, size ? size : 1);
+	if (!o.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off != d->offset) {
+		seekdir(d->dp, off);
+		d->entry = NULL;
+		d->offset = off;
+	}
+	rc = fill_dir(fs, dn, d, plus, &o);
+	/* An error after some entries: return those; the next call reports it again. */
+	if (rc < 0 && o.len == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, o.buf, o.len);
+	free(o.buf);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_close(fs_of(req), dir_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	int fd = dirfd(dir_of(fi)->dp);
+	int rc;
+
+	(void)ino;
+	rc = datasync ? fdatasync(fd) : fsync(fd);
+	fuse_reply_err(req, rc < 0 ? errno : 0);
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	struct statvfs sv;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (fstatvfs(n->fd, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes (POSIX ACLs included) ------------------------------------------ */
+
+/* getxattr (@name set) or listxattr (@name NULL), with the size-probe protocol. */
+static void reply_xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	char path[FS_PROC_PATH_LEN];
+	char *buf = NULL;
+	ssize_t len;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (size) {
+		buf = malloc(size);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	proc_path(n->fd, path);
+	len = name ? getxattr(path, name, buf, size) : listxattr(path, buf, size);
+	if (len < 0)
+		fuse_reply_err(req, errno);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+	free(buf);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	reply_xattr_read(req, ino, name, size);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	reply_xattr_read(req, ino, NULL, size);
+}
+
+/* setxattr (@value set) or removexattr (@value NULL). */
+static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const char *value,
+			  size_t size, int flags)
+{
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	char path[FS_PROC_PATH_LEN];
+	int rc;
+
+	if (!n)
+		return -ESTALE;
+	if (n->private_)
+		return refuse_private(value ? "setxattr" : "removexattr");
+	proc_path(n->fd, path);
+	rc = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
+	if (rc < 0)
+		return -errno;
+	note_change(fs, n, 0);
+	return 0;
+}
+
+static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	/* A zero-length value is legal: pass a non-NULL pointer so it is not a remove. */
+	const char *v = value ? value : "";
+
+	fuse_reply_err(req, -do_xattr_write(fs_of(req), ino, name, v, size, flags));
+}
+
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -do_xattr_write(fs_of(req), ino, name, NULL, 0, 0));
+}
+
+/* ---- session ------------------------------------------------------------------------------ */
+
+static void want(struct fuse_conn_info *conn, unsigned cap)
+{
+	if (conn->capable & cap)
+		conn->want |= cap;
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs *fs = userdata;
+
+	want(conn, FUSE_CAP_WRITEBACK_CACHE);
+	want(conn, FUSE_CAP_SPLICE_READ);
+	want(conn, FUSE_CAP_SPLICE_WRITE);
+	want(conn, FUSE_CAP_SPLICE_MOVE);
+	want(conn, FUSE_CAP_PARALLEL_DIROPS);
+	want(conn, FUSE_CAP_ASYNC_DIO);
+	want(conn, FUSE_CAP_ASYNC_READ);
+	want(conn, FUSE_CAP_POSIX_ACL);
+	want(conn, FUSE_CAP_DONT_MASK);
+	want(conn, FUSE_CAP_ATOMIC_O_TRUNC);
+	want(conn, FUSE_CAP_CACHE_SYMLINKS);
+	conn->want &= ~(unsigned)FUSE_CAP_EXPORT_SUPPORT;
+	fs->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
+	conn->max_write = FS_MAX_RW;
+	conn->max_readahead = FS_MAX_RW;
+	if (conn->max_background < 64)
+		conn->max_background = 64;
+	conn->time_gran = 1;
+}
+
+const struct fuse_lowlevel_ops fs__ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.symlink = fs_op_symlink,
+	.link = fs_op_link,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.rename = fs_op_rename,
+	.open = fs_op_open,
+	.create = fs_op_create,
+	.read = fs_op_read,
+	.write_buf = fs_op_write_buf,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.fallocate = fs_op_fallocate,
+	.lseek = fs_op_lseek,
+	.copy_file_range = fs_op_copy_file_range,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsyncdir,
+	.statfs = fs_op_statfs,
+	.getxattr = fs_op_getxattr,
+	.setxattr = fs_op_setxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+};

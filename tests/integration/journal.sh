@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# journal.sh - every kind of change made through the mount makes exactly the journal entries
+# it should (op, type, path), and changes that leave the replication hash and the name as
+# they were (touch, chmod to the same mode, filtered names) make none.
+#
+# Each step runs a shell snippet in the mount, then makes a "barrier" directory and waits
+# for its entry: everything the step journals synchronously is before it. Entries that are
+# journaled when the last writable handle is released (data writes) may follow it, so the
+# comparison is polled until it matches or 10 seconds pass.
+. "$(dirname "$0")/lib.sh"
+it_init
+
+make_member alpha
+start_member "$M_CONF"
+wait_normal "$M_CONF" 60 || die "member did not reach normal"
+
+NBAR=0
+view() { # MODE FROM : the entries since FROM without barriers, shaped by MODE
+	local lines
+	lines=$(journal_ops "$M_CONF" "$2" | grep -v ' barrier\.[0-9]*$')
+	case $1 in
+	exact) printf '%s' "$lines" ;;
+	set) printf '%s' "$lines" | LC_ALL=C sort -u ;;
+	optype) printf '%s' "$lines" | awk '{ print $1, $2 }' | LC_ALL=C sort -u ;;
+	esac
+}
+view_is() { [ "$(view "$1" "$2")" == "$3" ]; }
+
+# step MODE DESCRIPTION EXPECTED SNIPPET
+#   MODE exact: the entries, in order; set: the distinct entries, sorted (for changes that
+#   may take more than one operation); optype: only "op type", distinct.
+step() {
+	local mode=$1 desc=$2 want=$3 snippet=$4 from
+	from=$(journal_next "$M_CONF")
+	if ! (cd "$M_MNT" && eval "$snippet") >"$WS/step.out" 2>&1; then
+		check "step '$desc': the command itself failed: $(head -c 300 "$WS/step.out")" false
+		return
+	fi
+	NBAR=$((NBAR + 1))
+	mkdir "$M_MNT/barrier.$NBAR"
+	if ! wait_until 20 journal_has "$M_CONF" "$from" "create d barrier.$NBAR"; then
+		check "step '$desc': the barrier directory was never journaled" false
+		return
+	fi
+	want=$(printf '%s' "$want" | sed 's/^[[:space:]]*//' | grep -v '^$')
+	[ "$mode" = exact ] || want=$(printf '%s' "$want" | LC_ALL=C sort -u)
+	wait_until 10 view_is "$mode" "$from" "$want" || true
+	check_eq "journal after: $desc" "$want" "$(view "$mode" "$from")"
+}
+
+step exact "create an empty file" "create f f1" ': > f1'
+step exact "append data and close" "modify f f1" 'printf data >> f1'
+step exact "chmod" "meta f f1" 'chmod 600 f1'
+step exact "chmod to the same mode" "" 'chmod 600 f1'
+step set "chown" "meta f f1" "chown $NOBODY:$NOBODY f1"
+step exact "setxattr" "meta f f1" 'setfattr -n user.k -v v f1'
+step exact "setxattr to the same value" "" 'setfattr -n user.k -v v f1'
+step set "setfacl" "meta f f1" "setfacl -m u:$NOBODY:r f1"
+step exact "removexattr" "meta f f1" 'setfattr -x user.k f1'
+step exact "touch (times only)" "" 'touch f1'
+step exact "touch -d (mtime into the past)" "" "touch -d '2001-02-03 04:05:06' f1"
+step exact "touch -a" "" 'touch -a f1'
+step exact "rename" "rename f f2" 'mv f1 f2'
+step optype "rename into a filtered name (*.tmp)" "delete f" 'mv f2 x.tmp'
+step exact "rename out of a filtered name" "create f f3" 'mv x.tmp f3'
+step exact "truncate down" "modify f f3" 'truncate -s 0 f3'
+step exact "truncate up" "modify f f3" 'truncate -s 100 f3'
+step exact "truncate to the same size" "" 'truncate -s 100 f3'
+step exact "mkdir" "create d d1" 'mkdir d1'
+step exact "create in a subdirectory" "create f d1/inner" ': > d1/inner'
+step exact "rename a non-empty directory" "rename d d2" 'mv d1 d2'
+step exact "setxattr on a directory" "meta d d2" 'setfattr -n user.d -v 1 d2'
+step exact "chmod a directory" "meta d d2" 'chmod 700 d2'
+step exact "unlink" "delete f d2/inner" 'rm d2/inner'
+step exact "rmdir" "delete d d2" 'rmdir d2'
+step exact "symlink" "create l s1" 'ln -s f3 s1'
+step exact "hard link" "create f h1" 'ln f3 h1'
+step exact "unlink one name of a hard link" "delete f h1" 'rm h1'
+step exact "remove a symlink" "delete l s1" 'rm s1'
+step exact "mkdir -p" "create d deep
+create d deep/x
+create d deep/x/y" 'mkdir -p deep/x/y'
+step set "two new files" "create f f4
+create f f5" ': > f4; : > f5'
+step set "rename a file over another (target tombstoned)" "delete f f5
+rename f f5" 'mv -f f4 f5'
+step exact "unlink the survivor" "delete f f5" 'rm f5' 
+step exact "unlink" "delete f f3" 'rm f3'
+step exact "filtered names make no entry" "" \
+	": > '~lock'; echo x > a.bak; echo y >> a.bak; mv a.bak b.tmp; chmod 600 b.tmp; rm b.tmp '~lock'"
+step exact "filtered names are case-insensitive" "" ': > A.TMP; echo x >> A.TMP; rm A.TMP'
+step exact "rename between filtered names" "" ': > c.tmp; mv c.tmp d.bak; rm d.bak'
+
+# the journal count in status matches the entries
+n=$("$DFSR_BIN" journal -c "$M_CONF" --json | json 'len(d)')
+check_eq "status journal = number of journal entries" "$n" "$(folder_field "$M_CONF" share journal)"
+# every entry has the fields of the contract
+check "journal entries have seq, op, type, path, uid, gvsn, time" bash -c \
+	"'$DFSR_BIN' journal -c '$M_CONF' --json | '$PY' -c '
+import json, sys
+e = json.load(sys.stdin)
+assert e, \"empty journal\"
+for x in e:
+    for k in (\"seq\", \"op\", \"type\", \"path\", \"uid\", \"gvsn\", \"time\"):
+        assert k in x, (k, x)
+    assert x[\"op\"] in (\"create\", \"modify\", \"meta\", \"rename\", \"delete\"), x
+    assert x[\"type\"] in (\"f\", \"d\", \"l\"), x
+seqs = [x[\"seq\"] for x in e]
+assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), \"seq not increasing\"
+'"
+stop_member "$M_CONF"
+check "dfsr journal works while the member is stopped" bash -c \
+	"'$DFSR_BIN' journal -c '$M_CONF' --json | grep -q barrier.1"
+finish

@@ -1,0 +1,487 @@
+# tests/integration/lib.sh - shared helpers of the integration scripts (sourced, not run).
+#
+# Every script starts real `dfsr` members with real FUSE mounts in a temporary workspace,
+# asserts what a user would see, and cleans up whatever it made, even when it fails:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   make_member alpha                # key, config, local path, mount point
+#   start_member "$M_CONF"           # dfsr mount -c; records the daemon's pid and mounts
+#   check "file visible" test -f "$M_MNT/a"
+#   stop_member "$M_CONF"
+#   finish                           # exit 0, or 1 if any check failed
+#
+# Environment (set by ctest, see CMakeLists.txt): DFSR_BIN (the program), DFSR_POSIX (the
+# posix_conformance program), DFSR_SRC (the source tree). Without them the build/ directory
+# of the source tree is used. DFSR_KEEP=1 keeps the workspace.
+#
+# Skips (exit 77) only when /dev/fuse or root is missing and CI is not "true".
+# Sanitizer reports of every process started here (the detached daemon included) are
+# written under the workspace and make the test fail.
+
+set -u -o pipefail
+
+IT_NAME=$(basename "${0%.sh}")
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DFSR_SRC=${DFSR_SRC:-$(cd "$LIB_DIR/../.." && pwd)}
+DFSR_BIN=${DFSR_BIN:-$DFSR_SRC/build/dfsr}
+DFSR_POSIX=${DFSR_POSIX:-$DFSR_SRC/build/posix_conformance}
+NOBODY=65534
+# The system python (a python3 found first on root's PATH may live where uid 65534 cannot go).
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+export PY
+
+FAILS=0
+CHECKS=0
+IT_PIDS=()    # daemons started by this script
+IT_MOUNTS=()  # mount points this script may have caused
+IT_CONFS=()   # configs of members started here
+WS=""
+
+say() { printf '[%s] %s\n' "$IT_NAME" "$*"; }
+die() {
+	say "FATAL: $*"
+	FAILS=$((FAILS + 1))
+	exit 1
+}
+
+skip_or_fail() {
+	if [ "${CI:-}" = "true" ]; then
+		say "FAIL (CI must not skip): $*"
+		exit 1
+	fi
+	say "SKIP: $*"
+	exit 77
+}
+
+# check DESCRIPTION CMD... : run CMD; count and report a failure, never exit.
+check() {
+	local desc=$1
+	shift
+	CHECKS=$((CHECKS + 1))
+	if "$@" >"${WS:-/tmp}/check.out" 2>&1; then
+		return 0
+	fi
+	FAILS=$((FAILS + 1))
+	say "FAIL: $desc"
+	say "      command: $*"
+	if [ -s "${WS:-/tmp}/check.out" ]; then
+		head -c 2000 "${WS:-/tmp}/check.out" | sed 's/^/      | /'
+	fi
+	return 1
+}
+
+# check_eq DESCRIPTION EXPECTED ACTUAL
+check_eq() {
+	CHECKS=$((CHECKS + 1))
+	if [ "$2" == "$3" ]; then
+		return 0
+	fi
+	FAILS=$((FAILS + 1))
+	say "FAIL: $1"
+	say "      expected: $(printf '%s' "$2" | head -c 2000)"
+	say "      actual:   $(printf '%s' "$3" | head -c 2000)"
+	return 1
+}
+
+# check_fails DESCRIPTION CMD... : CMD must exit non-zero.
+check_fails() {
+	local desc=$1
+	shift
+	CHECKS=$((CHECKS + 1))
+	if ! "$@" >/dev/null 2>&1; then
+		return 0
+	fi
+	FAILS=$((FAILS + 1))
+	say "FAIL: $desc (command succeeded: $*)"
+	return 1
+}
+
+# wait_until TIMEOUT_SECONDS CMD... : poll CMD every 0.1 s until it succeeds or time is up.
+wait_until() {
+	local timeout=$1
+	shift
+	local deadline=$((SECONDS + timeout))
+
+	while :; do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# ---- JSON ---------------------------------------------------------------------------------
+
+# json EXPR : evaluate a Python expression over the JSON document on stdin (bound to d).
+# Strings print raw, everything else as JSON.
+json() {
+	"$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+v = eval(sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+
+dfsr() { "$DFSR_BIN" "$@"; }
+
+status_json() { "$DFSR_BIN" status -c "$1" --json "${@:2}"; }
+
+# status_field CONF EXPR : e.g. status_field "$M_CONF" 'd["folders"][0]["files"]'
+status_field() { status_json "$1" | json "$2"; }
+
+# folder_field CONF FOLDER KEY
+folder_field() {
+	status_json "$1" | json "[f for f in d['folders'] if f['name'] == '$2'][0]['$3']"
+}
+
+# field_is CONF FOLDER KEY VALUE : true when the folder's status field equals VALUE.
+field_is() { [ "$(folder_field "$1" "$2" "$3" 2>/dev/null)" = "$4" ]; }
+
+# journal_has CONF FROM "OP TYPE PATH" : true when an entry with seq >= FROM matches exactly.
+journal_has() { journal_ops "$1" "$2" 2>/dev/null | grep -qxF "$3"; }
+
+# event_seen CONF ID : true when the event log holds an event with that id.
+event_seen() { events_ids "$1" 2>/dev/null | grep -qx "$2"; }
+
+# journal_lines CONF [FROM_SEQ] [extra args]: "SEQ OP TYPE PATH" per journal entry.
+journal_lines() {
+	local conf=$1 from=${2:-0}
+	"$DFSR_BIN" journal -c "$conf" --json --from "$from" "${@:3}" | "$PY" -c '
+import json, sys
+for e in json.load(sys.stdin):
+    print(e["seq"], e["op"], e["type"], e["path"])'
+}
+
+# journal_ops CONF FROM : "OP TYPE PATH" of the entries with seq >= FROM.
+journal_ops() { journal_lines "$@" | cut -d' ' -f2-; }
+
+# journal_next CONF : the seq the next journal entry will get (1 + the largest, or 0).
+journal_next() {
+	"$DFSR_BIN" journal -c "$1" --json "${@:2}" | "$PY" -c '
+import json, sys
+e = json.load(sys.stdin)
+print(max([x["seq"] for x in e]) + 1 if e else 0)'
+}
+
+# events_ids CONF : the ids of every stored event, one per line.
+events_ids() {
+	"$DFSR_BIN" events -c "$1" --json "${@:2}" | "$PY" -c '
+import json, sys
+for e in json.load(sys.stdin):
+    print(e["id"])'
+}
+
+count_event() { events_ids "$1" | grep -cx "$2" || true; }
+
+# ---- workspace and members -----------------------------------------------------------------
+
+mounted() { findmnt -rn -M "$1" >/dev/null 2>&1; }
+
+# mounts_under DIR : mount points below DIR, from /proc/self/mountinfo.
+mounts_under() {
+	awk -v d="$1" '{ p = $5; gsub(/\\040/, " ", p); if (index(p, d "/") == 1 || p == d) print p }' \
+		/proc/self/mountinfo
+}
+
+# it_init [--no-fuse] : checks, workspace, sanitizer logs, cleanup trap.
+it_init() {
+	if [ "${1:-}" != --no-fuse ] && [ ! -c /dev/fuse ]; then
+		skip_or_fail "/dev/fuse is missing"
+	fi
+	if [ "$(id -u)" -ne 0 ]; then
+		skip_or_fail "needs root (FUSE allow_other, DfsrPrivate owned by root)"
+	fi
+	[ -x "$DFSR_BIN" ] || die "DFSR_BIN '$DFSR_BIN' is not an executable"
+	WS=$(mktemp -d /tmp/dfsr-it-"$IT_NAME".XXXXXX) || die "mktemp failed"
+	chmod 0755 "$WS"
+	mkdir -m 1777 "$WS/san"
+	# Sanitizer reports of every process below, detached daemons included, land in files.
+	local asan=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+	local ubsan=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+	export ASAN_OPTIONS="$asan:log_path=$WS/san/asan"
+	export UBSAN_OPTIONS="$ubsan:log_path=$WS/san/ubsan"
+	export LSAN_OPTIONS=${LSAN_OPTIONS:-exitcode=23}
+	trap it_cleanup EXIT
+	trap 'exit 130' INT TERM
+	say "workspace $WS"
+}
+
+# pid_alive PID : true while the process exists and is not a zombie.
+pid_alive() {
+	local st
+	[ -n "$1" ] || return 1
+	st=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+it_cleanup() {
+	local rc=$? m p conf
+
+	trap - EXIT
+	for conf in "${IT_CONFS[@]}"; do
+		if [ -n "$(member_pid_of "$conf")" ]; then
+			timeout 30 "$DFSR_BIN" umount -c "$conf" >/dev/null 2>&1 || true
+		fi
+	done
+	for m in "${IT_MOUNTS[@]}"; do
+		if mounted "$m"; then
+			fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	for p in "${IT_PIDS[@]}"; do
+		if pid_alive "$p"; then
+			say "cleanup: daemon $p still running; SIGTERM"
+			kill -TERM "$p" 2>/dev/null || true
+			wait_until 10 pid_gone "$p" || kill -KILL "$p" 2>/dev/null || true
+		fi
+	done
+	for m in $(mounts_under "$WS" | sort -r); do
+		say "cleanup: lazy unmount of leftover $m"
+		umount -l "$m" 2>/dev/null || true
+	done
+	# Sanitizer reports fail the test.
+	if [ -n "$WS" ] && compgen -G "$WS/san/*" >/dev/null; then
+		for p in "$WS"/san/*; do
+			if [ -s "$p" ]; then
+				say "FAIL: sanitizer report $p:"
+				sed 's/^/    /' "$p" | head -200
+				FAILS=$((FAILS + 1))
+			fi
+		done
+	fi
+	if [ $FAILS -gt 0 ] && [ $rc -eq 0 ]; then
+		rc=1
+	fi
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -n "$WS" ]; then
+		for p in "$WS"/*.log; do
+			[ -s "$p" ] || continue
+			say "---- $p (last 40 lines)"
+			tail -n 40 "$p" | sed 's/^/    /'
+		done
+	fi
+	if [ -n "$WS" ] && [ "${DFSR_KEEP:-0}" != 1 ] && [ -z "$(mounts_under "$WS")" ]; then
+		chattr -R -i "$WS" 2>/dev/null || true
+		rm -rf --one-file-system "$WS"
+	elif [ -n "$WS" ]; then
+		say "workspace kept: $WS"
+	fi
+	exit $rc
+}
+
+# finish : report and exit (the EXIT trap cleans up).
+finish() {
+	if [ $FAILS -gt 0 ]; then
+		say "$FAILS of $CHECKS checks FAILED"
+		exit 1
+	fi
+	say "all $CHECKS checks passed"
+	exit 0
+}
+
+# write_member_conf CONF NAME : the [member] section (control socket in the workspace).
+write_member_conf() {
+	local conf=$1 name=$2
+	[ -e "$WS/$name.key" ] || "$DFSR_BIN" keygen "$WS/$name.key" >/dev/null ||
+		die "dfsr keygen $WS/$name.key failed"
+	cat >"$conf" <<EOF
+[member]
+name = $name
+key = $WS/$name.key
+control = $WS/$name.sock
+EOF
+}
+
+# add_folder CONF FOLDER PATH MOUNT [EXTRA KEY=VALUE LINES...]
+add_folder() {
+	local conf=$1 folder=$2 path=$3 mnt=$4 line
+	shift 4
+	{
+		printf '\n[folder %s]\npath = %s\nmount = %s\nprimary = yes\n' "$folder" "$path" "$mnt"
+		for line in "$@"; do
+			printf '%s\n' "$line"
+		done
+	} >>"$conf"
+	IT_MOUNTS+=("$mnt")
+}
+
+# make_member NAME [--same] [EXTRA FOLDER LINES...]
+# Sets M_NAME, M_CONF, M_PATH (local path), M_MNT (mount point; = M_PATH with --same).
+# The folder is named "share".
+make_member() {
+	local name=$1 same=0
+	shift
+	if [ "${1:-}" = "--same" ]; then
+		same=1
+		shift
+	fi
+	M_NAME=$name
+	M_CONF=$WS/$name.conf
+	M_PATH=$WS/$name/path
+	M_MNT=$WS/$name/mnt
+	mkdir -p "$M_PATH"
+	chmod 0755 "$WS/$name" "$M_PATH"
+	if [ $same = 1 ]; then
+		M_MNT=$M_PATH
+	else
+		mkdir -p "$M_MNT"
+		chmod 0755 "$M_MNT"
+	fi
+	write_member_conf "$M_CONF" "$name"
+	add_folder "$M_CONF" share "$M_PATH" "$M_MNT" "$@"
+}
+
+# member_pid_of CONF : the running daemon's pid from `dfsr status --json`, or nothing.
+member_pid_of() {
+	timeout 20 "$DFSR_BIN" status -c "$1" --json 2>/dev/null | json 'd["pid"]' 2>/dev/null || true
+}
+
+# start_member CONF [mount args] : `dfsr mount -c CONF`; returns once it is mounted.
+# Sets M_PID. Fails the test if the mount command fails.
+start_member() {
+	local conf=$1 log
+	shift
+	log=$WS/$(basename "$conf" .conf).mount.log
+	IT_CONFS+=("$conf")
+	if ! timeout 120 "$DFSR_BIN" mount -c "$conf" "$@" >>"$log" 2>&1; then
+		say "dfsr mount -c $conf failed:"
+		sed 's/^/    /' "$log"
+		die "cannot start the member"
+	fi
+	M_PID=$(member_pid_of "$conf")
+	[ -n "$M_PID" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
+	IT_PIDS+=("$M_PID")
+}
+
+# stop_member CONF : `dfsr umount -c CONF`; checks the daemon exited and nothing is mounted.
+stop_member() {
+	local conf=$1 pid
+	pid=$(member_pid_of "$conf")
+	check "dfsr umount -c $(basename "$conf") succeeds" timeout 150 "$DFSR_BIN" umount -c "$conf"
+	if [ -n "$pid" ]; then
+		check "daemon $pid has exited when dfsr umount returned" pid_gone "$pid"
+		wait_until 30 pid_gone "$pid" || true
+	fi
+	local m
+	for m in $(conf_mounts "$conf"); do
+		check "$m is unmounted after dfsr umount" not_mounted "$m"
+	done
+}
+
+# conf_mounts CONF : the mount = values of a config.
+conf_mounts() { sed -n 's/^[[:space:]]*mount[[:space:]]*=[[:space:]]*//p' "$1"; }
+
+# all_normal CONF : true when every folder of the running member is in state normal.
+all_normal() {
+	status_json "$1" 2>/dev/null | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d["folders"] and all(f["state"] == "normal" for f in d["folders"]) else 1)'
+}
+
+# wait_normal CONF [TIMEOUT]
+wait_normal() { wait_until "${2:-60}" all_normal "$1"; }
+
+pid_gone() { ! pid_alive "$1"; }
+not_mounted() { ! mounted "$1"; }
+
+# tree_listing DIR : "path type mode uid gid size mtime" of everything below DIR, sorted
+# (no size for directories: it depends on the directory's history, not its content).
+tree_listing() {
+	(cd "$1" && find . \( -type d -printf '%p %y %m %U %G - %T@\n' \) -o \
+		-printf '%p %y %m %U %G %s %T@\n' | LC_ALL=C sort)
+}
+
+# as_nobody CMD... : run CMD as uid/gid 65534 with no supplementary groups.
+as_nobody() { setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups -- "$@"; }
+
+# errno_of OP PATH [ARG] : try one system call; prints OK or the errno name (EROFS, ...).
+# OPs: create mkdir unlink rmdir rename link symlink chmod chown setxattr removexattr
+#      write truncate read list stat utime
+errno_of() {
+	"$PY" - "$@" <<'EOF'
+import errno, os, sys
+op, path = sys.argv[1], sys.argv[2]
+arg = sys.argv[3] if len(sys.argv) > 3 else None
+try:
+    if op == "create":
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    elif op == "mkdir":
+        os.mkdir(path, 0o755)
+    elif op == "unlink":
+        os.unlink(path)
+    elif op == "rmdir":
+        os.rmdir(path)
+    elif op == "rename":
+        os.rename(path, arg)
+    elif op == "link":
+        os.link(path, arg)
+    elif op == "symlink":
+        os.symlink(arg, path)
+    elif op == "chmod":
+        os.chmod(path, int(arg, 8))
+    elif op == "chown":
+        os.chown(path, int(arg), -1)
+    elif op == "setxattr":
+        os.setxattr(path, "user.test", b"v")
+    elif op == "removexattr":
+        os.removexattr(path, arg)
+    elif op == "write":
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"x")
+        os.close(fd)
+    elif op == "truncate":
+        os.truncate(path, 0)
+    elif op == "read":
+        with open(path, "rb") as f:
+            f.read()
+    elif op == "list":
+        os.listdir(path)
+    elif op == "stat":
+        os.stat(path)
+    elif op == "utime":
+        os.utime(path)
+    else:
+        print("BADOP")
+        sys.exit(2)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+EOF
+}
+
+# check_errno DESCRIPTION EXPECTED(|ALTERNATIVE...) OP PATH [ARG]
+check_errno() {
+	local desc=$1 want=$2 got
+	shift 2
+	got=$(errno_of "$@")
+	CHECKS=$((CHECKS + 1))
+	if [[ "|$want|" == *"|$got|"* ]]; then
+		return 0
+	fi
+	FAILS=$((FAILS + 1))
+	say "FAIL: $desc: $* gave $got, expected $want"
+	return 1
+}
+
+# check_errno_as_nobody: as check_errno, run as uid 65534.
+check_errno_as_nobody() {
+	local desc=$1 want=$2 got
+	shift 2
+	got=$(as_nobody "$PY" -c 'import sys' >/dev/null 2>&1 && errno_of_nobody "$@")
+	CHECKS=$((CHECKS + 1))
+	if [[ "|$want|" == *"|$got|"* ]]; then
+		return 0
+	fi
+	FAILS=$((FAILS + 1))
+	say "FAIL: $desc (as uid $NOBODY): $* gave $got, expected $want"
+	return 1
+}
+
+errno_of_nobody() {
+	local f
+	f=$(declare -f errno_of)
+	as_nobody bash -c "$f; errno_of \"\$@\"" errno_of "$@"
+}

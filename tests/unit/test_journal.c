@@ -1,0 +1,621 @@
+/*
+ * test_journal.c - core/journal.c on real RocksDB and real files: open/close and unclean
+ * detection (a forked child that exits without closing), locking, every change call and
+ * the exact journal entry and record it produces, filters, subtree tombstones, status
+ * counters across reopen, the event log and paths.
+ */
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "journal_fixture.h"
+
+static int setup(void **state)
+{
+	return fx_setup_opts(state, true, "skip*");
+}
+
+static void open_creates_ids(void **state)
+{
+	struct fx *f = *state;
+	static const char msg[] = "dfsr-root\0share";
+	uint8_t md[32];
+	unsigned int mdlen = 0;
+	struct dfsr_uid db1;
+	struct journal_status s;
+
+	assert_false(dfsr_uid_is_zero(journal_db_id(f->j)));
+	assert_int_equal(EVP_Digest(msg, sizeof(msg) - 1, md, &mdlen, EVP_sha256(), NULL), 1);
+	assert_memory_equal(journal_root_uid(f->j)->b, md, DFSR_UID_LEN);
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_INITIAL_BUILD);
+	assert_string_equal(journal_state_name(journal_state(f->j)), "initial-build");
+	assert_false(journal_was_unclean(f->j));
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files + s.folders + s.bytes + s.tombstones + s.journal, 0);
+	assert_int_equal(s.next_seq, 1);
+	db1 = *journal_db_id(f->j);
+	fx_reopen(f);
+	assert_memory_equal(journal_db_id(f->j)->b, db1.b, DFSR_UID_LEN);
+	assert_false(journal_was_unclean(f->j));
+	assert_int_equal(journal_set_state(f->j, JOURNAL_STATE_NORMAL), 0);
+	fx_reopen(f);
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_NORMAL);
+}
+
+static void locked_and_read_only(void **state)
+{
+	struct fx *f = *state;
+	struct journal *other = NULL;
+	char err[JOURNAL_ERR_LEN];
+	struct journal_opts o = { .folder = &f->folder, .root_fd = f->root_fd };
+	pid_t pid;
+	int status;
+
+	assert_int_equal(journal_open(&o, &other, err), -EBUSY); /* same process */
+	assert_non_null(strstr(err, "locked"));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fx_open_journal(f, false, &other) == -EBUSY ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* read-only opens while the writer runs */
+	assert_int_equal(fx_open_journal(f, true, &other), 0);
+	assert_memory_equal(journal_db_id(other)->b, journal_db_id(f->j)->b, DFSR_UID_LEN);
+	journal_close(other);
+	/* read-only with no database */
+	{
+		struct fx g = *f;
+		char empty[] = "/tmp/dfsr-h1-empty-XXXXXX";
+
+		assert_non_null(mkdtemp(empty));
+		g.root_fd = open(empty, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		assert_true(g.root_fd >= 0);
+		assert_int_equal(fx_open_journal(&g, true, &other), -ENOENT);
+		close(g.root_fd);
+		assert_int_equal(rmdir(empty), 0);
+	}
+}
+
+static void new_change_touch_chmod(void **state)
+{
+	struct fx *f = *state;
+	struct dfsr_uid uid, again;
+	struct journal_status s;
+	struct entries es;
+	struct record r;
+	uint64_t seq;
+	int fd;
+
+	fx_write(f, "a.txt", "hello");
+	uid = fx_new(f, "", "a.txt");
+	assert_false(dfsr_uid_is_zero(&uid));
+	fx_entries(f, 0, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_CREATE);
+	assert_string_equal(es.e[0].path, "a.txt");
+	assert_memory_equal(es.e[0].uid.b, uid.b, DFSR_UID_LEN);
+	assert_int_equal(es.e[0].type, 'f');
+	assert_int_equal(es.e[0].counter, 1);
+	fx_assert_hash(f, "a.txt");
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files, 1);
+	assert_int_equal(s.bytes, 5);
+	assert_int_equal(s.journal, 1);
+	assert_int_equal(fx_lookup(f, "a.txt", &again), 0);
+	assert_memory_equal(again.b, uid.b, DFSR_UID_LEN);
+
+	/* data change */
+	seq = fx_next_seq(f);
+	fx_write(f, "a.txt", "hello, world");
+	fd = fx_opath(f, "a.txt");
+	assert_int_equal(journal_note_change(f->j, &uid, fd, JOURNAL_DATA), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_MODIFY);
+	assert_int_equal(es.e[0].counter, 2);
+	fx_assert_hash(f, "a.txt");
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.bytes, 12);
+
+	/* touch: no new version, but the stored mtime follows */
+	seq = fx_next_seq(f);
+	assert_int_equal(
+		utimensat(f->root_fd, "a.txt", (struct timespec[2]){ { 1000, 0 }, { 1000, 5 } }, 0),
+		0);
+	assert_int_equal(journal_note_change(f->j, &uid, fd, 0), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 0);
+	fx_record(f, &uid, &r);
+	assert_true(r.mtime_ns == 1000000000005);
+	assert_int_equal(r.gvsn.counter, 2);
+	record_release(&r);
+
+	/* chmod: a meta version */
+	assert_int_equal(fchmodat(f->root_fd, "a.txt", 0600, 0), 0);
+	assert_int_equal(journal_note_change(f->j, &uid, fd, 0), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_META);
+	fx_record(f, &uid, &r);
+	assert_int_equal(r.mode, 0600);
+	assert_int_equal(r.gvsn.counter, 3);
+	assert_memory_equal(r.gvsn.db.b, journal_db_id(f->j)->b, DFSR_UID_LEN);
+	assert_int_equal(version_vector_get(&r.vv, journal_db_id(f->j)), 3);
+	record_release(&r);
+	close(fd);
+
+	/* zero / unknown uids are no-ops */
+	memset(&again, 0, sizeof(again));
+	fd = fx_opath(f, "a.txt");
+	assert_int_equal(journal_note_change(f->j, &again, fd, JOURNAL_DATA), 0);
+	again.b[3] = 9;
+	assert_int_equal(journal_note_change(f->j, &again, fd, JOURNAL_DATA), 0);
+	close(fd);
+	fx_entries(f, seq + 1, &es);
+	assert_int_equal(es.n, 0);
+}
+
+static void remove_and_rename(void **state)
+{
+	struct fx *f = *state;
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	struct dfsr_uid a, b, out, other;
+	struct journal_status s;
+	struct entries es;
+	uint64_t seq;
+	int fd, fd2;
+
+	fx_write(f, "a", "A");
+	fx_write(f, "b", "BB");
+	a = fx_new(f, "", "a");
+	b = fx_new(f, "", "b");
+
+	/* plain rename keeps the uid */
+	seq = fx_next_seq(f);
+	assert_int_equal(renameat(f->root_fd, "a", f->root_fd, "c"), 0);
+	fd = fx_opath(f, "c");
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = "a",
+								       .new_parent = root,
+								       .new_name = "c",
+								       .fd = fd,
+								       .other_fd = -1 },
+					     &out, NULL),
+			 0);
+	close(fd);
+	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_RENAME);
+	assert_string_equal(es.e[0].path, "c");
+	assert_int_equal(fx_lookup(f, "a", &out), -ENOENT);
+	assert_int_equal(fx_lookup(f, "c", &out), 0);
+	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
+
+	/* exchange */
+	seq = fx_next_seq(f);
+	assert_int_equal(renameat2(f->root_fd, "b", f->root_fd, "c", RENAME_EXCHANGE), 0);
+	fd = fx_opath(f, "c");
+	fd2 = fx_opath(f, "b");
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = "b",
+								       .new_parent = root,
+								       .new_name = "c",
+								       .exchange = true,
+								       .fd = fd,
+								       .other_fd = fd2 },
+					     &out, &other),
+			 0);
+	close(fd);
+	close(fd2);
+	assert_memory_equal(out.b, b.b, DFSR_UID_LEN);
+	assert_memory_equal(other.b, a.b, DFSR_UID_LEN);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 2);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_RENAME);
+	assert_int_equal(es.e[1].op, JOURNAL_OP_RENAME);
+	assert_int_equal(fx_lookup(f, "c", &out), 0);
+	assert_memory_equal(out.b, b.b, DFSR_UID_LEN);
+	assert_int_equal(fx_lookup(f, "b", &out), 0);
+	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
+	fx_assert_hash(f, "b");
+	fx_assert_hash(f, "c");
+
+	/* rename over a tracked target: target becomes a tombstone */
+	seq = fx_next_seq(f);
+	assert_int_equal(renameat(f->root_fd, "b", f->root_fd, "c"), 0);
+	fd = fx_opath(f, "c");
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = "b",
+								       .new_parent = root,
+								       .new_name = "c",
+								       .fd = fd,
+								       .other_fd = -1 },
+					     &out, NULL),
+			 0);
+	close(fd);
+	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 2);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_DELETE);
+	assert_memory_equal(es.e[0].uid.b, b.b, DFSR_UID_LEN);
+	assert_int_equal(es.e[1].op, JOURNAL_OP_RENAME);
+
+	/* remove */
+	seq = fx_next_seq(f);
+	assert_int_equal(unlinkat(f->root_fd, "c", 0), 0);
+	assert_int_equal(journal_note_remove(f->j, root, "c"), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_DELETE);
+	assert_string_equal(es.e[0].path, "c");
+	assert_int_equal(journal_note_remove(f->j, root, "c"), 0); /* nothing there: no-op */
+	assert_int_equal(fx_next_seq(f), seq + 1);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files, 0);
+	assert_int_equal(s.bytes, 0);
+	assert_int_equal(s.tombstones, 2);
+}
+
+static void rename_into_untracked(struct fx *f, const char *from, const char *to,
+				  struct dfsr_uid *out)
+{
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	int fd;
+
+	assert_int_equal(renameat(f->root_fd, from, f->root_fd, to), 0);
+	fd = fx_opath(f, to);
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = from,
+								       .new_parent = root,
+								       .new_name = to,
+								       .fd = fd,
+								       .other_fd = -1 },
+					     out, NULL),
+			 0);
+	close(fd);
+}
+
+static void filters_and_tmp_renames(void **state)
+{
+	struct fx *f = *state;
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	struct dfsr_uid uid, zero, out;
+	struct entries es;
+	uint64_t seq;
+	int fd;
+
+	memset(&zero, 0, sizeof(zero));
+	fx_write(f, "x.tmp", "tmp");
+	fx_write(f, "~lock", "l");
+	seq = fx_next_seq(f);
+	uid = fx_new(f, "", "x.tmp");
+	assert_true(dfsr_uid_is_zero(&uid));
+	uid = fx_new(f, "", "~lock");
+	assert_true(dfsr_uid_is_zero(&uid));
+	fd = fx_opath(f, "~lock");
+	assert_int_equal(journal_note_new(f->j, &zero, "y", fd, &uid), 0); /* zero parent */
+	assert_true(dfsr_uid_is_zero(&uid));
+	assert_int_equal(journal_lookup(f->j, &zero, "y", &uid), 0);
+	close(fd);
+	assert_int_equal(journal_lookup(f->j, root, "x.tmp", &uid), 0);
+	assert_true(dfsr_uid_is_zero(&uid));
+	assert_int_equal(journal_lookup(f->j, root, LAYOUT_PRIVATE, &uid), 0);
+	assert_true(dfsr_uid_is_zero(&uid));
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 0);
+
+	/* *.tmp -> real name: a new record */
+	rename_into_untracked(f, "x.tmp", "doc.txt", &out);
+	assert_false(dfsr_uid_is_zero(&out));
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_CREATE);
+	assert_string_equal(es.e[0].path, "doc.txt");
+	fx_assert_hash(f, "doc.txt");
+	uid = out;
+
+	/* save pattern: new content written to doc.tmp, renamed over doc.txt: same uid */
+	seq = fx_next_seq(f);
+	fx_write(f, "doc.tmp", "new content");
+	rename_into_untracked(f, "doc.tmp", "doc.txt", &out);
+	assert_memory_equal(out.b, uid.b, DFSR_UID_LEN);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_MODIFY);
+	fx_assert_hash(f, "doc.txt");
+
+	/* real -> *.bak: tombstone */
+	seq = fx_next_seq(f);
+	rename_into_untracked(f, "doc.txt", "doc.bak", &out);
+	assert_true(dfsr_uid_is_zero(&out));
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_DELETE);
+	assert_memory_equal(es.e[0].uid.b, uid.b, DFSR_UID_LEN);
+	assert_int_equal(journal_lookup(f->j, root, "doc.bak", &out), 0);
+	assert_true(dfsr_uid_is_zero(&out));
+	assert_int_equal(fx_lookup(f, "doc.txt", &out), -ENOENT);
+}
+
+static void make_tree(struct fx *f, const char *d)
+{
+	char p[128];
+
+	fx_mkdir(f, d);
+	snprintf(p, sizeof(p), "%s/e", d);
+	fx_mkdir(f, p);
+	snprintf(p, sizeof(p), "%s/f1", d);
+	fx_write(f, p, "one");
+	snprintf(p, sizeof(p), "%s/e/f2", d);
+	fx_write(f, p, "two2");
+	snprintf(p, sizeof(p), "%s/e/skip.tmp", d);
+	fx_write(f, p, "filtered");
+	snprintf(p, sizeof(p), "%s/e/link", d);
+	assert_int_equal(symlinkat("f2", f->root_fd, p), 0);
+}
+
+static void subtrees(void **state)
+{
+	struct fx *f = *state;
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	struct dfsr_uid d, out;
+	struct journal_status s;
+	struct entries es;
+	struct dfsr_buf path;
+	uint64_t seq;
+
+	/* a non-empty directory appearing at once is recorded with everything below */
+	make_tree(f, "d");
+	seq = fx_next_seq(f);
+	d = fx_new(f, "", "d");
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 5); /* d, d/e, d/e/f2, d/e/link, d/f1 */
+	for (size_t i = 0; i < es.n; i++)
+		assert_int_equal(es.e[i].op, JOURNAL_OP_CREATE);
+	assert_string_equal(es.e[0].path, "d");
+	fx_assert_hash(f, "d/e/f2");
+	fx_assert_hash(f, "d/e/link");
+	assert_int_equal(fx_lookup(f, "d/e/skip.tmp", &out), 0);
+	assert_true(dfsr_uid_is_zero(&out));
+	assert_int_equal(fx_lookup(f, "d/e/f2", &out), 0);
+	dfsr_buf_init(&path);
+	assert_int_equal(journal_path(f->j, &out, &path), 0);
+	assert_string_equal(path.p, "d/e/f2");
+	assert_int_equal(journal_path(f->j, root, &path), 0);
+	assert_string_equal(path.p, "");
+	dfsr_buf_release(&path);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files, 3);
+	assert_int_equal(s.folders, 2);
+	assert_int_equal(s.bytes, 3 + 4 + 2);
+
+	/* moving it under an untracked name (subfolder filter "skip*") tombstones all */
+	seq = fx_next_seq(f);
+	rename_into_untracked(f, "d", "skipme", &out);
+	assert_true(dfsr_uid_is_zero(&out));
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 5);
+	for (size_t i = 0; i < es.n; i++)
+		assert_int_equal(es.e[i].op, JOURNAL_OP_DELETE);
+	assert_memory_equal(es.e[4].uid.b, d.b, DFSR_UID_LEN); /* children first */
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files + s.folders + s.bytes, 0);
+	assert_int_equal(s.tombstones, 5);
+
+	/* and back out of it: recorded anew, with new uids */
+	seq = fx_next_seq(f);
+	rename_into_untracked(f, "skipme", "d", &out);
+	assert_false(dfsr_uid_is_zero(&out));
+	assert_memory_not_equal(out.b, d.b, DFSR_UID_LEN);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 5);
+	fx_assert_hash(f, "d/f1");
+
+	/* rm -rf d, reported as one remove of d */
+	seq = fx_next_seq(f);
+	assert_int_equal(system("rm -rf -- \"$DFSR_T/d\""), 0);
+	assert_int_equal(journal_note_remove(f->j, root, "d"), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 5);
+	for (size_t i = 0; i < es.n; i++)
+		assert_int_equal(es.e[i].op, JOURNAL_OP_DELETE);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files + s.folders + s.bytes, 0);
+	assert_int_equal(s.tombstones, 10);
+	assert_int_equal(s.journal, 20);
+	fx_reopen(f);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.tombstones, 10);
+	assert_int_equal(s.journal, 20);
+	assert_int_equal(s.next_seq, 21);
+}
+
+static int setup_env(void **state)
+{
+	int rc = setup(state);
+
+	if (rc == 0)
+		setenv("DFSR_T", ((struct fx *)*state)->dir, 1);
+	return rc;
+}
+
+static void unclean_stop(void **state)
+{
+	struct fx *f = *state;
+	struct journal_status s;
+	struct dfsr_uid uid;
+	struct entries es;
+	pid_t pid;
+	int status;
+
+	journal_close(f->j);
+	f->j = NULL;
+	fx_write(f, "crash.txt", "survives");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct journal *cj;
+		const struct dfsr_uid *root;
+		struct dfsr_uid u;
+		int fd;
+
+		if (fx_open_journal(f, false, &cj) < 0)
+			_exit(2);
+		root = journal_root_uid(cj);
+		fd = openat(f->root_fd, "crash.txt", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || journal_note_new(cj, root, "crash.txt", fd, &u) < 0)
+			_exit(3);
+		_exit(0); /* no journal_close */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(fx_open_journal(f, false, &f->j), 0);
+	assert_true(journal_was_unclean(f->j));
+	assert_int_equal(fx_lookup(f, "crash.txt", &uid), 0);
+	assert_false(dfsr_uid_is_zero(&uid));
+	fx_assert_hash(f, "crash.txt");
+	fx_entries(f, 0, &es);
+	assert_int_equal(es.n, 1);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.files, 1);
+	assert_int_equal(s.bytes, 8);
+	fx_reopen(f); /* a clean close in between */
+	assert_false(journal_was_unclean(f->j));
+}
+
+struct seen_events {
+	int n;
+	int found;
+};
+
+static int ev_collect(void *arg, const struct journal_event_info *e)
+{
+	struct seen_events *s = arg;
+
+	s->n++;
+	if (e->id == EV_SCAN_DONE && strstr(e->message, "marker=42") &&
+	    strcmp(e->folder, "share") == 0 && e->time_ns > 0)
+		s->found++;
+	return 0;
+}
+
+static void events(void **state)
+{
+	struct fx *f = *state;
+	struct seen_events s = { 0 };
+	int64_t t0 = dfsr_now_ns();
+
+	journal_event(f->j, EV_SCAN_DONE, "marker=%d", 42);
+	journal_event(f->j, EV_HASH_FAILED, NULL);
+	assert_int_equal(journal_list_events(f->j, 0, ev_collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.found, 1);
+	fx_reopen(f);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(journal_list_events(f->j, t0, ev_collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(journal_list_events(f->j, dfsr_now_ns() + 1000000000, ev_collect, &s), 0);
+	assert_int_equal(s.n, 0);
+}
+
+#define THREADS    4
+#define PER_THREAD 25
+
+struct worker {
+	struct fx *f;
+	int id;
+	int failures;
+};
+
+/* Each thread creates, changes and removes its own files through the shared journal. */
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	const struct dfsr_uid *root = journal_root_uid(w->f->j);
+
+	for (int i = 0; i < PER_THREAD; i++) {
+		char name[32];
+		struct dfsr_uid uid;
+		int fd;
+
+		snprintf(name, sizeof(name), "t%d-%d", w->id, i);
+		fd = openat(w->f->root_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, name, strlen(name)) < 0) {
+			w->failures++;
+			continue;
+		}
+		close(fd);
+		fd = openat(w->f->root_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (journal_note_new(w->f->j, root, name, fd, &uid) < 0 ||
+		    fchmodat(w->f->root_fd, name, 0600, 0) < 0 ||
+		    journal_note_change(w->f->j, &uid, fd, 0) < 0)
+			w->failures++;
+		close(fd);
+		if (i % 5 == 0 && (unlinkat(w->f->root_fd, name, 0) < 0 ||
+				   journal_note_remove(w->f->j, root, name) < 0))
+			w->failures++;
+	}
+	return NULL;
+}
+
+static int check_seq(void *arg, const struct journal_entry_info *e)
+{
+	uint64_t *expect = arg;
+
+	if (e->seq != *expect || e->gvsn_counter != *expect)
+		return -EINVAL;
+	(*expect)++;
+	return 0;
+}
+
+static void concurrent_changes(void **state)
+{
+	struct fx *f = *state;
+	struct worker w[THREADS];
+	pthread_t t[THREADS];
+	struct journal_status s;
+	uint64_t expect = 1;
+
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){ .f = f, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(w[i].failures, 0);
+	}
+	/* per file: create + meta, and a delete for every fifth */
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.journal, THREADS * (PER_THREAD * 2 + PER_THREAD / 5));
+	assert_int_equal(s.files, THREADS * (PER_THREAD - PER_THREAD / 5));
+	assert_int_equal(s.tombstones, THREADS * (PER_THREAD / 5));
+	/* sequence numbers and counters dense and in step */
+	assert_int_equal(journal_list(f->j, 0, 0, check_seq, &expect), 0);
+	assert_int_equal(expect, s.journal + 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(open_creates_ids, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(locked_and_read_only, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(new_change_touch_chmod, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(remove_and_rename, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(filters_and_tmp_renames, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(subtrees, setup_env, fx_teardown),
+		cmocka_unit_test_setup_teardown(unclean_stop, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
