@@ -597,27 +597,34 @@ static void human(uint64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%.1f %s", d, unit[u]);
 }
 
+/*
+ * Progress weighs a file as PROGRESS_FILE_COST bytes on top of its size: a tree of many
+ * small files costs per file (a stat, a record), a few large ones per byte, and either
+ * measure alone makes the bar jump.
+ */
+#define PROGRESS_FILE_COST 65536.0
+
 /* "[#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
 static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
 {
 	const struct journal_status *st = &s->st;
 	double secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9;
-	double frac = 0.0, rate = secs > 0.0 ? (double)st->scan_bytes_done / secs : 0.0;
+	double done = (double)st->scan_bytes_done +
+		      PROGRESS_FILE_COST * (double)st->scan_files_done;
+	double total = (double)st->scan_bytes_total +
+		       PROGRESS_FILE_COST * (double)st->scan_files_total;
+	double frac = total > 0.0 ? done / total : 0.0;
+	double rate = secs > 0.0 ? (double)st->scan_bytes_done / secs : 0.0;
 	char bar[41], r[32], left[32] = "?";
 
-	if (st->scan_bytes_total)
-		frac = (double)st->scan_bytes_done / (double)st->scan_bytes_total;
-	else if (st->scan_files_total)
-		frac = (double)st->scan_files_done / (double)st->scan_files_total;
 	if (frac > 1.0)
 		frac = 1.0;
 	for (size_t i = 0; i < sizeof(bar) - 1; i++)
 		bar[i] = (double)i < frac * (double)(sizeof(bar) - 1) ? '#' : '.';
 	bar[sizeof(bar) - 1] = '\0';
 	human((uint64_t)rate, r, sizeof(r));
-	if (rate > 0.0 && st->scan_bytes_total >= st->scan_bytes_done) {
-		uint64_t t = (uint64_t)((double)(st->scan_bytes_total - st->scan_bytes_done) /
-					rate);
+	if (secs > 0.0 && done > 0.0 && total > 0.0) {
+		uint64_t t = (uint64_t)((total - done) * secs / done);
 
 		snprintf(left, sizeof(left), "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
 	}
@@ -1423,9 +1430,14 @@ static int mount_wait_child(const struct config *cfg, int rfd, pid_t child)
 	line[len] = '\0';
 	line[strcspn(line, "\n")] = '\0';
 	if (strcmp(line, "OK") != 0) {
-		waitpid(child, NULL, 0);
+		int status = 0;
+
+		waitpid(child, &status, 0);
 		if (line[0] == 'E')
 			return dfsr_err("%s", line + 1);
+		if (WIFSIGNALED(status))
+			return dfsr_err("member %s was stopped during start-up (%s)",
+					cfg->member_name, strsignal(WTERMSIG(status)));
 		return dfsr_err("member %s exited during start-up", cfg->member_name);
 	}
 	/* Ready means every mount answers: a statfs that the FUSE file system itself serves. */
@@ -1877,7 +1889,7 @@ static const struct option long_opts[] = {
 
 static int usage_error(const struct command *cmd, const char *fmt, ...) DFSR_PRINTF(2, 3);
 
-/* "dfsr: <what>" and the usage line on stderr. Return: 2. */
+/* "dfsr: <what> (usage: ...)" on stderr. Return: 2. */
 static int usage_error(const struct command *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -1886,10 +1898,11 @@ static int usage_error(const struct command *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+	/* One line, like every error: the usage goes on the same line. */
 	if (cmd)
-		fprintf(stderr, "\nusage: dfsr %s\n", cmd->usage);
+		fprintf(stderr, " (usage: dfsr %s)\n", cmd->usage);
 	else
-		fputs("\nusage: dfsr COMMAND [OPTIONS] (dfsr --help lists the commands)\n", stderr);
+		fputs(" (usage: dfsr COMMAND [OPTIONS]; dfsr --help lists the commands)\n", stderr);
 	return 2;
 }
 

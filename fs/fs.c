@@ -36,7 +36,14 @@
 #include "core/event.h"
 #include "fs/internal.h"
 
-#define FS_DEFAULT_THREADS 4
+/*
+ * Default worker threads: one per CPU, at least 2 (so that a release that hashes a large
+ * file does not stall every other request) and at most 4. More threads than CPUs only add
+ * wake-ups on other CPUs: on a 2-CPU VM a round trip took 8.5 us with 1 thread, 10 us with
+ * 2 and 18 us with 4, because the kernel hands requests to waiting threads in turn.
+ */
+#define FS_MIN_THREADS 2
+#define FS_MAX_THREADS 4
 #define FS_CACHE_TIMEOUT   3600.0 /* seconds: every change to the view passes through us */
 #define FS_OPTS_LEN	   512
 
@@ -242,6 +249,15 @@ static int session_mount(struct fs *fs, const struct fs_opts *o, char err[static
 	return 0;
 }
 
+static unsigned default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < FS_MIN_THREADS)
+		return FS_MIN_THREADS;
+	return n > FS_MAX_THREADS ? FS_MAX_THREADS : (unsigned)n;
+}
+
 int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN])
 {
 	struct fs *fs;
@@ -256,7 +272,7 @@ int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN]
 		return -ENOMEM;
 	fs->journal = o->journal;
 	fs->folder = o->folder;
-	fs->threads = o->threads ? o->threads : FS_DEFAULT_THREADS;
+	fs->threads = o->threads ? o->threads : default_threads();
 	fs->timeout = FS_CACHE_TIMEOUT;
 	atomic_init(&fs->stopping, false);
 	fs->root.fd = -1;
@@ -356,6 +372,23 @@ void fs_stop(struct fs *fs)
 		wake_worker(root_fd);
 	if (root_fd >= 0)
 		close(root_fd);
+}
+
+void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
+		   const struct stat *obj)
+{
+	uint64_t id;
+
+	if (parent && name) {
+		id = fs__inode_id(fs, parent->st_dev, parent->st_ino);
+		if (id)
+			(void)fuse_lowlevel_notify_inval_entry(fs->se, id, name, strlen(name));
+	}
+	if (obj) {
+		id = fs__inode_id(fs, obj->st_dev, obj->st_ino);
+		if (id)
+			(void)fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+	}
 }
 
 void fs_free(struct fs *fs)

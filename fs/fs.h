@@ -18,6 +18,7 @@
 #define DFSR_FS_FS_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include "core/config.h"
 #include "core/journal.h"
@@ -56,6 +57,22 @@ int fs_run(struct fs *fs);
 
 /* Ask the session to end and unmount (lazily if the mount is busy). Thread: any. */
 void fs_stop(struct fs *fs);
+
+/**
+ * fs_invalidate() - Tell the kernel that something changed in the local path behind the
+ * mount's back (an install, a conflict move, a restore), since it caches entries and
+ * attributes for an hour.
+ * @parent: stat of the directory whose entry @name changed (appeared, vanished, was
+ *          replaced by a rename); NULL to skip the entry
+ * @name:   the entry's name in @parent
+ * @obj:    stat of an object whose data or metadata changed in place; NULL to skip
+ *
+ * Objects the kernel never looked up need nothing and are ignored.
+ * Thread: any thread except a FUSE worker (the kernel may need the directory lock that a
+ * request in flight holds).
+ */
+void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
+		   const struct stat *obj);
 
 /* Unmount if still mounted, destroy the session, free. NULL-safe. Thread: init. */
 void fs_free(struct fs *fs);

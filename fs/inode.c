@@ -253,6 +253,18 @@ void fs__inode_unref(struct fs *fs, struct fs_inode *n, uint64_t nlookup, uint32
 	}
 }
 
+uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino)
+{
+	struct fs_inode *n;
+	uint64_t id;
+
+	pthread_mutex_lock(&fs->lock);
+	n = find_key(fs, dev, ino);
+	id = n ? n->id : 0;
+	pthread_mutex_unlock(&fs->lock);
+	return id;
+}
+
 void fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable)
 {
 	pthread_mutex_lock(&fs->lock);

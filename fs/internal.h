@@ -153,6 +153,12 @@ bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *
 /* Writers currently open on the node. Thread: fuse. */
 uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
 
+/**
+ * fs__inode_id() - The node id of the backing object (@dev, @ino), or 0 if it has no node.
+ * Thread: any.
+ */
+uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
+
 /* Copy out / set the replication UID. Thread: fuse. */
 void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out);
 void fs__inode_set_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);

@@ -321,7 +321,7 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 		       struct fs_inode **out, struct fuse_entry_param *e)
 {
 	struct dfsr_uid uid = { 0 };
-	struct fs_inode *n;
+	struct fs_inode *n = NULL;
 	struct stat st;
 	bool priv;
 	int fd, rc;
@@ -579,7 +579,7 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 		       struct fs_inode **out, struct fuse_entry_param *e)
 {
 	struct dfsr_uid zero = { 0 }, puid, uid, cur;
-	struct fs_inode *n;
+	struct fs_inode *n = NULL;
 	struct stat st;
 	int rc;
 
@@ -668,7 +668,7 @@ static void reply_make(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       const struct make_args *m)
 {
 	struct fuse_entry_param e;
-	struct fs_inode *n;
+	struct fs_inode *n = NULL;
 	int rc = do_make(req, parent, name, m, &n, &e);
 
 	if (rc < 0)
@@ -727,7 +727,7 @@ static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const ch
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct fuse_entry_param e;
-	struct fs_inode *n;
+	struct fs_inode *n = NULL;
 	int rc = do_link(fs_of(req), ino, newparent, newname, &n, &e);
 
 	if (rc < 0)
@@ -849,7 +849,12 @@ static int backing_flags(const struct fs *fs, int flags)
 			flags = (flags & ~O_ACCMODE) | O_RDWR;
 		flags &= ~O_APPEND;
 	}
-	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC;
+	/*
+	 * O_DIRECT stays between the application and the kernel (the FUSE page cache is
+	 * bypassed); the backing file is opened without it, because data spliced from the
+	 * FUSE device's pipe is not aligned as O_DIRECT requires (EINVAL).
+	 */
+	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT)) | O_CLOEXEC;
 }
 
 static bool flags_write(int flags)
@@ -980,7 +985,10 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	if (rc < 0)
 		goto out_close;
-	return attach_file(fs, *out, fd, fi->flags, fi);
+	rc = attach_file(fs, *out, fd, fi->flags, fi); /* takes fd */
+	if (rc < 0)
+		fs__inode_unref(fs, *out, 1, 0);
+	return rc;
 out_remove:
 	if (created)
 		unlinkat(p->fd, name, 0);
@@ -994,7 +1002,7 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 {
 	struct fs *fs = fs_of(req);
 	struct fuse_entry_param e;
-	struct fs_inode *n;
+	struct fs_inode *n = NULL;
 	int rc = do_create(req, parent, name, mode, fi, &n, &e);
 
 	if (rc < 0) {

@@ -51,20 +51,26 @@ static const char label_i2r[] = "dfsr/1 initiator to responder";
 static const char label_r2i[] = "dfsr/1 responder to initiator";
 
 /* §SC.3: message layout. */
-#define HDR_LEN		8u
-#define TYPE_HELLO	0x01u
-#define TYPE_REPLY	0x02u
-#define TYPE_CONFIRM	0x03u
-#define TYPE_REFUSE	0x7fu
-#define TIME_LEN	8u
-#define HELLO_LEN	(HDR_LEN + 32u + (32u + 16u) + (TIME_LEN + 16u)) /* 112 */
-#define REPLY_LEN	(HDR_LEN + 32u + (TIME_LEN + 16u))		 /* 64 */
-#define CONFIRM_LEN	(HDR_LEN + 16u)					 /* 24 */
-#define REFUSE_LEN	HDR_LEN						 /* 8 */
-#define LEN_PREFIX	4u
-#define KEY_LEN		NET_CHANNEL_KEY_LEN
-#define HASH_LEN	NET_CHANNEL_HASH_LEN
-#define HS_NONCE_LEN	crypto_aead_chacha20poly1305_ietf_NPUBBYTES
+#define HDR_LEN      8u
+#define TYPE_HELLO   0x01u
+#define TYPE_REPLY   0x02u
+#define TYPE_CONFIRM 0x03u
+#define TYPE_REFUSE  0x7fu
+#define TIME_LEN     8u
+#define HELLO_LEN    (HDR_LEN + 32u + (32u + 16u) + (TIME_LEN + 16u)) /* 112 */
+#define REPLY_LEN    (HDR_LEN + 32u + (TIME_LEN + 16u))               /* 64 */
+#define CONFIRM_LEN  (HDR_LEN + 16u)                                  /* 24 */
+#define REFUSE_LEN   HDR_LEN                                          /* 8 */
+/* field offsets in the bodies (docs §SC.3) */
+#define HELLO_E      8u  /* ephemeral key */
+#define HELLO_S      40u /* enc(static key) */
+#define HELLO_T      88u /* enc(time) */
+#define REPLY_E      8u
+#define REPLY_T      40u
+#define LEN_PREFIX   4u
+#define KEY_LEN      NET_CHANNEL_KEY_LEN
+#define HASH_LEN     NET_CHANNEL_HASH_LEN
+#define HS_NONCE_LEN crypto_aead_chacha20poly1305_ietf_NPUBBYTES
 
 static const uint8_t channel_magic[4] = { 'D', 'F', 'S', 'R' };
 
@@ -78,12 +84,16 @@ _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == KEY_LEN, "key");
 _Static_assert(crypto_aead_aes256gcm_KEYBYTES == KEY_LEN, "key");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24, "XChaCha nonce");
 _Static_assert(crypto_aead_aes256gcm_NPUBBYTES == 12, "GCM nonce");
-_Static_assert(HASH_LEN >= crypto_generichash_BYTES_MIN &&
-		       HASH_LEN <= crypto_generichash_BYTES_MAX &&
-		       KEY_LEN >= crypto_generichash_KEYBYTES_MIN,
-	       "BLAKE2b-256 keyed with 32 bytes");
+_Static_assert(HASH_LEN == crypto_generichash_BYTES, "BLAKE2b-256");
+_Static_assert(KEY_LEN == crypto_generichash_KEYBYTES, "BLAKE2b keyed with 32 bytes");
 _Static_assert(NET_CHANNEL_MAX_FRAME <= UINT32_MAX, "length prefix is be32");
 _Static_assert(HELLO_LEN == 112 && REPLY_LEN == 64 && CONFIRM_LEN == 24, "docs §SC.3");
+_Static_assert(HELLO_S == HELLO_E + KEY_LEN && HELLO_T == HELLO_S + KEY_LEN + NET_CHANNEL_TAG_LEN &&
+		       HELLO_LEN == HELLO_T + TIME_LEN + NET_CHANNEL_TAG_LEN,
+	       "HELLO layout");
+_Static_assert(REPLY_T == REPLY_E + KEY_LEN &&
+		       REPLY_LEN == REPLY_T + TIME_LEN + NET_CHANNEL_TAG_LEN,
+	       "REPLY layout");
 _Static_assert(NET_CHANNEL_HS_MAX >= HELLO_LEN, "a HELLO fits");
 
 struct channel_msg {
@@ -95,33 +105,33 @@ struct channel_msg {
 struct net_channel {
 	enum net_channel_role role;
 	enum net_channel_state state;
-	int err;		/* sticky error once DEAD */
-	unsigned ciphers;	/* accepted (initiator: offered) cipher bits */
-	unsigned cipher;	/* agreed frame cipher, 0 before REPLY */
-	unsigned peer_version;	/* last version byte read, 0 before */
-	int64_t now_ns;		/* our clock, sent in our handshake message */
-	int64_t peer_time;	/* valid if have_peer_time */
+	int err;                    /* sticky error once DEAD */
+	unsigned ciphers;           /* accepted (initiator: offered) cipher bits */
+	unsigned cipher;            /* agreed frame cipher, 0 before REPLY */
+	unsigned peer_version;      /* last version byte read, 0 before */
+	int64_t now_ns;             /* our clock, sent in our handshake message */
+	int64_t peer_time;          /* valid if have_peer_time */
 	net_channel_allow_fn allow; /* responder */
 	void *allow_arg;
-	bool have_peer_key;	/* rs valid */
+	bool have_peer_key; /* rs valid */
 	bool have_peer_time;
-	bool have_hash;		/* h is the final transcript hash */
+	bool have_hash; /* h is the final transcript hash */
 
 	/* Secrets: wiped by wipe_handshake() / channel_kill() / net_channel_free(). */
-	uint8_t s_sk[KEY_LEN];	    /* our static secret key */
-	uint8_t e_sk[KEY_LEN];	    /* our ephemeral secret key */
-	uint8_t ck[HASH_LEN];	    /* chaining key */
+	uint8_t s_sk[KEY_LEN];      /* our static secret key */
+	uint8_t e_sk[KEY_LEN];      /* our ephemeral secret key */
+	uint8_t ck[HASH_LEN];       /* chaining key */
 	uint8_t k_confirm[KEY_LEN]; /* CONFIRM key */
-	uint8_t k_tx[KEY_LEN];	    /* frames we send */
-	uint8_t k_rx[KEY_LEN];	    /* frames we receive */
+	uint8_t k_tx[KEY_LEN];      /* frames we send */
+	uint8_t k_rx[KEY_LEN];      /* frames we receive */
 
 	uint8_t s_pk[KEY_LEN]; /* our static public key */
 	uint8_t e_pk[KEY_LEN]; /* our ephemeral public key */
 	uint8_t rs[KEY_LEN];   /* the peer's static public key */
 	uint8_t re[KEY_LEN];   /* the peer's ephemeral public key */
 	uint8_t h[HASH_LEN];   /* transcript hash */
-	uint64_t n_tx;	       /* counter of the next frame we send */
-	uint64_t n_rx;	       /* counter of the next frame we accept */
+	uint64_t n_tx;         /* counter of the next frame we send */
+	uint64_t n_rx;         /* counter of the next frame we accept */
 
 	/* Reassembly of the incoming message: prefix, then body. */
 	uint8_t prefix[LEN_PREFIX];
@@ -210,8 +220,8 @@ static uint8_t *out_reserve(struct net_channel *ch, size_t n)
 /* --- the hash and key chain (§SC.2) --------------------------------------------------- */
 
 /* BLAKE2b-256 of (@a || @b), keyed with @key (NULL: unkeyed). */
-static void blake2b(uint8_t out[static HASH_LEN], const uint8_t *key, const void *a,
-		    size_t alen, const void *b, size_t blen)
+static void blake2b(uint8_t out[static HASH_LEN], const uint8_t *key, const void *a, size_t alen,
+		    const void *b, size_t blen)
 {
 	crypto_generichash_state st;
 
@@ -262,25 +272,24 @@ out_wipe:
 }
 
 /* EncryptAndHash: c = ChaCha20-Poly1305(k, nonce 0, ad = h, p); h = H(h || c). */
-static void hs_encrypt(struct net_channel *ch, const uint8_t k[static KEY_LEN],
-		       const uint8_t *p, size_t plen, uint8_t *c)
+static void hs_encrypt(struct net_channel *ch, const uint8_t k[static KEY_LEN], const uint8_t *p,
+		       size_t plen, uint8_t *c)
 {
 	static const uint8_t nonce[HS_NONCE_LEN];
 
-	crypto_aead_chacha20poly1305_ietf_encrypt(c, NULL, p, plen, ch->h, HASH_LEN, NULL,
-						  nonce, k);
+	crypto_aead_chacha20poly1305_ietf_encrypt(c, NULL, p, plen, ch->h, HASH_LEN, NULL, nonce,
+						  k);
 	mix_hash(ch, c, plen + NET_CHANNEL_TAG_LEN);
 }
 
 /* DecryptAndHash: the inverse; -EBADMSG if the tag does not verify. */
-static int hs_decrypt(struct net_channel *ch, const uint8_t k[static KEY_LEN],
-		      const uint8_t *c, size_t plen, uint8_t *p)
+static int hs_decrypt(struct net_channel *ch, const uint8_t k[static KEY_LEN], const uint8_t *c,
+		      size_t plen, uint8_t *p)
 {
 	static const uint8_t nonce[HS_NONCE_LEN];
 
-	if (crypto_aead_chacha20poly1305_ietf_decrypt(p, NULL, NULL, c,
-						      plen + NET_CHANNEL_TAG_LEN, ch->h,
-						      HASH_LEN, nonce, k) != 0)
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(p, NULL, NULL, c, plen + NET_CHANNEL_TAG_LEN,
+						      ch->h, HASH_LEN, nonce, k) != 0)
 		return -EBADMSG;
 	mix_hash(ch, c, plen + NET_CHANNEL_TAG_LEN);
 	return 0;
@@ -372,17 +381,17 @@ static int send_hello(struct net_channel *ch)
 		return -ENOMEM;
 	put_header(m, TYPE_HELLO, (uint8_t)ch->ciphers);
 	mix_hash(ch, m, HDR_LEN);
-	memcpy(m + HDR_LEN, ch->e_pk, KEY_LEN);
+	memcpy(m + HELLO_E, ch->e_pk, KEY_LEN);
 	mix_hash(ch, ch->e_pk, KEY_LEN);
 	rc = mix_dh(ch, ch->e_sk, ch->rs, k); /* es */
 	if (rc < 0)
 		goto out_wipe;
-	hs_encrypt(ch, k, ch->s_pk, KEY_LEN, m + HDR_LEN + KEY_LEN);
+	hs_encrypt(ch, k, ch->s_pk, KEY_LEN, m + HELLO_S);
 	rc = mix_dh(ch, ch->s_sk, ch->rs, k); /* ss */
 	if (rc < 0)
 		goto out_wipe;
 	put_be64(t, (uint64_t)ch->now_ns);
-	hs_encrypt(ch, k, t, TIME_LEN, m + HDR_LEN + 2 * KEY_LEN + NET_CHANNEL_TAG_LEN);
+	hs_encrypt(ch, k, t, TIME_LEN, m + HELLO_T);
 	ch->state = NET_CHANNEL_HELLO_SENT;
 out_wipe:
 	sodium_memzero(k, sizeof(k));
@@ -505,9 +514,11 @@ static void send_refuse(struct net_channel *ch)
 {
 	uint8_t *m = out_message(ch, REFUSE_LEN);
 
+	/* best effort: without memory the close says enough */
 	if (!m)
-		return; /* best effort: the close says enough */
-	put_header(m, TYPE_REFUSE, NET_CHANNEL_VERSION); /* b5: highest, b6: lowest */
+		return;
+	/* byte 5: the highest version we speak, byte 6: the lowest */
+	put_header(m, TYPE_REFUSE, NET_CHANNEL_VERSION);
 }
 
 /* §SC.4 responder, REPLY: hdr | e | enc(time). */
@@ -525,7 +536,7 @@ static int send_reply(struct net_channel *ch)
 		return -ENOMEM;
 	put_header(m, TYPE_REPLY, (uint8_t)ch->cipher);
 	mix_hash(ch, m, HDR_LEN);
-	memcpy(m + HDR_LEN, ch->e_pk, KEY_LEN);
+	memcpy(m + REPLY_E, ch->e_pk, KEY_LEN);
 	mix_hash(ch, ch->e_pk, KEY_LEN);
 	rc = mix_dh(ch, ch->e_sk, ch->re, k); /* ee */
 	if (rc < 0)
@@ -534,7 +545,7 @@ static int send_reply(struct net_channel *ch)
 	if (rc < 0)
 		goto out_wipe;
 	put_be64(t, (uint64_t)ch->now_ns);
-	hs_encrypt(ch, k, t, TIME_LEN, m + HDR_LEN + KEY_LEN);
+	hs_encrypt(ch, k, t, TIME_LEN, m + REPLY_T);
 out_wipe:
 	sodium_memzero(k, sizeof(k));
 	return rc;
@@ -555,8 +566,6 @@ static int pick_cipher(struct net_channel *ch, uint8_t offer)
 /* §SC.4 responder, HELLO: authenticate, ask the allow-list, answer with REPLY. */
 static int on_hello(struct net_channel *ch, const uint8_t *b, size_t len)
 {
-	const uint8_t *c_s = b + HDR_LEN + KEY_LEN;
-	const uint8_t *c_t = c_s + KEY_LEN + NET_CHANNEL_TAG_LEN;
 	uint8_t k[KEY_LEN], t[TIME_LEN];
 	int rc = check_header(ch, b, len, TYPE_HELLO, HELLO_LEN);
 
@@ -565,17 +574,17 @@ static int on_hello(struct net_channel *ch, const uint8_t *b, size_t len)
 	if (rc < 0)
 		return rc;
 	mix_hash(ch, b, HDR_LEN);
-	memcpy(ch->re, b + HDR_LEN, KEY_LEN);
+	memcpy(ch->re, b + HELLO_E, KEY_LEN);
 	mix_hash(ch, ch->re, KEY_LEN);
 	rc = mix_dh(ch, ch->s_sk, ch->re, k); /* es */
 	if (rc == 0)
-		rc = hs_decrypt(ch, k, c_s, KEY_LEN, ch->rs);
+		rc = hs_decrypt(ch, k, b + HELLO_S, KEY_LEN, ch->rs);
 	if (rc == 0) {
 		ch->have_peer_key = true;
 		rc = mix_dh(ch, ch->s_sk, ch->rs, k); /* ss */
 	}
 	if (rc == 0)
-		rc = hs_decrypt(ch, k, c_t, TIME_LEN, t);
+		rc = hs_decrypt(ch, k, b + HELLO_T, TIME_LEN, t);
 	sodium_memzero(k, sizeof(k));
 	if (rc < 0)
 		return rc;
@@ -598,13 +607,13 @@ static int on_reply(struct net_channel *ch, const uint8_t *b, size_t len)
 		return -EBADMSG; /* not one cipher of our offer */
 	ch->cipher = b[6];
 	mix_hash(ch, b, HDR_LEN);
-	memcpy(ch->re, b + HDR_LEN, KEY_LEN);
+	memcpy(ch->re, b + REPLY_E, KEY_LEN);
 	mix_hash(ch, ch->re, KEY_LEN);
 	rc = mix_dh(ch, ch->e_sk, ch->re, k); /* ee */
 	if (rc == 0)
 		rc = mix_dh(ch, ch->s_sk, ch->re, k); /* se */
 	if (rc == 0)
-		rc = hs_decrypt(ch, k, b + HDR_LEN + KEY_LEN, TIME_LEN, t);
+		rc = hs_decrypt(ch, k, b + REPLY_T, TIME_LEN, t);
 	sodium_memzero(k, sizeof(k));
 	if (rc < 0)
 		return rc;
@@ -701,8 +710,8 @@ static void frame_nonce(uint8_t nonce[static 24], unsigned cipher, uint64_t coun
 }
 
 /* AEAD over @m into @c (plen + tag), ad = the 4-byte length prefix. */
-static void frame_encrypt(const struct net_channel *ch, uint8_t *c, const uint8_t *m,
-			  size_t plen, const uint8_t ad[static LEN_PREFIX])
+static void frame_encrypt(const struct net_channel *ch, uint8_t *c, const uint8_t *m, size_t plen,
+			  const uint8_t ad[static LEN_PREFIX])
 {
 	uint8_t nonce[24];
 
@@ -711,12 +720,12 @@ static void frame_encrypt(const struct net_channel *ch, uint8_t *c, const uint8_
 		crypto_aead_aes256gcm_encrypt(c, NULL, m, plen, ad, LEN_PREFIX, NULL, nonce,
 					      ch->k_tx);
 	else
-		crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, plen, ad, LEN_PREFIX,
-							   NULL, nonce, ch->k_tx);
+		crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, plen, ad, LEN_PREFIX, NULL,
+							   nonce, ch->k_tx);
 }
 
-static int frame_decrypt(const struct net_channel *ch, uint8_t *m, const uint8_t *c,
-			 size_t clen, const uint8_t ad[static LEN_PREFIX])
+static int frame_decrypt(const struct net_channel *ch, uint8_t *m, const uint8_t *c, size_t clen,
+			 const uint8_t ad[static LEN_PREFIX])
 {
 	uint8_t nonce[24];
 	int rc;

@@ -22,7 +22,8 @@
  * Invariants:
  * - State only moves forward: HELLO_SENT -> ESTABLISHED (initiator),
  *   WAIT_HELLO -> WAIT_CONFIRM -> ESTABLISHED (responder), and any state -> DEAD.
- *   DEAD is final: every later call returns the error that killed the channel.
+ *   DEAD is final: every later feed or seal returns the error that killed the channel
+ *   (messages decrypted before can still be popped).
  * - Nothing but handshake messages is produced before ESTABLISHED: net_channel_seal()
  *   refuses with -ENOTCONN. A responder reaches ESTABLISHED only after CONFIRM
  *   authenticated, so a replayed HELLO never yields a channel that carries data.
@@ -32,6 +33,10 @@
  *   NET_CHANNEL_MAX_FRAME (frames) before anything is allocated for it.
  * - Any byte that fails to authenticate kills the channel (-EBADMSG); incoming frames
  *   must arrive exactly in order, once (the counter is never sent).
+ * - The channel keeps no time: the caller closes a connection whose handshake has not
+ *   reached ESTABLISHED within its deadline (a replayed HELLO stalls in WAIT_CONFIRM).
+ * - Output only grows until the caller takes it with net_channel_out_detach(); the caller
+ *   bounds it by not sealing while net_channel_out_bytes() is above its budget.
  * - Secrets (static secret key, ephemeral secret, chaining key, traffic keys) live only
  *   inside struct net_channel and are wiped when the handshake ends, when the channel
  *   dies, and in net_channel_free(). Decrypted messages handed out are not secrets.
@@ -46,18 +51,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NET_CHANNEL_KEY_LEN  32u	     /* X25519 public and secret keys */
-#define NET_CHANNEL_TAG_LEN  16u	     /* AEAD tag, both ciphers */
-#define NET_CHANNEL_MAX_MSG  (16u << 20)     /* largest plaintext in one frame: 16 MiB */
-#define NET_CHANNEL_MAX_FRAME		     (NET_CHANNEL_MAX_MSG + NET_CHANNEL_TAG_LEN)
-#define NET_CHANNEL_HS_MAX   1024u	     /* largest handshake message body, any version */
-#define NET_CHANNEL_VERSION  1u		     /* the protocol version this code speaks */
-#define NET_CHANNEL_HASH_LEN 32u	     /* handshake transcript hash */
+#define NET_CHANNEL_KEY_LEN   32u         /* X25519 public and secret keys */
+#define NET_CHANNEL_TAG_LEN   16u         /* AEAD tag, both ciphers */
+#define NET_CHANNEL_MAX_MSG   (16u << 20) /* largest plaintext in one frame: 16 MiB */
+#define NET_CHANNEL_MAX_FRAME (NET_CHANNEL_MAX_MSG + NET_CHANNEL_TAG_LEN)
+#define NET_CHANNEL_HS_MAX    1024u /* largest handshake message body, any version */
+#define NET_CHANNEL_VERSION   1u    /* the protocol version this code speaks */
+#define NET_CHANNEL_HASH_LEN  32u   /* handshake transcript hash */
 
 /* Ciphers for frames, as bits of the offer (docs/protocol.md, "Cipher negotiation"). */
 #define NET_CHANNEL_XCHACHA20POLY1305 0x01u /* always available, mandatory in every offer */
-#define NET_CHANNEL_AES256GCM	      0x02u /* only where the CPU has AES-NI + PCLMUL */
-#define NET_CHANNEL_CIPHERS_ALL	      (NET_CHANNEL_XCHACHA20POLY1305 | NET_CHANNEL_AES256GCM)
+#define NET_CHANNEL_AES256GCM         0x02u /* only where the CPU has AES-NI + PCLMUL */
+#define NET_CHANNEL_CIPHERS_ALL       (NET_CHANNEL_XCHACHA20POLY1305 | NET_CHANNEL_AES256GCM)
 
 enum net_channel_role {
 	NET_CHANNEL_INITIATOR = 1, /* dialled out; knows the peer's public key */
@@ -69,7 +74,7 @@ enum net_channel_state {
 	NET_CHANNEL_WAIT_HELLO = 2,   /* responder: waiting for HELLO */
 	NET_CHANNEL_WAIT_CONFIRM = 3, /* responder: REPLY queued, waiting for CONFIRM */
 	NET_CHANNEL_ESTABLISHED = 4,  /* frames flow both ways */
-	NET_CHANNEL_DEAD = 5	      /* failed; final */
+	NET_CHANNEL_DEAD = 5          /* failed; final */
 };
 
 struct net_channel;

@@ -82,8 +82,7 @@ static void feed_split(struct net_channel *ch, const uint8_t *d, size_t n, unsig
 		abort(); /* a refused key must see nothing */
 }
 
-static void roundtrip(struct net_channel *ini, struct net_channel *resp, const uint8_t *d,
-		      size_t n)
+static void roundtrip(struct net_channel *ini, struct net_channel *resp, const uint8_t *d, size_t n)
 {
 	uint8_t *got, *p;
 	size_t glen, len, off = 0;
@@ -97,8 +96,9 @@ static void roundtrip(struct net_channel *ini, struct net_channel *resp, const u
 		if (net_channel_seal(ini, d + off, m) != 0)
 			abort();
 		p = net_channel_out_detach(ini, &len);
-		if (net_channel_feed(resp, p, len) != 0 || net_channel_pop(resp, &got, &glen) != 0 ||
-		    glen != m || (m && memcmp(got, d + off, m) != 0))
+		if (net_channel_feed(resp, p, len) != 0 ||
+		    net_channel_pop(resp, &got, &glen) != 0 || glen != m ||
+		    (m && memcmp(got, d + off, m) != 0))
 			abort();
 		free(p);
 		free(got);

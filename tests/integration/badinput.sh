@@ -26,7 +26,10 @@ bad_mount() {
 	check_eq "[$desc] nothing mounted" "$mbefore" "$mafter"
 	after=$( [ -e "$dir" ] && tree_listing "$dir" | grep -v "$excl"; stat -c '%n %F' "$dir" 2>&1 )
 	check_eq "[$desc] nothing changed on disk" "$before" "$after"
-	left=$(pgrep -f -- "mount -c $conf\$" || true)
+	left=$(pids_with_cmdline_suffix "mount -c $conf")
+	for p in "${IT_PIDS[@]}"; do # members this script started on purpose
+		left=$(printf '%s\n' $left | grep -vx "$p" || true)
+	done
 	check_eq "[$desc] no daemon left behind" "" "$left"
 	for p in $left; do kill -TERM "$p" 2>/dev/null || true; done
 	if [ "$rc" -eq 0 ]; then

@@ -141,7 +141,7 @@ folder_field() {
 field_is() { [ "$(folder_field "$1" "$2" "$3" 2>/dev/null)" = "$4" ]; }
 
 # journal_has CONF FROM "OP TYPE PATH" : true when an entry with seq >= FROM matches exactly.
-journal_has() { journal_ops "$1" "$2" 2>/dev/null | grep -qxF "$3"; }
+journal_has() { journal_ops "$1" "$2" "${@:4}" 2>/dev/null | grep -qxF "$3"; }
 
 # event_seen CONF ID : true when the event log holds an event with that id.
 event_seen() { events_ids "$1" 2>/dev/null | grep -qx "$2"; }
@@ -385,6 +385,21 @@ sys.exit(0 if d["folders"] and all(f["state"] == "normal" for f in d["folders"])
 wait_normal() { wait_until "${2:-60}" all_normal "$1"; }
 
 pid_gone() { ! pid_alive "$1"; }
+
+# pids_with_cmdline_suffix TEXT : pids whose command line (arguments joined by spaces) ends
+# with TEXT (no pgrep: procps is not on a minimal Debian).
+pids_with_cmdline_suffix() {
+	local f pid cmd
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$f" | sed 's/ $//') || continue
+		case $cmd in
+		*"$1") [ "$pid" != $$ ] && [ "$pid" != "$BASHPID" ] && echo "$pid" ;;
+		esac
+	done
+	return 0
+}
 not_mounted() { ! mounted "$1"; }
 
 # tree_listing DIR : "path type mode uid gid size mtime" of everything below DIR, sorted

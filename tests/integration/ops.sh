@@ -68,7 +68,8 @@ for how in cp tar rsync; do
 	check_eq "$how: hard links kept" "2" "$(stat -c %h "$M_MNT/$how/one")"
 	check "$how: diff -r finds nothing" diff -r --no-dereference "$NATIVE/$how" "$M_MNT/$how"
 done
-check "the copy is journaled" wait_until 20 journal_has "$M_CONF" 0 "create f rsync/a/b/c/random"
+check "the cp -a copy is journaled" wait_until 20 journal_has "$M_CONF" 0 "create f cp/a/b/c/random"
+check "the rsync copy (temporary name, then rename) is journaled" wait_until 20 journal_has "$M_CONF" 0 "rename f rsync/a/b/c/random"
 
 # ---- mmap ------------------------------------------------------------------------------------
 mm_write() {

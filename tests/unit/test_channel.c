@@ -25,7 +25,8 @@
 
 #include "net/channel.h"
 
-#define KL NET_CHANNEL_KEY_LEN
+#define KL      NET_CHANNEL_KEY_LEN
+#define BITS(n) ((size_t)(n)*8u)
 
 struct keys {
 	uint8_t sk_i[KL], pk_i[KL]; /* initiator */
@@ -185,8 +186,8 @@ static void establish(struct fx *f, unsigned ci, unsigned cr)
 }
 
 /* Seal @len bytes of @msg on @a, deliver to @b, pop and compare. */
-static void roundtrip(struct net_channel *a, struct net_channel *b, const uint8_t *msg,
-		      size_t len, bool bytewise)
+static void roundtrip(struct net_channel *a, struct net_channel *b, const uint8_t *msg, size_t len,
+		      bool bytewise)
 {
 	uint8_t *got = NULL;
 	size_t glen = 1;
@@ -317,7 +318,7 @@ static void many_messages_both_ways(void **state)
 	for (unsigned i = 0; i < 1000; i++) {
 		memset(buf, (int)(i & 0xff), sizeof(buf));
 		assert_int_equal(net_channel_seal(f->ini, buf, i % sizeof(buf)), 0);
-		assert_int_equal(net_channel_seal(f->resp, buf, (i * 7) % sizeof(buf)), 0);
+		assert_int_equal(net_channel_seal(f->resp, buf, ((size_t)i * 7) % sizeof(buf)), 0);
 	}
 	assert_int_equal(pump(f->ini, f->resp, false), 0);
 	for (unsigned i = 0; i < 1000; i++) {
@@ -327,7 +328,7 @@ static void many_messages_both_ways(void **state)
 			assert_int_equal(got[j], i & 0xff);
 		free(got);
 		assert_int_equal(net_channel_pop(f->ini, &got, &glen), 0);
-		assert_int_equal(glen, (i * 7) % sizeof(buf));
+		assert_int_equal(glen, ((size_t)i * 7) % sizeof(buf));
 		free(got);
 	}
 	assert_int_equal(net_channel_pop(f->resp, &got, &glen), -EAGAIN);
@@ -486,7 +487,7 @@ static void hello_every_bit_flipped(void **state)
 	size_t len = 0;
 	int rc;
 
-	for (size_t bit = 4 * 8; bit < (4 + 112) * 8; bit++) {
+	for (size_t bit = BITS(4); bit < BITS(4 + 112); bit++) {
 		h = fresh_hello(f);
 		assert_int_equal(h.len, 4 + 112);
 		len = h.len;
@@ -530,7 +531,7 @@ static void reply_every_bit_flipped(void **state)
 	struct bytes h, r;
 	int rc;
 
-	for (size_t bit = 4 * 8; bit < (4 + 64) * 8; bit++) {
+	for (size_t bit = BITS(4); bit < BITS(4 + 64); bit++) {
 		h = fresh_hello(f);
 		assert_int_equal(net_channel_feed(f->resp, h.p, h.len), 0);
 		r = take(f->resp);
@@ -551,7 +552,7 @@ static void confirm_every_bit_flipped(void **state)
 	struct fx *f = *state;
 	struct bytes h, c;
 
-	for (size_t bit = 4 * 8; bit < (4 + 24) * 8; bit++) {
+	for (size_t bit = BITS(4); bit < BITS(4 + 24); bit++) {
 		h = fresh_hello(f);
 		assert_int_equal(net_channel_feed(f->resp, h.p, h.len), 0);
 		assert_int_equal(xfer(f->resp, f->ini, false), 0);
@@ -579,7 +580,8 @@ static void handshake_length_prefix_flips(void **state)
 	for (unsigned bit = 0; bit < 32; bit++) {
 		h = fresh_hello(f);
 		h.p[3 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		len = (uint32_t)h.p[0] << 24 | (uint32_t)h.p[1] << 16 | (uint32_t)h.p[2] << 8 | h.p[3];
+		len = (uint32_t)h.p[0] << 24 | (uint32_t)h.p[1] << 16 | (uint32_t)h.p[2] << 8 |
+		      h.p[3];
 		rc = net_channel_feed(f->resp, h.p, h.len);
 		if (len > NET_CHANNEL_HS_MAX) {
 			assert_int_equal(rc, -EMSGSIZE);
@@ -611,7 +613,7 @@ static void frame_every_bit_flipped(void **state)
 	uint8_t *got;
 	size_t glen;
 
-	for (size_t bit = 4 * 8; bit < (4 + 16 + 16) * 8; bit++) {
+	for (size_t bit = BITS(4); bit < BITS(4 + 16 + 16); bit++) {
 		net_channel_free(f->ini);
 		net_channel_free(f->resp);
 		establish(f, bit & 1 ? NET_CHANNEL_XCHACHA20POLY1305 : 0, 0);
@@ -644,7 +646,8 @@ static void frame_length_prefix_flips(void **state)
 		establish(f, 0, 0);
 		a = sealed(f->ini, "0123456789abcdef", 16); /* body 32 bytes */
 		a.p[3 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		len = (uint32_t)a.p[0] << 24 | (uint32_t)a.p[1] << 16 | (uint32_t)a.p[2] << 8 | a.p[3];
+		len = (uint32_t)a.p[0] << 24 | (uint32_t)a.p[1] << 16 | (uint32_t)a.p[2] << 8 |
+		      a.p[3];
 		rc = net_channel_feed(f->resp, a.p, a.len);
 		if (len > NET_CHANNEL_MAX_FRAME) {
 			assert_int_equal(rc, -EMSGSIZE);
@@ -819,7 +822,10 @@ static void version_mismatch_refused(void **state)
 	assert_int_equal(net_channel_peer_version(f->resp), 2);
 	r = take(f->resp);
 	assert_int_equal(r.len, 12);
-	assert_memory_equal(r.p, "\0\0\0\x08" "DFSR\x7f\x01\x01\x00", 12);
+	assert_memory_equal(r.p,
+			    "\0\0\0\x08"
+			    "DFSR\x7f\x01\x01\x00",
+			    12);
 	/* a v1 initiator reading that refusal learns the responder speaks 1: no retry
 	 * needed here, the test only checks the initiator's side of a v2 refusal below */
 	free(r.p);
@@ -836,8 +842,7 @@ static void version_mismatch_refused(void **state)
 	}
 	/* a v1 initiator told by a v2-only responder */
 	h = fresh_hello(f);
-	assert_int_equal(net_channel_feed(f->ini, refuse_v2, sizeof(refuse_v2)),
-			 -EPROTONOSUPPORT);
+	assert_int_equal(net_channel_feed(f->ini, refuse_v2, sizeof(refuse_v2)), -EPROTONOSUPPORT);
 	assert_int_equal(net_channel_peer_version(f->ini), 2);
 	assert_int_equal(net_channel_state(f->ini), NET_CHANNEL_DEAD);
 	free(h.p);
@@ -895,80 +900,167 @@ static void doc_hash(uint8_t h[32], const void *d, size_t n)
 	h2(h, NULL, h, 32, d, n);
 }
 
-/*
- * Play the responder by hand, from the document only: read the HELLO the code made,
- * check every field, then build a REPLY by hand and have the code's initiator accept
- * it, answer CONFIRM, and send a frame we open with the documented key and nonce.
- */
-static void wire_layout_matches_document(void **state)
-{
-	struct fx *f = *state;
-	static const uint8_t zero12[12];
-	const char *name = "dfsr channel 1: X25519 BLAKE2b-256 ChaChaPoly";
-	uint8_t h[32], ck[32], k[32], s[32], t[8], e_sk[32], e_pk[32], prk[32], kc[32], ki[32];
-	uint8_t reply[4 + 64], nonce[24] = { 0 }, pt[5], none[1];
-	struct bytes hello, conf;
-	const uint8_t *m;
+/* What the hand-played responder knows, from the document only. */
+struct doc {
+	uint8_t h[32], ck[32], k[32];
+	uint8_t s_i[32]; /* initiator static key, read from HELLO */
+	const uint8_t *e_i;
+	uint8_t k_confirm[32], k_i2r[32], k_r2i[32];
+};
 
-	f->ini = mk_ini(f, f->k->pk_r, NET_CHANNEL_XCHACHA20POLY1305);
+static const uint8_t zero12[12];
+
+static uint64_t be64(const uint8_t *t)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | t[i];
+	return v;
+}
+
+/* §SC.2 start + §SC.4 responder steps 1-2 on the HELLO body @m. */
+static void doc_read_hello(struct doc *d, const struct fx *f, const uint8_t *m)
+{
+	const char *name = "dfsr channel 1: X25519 BLAKE2b-256 ChaChaPoly";
+	uint8_t t[8];
+
+	h2(d->h, NULL, name, strlen(name), "", 0);
+	memcpy(d->ck, d->h, 32);
+	doc_hash(d->h, "dfsr/1", 6);
+	doc_hash(d->h, f->k->pk_r, 32);
+	doc_hash(d->h, m, 8);
+	d->e_i = m + 8;
+	doc_hash(d->h, d->e_i, 32);
+	doc_mix(d->ck, d->k, f->k->sk_r, d->e_i); /* es */
+	assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(d->s_i, NULL, NULL, m + 40, 48,
+								   d->h, 32, zero12, d->k),
+			 0);
+	assert_memory_equal(d->s_i, f->k->pk_i, 32);
+	doc_hash(d->h, m + 40, 48);
+	doc_mix(d->ck, d->k, f->k->sk_r, d->s_i); /* ss */
+	assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(t, NULL, NULL, m + 88, 24, d->h,
+								   32, zero12, d->k),
+			 0);
+	doc_hash(d->h, m + 88, 24);
+	assert_true(be64(t) == (uint64_t)T_INI);
+}
+
+/* §SC.4 responder step 5 + §SC.5: a REPLY choosing @cipher with time 42. */
+static void doc_make_reply(struct doc *d, uint8_t reply[4 + 64], unsigned cipher)
+{
+	const uint8_t head[12] = { 0, 0, 0, 64, 'D', 'F', 'S', 'R', 2, 1, (uint8_t)cipher, 0 };
+	uint8_t e_sk[32], e_pk[32], t[8] = { 0, 0, 0, 0, 0, 0, 0, 42 }, prk[32];
+
+	keypair(e_sk, e_pk);
+	memcpy(reply, head, sizeof(head));
+	memcpy(reply + 12, e_pk, 32);
+	doc_hash(d->h, reply + 4, 8);
+	doc_hash(d->h, e_pk, 32);
+	doc_mix(d->ck, d->k, e_sk, d->e_i); /* ee */
+	doc_mix(d->ck, d->k, e_sk, d->s_i); /* se */
+	crypto_aead_chacha20poly1305_ietf_encrypt(reply + 44, NULL, t, 8, d->h, 32, NULL, zero12,
+						  d->k);
+	doc_hash(d->h, reply + 44, 24);
+	h2(prk, d->ck, d->h, 32, "", 0);
+	h2(d->k_confirm, prk, "dfsr/1 confirm", 14, "", 0);
+	h2(d->k_i2r, prk, "dfsr/1 initiator to responder", 29, "", 0);
+	h2(d->k_r2i, prk, "dfsr/1 responder to initiator", 29, "", 0);
+}
+
+/* §SC.8: AEAD of the chosen cipher with the documented nonce for @counter. */
+static int doc_frame(bool open, unsigned cipher, const uint8_t key[32], uint64_t counter,
+		     uint8_t *out, const uint8_t *in, size_t inlen, const uint8_t ad[4])
+{
+	uint8_t nonce[24] = { 0 };
+	size_t nlen = cipher == NET_CHANNEL_AES256GCM ? 12 : 24;
+
+	for (int i = 0; i < 8; i++)
+		nonce[nlen - 1 - (size_t)i] = (uint8_t)(counter >> (8 * i));
+	if (cipher == NET_CHANNEL_AES256GCM)
+		return open ? crypto_aead_aes256gcm_decrypt(out, NULL, NULL, in, inlen, ad, 4,
+							    nonce, key)
+			    : crypto_aead_aes256gcm_encrypt(out, NULL, in, inlen, ad, 4, NULL,
+							    nonce, key);
+	return open ? crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, in, inlen, ad, 4,
+								 nonce, key)
+		    : crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, in, inlen, ad, 4, NULL,
+								 nonce, key);
+}
+
+/*
+ * Play the responder by hand, from docs/protocol.md only: read the HELLO the code made,
+ * check every field, build a REPLY by hand and have the code's initiator accept it,
+ * check its CONFIRM, open its frames with the documented keys and nonces, and send it
+ * one frame the code must open.
+ */
+static void wire_check(struct fx *f, unsigned cipher)
+{
+	const uint8_t hello_head[12] = {
+		0, 0, 0, 112, 'D', 'F', 'S', 'R', 1, 1, cipher == NET_CHANNEL_AES256GCM ? 3 : 1, 0
+	};
+	static const uint8_t confirm_head[12] = { 0, 0, 0, 24, 'D', 'F', 'S', 'R', 3, 1, 0, 0 };
+	static const uint8_t frame_head[4] = { 0, 0, 0, 21 };
+	uint8_t reply[4 + 64], pt[5], none[1], back[4 + 5 + 16], *got;
+	struct bytes hello, conf;
+	struct doc d;
+	size_t glen;
+	int64_t tr = 0;
+
+	f->ini = mk_ini(f, f->k->pk_r, cipher == NET_CHANNEL_AES256GCM ? 0 : cipher);
 	hello = take(f->ini);
 	assert_int_equal(hello.len, 116);
-	m = hello.p + 4;
-	assert_memory_equal(hello.p, "\0\0\0\x70" "DFSR\x01\x01\x01\x00", 12);
-	h2(h, NULL, name, strlen(name), "", 0);
-	memcpy(ck, h, 32);
-	doc_hash(h, "dfsr/1", 6);
-	doc_hash(h, f->k->pk_r, 32);
-	doc_hash(h, m, 8);
-	doc_hash(h, m + 8, 32);
-	doc_mix(ck, k, f->k->sk_r, m + 8); /* es */
-	assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(s, NULL, NULL, m + 40, 48, h,
-								   32, zero12, k),
-			 0);
-	assert_memory_equal(s, f->k->pk_i, 32);
-	doc_hash(h, m + 40, 48);
-	doc_mix(ck, k, f->k->sk_r, s); /* ss */
-	assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(t, NULL, NULL, m + 88, 24, h,
-								   32, zero12, k),
-			 0);
-	doc_hash(h, m + 88, 24);
-	assert_true(((uint64_t)t[0] << 56 | (uint64_t)t[1] << 48 | (uint64_t)t[2] << 40 |
-		     (uint64_t)t[3] << 32 | (uint64_t)t[4] << 24 | (uint64_t)t[5] << 16 |
-		     (uint64_t)t[6] << 8 | t[7]) == (uint64_t)T_INI);
-
-	/* REPLY, by hand: XChaCha chosen, time = 42 */
-	keypair(e_sk, e_pk);
-	memcpy(reply, "\0\0\0\x40" "DFSR\x02\x01\x01\x00", 12);
-	memcpy(reply + 12, e_pk, 32);
-	doc_hash(h, reply + 4, 8);
-	doc_hash(h, e_pk, 32);
-	doc_mix(ck, k, e_sk, m + 8); /* ee */
-	doc_mix(ck, k, e_sk, s);     /* se */
-	memcpy(t, "\0\0\0\0\0\0\0\x2a", 8);
-	crypto_aead_chacha20poly1305_ietf_encrypt(reply + 44, NULL, t, 8, h, 32, NULL, zero12, k);
-	doc_hash(h, reply + 44, 24);
+	assert_memory_equal(hello.p, hello_head, 12);
+	doc_read_hello(&d, f, hello.p + 4);
+	doc_make_reply(&d, reply, cipher);
 	assert_int_equal(net_channel_feed(f->ini, reply, sizeof(reply)), 0);
 	assert_int_equal(net_channel_state(f->ini), NET_CHANNEL_ESTABLISHED);
-	assert_memory_equal(net_channel_handshake_hash(f->ini), h, 32);
-	h2(prk, ck, h, 32, "", 0);
-	h2(kc, prk, "dfsr/1 confirm", 14, "", 0);
-	h2(ki, prk, "dfsr/1 initiator to responder", 29, "", 0);
+	assert_memory_equal(net_channel_handshake_hash(f->ini), d.h, 32);
+	assert_int_equal(net_channel_peer_time(f->ini, &tr), 0);
+	assert_true(tr == 42);
+	assert_int_equal(net_channel_cipher(f->ini), cipher);
 
-	/* CONFIRM + one frame "hello" with counter 0 */
+	/* CONFIRM, then frames "hello" (counter 0) and "again" (counter 1) */
 	assert_int_equal(net_channel_seal(f->ini, "hello", 5), 0);
+	assert_int_equal(net_channel_seal(f->ini, "again", 5), 0);
 	conf = take(f->ini);
-	assert_int_equal(conf.len, 28 + 4 + 5 + 16);
-	assert_memory_equal(conf.p, "\0\0\0\x18" "DFSR\x03\x01\x00\x00", 12);
+	assert_int_equal(conf.len, 28 + 2 * (4 + 5 + 16));
+	assert_memory_equal(conf.p, confirm_head, 12);
 	assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(none, NULL, NULL, conf.p + 12,
-								   16, conf.p + 4, 8, zero12, kc),
+								   16, conf.p + 4, 8, zero12,
+								   d.k_confirm),
 			 0);
-	assert_memory_equal(conf.p + 28, "\0\0\0\x15", 4);
-	assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, conf.p + 32,
-								    21, conf.p + 28, 4, nonce, ki),
-			 0);
+	assert_memory_equal(conf.p + 28, frame_head, 4);
+	assert_int_equal(doc_frame(true, cipher, d.k_i2r, 0, pt, conf.p + 32, 21, conf.p + 28), 0);
 	assert_memory_equal(pt, "hello", 5);
+	assert_memory_equal(conf.p + 53, frame_head, 4);
+	assert_int_equal(doc_frame(true, cipher, d.k_i2r, 1, pt, conf.p + 57, 21, conf.p + 53), 0);
+	assert_memory_equal(pt, "again", 5);
+
+	/* the other direction: our frame with k_r2i, counter 0 */
+	memcpy(back, frame_head, 4);
+	assert_int_equal(
+		doc_frame(false, cipher, d.k_r2i, 0, back + 4, (const uint8_t *)"howdy", 5, back),
+		0);
+	assert_int_equal(net_channel_feed(f->ini, back, sizeof(back)), 0);
+	assert_int_equal(net_channel_pop(f->ini, &got, &glen), 0);
+	assert_int_equal(glen, 5);
+	assert_memory_equal(got, "howdy", 5);
+	free(got);
 	free(hello.p);
 	free(conf.p);
+}
+
+static void wire_layout_matches_document(void **state)
+{
+	wire_check(*state, NET_CHANNEL_XCHACHA20POLY1305);
+}
+
+static void wire_layout_matches_document_aes(void **state)
+{
+	if (!crypto_aead_aes256gcm_is_available())
+		skip();
+	wire_check(*state, NET_CHANNEL_AES256GCM);
 }
 
 int main(void)
@@ -1005,6 +1097,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(version_mismatch_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(seal_needs_established, setup, teardown),
 		cmocka_unit_test_setup_teardown(wire_layout_matches_document, setup, teardown),
+		cmocka_unit_test_setup_teardown(wire_layout_matches_document_aes, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
