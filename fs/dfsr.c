@@ -1378,24 +1378,24 @@ static int check_folder_paths(const struct config_folder *f)
 }
 
 /* The pid of the member answering on the control socket, or 0 when none answers. */
-static long member_pid(const struct config *cfg)
+static pid_t member_pid(const struct config *cfg)
 {
 	struct dfsr_buf r;
-	long pid = 0;
+	int pid = 0;
 
 	dfsr_buf_init(&r);
 	if (net_control_request(cfg->control_path, "ping", 5000, &r) == 0 &&
-	    sscanf(r.p, "pid %ld", &pid) != 1)
+	    sscanf(r.p, "pid %d", &pid) != 1)
 		pid = 0;
 	dfsr_buf_release(&r);
 	return pid;
 }
 
-/* The checks that need nothing but reading, in CONTRACT order. Return: 0 or 1. */
+/* The checks that need nothing but reading (config, key, running, paths). Return: 0 or 1. */
 static int mount_precheck(struct member *m, const char *conf)
 {
 	char err[CONFIG_ERR_LEN];
-	long pid;
+	pid_t pid;
 
 	if (config_load(&m->cfg, conf, err) < 0)
 		return dfsr_err("%s", err);
@@ -1404,7 +1404,8 @@ static int mount_precheck(struct member *m, const char *conf)
 	/* Before the mount points: a running member's mounts would be reported as busy. */
 	pid = member_pid(&m->cfg);
 	if (pid > 0)
-		return dfsr_err("member %s is already running (pid %ld)", m->cfg.member_name, pid);
+		return dfsr_err("member %s is already running (pid %d)", m->cfg.member_name,
+				(int)pid);
 	for (size_t i = 0; i < m->cfg.nfolders; i++)
 		if (check_folder_paths(&m->cfg.folders[i]))
 			return 1;
@@ -1542,17 +1543,17 @@ static int client_ask(const struct config *cfg, const char *req, bool quiet_not_
 	return rc;
 }
 
-static bool pid_alive(long pid)
+static bool pid_alive(pid_t pid)
 {
 	char path[64], buf[512];
 	FILE *f;
 	char *p;
 	bool alive;
 
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+	if (kill(pid, 0) < 0 && errno == ESRCH)
 		return false;
 	/* A zombie nobody reaped yet has stopped too. */
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
 		return false;
@@ -1566,7 +1567,7 @@ static int cmd_umount(struct cli *c)
 {
 	struct config cfg;
 	int64_t deadline = dfsr_mono_ns() + STOP_TIMEOUT_S * 1000000000LL;
-	long pid;
+	pid_t pid;
 	int rc;
 
 	if (client_config(c, &cfg))
@@ -1576,8 +1577,8 @@ static int cmd_umount(struct cli *c)
 		     : dfsr_err("member %s is not running", cfg.member_name);
 	while (rc == 0 && (member_pid(&cfg) > 0 || pid_alive(pid))) {
 		if (dfsr_mono_ns() > deadline) {
-			rc = dfsr_err("member %s (pid %ld) did not stop within %d s",
-				      cfg.member_name, pid, STOP_TIMEOUT_S);
+			rc = dfsr_err("member %s (pid %d) did not stop within %d s",
+				      cfg.member_name, (int)pid, STOP_TIMEOUT_S);
 			break;
 		}
 		struct timespec ts = { 0, 20 * 1000000 };

@@ -23,8 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
-#include <stddef.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +42,13 @@
  * wake-ups on other CPUs: on a 2-CPU VM a round trip took 8.5 us with 1 thread, 10 us with
  * 2 and 18 us with 4, because the kernel hands requests to waiting threads in turn.
  */
-#define FS_MIN_THREADS 2
-#define FS_MAX_THREADS 4
-#define FS_CACHE_TIMEOUT   3600.0 /* seconds: every change to the view passes through us */
-#define FS_OPTS_LEN	   512
+#define FS_MIN_THREADS   2
+#define FS_MAX_THREADS   4
+#define FS_CACHE_TIMEOUT 3600.0 /* seconds: every change to the view passes through us */
+#define FS_OPTS_LEN      512
 
-__attribute__((format(printf, 2, 0))) static void fs_log(enum fuse_log_level level,
-							 const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void fs_log(enum fuse_log_level level, const char *fmt,
+							 va_list ap)
 {
 	char msg[EVENT_MSG_MAX / 2];
 	size_t len;
@@ -152,7 +152,8 @@ static int session_create(struct fs *fs, const struct fs_opts *o, char err[stati
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	int rc = 0;
 
-	if (fuse_opt_add_arg(&args, "dfsr") != 0 || (o->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
+	if (fuse_opt_add_arg(&args, "dfsr") != 0 ||
+	    (o->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
 		rc = -ENOMEM;
 		snprintf(err, FS_ERR_LEN, "out of memory");
 		goto out_free_args;

@@ -17,12 +17,12 @@
  * is gone, so an (st_dev, st_ino) pair cannot be recycled by the backing filesystem while
  * a node for it exists: lookups never confuse a new file with a dead one.
  */
-#include "fs/internal.h"
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "fs/internal.h"
 
 #define ITABLE_INITIAL_BUCKETS 1024 /* power of two; a few KiB, grows with use */
 

@@ -21,7 +21,6 @@
 #ifndef DFSR_FS_INTERNAL_H
 #define DFSR_FS_INTERNAL_H
 
-#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +28,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+
+#include <fuse_lowlevel.h>
 
 #include "core/config.h"
 #include "core/journal.h"
@@ -38,17 +39,17 @@
 _Static_assert(sizeof(fuse_ino_t) == sizeof(uint64_t), "node ids are 64-bit counters");
 
 struct fs_inode {
-	uint64_t id;	/* immutable: the FUSE node id */
-	dev_t dev;	/* immutable: backing st_dev */
-	ino_t ino;	/* immutable: backing st_ino */
-	int fd;		/* immutable: O_PATH|O_NOFOLLOW of the backing object; owned */
-	mode_t type;	/* immutable: S_IFMT bits */
-	bool private_;	/* immutable: DfsrPrivate itself or below it */
-	uint64_t nlookup;     /* protected by fs->lock */
-	uint32_t nopen;	      /* protected by fs->lock: open file handles */
-	uint32_t nwriters;    /* protected by fs->lock: open handles that may write */
-	struct dfsr_uid uid;  /* protected by fs->lock: replication UID, zero if untracked */
-	atomic_bool dirty;    /* data written since the last journal_note_change(DATA) */
+	uint64_t id;               /* immutable: the FUSE node id */
+	dev_t dev;                 /* immutable: backing st_dev */
+	ino_t ino;                 /* immutable: backing st_ino */
+	int fd;                    /* immutable: O_PATH|O_NOFOLLOW of the backing object; owned */
+	mode_t type;               /* immutable: S_IFMT bits */
+	bool private_;             /* immutable: DfsrPrivate itself or below it */
+	uint64_t nlookup;          /* protected by fs->lock */
+	uint32_t nopen;            /* protected by fs->lock: open file handles */
+	uint32_t nwriters;         /* protected by fs->lock: open handles that may write */
+	struct dfsr_uid uid;       /* protected by fs->lock: replication UID, zero if untracked */
+	atomic_bool dirty;         /* data written since the last journal_note_change(DATA) */
 	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
 	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
 };
@@ -61,25 +62,25 @@ struct fs_handle_link {
 };
 
 struct fs {
-	struct fuse_session *se;	    /* immutable after fs_new() */
-	struct journal *journal;	    /* borrowed; thread-safe */
+	struct fuse_session *se;            /* immutable after fs_new() */
+	struct journal *journal;            /* borrowed; thread-safe */
 	const struct config_folder *folder; /* borrowed */
-	char *mountpoint;		    /* immutable; owned */
-	unsigned threads;		    /* immutable: max worker threads */
-	double timeout;			    /* immutable: kernel entry/attr cache, seconds */
-	bool writeback;			    /* written once in init, before any other op */
-	bool killpriv;			    /* FUSE_HANDLE_KILLPRIV_V2 granted (as writeback) */
-	atomic_bool init_replied;	    /* the INIT reply went out (fs.c io_writev) */
-	atomic_bool stopping;		    /* fs_stop() was called */
-	bool mounted;			    /* init thread only (fs_new/fs_free) */
+	char *mountpoint;                   /* immutable; owned */
+	unsigned threads;                   /* immutable: max worker threads */
+	double timeout;                     /* immutable: kernel entry/attr cache, seconds */
+	bool writeback;                     /* written once in init, before any other op */
+	bool killpriv;                      /* FUSE_HANDLE_KILLPRIV_V2 granted (as writeback) */
+	atomic_bool init_replied;           /* the INIT reply went out (fs.c io_writev) */
+	atomic_bool stopping;               /* fs_stop() was called */
+	bool mounted;                       /* init thread only (fs_new/fs_free) */
 
-	pthread_mutex_t lock; /* leaf lock: the inode table and fs_inode's mutable fields */
-	struct fs_inode root; /* FUSE_ROOT_ID; fd is a private dup of opts.root_fd */
+	pthread_mutex_t lock;     /* leaf lock: the inode table and fs_inode's mutable fields */
+	struct fs_inode root;     /* FUSE_ROOT_ID; fd is a private dup of opts.root_fd */
 	struct fs_inode **by_key; /* protected by lock: hash of (dev, ino) */
 	struct fs_inode **by_id;  /* protected by lock: hash of id */
-	size_t nbuckets;	  /* protected by lock: a power of two, both tables */
-	size_t count;		  /* protected by lock: nodes in the tables, root included */
-	uint64_t next_id;	  /* protected by lock */
+	size_t nbuckets;          /* protected by lock: a power of two, both tables */
+	size_t count;             /* protected by lock: nodes in the tables, root included */
+	uint64_t next_id;         /* protected by lock */
 	struct fs_handle_link handles; /* protected by lock: list head of open handles */
 };
 

@@ -33,8 +33,6 @@
  * writeback cache, and entries and attributes are cached for fs->timeout seconds because
  * every change to the view passes through here.
  */
-#include "fs/internal.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,18 +48,19 @@
 
 #include "core/event.h"
 #include "core/layout.h"
+#include "fs/internal.h"
 
 #define FS_PROC_PATH_LEN 32
-#define FS_FILE_MAGIC	 0x66696c65u /* "file" */
-#define FS_DIR_MAGIC	 0x64697230u /* "dir0" */
-#define FS_MAX_RW	 (1u << 20) /* max_write and max_readahead: 1 MiB requests */
+#define FS_FILE_MAGIC    0x66696c65u /* "file" */
+#define FS_DIR_MAGIC     0x64697230u /* "dir0" */
+#define FS_MAX_RW        (1u << 20)  /* max_write and max_readahead: 1 MiB requests */
 
 /* An open regular file (fi->fh). */
 struct fs_file {
 	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
 	unsigned magic;
-	int fd;		      /* owned; O_RDWR when the kernel runs a writeback cache */
-	bool writable;	      /* counted in node->nwriters */
+	int fd;                /* owned; O_RDWR when the kernel runs a writeback cache */
+	bool writable;         /* counted in node->nwriters */
 	struct fs_inode *node; /* kept alive by node->nopen */
 };
 
@@ -70,8 +69,8 @@ struct fs_dir {
 	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
 	unsigned magic;
 	DIR *dp;
-	off_t offset;	       /* position the next entry would be read from */
-	struct dirent *entry;  /* read but not yet returned (did not fit), or NULL */
+	off_t offset;         /* position the next entry would be read from */
+	struct dirent *entry; /* read but not yet returned (did not fit), or NULL */
 };
 
 /* Per worker thread: has this thread its own fs_struct (umask) yet? */
@@ -692,7 +691,8 @@ static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	reply_make(req, parent, name,
-		   &(struct make_args){ .kind = MAKE_SYMLINK, .mode = S_IFLNK | 0777, .target = link });
+		   &(struct make_args){
+			   .kind = MAKE_SYMLINK, .mode = S_IFLNK | 0777, .target = link });
 }
 
 static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const char *newname,
@@ -1301,8 +1301,7 @@ static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	fuse_reply_err(req, 0);
 }
 
-static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			   struct fuse_file_info *fi)
+static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	int fd = dirfd(dir_of(fi)->dp);
 	int rc;
