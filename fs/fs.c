@@ -95,6 +95,22 @@ static int dir_is_empty(const char *path, bool *out)
 	return 0;
 }
 
+/* True if @mp lies strictly below @path (both resolved, so symlinks cannot hide it). */
+static bool mount_inside_path(const char *mp, const char *path)
+{
+	char *rm = realpath(mp, NULL), *rp = realpath(path, NULL);
+	bool inside = false;
+	size_t n;
+
+	if (rm && rp) {
+		n = strlen(rp);
+		inside = strncmp(rm, rp, n) == 0 && (rm[n] == '/' || (n == 1 && rm[1]));
+	}
+	free(rm);
+	free(rp);
+	return inside;
+}
+
 static int check_mountpoint(const struct fs_opts *o, char err[static FS_ERR_LEN])
 {
 	const char *mp = o->folder->mount;
@@ -118,6 +134,13 @@ static int check_mountpoint(const struct fs_opts *o, char err[static FS_ERR_LEN]
 	}
 	if (mst.st_dev == rst.st_dev && mst.st_ino == rst.st_ino)
 		return 0; /* mounting over the local path itself */
+	if (mount_inside_path(mp, o->folder->path)) {
+		/* The mount would appear in its own backing tree: every walk of the local path
+		 * (scan, lookups through root_fd) would cross into the mount and recurse. */
+		snprintf(err, FS_ERR_LEN, "mount point %s is inside the local path %s", mp,
+			 o->folder->path);
+		return -EINVAL;
+	}
 	rc = is_mount_root(mp, &flag);
 	if (rc == 0 && flag) {
 		snprintf(err, FS_ERR_LEN, "mount point %s is already a mount", mp);
