@@ -453,7 +453,12 @@ int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
 			rc = hash_file_data(fd, r.content, &r.st);
 	} else if (S_ISLNK(r.st.st_mode)) {
 		type = 'l';
-		rc = hash_link_data(fd, r.content, &r.st);
+		/* A link's target never changes in place (a new target is a new inode), so a
+		 * known digest is always current; reusing it also leaves the link's atime alone. */
+		if (content)
+			memcpy(r.content, content, HASH_LEN);
+		else
+			rc = hash_link_data(fd, r.content, &r.st);
 	} else if (S_ISDIR(r.st.st_mode)) {
 		type = 'd';
 	} else {

@@ -46,8 +46,9 @@ struct hash_result {
  * @fd:      any descriptor of the object, O_PATH included (regular files are reopened
  *           read-only through /proc/self/fd with O_NOATIME where allowed; symbolic links
  *           must be O_PATH|O_NOFOLLOW descriptors)
- * @content: the object's known content digest to reuse instead of reading the data, or NULL
- *           to read it (pass it only when the data is known unchanged)
+ * @content: the object's known content digest to reuse instead of reading the data or the
+ *           link target, or NULL to read it (pass it only when the data is known unchanged;
+ *           a symbolic link's target never changes in place)
  * @out:     receives the hashes and the stat the hash describes
  *
  * A file whose size or mtime changes while it is read is read again (up to 3 times), so

@@ -1098,8 +1098,11 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	rc = stat_fd(fd, &st);
 	if (rc < 0)
 		goto out_release;
-	if (!(flags & JOURNAL_DATA) && r.type == RECORD_FILE && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size == r.size && mtime_ns_of(&st) == r.mtime_ns)
+	/* A link's target never changes in place, so its digest holds whatever its times say;
+	 * re-reading it would also move the link's atime under a utimensat(). */
+	if (!(flags & JOURNAL_DATA) && (uint64_t)st.st_size == r.size &&
+	    ((r.type == RECORD_FILE && S_ISREG(st.st_mode) && mtime_ns_of(&st) == r.mtime_ns) ||
+	     (r.type == RECORD_LINK && S_ISLNK(st.st_mode))))
 		content = r.content;
 	rc = hash_fd(fd, content, &h);
 	if (rc < 0) {

@@ -9,8 +9,15 @@
 #
 # Usage: packaging/gen-events-md.sh [EVENTS_DEF [OUTPUT]]
 #        (defaults: core/events.def and docs/events.md of this checkout; OUTPUT "-" = stdout)
+#        packaging/gen-events-md.sh --check [EVENTS_DEF [OUTPUT]]
+#        exits 1 (with a diff) if OUTPUT is not what the table generates, e.g. for a test.
 set -euo pipefail
 
+check=0
+if [ "${1:-}" = "--check" ]; then
+	check=1
+	shift
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 def=${1:-$here/core/events.def}
 out=${2:-$here/docs/events.md}
@@ -148,7 +155,13 @@ done and needs an administrator), `warning` (dfsr worked around a problem or wil
 FTR
 }
 
-if [ "$out" = "-" ]; then
+if [ "$check" = 1 ]; then
+	if ! diff -u "$out" <(generate) >&2; then
+		echo "gen-events-md.sh: $out is out of date; run packaging/gen-events-md.sh" >&2
+		exit 1
+	fi
+	echo "gen-events-md.sh: $out is up to date"
+elif [ "$out" = "-" ]; then
 	generate
 else
 	tmp=$(mktemp "${out}.XXXXXX")

@@ -144,7 +144,13 @@ field_is() { [ "$(folder_field "$1" "$2" "$3" 2>/dev/null)" = "$4" ]; }
 journal_has() { journal_ops "$1" "$2" "${@:4}" 2>/dev/null | grep -qxF "$3"; }
 
 # event_seen CONF ID : true when the event log holds an event with that id.
-event_seen() { events_ids "$1" 2>/dev/null | grep -qx "$2"; }
+event_seen() {
+	local ids
+	ids=$(events_ids "$1") || { echo "dfsr events failed"; return 1; }
+	printf '%s\n' "$ids" | grep -qx "$2" && return 0
+	echo "event ids seen: $(printf '%s' "$ids" | tr '\n' ' ')"
+	return 1
+}
 
 # journal_lines CONF [FROM_SEQ] [extra args]: "SEQ OP TYPE PATH" per journal entry.
 journal_lines() {

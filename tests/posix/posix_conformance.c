@@ -1196,6 +1196,13 @@ static void case_sparse(struct pc *c)
 	FST(c, "s", fd);
 	PREAD(c, "s", fd, 1 << 20);
 	PREAD(c, "s", fd, far - 2);
+	/*
+	 * SEEK_DATA/SEEK_HOLE are answered by the backing file. Through a FUSE mount with the
+	 * writeback cache, data still in the kernel's page cache is not there yet (the kernel
+	 * does not flush before FUSE_LSEEK), so probe holes once the data is flushed, as after
+	 * close(). docs/architecture.md, "Known limits".
+	 */
+	T(c, fsync(fd));
 	T(c, lseek(fd, 0, SEEK_DATA));
 	T(c, lseek(fd, 0, SEEK_HOLE));
 	T(c, lseek(fd, far, SEEK_HOLE));
@@ -1204,6 +1211,7 @@ static void case_sparse(struct pc *c)
 	T(c, lseek(fd, 0, SEEK_END));
 	T(c, lseek(fd, -1, SEEK_SET));
 	T(c, pwrite(fd, "head", 4, 0));
+	T(c, fsync(fd));
 	T(c, lseek(fd, 0, SEEK_DATA));
 	T(c, lseek(fd, 0, SEEK_HOLE));
 	close(fd);

@@ -1,0 +1,1271 @@
+/*
+ * stage.c - staged file versions (upstream) and the assembler (downstream).
+ *
+ * A staged version is one file, written front to back in a single pass over the source
+ * (so that staging needs one read of the file and bounded memory, whatever its size):
+ *
+ *   "DFSRSTG1"                       8-byte header
+ *   stored chunk 0, 1, ... n-1       zstd frames or raw bytes, back to back
+ *   chunk list                       chunk_list_encode(), list_len bytes  <- trailer_off
+ *   index: n x (u8 codec, be32 stored length)
+ *   footer, 64 bytes: be64 trailer_off | be32 list_len | be32 0 | uid[16] | gvsn db[16]
+ *                     | be64 gvsn counter | "DFSRSTGE"
+ *
+ * The chunk list and the index go last because they are known only once the whole file
+ * has been read; the fixed-size footer finds them. Offsets of stored chunks are implied
+ * by the index (8 + sum of the stored lengths before them) and must add up exactly to
+ * trailer_off, so a truncated or padded file is refused. A staged file is local, but it
+ * is decoded as strictly as anything from the network: a disk can lie too, and every
+ * chunk is verified against its SHA-256 when read.
+ *
+ * The file is written under ".tmp.<pid>.<n>.<name>", fsync'd, renamed into place and the
+ * directory fsync'd: a version is either fully staged or absent. The source is checked
+ * for change (size, mtime, ctime, inode before and after; digest against the record's)
+ * before publishing; a file that changed is not staged (-EAGAIN) and the journal will
+ * record the new version when it is closed.
+ *
+ * The quota table (struct stage) is a plain array searched linearly: it holds one entry
+ * per staged version, at most a few thousand for the default 4 GiB quota with files of
+ * a megabyte, and every operation on it is dwarfed by the disk work around it.
+ * Age is the staging order (a sequence number), not the mtime, so that two versions
+ * staged within one timestamp tick still have an order; after a restart the order is
+ * rebuilt from (mtime, name).
+ *
+ * The assembler writes chunks with pwrite() at their offsets into a file preallocated at
+ * the final size, without fsync per chunk: after a crash, stage_asm_open() re-hashes
+ * every chunk region and keeps exactly those that match, so a torn chunk is simply asked
+ * for again. The whole-file digest is checked once at the end.
+ */
+#include "core/stage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include "core/config.h"
+
+#define HDR_MAGIC    "DFSRSTG1"
+#define FOOTER_MAGIC "DFSRSTGE"
+#define HDR_LEN	     8u
+#define FOOTER_LEN   64u
+#define INDEX_ENT    5u
+#define TMP_PREFIX   ".tmp."
+#define TMP_NAME_LEN 160
+
+_Static_assert(STAGE_STORED_MAX == CHUNK_MAX, "stored chunks are never larger");
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+/* pread() exactly @len bytes at @off; a short file is -EIO. */
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pread(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* A fresh O_RDONLY descriptor of the directory @fd (which may be O_PATH). */
+static int reopen_dir(int fd)
+{
+	int d = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	return d < 0 ? -errno : d;
+}
+
+static bool key_equal(const struct stage_key *a, const struct stage_key *b)
+{
+	return dfsr_uid_equal(&a->uid, &b->uid) && dfsr_uid_equal(&a->gvsn.db, &b->gvsn.db) &&
+	       a->gvsn.counter == b->gvsn.counter;
+}
+
+void stage_name(const struct stage_key *k, char out[static STAGE_NAME_LEN])
+{
+	char u[DFSR_UID_HEX_LEN], d[DFSR_UID_HEX_LEN];
+
+	dfsr_uid_hex(&k->uid, u);
+	dfsr_uid_hex(&k->gvsn.db, d);
+	snprintf(out, STAGE_NAME_LEN, "%s-%s-%016" PRIx64 ".stg", u, d, k->gvsn.counter);
+}
+
+void stage_asm_name(const struct stage_key *k, char out[static STAGE_ASM_NAME_LEN])
+{
+	char u[DFSR_UID_HEX_LEN], d[DFSR_UID_HEX_LEN];
+
+	dfsr_uid_hex(&k->uid, u);
+	dfsr_uid_hex(&k->gvsn.db, d);
+	snprintf(out, STAGE_ASM_NAME_LEN, "%s-%s-%016" PRIx64 ".part", u, d, k->gvsn.counter);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static bool parse_hex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* Parse exactly the form stage_name() writes (lower-case hex only). */
+static bool parse_name(const char *name, struct stage_key *k)
+{
+	uint8_t ctr[8];
+
+	if (strlen(name) != STAGE_NAME_LEN - 2 || name[32] != '-' || name[65] != '-' ||
+	    strcmp(name + 82, ".stg") != 0)
+		return false;
+	if (!parse_hex(name, k->uid.b, DFSR_UID_LEN) ||
+	    !parse_hex(name + 33, k->gvsn.db.b, DFSR_UID_LEN) || !parse_hex(name + 66, ctr, 8))
+		return false;
+	k->gvsn.counter = get_be64(ctr);
+	return true;
+}
+
+/* ---- the table of staged versions -------------------------------------------------- */
+
+struct entry {
+	struct stage_key key;
+	uint64_t bytes;
+	uint64_t seq;	  /* staging order: smaller is older */
+	int64_t mtime_ns; /* only to order the entries found by stage_open() */
+	uint32_t pins;
+	char name[STAGE_NAME_LEN];
+};
+
+struct stage {
+	int dir_fd; /* O_RDONLY directory; immutable */
+	uint64_t quota;
+	stage_event_fn event_fn;
+	void *event_arg;
+	pthread_mutex_t lock; /* protects everything below; never held across a callback */
+	struct entry *v;
+	size_t n;
+	size_t cap;
+	uint64_t used;
+	uint64_t next_seq;
+	uint64_t tmp_seq;
+};
+
+static struct entry *find_locked(struct stage *s, const struct stage_key *k)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (key_equal(&s->v[i].key, k))
+			return &s->v[i];
+	}
+	return NULL;
+}
+
+static int add_locked(struct stage *s, const struct entry *e)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 32, bytes;
+		struct entry *v;
+
+		if (__builtin_mul_overflow(cap, sizeof(*v), &bytes))
+			return -EOVERFLOW;
+		v = realloc(s->v, bytes);
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = *e;
+	s->used += e->bytes;
+	return 0;
+}
+
+static void drop_locked(struct stage *s, struct entry *e)
+{
+	s->used -= e->bytes;
+	*e = s->v[--s->n];
+}
+
+static int cmp_loaded(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	if (x->mtime_ns != y->mtime_ns)
+		return x->mtime_ns < y->mtime_ns ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static int load_one(struct stage *s, const char *name)
+{
+	struct entry e = { 0 };
+	struct stat st;
+
+	if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+		/* Leftover of staging interrupted by a crash: never published. */
+		if (unlinkat(s->dir_fd, name, 0) < 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	if (!parse_name(name, &e.key))
+		return 0;
+	if (fstatat(s->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	e.bytes = (uint64_t)st.st_size;
+	e.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	snprintf(e.name, sizeof(e.name), "%s", name);
+	return add_locked(s, &e);
+}
+
+static int load(struct stage *s)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd, rc = 0;
+
+	fd = reopen_dir(s->dir_fd);
+	if (fd < 0)
+		return fd;
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == 0) {
+		errno = 0;
+		de = readdir(dir);
+		if (!de) {
+			rc = -errno;
+			break;
+		}
+		rc = load_one(s, de->d_name);
+	}
+	closedir(dir);
+	if (rc < 0)
+		return rc;
+	if (s->n)
+		qsort(s->v, s->n, sizeof(*s->v), cmp_loaded);
+	for (size_t i = 0; i < s->n; i++)
+		s->v[i].seq = s->next_seq++;
+	return 0;
+}
+
+int stage_open(const struct stage_opts *o, struct stage **out)
+{
+	struct stage *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	s->quota = o->quota ? o->quota : CONFIG_DEFAULT_STAGING_QUOTA;
+	s->event_fn = o->event_fn;
+	s->event_arg = o->event_arg;
+	s->dir_fd = reopen_dir(o->dir_fd);
+	if (s->dir_fd < 0) {
+		rc = s->dir_fd;
+		goto out_free;
+	}
+	rc = -pthread_mutex_init(&s->lock, NULL);
+	if (rc < 0)
+		goto out_close;
+	rc = load(s);
+	if (rc < 0)
+		goto out_mutex;
+	*out = s;
+	return 0;
+out_mutex:
+	pthread_mutex_destroy(&s->lock);
+out_close:
+	close(s->dir_fd);
+out_free:
+	free(s->v);
+	free(s);
+	return rc;
+}
+
+void stage_close(struct stage *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_destroy(&s->lock);
+	close(s->dir_fd);
+	free(s->v);
+	free(s);
+}
+
+uint64_t stage_used(struct stage *s)
+{
+	uint64_t used;
+
+	pthread_mutex_lock(&s->lock);
+	used = s->used;
+	pthread_mutex_unlock(&s->lock);
+	return used;
+}
+
+size_t stage_count(struct stage *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->n;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+bool stage_has(struct stage *s, const struct stage_key *k)
+{
+	bool has;
+
+	pthread_mutex_lock(&s->lock);
+	has = find_locked(s, k) != NULL;
+	pthread_mutex_unlock(&s->lock);
+	return has;
+}
+
+int stage_pin(struct stage *s, const struct stage_key *k)
+{
+	struct entry *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	e = find_locked(s, k);
+	if (e) {
+		e->pins++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int stage_unpin(struct stage *s, const struct stage_key *k)
+{
+	struct entry *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	e = find_locked(s, k);
+	if (e && e->pins) {
+		e->pins--;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int stage_remove(struct stage *s, const struct stage_key *k)
+{
+	struct entry *e;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	e = find_locked(s, k);
+	if (!e)
+		rc = -ENOENT;
+	else if (e->pins)
+		rc = -EBUSY;
+	else if (unlinkat(s->dir_fd, e->name, 0) < 0 && errno != ENOENT)
+		rc = -errno;
+	else
+		drop_locked(s, e);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* ---- quota cleanup ---------------------------------------------------------------- */
+
+struct evq {
+	int n;
+	enum dfsr_event ev[3];
+	char det[3][192];
+};
+
+static void evq_push(struct evq *q, enum dfsr_event ev, const char *fmt, ...) DFSR_PRINTF(3, 4);
+
+static void evq_push(struct evq *q, enum dfsr_event ev, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (q->n >= (int)DFSR_ARRAY_SIZE(q->ev))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(q->det[q->n], sizeof(q->det[q->n]), fmt, ap);
+	va_end(ap);
+	q->ev[q->n++] = ev;
+}
+
+static void evq_emit(struct stage *s, const struct evq *q)
+{
+	for (int i = 0; i < q->n; i++) {
+		if (s->event_fn)
+			s->event_fn(s->event_arg, q->ev[i], q->det[i]);
+		else
+			event_log(q->ev[i], "%s", q->det[i]);
+	}
+}
+
+/* @pct percent of the quota, without overflow for any quota. */
+static uint64_t watermark(uint64_t quota, unsigned pct)
+{
+	return quota / 100 * pct + quota % 100 * pct / 100;
+}
+
+static struct entry *oldest_unpinned_locked(struct stage *s)
+{
+	struct entry *best = NULL;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (!s->v[i].pins && (!best || s->v[i].seq < best->seq))
+			best = &s->v[i];
+	}
+	return best;
+}
+
+static size_t pinned_locked(const struct stage *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		n += s->v[i].pins ? 1 : 0;
+	return n;
+}
+
+static int cleanup_locked(struct stage *s, struct evq *q)
+{
+	uint64_t high = watermark(s->quota, STAGE_HIGH_PCT), low = watermark(s->quota, STAGE_LOW_PCT);
+	size_t removed = 0;
+	struct entry *e;
+	int rc = 0;
+
+	if (s->used <= high)
+		return 0;
+	evq_push(q, EV_STAGING_HIGH_WATERMARK, "used=%" PRIu64 " quota=%" PRIu64, s->used, s->quota);
+	while (s->used >= low && (e = oldest_unpinned_locked(s))) {
+		if (unlinkat(s->dir_fd, e->name, 0) < 0 && errno != ENOENT) {
+			rc = -errno;
+			break;
+		}
+		drop_locked(s, e);
+		removed++;
+	}
+	if (s->used < low) {
+		evq_push(q, EV_STAGING_CLEANUP_DONE, "removed=%zu used=%" PRIu64 " quota=%" PRIu64,
+			 removed, s->used, s->quota);
+		return 0;
+	}
+	evq_push(q, EV_STAGING_CLEANUP_FAILED,
+		 "removed=%zu used=%" PRIu64 " quota=%" PRIu64 " in_use=%zu err=%s", removed,
+		 s->used, s->quota, pinned_locked(s), rc ? dfsr_strerror(rc) : "all-in-use");
+	if (s->used > s->quota)
+		evq_push(q, EV_STAGING_OVER_QUOTA, "used=%" PRIu64 " quota=%" PRIu64 " in_use=%zu",
+			 s->used, s->quota, pinned_locked(s));
+	return rc ? rc : -EBUSY;
+}
+
+int stage_cleanup(struct stage *s)
+{
+	struct evq q = { 0 };
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = cleanup_locked(s, &q);
+	pthread_mutex_unlock(&s->lock);
+	evq_emit(s, &q);
+	return rc;
+}
+
+/* ---- staging a version ------------------------------------------------------------ */
+
+/* What one pass over the source produced. */
+struct writer {
+	int out;		 /* the temporary file */
+	uint64_t off;		 /* bytes written so far */
+	struct chunk_list list;	 /* chunk lengths and hashes; size and digest at the end */
+	struct dfsr_buf index;	 /* INDEX_ENT bytes per chunk */
+	ZSTD_CCtx *cctx;
+	uint8_t *zbuf;		 /* STAGE_STORED_MAX */
+};
+
+static int write_chunk(struct writer *w, const struct chunk_piece *pc)
+{
+	uint8_t ent[INDEX_ENT];
+	const void *src = pc->data;
+	size_t stored = pc->len;
+	size_t z;
+	int rc;
+
+	ent[0] = STAGE_CODEC_RAW;
+	z = ZSTD_compressCCtx(w->cctx, w->zbuf, STAGE_STORED_MAX, pc->data, pc->len, STAGE_LEVEL);
+	/* Kept only if it helps; an error here is most often "does not fit": store raw. */
+	if (!ZSTD_isError(z) && z < pc->len) {
+		ent[0] = STAGE_CODEC_ZSTD;
+		src = w->zbuf;
+		stored = z;
+	}
+	put_be32(ent + 1, (uint32_t)stored);
+	rc = chunk_list_add(&w->list, pc->len, pc->hash);
+	if (rc == 0)
+		rc = dfsr_buf_add(&w->index, ent, sizeof(ent));
+	if (rc == 0)
+		rc = dfsr_write_all(w->out, src, stored);
+	if (rc == 0)
+		w->off += stored;
+	return rc;
+}
+
+static int write_body(struct writer *w, int src)
+{
+	struct chunk_stream *cs;
+	struct chunk_piece pc;
+	uint64_t size;
+	int rc;
+
+	rc = dfsr_write_all(w->out, HDR_MAGIC, HDR_LEN);
+	if (rc < 0)
+		return rc;
+	w->off = HDR_LEN;
+	rc = chunk_stream_new(src, &cs);
+	if (rc < 0)
+		return rc;
+	while ((rc = chunk_stream_next(cs, &pc)) > 0) {
+		rc = write_chunk(w, &pc);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0)
+		rc = chunk_stream_finish(cs, w->list.digest, &size);
+	if (rc == 0 && size != w->list.size)
+		rc = -EIO;
+	chunk_stream_free(cs);
+	return rc;
+}
+
+static int write_trailer(struct writer *w, const struct stage_key *k)
+{
+	uint8_t foot[FOOTER_LEN] = { 0 };
+	struct dfsr_buf enc;
+	int rc;
+
+	dfsr_buf_init(&enc);
+	rc = chunk_list_encode(&w->list, &enc);
+	if (rc < 0)
+		goto out_release;
+	put_be64(foot, w->off);
+	put_be32(foot + 8, (uint32_t)enc.len);
+	memcpy(foot + 16, k->uid.b, DFSR_UID_LEN);
+	memcpy(foot + 32, k->gvsn.db.b, DFSR_UID_LEN);
+	put_be64(foot + 48, k->gvsn.counter);
+	memcpy(foot + 56, FOOTER_MAGIC, 8);
+	rc = dfsr_write_all(w->out, enc.p, enc.len);
+	if (rc == 0)
+		rc = dfsr_write_all(w->out, w->index.p, w->index.len);
+	if (rc == 0)
+		rc = dfsr_write_all(w->out, foot, sizeof(foot));
+	if (rc == 0 && fsync(w->out) < 0)
+		rc = -errno;
+out_release:
+	dfsr_buf_release(&enc);
+	return rc;
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Read, chunk, compress and write the version into w->out; -EAGAIN if the source moved. */
+static int write_version(struct writer *w, const struct stage_key *k, int src,
+			 const uint8_t *expect)
+{
+	struct stat before, after;
+	int rc;
+
+	if (fstat(src, &before) < 0)
+		return -errno;
+	if (!S_ISREG(before.st_mode))
+		return -EINVAL;
+	rc = write_body(w, src);
+	if (rc < 0)
+		return rc;
+	if (fstat(src, &after) < 0)
+		return -errno;
+	if (!same_file_state(&before, &after) || w->list.size != (uint64_t)after.st_size)
+		return -EAGAIN;
+	if (expect && crypto_verify_32(expect, w->list.digest) != 0)
+		return -EAGAIN;
+	return write_trailer(w, k);
+}
+
+/* Rename the finished temporary file into place and account for it. */
+static int publish(struct stage *s, const struct stage_key *k, const char *tmp, uint64_t bytes)
+{
+	struct entry e = { .key = *k, .bytes = bytes };
+	struct entry *old;
+	int rc = 0;
+
+	stage_name(k, e.name);
+	pthread_mutex_lock(&s->lock);
+	if (renameat(s->dir_fd, tmp, s->dir_fd, e.name) < 0) {
+		rc = -errno;
+		goto out_unlock;
+	}
+	if (fsync(s->dir_fd) < 0) {
+		rc = -errno;
+		goto out_unlock;
+	}
+	old = find_locked(s, k);
+	if (old) {
+		/* Staged concurrently by another thread: same content, replaced in place. */
+		s->used = s->used - old->bytes + bytes;
+		old->bytes = bytes;
+		goto out_unlock;
+	}
+	e.seq = s->next_seq++;
+	rc = add_locked(s, &e);
+out_unlock:
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int writer_init(struct writer *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->out = -1;
+	chunk_list_init(&w->list);
+	dfsr_buf_init(&w->index);
+	w->cctx = ZSTD_createCCtx();
+	w->zbuf = malloc(STAGE_STORED_MAX);
+	if (!w->cctx || !w->zbuf) {
+		ZSTD_freeCCtx(w->cctx);
+		free(w->zbuf);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void writer_release(struct writer *w)
+{
+	ZSTD_freeCCtx(w->cctx);
+	free(w->zbuf);
+	chunk_list_release(&w->list);
+	dfsr_buf_release(&w->index);
+}
+
+int stage_file(struct stage *s, const struct stage_key *k, int fd, const uint8_t *expect)
+{
+	char name[STAGE_NAME_LEN], tmp[TMP_NAME_LEN];
+	struct writer w;
+	uint64_t seq;
+	int rc;
+
+	if (stage_has(s, k))
+		return 0;
+	rc = writer_init(&w);
+	if (rc < 0)
+		return rc;
+	stage_name(k, name);
+	pthread_mutex_lock(&s->lock);
+	seq = s->tmp_seq++;
+	pthread_mutex_unlock(&s->lock);
+	snprintf(tmp, sizeof(tmp), TMP_PREFIX "%d.%" PRIu64 ".%s", (int)getpid(), seq, name);
+	w.out = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (w.out < 0) {
+		rc = -errno;
+		goto out_release;
+	}
+	rc = write_version(&w, k, fd, expect);
+	if (rc == 0)
+		rc = publish(s, k, tmp, w.off + w.index.len + chunk_list_encoded_len(w.list.n) +
+						FOOTER_LEN);
+	close(w.out);
+	if (rc < 0)
+		unlinkat(s->dir_fd, tmp, 0);
+out_release:
+	writer_release(&w);
+	if (rc == 0)
+		stage_cleanup(s);
+	return rc;
+}
+
+/* ---- reading a staged version ----------------------------------------------------- */
+
+struct stored {
+	uint64_t off;
+	uint32_t len;
+	uint8_t codec;
+};
+
+struct stage_version {
+	struct stage *s; /* borrowed; pinned while open */
+	struct stage_key key;
+	int fd;
+	struct chunk_list list;
+	struct stored *st; /* list.n entries */
+	ZSTD_DCtx *dctx;
+	uint8_t *zbuf; /* STAGE_STORED_MAX */
+};
+
+/* Footer: where the trailer is and whose version this is. */
+static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t size,
+			uint64_t *toff, uint32_t *llen)
+{
+	struct stage_key got;
+
+	memcpy(got.uid.b, f + 16, DFSR_UID_LEN);
+	memcpy(got.gvsn.db.b, f + 32, DFSR_UID_LEN);
+	got.gvsn.counter = get_be64(f + 48);
+	if (memcmp(f + 56, FOOTER_MAGIC, 8) != 0 || get_be32(f + 12) != 0 || !key_equal(&got, k))
+		return -EBADMSG;
+	*toff = get_be64(f);
+	*llen = get_be32(f + 8);
+	if (*toff < HDR_LEN || *toff > size - FOOTER_LEN || *llen > size - FOOTER_LEN - *toff)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Index after the list: codecs and stored lengths, which must tile [HDR_LEN, toff). */
+static int parse_index(struct stage_version *v, const uint8_t *p, size_t len, uint64_t toff)
+{
+	uint64_t off = HDR_LEN;
+	size_t bytes;
+
+	if (len != v->list.n * INDEX_ENT)
+		return -EBADMSG;
+	if (__builtin_mul_overflow(v->list.n ? v->list.n : 1, sizeof(*v->st), &bytes))
+		return -EBADMSG;
+	v->st = calloc(1, bytes);
+	if (!v->st)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->list.n; i++, p += INDEX_ENT) {
+		struct stored *e = &v->st[i];
+
+		e->codec = p[0];
+		e->len = get_be32(p + 1);
+		e->off = off;
+		if (e->codec == STAGE_CODEC_RAW ? e->len != v->list.v[i].len
+		    : e->codec != STAGE_CODEC_ZSTD || e->len == 0 || e->len >= v->list.v[i].len)
+			return -EBADMSG;
+		off += e->len;
+	}
+	return off == toff ? 0 : -EBADMSG;
+}
+
+static int parse_version(struct stage_version *v)
+{
+	uint8_t hdr[HDR_LEN], foot[FOOTER_LEN];
+	uint64_t size, toff, tlen;
+	uint8_t *trailer;
+	uint32_t llen;
+	struct stat st;
+	int rc;
+
+	if (fstat(v->fd, &st) < 0)
+		return -errno;
+	size = (uint64_t)st.st_size;
+	if (size < HDR_LEN + FOOTER_LEN)
+		return -EBADMSG;
+	rc = pread_all(v->fd, hdr, HDR_LEN, 0);
+	if (rc == 0)
+		rc = pread_all(v->fd, foot, FOOTER_LEN, size - FOOTER_LEN);
+	if (rc < 0)
+		return rc;
+	if (memcmp(hdr, HDR_MAGIC, HDR_LEN) != 0)
+		return -EBADMSG;
+	rc = check_footer(foot, &v->key, size, &toff, &llen);
+	if (rc < 0)
+		return rc;
+	tlen = size - FOOTER_LEN - toff;
+	if (tlen > chunk_list_encoded_len(CHUNK_LIST_MAX) + (uint64_t)CHUNK_LIST_MAX * INDEX_ENT)
+		return -EBADMSG;
+	trailer = malloc(tlen ? (size_t)tlen : 1);
+	if (!trailer)
+		return -ENOMEM;
+	rc = pread_all(v->fd, trailer, (size_t)tlen, toff);
+	if (rc == 0)
+		rc = chunk_list_decode(trailer, llen, &v->list);
+	if (rc == 0)
+		rc = parse_index(v, trailer + llen, (size_t)(tlen - llen), toff);
+	free(trailer);
+	return rc;
+}
+
+int stage_version_open(struct stage *s, const struct stage_key *k, struct stage_version **out)
+{
+	char name[STAGE_NAME_LEN];
+	struct stage_version *v;
+	int rc;
+
+	rc = stage_pin(s, k);
+	if (rc < 0)
+		return rc;
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out_unpin;
+	}
+	v->s = s;
+	v->key = *k;
+	chunk_list_init(&v->list);
+	stage_name(k, name);
+	v->fd = openat(s->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (v->fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	v->dctx = ZSTD_createDCtx();
+	v->zbuf = malloc(STAGE_STORED_MAX);
+	rc = v->dctx && v->zbuf ? parse_version(v) : -ENOMEM;
+	if (rc < 0)
+		goto out_close;
+	*out = v;
+	return 0;
+out_close:
+	close(v->fd);
+out_free:
+	ZSTD_freeDCtx(v->dctx);
+	free(v->zbuf);
+	free(v->st);
+	chunk_list_release(&v->list);
+	free(v);
+out_unpin:
+	stage_unpin(s, k);
+	return rc;
+}
+
+void stage_version_close(struct stage_version *v)
+{
+	if (!v)
+		return;
+	stage_unpin(v->s, &v->key);
+	close(v->fd);
+	ZSTD_freeDCtx(v->dctx);
+	free(v->zbuf);
+	free(v->st);
+	chunk_list_release(&v->list);
+	free(v);
+}
+
+const struct chunk_list *stage_version_list(const struct stage_version *v)
+{
+	return &v->list;
+}
+
+int stage_version_read_stored(struct stage_version *v, size_t i, uint8_t *buf, uint32_t *len,
+			      uint8_t *codec)
+{
+	int rc;
+
+	if (i >= v->list.n)
+		return -EINVAL;
+	rc = pread_all(v->fd, buf, v->st[i].len, v->st[i].off);
+	if (rc < 0)
+		return rc;
+	*len = v->st[i].len;
+	*codec = v->st[i].codec;
+	return 0;
+}
+
+/* Decompress (or copy) stored bytes into @out, which must come out exactly @want bytes. */
+static int unstore(ZSTD_DCtx *dctx, uint8_t codec, const void *src, size_t len, uint8_t *out,
+		   size_t want)
+{
+	size_t z;
+
+	if (codec == STAGE_CODEC_RAW) {
+		if (len != want)
+			return -EBADMSG;
+		if (src != out)
+			memcpy(out, src, len);
+		return 0;
+	}
+	if (codec != STAGE_CODEC_ZSTD)
+		return -EBADMSG;
+	z = ZSTD_decompressDCtx(dctx, out, want, src, len);
+	if (ZSTD_isError(z) || z != want)
+		return -EBADMSG;
+	return 0;
+}
+
+static int verify(const void *p, size_t len, const uint8_t hash[HASH_LEN])
+{
+	uint8_t got[HASH_LEN];
+	int rc = chunk_sha256(p, len, got);
+
+	if (rc < 0)
+		return rc;
+	return crypto_verify_32(got, hash) == 0 ? 0 : -EBADMSG;
+}
+
+int stage_version_read(struct stage_version *v, size_t i, uint8_t *buf, uint32_t *len)
+{
+	const struct chunk_entry *e;
+	uint8_t *src;
+	int rc;
+
+	if (i >= v->list.n)
+		return -EINVAL;
+	e = &v->list.v[i];
+	src = v->st[i].codec == STAGE_CODEC_RAW ? buf : v->zbuf;
+	rc = pread_all(v->fd, src, v->st[i].len, v->st[i].off);
+	if (rc == 0)
+		rc = unstore(v->dctx, v->st[i].codec, src, v->st[i].len, buf, e->len);
+	if (rc == 0)
+		rc = verify(buf, e->len, e->hash);
+	if (rc < 0)
+		return rc;
+	*len = e->len;
+	return 0;
+}
+
+/* ---- assembler (downstream) ------------------------------------------------------- */
+
+struct stage_asm {
+	int dir_fd; /* O_RDONLY descriptor of the Installing directory */
+	int fd;	    /* the .part file, O_RDWR */
+	char name[STAGE_ASM_NAME_LEN];
+	struct chunk_list list;
+	bool *have; /* list.n flags */
+	size_t missing;
+	ZSTD_DCtx *dctx;
+	uint8_t *buf; /* CHUNK_MAX scratch */
+};
+
+static int copy_list(struct chunk_list *dst, const struct chunk_list *src)
+{
+	int rc = 0;
+
+	chunk_list_init(dst);
+	for (size_t i = 0; rc == 0 && i < src->n; i++)
+		rc = chunk_list_add(dst, src->v[i].len, src->v[i].hash);
+	if (rc < 0) {
+		chunk_list_release(dst);
+		return rc;
+	}
+	memcpy(dst->digest, src->digest, HASH_LEN);
+	return 0;
+}
+
+/* Resume: every chunk region of an existing file whose SHA-256 matches is already in. */
+static int rescan(struct stage_asm *a)
+{
+	for (size_t i = 0; i < a->list.n; i++) {
+		const struct chunk_entry *e = &a->list.v[i];
+		int rc = pread_all(a->fd, a->buf, e->len, e->off);
+
+		if (rc < 0)
+			return rc;
+		rc = verify(a->buf, e->len, e->hash);
+		if (rc == -EBADMSG)
+			continue;
+		if (rc < 0)
+			return rc;
+		a->have[i] = true;
+		a->missing--;
+	}
+	return 0;
+}
+
+static int asm_prepare_file(struct stage_asm *a)
+{
+	struct stat st;
+
+	a->fd = openat(a->dir_fd, a->name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (a->fd < 0)
+		return -errno;
+	if (fstat(a->fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((uint64_t)st.st_size == a->list.size)
+		return rescan(a);
+	/* Not ours, or from a list of another size: start over. */
+	if (ftruncate(a->fd, 0) < 0 || ftruncate(a->fd, (off_t)a->list.size) < 0)
+		return -errno;
+	return 0;
+}
+
+int stage_asm_open(int dir_fd, const struct stage_key *k, const struct chunk_list *l,
+		   struct stage_asm **out)
+{
+	struct stage_asm *a;
+	int rc;
+
+	if (!chunk_list_valid(l))
+		return -EINVAL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->fd = -1;
+	stage_asm_name(k, a->name);
+	rc = copy_list(&a->list, l);
+	if (rc < 0)
+		goto out_free;
+	a->missing = l->n;
+	a->have = calloc(l->n ? l->n : 1, sizeof(*a->have));
+	a->buf = malloc(CHUNK_MAX);
+	a->dctx = ZSTD_createDCtx();
+	if (!a->have || !a->buf || !a->dctx) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	a->dir_fd = reopen_dir(dir_fd);
+	if (a->dir_fd < 0) {
+		rc = a->dir_fd;
+		goto out_free;
+	}
+	rc = asm_prepare_file(a);
+	if (rc < 0)
+		goto out_close;
+	*out = a;
+	return 0;
+out_close:
+	if (a->fd >= 0)
+		close(a->fd);
+	close(a->dir_fd);
+out_free:
+	ZSTD_freeDCtx(a->dctx);
+	free(a->buf);
+	free(a->have);
+	chunk_list_release(&a->list);
+	free(a);
+	return rc;
+}
+
+void stage_asm_free(struct stage_asm *a)
+{
+	if (!a)
+		return;
+	close(a->fd);
+	close(a->dir_fd);
+	ZSTD_freeDCtx(a->dctx);
+	free(a->buf);
+	free(a->have);
+	chunk_list_release(&a->list);
+	free(a);
+}
+
+int stage_asm_abort(struct stage_asm *a)
+{
+	int rc = 0;
+
+	if (!a)
+		return 0;
+	if (unlinkat(a->dir_fd, a->name, 0) < 0 && errno != ENOENT)
+		rc = -errno;
+	stage_asm_free(a);
+	return rc;
+}
+
+bool stage_asm_have(const struct stage_asm *a, size_t i)
+{
+	return i < a->list.n && a->have[i];
+}
+
+size_t stage_asm_missing(const struct stage_asm *a)
+{
+	return a->missing;
+}
+
+/* Write verified data for chunk @i. */
+static int asm_write(struct stage_asm *a, size_t i, const void *data)
+{
+	const struct chunk_entry *e = &a->list.v[i];
+	int rc;
+
+	if (a->have[i])
+		return 0;
+	rc = pwrite_all(a->fd, data, e->len, e->off);
+	if (rc < 0)
+		return rc;
+	a->have[i] = true;
+	a->missing--;
+	return 0;
+}
+
+int stage_asm_put(struct stage_asm *a, size_t i, const void *data, size_t len)
+{
+	int rc;
+
+	if (i >= a->list.n)
+		return -EINVAL;
+	if (len != a->list.v[i].len)
+		return -EBADMSG;
+	rc = verify(data, len, a->list.v[i].hash);
+	if (rc < 0)
+		return rc;
+	return asm_write(a, i, data);
+}
+
+int stage_asm_put_stored(struct stage_asm *a, size_t i, uint8_t codec, const void *data,
+			 size_t len)
+{
+	int rc;
+
+	if (i >= a->list.n)
+		return -EINVAL;
+	if (len > STAGE_STORED_MAX)
+		return -EBADMSG;
+	rc = unstore(a->dctx, codec, data, len, a->buf, a->list.v[i].len);
+	if (rc < 0)
+		return rc;
+	return stage_asm_put(a, i, a->buf, a->list.v[i].len);
+}
+
+int stage_asm_put_hash(struct stage_asm *a, const void *data, size_t len, size_t *written)
+{
+	uint8_t hash[HASH_LEN];
+	size_t n = 0;
+	int rc;
+
+	if (len == 0 || len > CHUNK_MAX)
+		return -EINVAL;
+	rc = chunk_sha256(data, len, hash);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < a->list.n; i++) {
+		const struct chunk_entry *e = &a->list.v[i];
+
+		if (a->have[i] || e->len != len || memcmp(e->hash, hash, HASH_LEN) != 0)
+			continue;
+		rc = asm_write(a, i, data);
+		if (rc < 0)
+			return rc;
+		n++;
+	}
+	*written = n;
+	return 0;
+}
+
+/* SHA-256 of the whole file, read front to back through the scratch buffer. */
+static int digest_file(struct stage_asm *a, uint8_t out[HASH_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int olen = 0;
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!md)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		rc = -EIO;
+	while (rc == 0 && off < a->list.size) {
+		size_t n = a->list.size - off < CHUNK_MAX ? (size_t)(a->list.size - off) : CHUNK_MAX;
+
+		rc = pread_all(a->fd, a->buf, n, off);
+		if (rc == 0 && EVP_DigestUpdate(md, a->buf, n) != 1)
+			rc = -EIO;
+		off += n;
+	}
+	if (rc == 0 && (EVP_DigestFinal_ex(md, out, &olen) != 1 || olen != HASH_LEN))
+		rc = -EIO;
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+int stage_asm_finish(struct stage_asm *a, int *fd_out)
+{
+	uint8_t got[HASH_LEN];
+	int fd, rc;
+
+	if (a->missing)
+		return -EAGAIN;
+	if (fsync(a->fd) < 0)
+		return -errno;
+	rc = digest_file(a, got);
+	if (rc < 0)
+		return rc;
+	if (crypto_verify_32(got, a->list.digest) != 0) {
+		/* Every chunk matched its hash, so the list's digest is what is wrong. */
+		unlinkat(a->dir_fd, a->name, 0);
+		return -EBADMSG;
+	}
+	if (fsync(a->dir_fd) < 0)
+		return -errno;
+	fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	*fd_out = fd;
+	return 0;
+}
