@@ -147,16 +147,16 @@ int chunk_sha256(const void *p, size_t len, uint8_t out[HASH_LEN])
 /* ---- stream ------------------------------------------------------------------------ */
 
 struct chunk_stream {
-	int fd;		 /* borrowed */
-	uint64_t rd_off; /* file offset of buf[end] */
+	int fd;           /* borrowed */
+	uint64_t rd_off;  /* file offset of buf[end] */
 	uint64_t out_off; /* file offset of buf[start] */
-	size_t start;	 /* first byte not yet handed out */
-	size_t end;	 /* bytes valid in buf */
-	size_t count;	 /* chunks handed out */
+	size_t start;     /* first byte not yet handed out */
+	size_t end;       /* bytes valid in buf */
+	size_t count;     /* chunks handed out */
 	bool eof;
 	bool done;
 	EVP_MD_CTX *md; /* SHA-256 of everything handed out */
-	uint8_t *buf;	/* WINDOW bytes */
+	uint8_t *buf;   /* WINDOW bytes */
 };
 
 int chunk_stream_new(int fd, struct chunk_stream **out)

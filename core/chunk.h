@@ -55,9 +55,9 @@
  * (chunks are >= CHUNK_MIN), typical files up to about 256 GiB. */
 #define CHUNK_LIST_MAX (1u << 22)
 
-#define CHUNK_LIST_VERSION  1
-#define CHUNK_LIST_HDR_LEN  52u /* magic 4, version 1, reserved 3, size 8, digest 32, count 4 */
-#define CHUNK_LIST_ENT_LEN  36u /* length 4, sha256 32 */
+#define CHUNK_LIST_VERSION 1
+#define CHUNK_LIST_HDR_LEN 52u /* magic 4, version 1, reserved 3, size 8, digest 32, count 4 */
+#define CHUNK_LIST_ENT_LEN 36u /* length 4, sha256 32 */
 
 /**
  * chunk_gear() - Entry @i of the gear table (see the header comment for its definition).
@@ -89,10 +89,10 @@ struct chunk_stream;
 
 /* One chunk produced by chunk_stream_next(). */
 struct chunk_piece {
-	uint64_t off;		/* offset in the file */
-	uint32_t len;		/* 1..CHUNK_MAX */
+	uint64_t off;           /* offset in the file */
+	uint32_t len;           /* 1..CHUNK_MAX */
 	uint8_t hash[HASH_LEN]; /* SHA-256 of the chunk */
-	const uint8_t *data;	/* the chunk's bytes; valid until the next call on the stream */
+	const uint8_t *data;    /* the chunk's bytes; valid until the next call on the stream */
 };
 
 /**

@@ -58,7 +58,7 @@
 
 #define HDR_MAGIC    "DFSRSTG1"
 #define FOOTER_MAGIC "DFSRSTGE"
-#define HDR_LEN	     8u
+#define HDR_LEN      8u
 #define FOOTER_LEN   64u
 #define INDEX_ENT    5u
 #define TMP_PREFIX   ".tmp."
@@ -210,7 +210,7 @@ static bool parse_name(const char *name, struct stage_key *k)
 struct entry {
 	struct stage_key key;
 	uint64_t bytes;
-	uint64_t seq;	  /* staging order: smaller is older */
+	uint64_t seq;     /* staging order: smaller is older */
 	int64_t mtime_ns; /* only to order the entries found by stage_open() */
 	uint32_t pins;
 	char name[STAGE_NAME_LEN];
@@ -490,12 +490,15 @@ static uint64_t watermark(uint64_t quota, unsigned pct)
 	return quota / 100 * pct + quota % 100 * pct / 100;
 }
 
-static struct entry *oldest_unpinned_locked(struct stage *s)
+/* The oldest version not in use, other than @spare (may be NULL). */
+static struct entry *oldest_unpinned_locked(struct stage *s, const struct stage_key *spare)
 {
 	struct entry *best = NULL;
 
 	for (size_t i = 0; i < s->n; i++) {
-		if (!s->v[i].pins && (!best || s->v[i].seq < best->seq))
+		if (s->v[i].pins || (spare && key_equal(&s->v[i].key, spare)))
+			continue;
+		if (!best || s->v[i].seq < best->seq)
 			best = &s->v[i];
 	}
 	return best;
@@ -510,17 +513,19 @@ static size_t pinned_locked(const struct stage *s)
 	return n;
 }
 
-static int cleanup_locked(struct stage *s, struct evq *q)
+static int cleanup_locked(struct stage *s, const struct stage_key *spare, struct evq *q)
 {
-	uint64_t high = watermark(s->quota, STAGE_HIGH_PCT), low = watermark(s->quota, STAGE_LOW_PCT);
+	uint64_t high = watermark(s->quota, STAGE_HIGH_PCT),
+		 low = watermark(s->quota, STAGE_LOW_PCT);
 	size_t removed = 0;
 	struct entry *e;
 	int rc = 0;
 
 	if (s->used <= high)
 		return 0;
-	evq_push(q, EV_STAGING_HIGH_WATERMARK, "used=%" PRIu64 " quota=%" PRIu64, s->used, s->quota);
-	while (s->used >= low && (e = oldest_unpinned_locked(s))) {
+	evq_push(q, EV_STAGING_HIGH_WATERMARK, "used=%" PRIu64 " quota=%" PRIu64, s->used,
+		 s->quota);
+	while (s->used >= low && (e = oldest_unpinned_locked(s, spare))) {
 		if (unlinkat(s->dir_fd, e->name, 0) < 0 && errno != ENOENT) {
 			rc = -errno;
 			break;
@@ -542,28 +547,33 @@ static int cleanup_locked(struct stage *s, struct evq *q)
 	return rc ? rc : -EBUSY;
 }
 
-int stage_cleanup(struct stage *s)
+static int cleanup(struct stage *s, const struct stage_key *spare)
 {
 	struct evq q = { 0 };
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = cleanup_locked(s, &q);
+	rc = cleanup_locked(s, spare, &q);
 	pthread_mutex_unlock(&s->lock);
 	evq_emit(s, &q);
 	return rc;
+}
+
+int stage_cleanup(struct stage *s)
+{
+	return cleanup(s, NULL);
 }
 
 /* ---- staging a version ------------------------------------------------------------ */
 
 /* What one pass over the source produced. */
 struct writer {
-	int out;		 /* the temporary file */
-	uint64_t off;		 /* bytes written so far */
-	struct chunk_list list;	 /* chunk lengths and hashes; size and digest at the end */
-	struct dfsr_buf index;	 /* INDEX_ENT bytes per chunk */
+	int out;                /* the temporary file */
+	uint64_t off;           /* bytes written so far */
+	struct chunk_list list; /* chunk lengths and hashes; size and digest at the end */
+	struct dfsr_buf index;  /* INDEX_ENT bytes per chunk */
 	ZSTD_CCtx *cctx;
-	uint8_t *zbuf;		 /* STAGE_STORED_MAX */
+	uint8_t *zbuf; /* STAGE_STORED_MAX */
 };
 
 static int write_chunk(struct writer *w, const struct chunk_piece *pc)
@@ -593,7 +603,8 @@ static int write_chunk(struct writer *w, const struct chunk_piece *pc)
 	return rc;
 }
 
-static int write_body(struct writer *w, int src)
+/* @limit: the size the source had before; reading past it means it is growing. */
+static int write_body(struct writer *w, int src, uint64_t limit)
 {
 	struct chunk_stream *cs;
 	struct chunk_piece pc;
@@ -608,7 +619,7 @@ static int write_body(struct writer *w, int src)
 	if (rc < 0)
 		return rc;
 	while ((rc = chunk_stream_next(cs, &pc)) > 0) {
-		rc = write_chunk(w, &pc);
+		rc = pc.off + pc.len > limit ? -EAGAIN : write_chunk(w, &pc);
 		if (rc < 0)
 			break;
 	}
@@ -666,7 +677,7 @@ static int write_version(struct writer *w, const struct stage_key *k, int src,
 		return -errno;
 	if (!S_ISREG(before.st_mode))
 		return -EINVAL;
-	rc = write_body(w, src);
+	rc = write_body(w, src, (uint64_t)before.st_size);
 	if (rc < 0)
 		return rc;
 	if (fstat(src, &after) < 0)
@@ -687,11 +698,8 @@ static int publish(struct stage *s, const struct stage_key *k, const char *tmp, 
 
 	stage_name(k, e.name);
 	pthread_mutex_lock(&s->lock);
+	/* Renamed under the lock so that a cleanup never sees the name without its entry. */
 	if (renameat(s->dir_fd, tmp, s->dir_fd, e.name) < 0) {
-		rc = -errno;
-		goto out_unlock;
-	}
-	if (fsync(s->dir_fd) < 0) {
 		rc = -errno;
 		goto out_unlock;
 	}
@@ -706,6 +714,8 @@ static int publish(struct stage *s, const struct stage_key *k, const char *tmp, 
 	rc = add_locked(s, &e);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
+	if (rc == 0 && fsync(s->dir_fd) < 0)
+		rc = -errno;
 	return rc;
 }
 
@@ -757,15 +767,15 @@ int stage_file(struct stage *s, const struct stage_key *k, int fd, const uint8_t
 	}
 	rc = write_version(&w, k, fd, expect);
 	if (rc == 0)
-		rc = publish(s, k, tmp, w.off + w.index.len + chunk_list_encoded_len(w.list.n) +
-						FOOTER_LEN);
+		rc = publish(s, k, tmp,
+			     w.off + w.index.len + chunk_list_encoded_len(w.list.n) + FOOTER_LEN);
 	close(w.out);
 	if (rc < 0)
 		unlinkat(s->dir_fd, tmp, 0);
 out_release:
 	writer_release(&w);
 	if (rc == 0)
-		stage_cleanup(s);
+		cleanup(s, k); /* never the version just staged: it is about to be served */
 	return rc;
 }
 
@@ -788,8 +798,8 @@ struct stage_version {
 };
 
 /* Footer: where the trailer is and whose version this is. */
-static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t size,
-			uint64_t *toff, uint32_t *llen)
+static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t size, uint64_t *toff,
+			uint32_t *llen)
 {
 	struct stage_key got;
 
@@ -825,7 +835,8 @@ static int parse_index(struct stage_version *v, const uint8_t *p, size_t len, ui
 		e->len = get_be32(p + 1);
 		e->off = off;
 		if (e->codec == STAGE_CODEC_RAW ? e->len != v->list.v[i].len
-		    : e->codec != STAGE_CODEC_ZSTD || e->len == 0 || e->len >= v->list.v[i].len)
+						: e->codec != STAGE_CODEC_ZSTD || e->len == 0 ||
+							  e->len >= v->list.v[i].len)
 			return -EBADMSG;
 		off += e->len;
 	}
@@ -1003,7 +1014,7 @@ int stage_version_read(struct stage_version *v, size_t i, uint8_t *buf, uint32_t
 
 struct stage_asm {
 	int dir_fd; /* O_RDONLY descriptor of the Installing directory */
-	int fd;	    /* the .part file, O_RDWR */
+	int fd;     /* the .part file, O_RDWR */
 	char name[STAGE_ASM_NAME_LEN];
 	struct chunk_list list;
 	bool *have; /* list.n flags */
@@ -1178,8 +1189,7 @@ int stage_asm_put(struct stage_asm *a, size_t i, const void *data, size_t len)
 	return asm_write(a, i, data);
 }
 
-int stage_asm_put_stored(struct stage_asm *a, size_t i, uint8_t codec, const void *data,
-			 size_t len)
+int stage_asm_put_stored(struct stage_asm *a, size_t i, uint8_t codec, const void *data, size_t len)
 {
 	int rc;
 
@@ -1218,6 +1228,30 @@ int stage_asm_put_hash(struct stage_asm *a, const void *data, size_t len, size_t
 	return 0;
 }
 
+int stage_asm_seed(struct stage_asm *a, int fd, size_t *found)
+{
+	struct chunk_stream *cs;
+	struct chunk_piece pc;
+	size_t total = 0, n;
+	int rc;
+
+	rc = chunk_stream_new(fd, &cs);
+	if (rc < 0)
+		return rc;
+	/* A local file past CHUNK_LIST_MAX chunks (-EFBIG) has simply given all it can. */
+	while (a->missing && (rc = chunk_stream_next(cs, &pc)) > 0) {
+		rc = stage_asm_put_hash(a, pc.data, pc.len, &n);
+		if (rc < 0)
+			break;
+		total += n;
+	}
+	chunk_stream_free(cs);
+	if (rc < 0 && rc != -EFBIG)
+		return rc;
+	*found = total;
+	return 0;
+}
+
 /* SHA-256 of the whole file, read front to back through the scratch buffer. */
 static int digest_file(struct stage_asm *a, uint8_t out[HASH_LEN])
 {
@@ -1231,7 +1265,8 @@ static int digest_file(struct stage_asm *a, uint8_t out[HASH_LEN])
 	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
 		rc = -EIO;
 	while (rc == 0 && off < a->list.size) {
-		size_t n = a->list.size - off < CHUNK_MAX ? (size_t)(a->list.size - off) : CHUNK_MAX;
+		size_t n = a->list.size - off < CHUNK_MAX ? (size_t)(a->list.size - off)
+							  : CHUNK_MAX;
 
 		rc = pread_all(a->fd, a->buf, n, off);
 		if (rc == 0 && EVP_DigestUpdate(md, a->buf, n) != 1)

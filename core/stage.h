@@ -46,11 +46,11 @@
 #include "core/util.h"
 #include "core/version.h"
 
-#define STAGE_NAME_LEN	  88 /* 32 + 1 + 32 + 1 + 16 + ".stg" + NUL, rounded up */
+#define STAGE_NAME_LEN     88 /* 32 + 1 + 32 + 1 + 16 + ".stg" + NUL, rounded up */
 #define STAGE_ASM_NAME_LEN 96 /* stage name with ".part" instead of ".stg" */
-#define STAGE_LEVEL	  3  /* zstd level */
-#define STAGE_HIGH_PCT	  90
-#define STAGE_LOW_PCT	  60
+#define STAGE_LEVEL        3  /* zstd level */
+#define STAGE_HIGH_PCT     90
+#define STAGE_LOW_PCT      60
 
 /* How a chunk is stored in a staged file (and sent on the wire). */
 enum stage_codec {
@@ -77,9 +77,9 @@ struct stage_key {
 typedef void (*stage_event_fn)(void *arg, enum dfsr_event ev, const char *details);
 
 struct stage_opts {
-	int dir_fd;		 /* the staging directory (O_PATH is enough); borrowed, only
+	int dir_fd;              /* the staging directory (O_PATH is enough); borrowed, only
 				  * during stage_open(), which opens its own descriptor */
-	uint64_t quota;		 /* bytes; 0 means CONFIG_DEFAULT_STAGING_QUOTA */
+	uint64_t quota;          /* bytes; 0 means CONFIG_DEFAULT_STAGING_QUOTA */
 	stage_event_fn event_fn; /* NULL: event_log() */
 	void *event_arg;
 };
@@ -119,8 +119,11 @@ bool stage_has(struct stage *s, const struct stage_key *k);
  *
  * The file's size, mtime and ctime are compared before and after reading, and the digest
  * of what was read with @expect: if the file changed, nothing is published. A version
- * that is already staged is not staged again. Usage may exceed the quota afterwards (it
- * is soft): the events tell.
+ * that is already staged is not staged again. The quota check that follows never removes
+ * the version just staged (it is about to be served), so usage may exceed the quota
+ * afterwards (it is soft): the events tell. A later cleanup (another stage_file(),
+ * stage_cleanup()) may remove it unless it is pinned: pin it, or open it, before relying
+ * on it (stage_pin() returns -ENOENT if it is already gone).
  *
  * Thread: any. Blocks on disk.
  * Return: 0, -EAGAIN if the file changed during staging (or does not match @expect),
@@ -207,8 +210,8 @@ void stage_asm_name(const struct stage_key *k, char out[static STAGE_ASM_NAME_LE
 
 /**
  * stage_asm_open() - Start or resume assembling version @k from chunk list @l.
- * @dir_fd: the Installing directory (O_PATH is enough); borrowed, used only during this
- *          call (the assembler keeps a descriptor of its file)
+ * @dir_fd: the Installing directory (O_PATH is enough); borrowed (the assembler opens
+ *          its own descriptor of it, and one of its file)
  * @k:      the version
  * @l:      its chunk list (validated; borrowed, copied)
  * @out:    receives the assembler
@@ -264,6 +267,19 @@ int stage_asm_put_stored(struct stage_asm *a, size_t i, uint8_t codec, const voi
 int stage_asm_put_hash(struct stage_asm *a, const void *data, size_t len, size_t *written);
 
 /**
+ * stage_asm_seed() - Fill missing chunks from a local file: the data of @fd (typically the
+ * previous version of the same file) is chunked like any file, and each of its chunks
+ * whose SHA-256 the list names is written wherever it is still missing. A small edit of a
+ * large file then leaves only the chunks around the edit to download.
+ * @fd:    readable descriptor of a regular file; borrowed, read with pread()
+ * @found: receives how many positions were filled
+ *
+ * Thread: the assembler's owner. Blocks on disk.
+ * Return: 0, -EIO, -ENOSPC, -ENOMEM, or the -errno of reading @fd.
+ */
+int stage_asm_seed(struct stage_asm *a, int fd, size_t *found);
+
+/**
  * stage_asm_finish() - Once every chunk is in: fsync the file and check the SHA-256 of
  * all of it against the list's digest.
  * @fd_out: receives a new O_RDWR descriptor of the file (still named stage_asm_name() in
@@ -271,7 +287,8 @@ int stage_asm_put_hash(struct stage_asm *a, const void *data, size_t len, size_t
  *
  * Thread: the assembler's owner. Blocks on disk.
  * Return: 0, -EAGAIN if chunks are missing, -EBADMSG if the whole-file digest differs
- *         (the file is then removed: the list itself was wrong), -EIO, -ENOMEM.
+ *         (the file is then removed, because the list itself was wrong: free the
+ *         assembler and start again from a fresh list), -EIO, -ENOMEM.
  */
 int stage_asm_finish(struct stage_asm *a, int *fd_out);
 

@@ -76,6 +76,15 @@ step exact "rmdir" "delete d d2" 'rmdir d2'
 step exact "symlink" "create l s1" 'ln -s f3 s1'
 step exact "hard link" "create f h1" 'ln f3 h1'
 step exact "unlink one name of a hard link" "delete f h1" 'rm h1'
+# two names of one inode are two records: a change through either name changes both
+step set "a file with two names" "create f hl1
+create f hl2" ': > hl1 && ln hl1 hl2'
+step set "data written through the second name changes both records" "modify f hl1
+modify f hl2" 'echo more >> hl2'
+step set "chmod through the first name changes both records" "meta f hl1
+meta f hl2" 'chmod 640 hl1'
+step set "remove both names" "delete f hl1
+delete f hl2" 'rm hl1 hl2'
 step exact "remove a symlink" "delete l s1" 'rm s1'
 step exact "mkdir -p" "create d deep
 create d deep/x
@@ -86,6 +95,32 @@ step set "rename a file over another (target tombstoned)" "delete f f5
 rename f f5" 'mv -f f4 f5'
 step exact "unlink the survivor" "delete f f5" 'rm f5' 
 step exact "unlink" "delete f f3" 'rm f3'
+exchange() { # renameat2(A, B, RENAME_EXCHANGE)
+	"$PY" -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2) != 0:
+    sys.exit("renameat2: " + os.strerror(ctypes.get_errno()))' "$1" "$2"
+}
+step set "a file and a directory" "create d xb
+create f xa" ': > xa && mkdir xb'
+step set "RENAME_EXCHANGE swaps the two records" "rename d xa
+rename f xb" 'exchange xa xb'
+check "after the exchange xa is the directory" test -d "$M_MNT/xa" -a -f "$M_MNT/xb"
+step set "remove them" "delete d xa
+delete f xb" 'rmdir xa && rm xb'
+
+# data written through a handle still open is journaled when the handle is closed
+step exact "create held" "create f held" ': > held'
+from=$(journal_next "$M_CONF")
+exec 3>>"$M_MNT/held"
+printf 'data while open' >&3
+NBAR=$((NBAR + 1))
+mkdir "$M_MNT/barrier.$NBAR"
+wait_until 20 journal_has "$M_CONF" "$from" "create d barrier.$NBAR" || check "held: barrier journaled" false
+check_eq "no entry while the file is still open for writing" "" "$(view exact "$from")"
+exec 3>&-
+check "modify journaled once the last writer closed" wait_until 20 journal_has "$M_CONF" "$from" "modify f held"
 step exact "filtered names make no entry" "" \
 	": > '~lock'; echo x > a.bak; echo y >> a.bak; mv a.bak b.tmp; chmod 600 b.tmp; rm b.tmp '~lock'"
 step exact "filtered names are case-insensitive" "" ': > A.TMP; echo x >> A.TMP; rm A.TMP'

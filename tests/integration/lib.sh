@@ -323,6 +323,7 @@ make_member() {
 		same=1
 		shift
 	fi
+	# shellcheck disable=SC2034 # part of the interface for scripts
 	M_NAME=$name
 	M_CONF=$WS/$name.conf
 	M_PATH=$WS/$name/path

@@ -33,17 +33,21 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -132,23 +136,23 @@ static void rec_rc(struct pc *c, const char *what, long r, int e, bool is_fd)
 }
 
 /* T(): run a call, record its value or errno. TF(): the same for a call returning an fd. */
-#define T(c, expr)                                      \
-	do {                                            \
-		long r_;                                \
-		int e_;                                 \
-		errno = 0;                              \
-		r_ = (long)(expr);                      \
-		e_ = errno;                             \
-		rec_rc((c), #expr, r_, e_, false);      \
+#define T(c, expr)                                 \
+	do {                                       \
+		long r_;                           \
+		int e_;                            \
+		errno = 0;                         \
+		r_ = (long)(expr);                 \
+		e_ = errno;                        \
+		rec_rc((c), #expr, r_, e_, false); \
 	} while (0)
 
-#define TF(c, var, expr)                                \
-	do {                                            \
-		int e_;                                 \
-		errno = 0;                              \
-		(var) = (expr);                         \
-		e_ = errno;                             \
-		rec_rc((c), #expr, (var), e_, true);    \
+#define TF(c, var, expr)                             \
+	do {                                         \
+		int e_;                              \
+		errno = 0;                           \
+		(var) = (expr);                      \
+		e_ = errno;                          \
+		rec_rc((c), #expr, (var), e_, true); \
 	} while (0)
 
 static void rec_stat(struct pc *c, const char *what, const struct stat *st)
@@ -161,9 +165,9 @@ static void rec_stat(struct pc *c, const char *what, const struct stat *st)
 		    (unsigned)st->st_mode, (unsigned long)st->st_nlink, major(st->st_rdev),
 		    minor(st->st_rdev), (unsigned)st->st_uid, (unsigned)st->st_gid);
 	else
-		rec(c, "%s: mode=%o nlink=%lu size=%lld uid=%u gid=%u", what,
-		    (unsigned)st->st_mode, (unsigned long)st->st_nlink, (long long)st->st_size,
-		    (unsigned)st->st_uid, (unsigned)st->st_gid);
+		rec(c, "%s: mode=%o nlink=%lu size=%lld uid=%u gid=%u", what, (unsigned)st->st_mode,
+		    (unsigned long)st->st_nlink, (long long)st->st_size, (unsigned)st->st_uid,
+		    (unsigned)st->st_gid);
 }
 
 /* lstat */
@@ -1667,6 +1671,325 @@ static void case_mmap(struct pc *c)
 	}
 }
 
+/* Which times move: ext4 and the mount must agree on what updates mtime, ctime and atime. */
+static bool moved(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec != b->tv_sec || a->tv_nsec != b->tv_nsec;
+}
+
+static void rec_moves(struct pc *c, const char *what, const char *path, const struct stat *old)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		rec(c, "%s: lstat %s = -1 %s", what, path, errname(errno));
+		return;
+	}
+	rec(c, "%s: %s mtime %s, ctime %s", what, path,
+	    moved(&old->st_mtim, &st.st_mtim) ? "moved" : "kept",
+	    moved(&old->st_ctim, &st.st_ctim) ? "moved" : "kept");
+}
+
+static void past(const char *path)
+{
+	struct timespec ts[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+
+	utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Snapshot the times after moving them into the past (ctime: wait for the clock to move). */
+static void snap(const char *path, struct stat *st)
+{
+	struct timespec t0, t1;
+
+	past(path);
+	lstat(path, st);
+	clock_gettime(CLOCK_REALTIME_COARSE, &t0);
+	do
+		clock_gettime(CLOCK_REALTIME_COARSE, &t1);
+	while (!moved(&t0, &t1));
+}
+
+static void case_time_updates(struct pc *c)
+{
+	struct stat st;
+	int fd;
+	char b[4];
+
+	T(c, put("f", "data"));
+	T(c, mkdir("d", 0755));
+	snap("f", &st);
+	T(c, put("f", "more data"));
+	rec_moves(c, "rewrite", "f", &st);
+	snap("f", &st);
+	T(c, chmod("f", 0600));
+	rec_moves(c, "chmod", "f", &st);
+	snap("f", &st);
+	T(c, truncate("f", 2));
+	rec_moves(c, "truncate", "f", &st);
+	/* Not compared: truncate() to the same size (Linux moves the times, POSIX need not). */
+	snap("f", &st);
+	T(c, setxattr("f", "user.t", "1", 1, 0));
+	rec_moves(c, "setxattr", "f", &st);
+	snap("f", &st);
+	T(c, link("f", "g"));
+	rec_moves(c, "link", "f", &st);
+	snap("f", &st);
+	T(c, rename("g", "h"));
+	rec_moves(c, "rename", "f", &st);
+	snap("f", &st);
+	TF(c, fd, open("f", O_RDONLY));
+	if (fd >= 0) {
+		T(c, read(fd, b, sizeof(b)));
+		close(fd);
+	}
+	rec_moves(c, "read", "f", &st);
+	snap("f", &st);
+	TF(c, fd, open("f", O_WRONLY));
+	if (fd >= 0) {
+		T(c, pwrite(fd, "x", 1, 0));
+		FST(c, "f", fd);
+		close(fd);
+	}
+	rec_moves(c, "pwrite", "f", &st);
+	snap("d", &st);
+	T(c, put("d/new", "n"));
+	rec_moves(c, "create in", "d", &st);
+	snap("d", &st);
+	T(c, rename("d/new", "d/new2"));
+	rec_moves(c, "rename in", "d", &st);
+	snap("d", &st);
+	T(c, unlink("d/new2"));
+	rec_moves(c, "unlink in", "d", &st);
+	snap("d", &st);
+	T(c, chmod("d", 0700));
+	rec_moves(c, "chmod", "d", &st);
+}
+
+static void lock_child(struct pc *c)
+{
+	int fd = open("l", O_RDWR);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10 };
+
+	if (fd < 0) {
+		rec(c, "child open = -1 %s", errname(errno));
+		return;
+	}
+	T(c, fcntl(fd, F_SETLK, &fl));
+	fl.l_start = 100;
+	T(c, fcntl(fd, F_SETLK, &fl));
+	fl.l_start = 0;
+	T(c, fcntl(fd, F_GETLK, &fl));
+	rec(c, "F_GETLK type=%d start=%lld len=%lld", fl.l_type, (long long)fl.l_start,
+	    (long long)fl.l_len);
+	T(c, flock(fd, LOCK_EX | LOCK_NB));
+	T(c, flock(fd, LOCK_SH | LOCK_NB));
+	close(fd);
+}
+
+static void case_locks(struct pc *c)
+{
+	int fd;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10 };
+
+	T(c, put("l", "0123456789abcdefghij"));
+	T(c, chmod("l", 0666));
+	TF(c, fd, open("l", O_RDWR));
+	if (fd < 0)
+		return;
+	T(c, fcntl(fd, F_SETLK, &fl));
+	T(c, flock(fd, LOCK_SH));
+	as_other(c, lock_child);
+	T(c, flock(fd, LOCK_UN));
+	as_other(c, lock_child);
+	close(fd);
+}
+
+static void case_unix_socket(struct pc *c)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int s, cl, a;
+	char b[8] = { 0 };
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "sock");
+	TF(c, s, socket(AF_UNIX, SOCK_STREAM, 0));
+	if (s < 0)
+		return;
+	T(c, bind(s, (struct sockaddr *)&sa, sizeof(sa)));
+	T(c, listen(s, 1));
+	ST(c, "sock");
+	TF(c, cl, socket(AF_UNIX, SOCK_STREAM, 0));
+	T(c, connect(cl, (struct sockaddr *)&sa, sizeof(sa)));
+	TF(c, a, accept(s, NULL, NULL));
+	T(c, write(cl, "ping", 4));
+	if (a >= 0) {
+		T(c, read(a, b, 4));
+		rec(c, "received '%s'", b);
+		close(a);
+	}
+	close(cl);
+	close(s);
+	TF(c, s, socket(AF_UNIX, SOCK_STREAM, 0));
+	if (s >= 0) {
+		T(c, bind(s, (struct sockaddr *)&sa, sizeof(sa)));
+		close(s);
+	}
+	T(c, unlink("sock"));
+	T(c, rename("sock", "sock2"));
+}
+
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+	int in = open(from, O_RDONLY), out;
+	char b[65536];
+	ssize_t n;
+	int rc = 0;
+
+	if (in < 0)
+		return -1;
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, b, sizeof(b))) > 0)
+		if (write(out, b, (size_t)n) != n)
+			rc = -1;
+	if (n < 0 || close(out) < 0)
+		rc = -1;
+	close(in);
+	return rc;
+}
+
+static void case_exec(struct pc *c)
+{
+	pid_t pid;
+	int status, fd;
+
+	T(c, put("script", "#!/bin/sh\nexit 7\n"));
+	T(c, chmod("script", 0755));
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		execl("./script", "script", (char *)NULL);
+		_exit(99);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) == pid)
+		rec(c, "./script exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	T(c, put("noexec", "#!/bin/sh\nexit 0\n"));
+	T(c, access("noexec", X_OK));
+	pid = fork();
+	if (pid == 0) {
+		execl("./noexec", "noexec", (char *)NULL);
+		_exit(100 + errno % 100);
+	}
+	if (pid > 0 && waitpid(pid, &status, 0) == pid)
+		rec(c, "exec of a 0644 file: exit status %d (100 + errno)",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	T(c, copy_file("/bin/sleep", "sleep", 0755));
+	pid = fork();
+	if (pid == 0) {
+		execl("./sleep", "sleep", "20", (char *)NULL);
+		_exit(99);
+	}
+	if (pid < 0)
+		return;
+	/* poll until the child runs ./sleep: opening it for writing then fails with ETXTBSY */
+	for (int i = 0; i < 2000; i++) {
+		char exe[64], target[PATH_MAX];
+		ssize_t n;
+
+		snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+		n = readlink(exe, target, sizeof(target) - 1);
+		if (n > 6 && !memcmp(target + n - 6, "/sleep", 6) && strstr(target, "posix."))
+			break;
+		usleep(1000);
+	}
+	TF(c, fd, open("sleep", O_WRONLY));
+	if (fd >= 0)
+		close(fd);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	T(c, unlink("sleep"));
+}
+
+static void case_names(struct pc *c)
+{
+	static const char *const names[] = {
+		"with space", "new\nline", "back\\slash",       "-dash",
+		"...",        ".hidden",   "\xc3\xa9t\xc3\xa9", "\xe2\x9c\x93",
+		"tab\there",  "*?[glob]",  "quote'\"",
+	};
+	char n[300];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (put(names[i], names[i]) < 0)
+			rec(c, "create #%zu = -1 %s", i, errname(errno));
+	/* 255 bytes of two-byte UTF-8 characters plus one byte */
+	for (size_t i = 0; i < 254; i += 2)
+		memcpy(n + i, "\xc3\xa4", 2);
+	n[254] = 'x';
+	n[255] = '\0';
+	T(c, put(n, "long utf8"));
+	T(c, mkdir("dir with space", 0755));
+	T(c, rename("new\nline", "dir with space/new\nline"));
+	LS(c, ".");
+	LS(c, "dir with space");
+	DATA(c, "\xe2\x9c\x93");
+}
+
+static void case_io_extra(struct pc *c)
+{
+	int fd, dfd;
+	void *buf = NULL;
+	char big[5000];
+
+	T(c, posix_memalign(&buf, 4096, 8192));
+	if (!buf)
+		return;
+	memset(buf, 'D', 8192);
+	TF(c, fd, open("direct", O_RDWR | O_CREAT | O_DIRECT, 0644));
+	if (fd >= 0) {
+		T(c, pwrite(fd, buf, 8192, 0));
+		T(c, pread(fd, buf, 4096, 4096));
+		T(c, fsync(fd));
+		T(c, fdatasync(fd));
+		close(fd);
+	}
+	free(buf);
+	DATA(c, "direct");
+	TF(c, dfd, open(".", O_RDONLY | O_DIRECTORY));
+	if (dfd >= 0) {
+		T(c, fsync(dfd));
+		close(dfd);
+	}
+	T(c, put("x", "x"));
+	memset(big, 'v', sizeof(big));
+	T(c, setxattr("x", "user.big", big, 4000, 0));
+	T(c, getxattr("x", "user.big", big, sizeof(big)));
+	T(c, setxattr("x", "user.huge", big, sizeof(big), 0) < 0 ? -1 : 0);
+	TF(c, fd, open("x", O_RDONLY | O_NOATIME));
+	if (fd >= 0)
+		close(fd);
+	TF(c, fd, open("x", O_WRONLY | O_APPEND));
+	if (fd >= 0) {
+		int fd2 = open("x", O_WRONLY | O_APPEND);
+
+		T(c, write(fd, "1", 1));
+		T(c, write(fd2, "2", 1));
+		T(c, write(fd, "3", 1));
+		close(fd2);
+		close(fd);
+	}
+	DATA(c, "x");
+	TF(c, fd, open("x", O_RDONLY));
+	if (fd >= 0) {
+		T(c, chmod("x", 0));
+		PREAD(c, "x after chmod 0", fd, 0);
+		close(fd);
+	}
+}
+
 static const struct pc_case pc_cases[] = {
 	{ "create_modes", case_create_modes },
 	{ "ownership", case_ownership },
@@ -1696,6 +2019,12 @@ static const struct pc_case pc_cases[] = {
 	{ "readdir", case_readdir },
 	{ "rw_basic", case_rw_basic },
 	{ "mmap", case_mmap },
+	{ "time_updates", case_time_updates },
+	{ "locks", case_locks },
+	{ "unix_socket", case_unix_socket },
+	{ "exec", case_exec },
+	{ "names", case_names },
+	{ "io_extra", case_io_extra },
 };
 
 /* ---- running ---------------------------------------------------------------------------- */
@@ -1733,7 +2062,7 @@ static void rm_tree(int parent, const char *name)
 struct pc_side {
 	const char *dir;
 	char base[PATH_MAX]; /* the fresh subdirectory */
-	int fd;		     /* O_DIRECTORY of base */
+	int fd;              /* O_DIRECTORY of base */
 };
 
 static int side_prepare(struct pc_side *s, uid_t uid, gid_t gid, bool chown_base)
@@ -1932,7 +2261,9 @@ static int run_as_user(struct pc *c, struct pc_side *side, const struct pc_args 
 		c->root = false;
 		printf("note: running as %u:%u; non-owner steps are skipped on both sides\n",
 		       (unsigned)a->uid, (unsigned)a->gid);
-		_exit(run_all(c, side, a) ? 1 : 0);
+		status = run_all(c, side, a);
+		fflush(stdout);
+		_exit(status ? 1 : 0);
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;

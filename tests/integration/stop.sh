@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# stop.sh - every documented way to stop a member stops it cleanly (CONTRACT.md: `dfsr
+# umount`, SIGTERM, `fusermount3 -u MOUNT`): the daemon exits, nothing stays mounted, the
+# log says 9002 (stopped cleanly) and the next start finds no unclean stop (no 2212).
+# Also: a busy mount, `dfsr mount -f` in the foreground, and keygen/pubkey.
+. "$(dirname "$0")/lib.sh"
+it_init
+
+make_member alpha
+CONF=$M_CONF MNT=$M_MNT
+
+stopped_cleanly() { # DESCRIPTION PID
+	check "$1: daemon exited" wait_until 30 pid_gone "$2"
+	check "$1: nothing mounted" wait_until 10 not_mounted "$MNT"
+	check_eq "$1: stopped-cleanly events (9002)" "$3" "$(count_event "$CONF" 9002)"
+	check_eq "$1: no unclean stop recorded (2212)" "0" "$(count_event "$CONF" 2212)"
+}
+
+# SIGTERM
+start_member "$CONF"
+echo one >"$MNT/one"
+kill -TERM "$M_PID"
+stopped_cleanly "SIGTERM" "$M_PID" 1
+
+# fusermount3 -u
+start_member "$CONF"
+check_eq "files kept across stops" "one" "$(cat "$MNT/one")"
+check "fusermount3 -u succeeds" fusermount3 -u "$MNT"
+stopped_cleanly "fusermount3 -u" "$M_PID" 2
+
+# dfsr umount while a process sits in the mount
+start_member "$CONF"
+mkdir -p "$MNT/busy"
+(cd "$MNT/busy" && exec sleep 300) &
+sleeper=$!
+check "dfsr umount returns with a busy mount" timeout 60 "$DFSR_BIN" umount -c "$CONF"
+stopped_cleanly "busy mount" "$M_PID" 3
+kill "$sleeper" 2>/dev/null
+wait "$sleeper" 2>/dev/null
+
+# foreground
+"$DFSR_BIN" mount -f -c "$CONF" >"$WS/fg.log" 2>&1 &
+fg=$!
+IT_PIDS+=("$fg")
+IT_CONFS+=("$CONF")
+check "dfsr mount -f mounts" wait_until 60 mounted "$MNT"
+check_eq "status pid is the foreground process" "$fg" "$(member_pid_of "$CONF")"
+check_eq "data through the foreground member" "one" "$(cat "$MNT/one")"
+kill -INT "$fg"
+rc=0
+wait "$fg" || rc=$?
+check_eq "dfsr mount -f exits 0 on SIGINT" "0" "$rc"
+stopped_cleanly "SIGINT to the foreground member" "$fg" 4
+
+# a second start after all that: still no unclean stop
+start_member "$CONF"
+check "member reaches normal" wait_normal "$CONF" 60
+check_eq "no 2212 after four clean stops" "0" "$(count_event "$CONF" 2212)"
+stop_member "$CONF"
+
+# keygen / pubkey
+pub=$("$DFSR_BIN" keygen "$WS/new.key")
+check_eq "keygen writes the key with mode 0600" "600" "$(stat -c %a "$WS/new.key")"
+check "keygen prints a base64 public key" bash -c "[[ '$pub' =~ ^[A-Za-z0-9+/]{43}=$ ]]"
+check_eq "pubkey prints the same public key" "$pub" "$("$DFSR_BIN" pubkey "$WS/new.key")"
+check "two keys differ" test "$pub" != "$("$DFSR_BIN" keygen "$WS/other.key")"
+finish
