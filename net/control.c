@@ -482,7 +482,7 @@ int net_control_request(const char *path, const char *request, int timeout_ms,
 {
 	int64_t deadline = dfsr_mono_ns() + (int64_t)timeout_ms * 1000000;
 	struct dfsr_buf in;
-	int fd, rc;
+	int fd = -1, rc;
 
 	rc = client_connect(path, &fd);
 	if (rc < 0)

@@ -40,4 +40,17 @@ check "status still answers" status_json "$M_CONF"
 check_eq "local path and native dir hold as many entries afterwards" \
 	"$(ls -A "$NATIVE/sub" | wc -l)" "$(ls -A "$M_PATH/sub" | wc -l)"
 stop_member "$M_CONF"
+
+# the same over a member whose mount point is its local path
+make_member bravo --same
+start_member "$M_CONF"
+wait_normal "$M_CONF" 60 || die "member bravo did not reach normal"
+mkdir -p "$M_MNT/sub" "$NATIVE/sub2"
+say "posix_conformance as root, mount = local path"
+if ! "$DFSR_POSIX" "$M_MNT/sub" "$NATIVE/sub2" >"$WS/posix-same.log" 2>&1; then
+	check "posix_conformance (root, mount = path): mount vs native" false
+	grep -v '^ok ' "$WS/posix-same.log" | sed 's/^/    /'
+fi
+tail -n 1 "$WS/posix-same.log"
+stop_member "$M_CONF"
 finish

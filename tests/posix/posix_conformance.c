@@ -2043,7 +2043,7 @@ static void rm_tree(int parent, const char *name)
 		unlinkat(parent, name, 0);
 		return;
 	}
-	fchmodat(parent, name, 0700, 0);
+	(void)!fchmodat(parent, name, 0700, 0); /* best effort: removal below reports */
 	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 	if (fd < 0)
 		return;
