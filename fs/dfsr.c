@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/types.h>
@@ -1278,12 +1279,41 @@ static int member_scan_killable(struct member *m)
 	return rc;
 }
 
+/*
+ * The filesystem keeps an O_PATH descriptor for every inode the kernel remembers, so a tree
+ * of 100,000 files walked by `find` needs as many. Raise the limit as far as the kernel
+ * allows (fs.nr_open), or at least to the hard limit, before any thread starts.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl = { 0 };
+	unsigned long nr_open = 0;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+
+	if (f) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (nr_open > rl.rlim_max) {
+		struct rlimit want = { .rlim_cur = nr_open, .rlim_max = nr_open };
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 /* The member from the first database open to the clean stop. Return: exit code. */
 static int member_run(struct member *m, const char *conf)
 {
 	sigset_t all;
 	int rc;
 
+	raise_fd_limit();
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* every thread inherits it */
 	m->main_thread = pthread_self();
