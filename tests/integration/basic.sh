@@ -43,6 +43,18 @@ b=$(printf '%s' "$st" | json 'd["folders"][0]["bytes"]')
 check "status bytes ($b) counts the file data ($((expect_bytes - 5)) bytes of files + link)" \
 	test "$b" -ge $((expect_bytes - 5)) -a "$b" -le "$expect_bytes"
 check_eq "status pid is the daemon" "$M_PID" "$(printf '%s' "$st" | json 'd["pid"]')"
+check "status --json has the contract's shape" bash -c "printf '%s' \"\$0\" | '$PY' -c '
+import json, sys
+d = json.load(sys.stdin)
+assert isinstance(d[\"member\"], str)
+for f in d[\"folders\"]:
+    for k in (\"name\", \"state\", \"files\", \"folders\", \"bytes\", \"journal\", \"tombstones\"):
+        assert k in f, k
+    assert set(f[\"staging\"]) >= {\"used\", \"quota\"} and set(f[\"conflict\"]) >= {\"used\", \"quota\"}
+    assert set(f[\"initial_sync\"]) >= {\"files_done\", \"files_total\", \"bytes_done\", \"bytes_total\"}
+    assert isinstance(f[\"peers\"], list)
+    assert f[\"conflict\"][\"quota\"] == 692060160, f[\"conflict\"]
+'" "$st"
 check "status has staging and conflict quota" \
 	test "$(printf '%s' "$st" | json 'd["folders"][0]["staging"]["quota"]')" = 4294967296
 njournal=$(printf '%s' "$st" | json 'd["folders"][0]["journal"]')
@@ -51,6 +63,15 @@ check_eq "status journal count = dfsr journal entries" "$nentries" "$njournal"
 check "journal has entries for the new files" test "$nentries" -ge 5
 check "plain dfsr status works" bash -c "'$DFSR_BIN' status -c '$M_CONF' | grep -q share"
 check "events show the mount (2002)" event_seen "$M_CONF" 2002
+check_eq "events --since a future day is empty" "0" \
+	"$("$DFSR_BIN" events -c "$M_CONF" --json --since 2099-01-01 | json 'len(d)')"
+check "events --since 10m includes the mount" bash -c \
+	"'$DFSR_BIN' events -c '$M_CONF' --json --since 10m | grep -q 2002"
+check "events have time, id, folder, message" bash -c "'$DFSR_BIN' events -c '$M_CONF' --json | '$PY' -c '
+import json, sys
+e = json.load(sys.stdin)
+assert e and all(set(x) >= {\"time\", \"id\", \"folder\", \"message\"} for x in e), e
+assert all(x[\"folder\"] == \"share\" for x in e)'"
 
 # removing files updates the counts
 rm "$M_MNT/b.txt"

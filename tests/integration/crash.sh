@@ -64,5 +64,42 @@ check "member reaches normal after the clean restart" wait_normal "$M_CONF" 60
 check_eq "no new 2212 after a clean stop" "$n2212" "$(count_event "$M_CONF" 2212)"
 check_eq "no new 2214 after a clean stop" "$n2214" "$(count_event "$M_CONF" 2214)"
 check "events include a clean stop (9002)" event_seen "$M_CONF" 9002
+
+# ---- a crash in the middle of activity: after recovery the database agrees with the disk ----
+busy_writer() {
+	local i
+	for ((i = 0; ; i++)); do
+		echo "v$i" >"$M_MNT/busy$((i % 17))" 2>/dev/null || return 0
+		mkdir -p "$M_MNT/bd$((i % 5))" 2>/dev/null || return 0
+		mv -f "$M_MNT/busy$((i % 17))" "$M_MNT/bd$((i % 5))/m$((i % 7))" 2>/dev/null || return 0
+		rm -f "$M_MNT/bd$(((i + 2) % 5))/m$((i % 3))" 2>/dev/null || return 0
+	done
+}
+busy_writer &
+writer=$!
+wait_until 20 journal_has "$M_CONF" 0 "create d bd4" || say "note: the writer was slow to start"
+pid=$(member_pid_of "$M_CONF")
+kill -KILL "$pid"
+check "the daemon died (second crash)" wait_until 20 pid_gone "$pid"
+wait "$writer" 2>/dev/null
+if mounted "$M_MNT"; then
+	fusermount3 -u "$M_MNT" 2>/dev/null || umount "$M_MNT" 2>/dev/null || umount -l "$M_MNT"
+fi
+check "dead mount cleaned up (second crash)" wait_until 20 not_mounted "$M_MNT"
+start_member "$M_CONF"
+check "member reaches normal after the second recovery" wait_normal "$M_CONF" 120
+disk_files() { (cd "$M_PATH" && find . -path ./DfsrPrivate -prune -o \( -type f -o -type l \) -print | wc -l); }
+disk_dirs() { (cd "$M_PATH" && find . -path ./DfsrPrivate -prune -o -type d ! -name . -print | wc -l); }
+check "after recovery the file count agrees with the disk" wait_until 30 field_is "$M_CONF" share files "$(disk_files)"
+check_eq "files: disk vs status" "$(disk_files)" "$(folder_field "$M_CONF" share files)"
+check_eq "folders: disk vs status" "$(disk_dirs)" "$(folder_field "$M_CONF" share folders)"
+stop_member "$M_CONF"
+from=$(journal_next "$M_CONF")
+start_member "$M_CONF"
+check "member reaches normal" wait_normal "$M_CONF" 60
+mkdir "$M_MNT/barrier"
+check "barrier journaled" wait_until 20 journal_has "$M_CONF" "$from" "create d barrier"
+check_eq "after recovery a clean restart's scan finds nothing new" "create d barrier" \
+	"$(journal_ops "$M_CONF" "$from")"
 stop_member "$M_CONF"
 finish

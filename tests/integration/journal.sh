@@ -143,6 +143,9 @@ for x in e:
 seqs = [x[\"seq\"] for x in e]
 assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), \"seq not increasing\"
 '"
+check_eq "journal --list 3 gives 3 entries" "3" "$("$DFSR_BIN" journal -c "$M_CONF" --json --list 3 | json 'len(d)')"
+check_eq "journal --from N starts at N" "5" "$("$DFSR_BIN" journal -c "$M_CONF" --json --from 5 --list 1 | json 'd[0]["seq"]')"
+check "plain journal output names the paths" bash -c "'$DFSR_BIN' journal -c '$M_CONF' | grep -q barrier.1"
 stop_member "$M_CONF"
 check "dfsr journal works while the member is stopped" bash -c \
 	"'$DFSR_BIN' journal -c '$M_CONF' --json | grep -q barrier.1"

@@ -12,7 +12,7 @@
 #
 # Environment (set by ctest, see CMakeLists.txt): DFSR_BIN (the program), DFSR_POSIX (the
 # posix_conformance program), DFSR_SRC (the source tree). Without them the build/ directory
-# of the source tree is used. DFSR_KEEP=1 keeps the workspace.
+# of the source tree is used. DFSR_KEEP=1 keeps the workspace (made under TMPDIR or /tmp).
 #
 # Skips (exit 77) only when /dev/fuse or root is missing and CI is not "true".
 # Sanitizer reports of every process started here (the detached daemon included) are
@@ -201,7 +201,7 @@ it_init() {
 		skip_or_fail "needs root (FUSE allow_other, DfsrPrivate owned by root)"
 	fi
 	[ -x "$DFSR_BIN" ] || die "DFSR_BIN '$DFSR_BIN' is not an executable"
-	WS=$(mktemp -d /tmp/dfsr-it-"$IT_NAME".XXXXXX) || die "mktemp failed"
+	WS=$(mktemp -d "${TMPDIR:-/tmp}/dfsr-it-$IT_NAME.XXXXXX") || die "mktemp failed"
 	chmod 0755 "$WS"
 	mkdir -m 1777 "$WS/san"
 	# Sanitizer reports of every process below, detached daemons included, land in files.

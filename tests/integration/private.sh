@@ -79,4 +79,15 @@ nobad=$(journal_ops "$M_CONF" 0 | awk '$3 ~ /^DfsrPrivate(\/|$)/' | head -5)
 check_eq "no journal entry under the root DfsrPrivate" "" "$nobad"
 
 stop_member "$M_CONF"
+
+# ---- repaired at start: a loosened mode, missing subfolders and manifests ------------------------
+chmod 0755 "$M_PATH/DfsrPrivate"
+rmdir "$M_PATH/DfsrPrivate/Installing" 2>/dev/null || rm -rf "$M_PATH/DfsrPrivate/Installing"
+rm -f "$M_PATH/DfsrPrivate/PreExistingManifest.xml"
+start_member "$M_CONF"
+check_eq "DfsrPrivate mode fixed back to 0700" "700" "$(stat -c %a "$M_PATH/DfsrPrivate")"
+check "a missing Installing is recreated" test -d "$M_PATH/DfsrPrivate/Installing"
+check "a missing manifest is recreated" test -s "$M_PATH/DfsrPrivate/PreExistingManifest.xml"
+check_errno_as_nobody "DfsrPrivate denied again after the repair" EACCES list "$M_MNT/DfsrPrivate"
+stop_member "$M_CONF"
 finish

@@ -1895,7 +1895,7 @@ static void case_exec(struct pc *c)
 	if (pid < 0)
 		return;
 	/* poll until the child runs ./sleep: opening it for writing then fails with ETXTBSY */
-	for (int i = 0; i < 2000; i++) {
+	for (int i = 0; i < 10000; i++) {
 		char exe[64], target[PATH_MAX];
 		ssize_t n;
 
