@@ -257,7 +257,10 @@ static int session_mount(struct fs *fs, const struct fs_opts *o, char err[static
 	mount_source(o, source);
 	snprintf(opts, sizeof(opts),
 		 "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fd);
-	if (mount(source, fs->mountpoint, "fuse.dfsr", MS_NOSUID | MS_NODEV, opts) < 0) {
+	/* A read-only member (read_only = yes): the kernel refuses every change with EROFS
+	 * before a request reaches us (CONTRACT.md). Installs write the local path, not this. */
+	if (mount(source, fs->mountpoint, "fuse.dfsr",
+		  MS_NOSUID | MS_NODEV | (o->folder->read_only ? MS_RDONLY : 0UL), opts) < 0) {
 		rc = -errno;
 		snprintf(err, FS_ERR_LEN, "cannot mount on %s: %s", fs->mountpoint, strerror(-rc));
 		close(fd);
