@@ -13,18 +13,42 @@
  * longer, which is slower but still correct. All of it sits under fs->lock, a leaf mutex
  * held only for pointer work: descriptors are opened and closed outside it.
  *
- * The node's O_PATH descriptor keeps the backing inode allocated even after its last name
- * is gone, so an (st_dev, st_ino) pair cannot be recycled by the backing filesystem while
- * a node for it exists: lookups never confuse a new file with a dead one.
+ * Descriptors. A node used to hold an O_PATH descriptor for its whole life, but the kernel
+ * forgets nodes only under memory pressure, so creating or walking more files than
+ * RLIMIT_NOFILE failed with EMFILE. Now only some nodes do ("fixed" descriptors): the root
+ * and directories (every *at() call starts from one, and there are far fewer of them),
+ * nodes of filesystems without file handles (or another filesystem mounted inside), and
+ * any node made while the mount holds fewer than fs->fd_budget descriptors (half the soft
+ * limit, leaving the other half to open files, RocksDB and the rest). Other nodes keep
+ * only a kernel file handle (name_to_handle_at) and are reopened per operation with
+ * open_by_handle_at, one extra system call; while they have open file handles they hold a
+ * descriptor too, made from the open file, so an open file whose last name is gone stays
+ * reachable (a handle would answer ESTALE once the name is gone and the inode is cached
+ * no more). That descriptor is dropped with the last open handle, but never under a
+ * borrower: fs__inode_fd() counts its users and the last one closes it.
+ *
+ * A descriptor keeps the backing inode allocated, so its (st_dev, st_ino) pair cannot be
+ * recycled while the node exists. A handle-only node pins nothing: its inode may be
+ * deleted behind it and the number reused. So a key match on a handle-only node is
+ * trusted only when the handles agree (they include the inode generation); otherwise the
+ * old node leaves the key index (it stays in the id index until the kernel forgets it, and
+ * answers ENOENT meanwhile) and a new node is made.
+ *
+ * Future work: an LRU that takes fixed descriptors back from idle files would let the
+ * most used files skip the reopen; today the first fd_budget files keep theirs.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fs/internal.h"
 
 #define ITABLE_INITIAL_BUCKETS 1024 /* power of two; a few KiB, grows with use */
+#define INODE_FD_BORROWED      (-2) /* fs__inode_fd()'s *tmp: a non-fixed fd was borrowed */
 
 static size_t key_hash(dev_t dev, ino_t ino)
 {
@@ -48,23 +72,36 @@ static void table_add(struct fs *fs, struct fs_inode *n)
 	size_t k = key_hash(n->dev, n->ino) & mask;
 	size_t i = id_hash(n->id) & mask;
 
-	n->key_next = fs->by_key[k];
-	fs->by_key[k] = n;
+	if (n->keyed) {
+		n->key_next = fs->by_key[k];
+		fs->by_key[k] = n;
+	}
 	n->id_next = fs->by_id[i];
 	fs->by_id[i] = n;
 	fs->count++;
+}
+
+/* Caller holds fs->lock. Take @n out of the key index only (a stale handle-only node). */
+static void table_unkey(struct fs *fs, struct fs_inode *n)
+{
+	struct fs_inode **pp = &fs->by_key[key_hash(n->dev, n->ino) & (fs->nbuckets - 1)];
+
+	if (!n->keyed)
+		return;
+	while (*pp && *pp != n)
+		pp = &(*pp)->key_next;
+	if (*pp)
+		*pp = n->key_next;
+	n->keyed = false;
 }
 
 /* Caller holds fs->lock. */
 static void table_del(struct fs *fs, struct fs_inode *n)
 {
 	size_t mask = fs->nbuckets - 1;
-	struct fs_inode **pp = &fs->by_key[key_hash(n->dev, n->ino) & mask];
+	struct fs_inode **pp;
 
-	while (*pp && *pp != n)
-		pp = &(*pp)->key_next;
-	if (*pp)
-		*pp = n->key_next;
+	table_unkey(fs, n);
 	pp = &fs->by_id[id_hash(n->id) & mask];
 	while (*pp && *pp != n)
 		pp = &(*pp)->id_next;
@@ -86,14 +123,14 @@ static void table_grow(struct fs *fs)
 		free(by_id);
 		return;
 	}
-	/* Collect every node through the id chains (reusing key_next as a list link). */
+	/* Collect every node through the id chains (reusing id_next as a list link). */
 	for (size_t b = 0; b < fs->nbuckets; b++) {
 		struct fs_inode *c = fs->by_id[b];
 
 		while (c) {
 			struct fs_inode *next = c->id_next;
 
-			c->key_next = all;
+			c->id_next = all;
 			all = c;
 			c = next;
 		}
@@ -105,7 +142,7 @@ static void table_grow(struct fs *fs)
 	fs->nbuckets = n;
 	fs->count = 0;
 	while (all) {
-		struct fs_inode *next = all->key_next;
+		struct fs_inode *next = all->id_next;
 
 		table_add(fs, all);
 		all = next;
@@ -122,10 +159,82 @@ static struct fs_inode *find_key(struct fs *fs, dev_t dev, ino_t ino)
 	return n;
 }
 
+/*
+ * The handle of @fd, sized to fit, or NULL: no handles here, @fd on another mount than
+ * the root (a filesystem mounted inside), or out of memory. Such a node keeps its fd.
+ */
+static struct file_handle *take_handle(struct fs *fs, int fd)
+{
+	struct file_handle *h, *small;
+	int mount_id;
+
+	if (!fs->fh_ok)
+		return NULL;
+	h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
+	if (!h)
+		return NULL;
+	h->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", h, &mount_id, AT_EMPTY_PATH) < 0 ||
+	    mount_id != fs->fh_mount_id) {
+		free(h);
+		return NULL;
+	}
+	small = realloc(h, sizeof(*h) + h->handle_bytes);
+	return small ? small : h;
+}
+
+static bool handle_equal(const struct file_handle *a, const struct file_handle *b)
+{
+	return a && b && a->handle_type == b->handle_type && a->handle_bytes == b->handle_bytes &&
+	       memcmp(a->f_handle, b->f_handle, a->handle_bytes) == 0;
+}
+
+/* Caller holds fs->lock. Take a non-fixed node's descriptor if nothing needs it now. */
+static int take_idle_fd(struct fs *fs, struct fs_inode *n)
+{
+	int fd = -1;
+
+	if (!n->fd_fixed && n->fd >= 0 && n->nopen == 0 && n->fd_users == 0) {
+		fd = n->fd;
+		n->fd = -1;
+		fs->nfds--;
+	}
+	return fd;
+}
+
+/*
+ * Probe file handles on the root: encodable, and reopenable by us (CAP_DAC_READ_SEARCH).
+ * open_by_handle_at() wants a real descriptor of the mount (O_PATH gives EBADF).
+ */
+static void probe_handles(struct fs *fs)
+{
+	struct file_handle *h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
+	int fd = -1;
+
+	fs->fh_ok = false;
+	fs->fh_mount_fd = openat(fs->root.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!h || fs->fh_mount_fd < 0)
+		goto out;
+	h->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fs->root.fd, "", h, &fs->fh_mount_id, AT_EMPTY_PATH) == 0)
+		fd = open_by_handle_at(fs->fh_mount_fd, h, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fs->fh_ok = fd >= 0;
+	if (fd >= 0)
+		close(fd);
+out:
+	if (!fs->fh_ok && fs->fh_mount_fd >= 0) {
+		close(fs->fh_mount_fd);
+		fs->fh_mount_fd = -1;
+	}
+	free(h);
+}
+
 int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid)
 {
+	struct rlimit rl;
 	struct stat st;
 
+	fs->fh_mount_fd = -1;
 	if (fstatat(fs->root.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	fs->nbuckets = ITABLE_INITIAL_BUCKETS;
@@ -137,6 +246,13 @@ int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid)
 		fs->by_key = fs->by_id = NULL;
 		return -ENOMEM;
 	}
+	probe_handles(fs);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		rl.rlim_cur = 1024;
+	fs->fd_budget = (size_t)rl.rlim_cur / 2;
+	fs->nfds = 1;
+	fs->root.fd_fixed = true;
+	fs->root.keyed = true;
 	fs->root.id = FUSE_ROOT_ID;
 	fs->root.dev = st.st_dev;
 	fs->root.ino = st.st_ino;
@@ -151,6 +267,9 @@ int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid)
 
 void fs__itable_release(struct fs *fs)
 {
+	if (fs->fh_mount_fd >= 0)
+		close(fs->fh_mount_fd);
+	fs->fh_mount_fd = -1;
 	if (!fs->by_id)
 		return;
 	for (size_t b = 0; b < fs->nbuckets; b++) {
@@ -160,7 +279,9 @@ void fs__itable_release(struct fs *fs)
 			struct fs_inode *next = n->id_next;
 
 			if (n != &fs->root) {
-				close(n->fd);
+				if (n->fd >= 0)
+					close(n->fd);
+				free(n->handle);
 				free(n);
 			}
 			n = next;
@@ -186,15 +307,36 @@ struct fs_inode *fs__inode_get(struct fs *fs, fuse_ino_t id)
 	return n;
 }
 
-struct fs_inode *fs__inode_ref_existing(struct fs *fs, const struct stat *st)
+/* Caller holds fs->lock. A handle-only node without a descriptor pins nothing. */
+static bool may_be_stale(const struct fs_inode *n)
 {
+	return !n->fd_fixed && n->fd < 0;
+}
+
+struct fs_inode *fs__inode_ref_existing(struct fs *fs, int fd, const struct stat *st)
+{
+	struct file_handle *handle = NULL;
 	struct fs_inode *n;
+	bool check;
 
 	pthread_mutex_lock(&fs->lock);
 	n = find_key(fs, st->st_dev, st->st_ino);
+	check = n && may_be_stale(n);
+	if (n && !check)
+		n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	if (!check)
+		return n;
+	/* Compare handles (they carry the generation); a stale node is left to insert_take. */
+	handle = take_handle(fs, fd);
+	pthread_mutex_lock(&fs->lock);
+	n = find_key(fs, st->st_dev, st->st_ino);
+	if (n && may_be_stale(n) && !handle_equal(n->handle, handle))
+		n = NULL;
 	if (n)
 		n->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
+	free(handle);
 	return n;
 }
 
@@ -202,19 +344,28 @@ int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool pri
 			  const struct dfsr_uid *uid, struct fs_inode **out)
 {
 	struct fs_inode *fresh = calloc(1, sizeof(*fresh));
+	struct file_handle *handle = NULL;
 	struct fs_inode *n;
 
 	if (!fresh) {
 		close(fd);
 		return -ENOMEM;
 	}
+	if (!S_ISDIR(st->st_mode))
+		handle = take_handle(fs, fd);
 	pthread_mutex_lock(&fs->lock);
 	n = find_key(fs, st->st_dev, st->st_ino);
+	if (n && may_be_stale(n) && !handle_equal(n->handle, handle)) {
+		/* The inode of a handle-only node died and its number came back. */
+		table_unkey(fs, n);
+		n = NULL;
+	}
 	if (n) {
 		/* Another thread (or another name of a hard link) got there first. */
 		n->nlookup++;
 		pthread_mutex_unlock(&fs->lock);
 		close(fd);
+		free(handle);
 		free(fresh);
 		*out = n;
 		return 0;
@@ -222,7 +373,16 @@ int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool pri
 	fresh->id = fs->next_id++;
 	fresh->dev = st->st_dev;
 	fresh->ino = st->st_ino;
-	fresh->fd = fd;
+	fresh->fd_fixed = !handle || fs->nfds < fs->fd_budget;
+	if (fresh->fd_fixed) {
+		fresh->fd = fd;
+		fs->nfds++;
+		free(handle);
+	} else {
+		fresh->fd = -1;
+		fresh->handle = handle;
+	}
+	fresh->keyed = true;
 	fresh->type = st->st_mode & S_IFMT;
 	fresh->private_ = private_;
 	fresh->nlookup = 1;
@@ -232,24 +392,77 @@ int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool pri
 		table_grow(fs);
 	table_add(fs, fresh);
 	pthread_mutex_unlock(&fs->lock);
+	if (!fresh->fd_fixed)
+		close(fd);
 	*out = fresh;
 	return 0;
 }
 
+int fs__inode_fd(struct fs *fs, struct fs_inode *n, int *tmp)
+{
+	int fd;
+
+	*tmp = -1;
+	if (n->fd_fixed)
+		return n->fd;
+	pthread_mutex_lock(&fs->lock);
+	fd = n->fd;
+	if (fd >= 0) {
+		n->fd_users++;
+		*tmp = INODE_FD_BORROWED;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (fd >= 0)
+		return fd;
+	fd = open_by_handle_at(fs->fh_mount_fd, n->handle, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ESTALE ? -ENOENT : -errno; /* deleted behind the mount */
+	*tmp = fd;
+	return fd;
+}
+
+void fs__inode_fd_put(struct fs *fs, struct fs_inode *n, int tmp)
+{
+	int fd;
+
+	if (tmp >= 0) {
+		close(tmp);
+		return;
+	}
+	if (tmp != INODE_FD_BORROWED)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	n->fd_users--;
+	fd = take_idle_fd(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
 void fs__inode_unref(struct fs *fs, struct fs_inode *n, uint64_t nlookup, uint32_t nopen)
 {
+	int fd = -1;
 	bool dead;
 
 	pthread_mutex_lock(&fs->lock);
 	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
 	n->nopen = n->nopen > nopen ? n->nopen - nopen : 0;
 	dead = n != &fs->root && n->nlookup == 0 && n->nopen == 0;
-	if (dead)
+	if (dead) {
 		table_del(fs, n);
+		if (n->fd >= 0)
+			fs->nfds--;
+	} else {
+		fd = take_idle_fd(fs, n);
+	}
 	pthread_mutex_unlock(&fs->lock);
 	if (dead) {
-		close(n->fd);
+		if (n->fd >= 0)
+			close(n->fd);
+		free(n->handle);
 		free(n);
+	} else if (fd >= 0) {
+		close(fd);
 	}
 }
 
@@ -265,13 +478,43 @@ uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino)
 	return id;
 }
 
-void fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable)
+int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd)
 {
+	char path[32];
+	bool need;
+	int fd;
+
 	pthread_mutex_lock(&fs->lock);
 	n->nopen++;
 	if (writable)
 		n->nwriters++;
+	need = !n->fd_fixed && n->fd < 0;
 	pthread_mutex_unlock(&fs->lock);
+	if (!need)
+		return 0;
+	/* Counted first, so that no other handle's release can drop the descriptor. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", file_fd);
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		int rc = -errno;
+
+		pthread_mutex_lock(&fs->lock);
+		if (writable)
+			n->nwriters--;
+		pthread_mutex_unlock(&fs->lock);
+		fs__inode_unref(fs, n, 0, 1);
+		return rc;
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (n->fd < 0) {
+		n->fd = fd;
+		fs->nfds++;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }
 
 bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *uid)

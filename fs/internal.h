@@ -5,9 +5,19 @@
  * The inode table (fs/inode.c) maps FUSE node ids to `struct fs_inode`, one per backing
  * inode, keyed by the backing (st_dev, st_ino) so that hard links share one node. Node ids
  * are a per-mount counter (FUSE_ROOT_ID is the local path itself), never pointers, and are
- * never reused within a mount, so the generation is always 0. Each node holds an
- * O_PATH|O_NOFOLLOW descriptor of its backing object; that descriptor keeps the backing
- * inode allocated, so its (st_dev, st_ino) cannot be reused while the node exists.
+ * never reused within a mount, so the generation is always 0.
+ *
+ * Descriptors (fs/inode.c): a node reaches its backing object through an O_PATH|O_NOFOLLOW
+ * descriptor or, when it has none, through a kernel file handle reopened on demand
+ * (open_by_handle_at). Directories, the root, nodes whose filesystem gives no handles, and
+ * nodes made while fewer than fs->fd_budget node descriptors exist hold a "fixed"
+ * descriptor for their whole life; the rest are "handle-only" and hold a descriptor only
+ * while they have open file handles, so a tree larger than RLIMIT_NOFILE can be walked.
+ * Any descriptor keeps the backing inode allocated, so its (st_dev, st_ino) cannot be
+ * reused meanwhile; a handle-only node without a descriptor can be outlived by its inode,
+ * so a new inode with the same key is told apart by its handle (the handle carries the
+ * generation) and the stale node is dropped from the key index. Ops get a usable
+ * descriptor with fs__inode_fd() and give it back with fs__inode_fd_put().
  *
  * Lifetime (the libfuse lookup-count rule, STYLE rule 13): every successful entry reply adds
  * 1 to nlookup, FORGET subtracts; every open file handle adds 1 to nopen, RELEASE subtracts.
@@ -21,6 +31,7 @@
 #ifndef DFSR_FS_INTERNAL_H
 #define DFSR_FS_INTERNAL_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -39,19 +50,26 @@
 _Static_assert(sizeof(fuse_ino_t) == sizeof(uint64_t), "node ids are 64-bit counters");
 
 struct fs_inode {
-	uint64_t id;               /* immutable: the FUSE node id */
-	dev_t dev;                 /* immutable: backing st_dev */
-	ino_t ino;                 /* immutable: backing st_ino */
-	int fd;                    /* immutable: O_PATH|O_NOFOLLOW of the backing object; owned */
-	mode_t type;               /* immutable: S_IFMT bits */
-	bool private_;             /* immutable: DfsrPrivate itself or below it */
-	uint64_t nlookup;          /* protected by fs->lock */
-	uint32_t nopen;            /* protected by fs->lock: open file handles */
-	uint32_t nwriters;         /* protected by fs->lock: open handles that may write */
-	struct dfsr_uid uid;       /* protected by fs->lock: replication UID, zero if untracked */
-	atomic_bool dirty;         /* data written since the last journal_note_change(DATA) */
-	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
-	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
+	uint64_t id;                /* immutable: the FUSE node id */
+	dev_t dev;                  /* immutable: backing st_dev */
+	ino_t ino;                  /* immutable: backing st_ino */
+	int fd;                     /* immutable if fd_fixed, else protected by fs->lock: O_PATH|
+				     * O_NOFOLLOW of the backing object, or -1; owned. Use
+				     * fs__inode_fd(), never this field, outside fs/inode.c */
+	bool fd_fixed;              /* immutable: fd is held from creation to free */
+	uint32_t fd_users;          /* protected by fs->lock: fs__inode_fd() borrowers of a
+				     * non-fixed fd; it is not closed while any remain */
+	struct file_handle *handle; /* immutable: NULL if fd_fixed, else the handle; owned */
+	bool keyed;                 /* protected by fs->lock: linked into fs->by_key */
+	mode_t type;                /* immutable: S_IFMT bits */
+	bool private_;              /* immutable: DfsrPrivate itself or below it */
+	uint64_t nlookup;           /* protected by fs->lock */
+	uint32_t nopen;             /* protected by fs->lock: open file handles */
+	uint32_t nwriters;          /* protected by fs->lock: open handles that may write */
+	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
+	atomic_bool dirty;          /* data written since the last journal_note_change(DATA) */
+	struct fs_inode *key_next;  /* protected by fs->lock: chain in fs->by_key */
+	struct fs_inode *id_next;   /* protected by fs->lock: chain in fs->by_id */
 };
 
 /* Open file and directory handles are linked into fs->handles, so that handles the kernel
@@ -81,6 +99,13 @@ struct fs {
 	size_t nbuckets;          /* protected by lock: a power of two, both tables */
 	size_t count;             /* protected by lock: nodes in the tables, root included */
 	uint64_t next_id;         /* protected by lock */
+	size_t nfds;              /* protected by lock: node descriptors held, root included */
+	size_t fd_budget;         /* immutable after init: nfds above which new non-directory
+				   * nodes are handle-only (half the RLIMIT_NOFILE soft limit) */
+	bool fh_ok;               /* immutable after init: handles work on the backing store */
+	int fh_mount_id;          /* immutable after init: the root's mount id (handles) */
+	int fh_mount_fd;          /* immutable after init: O_RDONLY root directory for
+				   * open_by_handle_at (which refuses O_PATH), or -1; owned */
 	struct fs_handle_link handles; /* protected by lock: list head of open handles */
 };
 
@@ -91,12 +116,16 @@ struct fs {
  * @fs:       the mount; fs->root.fd already holds the root's O_PATH descriptor
  * @root_uid: the folder root's UID
  *
+ * Also sets the descriptor budget from RLIMIT_NOFILE and probes whether file handles work
+ * (name_to_handle_at on the root, and open_by_handle_at, which needs CAP_DAC_READ_SEARCH);
+ * if not, every node keeps a fixed descriptor, as before.
  * Thread: init.
  * Return: 0, -ENOMEM, or -errno from fstat of the root.
  */
 int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid);
 
-/* Close and free every node but the root (whose fd the caller closes). Thread: init. */
+/* Close and free every node but the root (whose fd the caller closes), and the handle
+ * mount descriptor. Thread: init. */
 void fs__itable_release(struct fs *fs);
 
 /**
@@ -109,17 +138,20 @@ struct fs_inode *fs__inode_get(struct fs *fs, fuse_ino_t id);
 
 /**
  * fs__inode_ref_existing() - Take a lookup reference on the node of (@st->st_dev,
- * @st->st_ino) if there is one.
+ * @st->st_ino) if there is one and it is this very inode.
+ * @fd: O_PATH descriptor of the object (borrowed): a handle-only node without a
+ *      descriptor is matched by handle too, since its inode number may have been reused
+ *
  * Thread: fuse.
  * Return: the node with nlookup incremented, or NULL if the backing inode has no node.
  */
-struct fs_inode *fs__inode_ref_existing(struct fs *fs, const struct stat *st);
+struct fs_inode *fs__inode_ref_existing(struct fs *fs, int fd, const struct stat *st);
 
 /**
  * fs__inode_insert_take() - Find or make the node of a backing object, taking one lookup
  * reference on it.
- * @fd:       O_PATH|O_NOFOLLOW descriptor of the object; taken (closed if a node already
- *            exists, and on failure)
+ * @fd:       O_PATH|O_NOFOLLOW descriptor of the object; taken (kept as a fixed descriptor,
+ *            or closed: a node already exists, the node is handle-only, or failure)
  * @st:       its stat
  * @private_: it is DfsrPrivate or below it
  * @uid:      its replication UID (used only when a new node is made)
@@ -133,14 +165,39 @@ int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool pri
 			  const struct dfsr_uid *uid, struct fs_inode **out);
 
 /**
+ * fs__inode_fd() - A usable O_PATH|O_NOFOLLOW descriptor of the node's backing object.
+ * @tmp: receives what fs__inode_fd_put() needs to undo (a fresh descriptor to close, a
+ *       borrow to drop, or nothing)
+ *
+ * The node's own descriptor when it has one (fixed, or held for open handles), else a
+ * fresh one reopened from the handle. Every successful call is paired with
+ * fs__inode_fd_put(@tmp); the descriptor is valid until then.
+ * Thread: fuse.
+ * Return: the descriptor, or -errno (-ENOENT when the backing inode is gone, -EMFILE).
+ */
+int fs__inode_fd(struct fs *fs, struct fs_inode *n, int *tmp);
+
+/* Give back what fs__inode_fd() returned (@tmp as it set it). Thread: fuse. */
+void fs__inode_fd_put(struct fs *fs, struct fs_inode *n, int tmp);
+
+/**
  * fs__inode_unref() - Drop @nlookup lookup references and @nopen open references; free the
- * node when both counts reach zero (never the root).
+ * node when both counts reach zero (never the root). A handle-only node whose last open
+ * handle goes gives up its descriptor.
  * Thread: fuse.
  */
 void fs__inode_unref(struct fs *fs, struct fs_inode *n, uint64_t nlookup, uint32_t nopen);
 
-/* Count one open handle (and one writer if @writable). Thread: fuse. */
-void fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable);
+/**
+ * fs__inode_open() - Count one open handle (and one writer if @writable).
+ * @file_fd: the handle's open descriptor; a handle-only node gets its own O_PATH
+ *           descriptor from it, held while open handles remain (so that an open file
+ *           stays reachable after its last name is gone)
+ *
+ * Thread: fuse.
+ * Return: 0, or -errno (nothing counted) when that descriptor could not be made.
+ */
+int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd);
 
 /**
  * fs__inode_close_writer() - Drop one writer; tell whether the data must be journaled now.

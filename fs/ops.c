@@ -4,10 +4,12 @@
  *
  * Every op follows one shape (STYLE rule 13): a do_<op>() that does the work and returns
  * 0 or -errno, and a thin fs_op_<op>() that sends exactly one reply. The backing store is
- * reached only through descriptors: each node's O_PATH descriptor (fs/inode.c) for *at()
- * calls, and /proc/self/fd/N for the few calls that have no *at() form on an O_PATH
- * descriptor (open, chmod, truncate, utimens, xattrs). Nothing ever goes through the mount
- * point path, which may be the local path itself.
+ * reached only through descriptors: each node's O_PATH descriptor for *at() calls, and
+ * /proc/self/fd/N for the few calls that have no *at() form on an O_PATH descriptor (open,
+ * chmod, truncate, utimens, xattrs). A node's descriptor is got with fs__inode_fd() and
+ * given back with fs__inode_fd_put(), never read from the node: most files keep a kernel
+ * file handle rather than a descriptor and are reopened per call (fs/inode.c). Nothing
+ * ever goes through the mount point path, which may be the local path itself.
  *
  * Permissions: the daemon runs as root with default_permissions, so the kernel checks
  * access (and POSIX ACLs, FUSE_CAP_POSIX_ACL) before a request reaches us. New objects are
@@ -224,24 +226,34 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
 static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 {
 	struct dfsr_uid uid;
+	int fd, tmp;
 
 	if (n->private_)
 		return;
 	fs__inode_uid(fs, n, &uid);
-	if (!dfsr_uid_is_zero(&uid))
-		(void)journal_note_change(fs->journal, &uid, n->fd, flags);
+	if (dfsr_uid_is_zero(&uid))
+		return;
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
+		return; /* gone meanwhile; the scan catches up */
+	(void)journal_note_change(fs->journal, &uid, fd, flags);
+	fs__inode_fd_put(fs, n, tmp);
 }
 
 /* The last writer of a dirty node went away: journal the new data unless it was deleted. */
 static void note_data_closed(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid)
 {
 	struct stat st;
+	int fd, tmp;
 
 	if (n->private_ || dfsr_uid_is_zero(uid))
 		return;
-	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || st.st_nlink == 0)
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
 		return;
-	(void)journal_note_change(fs->journal, uid, n->fd, JOURNAL_DATA);
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 0)
+		(void)journal_note_change(fs->journal, uid, fd, JOURNAL_DATA);
+	fs__inode_fd_put(fs, n, tmp);
 }
 
 /* ---- credentials of new objects ---------------------------------------------------------- */
@@ -269,7 +281,7 @@ static void creds_end(void)
  * the group under a setgid directory, which the backing filesystem already inherited. A
  * chown of a non-directory clears set-id bits, so they are put back if they were asked for.
  */
-static int own_new(fuse_req_t req, const struct fs_inode *parent, int fd, mode_t mode)
+static int own_new(fuse_req_t req, int parent_fd, int fd, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	char path[FS_PROC_PATH_LEN];
@@ -279,7 +291,7 @@ static int own_new(fuse_req_t req, const struct fs_inode *parent, int fd, mode_t
 
 	if (ctx->uid == 0 && ctx->gid == 0)
 		return 0;
-	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) < 0)
+	if (fstatat(parent_fd, "", &pst, AT_EMPTY_PATH) < 0)
 		return -errno;
 	if (pst.st_mode & S_ISGID)
 		gid = (gid_t)-1;
@@ -323,17 +335,22 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	struct fs_inode *n = NULL;
 	struct stat st;
 	bool priv;
-	int fd, rc;
+	int pfd, ptmp, fd, rc;
 
-	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	pfd = fs__inode_fd(fs, parent, &ptmp);
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	rc = -errno;
+	fs__inode_fd_put(fs, parent, ptmp);
 	if (fd < 0)
-		return -errno;
+		return rc;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		rc = -errno;
 		close(fd);
 		return rc;
 	}
-	n = fs__inode_ref_existing(fs, &st);
+	n = fs__inode_ref_existing(fs, fd, &st);
 	if (n) {
 		close(fd);
 		goto out_found;
@@ -410,11 +427,18 @@ static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 
 /* ---- attributes ------------------------------------------------------------------------ */
 
-static int stat_node(const struct fs_inode *n, const struct fs_file *f, struct stat *st)
+static int stat_node(struct fs *fs, struct fs_inode *n, const struct fs_file *f, struct stat *st)
 {
-	int rc = f ? fstat(f->fd, st) : fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	int fd, tmp, rc;
 
-	return rc < 0 ? -errno : 0;
+	if (f)
+		return fstat(f->fd, st) < 0 ? -errno : 0;
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
+		return fd;
+	rc = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	fs__inode_fd_put(fs, n, tmp);
+	return rc;
 }
 
 static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -428,15 +452,15 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	rc = stat_node(n, file_of(fi), &st);
+	rc = stat_node(fs, n, file_of(fi), &st);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, fs->timeout);
 }
 
-static int set_times(const struct fs_inode *n, const struct fs_file *f, const struct stat *attr,
-		     int valid)
+static int set_times(const struct fs_inode *n, int nfd, const struct fs_file *f,
+		     const struct stat *attr, int valid)
 {
 	struct timespec tv[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
 	char path[FS_PROC_PATH_LEN];
@@ -452,20 +476,19 @@ static int set_times(const struct fs_inode *n, const struct fs_file *f, const st
 	if (f)
 		return futimens(f->fd, tv) < 0 ? -errno : 0;
 	if (n->type == S_IFLNK)
-		return utimensat(n->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno
-											 : 0;
-	proc_path(n->fd, path);
+		return utimensat(nfd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	proc_path(nfd, path);
 	return utimensat(AT_FDCWD, path, tv, 0) < 0 ? -errno : 0;
 }
 
 /* Apply the backing changes of a setattr, in the order chmod, chown, truncate, times. */
-static int apply_setattr(const struct fs_inode *n, const struct fs_file *f, const struct stat *attr,
-			 int valid)
+static int apply_setattr(const struct fs_inode *n, int nfd, const struct fs_file *f,
+			 const struct stat *attr, int valid)
 {
 	char path[FS_PROC_PATH_LEN];
 	int rc;
 
-	proc_path(n->fd, path);
+	proc_path(nfd, path);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		rc = f ? fchmod(f->fd, attr->st_mode & 07777) : chmod(path, attr->st_mode & 07777);
 		if (rc < 0)
@@ -475,7 +498,7 @@ static int apply_setattr(const struct fs_inode *n, const struct fs_file *f, cons
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(nfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
@@ -484,7 +507,7 @@ static int apply_setattr(const struct fs_inode *n, const struct fs_file *f, cons
 			return -errno;
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))
-		return set_times(n, f, attr, valid);
+		return set_times(n, nfd, f, attr, valid);
 	return 0;
 }
 
@@ -515,21 +538,25 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *attr, i
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
 	struct fs_file *f = file_of(fi);
-	int rc;
+	int nfd, tmp, rc;
 
 	if (!n)
 		return -ESTALE;
 	if (n->private_)
 		return refuse_private("setattr");
-	rc = apply_setattr(n, f, attr, valid);
+	nfd = fs__inode_fd(fs, n, &tmp);
+	if (nfd < 0)
+		return nfd;
+	rc = apply_setattr(n, nfd, f, attr, valid);
+	if (rc == 0 && (valid & FUSE_SET_ATTR_SIZE) && !(valid & FUSE_SET_ATTR_MODE)) {
+		proc_path(nfd, path);
+		kill_suid(fs, req, f ? f->fd : nfd, f ? NULL : path);
+	}
+	fs__inode_fd_put(fs, n, tmp);
 	if (rc < 0)
 		return rc;
-	if ((valid & FUSE_SET_ATTR_SIZE) && !(valid & FUSE_SET_ATTR_MODE)) {
-		proc_path(n->fd, path);
-		kill_suid(fs, req, f ? f->fd : n->fd, f ? NULL : path);
-	}
 	note_setattr(fs, n, valid);
-	return stat_node(n, f, out);
+	return stat_node(fs, n, f, out);
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
@@ -547,17 +574,26 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 
 static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
 	char buf[PATH_MAX + 1];
 	ssize_t len;
+	int fd, tmp, err;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	len = readlinkat(n->fd, "", buf, sizeof(buf));
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	len = readlinkat(fd, "", buf, sizeof(buf));
+	err = errno;
+	fs__inode_fd_put(fs, n, tmp);
 	if (len < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 		return;
 	}
 	if ((size_t)len == sizeof(buf)) {
@@ -580,6 +616,7 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 	struct dfsr_uid zero = { 0 }, puid, uid, cur;
 	struct fs_inode *n = NULL;
 	struct stat st;
+	bool noted;
 	int rc;
 
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
@@ -587,12 +624,14 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 		close(fd);
 		return rc;
 	}
+	/* Journaled while @fd is at hand (the node may keep only a handle). */
+	fs__inode_uid(fs, parent, &puid);
+	noted = !dfsr_uid_is_zero(&puid) &&
+		journal_note_new(fs->journal, &puid, name, fd, &uid) == 0;
 	rc = fs__inode_insert_take(fs, fd, &st, false, &zero, &n);
 	if (rc < 0)
 		return rc;
-	fs__inode_uid(fs, parent, &puid);
-	if (!dfsr_uid_is_zero(&puid) &&
-	    journal_note_new(fs->journal, &puid, name, n->fd, &uid) == 0) {
+	if (noted) {
 		/* A hard link keeps the UID of the name that made its node. */
 		fs__inode_uid(fs, n, &cur);
 		if (dfsr_uid_is_zero(&cur))
@@ -616,19 +655,18 @@ struct make_args {
 	const char *target; /* MAKE_SYMLINK */
 };
 
-static int make_backing(fuse_req_t req, const struct fs_inode *p, const char *name,
-			const struct make_args *m)
+static int make_backing(fuse_req_t req, int pfd, const char *name, const struct make_args *m)
 {
 	int rc = creds_begin(req);
 
 	if (rc < 0)
 		return rc;
 	if (m->kind == MAKE_DIR)
-		rc = mkdirat(p->fd, name, m->mode);
+		rc = mkdirat(pfd, name, m->mode);
 	else if (m->kind == MAKE_NOD)
-		rc = mknodat(p->fd, name, m->mode, m->rdev);
+		rc = mknodat(pfd, name, m->mode, m->rdev);
 	else
-		rc = symlinkat(m->target, p->fd, name);
+		rc = symlinkat(m->target, pfd, name);
 	if (rc < 0)
 		rc = -errno;
 	creds_end();
@@ -640,26 +678,34 @@ static int do_make(fuse_req_t req, fuse_ino_t parent, const char *name, const st
 {
 	struct fs *fs = fs_of(req);
 	struct fs_inode *p = fs__inode_get(fs, parent);
-	int fd, rc;
+	int pfd, ptmp, fd, rc;
 
 	if (!p)
 		return -ESTALE;
 	rc = check_name_change(fs, p, name, "create");
 	if (rc < 0)
 		return rc;
-	rc = make_backing(req, p, name, m);
+	pfd = fs__inode_fd(fs, p, &ptmp);
+	if (pfd < 0)
+		return pfd;
+	rc = make_backing(req, pfd, name, m);
 	if (rc < 0)
-		return rc;
-	fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	rc = own_new(req, p, fd, m->mode);
+		goto out_put;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_put;
+	}
+	rc = own_new(req, pfd, fd, m->mode);
 	if (rc < 0)
 		goto out_remove;
-	return publish_new(fs, p, name, fd, out, e);
+	rc = publish_new(fs, p, name, fd, out, e);
+	goto out_put;
 out_remove:
 	close(fd);
-	unlinkat(p->fd, name, m->kind == MAKE_DIR ? AT_REMOVEDIR : 0);
+	unlinkat(pfd, name, m->kind == MAKE_DIR ? AT_REMOVEDIR : 0);
+out_put:
+	fs__inode_fd_put(fs, p, ptmp);
 	return rc;
 }
 
@@ -701,7 +747,7 @@ static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const ch
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	struct fs_inode *np = fs__inode_get(fs, newparent);
 	char path[FS_PROC_PATH_LEN];
-	int fd, rc;
+	int nfd, ntmp, pfd, ptmp, fd, rc;
 
 	if (!n || !np)
 		return -ESTALE;
@@ -710,18 +756,31 @@ static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const ch
 	rc = check_name_change(fs, np, newname, "link");
 	if (rc < 0)
 		return rc;
-	if (linkat(n->fd, "", np->fd, newname, AT_EMPTY_PATH) < 0) {
+	nfd = fs__inode_fd(fs, n, &ntmp);
+	if (nfd < 0)
+		return nfd;
+	pfd = fs__inode_fd(fs, np, &ptmp);
+	if (pfd < 0) {
+		rc = pfd;
+		goto out_put_n;
+	}
+	if (linkat(nfd, "", pfd, newname, AT_EMPTY_PATH) < 0) {
 		rc = -errno;
 		if (rc != -ENOENT && rc != -EPERM)
-			return rc;
-		proc_path(n->fd, path);
-		if (linkat(AT_FDCWD, path, np->fd, newname, AT_SYMLINK_FOLLOW) < 0)
-			return -errno;
+			goto out_put;
+		proc_path(nfd, path);
+		if (linkat(AT_FDCWD, path, pfd, newname, AT_SYMLINK_FOLLOW) < 0) {
+			rc = -errno;
+			goto out_put;
+		}
 	}
-	fd = openat(np->fd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return publish_new(fs, np, newname, fd, out, e);
+	fd = openat(pfd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	rc = fd < 0 ? -errno : publish_new(fs, np, newname, fd, out, e);
+out_put:
+	fs__inode_fd_put(fs, np, ptmp);
+out_put_n:
+	fs__inode_fd_put(fs, n, ntmp);
+	return rc;
 }
 
 static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -742,15 +801,20 @@ static int do_remove(struct fs *fs, fuse_ino_t parent, const char *name, bool di
 {
 	struct fs_inode *p = fs__inode_get(fs, parent);
 	struct dfsr_uid puid;
-	int rc;
+	int pfd, ptmp, rc;
 
 	if (!p)
 		return -ESTALE;
 	rc = check_name_change(fs, p, name, dir ? "rmdir" : "unlink");
 	if (rc < 0)
 		return rc;
-	if (unlinkat(p->fd, name, dir ? AT_REMOVEDIR : 0) < 0)
-		return -errno;
+	pfd = fs__inode_fd(fs, p, &ptmp);
+	if (pfd < 0)
+		return pfd;
+	rc = unlinkat(pfd, name, dir ? AT_REMOVEDIR : 0) < 0 ? -errno : 0;
+	fs__inode_fd_put(fs, p, ptmp);
+	if (rc < 0)
+		return rc;
 	fs__inode_uid(fs, p, &puid);
 	if (!dfsr_uid_is_zero(&puid))
 		(void)journal_note_remove(fs->journal, &puid, name);
@@ -780,8 +844,8 @@ static int check_rename(struct fs *fs, const struct fs_inode *p, const char *nam
 }
 
 /* Tell the journal about a rename that happened, and move the UIDs onto the nodes. */
-static void note_rename(struct fs *fs, struct fs_inode *p, const char *name, struct fs_inode *np,
-			const char *newname, bool exchange)
+static void note_rename(struct fs *fs, struct fs_inode *p, int pfd, const char *name,
+			struct fs_inode *np, int npfd, const char *newname, bool exchange)
 {
 	struct dfsr_uid puid, npuid, out = { 0 }, other_out = { 0 };
 	struct journal_rename r = {
@@ -790,8 +854,8 @@ static void note_rename(struct fs *fs, struct fs_inode *p, const char *name, str
 		.new_parent = &npuid,
 		.new_name = newname,
 		.exchange = exchange,
-		.fd = openat(np->fd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC),
-		.other_fd = exchange ? openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1,
+		.fd = openat(npfd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC),
+		.other_fd = exchange ? openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1,
 	};
 
 	fs__inode_uid(fs, p, &puid);
@@ -815,17 +879,28 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 {
 	struct fs_inode *p = fs__inode_get(fs, parent);
 	struct fs_inode *np = fs__inode_get(fs, newparent);
-	int rc;
+	int pfd, ptmp, npfd, nptmp, rc;
 
 	if (!p || !np)
 		return -ESTALE;
 	rc = check_rename(fs, p, name, np, newname, flags);
 	if (rc < 0)
 		return rc;
-	if (renameat2(p->fd, name, np->fd, newname, flags) < 0)
-		return -errno;
-	note_rename(fs, p, name, np, newname, flags & RENAME_EXCHANGE);
-	return 0;
+	pfd = fs__inode_fd(fs, p, &ptmp);
+	if (pfd < 0)
+		return pfd;
+	npfd = fs__inode_fd(fs, np, &nptmp);
+	if (npfd < 0) {
+		rc = npfd;
+		goto out_put_p;
+	}
+	rc = renameat2(pfd, name, npfd, newname, flags) < 0 ? -errno : 0;
+	if (rc == 0)
+		note_rename(fs, p, pfd, name, np, npfd, newname, flags & RENAME_EXCHANGE);
+	fs__inode_fd_put(fs, np, nptmp);
+out_put_p:
+	fs__inode_fd_put(fs, p, ptmp);
+	return rc;
 }
 
 static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -867,6 +942,7 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 		       struct fuse_file_info *fi)
 {
 	struct fs_file *f = calloc(1, sizeof(*f));
+	int rc;
 
 	if (!f) {
 		close(fd);
@@ -876,7 +952,12 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	f->fd = fd;
 	f->node = n;
 	f->writable = flags_write(flags);
-	fs__inode_open(fs, n, f->writable);
+	rc = fs__inode_open(fs, n, f->writable, fd);
+	if (rc < 0) {
+		close(fd);
+		free(f);
+		return rc;
+	}
 	handle_add(fs, &f->link);
 	if (flags & O_TRUNC)
 		mark_dirty(n);
@@ -890,16 +971,21 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_of(req);
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
-	int fd;
+	int nfd, tmp, fd, rc;
 
 	if (!n)
 		return -ESTALE;
 	if (n->private_ && flags_write(fi->flags))
 		return refuse_private("open");
-	proc_path(n->fd, path);
+	nfd = fs__inode_fd(fs, n, &tmp);
+	if (nfd < 0)
+		return nfd;
+	proc_path(nfd, path);
 	fd = open(path, backing_flags(fs, fi->flags));
+	rc = -errno;
+	fs__inode_fd_put(fs, n, tmp);
 	if (fd < 0)
-		return -errno;
+		return rc;
 	if ((fi->flags & O_TRUNC) && kill_suid(fs, req, fd, NULL))
 		inval_attr(fs, n);
 	return attach_file(fs, n, fd, fi->flags, fi);
@@ -933,21 +1019,21 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* Open (@p, @name) creating it; *@created tells whether this call made it. */
-static int create_backing(fuse_req_t req, struct fs_inode *p, const char *name, int flags,
-			  mode_t mode, bool *created)
+static int create_backing(fuse_req_t req, int pfd, const char *name, int flags, mode_t mode,
+			  bool *created)
 {
 	int fd, rc = creds_begin(req);
 
 	if (rc < 0)
 		return rc;
-	fd = openat(p->fd, name, flags | O_CREAT | O_EXCL, mode);
+	fd = openat(pfd, name, flags | O_CREAT | O_EXCL, mode);
 	rc = fd < 0 ? -errno : fd;
 	creds_end();
 	*created = fd >= 0;
 	if (rc != -EEXIST || (flags & O_EXCL))
 		return rc;
 	/* It exists on disk although the kernel thought not (made behind the mount). */
-	fd = openat(p->fd, name, flags | O_NOFOLLOW);
+	fd = openat(pfd, name, flags | O_NOFOLLOW);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -958,29 +1044,34 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct fs_inode *p = fs__inode_get(fs, parent);
 	char path[FS_PROC_PATH_LEN];
 	bool created;
-	int fd, pfd, rc;
+	int fd, opath, pfd, ptmp, rc;
 
 	if (!p)
 		return -ESTALE;
 	rc = check_name_change(fs, p, name, "create");
 	if (rc < 0)
 		return rc;
-	fd = create_backing(req, p, name, backing_flags(fs, fi->flags), mode, &created);
-	if (fd < 0)
-		return fd;
-	rc = created ? own_new(req, p, fd, mode) : 0;
+	pfd = fs__inode_fd(fs, p, &ptmp);
+	if (pfd < 0)
+		return pfd;
+	fd = create_backing(req, pfd, name, backing_flags(fs, fi->flags), mode, &created);
+	if (fd < 0) {
+		rc = fd;
+		goto out_put;
+	}
+	rc = created ? own_new(req, pfd, fd, mode) : 0;
 	if (rc < 0)
 		goto out_remove;
 	proc_path(fd, path);
-	pfd = open(path, O_PATH | O_CLOEXEC);
-	if (pfd < 0) {
+	opath = open(path, O_PATH | O_CLOEXEC);
+	if (opath < 0) {
 		rc = -errno;
 		goto out_remove;
 	}
 	if (created) {
-		rc = publish_new(fs, p, name, pfd, out, e);
+		rc = publish_new(fs, p, name, opath, out, e);
 	} else {
-		close(pfd);
+		close(opath);
 		rc = lookup_node(fs, p, name, true, out, e);
 	}
 	if (rc < 0)
@@ -988,12 +1079,14 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rc = attach_file(fs, *out, fd, fi->flags, fi); /* takes fd */
 	if (rc < 0)
 		fs__inode_unref(fs, *out, 1, 0);
-	return rc;
+	goto out_put;
 out_remove:
 	if (created)
-		unlinkat(p->fd, name, 0);
+		unlinkat(pfd, name, 0);
 out_close:
 	close(fd);
+out_put:
+	fs__inode_fd_put(fs, p, ptmp);
 	return rc;
 }
 
@@ -1133,18 +1226,23 @@ static int do_opendir(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	struct fs_dir *d;
-	int fd, rc;
+	int nfd, tmp, fd, rc;
 
 	if (!n)
 		return -ESTALE;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	fd = openat(n->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
+	nfd = fs__inode_fd(fs, n, &tmp);
+	if (nfd < 0) {
+		rc = nfd;
 		goto out_free;
 	}
+	fd = openat(nfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = -errno;
+	fs__inode_fd_put(fs, n, tmp);
+	if (fd < 0)
+		goto out_free;
 	d->dp = fdopendir(fd);
 	if (!d->dp) {
 		rc = -errno;
@@ -1313,15 +1411,24 @@ static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct 
 
 static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
 	struct statvfs sv;
+	int fd, tmp, rc;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (fstatvfs(n->fd, &sv) < 0)
-		fuse_reply_err(req, errno);
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	rc = fstatvfs(fd, &sv) < 0 ? errno : 0;
+	fs__inode_fd_put(fs, n, tmp);
+	if (rc)
+		fuse_reply_err(req, rc);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -1331,10 +1438,12 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* getxattr (@name set) or listxattr (@name NULL), with the size-probe protocol. */
 static void reply_xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fs_inode *n = fs__inode_get(fs_of(req), ino);
+	struct fs *fs = fs_of(req);
+	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
 	char *buf = NULL;
 	ssize_t len;
+	int fd, tmp, err;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
@@ -1347,10 +1456,18 @@ static void reply_xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, s
 			return;
 		}
 	}
-	proc_path(n->fd, path);
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		free(buf);
+		return;
+	}
+	proc_path(fd, path);
 	len = name ? getxattr(path, name, buf, size) : listxattr(path, buf, size);
+	err = errno;
+	fs__inode_fd_put(fs, n, tmp);
 	if (len < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)len);
 	else
@@ -1374,16 +1491,21 @@ static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const
 {
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
-	int rc;
+	int fd, tmp, rc;
 
 	if (!n)
 		return -ESTALE;
 	if (n->private_)
 		return refuse_private(value ? "setxattr" : "removexattr");
-	proc_path(n->fd, path);
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
+		return fd;
+	proc_path(fd, path);
 	rc = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
+	rc = rc < 0 ? -errno : 0;
+	fs__inode_fd_put(fs, n, tmp);
 	if (rc < 0)
-		return -errno;
+		return rc;
 	note_change(fs, n, 0);
 	return 0;
 }

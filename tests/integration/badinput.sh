@@ -157,5 +157,12 @@ check_eq "keygen left the existing file alone" "secret" "$(cat "$WS/exists.key")
 one_line_error "status of a stopped member" "$DFSR_BIN" status -c "$FIRST_CONF"
 one_line_error "hash of a missing path" "$DFSR_BIN" hash "$WS/nothing-here"
 one_line_error "unknown command" "$DFSR_BIN" frobnicate
+one_line_error "unknown option" "$DFSR_BIN" status -c "$FIRST_CONF" --frob
+one_line_error "journal --from not a number" "$DFSR_BIN" journal -c "$FIRST_CONF" --from abc
+one_line_error "events --since garbage" "$DFSR_BIN" events -c "$FIRST_CONF" --since yesterdayish
+one_line_error "hash without a path" "$DFSR_BIN" hash
+one_line_error "keygen into a missing directory" "$DFSR_BIN" keygen "$WS/no/such/dir/k"
+one_line_error "a directory as the config" "$DFSR_BIN" mount -c "$WS"
+one_line_error "journal --folder of an unknown folder" "$DFSR_BIN" journal -c "$FIRST_CONF" --folder nosuch
 
 finish
