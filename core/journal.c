@@ -1098,6 +1098,13 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	rc = stat_fd(fd, &st);
 	if (rc < 0)
 		goto out_release;
+	/*
+	 * An object with no name left was replaced or unlinked; whatever record @uid names now
+	 * describes another object (e.g. the file an editor saved over it). Its late release or
+	 * time update must not journal its stale content over that record.
+	 */
+	if (!S_ISDIR(st.st_mode) && st.st_nlink == 0)
+		goto out_release;
 	/* A link's target never changes in place, so its digest holds whatever its times say;
 	 * re-reading it would also move the link's atime under a utimensat(). */
 	if (!(flags & JOURNAL_DATA) && (uint64_t)st.st_size == r.size &&

@@ -137,7 +137,8 @@ enum journal_change_flags {
  * @fd: O_PATH descriptor of the object
  *
  * Without JOURNAL_DATA the stored content digest is reused when the size and mtime still
- * match the record. A zero @uid, an unknown UID or a tombstone is a no-op.
+ * match the record. A zero @uid, an unknown UID, a tombstone, or an object that has no
+ * name left (unlinked or replaced, st_nlink == 0) is a no-op.
  * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
  */
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
