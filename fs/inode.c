@@ -340,6 +340,24 @@ struct fs_inode *fs__inode_ref_existing(struct fs *fs, int fd, const struct stat
 	return n;
 }
 
+/* Lock held. */
+static void add_uid_locked(struct fs_inode *n, const struct dfsr_uid *uid)
+{
+	uint8_t i;
+
+	if (dfsr_uid_is_zero(uid) || dfsr_uid_equal(uid, &n->uid))
+		return;
+	if (dfsr_uid_is_zero(&n->uid)) {
+		n->uid = *uid;
+		return;
+	}
+	for (i = 0; i < n->nlinks; i++)
+		if (dfsr_uid_equal(uid, &n->links[i]))
+			return;
+	if (n->nlinks < FS_LINK_UIDS)
+		n->links[n->nlinks++] = *uid;
+}
+
 int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool private_,
 			  const struct dfsr_uid *uid, struct fs_inode **out)
 {
@@ -363,6 +381,7 @@ int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool pri
 	if (n) {
 		/* Another thread (or another name of a hard link) got there first. */
 		n->nlookup++;
+		add_uid_locked(n, uid);
 		pthread_mutex_unlock(&fs->lock);
 		close(fd);
 		free(handle);
@@ -540,6 +559,27 @@ uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n)
 	w = n->nwriters;
 	pthread_mutex_unlock(&fs->lock);
 	return w;
+}
+
+void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid)
+{
+	pthread_mutex_lock(&fs->lock);
+	add_uid_locked(n, uid);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 + FS_LINK_UIDS])
+{
+	size_t k = 0;
+	uint8_t i;
+
+	pthread_mutex_lock(&fs->lock);
+	if (!dfsr_uid_is_zero(&n->uid))
+		out[k++] = n->uid;
+	for (i = 0; i < n->nlinks; i++)
+		out[k++] = n->links[i];
+	pthread_mutex_unlock(&fs->lock);
+	return k;
 }
 
 void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out)

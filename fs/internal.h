@@ -49,6 +49,8 @@
 
 _Static_assert(sizeof(fuse_ino_t) == sizeof(uint64_t), "node ids are 64-bit counters");
 
+#define FS_LINK_UIDS 7 /* hard-link names tracked per node besides the first */
+
 struct fs_inode {
 	uint64_t id;                /* immutable: the FUSE node id */
 	dev_t dev;                  /* immutable: backing st_dev */
@@ -67,9 +69,14 @@ struct fs_inode {
 	uint32_t nopen;             /* protected by fs->lock: open file handles */
 	uint32_t nwriters;          /* protected by fs->lock: open handles that may write */
 	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
-	atomic_bool dirty;          /* data written since the last journal_note_change(DATA) */
-	struct fs_inode *key_next;  /* protected by fs->lock: chain in fs->by_key */
-	struct fs_inode *id_next;   /* protected by fs->lock: chain in fs->by_id */
+	/* protected by fs->lock: the records of this node's other names (hard links) seen
+	 * through the mount; a change is journaled on each. Names past FS_LINK_UIDS are left to
+	 * the consistency scan. */
+	struct dfsr_uid links[FS_LINK_UIDS];
+	uint8_t nlinks;
+	atomic_bool dirty;         /* data written since the last journal_note_change(DATA) */
+	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
+	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
 };
 
 /* Open file and directory handles are linked into fs->handles, so that handles the kernel
@@ -154,7 +161,8 @@ struct fs_inode *fs__inode_ref_existing(struct fs *fs, int fd, const struct stat
  *            or closed: a node already exists, the node is handle-only, or failure)
  * @st:       its stat
  * @private_: it is DfsrPrivate or below it
- * @uid:      its replication UID (used only when a new node is made)
+ * @uid:      its replication UID (for a node that exists already: the UID of another of
+ *            its names, remembered with fs__inode_add_uid())
  * @out:      receives the node
  *
  * Thread: fuse.
@@ -207,6 +215,19 @@ int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd
  * Return: true when this was the last writer and the node was dirty (dirty is cleared).
  */
 bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *uid);
+
+/**
+ * fs__inode_uids() - Every UID a change of @n must be journaled on: its own and those of its
+ * other names (hard links). Zero UIDs are left out.
+ * @out: receives up to 1 + FS_LINK_UIDS UIDs
+ *
+ * Thread: fuse. Return: how many were written.
+ */
+size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 + FS_LINK_UIDS]);
+
+/* Remember @uid as the record of another name of @n (or as its own, if it has none).
+ * Thread: fuse. */
+void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
 
 /* Writers currently open on the node. Thread: fuse. */
 uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);

@@ -223,36 +223,27 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
 		memset(out, 0, sizeof(*out)); /* -ENOENT: no record yet; the scan adds it */
 }
 
+/*
+ * Journal a change of @n on every record naming it: hard links are one object with several
+ * names, and each name is a record. An object with no name left (deleted, or replaced by a
+ * save-by-rename) is skipped by the journal.
+ */
 static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 {
-	struct dfsr_uid uid;
+	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	size_t i, k;
 	int fd, tmp;
 
 	if (n->private_)
 		return;
-	fs__inode_uid(fs, n, &uid);
-	if (dfsr_uid_is_zero(&uid))
+	k = fs__inode_uids(fs, n, uids);
+	if (k == 0)
 		return;
 	fd = fs__inode_fd(fs, n, &tmp);
 	if (fd < 0)
 		return; /* gone meanwhile; the scan catches up */
-	(void)journal_note_change(fs->journal, &uid, fd, flags);
-	fs__inode_fd_put(fs, n, tmp);
-}
-
-/* The last writer of a dirty node went away: journal the new data unless it was deleted. */
-static void note_data_closed(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid)
-{
-	struct stat st;
-	int fd, tmp;
-
-	if (n->private_ || dfsr_uid_is_zero(uid))
-		return;
-	fd = fs__inode_fd(fs, n, &tmp);
-	if (fd < 0)
-		return;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 0)
-		(void)journal_note_change(fs->journal, uid, fd, JOURNAL_DATA);
+	for (i = 0; i < k; i++)
+		(void)journal_note_change(fs->journal, &uids[i], fd, flags);
 	fs__inode_fd_put(fs, n, tmp);
 }
 
@@ -613,7 +604,7 @@ static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name, int fd,
 		       struct fs_inode **out, struct fuse_entry_param *e)
 {
-	struct dfsr_uid zero = { 0 }, puid, uid, cur;
+	struct dfsr_uid zero = { 0 }, puid, uid;
 	struct fs_inode *n = NULL;
 	struct stat st;
 	bool noted;
@@ -631,12 +622,8 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 	rc = fs__inode_insert_take(fs, fd, &st, false, &zero, &n);
 	if (rc < 0)
 		return rc;
-	if (noted) {
-		/* A hard link keeps the UID of the name that made its node. */
-		fs__inode_uid(fs, n, &cur);
-		if (dfsr_uid_is_zero(&cur))
-			fs__inode_set_uid(fs, n, &uid);
-	}
+	if (noted)
+		fs__inode_add_uid(fs, n, &uid); /* a hard link: one more name of the node */
 	fill_entry(fs, n, &st, e);
 	*out = n;
 	return 0;
@@ -1003,7 +990,7 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	handle_del(fs, &f->link);
 	close(f->fd);
 	if (f->writable && fs__inode_close_writer(fs, n, &uid))
-		note_data_closed(fs, n, &uid);
+		note_change(fs, n, JOURNAL_DATA); /* the last writer went: journal the data */
 	fs__inode_unref(fs, n, 0, 1);
 	free(f);
 }
