@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,15 +54,17 @@ struct journal_counts {
 };
 
 struct journal {
-	const struct config *cfg;           /* immutable */
-	const struct config_folder *folder; /* immutable */
-	int root_fd;                        /* immutable */
-	bool read_only;                     /* immutable */
-	bool unclean;                       /* immutable after open */
-	struct db *db;                      /* immutable; thread-safe */
-	struct dfsr_uid root_uid;           /* immutable */
-	struct dfsr_uid db_id;              /* immutable */
-	uint64_t event_n;                   /* atomic */
+	const struct config *cfg; /* immutable */
+	/* Swapped whole by journal_set_folder() on a reload (quotas, filters); every use
+	 * loads it once. The member keeps superseded configs alive until exit. */
+	const struct config_folder *_Atomic folder;
+	int root_fd;              /* immutable */
+	bool read_only;           /* immutable */
+	bool unclean;             /* immutable after open */
+	struct db *db;            /* immutable; thread-safe */
+	struct dfsr_uid root_uid; /* immutable */
+	struct dfsr_uid db_id;    /* immutable */
+	uint64_t event_n;         /* atomic */
 
 	pthread_mutex_t lock; /* protects everything below; innermost lock of core */
 	uint64_t counter;     /* last counter used by db_id */
@@ -964,6 +967,11 @@ const struct dfsr_uid *journal_root_uid(const struct journal *j)
 const struct dfsr_uid *journal_db_id(const struct journal *j)
 {
 	return &j->db_id;
+}
+
+void journal_set_folder(struct journal *j, const struct config_folder *folder)
+{
+	atomic_store(&j->folder, folder);
 }
 
 const struct config_folder *journal_folder(const struct journal *j)

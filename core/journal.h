@@ -41,7 +41,7 @@
 #include "core/util.h"
 
 #define JOURNAL_NAME_MAX 255 /* bytes of one name component */
-#define JOURNAL_ERR_LEN	 512
+#define JOURNAL_ERR_LEN  512
 
 struct journal;
 
@@ -56,9 +56,9 @@ enum journal_state {
 const char *journal_state_name(enum journal_state s);
 
 struct journal_opts {
-	const struct config *cfg;	   /* borrowed; must outlive the journal */
+	const struct config *cfg;           /* borrowed; must outlive the journal */
 	const struct config_folder *folder; /* borrowed; must outlive the journal */
-	int root_fd;	/* O_PATH|O_DIRECTORY descriptor of the local path, opened before
+	int root_fd;    /* O_PATH|O_DIRECTORY descriptor of the local path, opened before
 			 * the mount covers it; borrowed. The database lives at
 			 * /proc/self/fd/<root_fd>/DfsrPrivate/db, which stays reachable when
 			 * the mount point equals the local path. */
@@ -95,6 +95,17 @@ bool journal_was_unclean(const struct journal *j);
 const struct dfsr_uid *journal_root_uid(const struct journal *j);
 const struct dfsr_uid *journal_db_id(const struct journal *j);
 const struct config_folder *journal_folder(const struct journal *j);
+
+/**
+ * journal_set_folder() - Use a reloaded folder configuration (file and subfolder filters,
+ * quotas) from now on. Changes already recorded are not revisited; the next consistency
+ * scan applies new filters to what is on disk.
+ * @folder: the same folder (same name and path) from a newer config; borrowed, and must
+ *          stay alive until journal_close() (the member keeps every loaded config)
+ *
+ * Thread: any.
+ */
+void journal_set_folder(struct journal *j, const struct config_folder *folder);
 int journal_root_fd(const struct journal *j);
 
 enum journal_state journal_state(const struct journal *j);
@@ -124,8 +135,8 @@ int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char 
  * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (the change is then logged, event
  *         1601, and left for the next consistency scan).
  */
-int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name,
-		     int fd, struct dfsr_uid *out);
+int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
+		     struct dfsr_uid *out);
 
 enum journal_change_flags {
 	JOURNAL_DATA = 1u << 0, /* the data may have changed: read it again */
@@ -156,7 +167,7 @@ struct journal_rename {
 	const struct dfsr_uid *new_parent;
 	const char *new_name;
 	bool exchange; /* RENAME_EXCHANGE: the two objects swapped names */
-	int fd;	       /* O_PATH descriptor of the object now at new_name */
+	int fd;        /* O_PATH descriptor of the object now at new_name */
 	int other_fd;  /* exchange: the object now at old_name; otherwise -1 */
 };
 
@@ -181,9 +192,9 @@ int journal_note_rename(struct journal *j, const struct journal_rename *r, struc
 
 struct journal_status {
 	enum journal_state state;
-	uint64_t files;	     /* live regular files and symbolic links */
+	uint64_t files;      /* live regular files and symbolic links */
 	uint64_t folders;    /* live directories (the root not counted) */
-	uint64_t bytes;	     /* sum of live files' sizes */
+	uint64_t bytes;      /* sum of live files' sizes */
 	uint64_t tombstones; /* records of deleted objects still kept */
 	uint64_t journal;    /* entries in the outbound journal */
 	uint64_t next_seq;   /* sequence number the next journal entry will get */
@@ -216,8 +227,8 @@ struct journal_entry_info {
 	struct dfsr_uid uid;
 	struct dfsr_uid gvsn_db;
 	uint64_t gvsn_counter;
-	int64_t time_ns; /* when the change was recorded */
-	char type;	 /* 'f', 'd' or 'l' */
+	int64_t time_ns;  /* when the change was recorded */
+	char type;        /* 'f', 'd' or 'l' */
 	const char *path; /* relative to the folder root, at the time of the change */
 };
 

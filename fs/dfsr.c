@@ -392,7 +392,7 @@ struct member;
 
 struct folder_rt {
 	struct member *m;
-	const struct config_folder *cf;
+	const struct config_folder *_Atomic cf; /* replaced whole by a reload */
 	int root_fd; /* O_PATH|O_DIRECTORY of the local path, opened before the mount */
 	struct journal *j;
 	struct fs *fs;
@@ -414,6 +414,8 @@ struct member {
 	bool running; /* every folder mounted: a stop from now on is logged as one */
 	int ready_fd; /* pipe to the parent waiting in `dfsr mount`; -1 when none */
 	uint8_t sk[KEY_LEN];
+	struct config **reloaded; /* configs applied by reloads; kept until exit (main only) */
+	size_t nreloaded;
 };
 
 /* The folder named @name, or all (-1 in *idx) for NULL. Return: 0 or -ENOENT. */
@@ -1198,41 +1200,93 @@ static int folder_diff(const struct config_folder *a, const struct config_folder
 }
 
 /*
- * Reads the config again. Nothing is applied in this version: the event names what
- * changed, to be applied at the next start (replication, a later issue, adds live reload).
+ * A folder whose quotas or filters changed takes its new settings at once (the journal and
+ * the status read them through one atomic pointer). Other changes (member, peers, folders
+ * added or removed, paths, primary, read_only) need a restart; the event names them.
+ * Return: true if @nc was applied to at least one folder (the member then keeps it).
  */
+static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_buf *applied,
+			 struct dfsr_buf *deferred)
+{
+	bool used = false;
+
+	changed(deferred,
+		strcmp(nc->member_name, m->cfg.member_name) ||
+			strcmp(nc->control_path, m->cfg.control_path) ||
+			strcmp(nc->key_path, m->cfg.key_path),
+		"member");
+	changed(deferred, nc->npeers != m->cfg.npeers, "peers");
+	changed(deferred, nc->nfolders != m->cfg.nfolders, "folders");
+	for (size_t i = 0; i < m->n; i++) {
+		const struct config_folder *cur = m->f[i].cf;
+		const struct config_folder *nf = config_folder(nc, cur->name);
+		struct dfsr_buf d;
+
+		if (!nf) {
+			changed(deferred, true, "folders");
+			continue;
+		}
+		dfsr_buf_init(&d);
+		folder_diff(cur, nf, &d);
+		if (d.len && (strstr(d.p, "path") || strstr(d.p, "folder-options")))
+			changed(deferred, true, d.p);
+		if (d.len && !strstr(d.p, "path")) {
+			journal_set_folder(m->f[i].j, nf);
+			m->f[i].cf = nf;
+			used = true;
+			changed(applied, strstr(d.p, "quota") != NULL, "quota");
+			changed(applied, strstr(d.p, "filter") != NULL, "filter");
+		}
+		dfsr_buf_release(&d);
+	}
+	return used;
+}
+
+/* Reads the config again and applies what can be applied live (reload_apply()). */
 static void member_reload(struct member *m, const char *path)
 {
 	char err[CONFIG_ERR_LEN];
-	struct config nc;
-	struct dfsr_buf d;
+	struct dfsr_buf applied, deferred;
+	struct config *nc = calloc(1, sizeof(*nc));
+	struct config **keep;
 
-	dfsr_buf_init(&d);
-	if (config_load(&nc, path, err) < 0) {
+	if (!nc || config_load(nc, path, err) < 0) {
 		for (size_t i = 0; i < m->n; i++)
-			journal_event(m->f[i].j, EV_RELOADED, "result=rejected error=\"%s\"", err);
+			journal_event(m->f[i].j, EV_RELOADED, "result=rejected error=\"%s\"",
+				      nc ? err : "out of memory");
+		free(nc);
 		return;
 	}
-	changed(&d,
-		strcmp(nc.member_name, m->cfg.member_name) ||
-			strcmp(nc.control_path, m->cfg.control_path) ||
-			strcmp(nc.key_path, m->cfg.key_path),
-		"member");
-	changed(&d, nc.npeers != m->cfg.npeers, "peers");
-	changed(&d, nc.nfolders != m->cfg.nfolders, "folders");
-	for (size_t i = 0; i < m->n; i++) {
-		const struct config_folder *nf = config_folder(&nc, m->f[i].cf->name);
-
-		if (!nf)
-			changed(&d, true, "folders");
-		else
-			folder_diff(m->f[i].cf, nf, &d);
+	dfsr_buf_init(&applied);
+	dfsr_buf_init(&deferred);
+	keep = realloc(m->reloaded, (m->nreloaded + 1) * sizeof(*keep));
+	if (keep)
+		m->reloaded = keep;
+	if (keep && reload_apply(m, nc, &applied, &deferred)) {
+		m->reloaded[m->nreloaded++] = nc;
+		nc = NULL;
 	}
 	for (size_t i = 0; i < m->n; i++)
-		journal_event(m->f[i].j, EV_RELOADED, "result=%s changes=%s",
-			      d.len ? "deferred-to-restart" : "unchanged", d.len ? d.p : "none");
-	dfsr_buf_release(&d);
-	config_release(&nc);
+		journal_event(m->f[i].j, EV_RELOADED, "result=%s applied=%s deferred-to-restart=%s",
+			      applied.len || deferred.len ? "changed" : "unchanged",
+			      applied.len ? applied.p : "none", deferred.len ? deferred.p : "none");
+	dfsr_buf_release(&applied);
+	dfsr_buf_release(&deferred);
+	if (nc)
+		config_release(nc);
+	free(nc);
+}
+
+/* Frees the configs that reloads applied (after every thread stopped). */
+static void member_release_reloaded(struct member *m)
+{
+	for (size_t i = 0; i < m->nreloaded; i++) {
+		config_release(m->reloaded[i]);
+		free(m->reloaded[i]);
+	}
+	free(m->reloaded);
+	m->reloaded = NULL;
+	m->nreloaded = 0;
 }
 
 /* ---- the member: run ------------------------------------------------------------------------ */
@@ -1523,6 +1577,7 @@ static int cmd_mount(struct cli *c)
 		rc = c->foreground ? member_run(&m, conf) : mount_detached(&m, conf);
 	}
 	sodium_memzero(m.sk, sizeof(m.sk));
+	member_release_reloaded(&m);
 	config_release(&m.cfg);
 	free(conf);
 	return rc;
