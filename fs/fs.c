@@ -23,8 +23,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,13 +378,35 @@ int fs_run(struct fs *fs)
  * no request). The worker answers it, sees the session exited and ends the loop, which
  * cancels the other workers; fs_free() then closes the device, aborting the connection for
  * the processes that still hold files in the detached mount.
+ *
+ * It runs on a thread of its own, detached: if every worker already left the loop, nobody
+ * answers the lookup until fs_free() closes the device (the lookup then fails with
+ * ENOTCONN), and the thread that called fs_stop() (main, on SIGTERM) must not wait for it.
  */
-static void wake_worker(int root_fd)
+static void *wake_worker(void *arg)
 {
+	int root_fd = (int)(intptr_t)arg;
 	int fd = openat(root_fd, ".dfsr-stop-wakeup", O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd >= 0)
 		close(fd);
+	close(root_fd);
+	return NULL;
+}
+
+static void wake_worker_async(int root_fd)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (pthread_attr_init(&attr) != 0) {
+		close(root_fd);
+		return;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, wake_worker, (void *)(intptr_t)root_fd) != 0)
+		close(root_fd);
+	pthread_attr_destroy(&attr);
 }
 
 void fs_stop(struct fs *fs)
@@ -392,12 +416,14 @@ void fs_stop(struct fs *fs)
 	if (atomic_exchange(&fs->stopping, true))
 		return;
 	fuse_session_exit(fs->se);
+	/* A plain unmount ends the connection at once (nothing of ours may hold the mount). */
+	if (umount2(fs->mountpoint, UMOUNT_NOFOLLOW) == 0 || errno != EBUSY)
+		return;
+	/* Busy: detach lazily, and wake a worker so that the loop sees the exit. */
 	root_fd = open(fs->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	/* A plain unmount ends the connection at once; a busy mount is detached lazily. */
-	if (umount2(fs->mountpoint, UMOUNT_NOFOLLOW) < 0 && errno == EBUSY &&
-	    umount2(fs->mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 && root_fd >= 0)
-		wake_worker(root_fd);
-	if (root_fd >= 0)
+	if (umount2(fs->mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 && root_fd >= 0)
+		wake_worker_async(root_fd);
+	else if (root_fd >= 0)
 		close(root_fd);
 }
 
