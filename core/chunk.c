@@ -366,22 +366,6 @@ int chunk_list_from_fd(int fd, struct chunk_list *out)
 	return rc;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
 size_t chunk_list_encoded_len(size_t n)
 {
 	return CHUNK_LIST_HDR_LEN + n * CHUNK_LIST_ENT_LEN;
@@ -395,12 +379,12 @@ int chunk_list_encode(const struct chunk_list *l, struct dfsr_buf *out)
 
 	if (!chunk_list_valid(l))
 		return -EINVAL;
-	put_be64(hdr + 8, l->size);
+	dfsr_put_be64(hdr + 8, l->size);
 	memcpy(hdr + 16, l->digest, HASH_LEN);
-	put_be32(hdr + 16 + HASH_LEN, (uint32_t)l->n);
+	dfsr_put_be32(hdr + 16 + HASH_LEN, (uint32_t)l->n);
 	rc = dfsr_buf_add(out, hdr, sizeof(hdr));
 	for (size_t i = 0; rc == 0 && i < l->n; i++) {
-		put_be32(ent, l->v[i].len);
+		dfsr_put_be32(ent, l->v[i].len);
 		memcpy(ent + 4, l->v[i].hash, HASH_LEN);
 		rc = dfsr_buf_add(out, ent, sizeof(ent));
 	}

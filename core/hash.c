@@ -67,20 +67,6 @@ static void proc_path(int fd, char out[static HASH_PROC_PATH])
 	snprintf(out, HASH_PROC_PATH, "/proc/self/fd/%d", fd);
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-
 static int md_init(EVP_MD_CTX **ctx)
 {
 	*ctx = EVP_MD_CTX_new();
@@ -352,11 +338,11 @@ static int xa_encode(const struct xa_src *x, const char **names, size_t count, s
 			rc = errno == ENODATA ? -EAGAIN : errno == ERANGE ? -E2BIG : -errno;
 			break;
 		}
-		put_be32(be, (uint32_t)nlen);
+		dfsr_put_be32(be, (uint32_t)nlen);
 		rc = dfsr_buf_add(enc, be, 4);
 		if (rc == 0)
 			rc = dfsr_buf_add(enc, names[i], nlen);
-		put_be32(be, (uint32_t)vlen);
+		dfsr_put_be32(be, (uint32_t)vlen);
 		if (rc == 0)
 			rc = dfsr_buf_add(enc, be, 4);
 		if (rc == 0)
@@ -389,7 +375,7 @@ static int hash_xattrs(const struct xa_src *x, EVP_MD_CTX *ctx)
 		dfsr_buf_init(&enc);
 		rc = xa_encode(x, names, count, &enc);
 		if (rc == 0) {
-			put_be32(be, (uint32_t)count);
+			dfsr_put_be32(be, (uint32_t)count);
 			rc = md_update(ctx, be, 4);
 		}
 		if (rc == 0)
@@ -414,10 +400,10 @@ static int hash_final(const struct xa_src *x, char type, const struct stat *st,
 	memcpy(p, HASH_MAGIC, sizeof(HASH_MAGIC));
 	p += sizeof(HASH_MAGIC);
 	*p++ = (uint8_t)type;
-	put_be32(p, (uint32_t)(st->st_mode & 07777));
-	put_be32(p + 4, (uint32_t)st->st_uid);
-	put_be32(p + 8, (uint32_t)st->st_gid);
-	put_be64(p + 12, size);
+	dfsr_put_be32(p, (uint32_t)(st->st_mode & 07777));
+	dfsr_put_be32(p + 4, (uint32_t)st->st_uid);
+	dfsr_put_be32(p + 8, (uint32_t)st->st_gid);
+	dfsr_put_be64(p + 12, size);
 	rc = md_init(&ctx);
 	if (rc < 0)
 		return rc;

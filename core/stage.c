@@ -68,32 +68,6 @@ _Static_assert(STAGE_STORED_MAX == CHUNK_MAX, "stored chunks are never larger");
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
 /* pread() exactly @len bytes at @off; a short file is -EIO. */
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -201,7 +175,7 @@ static bool parse_name(const char *name, struct stage_key *k)
 	if (!parse_hex(name, k->uid.b, DFSR_UID_LEN) ||
 	    !parse_hex(name + 33, k->gvsn.db.b, DFSR_UID_LEN) || !parse_hex(name + 66, ctr, 8))
 		return false;
-	k->gvsn.counter = get_be64(ctr);
+	k->gvsn.counter = dfsr_get_be64(ctr);
 	return true;
 }
 
@@ -592,7 +566,7 @@ static int write_chunk(struct writer *w, const struct chunk_piece *pc)
 		src = w->zbuf;
 		stored = z;
 	}
-	put_be32(ent + 1, (uint32_t)stored);
+	dfsr_put_be32(ent + 1, (uint32_t)stored);
 	rc = chunk_list_add(&w->list, pc->len, pc->hash);
 	if (rc == 0)
 		rc = dfsr_buf_add(&w->index, ent, sizeof(ent));
@@ -641,11 +615,11 @@ static int write_trailer(struct writer *w, const struct stage_key *k)
 	rc = chunk_list_encode(&w->list, &enc);
 	if (rc < 0)
 		goto out_release;
-	put_be64(foot, w->off);
-	put_be32(foot + 8, (uint32_t)enc.len);
+	dfsr_put_be64(foot, w->off);
+	dfsr_put_be32(foot + 8, (uint32_t)enc.len);
 	memcpy(foot + 16, k->uid.b, DFSR_UID_LEN);
 	memcpy(foot + 32, k->gvsn.db.b, DFSR_UID_LEN);
-	put_be64(foot + 48, k->gvsn.counter);
+	dfsr_put_be64(foot + 48, k->gvsn.counter);
 	memcpy(foot + 56, FOOTER_MAGIC, 8);
 	rc = dfsr_write_all(w->out, enc.p, enc.len);
 	if (rc == 0)
@@ -805,11 +779,11 @@ static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t si
 
 	memcpy(got.uid.b, f + 16, DFSR_UID_LEN);
 	memcpy(got.gvsn.db.b, f + 32, DFSR_UID_LEN);
-	got.gvsn.counter = get_be64(f + 48);
-	if (memcmp(f + 56, FOOTER_MAGIC, 8) != 0 || get_be32(f + 12) != 0 || !key_equal(&got, k))
+	got.gvsn.counter = dfsr_get_be64(f + 48);
+	if (memcmp(f + 56, FOOTER_MAGIC, 8) != 0 || dfsr_get_be32(f + 12) != 0 || !key_equal(&got, k))
 		return -EBADMSG;
-	*toff = get_be64(f);
-	*llen = get_be32(f + 8);
+	*toff = dfsr_get_be64(f);
+	*llen = dfsr_get_be32(f + 8);
 	if (*toff < HDR_LEN || *toff > size - FOOTER_LEN || *llen > size - FOOTER_LEN - *toff)
 		return -EBADMSG;
 	return 0;
@@ -832,7 +806,7 @@ static int parse_index(struct stage_version *v, const uint8_t *p, size_t len, ui
 		struct stored *e = &v->st[i];
 
 		e->codec = p[0];
-		e->len = get_be32(p + 1);
+		e->len = dfsr_get_be32(p + 1);
 		e->off = off;
 		if (e->codec == STAGE_CODEC_RAW ? e->len != v->list.v[i].len
 						: e->codec != STAGE_CODEC_ZSTD || e->len == 0 ||

@@ -130,4 +130,30 @@ char *dfsr_buf_detach(struct dfsr_buf *b, size_t *len);
 int dfsr_buf_add(struct dfsr_buf *b, const void *data, size_t len);
 int dfsr_buf_addf(struct dfsr_buf *b, const char *fmt, ...) DFSR_PRINTF(2, 3);
 
+/* Big-endian integers in byte buffers: the one encoding of dfsr's disk and wire formats
+ * (no struct is ever cast onto a buffer; STYLE rule 17). */
+static inline void dfsr_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void dfsr_put_be64(uint8_t *p, uint64_t v)
+{
+	dfsr_put_be32(p, (uint32_t)(v >> 32));
+	dfsr_put_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint32_t dfsr_get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t dfsr_get_be64(const uint8_t *p)
+{
+	return (uint64_t)dfsr_get_be32(p) << 32 | dfsr_get_be32(p + 4);
+}
+
 #endif

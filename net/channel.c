@@ -153,34 +153,6 @@ struct net_channel {
 
 /* --- small encoders ------------------------------------------------------------------ */
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (unsigned i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* §SC.3: the 8-byte header of every handshake message. */
 static void put_header(uint8_t hdr[static HDR_LEN], uint8_t type, uint8_t b6)
 {
@@ -365,7 +337,7 @@ static uint8_t *out_message(struct net_channel *ch, size_t len)
 
 	if (!p)
 		return NULL;
-	put_be32(p, (uint32_t)len);
+	dfsr_put_be32(p, (uint32_t)len);
 	return p + LEN_PREFIX;
 }
 
@@ -390,7 +362,7 @@ static int send_hello(struct net_channel *ch)
 	rc = mix_dh(ch, ch->s_sk, ch->rs, k); /* ss */
 	if (rc < 0)
 		goto out_wipe;
-	put_be64(t, (uint64_t)ch->now_ns);
+	dfsr_put_be64(t, (uint64_t)ch->now_ns);
 	hs_encrypt(ch, k, t, TIME_LEN, m + HELLO_T);
 	ch->state = NET_CHANNEL_HELLO_SENT;
 out_wipe:
@@ -544,7 +516,7 @@ static int send_reply(struct net_channel *ch)
 	rc = mix_dh(ch, ch->e_sk, ch->rs, k); /* se */
 	if (rc < 0)
 		goto out_wipe;
-	put_be64(t, (uint64_t)ch->now_ns);
+	dfsr_put_be64(t, (uint64_t)ch->now_ns);
 	hs_encrypt(ch, k, t, TIME_LEN, m + REPLY_T);
 out_wipe:
 	sodium_memzero(k, sizeof(k));
@@ -588,7 +560,7 @@ static int on_hello(struct net_channel *ch, const uint8_t *b, size_t len)
 	sodium_memzero(k, sizeof(k));
 	if (rc < 0)
 		return rc;
-	ch->peer_time = (int64_t)get_be64(t);
+	ch->peer_time = (int64_t)dfsr_get_be64(t);
 	ch->have_peer_time = true;
 	/* after authentication, so a tampered offer reads as tampering (-EBADMSG) */
 	return pick_cipher(ch, b[6]);
@@ -617,7 +589,7 @@ static int on_reply(struct net_channel *ch, const uint8_t *b, size_t len)
 	sodium_memzero(k, sizeof(k));
 	if (rc < 0)
 		return rc;
-	ch->peer_time = (int64_t)get_be64(t);
+	ch->peer_time = (int64_t)dfsr_get_be64(t);
 	ch->have_peer_time = true;
 	return 0;
 }
@@ -706,7 +678,7 @@ static void frame_nonce(uint8_t nonce[static 24], unsigned cipher, uint64_t coun
 	size_t n = cipher == NET_CHANNEL_AES256GCM ? 12 : 24;
 
 	memset(nonce, 0, 24);
-	put_be64(nonce + n - 8, counter);
+	dfsr_put_be64(nonce + n - 8, counter);
 }
 
 /* AEAD over @m into @c (plen + tag), ad = the 4-byte length prefix. */
@@ -757,7 +729,7 @@ int net_channel_seal(struct net_channel *ch, const void *msg, size_t len)
 	p = out_reserve(ch, LEN_PREFIX + clen);
 	if (!p)
 		return -ENOMEM;
-	put_be32(p, (uint32_t)clen);
+	dfsr_put_be32(p, (uint32_t)clen);
 	frame_encrypt(ch, p + LEN_PREFIX, len ? msg : empty, len, p);
 	ch->n_tx++;
 	return 0;
@@ -802,7 +774,7 @@ out_free_m:
 static int body_start(struct net_channel *ch)
 {
 	bool frames = ch->state == NET_CHANNEL_ESTABLISHED;
-	uint32_t len = get_be32(ch->prefix);
+	uint32_t len = dfsr_get_be32(ch->prefix);
 
 	if (len > (frames ? NET_CHANNEL_MAX_FRAME : NET_CHANNEL_HS_MAX))
 		return -EMSGSIZE;
