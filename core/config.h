@@ -23,14 +23,14 @@
 
 #include "core/filter.h"
 
-#define CONFIG_DEFAULT_PATH	      "/etc/dfsr/dfsr.conf"
-#define CONFIG_DEFAULT_PORT	      5722
+#define CONFIG_DEFAULT_PATH           "/etc/dfsr/dfsr.conf"
+#define CONFIG_DEFAULT_PORT           5722
 #define CONFIG_DEFAULT_STAGING_QUOTA  (4096ULL << 20)
 #define CONFIG_DEFAULT_CONFLICT_QUOTA (660ULL << 20)
 #define CONFIG_DEFAULT_TOMBSTONE_DAYS 60
 #define CONFIG_DEFAULT_FILE_FILTER    "~*, *.bak, *.tmp"
-#define CONFIG_NAME_MAX		      64 /* member, folder and peer names: [A-Za-z0-9._-]+ */
-#define CONFIG_ERR_LEN		      512
+#define CONFIG_NAME_MAX               64 /* member, folder and peer names: [A-Za-z0-9._-]+ */
+#define CONFIG_ERR_LEN                512
 
 struct config_addr {
 	struct sockaddr_storage ss; /* AF_INET or AF_INET6 with the port set */
@@ -40,15 +40,15 @@ struct config_addr {
 
 struct config_folder {
 	char *name;
-	char *path;	    /* local path: the real files and DfsrPrivate */
-	char *mount;	    /* FUSE mount point; may equal path */
+	char *path;         /* local path: the real files and DfsrPrivate */
+	char *mount;        /* FUSE mount point; may equal path */
 	char *staging_path; /* NULL: <path>/DfsrPrivate/Staging */
 	bool primary;
 	bool read_only;
-	uint64_t staging_quota;	 /* bytes */
+	uint64_t staging_quota;  /* bytes */
 	uint64_t conflict_quota; /* bytes */
 	uint32_t tombstone_days;
-	char *file_filter_text;	     /* as written, for status and messages */
+	char *file_filter_text;      /* as written, for status and messages */
 	char *subfolder_filter_text; /* as written; may be "" */
 	struct filter file_filter;
 	struct filter subfolder_filter;
@@ -59,7 +59,7 @@ struct config_peer {
 	char *name;
 	struct config_addr address;
 	uint8_t public_key[32]; /* X25519 */
-	uint64_t bandwidth;	/* bytes per second, 0 = unlimited */
+	uint64_t bandwidth;     /* bytes per second, 0 = unlimited */
 	unsigned line;
 };
 

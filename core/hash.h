@@ -31,14 +31,14 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#define HASH_LEN      32
-#define HASH_HEX_LEN  65
+#define HASH_LEN       32
+#define HASH_HEX_LEN   65
 #define HASH_XATTR_MAX (64 * 1024) /* bytes of one xattr value we accept */
 
 struct hash_result {
-	uint8_t hash[HASH_LEN];	   /* the replication hash */
+	uint8_t hash[HASH_LEN];    /* the replication hash */
 	uint8_t content[HASH_LEN]; /* SHA-256 of the data or link target; zero for directories */
-	struct stat st;		   /* lstat of the object the hash was taken from */
+	struct stat st;            /* lstat of the object the hash was taken from */
 };
 
 /**

@@ -24,15 +24,15 @@
 
 #include "core/util.h"
 
-#define LAYOUT_PRIVATE		 "DfsrPrivate"
-#define LAYOUT_DB		 "db"
-#define LAYOUT_STAGING		 "Staging"
-#define LAYOUT_INSTALLING	 "Installing"
-#define LAYOUT_CONFLICT		 "ConflictAndDeleted"
-#define LAYOUT_PREEXISTING	 "PreExisting"
+#define LAYOUT_PRIVATE           "DfsrPrivate"
+#define LAYOUT_DB                "db"
+#define LAYOUT_STAGING           "Staging"
+#define LAYOUT_INSTALLING        "Installing"
+#define LAYOUT_CONFLICT          "ConflictAndDeleted"
+#define LAYOUT_PREEXISTING       "PreExisting"
 #define LAYOUT_CONFLICT_MANIFEST "ConflictAndDeletedManifest.xml"
 #define LAYOUT_PREEXIST_MANIFEST "PreExistingManifest.xml"
-#define LAYOUT_ERR_LEN		 512
+#define LAYOUT_ERR_LEN           512
 
 /**
  * layout_prepare() - Create or repair DfsrPrivate under the local path.
@@ -48,15 +48,15 @@
 int layout_prepare(int root_fd, char err[static LAYOUT_ERR_LEN]);
 
 enum manifest_kind {
-	MANIFEST_CONFLICT = 0,	  /* ConflictAndDeletedManifest.xml */
+	MANIFEST_CONFLICT = 0,    /* ConflictAndDeletedManifest.xml */
 	MANIFEST_PREEXISTING = 1, /* PreExistingManifest.xml */
 };
 
 enum manifest_type {
-	MANIFEST_TYPE_CONFLICT = 0,	 /* "conflict" */
+	MANIFEST_TYPE_CONFLICT = 0,      /* "conflict" */
 	MANIFEST_TYPE_NAME_CONFLICT = 1, /* "name-conflict" */
-	MANIFEST_TYPE_DELETED = 2,	 /* "deleted" */
-	MANIFEST_TYPE_PREEXISTING = 3,	 /* "preexisting" */
+	MANIFEST_TYPE_DELETED = 2,       /* "deleted" */
+	MANIFEST_TYPE_PREEXISTING = 3,   /* "preexisting" */
 };
 
 struct manifest_entry {

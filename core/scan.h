@@ -25,11 +25,11 @@
 #include "core/journal.h"
 
 struct scan_result {
-	uint64_t created;  /* records made */
-	uint64_t changed;  /* new versions of existing records */
-	uint64_t removed;  /* tombstones made */
-	uint64_t skipped;  /* entries that could not be read (event 1205 each) */
-	uint64_t files;	   /* entries visited */
+	uint64_t created; /* records made */
+	uint64_t changed; /* new versions of existing records */
+	uint64_t removed; /* tombstones made */
+	uint64_t skipped; /* entries that could not be read (event 1205 each) */
+	uint64_t files;   /* entries visited */
 };
 
 /**

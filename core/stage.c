@@ -780,7 +780,8 @@ static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t si
 	memcpy(got.uid.b, f + 16, DFSR_UID_LEN);
 	memcpy(got.gvsn.db.b, f + 32, DFSR_UID_LEN);
 	got.gvsn.counter = dfsr_get_be64(f + 48);
-	if (memcmp(f + 56, FOOTER_MAGIC, 8) != 0 || dfsr_get_be32(f + 12) != 0 || !key_equal(&got, k))
+	if (memcmp(f + 56, FOOTER_MAGIC, 8) != 0 || dfsr_get_be32(f + 12) != 0 ||
+	    !key_equal(&got, k))
 		return -EBADMSG;
 	*toff = dfsr_get_be64(f);
 	*llen = dfsr_get_be32(f + 8);

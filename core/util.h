@@ -15,20 +15,20 @@
 #include <stdint.h>
 
 #define DFSR_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define DFSR_NODISCARD	  __attribute__((warn_unused_result))
-#define DFSR_UNUSED	  __attribute__((unused))
+#define DFSR_NODISCARD    __attribute__((warn_unused_result))
+#define DFSR_UNUSED       __attribute__((unused))
 
 #define DFSR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 /* Casts through void * so that -Wcast-align stays quiet (STYLE rule 15). */
-#define dfsr_container_of(ptr, type, member)                                                      \
+#define dfsr_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Domain error codes (STYLE rule 6). Never passed to fuse_reply_err(). */
-#define DFSR_ECONFLICT	 (-5001) /* concurrent edits; loser kept as a conflict copy */
-#define DFSR_ESTALEVER	 (-5002) /* version vector older than the one stored */
-#define DFSR_ECONFIG	 (-5003) /* configuration invalid (the message was already printed) */
-#define DFSR_EFILTERED	 (-5004) /* the name is excluded by a file or subfolder filter */
-#define DFSR_ECORRUPT	 (-5005) /* a stored record does not decode */
+#define DFSR_ECONFLICT   (-5001) /* concurrent edits; loser kept as a conflict copy */
+#define DFSR_ESTALEVER   (-5002) /* version vector older than the one stored */
+#define DFSR_ECONFIG     (-5003) /* configuration invalid (the message was already printed) */
+#define DFSR_EFILTERED   (-5004) /* the name is excluded by a file or subfolder filter */
+#define DFSR_ECORRUPT    (-5005) /* a stored record does not decode */
 #define DFSR_ENOTRUNNING (-5006) /* no member answers on the control socket */
 
 /**

@@ -28,11 +28,11 @@
 struct fs;
 
 struct fs_opts {
-	struct journal *journal;	    /* borrowed; outlives the fs */
+	struct journal *journal;            /* borrowed; outlives the fs */
 	const struct config_folder *folder; /* borrowed */
-	int root_fd;			    /* O_PATH|O_DIRECTORY of the local path; borrowed */
-	bool debug;			    /* libfuse debug output on stderr */
-	unsigned threads;		    /* maximum worker threads; 0 = default */
+	int root_fd;                        /* O_PATH|O_DIRECTORY of the local path; borrowed */
+	bool debug;                         /* libfuse debug output on stderr */
+	unsigned threads;                   /* maximum worker threads; 0 = default */
 };
 
 /**
