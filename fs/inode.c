@@ -589,13 +589,6 @@ void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-void fs__inode_set_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid)
-{
-	pthread_mutex_lock(&fs->lock);
-	n->uid = *uid;
-	pthread_mutex_unlock(&fs->lock);
-}
-
 void fs__inode_set_uid_by_fd(struct fs *fs, int fd, const struct dfsr_uid *uid)
 {
 	struct fs_inode *n;

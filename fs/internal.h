@@ -240,7 +240,6 @@ uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
 
 /* Copy out / set the replication UID. Thread: fuse. */
 void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out);
-void fs__inode_set_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
 
 /**
  * fs__inode_set_uid_by_fd() - Set the UID of the node (if any) of the backing object @fd.

@@ -4,8 +4,7 @@
 # core/events.def is the one table of every event dfsr logs:
 #     DFSR_EVENT(id, NAME, LOG_LEVEL, "fixed text")
 # Single-line comments between entries ("/* fs */") become the section headings.
-# Run it after changing events.def and commit both; tests/unit/test_event.c checks that
-# every id of the table appears in docs/events.md.
+# Run it after changing events.def and commit both; the ctest docs.events runs --check.
 #
 # Usage: packaging/gen-events-md.sh [EVENTS_DEF [OUTPUT]]
 #        (defaults: core/events.def and docs/events.md of this checkout; OUTPUT "-" = stdout)

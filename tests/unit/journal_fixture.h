@@ -30,6 +30,7 @@
 #include "core/internal.h"
 #include "core/journal.h"
 #include "core/layout.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
 	char dir[64];
@@ -132,14 +133,6 @@ static DFSR_UNUSED int fx_setup_opts(void **state, bool primary, const char *sub
 	return 0;
 }
 
-static DFSR_UNUSED int fx_rm(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static DFSR_UNUSED int fx_teardown(void **state)
 {
 	struct fx *f = *state;
@@ -150,7 +143,7 @@ static DFSR_UNUSED int fx_teardown(void **state)
 	filter_release(&f->folder.file_filter);
 	filter_release(&f->folder.subfolder_filter);
 	close(f->root_fd);
-	nftw(f->dir, fx_rm, 16, FTW_DEPTH | FTW_PHYS);
+	test_tmpdir_remove(f->dir);
 	free(f);
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "core/chunk.h"
+#include "tests/unit/tmpdir.h"
 
 struct tmp {
 	char dir[64];
@@ -36,11 +37,7 @@ static int setup(void **state)
 
 	if (!t)
 		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/dfsr-test-chunk-XXXXXX");
-	if (!mkdtemp(t->dir))
-		return -1;
-	t->fd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (t->fd < 0)
+	if (test_tmpdir_make(t->dir, sizeof(t->dir), "chunk", &t->fd) < 0)
 		return -1;
 	*state = t;
 	return 0;
@@ -49,11 +46,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct tmp *t = *state;
-	char cmd[128];
 
 	close(t->fd);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
-	if (system(cmd) != 0)
+	if (test_tmpdir_remove(t->dir) < 0)
 		return -1;
 	free(t);
 	return 0;

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "core/hash.h"
+#include "tests/unit/tmpdir.h"
 
 struct tree {
 	char dir[64];
@@ -60,11 +61,7 @@ static int setup(void **state)
 
 	if (!t)
 		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/dfsr-test-hash-XXXXXX");
-	if (!mkdtemp(t->dir))
-		return -1;
-	t->fd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (t->fd < 0)
+	if (test_tmpdir_make(t->dir, sizeof(t->dir), "hash", &t->fd) < 0)
 		return -1;
 	*state = t;
 	return 0;
@@ -75,7 +72,7 @@ static int teardown(void **state)
 	struct tree *t = *state;
 
 	close(t->fd);
-	run("rm -rf '%s'", t->dir);
+	test_tmpdir_remove(t->dir);
 	free(t);
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "core/layout.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
 	char dir[64];
@@ -36,25 +37,19 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/dfsr-test-layout-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	f->root = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	f->priv = -1;
 	*state = f;
-	return f->root < 0 ? -1 : 0;
+	return test_tmpdir_make(f->dir, sizeof(f->dir), "layout", &f->root);
 }
 
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
 	if (f->priv >= 0)
 		close(f->priv);
 	close(f->root);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (test_tmpdir_remove(f->dir) < 0)
 		return -1;
 	free(f);
 	return 0;

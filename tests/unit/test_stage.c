@@ -32,6 +32,7 @@
 #include <sodium.h>
 
 #include "core/stage.h"
+#include "tests/unit/tmpdir.h"
 
 #define MAX_EVENTS 32
 
@@ -57,11 +58,7 @@ static int setup(void **state)
 
 	if (!t)
 		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/dfsr-test-stage-XXXXXX");
-	if (!mkdtemp(t->dir))
-		return -1;
-	t->fd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (t->fd < 0)
+	if (test_tmpdir_make(t->dir, sizeof(t->dir), "stage", &t->fd) < 0)
 		return -1;
 	t->stg = open_sub(t->fd, "Staging");
 	t->inst = open_sub(t->fd, "Installing");
@@ -74,13 +71,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *t = *state;
-	char cmd[128];
 
 	close(t->stg);
 	close(t->inst);
 	close(t->fd);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
-	if (system(cmd) != 0)
+	if (test_tmpdir_remove(t->dir) < 0)
 		return -1;
 	free(t);
 	return 0;

@@ -1,0 +1,41 @@
+/*
+ * tmpdir.h - a scratch directory per unit test: made under /tmp with mkdtemp(), reached
+ * through an O_PATH descriptor (as the code under test reaches the local path), and removed
+ * with everything in it by nftw() (no shell). Shared by the unit tests that need real files.
+ */
+#ifndef DFSR_TESTS_TMPDIR_H
+#define DFSR_TESTS_TMPDIR_H
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Make /tmp/dfsr-test-<tag>-XXXXXX into @dir (size @len) and open it O_PATH into *@fd.
+ * Return: 0, or -1 (the cmocka setup convention). */
+static inline int test_tmpdir_make(char *dir, size_t len, const char *tag, int *fd)
+{
+	snprintf(dir, len, "/tmp/dfsr-test-%s-XXXXXX", tag);
+	if (!mkdtemp(dir))
+		return -1;
+	*fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return *fd < 0 ? -1 : 0;
+}
+
+static inline int test_tmpdir_rm_one(const char *p, const struct stat *st, int flag,
+				     struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* Remove @dir and everything below it. Return: 0 or -1. */
+static inline int test_tmpdir_remove(const char *dir)
+{
+	return nftw(dir, test_tmpdir_rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+}
+
+#endif
