@@ -563,36 +563,38 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 		fuse_reply_attr(req, &st, fs->timeout);
 }
 
+/* Read the link target of node @ino into @buf (NUL-terminated). Return: 0 or -errno. */
+static int do_readlink(struct fs *fs, fuse_ino_t ino, char *buf, size_t size)
+{
+	struct fs_inode *n = fs__inode_get(fs, ino);
+	ssize_t len;
+	int fd, tmp, rc = 0;
+
+	if (!n)
+		return -ESTALE;
+	fd = fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
+		return fd;
+	len = readlinkat(fd, "", buf, size);
+	if (len < 0)
+		rc = -errno;
+	else if ((size_t)len == size)
+		rc = -ENAMETOOLONG;
+	else
+		buf[len] = '\0';
+	fs__inode_fd_put(fs, n, tmp);
+	return rc;
+}
+
 static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct fs *fs = fs_of(req);
-	struct fs_inode *n = fs__inode_get(fs, ino);
 	char buf[PATH_MAX + 1];
-	ssize_t len;
-	int fd, tmp, err;
+	int rc = do_readlink(fs_of(req), ino, buf, sizeof(buf));
 
-	if (!n) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	fd = fs__inode_fd(fs, n, &tmp);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
-		return;
-	}
-	len = readlinkat(fd, "", buf, sizeof(buf));
-	err = errno;
-	fs__inode_fd_put(fs, n, tmp);
-	if (len < 0) {
-		fuse_reply_err(req, err);
-		return;
-	}
-	if ((size_t)len == sizeof(buf)) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
-	buf[len] = '\0';
-	fuse_reply_readlink(req, buf);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf);
 }
 
 /* ---- creating objects -------------------------------------------------------------------- */
@@ -1396,26 +1398,28 @@ static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct 
 	fuse_reply_err(req, rc < 0 ? errno : 0);
 }
 
-static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+static int do_statfs(struct fs *fs, fuse_ino_t ino, struct statvfs *sv)
 {
-	struct fs *fs = fs_of(req);
 	struct fs_inode *n = fs__inode_get(fs, ino);
-	struct statvfs sv;
 	int fd, tmp, rc;
 
-	if (!n) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
+	if (!n)
+		return -ESTALE;
 	fd = fs__inode_fd(fs, n, &tmp);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
-		return;
-	}
-	rc = fstatvfs(fd, &sv) < 0 ? errno : 0;
+	if (fd < 0)
+		return fd;
+	rc = fstatvfs(fd, sv) < 0 ? -errno : 0;
 	fs__inode_fd_put(fs, n, tmp);
-	if (rc)
-		fuse_reply_err(req, rc);
+	return rc;
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int rc = do_statfs(fs_of(req), ino, &sv);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_statfs(req, &sv);
 }
