@@ -1176,27 +1176,44 @@ static int changed(struct dfsr_buf *b, bool differs, const char *what)
 	return differs ? dfsr_buf_addf(b, "%s%s", b->len ? "," : "", what) : 0;
 }
 
-static int folder_diff(const struct config_folder *a, const struct config_folder *b,
-		       struct dfsr_buf *d)
-{
-	int rc = changed(d, strcmp(a->path, b->path) || strcmp(a->mount, b->mount), "path");
+enum folder_change {
+	FOLDER_CHANGED_PATH = 1u << 0,    /* path or mount: needs a restart */
+	FOLDER_CHANGED_QUOTA = 1u << 1,   /* applied live */
+	FOLDER_CHANGED_FILTER = 1u << 2,  /* applied live */
+	FOLDER_CHANGED_OPTIONS = 1u << 3, /* primary, read_only, tombstone_days: a restart */
+};
 
-	if (rc == 0)
-		rc = changed(d,
-			     a->staging_quota != b->staging_quota ||
-				     a->conflict_quota != b->conflict_quota,
-			     "quota");
-	if (rc == 0)
-		rc = changed(d,
-			     strcmp(a->file_filter_text, b->file_filter_text) ||
-				     strcmp(a->subfolder_filter_text, b->subfolder_filter_text),
-			     "filter");
-	if (rc == 0)
-		rc = changed(d,
-			     a->primary != b->primary || a->read_only != b->read_only ||
-				     a->tombstone_days != b->tombstone_days,
-			     "folder-options");
-	return rc;
+static unsigned folder_diff(const struct config_folder *a, const struct config_folder *b)
+{
+	unsigned d = 0;
+
+	if (strcmp(a->path, b->path) || strcmp(a->mount, b->mount))
+		d |= FOLDER_CHANGED_PATH;
+	if (a->staging_quota != b->staging_quota || a->conflict_quota != b->conflict_quota)
+		d |= FOLDER_CHANGED_QUOTA;
+	if (strcmp(a->file_filter_text, b->file_filter_text) ||
+	    strcmp(a->subfolder_filter_text, b->subfolder_filter_text))
+		d |= FOLDER_CHANGED_FILTER;
+	if (a->primary != b->primary || a->read_only != b->read_only ||
+	    a->tombstone_days != b->tombstone_days)
+		d |= FOLDER_CHANGED_OPTIONS;
+	return d;
+}
+
+/* True if partners were added, removed or changed (address, key, bandwidth). */
+static bool peers_differ(const struct config *a, const struct config *b)
+{
+	if (a->npeers != b->npeers)
+		return true;
+	for (size_t i = 0; i < a->npeers; i++) {
+		const struct config_peer *p = &a->peers[i], *q = &b->peers[i];
+
+		if (strcmp(p->name, q->name) || strcmp(p->address.text, q->address.text) ||
+		    sodium_memcmp(p->public_key, q->public_key, sizeof(p->public_key)) != 0 ||
+		    p->bandwidth != q->bandwidth)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -1215,29 +1232,28 @@ static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_
 			strcmp(nc->control_path, m->cfg.control_path) ||
 			strcmp(nc->key_path, m->cfg.key_path),
 		"member");
-	changed(deferred, nc->npeers != m->cfg.npeers, "peers");
+	changed(deferred, peers_differ(&m->cfg, nc), "peers");
 	changed(deferred, nc->nfolders != m->cfg.nfolders, "folders");
 	for (size_t i = 0; i < m->n; i++) {
 		const struct config_folder *cur = m->f[i].cf;
 		const struct config_folder *nf = config_folder(nc, cur->name);
-		struct dfsr_buf d;
+		unsigned d;
 
 		if (!nf) {
 			changed(deferred, true, "folders");
 			continue;
 		}
-		dfsr_buf_init(&d);
-		folder_diff(cur, nf, &d);
-		if (d.len && (strstr(d.p, "path") || strstr(d.p, "folder-options")))
-			changed(deferred, true, d.p);
-		if (d.len && !strstr(d.p, "path")) {
+		d = folder_diff(cur, nf);
+		changed(deferred, d & FOLDER_CHANGED_PATH, "path");
+		changed(deferred, d & FOLDER_CHANGED_OPTIONS, "folder-options");
+		if ((d & (FOLDER_CHANGED_QUOTA | FOLDER_CHANGED_FILTER)) &&
+		    !(d & FOLDER_CHANGED_PATH)) {
 			journal_set_folder(m->f[i].j, nf);
 			m->f[i].cf = nf;
 			used = true;
-			changed(applied, strstr(d.p, "quota") != NULL, "quota");
-			changed(applied, strstr(d.p, "filter") != NULL, "filter");
+			changed(applied, d & FOLDER_CHANGED_QUOTA, "quota");
+			changed(applied, d & FOLDER_CHANGED_FILTER, "filter");
 		}
-		dfsr_buf_release(&d);
 	}
 	return used;
 }
