@@ -83,6 +83,7 @@ enum cli_opt {
 	OPT_FROM = 1u << 8,
 	OPT_LIST = 1u << 9,
 	OPT_PREEXISTING = 1u << 10,
+	OPT_TIMEOUT = 1u << 11,
 };
 
 struct cli {
@@ -93,7 +94,8 @@ struct cli {
 	bool json, watch, foreground, debug, recursive, preexisting;
 	uint64_t from;
 	uint64_t list;
-	int argc; /* positional arguments */
+	uint64_t timeout; /* seconds; 0 = wait for ever */
+	int argc;         /* positional arguments */
 	char **argv;
 };
 
@@ -697,6 +699,24 @@ static int render_status(struct member *m, ssize_t idx, bool json, bool tty, str
 	return rc;
 }
 
+/*
+ * What `dfsr wait` still waits for: one line per folder that is not normal, empty when in
+ * sync. With replication, updates pending to or from connected partners join this list.
+ */
+static int render_pending(struct member *m, struct dfsr_buf *o)
+{
+	struct journal_status st;
+	int rc = 0;
+
+	for (size_t i = 0; i < m->n && rc == 0; i++) {
+		journal_get_status(m->f[i].j, &st);
+		if (st.state != JOURNAL_STATE_NORMAL)
+			rc = dfsr_buf_addf(o, "folder %s is %s\n", m->f[i].cf->name,
+					   journal_state_name(st.state));
+	}
+	return rc;
+}
+
 /* ---- events: gathered from every folder's log, merged by time --------------------------- */
 
 struct ev_item {
@@ -914,6 +934,8 @@ static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		return AFTER_RELOAD;
 	if (!strcmp(r->verb, "status"))
 		return render_status(m, idx, r->json, r->tty, reply);
+	if (!strcmp(r->verb, "pending"))
+		return render_pending(m, reply);
 	if (!strcmp(r->verb, "events"))
 		return render_events(m, idx, r->since, r->json, reply);
 	if (!strcmp(r->verb, "journal") && (idx >= 0 || m->n == 1))
@@ -1926,6 +1948,42 @@ static int cmd_conflicts(struct cli *c)
 	return rc;
 }
 
+/* Polls the member's "pending" list until it is empty or the deadline passes. */
+static int cmd_wait(struct cli *c)
+{
+	int64_t deadline = dfsr_mono_ns() + (int64_t)c->timeout * 1000000000;
+	struct config cfg;
+	struct dfsr_buf r;
+	int rc;
+
+	if (client_config(c, &cfg))
+		return 1;
+	dfsr_buf_init(&r);
+	for (;;) {
+		dfsr_buf_release(&r);
+		rc = net_control_request(cfg.control_path, "pending", CONTROL_TIMEOUT_MS, &r);
+		if (rc < 0) {
+			rc = rc == DFSR_ENOTRUNNING
+				     ? dfsr_err("member %s is not running", cfg.member_name)
+				     : dfsr_err("%s", dfsr_strerror(rc));
+			break;
+		}
+		if (r.len == 0)
+			break; /* in sync */
+		if (c->timeout && dfsr_mono_ns() >= deadline) {
+			r.p[strcspn(r.p, "\n")] = '\0';
+			rc = dfsr_err("timed out after %" PRIu64 " s: %s", c->timeout, r.p);
+			break;
+		}
+		struct timespec ts = { 0, 100000000 };
+
+		nanosleep(&ts, NULL); /* a 100 ms poll: the member pushes nothing to us */
+	}
+	dfsr_buf_release(&r);
+	config_release(&cfg);
+	return rc;
+}
+
 static int cmd_later(struct cli *c)
 {
 	return dfsr_err("'%s' needs replication, not in this version", c->cmd);
@@ -1961,8 +2019,8 @@ static const struct command commands[] = {
 	{ "backlog", cmd_later, ~0u, 0, INT_MAX,
 	  "backlog -c CONFIG --peer NAME [--list N] [--json]",
 	  "updates a partner has not installed yet (needs replication)" },
-	{ "wait", cmd_later, ~0u, 0, INT_MAX, "wait -c CONFIG [--timeout SECS]",
-	  "block until in sync (needs replication)" },
+	{ "wait", cmd_wait, OPT_CONFIG | OPT_TIMEOUT, 0, 0, "wait -c CONFIG [--timeout SECS]",
+	  "block until every folder is normal and nothing is pending; exit 1 on timeout" },
 	{ "conflicts", cmd_conflicts, OPTS_MEMBER | OPT_PREEXISTING, 0, 0,
 	  "conflicts -c CONFIG [--folder NAME] [--preexisting] [--json]",
 	  "the manifest of preserved conflict losers and deleted files (or PreExisting)" },
@@ -1974,19 +2032,13 @@ static const struct command commands[] = {
 };
 
 static const struct option long_opts[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "folder", required_argument, NULL, 'F' },
-	{ "json", no_argument, NULL, 'j' },
-	{ "watch", no_argument, NULL, 'w' },
-	{ "foreground", no_argument, NULL, 'f' },
-	{ "debug", no_argument, NULL, 'd' },
-	{ "recursive", no_argument, NULL, 'r' },
-	{ "since", required_argument, NULL, 's' },
-	{ "from", required_argument, NULL, 'S' },
-	{ "list", required_argument, NULL, 'n' },
-	{ "preexisting", no_argument, NULL, 'P' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
+	{ "config", required_argument, NULL, 'c' }, { "folder", required_argument, NULL, 'F' },
+	{ "json", no_argument, NULL, 'j' },         { "watch", no_argument, NULL, 'w' },
+	{ "foreground", no_argument, NULL, 'f' },   { "debug", no_argument, NULL, 'd' },
+	{ "recursive", no_argument, NULL, 'r' },    { "since", required_argument, NULL, 's' },
+	{ "from", required_argument, NULL, 'S' },   { "list", required_argument, NULL, 'n' },
+	{ "preexisting", no_argument, NULL, 'P' },  { "timeout", required_argument, NULL, 'T' },
+	{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 };
 
 static int usage_error(const struct command *cmd, const char *fmt, ...) DFSR_PRINTF(2, 3);
@@ -2042,6 +2094,8 @@ static unsigned opt_bit(int ch)
 		return OPT_LIST;
 	case 'P':
 		return OPT_PREEXISTING;
+	case 'T':
+		return OPT_TIMEOUT;
 	default:
 		return 0;
 	}
@@ -2085,6 +2139,10 @@ static int set_opt(const struct command *cmd, struct cli *c, int ch, const char 
 	case 'n':
 		if (parse_u64(arg, &c->list) < 0)
 			return usage_error(cmd, "--list '%s': not a number", arg);
+		break;
+	case 'T':
+		if (parse_u64(arg, &c->timeout) < 0 || c->timeout > 86400 * 365)
+			return usage_error(cmd, "--timeout '%s': not a number of seconds", arg);
 		break;
 	default:
 		break;
