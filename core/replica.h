@@ -1,0 +1,213 @@
+/*
+ * replica.h - one replicated folder as a replication partner sees it: what to send
+ * (upstream) and how to take in what arrives (downstream). This is where the conflict
+ * rules of docs/conflicts.md are applied; code applying a rule names its section.
+ *
+ * Upstream: the records a partner lacks are those whose GVSN its knowledge vector does not
+ * contain. replica_missing() finds them all (a full walk, parents before children, then
+ * tombstones), replica_changes() follows the outbound journal from a sequence number (every
+ * local change and every install appends to it, so updates from a third member are
+ * forwarded). Each is handed out as a struct replica_update: the record plus what a
+ * receiver needs that the record does not hold (xattrs, a link's target), read from the
+ * live object at that moment. replica_stage() stages a file version for serving.
+ *
+ * Downstream: replica_offer() decides an incoming update against the local record
+ * (docs/conflicts.md §2-§8, §10 during initial sync) and applies everything that needs no
+ * file data at once (directories, links, renames, metadata-only changes, deletes,
+ * preseeded files). When data is needed it says so; the caller downloads the version into
+ * the Installing directory (core/stage.h, stage_asm) and calls replica_install(), which
+ * decides again (the local state may have moved meanwhile) and installs by rename.
+ * replica_merge() raises the knowledge vector once the caller has decided every update
+ * an upstream sent up to its Done message.
+ *
+ * Every change made here is one atomic database batch, as for local changes; installs
+ * append journal entries like local changes do (so they are forwarded), with the
+ * upstream's GVSN (no new version), except resurrections (§7), which are new versions.
+ * Disk changes happen before their batch commits, in an order that loses nothing if the
+ * process dies between them: preserve (rename into ConflictAndDeleted) before replace,
+ * rename into place after fsync; the consistency scan repairs the database afterwards.
+ *
+ * Names from partners are untrusted: a record that record_decode() accepted still has its
+ * name checked here against the folder (DfsrPrivate at the root, filtered names) and its
+ * parent must be a live directory (or be resurrected, §7); anything else is
+ * REPLICA_REFUSED with an event, and nothing touches the disk.
+ *
+ * Thread: any; a struct replica is safe from any thread (the journal's mutex serialises the
+ * decisions). Everything here blocks on disk: pool threads only, never the loop thread.
+ */
+#ifndef DFSR_CORE_REPLICA_H
+#define DFSR_CORE_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "core/journal.h"
+#include "core/record.h"
+#include "core/stage.h"
+#include "core/version.h"
+
+#define REPLICA_XATTR_MAX     256         /* xattrs per object accepted from a partner */
+#define REPLICA_XATTR_BYTES   (256u << 10) /* their total size */
+#define REPLICA_LINK_MAX      4096        /* bytes of a link target */
+
+struct replica;
+
+struct replica_xattr {
+	char *name;     /* NUL-terminated */
+	uint8_t *value; /* may be NULL when len is 0 */
+	size_t len;
+};
+
+/* One version of one object as it travels between members. */
+struct replica_update {
+	struct record rec;
+	struct replica_xattr *xattrs; /* sorted by name */
+	size_t nxattrs;
+	char *link_target; /* links: NUL-terminated; NULL otherwise */
+};
+
+void replica_update_init(struct replica_update *u);
+/* Frees everything; @u is empty afterwards. NULL-safe. */
+void replica_update_release(struct replica_update *u);
+
+/**
+ * replica_update_check() - Bounds of an update built from untrusted input: record already
+ * validated by record_decode(); xattr count and bytes within the limits above, names
+ * non-empty, not dfsr's own; a link target present (1..REPLICA_LINK_MAX bytes, no NUL)
+ * exactly when the record is a live link.
+ * Return: 0 or -EBADMSG.
+ */
+int replica_update_check(const struct replica_update *u);
+
+/*
+ * Callbacks into the layers above (the filesystem); core never names them.
+ * invalidate: an entry or object changed in the local path behind the mount (fs_invalidate).
+ * busy:       the object with this stat is open for writing through the mount right now
+ *             (an install over it must wait, docs/conflicts.md §8, event 4302).
+ * changed:    the outbound journal grew (a local change, an install): sessions wake up.
+ *             Called after the batch committed, without any core lock held.
+ */
+typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, const char *name,
+				      const struct stat *obj);
+typedef bool (*replica_busy_fn)(void *arg, const struct stat *st);
+
+struct replica_opts {
+	struct journal *j;   /* borrowed; outlives the replica */
+	struct stage *stage; /* borrowed; staging of this folder */
+	replica_invalidate_fn invalidate; /* NULL: nothing to invalidate (tests) */
+	replica_busy_fn busy;             /* NULL: nothing is ever busy */
+	void *arg;
+};
+
+/**
+ * replica_new() - The replication view of an open folder database.
+ * Opens DfsrPrivate/Installing, ConflictAndDeleted and PreExisting relative to the
+ * journal's root descriptor.
+ * Thread: init.
+ * Return: 0, -ENOMEM, or the -errno of opening a directory.
+ */
+int replica_new(const struct replica_opts *o, struct replica **out);
+void replica_free(struct replica *r); /* NULL-safe */
+
+/* The Installing directory (O_PATH), for stage_asm_open(). */
+int replica_installing_fd(const struct replica *r);
+
+/* ---- upstream ------------------------------------------------------------------------ */
+
+/* Receives one update; non-zero stops the walk and is returned. @u is valid during the
+ * call only. */
+typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
+
+/**
+ * replica_missing() - Every record whose GVSN @partner does not contain, from one
+ * snapshot: live records parents first (breadth-first from the root), then tombstones.
+ * @next_seq: receives the journal sequence at the snapshot; replica_changes() from there
+ *            sees every change made after it
+ * An object that vanished from disk since it was recorded is skipped (the scan or the
+ * journal will report it).
+ * Return: 0, the callback's value, -EIO, -ENOMEM.
+ */
+int replica_missing(struct replica *r, const struct version_vector *partner, uint64_t *next_seq,
+		    replica_update_fn fn, void *arg);
+
+/**
+ * replica_changes() - The current record of every object in the journal from @from on
+ * (each object once per call), skipping those whose GVSN @partner contains.
+ * @max:      journal entries to read at most (0 = all)
+ * @next_seq: receives the sequence to continue from
+ * Return: as replica_missing().
+ */
+int replica_changes(struct replica *r, uint64_t from, size_t max,
+		    const struct version_vector *partner, uint64_t *next_seq,
+		    replica_update_fn fn, void *arg);
+
+/**
+ * replica_backlog() - How many records @partner lacks (exact, one walk of the records).
+ * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL)
+ * Return: 0, the callback's value, -EIO, -ENOMEM.
+ */
+int replica_backlog(struct replica *r, const struct version_vector *partner, uint64_t *count,
+		    size_t list_max, replica_update_fn fn, void *arg);
+
+/**
+ * replica_stage() - Stage file version (@uid, @gvsn) for serving, if it is still the
+ * current version of a live file. Returns at once if it is staged already.
+ * Return: 0; -ESTALE if that version is no longer current (the partner will receive the
+ *         newer one); -EAGAIN if the file is open for writing or changed while staging
+ *         (retry later; event 4302 after a minute); -ENOSPC, -EIO, -ENOMEM.
+ */
+int replica_stage(struct replica *r, const struct dfsr_uid *uid, const struct version_gvsn *gvsn);
+
+/* ---- downstream ---------------------------------------------------------------------- */
+
+enum replica_verdict {
+	REPLICA_DONE = 0,    /* decided: applied, ignored, or lost a conflict; nothing to fetch */
+	REPLICA_FETCH = 1,   /* fetch the data, then call replica_install() */
+	REPLICA_WAIT = 2,    /* the parent is not known yet: offer again after others */
+	REPLICA_BUSY = 3,    /* the local file is open for writing: offer again later */
+	REPLICA_REFUSED = 4, /* hostile or invalid (logged); never offer it again */
+};
+
+/**
+ * replica_offer() - Decide an incoming update (docs/conflicts.md §2-§8, §10).
+ * @upstream_db: the database id of the partner that sent it (for messages)
+ * @v:           receives the verdict
+ *
+ * Return: 0 (see @v), -ENOSPC, -EIO, -ENOMEM (then retry later).
+ */
+int replica_offer(struct replica *r, const struct replica_update *u, enum replica_verdict *v);
+
+/**
+ * replica_install() - Install a fetched file version. @fd is the assembled data in the
+ * Installing directory (stage_asm_finish(); named stage_asm_name() there); on success it
+ * has been renamed into place (or, if the decision changed, removed) and the caller only
+ * closes @fd.
+ * @v: receives REPLICA_DONE, REPLICA_BUSY (keep the file and call again later),
+ *     REPLICA_WAIT, REPLICA_REFUSED (the data, once mode/owner/xattrs are applied, does
+ *     not have the record's replication hash: removed, logged)
+ * Return: 0 (see @v), -ENOSPC, -EIO, -ENOMEM.
+ */
+int replica_install(struct replica *r, const struct replica_update *u, int fd,
+		    enum replica_verdict *v);
+
+/**
+ * replica_merge() - Raise the knowledge vector by @upstream (after every update received
+ * before the upstream's Done was decided). During initial sync, a Done from a partner whose
+ * folder is normal (@upstream_normal) ends it: state normal, event 4104.
+ * Return: 0, -EIO, -ENOMEM.
+ */
+int replica_merge(struct replica *r, const struct version_vector *upstream, bool upstream_normal);
+
+/* The knowledge vector (copied into @out, which must be initialised). Return: 0, -ENOMEM. */
+int replica_knowledge(struct replica *r, struct version_vector *out);
+
+/**
+ * replica_set_changed() - Call @fn(@arg) after every batch that appended to the outbound
+ * journal (local changes through the journal API included). NULL @fn turns it off.
+ * Thread: init (before changes flow).
+ */
+void replica_set_changed(struct replica *r, void (*fn)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * session.h - replication sessions: for every connected partner and every folder both
+ * hold, the protocol of docs/protocol.md, "Replication messages" (net/wire.proto) over
+ * the connections of net/peer.h.
+ *
+ * Per connection: both sides send Hello (protocol version, member name, per folder its
+ * database id, state and knowledge vector). Then, per common folder and per direction:
+ *   - upstream (skipped while our folder is initial-sync or read-only): send every update
+ *     the partner's knowledge lacks (replica_missing()), then Done with our knowledge at
+ *     that snapshot; afterwards follow the outbound journal (replica_changes()) whenever
+ *     it grows, each round ending with Done. Updates go in bounded batches (Updates
+ *     messages of at most 256 updates / 1 MiB), and production pauses while the connection's
+ *     queue is above NET_PEER_OUT_HIGH.
+ *   - downstream: offer each update (replica_offer()) in arrival order, holding WAIT ones
+ *     until their parent arrives; fetch REPLICA_FETCH ones with Get / FileInfo / Want /
+ *     Chunk into a stage_asm in the Installing directory (resuming chunks already there,
+ *     seeding from the local file of the same UID), then replica_install(). At most 8
+ *     transfers are in flight per connection and the upstream serves their chunks round
+ *     robin, so one large file does not stall small ones. When every update received
+ *     before a Done is decided, replica_merge() and send Ack (knowledge and pending count).
+ * All blocking work (walks, staging, reading and writing chunks, installs) runs on the
+ * libuv thread pool; the loop thread only moves messages.
+ *
+ * Thread: as stated per function.
+ */
+#ifndef DFSR_NET_SESSION_H
+#define DFSR_NET_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/journal.h"
+#include "core/replica.h"
+#include "core/stage.h"
+#include "net/loop.h"
+
+#define NET_SESSION_PROTO 1 /* replication protocol version (Hello.proto) */
+
+struct net_sessions;
+
+struct net_session_folder {
+	const char *name;     /* the folder's name (as in the config) */
+	struct journal *j;    /* borrowed */
+	struct replica *r;    /* borrowed */
+	struct stage *stage;  /* borrowed */
+	bool read_only;
+};
+
+struct net_sessions_opts {
+	struct net_loop *loop;
+	const struct config *cfg;  /* borrowed; outlives the sessions */
+	const uint8_t *secret_key; /* 32 bytes, copied */
+	const struct net_session_folder *folders; /* copied */
+	size_t nfolders;
+};
+
+/**
+ * net_sessions_start() - Start listening and dialling (net/peer.h) and serve sessions.
+ * Thread: any but the loop thread (runs the start on the loop and waits).
+ * Return: 0, -EADDRINUSE, -ENOMEM, or another -errno of the listener.
+ */
+int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **out);
+
+/**
+ * net_sessions_stop() - Close every connection, let thread-pool work in flight finish
+ * (partial downloads stay in Installing for a resume), and free. NULL-safe.
+ * Thread: any but the loop thread; before net_loop_stop().
+ */
+void net_sessions_stop(struct net_sessions *s);
+
+/**
+ * net_sessions_wake() - The outbound journal of folder @folder grew: sessions send the new
+ * updates. Cheap and coalesced (many calls, one round).
+ * Thread: any (the replica's changed callback).
+ */
+void net_sessions_wake(struct net_sessions *s, size_t folder);
+
+struct net_session_peer_status {
+	bool connected;
+	uint64_t backlog_out;    /* updates we hold that the partner has not decided yet */
+	uint64_t backlog_in;     /* updates the partner holds that we have not decided yet */
+	uint64_t bytes_sent;     /* this folder's messages to the partner, since start */
+	uint64_t bytes_received; /* this folder's messages from the partner, since start */
+	uint64_t transfers;      /* file transfers in flight, both directions */
+	/* initial sync of our folder from this partner (zero when not syncing) */
+	uint64_t files_done, files_total, bytes_done, bytes_total;
+};
+
+/**
+ * net_sessions_status() - Partner figures of folder @folder.
+ * @out: one entry per configured peer (cfg->npeers), in config order
+ *
+ * backlog_out is recounted on the pool after every change or Ack (coalesced) and exact
+ * once quiet; for a partner never connected it counts every record (its knowledge is
+ * unknown).
+ * Thread: any (takes a short lock).
+ */
+void net_sessions_status(struct net_sessions *s, size_t folder,
+			 struct net_session_peer_status *out);
+
+/**
+ * net_sessions_partner_knowledge() - The knowledge vector partner @peer last acknowledged
+ * for folder @folder (empty if never), for `dfsr backlog --list`.
+ * Thread: any.
+ * Return: 0, -ENOMEM.
+ */
+int net_sessions_partner_knowledge(struct net_sessions *s, size_t folder, size_t peer,
+				   struct version_vector *out);
+
+#endif
