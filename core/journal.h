@@ -122,6 +122,14 @@ int journal_set_state(struct journal *j, enum journal_state s);
 int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char *name,
 		   struct dfsr_uid *out);
 
+/**
+ * journal_set_changed() - Call @fn(@arg) after every batch that appended to the outbound
+ * journal (local changes, installs from partners), after the commit, with no core lock
+ * held; replication sessions wake on it. NULL @fn turns it off.
+ * Thread: init (before changes flow), or any with @fn NULL.
+ */
+void journal_set_changed(struct journal *j, void (*fn)(void *arg), void *arg);
+
 /* ---- the change API (called by fs/ after the backing operation succeeded) ---------- */
 
 /**

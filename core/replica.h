@@ -3,13 +3,8 @@
  * (upstream) and how to take in what arrives (downstream). This is where the conflict
  * rules of docs/conflicts.md are applied; code applying a rule names its section.
  *
- * Upstream: the records a partner lacks are those whose GVSN its knowledge vector does not
- * contain. replica_missing() finds them all (a full walk, parents before children, then
- * tombstones), replica_changes() follows the outbound journal from a sequence number (every
- * local change and every install appends to it, so updates from a third member are
- * forwarded). Each is handed out as a struct replica_update: the record plus what a
- * receiver needs that the record does not hold (xattrs, a link's target), read from the
- * live object at that moment. replica_stage() stages a file version for serving.
+ * The upstream side (what to send, staging for serving) is core/outbound.h; both share
+ * struct replica_update, defined here.
  *
  * Downstream: replica_offer() decides an incoming update against the local record
  * (docs/conflicts.md §2-§8, §10 during initial sync) and applies everything that needs no
@@ -48,9 +43,9 @@
 #include "core/stage.h"
 #include "core/version.h"
 
-#define REPLICA_XATTR_MAX     256         /* xattrs per object accepted from a partner */
-#define REPLICA_XATTR_BYTES   (256u << 10) /* their total size */
-#define REPLICA_LINK_MAX      4096        /* bytes of a link target */
+#define REPLICA_XATTR_MAX   256          /* xattrs per object accepted from a partner */
+#define REPLICA_XATTR_BYTES (256u << 10) /* their total size */
+#define REPLICA_LINK_MAX    4096         /* bytes of a link target */
 
 struct replica;
 
@@ -94,8 +89,8 @@ typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, cons
 typedef bool (*replica_busy_fn)(void *arg, const struct stat *st);
 
 struct replica_opts {
-	struct journal *j;   /* borrowed; outlives the replica */
-	struct stage *stage; /* borrowed; staging of this folder */
+	struct journal *j;                /* borrowed; outlives the replica */
+	struct stage *stage;              /* borrowed; staging of this folder */
 	replica_invalidate_fn invalidate; /* NULL: nothing to invalidate (tests) */
 	replica_busy_fn busy;             /* NULL: nothing is ever busy */
 	void *arg;
@@ -113,52 +108,6 @@ void replica_free(struct replica *r); /* NULL-safe */
 
 /* The Installing directory (O_PATH), for stage_asm_open(). */
 int replica_installing_fd(const struct replica *r);
-
-/* ---- upstream ------------------------------------------------------------------------ */
-
-/* Receives one update; non-zero stops the walk and is returned. @u is valid during the
- * call only. */
-typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
-
-/**
- * replica_missing() - Every record whose GVSN @partner does not contain, from one
- * snapshot: live records parents first (breadth-first from the root), then tombstones.
- * @next_seq: receives the journal sequence at the snapshot; replica_changes() from there
- *            sees every change made after it
- * An object that vanished from disk since it was recorded is skipped (the scan or the
- * journal will report it).
- * Return: 0, the callback's value, -EIO, -ENOMEM.
- */
-int replica_missing(struct replica *r, const struct version_vector *partner, uint64_t *next_seq,
-		    replica_update_fn fn, void *arg);
-
-/**
- * replica_changes() - The current record of every object in the journal from @from on
- * (each object once per call), skipping those whose GVSN @partner contains.
- * @max:      journal entries to read at most (0 = all)
- * @next_seq: receives the sequence to continue from
- * Return: as replica_missing().
- */
-int replica_changes(struct replica *r, uint64_t from, size_t max,
-		    const struct version_vector *partner, uint64_t *next_seq,
-		    replica_update_fn fn, void *arg);
-
-/**
- * replica_backlog() - How many records @partner lacks (exact, one walk of the records).
- * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL)
- * Return: 0, the callback's value, -EIO, -ENOMEM.
- */
-int replica_backlog(struct replica *r, const struct version_vector *partner, uint64_t *count,
-		    size_t list_max, replica_update_fn fn, void *arg);
-
-/**
- * replica_stage() - Stage file version (@uid, @gvsn) for serving, if it is still the
- * current version of a live file. Returns at once if it is staged already.
- * Return: 0; -ESTALE if that version is no longer current (the partner will receive the
- *         newer one); -EAGAIN if the file is open for writing or changed while staging
- *         (retry later; event 4302 after a minute); -ENOSPC, -EIO, -ENOMEM.
- */
-int replica_stage(struct replica *r, const struct dfsr_uid *uid, const struct version_gvsn *gvsn);
 
 /* ---- downstream ---------------------------------------------------------------------- */
 
@@ -205,7 +154,8 @@ int replica_knowledge(struct replica *r, struct version_vector *out);
 
 /**
  * replica_set_changed() - Call @fn(@arg) after every batch that appended to the outbound
- * journal (local changes through the journal API included). NULL @fn turns it off.
+ * journal (local changes through the journal API included, and installs). NULL @fn turns
+ * it off. (Implemented with a hook in the journal: journal_set_changed().)
  * Thread: init (before changes flow).
  */
 void replica_set_changed(struct replica *r, void (*fn)(void *arg), void *arg);

@@ -32,11 +32,11 @@
 #include "core/event.h"
 #include "net/loop.h"
 
-#define NET_PEER_HS_TIMEOUT_MS 10000 /* handshake deadline */
-#define NET_PEER_IDLE_MS       60000 /* close after this long without a byte */
-#define NET_PEER_PING_MS       15000 /* send a keep-alive frame after this long idle */
-#define NET_PEER_BACKOFF_MIN   250   /* ms; doubles per failed dial */
-#define NET_PEER_BACKOFF_MAX   10000 /* ms */
+#define NET_PEER_HS_TIMEOUT_MS 10000      /* handshake deadline */
+#define NET_PEER_IDLE_MS       60000      /* close after this long without a byte */
+#define NET_PEER_PING_MS       15000      /* send a keep-alive frame after this long idle */
+#define NET_PEER_BACKOFF_MIN   250        /* ms; doubles per failed dial */
+#define NET_PEER_BACKOFF_MAX   10000      /* ms */
 #define NET_PEER_OUT_HIGH      (8u << 20) /* net_conn_queued() above this: stop producing */
 #define NET_PEER_OUT_LOW       (2u << 20) /* the writable callback fires below this */
 

@@ -41,17 +41,17 @@
 struct net_sessions;
 
 struct net_session_folder {
-	const char *name;     /* the folder's name (as in the config) */
-	struct journal *j;    /* borrowed */
-	struct replica *r;    /* borrowed */
-	struct stage *stage;  /* borrowed */
+	const char *name;    /* the folder's name (as in the config) */
+	struct journal *j;   /* borrowed */
+	struct replica *r;   /* borrowed */
+	struct stage *stage; /* borrowed */
 	bool read_only;
 };
 
 struct net_sessions_opts {
 	struct net_loop *loop;
-	const struct config *cfg;  /* borrowed; outlives the sessions */
-	const uint8_t *secret_key; /* 32 bytes, copied */
+	const struct config *cfg;                 /* borrowed; outlives the sessions */
+	const uint8_t *secret_key;                /* 32 bytes, copied */
 	const struct net_session_folder *folders; /* copied */
 	size_t nfolders;
 };

@@ -1,0 +1,74 @@
+/*
+ * outbound.h - the upstream side of replication for one folder: which updates a partner
+ * lacks, and staging a file version for serving (DESIGN.md, "Replication").
+ *
+ * The records a partner lacks are those whose GVSN its knowledge vector does not contain.
+ * outbound_missing() finds them all (a full walk from one snapshot, parents before
+ * children, then tombstones); outbound_changes() follows the outbound journal from a
+ * sequence number (every local change and every install appends to it, so updates from a
+ * third member are forwarded). Each is handed out as a struct replica_update
+ * (core/replica.h): the record plus what a receiver needs that the record does not hold
+ * (xattrs, a link's target), read from the live object at that moment; a receiver checks
+ * the whole against the record's replication hash, so a racing local change is caught
+ * there. outbound_stage() stages a file version for serving (core/stage.h).
+ *
+ * Thread: any. Everything here blocks on disk: pool threads only, never the loop thread.
+ */
+#ifndef DFSR_CORE_OUTBOUND_H
+#define DFSR_CORE_OUTBOUND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/journal.h"
+#include "core/replica.h"
+#include "core/stage.h"
+#include "core/version.h"
+
+/* Receives one update; non-zero stops the walk and is returned. @u is valid during the
+ * call only. */
+typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
+
+/**
+ * outbound_missing() - Every record whose GVSN @partner does not contain, from one
+ * snapshot: live records parents first (breadth-first from the root), then tombstones.
+ * @next_seq: receives the journal sequence at the snapshot; outbound_changes() from there
+ *            sees every change made after it
+ * An object that vanished from disk since it was recorded is skipped (the scan or the
+ * journal will report it).
+ * Return: 0, the callback's value, -EIO, -ENOMEM.
+ */
+int outbound_missing(struct journal *j, const struct version_vector *partner, uint64_t *next_seq,
+		     replica_update_fn fn, void *arg);
+
+/**
+ * outbound_changes() - The current record of every object in the journal from @from on
+ * (each object once per call), skipping those whose GVSN @partner contains.
+ * @max:      journal entries to read at most (0 = all)
+ * @next_seq: receives the sequence to continue from
+ * Return: as outbound_missing().
+ */
+int outbound_changes(struct journal *j, uint64_t from, size_t max,
+		     const struct version_vector *partner, uint64_t *next_seq, replica_update_fn fn,
+		     void *arg);
+
+/**
+ * outbound_backlog() - How many records @partner lacks (exact, one walk of the records).
+ * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL)
+ * Return: 0, the callback's value, -EIO, -ENOMEM.
+ */
+int outbound_backlog(struct journal *j, const struct version_vector *partner, uint64_t *count,
+		     size_t list_max, replica_update_fn fn, void *arg);
+
+/**
+ * outbound_stage() - Stage file version (@uid, @gvsn) for serving, if it is still the
+ * current version of a live file. Returns at once if it is staged already.
+ * Return: 0; -ESTALE if that version is no longer current (the partner will receive the
+ *         newer one); -EAGAIN if the file is open for writing or changed while staging
+ *         (retry later; event 4302 after a minute); -ENOSPC, -EIO, -ENOMEM.
+ */
+int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+		   const struct version_gvsn *gvsn);
+
+#endif
