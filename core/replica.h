@@ -81,8 +81,6 @@ int replica_update_check(const struct replica_update *u);
  * invalidate: an entry or object changed in the local path behind the mount (fs_invalidate).
  * busy:       the object with this stat is open for writing through the mount right now
  *             (an install over it must wait, docs/conflicts.md §8, event 4302).
- * changed:    the outbound journal grew (a local change, an install): sessions wake up.
- *             Called after the batch committed, without any core lock held.
  */
 typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, const char *name,
 				      const struct stat *obj);
@@ -151,13 +149,5 @@ int replica_merge(struct replica *r, const struct version_vector *upstream, bool
 
 /* The knowledge vector (copied into @out, which must be initialised). Return: 0, -ENOMEM. */
 int replica_knowledge(struct replica *r, struct version_vector *out);
-
-/**
- * replica_set_changed() - Call @fn(@arg) after every batch that appended to the outbound
- * journal (local changes through the journal API included, and installs). NULL @fn turns
- * it off. (Implemented with a hook in the journal: journal_set_changed().)
- * Thread: init (before changes flow).
- */
-void replica_set_changed(struct replica *r, void (*fn)(void *arg), void *arg);
 
 #endif
