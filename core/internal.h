@@ -78,6 +78,71 @@ void journal__scan_begin(struct journal *j, uint64_t files_total, uint64_t bytes
 void journal__scan_add(struct journal *j, uint64_t files, uint64_t bytes);
 void journal__scan_end(struct journal *j);
 
+/* ---- journal.c, for replica.c ------------------------------------------------------- */
+
+/*
+ * The replica decides and applies an update under the journal's mutex, so that no local
+ * change is recorded between its decision and its batch. journal__unlock() calls the
+ * changed hook (journal_set_changed()) when a batch with a journal entry committed.
+ * Functions named *_locked need the lock held; journal__get() and journal__name_get()
+ * work with or without it. Never call a public journal function while holding it.
+ */
+void journal__lock(struct journal *j);
+void journal__unlock(struct journal *j);
+enum journal_state journal__state_locked(struct journal *j);
+
+/* The UID indexed at (@parent, @name). Return: 0, -ENOENT, -EIO, -ENOMEM. */
+int journal__name_get(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		      struct dfsr_uid *out);
+
+enum journal__write_flags {
+	JOURNAL__ENTRY = 1u << 0,  /* append a journal entry (r->seq gets the next seq) */
+	JOURNAL__NEWVER = 1u << 1, /* a new local version: next own counter as GVSN, now as
+				    * change time, own entry raised in r->vv; implies ENTRY */
+};
+
+/**
+ * journal__write_locked() - Store @r as the record of r->uid in one batch with the names
+ * index (the old name dropped if it still names r->uid, the new one set if @r is live),
+ * the status counters and the meta. Without flags the record is rewritten quietly (no
+ * entry, GVSN kept: stat refresh, a resolution every member makes alike); with
+ * JOURNAL__ENTRY it is forwarded like a local change (@op names it) but keeps its GVSN
+ * and vector (installs from partners); JOURNAL__NEWVER makes it a new local version
+ * (docs/conflicts.md §7 resurrections). The knowledge vector is not raised for foreign
+ * GVSNs (replica_merge() does that).
+ * Return: 0, -EIO, -ENOMEM.
+ */
+int journal__write_locked(struct journal *j, struct record *r, enum journal_op op, unsigned flags);
+
+/**
+ * journal__adopt_locked() - The local object recorded as @old_uid becomes @r (another
+ * UID) in one batch: @old_uid's names entry is dropped and, for a directory, its live
+ * children are re-parented under r->uid (records rewritten, no versions); @old_uid's
+ * record is deleted without a tombstone (initial sync, docs/conflicts.md §10: it was never
+ * sent) or, with @tombstone_old, kept as a quiet tombstone (a directory merged by §4).
+ * @r is written with a journal entry (op @op), keeping its GVSN.
+ * Return: 0, -ENOENT (no @old_uid record), -EIO, -ENOMEM.
+ */
+int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, bool tombstone_old,
+			  struct record *r, enum journal_op op);
+
+/**
+ * journal__drop_locked() - Delete record @uid and its names entry without a tombstone
+ * (initial sync: a local object never sent, moved to PreExisting). Children are not
+ * touched: drop them first.
+ * Return: 0 (also when there is no record), -EIO, -ENOMEM.
+ */
+int journal__drop_locked(struct journal *j, const struct dfsr_uid *uid);
+
+/**
+ * journal__merge_knowledge() - Raise the knowledge vector by @vv (persisted). With
+ * @end_initial_sync, a folder in initial sync becomes normal in the same write.
+ * @ended: receives whether the state changed to normal here
+ * Return: 0, -E2BIG, -EIO, -ENOMEM (then nothing changed).
+ */
+int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
+			     bool end_initial_sync, bool *ended);
+
 /* ---- scan.c, for journal.c ---------------------------------------------------------- */
 
 /**

@@ -77,6 +77,9 @@ struct journal {
 	bool scanning;
 	uint64_t scan_files_done, scan_bytes_done, scan_files_total, scan_bytes_total;
 	int64_t scan_started_ns;
+	void (*changed_fn)(void *arg); /* journal_set_changed() */
+	void *changed_arg;
+	bool changed; /* a journal entry was committed since the lock was taken */
 };
 
 /* The pending values of one transaction; copied into the journal after commit. */
@@ -156,6 +159,29 @@ static void txn_apply(struct journal *j, const struct txn *t)
 	/* Cannot grow past the first change (the entry exists then); failure only delays it. */
 	if (t->counter)
 		(void)version_vector_raise(&j->knowledge, &j->db_id, t->counter);
+}
+
+/*
+ * Release the lock, then tell the changed hook (journal_set_changed()) if a batch that
+ * appended a journal entry committed while it was held. Every unlock goes through here.
+ */
+static void journal_unlock(struct journal *j)
+{
+	void (*fn)(void *arg) = j->changed ? j->changed_fn : NULL;
+	void *arg = j->changed_arg;
+
+	j->changed = false;
+	pthread_mutex_unlock(&j->lock);
+	if (fn)
+		fn(arg);
+}
+
+void journal_set_changed(struct journal *j, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&j->lock);
+	j->changed_fn = fn;
+	j->changed_arg = arg;
+	pthread_mutex_unlock(&j->lock);
 }
 
 /* ---- meta ---------------------------------------------------------------------------- */
@@ -522,11 +548,13 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 	if (rc == 0)
 		rc = db_batch_commit(j->batch, false);
 	db_batch_clear(j->batch);
-	if (rc == 0)
+	if (rc == 0) {
 		txn_apply(j, &t);
-	else
+		j->changed = true;
+	} else {
 		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"",
 			      path.p ? path.p : r->name, journal_op_name(op), dfsr_strerror(rc));
+	}
 	dfsr_buf_release(&path);
 	return rc;
 }
@@ -593,12 +621,13 @@ static int tracked_locked(struct journal *j, const struct dfsr_uid *parent, cons
 	return parent_live(j, parent, tracked);
 }
 
-static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-			 int depth);
+static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+			      int depth, struct version_vector *seen);
 
-/* Tombstone every live child of directory @uid (children first). */
+/* Tombstone every live child of directory @uid (children first); @seen collects their
+ * tombstones' vectors. */
 static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-				  int depth)
+				  int depth, struct version_vector *seen)
 {
 	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
 	int rc = 0;
@@ -616,7 +645,7 @@ static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid,
 		if (vlen != DFSR_UID_LEN)
 			continue;
 		memcpy(child.b, v, DFSR_UID_LEN);
-		rc = remove_locked(j, &child, removed, depth + 1);
+		rc = remove_seen_locked(j, &child, removed, depth + 1, seen);
 	}
 	if (rc == 0)
 		rc = db_iter_status(it);
@@ -624,9 +653,17 @@ static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid,
 	return rc;
 }
 
-static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-			 int depth)
+/*
+ * Tombstone @uid, everything below it first. A directory's tombstone also takes in the
+ * vectors of the tombstones made below it, so that it dominates every descendant version
+ * the deleting member saw: a partner receiving it tells those (deleted with it) from what
+ * is new to the deleter (docs/conflicts.md §7). @seen (may be NULL) collects the vector of
+ * the tombstone made here.
+ */
+static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+			      int depth, struct version_vector *seen)
 {
+	struct version_vector below;
 	struct rec_before before;
 	struct record r;
 	int rc;
@@ -638,10 +675,13 @@ static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t
 		return 0;
 	if (rc < 0)
 		return rc;
+	version_vector_init(&below);
 	if (r.tombstone)
 		goto out_release;
 	if (r.type == RECORD_DIR) {
-		rc = remove_children_locked(j, uid, removed, depth);
+		rc = remove_children_locked(j, uid, removed, depth, &below);
+		if (rc == 0)
+			rc = version_vector_merge(&r.vv, &below);
 		if (rc < 0)
 			goto out_release;
 	}
@@ -650,9 +690,18 @@ static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t
 	rc = put_version_locked(j, &r, &before, JOURNAL_OP_DELETE);
 	if (rc == 0 && removed)
 		(*removed)++;
+	if (rc == 0 && seen)
+		rc = version_vector_merge(seen, &r.vv);
 out_release:
+	version_vector_release(&below);
 	record_release(&r);
 	return rc;
+}
+
+static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+			 int depth)
+{
+	return remove_seen_locked(j, uid, removed, depth, NULL);
 }
 
 static int create_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
@@ -740,7 +789,7 @@ int journal__sync_entry(struct journal *j, const struct dfsr_uid *parent, const 
 
 	pthread_mutex_lock(&j->lock);
 	rc = sync_entry_locked(j, parent, name, h, out, what);
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc;
 }
 
@@ -763,7 +812,7 @@ int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid, const str
 		rc = apply_locked(j, &r, h, what);
 	record_release(&r);
 out_unlock:
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc;
 }
 
@@ -773,7 +822,7 @@ int journal__remove(struct journal *j, const struct dfsr_uid *uid, uint64_t *rem
 
 	pthread_mutex_lock(&j->lock);
 	rc = remove_locked(j, uid, removed, 0);
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc;
 }
 
@@ -790,7 +839,7 @@ int journal__knowledge(struct journal *j, struct version_vector *out)
 	rc = version_vector_copy(out, &j->knowledge);
 	if (rc == 0 && j->counter)
 		rc = version_vector_raise(out, &j->db_id, j->counter);
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc;
 }
 
@@ -803,7 +852,7 @@ void journal__scan_begin(struct journal *j, uint64_t files_total, uint64_t bytes
 	j->scan_files_total = files_total;
 	j->scan_bytes_total = bytes_total;
 	j->scan_started_ns = dfsr_now_ns();
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 }
 
 void journal__scan_add(struct journal *j, uint64_t files, uint64_t bytes)
@@ -815,14 +864,14 @@ void journal__scan_add(struct journal *j, uint64_t files, uint64_t bytes)
 		j->scan_files_total = j->scan_files_done;
 	if (j->scan_bytes_total && j->scan_bytes_done > j->scan_bytes_total)
 		j->scan_bytes_total = j->scan_bytes_done;
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 }
 
 void journal__scan_end(struct journal *j)
 {
 	pthread_mutex_lock(&j->lock);
 	j->scanning = false;
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 }
 
 /* ---- open and close ---------------------------------------------------------------- */
@@ -945,7 +994,7 @@ void journal_close(struct journal *j)
 		(void)db_flush(j->db);
 		if (meta_commit_locked(j, &t, true) < 0)
 			event_log(EV_DB_ERROR, "folder=%s op=close", j->folder->name);
-		pthread_mutex_unlock(&j->lock);
+		journal_unlock(j);
 	}
 	db_batch_free(j->batch);
 	db_close(j->db);
@@ -991,7 +1040,7 @@ enum journal_state journal_state(const struct journal *j)
 
 	pthread_mutex_lock(&mj->lock);
 	s = mj->state;
-	pthread_mutex_unlock(&mj->lock);
+	journal_unlock(mj);
 	return s;
 }
 
@@ -1006,7 +1055,7 @@ int journal_set_state(struct journal *j, enum journal_state s)
 	txn_begin(j, &t);
 	t.state = s;
 	rc = meta_commit_locked(j, &t, false);
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc < 0 ? -EIO : 0;
 }
 
@@ -1145,7 +1194,7 @@ int journal_note_remove(struct journal *j, const struct dfsr_uid *parent, const 
 		rc = remove_locked(j, &uid, NULL, 0);
 	else if (rc == -ENOENT)
 		rc = 0;
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	return rc;
 }
 
@@ -1327,7 +1376,7 @@ int journal_note_rename(struct journal *j, const struct journal_rename *r, struc
 	memset(&o2, 0, sizeof(o2));
 	pthread_mutex_lock(&j->lock);
 	rc = rename_locked(j, r, &a, &b, &o1, &o2);
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 	if (rc < 0 && (a.hash_rc < 0 || b.hash_rc < 0))
 		hash_failed(j, r->new_name, a.hash_rc < 0 ? a.hash_rc : b.hash_rc);
 	if (rc == 0 && a.walk)
@@ -1361,7 +1410,7 @@ void journal_get_status(struct journal *j, struct journal_status *out)
 	out->scan_files_total = j->scan_files_total;
 	out->scan_bytes_total = j->scan_bytes_total;
 	out->scan_started_ns = j->scan_started_ns;
-	pthread_mutex_unlock(&j->lock);
+	journal_unlock(j);
 }
 
 static int visit_entry(const Dfsr__JournalEntry *e, uint64_t seq, struct dfsr_buf *path,
@@ -1528,5 +1577,285 @@ int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf 
 		return rc;
 	rc = build_path(j, &r.parent, r.name, out);
 	record_release(&r);
+	return rc;
+}
+
+/* ---- internal API for replica.c ---------------------------------------------------- */
+
+void journal__lock(struct journal *j)
+{
+	pthread_mutex_lock(&j->lock);
+}
+
+void journal__unlock(struct journal *j)
+{
+	journal_unlock(j);
+}
+
+enum journal_state journal__state_locked(struct journal *j)
+{
+	return j->state;
+}
+
+int journal__name_get(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		      struct dfsr_uid *out)
+{
+	return name_get(j, parent, name, out);
+}
+
+/* What is recorded for @uid now (exists == false if nothing). */
+static int before_get(struct journal *j, const struct dfsr_uid *uid, struct rec_before *b)
+{
+	struct record old;
+	int rc;
+
+	memset(b, 0, sizeof(*b));
+	rc = journal__get(j, uid, &old);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	before_of(&old, b);
+	record_release(&old);
+	return 0;
+}
+
+/* Move every live child of @from in the index to @to (records rewritten, no version). */
+static int reparent_children(struct journal *j, const struct dfsr_uid *from,
+			     const struct dfsr_uid *to)
+{
+	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
+	int rc = 0;
+
+	if (!it)
+		return -ENOMEM;
+	for (db_iter_seek(it, from->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
+	     db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
+		uint8_t key[DB_KEY_NAME_MAX];
+		struct dfsr_uid child;
+		struct record c;
+
+		if (klen < DFSR_UID_LEN || memcmp(k, from->b, DFSR_UID_LEN) != 0)
+			break;
+		if (vlen != DFSR_UID_LEN)
+			continue;
+		memcpy(child.b, v, DFSR_UID_LEN);
+		rc = journal__get(j, &child, &c);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		db_batch_delete(j->batch, DB_CF_NAMES, k, klen);
+		c.parent = *to;
+		db_batch_put(j->batch, DB_CF_NAMES, key, db_key_name(key, to, c.name), child.b,
+			     DFSR_UID_LEN);
+		rc = put_encoded_record(j->batch, &c);
+		record_release(&c);
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	db_iter_free(it);
+	return rc;
+}
+
+/* Adds @r with its entry to the batch (lock held, batch open). */
+static int write_into_batch(struct journal *j, struct record *r, const struct rec_before *old,
+			    enum journal_op op, unsigned flags, struct txn *t)
+{
+	struct dfsr_buf path;
+	int rc;
+
+	if (flags & JOURNAL__NEWVER) {
+		t->counter++;
+		r->gvsn.db = j->db_id;
+		r->gvsn.counter = t->counter;
+		r->change_time_ns = dfsr_now_ns();
+		rc = version_vector_raise(&r->vv, &j->db_id, t->counter);
+		if (rc < 0)
+			return rc;
+		flags |= JOURNAL__ENTRY;
+	}
+	if (old->exists)
+		counts_add(&t->counts, old->tombstone, old->type, old->size, -1);
+	counts_add(&t->counts, r->tombstone, r->type, r->size, 1);
+	rc = index_update(j, r, old);
+	if (rc < 0 || !(flags & JOURNAL__ENTRY))
+		return rc < 0 ? rc : put_encoded_record(j->batch, r);
+	r->seq = t->next_seq++;
+	t->counts.journal++;
+	dfsr_buf_init(&path);
+	rc = build_path(j, &r->parent, r->name, &path);
+	if (rc == -EIO) { /* parent unknown (a tombstone from a partner): the name alone */
+		path.len = 0;
+		rc = dfsr_buf_add(&path, r->name, strlen(r->name));
+	}
+	if (rc == 0)
+		rc = put_encoded_record(j->batch, r);
+	if (rc == 0)
+		rc = put_entry(j->batch, r, op, &path);
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+static int commit_txn_locked(struct journal *j, const struct txn *t, bool entry, const char *name)
+{
+	int rc = meta_put(j, j->batch, t);
+
+	if (rc == 0)
+		rc = db_batch_commit(j->batch, false);
+	db_batch_clear(j->batch);
+	if (rc == 0) {
+		txn_apply(j, t);
+		if (entry)
+			j->changed = true;
+	} else {
+		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=replicate error=\"%s\"",
+			      name, dfsr_strerror(rc));
+	}
+	return rc;
+}
+
+int journal__write_locked(struct journal *j, struct record *r, enum journal_op op, unsigned flags)
+{
+	struct rec_before old;
+	struct txn t;
+	int rc;
+
+	rc = before_get(j, &r->uid, &old);
+	if (rc < 0)
+		return rc;
+	txn_begin(j, &t);
+	db_batch_clear(j->batch);
+	rc = write_into_batch(j, r, &old, op, flags, &t);
+	if (rc < 0) {
+		db_batch_clear(j->batch);
+		return rc;
+	}
+	return commit_txn_locked(j, &t, flags != 0, r->name);
+}
+
+int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, bool tombstone_old,
+			  struct record *r, enum journal_op op)
+{
+	struct rec_before before, none = { .exists = false }, *rb = &none;
+	uint8_t key[DB_KEY_NAME_MAX];
+	struct record old;
+	struct txn t;
+	int rc;
+
+	rc = journal__get(j, old_uid, &old);
+	if (rc < 0)
+		return rc;
+	txn_begin(j, &t);
+	db_batch_clear(j->batch);
+	before_of(&old, &before);
+	if (!old.tombstone) {
+		struct dfsr_uid cur;
+
+		rc = name_get(j, &old.parent, old.name, &cur);
+		if (rc == 0 && dfsr_uid_equal(&cur, old_uid))
+			db_batch_delete(j->batch, DB_CF_NAMES, key,
+					db_key_name(key, &old.parent, old.name));
+		else if (rc != -ENOENT && rc < 0)
+			goto out_clear;
+		rc = 0;
+		if (old.type == RECORD_DIR)
+			rc = reparent_children(j, old_uid, &r->uid);
+		if (rc < 0)
+			goto out_clear;
+	}
+	counts_add(&t.counts, before.tombstone, before.type, before.size, -1);
+	if (tombstone_old) {
+		old.tombstone = true;
+		counts_add(&t.counts, true, old.type, old.size, 1);
+		rc = put_encoded_record(j->batch, &old);
+	} else {
+		db_batch_delete(j->batch, DB_CF_RECORDS, old_uid->b, DFSR_UID_LEN);
+	}
+	if (rc == 0)
+		rc = before_get(j, &r->uid, &before);
+	if (rc == 0 && before.exists)
+		rb = &before;
+	if (rc == 0)
+		rc = write_into_batch(j, r, rb, op, JOURNAL__ENTRY, &t);
+	if (rc < 0)
+		goto out_clear;
+	rc = commit_txn_locked(j, &t, true, r->name);
+	record_release(&old);
+	return rc;
+out_clear:
+	db_batch_clear(j->batch);
+	record_release(&old);
+	return rc;
+}
+
+int journal__drop_locked(struct journal *j, const struct dfsr_uid *uid)
+{
+	uint8_t key[DB_KEY_NAME_MAX];
+	struct dfsr_uid cur;
+	struct record old;
+	struct txn t;
+	int rc;
+
+	rc = journal__get(j, uid, &old);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	txn_begin(j, &t);
+	db_batch_clear(j->batch);
+	if (!old.tombstone) {
+		rc = name_get(j, &old.parent, old.name, &cur);
+		if (rc == 0 && dfsr_uid_equal(&cur, uid))
+			db_batch_delete(j->batch, DB_CF_NAMES, key,
+					db_key_name(key, &old.parent, old.name));
+		if (rc < 0 && rc != -ENOENT)
+			goto out_clear;
+	}
+	counts_add(&t.counts, old.tombstone, old.type, old.size, -1);
+	db_batch_delete(j->batch, DB_CF_RECORDS, uid->b, DFSR_UID_LEN);
+	rc = commit_txn_locked(j, &t, false, old.name);
+	record_release(&old);
+	return rc;
+out_clear:
+	db_batch_clear(j->batch);
+	record_release(&old);
+	return rc;
+}
+
+int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
+			     bool end_initial_sync, bool *ended)
+{
+	struct version_vector saved, tmp;
+	struct txn t;
+	int rc;
+
+	*ended = false;
+	if (j->read_only)
+		return -EIO;
+	version_vector_init(&saved);
+	pthread_mutex_lock(&j->lock);
+	rc = version_vector_copy(&saved, &j->knowledge);
+	if (rc == 0)
+		rc = version_vector_merge(&j->knowledge, vv);
+	if (rc == 0) {
+		bool end;
+
+		txn_begin(j, &t);
+		end = end_initial_sync && t.state == JOURNAL_STATE_INITIAL_SYNC;
+		if (end)
+			t.state = JOURNAL_STATE_NORMAL;
+		rc = meta_commit_locked(j, &t, false);
+		*ended = rc == 0 && end;
+	}
+	if (rc < 0) { /* memory and disk keep agreeing: the old vector comes back */
+		tmp = j->knowledge;
+		j->knowledge = saved;
+		saved = tmp;
+	}
+	journal_unlock(j);
+	version_vector_release(&saved);
 	return rc;
 }

@@ -12,6 +12,10 @@
  * the whole against the record's replication hash, so a racing local change is caught
  * there. outbound_stage() stages a file version for serving (core/stage.h).
  *
+ * A NULL @partner is an empty vector (the partner has nothing). An object whose attributes
+ * or link target cannot be read (or would exceed the REPLICA_XATTR_* limits a receiver
+ * enforces) is skipped with event 1401; its next change sends it again.
+ *
  * Thread: any. Everything here blocks on disk: pool threads only, never the loop thread.
  */
 #ifndef DFSR_CORE_OUTBOUND_H
@@ -44,9 +48,12 @@ int outbound_missing(struct journal *j, const struct version_vector *partner, ui
 
 /**
  * outbound_changes() - The current record of every object in the journal from @from on
- * (each object once per call), skipping those whose GVSN @partner contains.
+ * (each object once per call), skipping those whose GVSN @partner contains. Before a live
+ * record, its ancestors the partner lacks go out (once per call too), root first, so
+ * parents come before children within a call whatever order the journal names them in.
  * @max:      journal entries to read at most (0 = all)
- * @next_seq: receives the sequence to continue from
+ * @next_seq: receives the sequence to continue from (when the callback stopped the walk:
+ *            the sequence of the entry it stopped in, so that entry is read again)
  * Return: as outbound_missing().
  */
 int outbound_changes(struct journal *j, uint64_t from, size_t max,
@@ -55,7 +62,8 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 
 /**
  * outbound_backlog() - How many records @partner lacks (exact, one walk of the records).
- * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL)
+ * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL), in UID
+ *            order (objects vanished from disk are counted but not visited)
  * Return: 0, the callback's value, -EIO, -ENOMEM.
  */
 int outbound_backlog(struct journal *j, const struct version_vector *partner, uint64_t *count,

@@ -27,6 +27,15 @@
  * parent must be a live directory (or be resurrected, §7); anything else is
  * REPLICA_REFUSED with an event, and nothing touches the disk.
  *
+ * Events: 1301 (an update refused: hostile, malformed, or its data does not match its
+ * hash), 1302 (a disk step failed; the update is offered again later), 4302 (an install
+ * waits for a writer; once a minute per object), 4412 (a conflict preserved a loser), 4104
+ * (initial sync done, from replica_merge()), 1303 (ConflictAndDeleted cleanup).
+ *
+ * ConflictAndDeleted keeps a soft quota (the folder's conflict_quota; docs/conflicts.md
+ * §9): after each preserve, past 90 % the oldest entries (manifest order) go until usage is
+ * under 60 %; the entry just preserved always stays.
+ *
  * Thread: any; a struct replica is safe from any thread (the journal's mutex serialises the
  * decisions). Everything here blocks on disk: pool threads only, never the loop thread.
  */
@@ -79,8 +88,12 @@ int replica_update_check(const struct replica_update *u);
 /*
  * Callbacks into the layers above (the filesystem); core never names them.
  * invalidate: an entry or object changed in the local path behind the mount (fs_invalidate).
+ *             Called after the change committed, with no core lock held (it may wait on
+ *             the kernel, which may wait on a FUSE operation that calls the journal).
  * busy:       the object with this stat is open for writing through the mount right now
  *             (an install over it must wait, docs/conflicts.md §8, event 4302).
+ *             Called with the journal's mutex held: it may take only a leaf lock (fs_busy()
+ *             takes fs->lock, which is never held while calling into core).
  */
 typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, const char *name,
 				      const struct stat *obj);

@@ -24,6 +24,7 @@
  * Errors: every failing command prints one line "dfsr: ..." on stderr and exits 1; a usage
  * error exits 2.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@
 #include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,11 +57,15 @@
 #include "core/hash.h"
 #include "core/journal.h"
 #include "core/layout.h"
+#include "core/outbound.h"
+#include "core/replica.h"
 #include "core/scan.h"
+#include "core/stage.h"
 #include "core/util.h"
 #include "fs/fs.h"
 #include "net/control.h"
 #include "net/loop.h"
+#include "net/session.h"
 
 #define KEY_LEN            crypto_box_SECRETKEYBYTES
 #define KEY_B64_LEN        sodium_base64_ENCODED_LEN(KEY_LEN, sodium_base64_VARIANT_ORIGINAL)
@@ -84,6 +91,10 @@ enum cli_opt {
 	OPT_LIST = 1u << 9,
 	OPT_PREEXISTING = 1u << 10,
 	OPT_TIMEOUT = 1u << 11,
+	OPT_PEER = 1u << 12,
+	OPT_TO = 1u << 13,
+	OPT_COPY = 1u << 14,
+	OPT_ALL = 1u << 15,
 };
 
 struct cli {
@@ -91,6 +102,9 @@ struct cli {
 	const char *config;
 	const char *folder;
 	const char *since;
+	const char *peer;
+	const char *to;
+	bool copy, all;
 	bool json, watch, foreground, debug, recursive, preexisting;
 	uint64_t from;
 	uint64_t list;
@@ -398,6 +412,9 @@ struct folder_rt {
 	int root_fd; /* O_PATH|O_DIRECTORY of the local path, opened before the mount */
 	struct journal *j;
 	struct fs *fs;
+	struct stage *stage;  /* staging of this folder (replication) */
+	struct replica *r;    /* downstream side of replication */
+	size_t index;         /* in m->f, for net_sessions_wake() */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t usage_lock; /* protects the three fields below */
@@ -411,6 +428,13 @@ struct member {
 	size_t n;
 	struct net_loop *loop;
 	struct net_control *ctl;
+	/* Replication: the sessions (NULL until the mounts are up) and the config they run
+	 * with (peers, listen: replaced by a reload). Readers (control requests, the journal
+	 * hook) hold repl_lock for reading while they use either; start, stop and reload swap
+	 * them under the write lock, and stop the old sessions after releasing it. */
+	pthread_rwlock_t repl_lock;
+	struct net_sessions *sessions;
+	const struct config *pcfg;
 	pthread_t main_thread;
 	bool foreground, debug, read_only;
 	bool running; /* every folder mounted: a stop from now on is logged as one */
@@ -504,6 +528,8 @@ struct status_snap {
 	const struct config_folder *cf;
 	struct journal_status st;
 	uint64_t staging_used, conflict_used;
+	struct net_session_peer_status *peers; /* cfg->npeers; zero while not replicating */
+	struct net_session_peer_status sync;   /* initial sync progress, summed over peers */
 };
 
 static void status_build_counts(const struct status_snap *s, uint64_t v[4])
@@ -520,18 +546,29 @@ static void status_build_counts(const struct status_snap *s, uint64_t v[4])
 	}
 }
 
-static int status_json_peers(const struct config *cfg, struct dfsr_buf *o)
+static int status_json_peers(const struct config *cfg, const struct status_snap *s,
+			     struct dfsr_buf *o)
 {
 	int rc = dfsr_buf_addf(o, "\"peers\": [");
 
 	for (size_t i = 0; rc == 0 && i < cfg->npeers; i++) {
+		const struct net_session_peer_status *p = &s->peers[i];
+
 		rc = dfsr_buf_addf(o, "%s{\"name\": ", i ? ", " : "");
 		if (rc == 0)
 			rc = dfsr_json_str(o, cfg->peers[i].name);
 		if (rc == 0)
-			rc = dfsr_buf_addf(o, ", \"connected\": false, \"backlog_out\": 0, "
-					      "\"backlog_in\": 0, \"bytes_sent\": 0, "
-					      "\"bytes_received\": 0}");
+			rc = dfsr_buf_addf(
+				o,
+				", \"connected\": %s, \"backlog_out\": %" PRIu64
+				", \"backlog_in\": %" PRIu64 ", \"bytes_sent\": %" PRIu64
+				", \"bytes_received\": %" PRIu64 ", \"transfers\": %" PRIu64
+				", \"initial_sync\": {\"files_done\": %" PRIu64
+				", \"files_total\": %" PRIu64 ", \"bytes_done\": %" PRIu64
+				", \"bytes_total\": %" PRIu64 "}}",
+				p->connected ? "true" : "false", p->backlog_out, p->backlog_in,
+				p->bytes_sent, p->bytes_received, p->transfers, p->files_done,
+				p->files_total, p->bytes_done, p->bytes_total);
 	}
 	return rc ? rc : dfsr_buf_addf(o, "]");
 }
@@ -556,14 +593,16 @@ static int status_json_folder(const struct config *cfg, const struct status_snap
 			", \"initial_build\": {\"files_done\": %" PRIu64
 			", \"bytes_done\": %" PRIu64 ", \"files_total\": %" PRIu64
 			", \"bytes_total\": %" PRIu64 "}"
-			", \"initial_sync\": {\"files_done\": 0, \"files_total\": 0, "
-			"\"bytes_done\": 0, \"bytes_total\": 0}, ",
+			", \"initial_sync\": {\"files_done\": %" PRIu64
+			", \"files_total\": %" PRIu64 ", \"bytes_done\": %" PRIu64
+			", \"bytes_total\": %" PRIu64 "}, ",
 			journal_state_name(s->st.state), s->st.files, s->st.folders, s->st.bytes,
 			s->st.journal, s->st.tombstones, s->st.scanning ? "true" : "false",
 			s->staging_used, s->cf->staging_quota, s->conflict_used,
-			s->cf->conflict_quota, b[0], b[1], b[2], b[3]);
+			s->cf->conflict_quota, b[0], b[1], b[2], b[3], s->sync.files_done,
+			s->sync.files_total, s->sync.bytes_done, s->sync.bytes_total);
 	if (rc == 0)
-		rc = status_json_peers(cfg, o);
+		rc = status_json_peers(cfg, s, o);
 	return rc ? rc : dfsr_buf_addf(o, "}");
 }
 
@@ -661,6 +700,33 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	return rc;
 }
 
+static int status_text_peers(const struct config *cfg, const struct status_snap *s,
+			     struct dfsr_buf *o)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < cfg->npeers; i++) {
+		const struct net_session_peer_status *p = &s->peers[i];
+		char sent[32], recv[32];
+
+		human(p->bytes_sent, sent, sizeof(sent));
+		human(p->bytes_received, recv, sizeof(recv));
+		if (!p->connected)
+			rc = dfsr_buf_addf(o, "  peer %-12s %-22s not connected\n",
+					   cfg->peers[i].name, cfg->peers[i].address.text);
+		else
+			rc = dfsr_buf_addf(o,
+					   "  peer %-12s %-22s connected  backlog out %" PRIu64
+					   " in %" PRIu64 "  sent %s  received %s\n",
+					   cfg->peers[i].name, cfg->peers[i].address.text,
+					   p->backlog_out, p->backlog_in, sent, recv);
+	}
+	if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total)
+		rc = dfsr_buf_addf(o, "  initial sync: %" PRIu64 "/%" PRIu64 " files\n",
+				   s->sync.files_done, s->sync.files_total);
+	return rc;
+}
+
 static int status_text(const struct config *cfg, const struct status_snap *v, size_t n, bool tty,
 		       struct dfsr_buf *o)
 {
@@ -670,50 +736,238 @@ static int status_text(const struct config *cfg, const struct status_snap *v, si
 		rc = dfsr_buf_addf(o, "%-16s %-13s %9s %8s %11s %8s %10s  %s  %s\n", "FOLDER",
 				   "STATE", "FILES", "FOLDERS", "BYTES", "JOURNAL", "TOMBSTONES",
 				   "STAGING", "CONFLICT");
-	for (size_t i = 0; rc == 0 && i < n; i++)
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = status_text_folder(&v[i], tty, o);
-	for (size_t i = 0; rc == 0 && i < cfg->npeers; i++)
-		rc = dfsr_buf_addf(o, "peer %s (%s): not connected\n", cfg->peers[i].name,
-				   cfg->peers[i].address.text);
+		if (rc == 0)
+			rc = status_text_peers(cfg, &v[i], o);
+	}
 	return rc;
+}
+
+/* Partner figures of folder @i (zero while not replicating) and their initial-sync sum. */
+static void status_peers(struct member *m, size_t i, struct status_snap *s)
+{
+	struct net_sessions *ns = m->sessions;
+
+	memset(&s->sync, 0, sizeof(s->sync));
+	if (!ns)
+		return;
+	net_sessions_status(ns, i, s->peers);
+	for (size_t k = 0; k < m->pcfg->npeers; k++) {
+		s->sync.files_done += s->peers[k].files_done;
+		s->sync.files_total += s->peers[k].files_total;
+		s->sync.bytes_done += s->peers[k].bytes_done;
+		s->sync.bytes_total += s->peers[k].bytes_total;
+	}
 }
 
 static int render_status(struct member *m, ssize_t idx, bool json, bool tty, struct dfsr_buf *o)
 {
+	size_t np = m->pcfg->npeers ? m->pcfg->npeers : 1;
 	struct status_snap *v = calloc(m->n ? m->n : 1, sizeof(*v));
+	struct net_session_peer_status *peers = calloc((m->n ? m->n : 1) * np, sizeof(*peers));
 	size_t n = 0;
-	int rc;
+	int rc = -ENOMEM;
 
-	if (!v)
-		return -ENOMEM;
+	if (!v || !peers)
+		goto out_free;
 	for (size_t i = 0; i < m->n; i++) {
 		if (!picked(idx, i))
 			continue;
 		v[n].cf = m->f[i].cf;
+		v[n].peers = peers + n * np;
 		journal_get_status(m->f[i].j, &v[n].st);
 		folder_usage(&m->f[i], &v[n].staging_used, &v[n].conflict_used);
+		status_peers(m, i, &v[n]);
 		n++;
 	}
-	rc = json ? status_json(&m->cfg, v, n, o) : status_text(&m->cfg, v, n, tty, o);
+	rc = json ? status_json(m->pcfg, v, n, o) : status_text(m->pcfg, v, n, tty, o);
+out_free:
+	free(peers);
 	free(v);
 	return rc;
 }
 
 /*
- * What `dfsr wait` still waits for: one line per folder that is not normal, empty when in
- * sync. With replication, updates pending to or from connected partners join this list.
+ * What `dfsr wait` still waits for: one line per folder that is not normal and per connected
+ * partner with updates pending either way or transfers in flight; empty when in sync.
  */
 static int render_pending(struct member *m, struct dfsr_buf *o)
 {
-	struct journal_status st;
-	int rc = 0;
+	size_t np = m->pcfg->npeers ? m->pcfg->npeers : 1;
+	struct status_snap s = { .peers = calloc(np, sizeof(*s.peers)) };
+	int rc = s.peers ? 0 : -ENOMEM;
 
 	for (size_t i = 0; i < m->n && rc == 0; i++) {
-		journal_get_status(m->f[i].j, &st);
-		if (st.state != JOURNAL_STATE_NORMAL)
+		journal_get_status(m->f[i].j, &s.st);
+		if (s.st.state != JOURNAL_STATE_NORMAL)
 			rc = dfsr_buf_addf(o, "folder %s is %s\n", m->f[i].cf->name,
-					   journal_state_name(st.state));
+					   journal_state_name(s.st.state));
+		status_peers(m, i, &s);
+		for (size_t k = 0; k < m->pcfg->npeers && rc == 0; k++) {
+			const struct net_session_peer_status *p = &s.peers[k];
+
+			if (p->connected && (p->backlog_out || p->backlog_in || p->transfers))
+				rc = dfsr_buf_addf(o,
+						   "folder %s: peer %s: backlog out %" PRIu64
+						   " in %" PRIu64 ", %" PRIu64 " transfers\n",
+						   m->f[i].cf->name, m->pcfg->peers[k].name,
+						   p->backlog_out, p->backlog_in, p->transfers);
+		}
 	}
+	free(s.peers);
+	return rc;
+}
+
+/* ---- control requests: one line of words ------------------------------------------------ */
+
+struct request {
+	const char *verb;
+	bool json, tty;
+	const char *folder;
+	const char *peer;
+	const char *kind; /* unpreserve: "conflict" or "preexisting" */
+	char *name;       /* unpreserve: percent-decoded in place */
+	int64_t since;
+	uint64_t from, list;
+};
+
+/* Request words are split at spaces: a value that may hold any byte travels as %XX. */
+static void pct_encode(const char *in, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < len; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("._-{}~", *p)) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+/* Decodes in place. Return: 0, or -EINVAL for a bad escape or an encoded NUL. */
+static int pct_decode(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		unsigned v;
+
+		if (*s != '%') {
+			*o++ = *s;
+			continue;
+		}
+		if (sscanf(s + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)s[1]) ||
+		    !isxdigit((unsigned char)s[2]) || v == 0)
+			return -EINVAL;
+		*o++ = (char)v;
+		s += 2;
+	}
+	*o = '\0';
+	return 0;
+}
+
+/* ---- backlog: what a partner lacks, counted against the knowledge it acknowledged ------- */
+
+struct bl_ctx {
+	struct journal *j;
+	struct dfsr_buf *o;
+	bool json;
+	size_t n;
+};
+
+static int bl_entry(void *arg, const struct replica_update *u)
+{
+	struct bl_ctx *c = arg;
+	const struct record *r = &u->rec;
+	char uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN];
+	struct dfsr_buf path;
+	int rc;
+
+	dfsr_buf_init(&path);
+	if (r->tombstone || journal_path(c->j, &r->uid, &path) < 0) {
+		path.len = 0;
+		rc = dfsr_buf_addf(&path, "%s", r->name);
+		if (rc < 0)
+			goto out_release;
+	}
+	dfsr_uid_hex(&r->uid, uid);
+	dfsr_uid_hex(&r->gvsn.db, db);
+	if (c->json) {
+		rc = dfsr_buf_addf(c->o, "%s{\"path\": ", c->n++ ? ", " : "");
+		if (rc == 0)
+			rc = dfsr_json_str(c->o, path.p);
+		if (rc == 0)
+			rc = dfsr_buf_addf(c->o,
+					   ", \"uid\": \"%s\", \"gvsn\": \"%s-%" PRIu64
+					   "\", \"type\": \"%c\", \"deleted\": %s}",
+					   uid, db, r->gvsn.counter, r->type,
+					   r->tombstone ? "true" : "false");
+	} else {
+		rc = dfsr_buf_addf(c->o, "  %s%s  %s-%" PRIu64 "\n", path.p,
+				   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
+	}
+out_release:
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+static int render_backlog(struct member *m, ssize_t idx, const struct request *r,
+			  struct dfsr_buf *o)
+{
+	struct net_sessions *ns = m->sessions;
+	const struct config *pc = m->pcfg;
+	size_t peer = pc->npeers;
+	int rc = 0;
+
+	for (size_t k = 0; k < pc->npeers; k++)
+		if (!strcmp(pc->peers[k].name, r->peer))
+			peer = k;
+	if (peer == pc->npeers) {
+		o->len = 0;
+		return dfsr_buf_addf(o, "error no peer '%s' in this member\n", r->peer);
+	}
+	if (r->json)
+		rc = dfsr_buf_addf(o, "{\"member\": \"%s\", \"peer\": \"%s\", \"folders\": [",
+				   m->cfg.member_name, pc->peers[peer].name);
+	for (size_t i = 0, n = 0; rc == 0 && i < m->n; i++) {
+		struct version_vector pk;
+		struct bl_ctx c = { .j = m->f[i].j, .o = o, .json = r->json };
+		struct dfsr_buf list;
+		struct dfsr_buf *main_o = o;
+		uint64_t count = 0;
+
+		if (!picked(idx, i))
+			continue;
+		version_vector_init(&pk);
+		dfsr_buf_init(&list);
+		c.o = &list;
+		if (ns)
+			rc = net_sessions_partner_knowledge(ns, i, peer, &pk);
+		if (rc == 0)
+			rc = outbound_backlog(m->f[i].j, &pk, &count, (size_t)r->list,
+					      r->list ? bl_entry : NULL, &c);
+		if (rc == 0 && r->json)
+			rc = dfsr_buf_addf(main_o,
+					   "%s{\"name\": \"%s\", \"backlog\": %" PRIu64
+					   ", \"updates\": [%s]}",
+					   n++ ? ", " : "", m->f[i].cf->name, count,
+					   list.len ? list.p : "");
+		else if (rc == 0)
+			rc = dfsr_buf_addf(main_o, "%s: %" PRIu64 " updates not yet installed by %s\n%s",
+					   m->f[i].cf->name, count, pc->peers[peer].name,
+					   list.len ? list.p : "");
+		dfsr_buf_release(&list);
+		version_vector_release(&pk);
+	}
+	if (rc == 0 && r->json)
+		rc = dfsr_buf_addf(o, "]}\n");
 	return rc;
 }
 
@@ -874,20 +1128,12 @@ static int render_journal(struct journal *j, uint64_t from, uint64_t max, bool j
  *   ping | stop | reload | status [json] [tty] [folder=N] | events [json] [folder=N]
  *   [since=NS] | journal [json] folder=N [from=SEQ] [list=N]
  */
-struct request {
-	const char *verb;
-	bool json, tty;
-	const char *folder;
-	int64_t since;
-	uint64_t from, list;
-};
-
 enum {
 	AFTER_STOP = 1,
 	AFTER_RELOAD = 2
 };
 
-static int request_word(struct request *r, const char *w)
+static int request_word(struct request *r, char *w)
 {
 	uint64_t v;
 
@@ -897,6 +1143,12 @@ static int request_word(struct request *r, const char *w)
 		r->tty = true;
 	else if (!strncmp(w, "folder=", 7))
 		r->folder = w + 7;
+	else if (!strncmp(w, "peer=", 5))
+		r->peer = w + 5;
+	else if (!strncmp(w, "kind=", 5))
+		r->kind = w + 5;
+	else if (!strncmp(w, "name=", 5) && pct_decode(w + 5) == 0)
+		r->name = w + 5;
 	else if (!strncmp(w, "since=", 6) && parse_u64(w + 6, &v) == 0 && v <= INT64_MAX)
 		r->since = (int64_t)v;
 	else if (!strncmp(w, "from=", 5) && parse_u64(w + 5, &v) == 0)
@@ -936,6 +1188,8 @@ static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		return render_status(m, idx, r->json, r->tty, reply);
 	if (!strcmp(r->verb, "pending"))
 		return render_pending(m, reply);
+	if (!strcmp(r->verb, "backlog") && r->peer)
+		return render_backlog(m, idx, r, reply);
 	if (!strcmp(r->verb, "events"))
 		return render_events(m, idx, r->since, r->json, reply);
 	if (!strcmp(r->verb, "journal") && (idx >= 0 || m->n == 1))
@@ -960,8 +1214,11 @@ static int control_handle(void *arg, const char *line, struct dfsr_buf *reply)
 	}
 	if (rc == 0)
 		rc = dfsr_buf_addf(reply, "ok\n");
-	if (rc == 0)
+	if (rc == 0) {
+		pthread_rwlock_rdlock(&m->repl_lock);
 		rc = request_run(m, &r, idx, reply);
+		pthread_rwlock_unlock(&m->repl_lock);
+	}
 	if (rc == -EINVAL) {
 		reply->len = 0;
 		rc = dfsr_buf_addf(reply, "error bad request '%s'\n", line);
@@ -1031,6 +1288,8 @@ static int folder_open(struct member *m, struct folder_rt *fr)
 /* Fills m->f from the config and opens the folder @idx, or all (-1). Return: 0 or 1. */
 static int member_open(struct member *m, ssize_t idx)
 {
+	m->pcfg = &m->cfg;
+	pthread_rwlock_init(&m->repl_lock, NULL);
 	m->f = calloc(m->cfg.nfolders, sizeof(*m->f));
 	if (!m->f)
 		return member_fail(m, "out of memory");
@@ -1039,6 +1298,7 @@ static int member_open(struct member *m, ssize_t idx)
 		m->f[i].m = m;
 		m->f[i].cf = &m->cfg.folders[i];
 		m->f[i].root_fd = -1;
+		m->f[i].index = i;
 		pthread_mutex_init(&m->f[i].usage_lock, NULL);
 	}
 	for (size_t i = 0; i < m->n; i++)
@@ -1063,6 +1323,7 @@ static void member_close(struct member *m)
 	free(m->f);
 	m->f = NULL;
 	m->n = 0;
+	pthread_rwlock_destroy(&m->repl_lock);
 }
 
 static int member_scan(struct member *m)
@@ -1145,6 +1406,172 @@ static int member_mount(struct member *m)
 	return 0;
 }
 
+/* ---- replication: staging, the downstream side, sessions ---------------------------------- */
+
+/* The replica's view of the mount: installs invalidate the kernel's caches. */
+static void repl_invalidate(void *arg, const struct stat *parent, const char *name,
+			    const struct stat *obj)
+{
+	struct folder_rt *fr = arg;
+
+	if (fr->fs)
+		fs_invalidate(fr->fs, parent, name, obj);
+}
+
+/* An install must not replace a file an application is writing (conflicts.md §8). */
+static bool repl_busy(void *arg, const struct stat *st)
+{
+	struct folder_rt *fr = arg;
+
+	return fr->fs && fs_busy(fr->fs, st);
+}
+
+/* The journal grew: the sessions send the new updates. Thread: any. */
+static void repl_changed(void *arg)
+{
+	struct folder_rt *fr = arg;
+	struct member *m = fr->m;
+
+	pthread_rwlock_rdlock(&m->repl_lock);
+	if (m->sessions)
+		net_sessions_wake(m->sessions, fr->index);
+	pthread_rwlock_unlock(&m->repl_lock);
+}
+
+static int folder_open_staging(struct member *m, struct folder_rt *fr)
+{
+	const struct config_folder *cf = fr->cf;
+	struct stage_opts so = { .quota = cf->staging_quota };
+	int dir, rc;
+
+	if (cf->staging_path)
+		dir = open(cf->staging_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	else
+		dir = openat(fr->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING,
+			     O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir < 0)
+		return member_fail(m, "folder %s: staging directory %s: %s", cf->name,
+				   cf->staging_path ? cf->staging_path : "DfsrPrivate/Staging",
+				   strerror(errno));
+	so.dir_fd = dir;
+	rc = stage_open(&so, &fr->stage);
+	close(dir);
+	if (rc < 0)
+		return member_fail(m, "folder %s: staging: %s", cf->name, dfsr_strerror(rc));
+	return 0;
+}
+
+/* Starts sessions with @cfg's listener and peers. Return: 0 or -errno. */
+static int sessions_start(struct member *m, const struct config *cfg, struct net_sessions **out)
+{
+	struct net_session_folder *sf = calloc(m->n, sizeof(*sf));
+	struct net_sessions_opts so = { .loop = m->loop,
+					.cfg = cfg,
+					.secret_key = m->sk,
+					.folders = sf,
+					.nfolders = m->n };
+	int rc;
+
+	if (!sf)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->n; i++)
+		sf[i] = (struct net_session_folder){ .name = m->f[i].cf->name,
+						     .j = m->f[i].j,
+						     .r = m->f[i].r,
+						     .stage = m->f[i].stage,
+						     .read_only = m->f[i].cf->read_only };
+	rc = net_sessions_start(&so, out);
+	free(sf);
+	return rc;
+}
+
+/* Makes @s (running with @cfg) the member's sessions; returns the previous ones. */
+static struct net_sessions *sessions_swap(struct member *m, struct net_sessions *s,
+					  const struct config *cfg)
+{
+	struct net_sessions *old;
+
+	pthread_rwlock_wrlock(&m->repl_lock);
+	old = m->sessions;
+	m->sessions = s;
+	m->pcfg = cfg;
+	pthread_rwlock_unlock(&m->repl_lock);
+	return old;
+}
+
+/*
+ * After the mounts: staging and the replica of every folder, then the listener, the dialers
+ * and the sessions. A read-only member (commands) never gets here.
+ */
+static int member_start_replication(struct member *m)
+{
+	struct net_sessions *s = NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct folder_rt *fr = &m->f[i];
+		struct replica_opts ro = { .j = fr->j,
+					   .invalidate = repl_invalidate,
+					   .busy = repl_busy,
+					   .arg = fr };
+
+		if (folder_open_staging(m, fr))
+			return 1;
+		ro.stage = fr->stage;
+		rc = replica_new(&ro, &fr->r);
+		if (rc < 0)
+			return member_fail(m, "folder %s: replication: %s", fr->cf->name,
+					   dfsr_strerror(rc));
+		if (journal_state(fr->j) == JOURNAL_STATE_INITIAL_SYNC)
+			journal_event(fr->j, EV_INITIAL_SYNC_STARTED, "peers=%zu", m->cfg.npeers);
+	}
+	rc = sessions_start(m, &m->cfg, &s);
+	if (rc < 0)
+		return member_fail(m, "listen on %s: %s", m->cfg.listen.text, dfsr_strerror(rc));
+	sessions_swap(m, s, &m->cfg);
+	for (size_t i = 0; i < m->n; i++) {
+		journal_set_changed(m->f[i].j, repl_changed, &m->f[i]);
+		repl_changed(&m->f[i]); /* changes made before the sessions existed */
+	}
+	return 0;
+}
+
+/*
+ * A reload changed the partners or the listener: every connection is closed and the
+ * sessions start again with @nc (which the member keeps alive until exit).
+ * Return: 0, or -errno (then the old sessions are gone: the member runs without partners
+ * until the next reload or restart, and says so in the reload event).
+ */
+static int member_restart_sessions(struct member *m, const struct config *nc)
+{
+	struct net_sessions *s = NULL;
+	int rc;
+
+	net_sessions_stop(sessions_swap(m, NULL, m->pcfg));
+	rc = sessions_start(m, nc, &s);
+	sessions_swap(m, rc < 0 ? NULL : s, nc);
+	for (size_t i = 0; rc == 0 && i < m->n; i++)
+		repl_changed(&m->f[i]);
+	return rc;
+}
+
+/* Sessions first (no install runs after this), then the replicas and staging. */
+static void member_stop_replication(struct member *m)
+{
+	struct net_sessions *s = sessions_swap(m, NULL, m->pcfg);
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->f[i].j)
+			journal_set_changed(m->f[i].j, NULL, NULL);
+	net_sessions_stop(s);
+	for (size_t i = 0; i < m->n; i++) {
+		replica_free(m->f[i].r);
+		m->f[i].r = NULL;
+		stage_close(m->f[i].stage);
+		m->f[i].stage = NULL;
+	}
+}
+
 /* Tell the waiting parent that every folder is mounted, then leave the terminal. */
 static void member_ready(struct member *m)
 {
@@ -1169,6 +1596,7 @@ static void member_ready(struct member *m)
 /* Unmount, stop the loop, close the databases: in that order, whatever was started. */
 static void member_stop(struct member *m)
 {
+	member_stop_replication(m);
 	for (size_t i = 0; i < m->n; i++)
 		if (m->f[i].fs)
 			fs_stop(m->f[i].fs);
@@ -1240,8 +1668,10 @@ static bool peers_differ(const struct config *a, const struct config *b)
 
 /*
  * A folder whose quotas or filters changed takes its new settings at once (the journal and
- * the status read them through one atomic pointer). Other changes (member, peers, folders
- * added or removed, paths, primary, read_only) need a restart; the event names them.
+ * the status read them through one atomic pointer). Changed partners, bandwidths or listen
+ * address restart the sessions (every connection is redialled). Other changes (member,
+ * folders added or removed, paths, primary, read_only) need a restart; the event names
+ * them.
  * Return: true if @nc was applied to at least one folder (the member then keeps it).
  */
 static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_buf *applied,
@@ -1254,7 +1684,21 @@ static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_
 			strcmp(nc->control_path, m->cfg.control_path) ||
 			strcmp(nc->key_path, m->cfg.key_path),
 		"member");
-	changed(deferred, peers_differ(&m->cfg, nc), "peers");
+	if (peers_differ(m->pcfg, nc) || strcmp(m->pcfg->listen.text, nc->listen.text)) {
+		bool same_member = !strcmp(nc->member_name, m->cfg.member_name) &&
+				   !strcmp(nc->key_path, m->cfg.key_path);
+
+		if (same_member && m->running) {
+			/* the sessions borrow @nc from now on, even if they failed to start */
+			used = true;
+			if (member_restart_sessions(m, nc) == 0)
+				changed(applied, true, "peers");
+			else
+				changed(deferred, true, "peers(listen-failed)");
+		} else {
+			changed(deferred, true, "peers");
+		}
+	}
 	changed(deferred, nc->nfolders != m->cfg.nfolders, "folders");
 	for (size_t i = 0; i < m->n; i++) {
 		const struct config_folder *cur = m->f[i].cf;
@@ -1416,6 +1860,8 @@ static int member_run(struct member *m, const char *conf)
 		rc = member_scan_killable(m);
 	if (rc == 0)
 		rc = member_mount(m);
+	if (rc == 0)
+		rc = member_start_replication(m);
 	if (rc == 0) {
 		m->running = true;
 		member_ready(m);
@@ -1984,6 +2430,362 @@ static int cmd_wait(struct cli *c)
 	return rc;
 }
 
+static int cmd_backlog(struct cli *c)
+{
+	struct config cfg;
+	char req[512];
+	int rc;
+
+	if (!c->peer)
+		return dfsr_err("backlog: --peer NAME is required");
+	if (!*c->peer || strpbrk(c->peer, " \t\n"))
+		return dfsr_err("backlog: bad peer name '%s'", c->peer);
+	if (client_config(c, &cfg))
+		return 1;
+	snprintf(req, sizeof(req), "backlog peer=%s list=%" PRIu64 "%s%s%s", c->peer, c->list,
+		 c->json ? " json" : "", c->folder ? " folder=" : "", c->folder ? c->folder : "");
+	rc = client_ask(&cfg, req, false);
+	config_release(&cfg);
+	return rc;
+}
+
+/* ---- dfsr restore: preserved objects back through the mount ------------------------------- */
+
+struct rs_entry {
+	char *path;
+	char *preserved;
+};
+
+struct rs_list {
+	struct rs_entry *v;
+	size_t n, cap;
+};
+
+static int rs_collect(void *arg, const struct manifest_entry *e)
+{
+	struct rs_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct rs_entry *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].path = strdup(e->path);
+	l->v[l->n].preserved = strdup(e->preserved);
+	if (!l->v[l->n].path || !l->v[l->n].preserved) {
+		free(l->v[l->n].path);
+		free(l->v[l->n].preserved);
+		return -ENOMEM;
+	}
+	l->n++;
+	return 0;
+}
+
+static void rs_list_release(struct rs_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].path);
+		free(l->v[i].preserved);
+	}
+	free(l->v);
+}
+
+/* Copies the xattrs of @src to @dst (both real descriptors), skipping dfsr's own. */
+static int copy_xattrs(int src, int dst)
+{
+	char names[65536];
+	ssize_t n = flistxattr(src, names, sizeof(names));
+
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : -errno;
+	for (char *p = names; p < names + n; p += strlen(p) + 1) {
+		uint8_t val[HASH_XATTR_MAX];
+		ssize_t v;
+
+		if (hash_xattr_excluded(p))
+			continue;
+		v = fgetxattr(src, p, val, sizeof(val));
+		if (v < 0 || fsetxattr(dst, p, val, (size_t)v, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Owner, mode, xattrs and times of @st onto the open object @fd. */
+static int copy_meta(int src, int fd, const struct stat *st)
+{
+	struct timespec t[2] = { st->st_atim, st->st_mtim };
+	int rc = 0;
+
+	if (fchown(fd, st->st_uid, st->st_gid) < 0 || fchmod(fd, st->st_mode & 07777) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = copy_xattrs(src, fd);
+	if (rc == 0 && futimens(fd, t) < 0)
+		rc = -errno;
+	return rc;
+}
+
+static int copy_data(int src, int dst)
+{
+	uint8_t buf[1 << 16];
+
+	for (;;) {
+		ssize_t n = read(src, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if (dfsr_write_all(dst, buf, (size_t)n) < 0)
+			return -errno;
+	}
+}
+
+static int copy_obj(int sdir, const char *sname, int ddir, const char *dname);
+
+static int copy_dir_entries(int src, int dst)
+{
+	int fd = dup(src);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = copy_obj(src, de->d_name, dst, de->d_name);
+	closedir(d);
+	return rc;
+}
+
+/* Copies one object (recursively for a directory); the target must not exist. */
+static int copy_obj(int sdir, const char *sname, int ddir, const char *dname)
+{
+	struct stat st;
+	int src = -1, dst = -1, rc = 0;
+
+	if (fstatat(sdir, sname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISLNK(st.st_mode)) {
+		char target[PATH_MAX];
+		ssize_t n = readlinkat(sdir, sname, target, sizeof(target) - 1);
+
+		if (n < 0)
+			return -errno;
+		target[n] = '\0';
+		if (symlinkat(target, ddir, dname) < 0 ||
+		    fchownat(ddir, dname, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return -EINVAL;
+	src = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (src < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode)) {
+		if (mkdirat(ddir, dname, 0700) < 0)
+			rc = -errno;
+		else
+			dst = openat(ddir, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (rc == 0 && dst < 0)
+			rc = -errno;
+		if (rc == 0)
+			rc = copy_dir_entries(src, dst);
+	} else {
+		dst = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (dst < 0)
+			rc = -errno;
+		if (rc == 0)
+			rc = copy_data(src, dst);
+	}
+	if (rc == 0)
+		rc = copy_meta(src, dst, &st);
+	if (dst >= 0 && close(dst) < 0 && rc == 0)
+		rc = -errno;
+	close(src);
+	return rc;
+}
+
+/*
+ * Opens (making what is missing, mode 0755) the directories of relative path @rel below
+ * @base, and points *@leaf at its last component. Components "", "." and ".." are refused.
+ * Return: a descriptor of the parent directory, or -errno.
+ */
+static int open_parents(int base, char *rel, char **leaf)
+{
+	int fd = dup(base);
+	char *save = NULL, *c = strtok_r(rel, "/", &save), *next;
+
+	for (; fd >= 0 && c; c = next) {
+		int sub;
+
+		if (!strcmp(c, ".") || !strcmp(c, "..")) {
+			close(fd);
+			return -EINVAL;
+		}
+		next = strtok_r(NULL, "/", &save);
+		if (!next) {
+			*leaf = c;
+			return fd;
+		}
+		if (mkdirat(fd, c, 0755) < 0 && errno != EEXIST) {
+			sub = -errno;
+			close(fd);
+			return sub;
+		}
+		sub = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = sub;
+	}
+	if (fd >= 0)
+		close(fd);
+	return fd < 0 ? -errno : -EINVAL;
+}
+
+static bool rs_selected(const struct cli *c, const struct rs_entry *e)
+{
+	if (c->all)
+		return true;
+	for (int i = 0; i < c->argc; i++)
+		if (!strcmp(c->argv[i], e->preserved) || !strcmp(c->argv[i], e->path))
+			return true;
+	return false;
+}
+
+static bool member_answers(const struct config *cfg)
+{
+	struct dfsr_buf r;
+	int rc;
+
+	dfsr_buf_init(&r);
+	rc = net_control_request(cfg->control_path, "ping", CONTROL_TIMEOUT_MS, &r);
+	dfsr_buf_release(&r);
+	return rc == 0;
+}
+
+/* Restores one entry of folder @f into @dest (the mount or --to DIR). Return: 0 or -errno. */
+static int rs_one(const struct config_folder *f, int store, int dest, const struct rs_entry *e)
+{
+	char *rel = strdup(e->path), *leaf = NULL;
+	int parent, rc;
+
+	if (!rel)
+		return -ENOMEM;
+	parent = open_parents(dest, rel, &leaf);
+	rc = parent < 0 ? parent : copy_obj(store, e->preserved, parent, leaf);
+	if (rc == -EEXIST)
+		dfsr_err("restore: %s/%s exists; not overwritten (use --to DIR)", f->name, e->path);
+	else if (rc < 0)
+		dfsr_err("restore: %s/%s from %s: %s", f->name, e->path, e->preserved,
+			 dfsr_strerror(rc));
+	else
+		printf("restored %s/%s from %s\n", f->name, e->path, e->preserved);
+	if (parent >= 0)
+		close(parent);
+	free(rel);
+	return rc;
+}
+
+static int rs_folder(struct cli *c, const struct config *cfg, const struct config_folder *f,
+		     size_t *matched)
+{
+	enum manifest_kind kind = c->preexisting ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT;
+	const char *store_name = c->preexisting ? LAYOUT_PRIVATE "/" LAYOUT_PREEXISTING
+						: LAYOUT_PRIVATE "/" LAYOUT_CONFLICT;
+	int root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int priv = root < 0 ? -1 : openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int store = root < 0 ? -1 : openat(root, store_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dest = open(c->to ? c->to : f->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct rs_list l = { 0 };
+	int rc = 0, failed = 0;
+
+	if (root < 0 || priv < 0 || store < 0 || dest < 0) {
+		rc = dfsr_err("restore: folder %s: %s: %s", f->name,
+			      dest < 0 ? (c->to ? c->to : f->mount) : f->path, strerror(errno));
+		goto out_close;
+	}
+	rc = manifest_list(priv, kind, rs_collect, &l);
+	if (rc < 0 && rc != -ENOENT) {
+		rc = dfsr_err("restore: folder %s: manifest: %s", f->name, dfsr_strerror(rc));
+		goto out_close;
+	}
+	rc = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		char req[1024], name[3 * 255 + 1];
+
+		if (!rs_selected(c, &l.v[i]))
+			continue;
+		(*matched)++;
+		if (rs_one(f, store, dest, &l.v[i]) < 0) {
+			failed = 1;
+			continue;
+		}
+		if (c->copy)
+			continue;
+		/* The member removes the preserved copy and its manifest entry (DfsrPrivate is
+		 * read-only through the mount, and the manifest is the member's to write). */
+		pct_encode(l.v[i].preserved, name, sizeof(name));
+		snprintf(req, sizeof(req), "unpreserve folder=%s kind=%s name=%s", f->name,
+			 c->preexisting ? "preexisting" : "conflict", name);
+		if (!member_answers(cfg))
+			printf("kept %s in DfsrPrivate (member %s is not running)\n",
+			       l.v[i].preserved, cfg->member_name);
+		else if (client_ask(cfg, req, false) != 0)
+			failed = 1;
+	}
+out_close:
+	rs_list_release(&l);
+	if (dest >= 0)
+		close(dest);
+	if (store >= 0)
+		close(store);
+	if (priv >= 0)
+		close(priv);
+	if (root >= 0)
+		close(root);
+	return rc ? rc : failed;
+}
+
+static int cmd_restore(struct cli *c)
+{
+	struct config cfg;
+	size_t matched = 0;
+	int rc = 0;
+
+	if (!c->all && c->argc == 0)
+		return dfsr_err("restore: name entries (preserved name or original path) or --all");
+	if (c->all && c->argc)
+		return dfsr_err("restore: --all takes no entries");
+	if (client_config(c, &cfg))
+		return 1;
+	if (!c->to && !member_answers(&cfg)) {
+		config_release(&cfg);
+		return dfsr_err("restore: member %s is not running; restore into its mount needs it "
+				"(or use --to DIR)",
+				cfg.member_name);
+	}
+	for (size_t i = 0; i < cfg.nfolders; i++)
+		if (!c->folder || !strcmp(c->folder, cfg.folders[i].name))
+			rc |= rs_folder(c, &cfg, &cfg.folders[i], &matched);
+	if (rc == 0 && matched == 0)
+		rc = dfsr_err("restore: no such entry in the %s manifest",
+			      c->preexisting ? "PreExisting" : "ConflictAndDeleted");
+	config_release(&cfg);
+	return rc ? 1 : 0;
+}
+
 static int cmd_later(struct cli *c)
 {
 	return dfsr_err("'%s' needs replication, not in this version", c->cmd);
@@ -2016,17 +2818,19 @@ static const struct command commands[] = {
 	  "the replication hash of each PATH; -r walks directories (skipping DfsrPrivate)" },
 	{ "reload", cmd_reload, OPT_CONFIG, 0, 0, "reload -c CONFIG",
 	  "re-read the configuration (SIGHUP too)" },
-	{ "backlog", cmd_later, ~0u, 0, INT_MAX,
-	  "backlog -c CONFIG --peer NAME [--list N] [--json]",
-	  "updates a partner has not installed yet (needs replication)" },
+	{ "backlog", cmd_backlog, OPTS_MEMBER | OPT_PEER | OPT_LIST, 0, 0,
+	  "backlog -c CONFIG --peer NAME [--folder NAME] [--list N] [--json]",
+	  "how many updates partner NAME has not installed yet, and the first N" },
 	{ "wait", cmd_wait, OPT_CONFIG | OPT_TIMEOUT, 0, 0, "wait -c CONFIG [--timeout SECS]",
 	  "block until every folder is normal and nothing is pending; exit 1 on timeout" },
 	{ "conflicts", cmd_conflicts, OPTS_MEMBER | OPT_PREEXISTING, 0, 0,
 	  "conflicts -c CONFIG [--folder NAME] [--preexisting] [--json]",
 	  "the manifest of preserved conflict losers and deleted files (or PreExisting)" },
-	{ "restore", cmd_later, ~0u, 0, INT_MAX,
-	  "restore -c CONFIG [--to DIR] [--copy] (ENTRY...|--all)",
-	  "restore preserved files (needs replication)" },
+	{ "restore", cmd_restore,
+	  OPT_CONFIG | OPT_FOLDER | OPT_TO | OPT_COPY | OPT_ALL | OPT_PREEXISTING, 0, INT_MAX,
+	  "restore -c CONFIG [--folder NAME] [--preexisting] [--to DIR] [--copy] (ENTRY...|--all)",
+	  "put preserved files back at their paths through the mount (so they replicate), or "
+	  "into DIR; ENTRY is a preserved name or an original path" },
 	{ "clone", cmd_later, ~0u, 0, INT_MAX, "clone export|import -c CONFIG --folder NAME DIR",
 	  "database clone (needs replication)" },
 };
@@ -2037,6 +2841,10 @@ static const struct option long_opts[] = {
 	{ "foreground", no_argument, NULL, 'f' },   { "debug", no_argument, NULL, 'd' },
 	{ "recursive", no_argument, NULL, 'r' },    { "since", required_argument, NULL, 's' },
 	{ "from", required_argument, NULL, 'S' },   { "list", required_argument, NULL, 'n' },
+	{ "peer", required_argument, NULL, 'p' },
+	{ "to", required_argument, NULL, 't' },
+	{ "copy", no_argument, NULL, 'C' },
+	{ "all", no_argument, NULL, 'A' },
 	{ "preexisting", no_argument, NULL, 'P' },  { "timeout", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 };
@@ -2096,6 +2904,14 @@ static unsigned opt_bit(int ch)
 		return OPT_PREEXISTING;
 	case 'T':
 		return OPT_TIMEOUT;
+	case 'p':
+		return OPT_PEER;
+	case 't':
+		return OPT_TO;
+	case 'C':
+		return OPT_COPY;
+	case 'A':
+		return OPT_ALL;
 	default:
 		return 0;
 	}
@@ -2128,6 +2944,18 @@ static int set_opt(const struct command *cmd, struct cli *c, int ch, const char 
 		break;
 	case 'P':
 		c->preexisting = true;
+		break;
+	case 'p':
+		c->peer = arg;
+		break;
+	case 't':
+		c->to = arg;
+		break;
+	case 'C':
+		c->copy = true;
+		break;
+	case 'A':
+		c->all = true;
 		break;
 	case 's':
 		c->since = arg;

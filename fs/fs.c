@@ -306,6 +306,8 @@ int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN]
 	atomic_init(&fs->stopping, false);
 	fs->root.fd = -1;
 	fs->handles.next = fs->handles.prev = &fs->handles;
+	fs->pending.next = fs->pending.prev = &fs->pending;
+	atomic_init(&fs->npending, 0);
 	fs->mountpoint = strdup(o->folder->mount);
 	if (!fs->mountpoint) {
 		rc = -ENOMEM;
@@ -316,11 +318,21 @@ int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN]
 		rc = -rc;
 		goto out_free;
 	}
+	rc = pthread_mutex_init(&fs->pending_lock, NULL);
+	if (rc != 0) {
+		rc = -rc;
+		goto out_mutex;
+	}
+	rc = pthread_cond_init(&fs->pending_done, NULL);
+	if (rc != 0) {
+		rc = -rc;
+		goto out_pending_lock;
+	}
 	fs->root.fd = fcntl(o->root_fd, F_DUPFD_CLOEXEC, 3);
 	if (fs->root.fd < 0) {
 		rc = -errno;
 		snprintf(err, FS_ERR_LEN, "local path %s: %s", o->folder->path, strerror(-rc));
-		goto out_mutex;
+		goto out_pending_cond;
 	}
 	rc = fs__itable_init(fs, journal_root_uid(o->journal));
 	if (rc < 0) {
@@ -344,6 +356,10 @@ out_itable:
 	fs__itable_release(fs);
 out_close_root:
 	close(fs->root.fd);
+out_pending_cond:
+	pthread_cond_destroy(&fs->pending_done);
+out_pending_lock:
+	pthread_mutex_destroy(&fs->pending_lock);
 out_mutex:
 	pthread_mutex_destroy(&fs->lock);
 out_free:
@@ -444,6 +460,11 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
 	}
 }
 
+bool fs_busy(struct fs *fs, const struct stat *st)
+{
+	return fs__inode_writers_of(fs, st->st_dev, st->st_ino) > 0;
+}
+
 void fs_free(struct fs *fs)
 {
 	if (!fs)
@@ -458,6 +479,8 @@ void fs_free(struct fs *fs)
 	fs__itable_release(fs);
 	if (fs->root.fd >= 0)
 		close(fs->root.fd);
+	pthread_cond_destroy(&fs->pending_done);
+	pthread_mutex_destroy(&fs->pending_lock);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs->mountpoint);
 	free(fs);

@@ -74,6 +74,21 @@ void fs_stop(struct fs *fs);
 void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
 		   const struct stat *obj);
 
+/**
+ * fs_busy() - Is the backing object @st open for writing through the mount right now?
+ * @st: stat of the object on the local path (only st_dev and st_ino are used)
+ *
+ * Replication asks before an install replaces a file (docs/conflicts.md §8): a file an
+ * application is writing is not replaced under it. The answer is a snapshot: a writer may
+ * open the file right after it; such a writer works on whichever inode its open found
+ * (the old one, or the installed one after the install's rename) and its change is
+ * journaled when its handle is closed, as any other.
+ * Objects the kernel never looked up, and objects only read, are not busy.
+ * Thread: any (takes only the inode table's leaf lock; never waits on the kernel).
+ * Return: true if at least one open handle of the object may write.
+ */
+bool fs_busy(struct fs *fs, const struct stat *st);
+
 /* Unmount if still mounted, destroy the session, free. NULL-safe. Thread: init. */
 void fs_free(struct fs *fs);
 

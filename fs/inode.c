@@ -497,6 +497,21 @@ uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino)
 	return id;
 }
 
+uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino)
+{
+	struct fs_inode *n;
+	uint32_t w = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	/* At most one keyed node per key (a stale one is unkeyed when its successor comes),
+	 * and a stale node has no open handles; walk the whole chain all the same. */
+	for (n = find_key(fs, dev, ino); n; n = n->key_next)
+		if (n->dev == dev && n->ino == ino)
+			w += n->nwriters;
+	pthread_mutex_unlock(&fs->lock);
+	return w;
+}
+
 int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd)
 {
 	char path[32];
@@ -549,6 +564,13 @@ bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return note;
+}
+
+void fs__inode_hold(struct fs *fs, struct fs_inode *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
 }
 
 uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n)

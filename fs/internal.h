@@ -114,6 +114,15 @@ struct fs {
 	int fh_mount_fd;          /* immutable after init: O_RDONLY root directory for
 				   * open_by_handle_at (which refuses O_PATH), or -1; owned */
 	struct fs_handle_link handles; /* protected by lock: list head of open handles */
+
+	/* Creates not journaled yet (fs/ops.c "Deferred creates"): a file made by CREATE is
+	 * journaled when its creating handle is released, in one batch with its data. */
+	pthread_mutex_t pending_lock;  /* not a leaf lock, but never held across a system call
+					* on the backing store, a journal call or a reply; may take
+					* fs->lock inside */
+	pthread_cond_t pending_done;   /* signalled when a pending create leaves the list */
+	struct fs_handle_link pending; /* protected by pending_lock: list of pending creates */
+	atomic_uint npending;          /* entries in that list (read without the lock as a hint) */
 };
 
 /* ---- fs/inode.c ------------------------------------------------------------------------ */
@@ -229,6 +238,9 @@ size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 +
  * Thread: fuse. */
 void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
 
+/* Take one more lookup reference on a node the caller already holds one on. Thread: fuse. */
+void fs__inode_hold(struct fs *fs, struct fs_inode *n);
+
 /* Writers currently open on the node. Thread: fuse. */
 uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
 
@@ -237,6 +249,13 @@ uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
  * Thread: any.
  */
 uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
+
+/**
+ * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino);
+ * 0 if it has no node.
+ * Thread: any.
+ */
+uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino);
 
 /* Copy out / set the replication UID. Thread: fuse. */
 void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out);

@@ -57,13 +57,31 @@
 #define FS_DIR_MAGIC     0x64697230u /* "dir0" */
 #define FS_MAX_RW        (1u << 20)  /* max_write and max_readahead: 1 MiB requests */
 
+/* Where a pending create is (see "Deferred creates" below). */
+enum pending_state {
+	PENDING_WAITING,  /* in fs->pending; nobody is journaling it */
+	PENDING_FLUSHING, /* in fs->pending; one thread is journaling or dropping it */
+	PENDING_DONE,     /* out of the list; only its handle still points to it */
+};
+
+/* A file made by CREATE and not journaled yet; owned by its creating handle. */
+struct fs_pending {
+	struct fs_handle_link link; /* first: in fs->pending until PENDING_DONE */
+	enum pending_state state;   /* protected by fs->pending_lock */
+	struct fs_inode *parent;    /* one lookup reference, held until PENDING_DONE */
+	struct fs_inode *node;      /* kept alive by the creating handle's open reference */
+	struct dfsr_uid uid;        /* the record made when it was journaled, else zero */
+	char name[];                /* its name in @parent, as created */
+};
+
 /* An open regular file (fi->fh). */
 struct fs_file {
 	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
 	unsigned magic;
-	int fd;                /* owned; O_RDWR when the kernel runs a writeback cache */
-	bool writable;         /* counted in node->nwriters */
-	struct fs_inode *node; /* kept alive by node->nopen */
+	int fd;                     /* owned; O_RDWR when the kernel runs a writeback cache */
+	bool writable;              /* counted in node->nwriters */
+	struct fs_inode *node;      /* kept alive by node->nopen */
+	struct fs_pending *pending; /* the creating handle of a create not journaled yet; owned */
 };
 
 /* An open directory (fi->fh). The kernel serialises readdir on one open directory. */
@@ -148,27 +166,6 @@ static void handle_del(struct fs *fs, struct fs_handle_link *l)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-void fs__handles_release(struct fs *fs)
-{
-	struct fs_handle_link *l = fs->handles.next;
-
-	while (l && l != &fs->handles) {
-		struct fs_handle_link *next = l->next;
-		struct fs_file *f = (struct fs_file *)(void *)l;
-
-		if (f->magic == FS_FILE_MAGIC) {
-			close(f->fd);
-		} else {
-			struct fs_dir *d = (struct fs_dir *)(void *)l;
-
-			closedir(d->dp);
-		}
-		free(l);
-		l = next;
-	}
-	fs->handles.next = fs->handles.prev = &fs->handles;
-}
-
 static void mark_dirty(struct fs_inode *n)
 {
 	if (!atomic_load_explicit(&n->dirty, memory_order_relaxed))
@@ -228,7 +225,8 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
  * names, and each name is a record. An object with no name left (deleted, or replaced by a
  * save-by-rename) is skipped by the journal.
  */
-static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
+static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
+			    const struct dfsr_uid *skip)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t i, k;
@@ -237,6 +235,10 @@ static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 	if (n->private_)
 		return;
 	k = fs__inode_uids(fs, n, uids);
+	for (i = 0; skip && i < k; i++) {
+		if (dfsr_uid_equal(&uids[i], skip))
+			uids[i--] = uids[--k];
+	}
 	if (k == 0)
 		return;
 	fd = fs__inode_fd(fs, n, &tmp);
@@ -245,6 +247,189 @@ static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 	for (i = 0; i < k; i++)
 		(void)journal_note_change(fs->journal, &uids[i], fd, flags);
 	fs__inode_fd_put(fs, n, tmp);
+}
+
+static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
+{
+	note_change_but(fs, n, flags, NULL);
+}
+
+/*
+ * Deferred creates. The kernel's CREATE is followed, for nearly every new file, by writes
+ * and the release of the same handle, which journals the data anyway. So a file made by
+ * CREATE is journaled once, when its creating handle is released (journal_note_new() with
+ * the data as it is then: one record, one version, one RocksDB batch and one hash instead
+ * of a create and a modify), and not at CREATE. An empty file that is never written is
+ * journaled the same way at its release. Until then the create is an entry in fs->pending
+ * (its parent node and name), settled earlier by whatever must see the record first:
+ *   - a rename from or onto the name journals it first, so the rename moves (or replaces)
+ *     a record exactly as when the create had been journaled at once;
+ *   - an unlink of the name drops it: a file removed before its creating handle was
+ *     closed leaves no record behind (there is nothing to replicate, as in DFSR, which
+ *     replicates a file once it is closed);
+ *   - a link of the file needs nothing: the new name is journaled as a new record.
+ * Other changes of a pending file (chmod, xattrs, truncate) are journaled with it at its
+ * release. When the release journals it, the name is checked to still be that file (a
+ * change behind the mount is left to the consistency scan, as any such change). If the
+ * daemon dies first, the file is on disk without a record and the scan at the next start
+ * records it, as for every journal error. Settling waits for an entry another thread is
+ * journaling (PENDING_FLUSHING), so that the journal sees the create before the rename.
+ */
+
+/* Journal the new file (@parent, @name) if that name still is @node. */
+static void pending_journal(struct fs *fs, struct fs_inode *parent, const char *name,
+			    struct fs_inode *node, struct dfsr_uid *out)
+{
+	struct dfsr_uid puid, uid;
+	struct stat st;
+	int pfd, ptmp, fd;
+
+	memset(out, 0, sizeof(*out));
+	fs__inode_uid(fs, parent, &puid);
+	if (dfsr_uid_is_zero(&puid))
+		return;
+	pfd = fs__inode_fd(fs, parent, &ptmp);
+	if (pfd < 0)
+		return;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fs__inode_fd_put(fs, parent, ptmp);
+	if (fd < 0)
+		return;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == node->dev && st.st_ino == node->ino &&
+	    journal_note_new(fs->journal, &puid, name, fd, &uid) == 0) {
+		fs__inode_add_uid(fs, node, &uid);
+		*out = uid;
+	}
+	close(fd);
+}
+
+/* Journal (or drop) a pending create this thread set PENDING_FLUSHING, and take it out of
+ * the list. @p may be freed by its handle as soon as this returns. */
+static void pending_finish(struct fs *fs, struct fs_pending *p, bool journal)
+{
+	struct fs_inode *parent = p->parent;
+
+	if (journal)
+		pending_journal(fs, parent, p->name, p->node, &p->uid);
+	pthread_mutex_lock(&fs->pending_lock);
+	p->link.prev->next = p->link.next;
+	p->link.next->prev = p->link.prev;
+	p->state = PENDING_DONE;
+	atomic_fetch_sub(&fs->npending, 1);
+	pthread_cond_broadcast(&fs->pending_done);
+	pthread_mutex_unlock(&fs->pending_lock);
+	fs__inode_unref(fs, parent, 1, 0);
+}
+
+/* Make @f the creating handle of (@parent, @name): its create is journaled at release. */
+static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *parent,
+			const char *name)
+{
+	size_t len = strlen(name) + 1;
+	struct fs_pending *p = calloc(1, sizeof(*p) + len);
+	struct dfsr_uid uid;
+
+	if (!p) {
+		pending_journal(fs, parent, name, f->node, &uid); /* journal it now instead */
+		return;
+	}
+	memcpy(p->name, name, len);
+	p->state = PENDING_WAITING;
+	p->parent = parent;
+	p->node = f->node;
+	fs__inode_hold(fs, parent);
+	pthread_mutex_lock(&fs->pending_lock);
+	p->link.next = fs->pending.next;
+	p->link.prev = &fs->pending;
+	p->link.next->prev = &p->link;
+	fs->pending.next = &p->link;
+	atomic_fetch_add(&fs->npending, 1);
+	pthread_mutex_unlock(&fs->pending_lock);
+	f->pending = p;
+}
+
+/*
+ * The creating handle is being released: journal its create unless another thread did (or
+ * dropped it), waiting for one that is at it. Frees the entry.
+ * Return: true if it was journaled here, with *@uid the record made (zero if untracked).
+ */
+static bool pending_release(struct fs *fs, struct fs_file *f, struct dfsr_uid *uid)
+{
+	struct fs_pending *p = f->pending;
+	bool mine = false;
+
+	memset(uid, 0, sizeof(*uid));
+	if (!p)
+		return false;
+	pthread_mutex_lock(&fs->pending_lock);
+	while (p->state == PENDING_FLUSHING)
+		pthread_cond_wait(&fs->pending_done, &fs->pending_lock);
+	if (p->state == PENDING_WAITING) {
+		p->state = PENDING_FLUSHING;
+		mine = true;
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+	if (mine) {
+		pending_finish(fs, p, true);
+		*uid = p->uid;
+	}
+	free(p);
+	f->pending = NULL;
+	return mine;
+}
+
+/* A rename (@journal) or unlink (!@journal) of (@parent, @name) is about to be journaled:
+ * journal or drop a pending create of that name first. */
+static void pending_settle(struct fs *fs, const struct fs_inode *parent, const char *name,
+			   bool journal)
+{
+	struct fs_handle_link *l;
+
+	if (atomic_load(&fs->npending) == 0)
+		return;
+	pthread_mutex_lock(&fs->pending_lock);
+again:
+	for (l = fs->pending.next; l != &fs->pending; l = l->next) {
+		struct fs_pending *p = (struct fs_pending *)(void *)l;
+
+		if (p->parent != parent || strcmp(p->name, name) != 0)
+			continue;
+		if (p->state == PENDING_FLUSHING) {
+			pthread_cond_wait(&fs->pending_done, &fs->pending_lock);
+			goto again;
+		}
+		p->state = PENDING_FLUSHING;
+		pthread_mutex_unlock(&fs->pending_lock);
+		pending_finish(fs, p, journal);
+		pthread_mutex_lock(&fs->pending_lock);
+		goto again;
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+}
+
+void fs__handles_release(struct fs *fs)
+{
+	struct fs_handle_link *l = fs->handles.next;
+
+	while (l && l != &fs->handles) {
+		struct fs_handle_link *next = l->next;
+		struct fs_file *f = (struct fs_file *)(void *)l;
+
+		if (f->magic == FS_FILE_MAGIC) {
+			struct dfsr_uid uid;
+
+			close(f->fd);
+			(void)pending_release(fs, f, &uid); /* no worker is left to race */
+		} else {
+			struct fs_dir *d = (struct fs_dir *)(void *)l;
+
+			closedir(d->dp);
+		}
+		free(l);
+		l = next;
+	}
+	fs->handles.next = fs->handles.prev = &fs->handles;
 }
 
 /* ---- credentials of new objects ---------------------------------------------------------- */
@@ -601,10 +786,10 @@ static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /*
  * A new object exists at (@parent, @name) as @fd (O_PATH, taken): make its node, journal it
- * and fill the entry.
+ * (unless !@journal: a create, journaled at release) and fill the entry.
  */
 static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name, int fd,
-		       struct fs_inode **out, struct fuse_entry_param *e)
+		       bool journal, struct fs_inode **out, struct fuse_entry_param *e)
 {
 	struct dfsr_uid zero = { 0 }, puid, uid;
 	struct fs_inode *n = NULL;
@@ -619,7 +804,7 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 	}
 	/* Journaled while @fd is at hand (the node may keep only a handle). */
 	fs__inode_uid(fs, parent, &puid);
-	noted = !dfsr_uid_is_zero(&puid) &&
+	noted = journal && !dfsr_uid_is_zero(&puid) &&
 		journal_note_new(fs->journal, &puid, name, fd, &uid) == 0;
 	rc = fs__inode_insert_take(fs, fd, &st, false, &zero, &n);
 	if (rc < 0)
@@ -688,7 +873,7 @@ static int do_make(fuse_req_t req, fuse_ino_t parent, const char *name, const st
 	rc = own_new(req, pfd, fd, m->mode);
 	if (rc < 0)
 		goto out_remove;
-	rc = publish_new(fs, p, name, fd, out, e);
+	rc = publish_new(fs, p, name, fd, true, out, e);
 	goto out_put;
 out_remove:
 	close(fd);
@@ -764,7 +949,7 @@ static int do_link(struct fs *fs, fuse_ino_t ino, fuse_ino_t newparent, const ch
 		}
 	}
 	fd = openat(pfd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	rc = fd < 0 ? -errno : publish_new(fs, np, newname, fd, out, e);
+	rc = fd < 0 ? -errno : publish_new(fs, np, newname, fd, true, out, e);
 out_put:
 	fs__inode_fd_put(fs, np, ptmp);
 out_put_n:
@@ -804,6 +989,8 @@ static int do_remove(struct fs *fs, fuse_ino_t parent, const char *name, bool di
 	fs__inode_fd_put(fs, p, ptmp);
 	if (rc < 0)
 		return rc;
+	if (!dir)
+		pending_settle(fs, p, name, false); /* removed before its release: no record */
 	fs__inode_uid(fs, p, &puid);
 	if (!dfsr_uid_is_zero(&puid))
 		(void)journal_note_remove(fs->journal, &puid, name);
@@ -875,6 +1062,10 @@ static int do_rename(struct fs *fs, fuse_ino_t parent, const char *name, fuse_in
 	rc = check_rename(fs, p, name, np, newname, flags);
 	if (rc < 0)
 		return rc;
+	/* A pending create of either name is journaled first, so that the rename moves (or
+	 * replaces) its record as if it had been journaled at CREATE. */
+	pending_settle(fs, p, name, true);
+	pending_settle(fs, np, newname, true);
 	pfd = fs__inode_fd(fs, p, &ptmp);
 	if (pfd < 0)
 		return pfd;
@@ -987,12 +1178,15 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void file_close(struct fs *fs, struct fs_file *f)
 {
 	struct fs_inode *n = f->node;
-	struct dfsr_uid uid;
+	struct dfsr_uid uid, fresh;
+	bool created;
 
 	handle_del(fs, &f->link);
 	close(f->fd);
+	/* A create journals its data with it; other names (links) still need the data. */
+	created = pending_release(fs, f, &fresh);
 	if (f->writable && fs__inode_close_writer(fs, n, &uid))
-		note_change(fs, n, JOURNAL_DATA); /* the last writer went: journal the data */
+		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL);
 	fs__inode_unref(fs, n, 0, 1);
 	free(f);
 }
@@ -1058,7 +1252,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		goto out_remove;
 	}
 	if (created) {
-		rc = publish_new(fs, p, name, opath, out, e);
+		rc = publish_new(fs, p, name, opath, false, out, e);
 	} else {
 		close(opath);
 		rc = lookup_node(fs, p, name, true, out, e);
@@ -1066,8 +1260,14 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (rc < 0)
 		goto out_close;
 	rc = attach_file(fs, *out, fd, fi->flags, fi); /* takes fd */
-	if (rc < 0)
+	if (rc < 0) {
 		fs__inode_unref(fs, *out, 1, 0);
+		if (created)
+			unlinkat(pfd, name, 0); /* never seen by anyone: undo it */
+		goto out_put;
+	}
+	if (created)
+		pending_add(fs, file_of(fi), p, name); /* journaled at release */
 	goto out_put;
 out_remove:
 	if (created)
@@ -1131,14 +1331,6 @@ static void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 	if (!fi->writepage && kill_suid(fs_of(req), req, f->fd, NULL))
 		inval_attr(fs_of(req), f->node); /* written through, not from the page cache */
 	fuse_reply_write(req, (size_t)res);
-}
-
-static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	/* Nothing is buffered here; the writeback cache was flushed by the kernel. */
-	fuse_reply_err(req, 0);
 }
 
 static void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1566,7 +1758,6 @@ const struct fuse_lowlevel_ops fs__ops = {
 	.create = fs_op_create,
 	.read = fs_op_read,
 	.write_buf = fs_op_write_buf,
-	.flush = fs_op_flush,
 	.release = fs_op_release,
 	.fsync = fs_op_fsync,
 	.fallocate = fs_op_fallocate,

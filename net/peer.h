@@ -12,6 +12,18 @@
  * public key is larger (bytewise); the other is closed before the layer above hears of it.
  * Both ends apply the same rule, so they keep the same connection.
  *
+ * How both ends agree (the selection frame): the member with the larger key (the
+ * "keeper") alone decides which established connection to a peer goes up, and says so by
+ * sending one empty frame on it, before any message. The keeper holds an inbound
+ * connection while its own dial to that peer is still in progress (connect or handshake):
+ * if the dial establishes, the held connection is closed; if it fails, the held one goes
+ * up. A newer connection from the same direction replaces an older one that is up (the
+ * older one is then a half-open leftover). The other member puts an established
+ * connection up only when that empty frame arrives on it, and then closes every other
+ * connection to the same peer; a connection not selected within twice the handshake deadline
+ * is closed. So the loser is closed on both ends, and up() never fires for it. Empty
+ * frames are also the keep-alives; the layer above never sends or sees one.
+ *
  * Refusals and losses are events: a key that is not a configured peer, a protocol version
  * or cipher mismatch, a handshake not finished within 10 s -> 5002; an established
  * connection closed for any reason (peer gone, authentication failure, keep-alive timeout
@@ -39,6 +51,7 @@
 #define NET_PEER_BACKOFF_MAX   10000      /* ms */
 #define NET_PEER_OUT_HIGH      (8u << 20) /* net_conn_queued() above this: stop producing */
 #define NET_PEER_OUT_LOW       (2u << 20) /* the writable callback fires below this */
+#define NET_PEER_MAX_PENDING   64         /* inbound connections not yet identified */
 
 struct net_peers;
 struct net_conn;
@@ -55,6 +68,9 @@ struct net_peers_cb {
 	void (*down)(void *arg, struct net_conn *c, int err);
 	/* An event to log (5002, 5014, ...), with key=value details naming the peer. */
 	void (*event)(void *arg, enum dfsr_event ev, const char *details);
+	/* net_peers_stop() is complete: every connection is closed (their down callbacks
+	 * ran) and the peers object is freed; the config may be released now. Optional. */
+	void (*stopped)(void *arg);
 	void *arg;
 };
 
@@ -64,6 +80,11 @@ struct net_peers_opts {
 	const uint8_t *secret_key; /* 32 bytes, copied */
 	struct net_peers_cb cb;
 	bool no_dial; /* tests: only accept */
+	/* Tests: the timeouts in ms (0 = NET_PEER_HS_TIMEOUT_MS, NET_PEER_IDLE_MS,
+	 * NET_PEER_PING_MS). */
+	unsigned hs_timeout_ms;
+	unsigned idle_ms;
+	unsigned ping_ms;
 };
 
 /**
@@ -85,7 +106,8 @@ void net_peers_stop(struct net_peers *p);
  * for a full queue: the caller watches net_conn_queued() against NET_PEER_OUT_HIGH and
  * waits for the writable callback. The bandwidth limit (bytes per second of the peer's
  * config, 0 = none) paces the writes, not the queueing.
- * Return: 0, -EMSGSIZE (above NET_CHANNEL_MAX_MSG), -ENOTCONN (closing), -ENOMEM.
+ * Return: 0, -EMSGSIZE (above NET_CHANNEL_MAX_MSG), -ENOTCONN (closing), -ENOMEM;
+ *         -EINVAL for an empty message (empty frames are the keep-alives).
  */
 int net_conn_send(struct net_conn *c, const void *msg, size_t len);
 
@@ -103,6 +125,16 @@ int64_t net_conn_clock_skew(const struct net_conn *c);
  * runs later, from the loop, not from inside this call.
  */
 void net_conn_close(struct net_conn *c, int err);
+
+/* Thread: loop. Open connections in any state (handshaking, held, up, closing). */
+size_t net_peers_conns(const struct net_peers *p);
+
+/* Thread: loop. Established connections waiting to be selected or dropped (HELD). */
+size_t net_peers_held(const struct net_peers *p);
+
+/* Thread: loop. The channel's handshake hash (NET_CHANNEL_HASH_LEN bytes, identical on
+ * both ends of one connection), e.g. to match the two ends in logs and tests. */
+const uint8_t *net_conn_channel_hash(const struct net_conn *c);
 
 /* Per-connection opaque pointer for the layer above. */
 void net_conn_set_data(struct net_conn *c, void *data);

@@ -6,8 +6,8 @@
  * Per connection: both sides send Hello (protocol version, member name, per folder its
  * database id, state and knowledge vector). Then, per common folder and per direction:
  *   - upstream (skipped while our folder is initial-sync or read-only): send every update
- *     the partner's knowledge lacks (replica_missing()), then Done with our knowledge at
- *     that snapshot; afterwards follow the outbound journal (replica_changes()) whenever
+ *     the partner's knowledge lacks (outbound_missing()), then Done with our knowledge at
+ *     that snapshot; afterwards follow the outbound journal (outbound_changes()) whenever
  *     it grows, each round ending with Done. Updates go in bounded batches (Updates
  *     messages of at most 256 updates / 1 MiB), and production pauses while the connection's
  *     queue is above NET_PEER_OUT_HIGH.
@@ -18,8 +18,10 @@
  *     transfers are in flight per connection and the upstream serves their chunks round
  *     robin, so one large file does not stall small ones. When every update received
  *     before a Done is decided, replica_merge() and send Ack (knowledge and pending count).
- * All blocking work (walks, staging, reading and writing chunks, installs) runs on the
- * libuv thread pool; the loop thread only moves messages.
+ * All blocking work (staging, reading and writing chunks, offers, installs, merges, backlog
+ * counts) runs on the libuv thread pool; the walks that produce Updates run on a thread of
+ * their own each (they wait on the partner's flow control for as long as it takes, which
+ * must not hold a pool thread). The loop thread only moves messages.
  *
  * Thread: as stated per function.
  */
@@ -37,6 +39,17 @@
 #include "net/loop.h"
 
 #define NET_SESSION_PROTO 1 /* replication protocol version (Hello.proto) */
+
+/* Limits of the protocol (docs/protocol.md, "Replication messages"). */
+#define NET_SESSION_BATCH_MAX    256        /* updates in one Updates message */
+#define NET_SESSION_BATCH_BYTES  (1u << 20) /* an Updates message closes past this size */
+#define NET_SESSION_WINDOW       4096       /* updates sent beyond the partner's Progress */
+#define NET_SESSION_FOLDERS_MAX  1024       /* folders in one Hello */
+#define NET_SESSION_FETCH_MAX    8          /* our downloads in flight per connection */
+#define NET_SESSION_SERVE_MAX    16         /* transfers a partner may have open with us */
+#define NET_SESSION_WANT_MAX     4096       /* chunk indexes in one Want */
+#define NET_SESSION_CHUNK_WINDOW 32         /* chunks requested and not yet written, per download */
+#define NET_SESSION_RETRY_MS     5000       /* busy updates, failed transfers: try again after */
 
 struct net_sessions;
 
@@ -66,6 +79,8 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 /**
  * net_sessions_stop() - Close every connection, let thread-pool work in flight finish
  * (partial downloads stay in Installing for a resume), and free. NULL-safe.
+ * The caller turns the wake hooks off first (journal_set_changed(j, NULL, NULL)): no
+ * net_sessions_wake() may run during or after the stop.
  * Thread: any but the loop thread; before net_loop_stop().
  */
 void net_sessions_stop(struct net_sessions *s);

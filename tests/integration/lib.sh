@@ -507,3 +507,333 @@ errno_of_nobody() {
 	f=$(declare -f errno_of)
 	as_nobody bash -c "$f; errno_of \"\$@\"" errno_of "$@"
 }
+
+# ---- replication groups ------------------------------------------------------------------
+#
+#   group_setup 3                    # alpha (primary), bravo, charlie on 127.0.0.1-3, one port
+#   member_start 1; member_start 2   # (any order)
+#   echo hi >"${G_MNT[1]}/a"
+#   members_wait 60 || die "no sync"
+#   check_trees_equal "trees equal"  # `dfsr hash -r` of every local path
+#
+# Member i (1-based) has G_NAME[i], G_CONF[i], G_PATH[i] (local path), G_MNT[i] (mount
+# point), G_ADDR[i] (IP address, listening on G_PORT), G_PUB[i] (public key), G_PRIMARY[i]
+# (yes/no), G_FOLDER_EXTRA[i] (more lines for its [folder share] section),
+# G_PEER_EXTRA["i,j"] (more lines for member i's [peer <j>] section, e.g. a bandwidth) and
+# G_WRAP[i] (a command prefix for `dfsr mount`, e.g. "nsenter --net=/run/netns/X").
+# Change any of them, then group_write_conf i (and restart or `dfsr reload`).
+
+G_N=0
+G_PORT=""
+G_NAMES=(- alpha bravo charlie delta echo foxtrot golf hotel)
+declare -a G_NAME=() G_CONF=() G_PATH=() G_MNT=() G_ADDR=() G_PUB=() G_PRIMARY=()
+declare -a G_FOLDER_EXTRA=() G_RUNNING=() G_WRAP=() G_PID=()
+declare -A G_PEER_EXTRA=()
+
+# port_in_use PORT : true when some TCP socket (v4 or v6) has that local port.
+port_in_use() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	awk -v p=":$hex" 'NR > 1 && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# free_port : a random TCP port in 20000-59999 that no socket uses now (several test runs
+# on one machine must not share the 5722 of the examples).
+free_port() {
+	local p i
+	for i in $(seq 1 100); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM + $$ + i) % 40000))
+		port_in_use "$p" || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# group_setup N [--primary "I J..."] [EXTRA FOLDER LINES...] : N members that are each
+# other's partners. Member 1 is the primary unless --primary says otherwise.
+group_setup() {
+	local n=$1 primaries="1" i line
+	shift
+	if [ "${1:-}" = --primary ]; then
+		primaries=$2
+		shift 2
+	fi
+	[ "$n" -ge 1 ] && [ "$n" -lt ${#G_NAMES[@]} ] || die "group_setup: bad member count $n"
+	G_N=$n
+	G_PORT=$(free_port) || die "no free TCP port"
+	for ((i = 1; i <= n; i++)); do
+		G_NAME[i]=${G_NAMES[i]}
+		G_CONF[i]=$WS/${G_NAME[i]}.conf
+		G_PATH[i]=$WS/${G_NAME[i]}/path
+		G_MNT[i]=$WS/${G_NAME[i]}/mnt
+		G_ADDR[i]=127.0.0.$i
+		G_RUNNING[i]=0
+		G_WRAP[i]=""
+		G_PID[i]=""
+		G_FOLDER_EXTRA[i]=""
+		for line in "$@"; do
+			G_FOLDER_EXTRA[i]+="$line"$'\n'
+		done
+		G_PRIMARY[i]=no
+		[[ " $primaries " == *" $i "* ]] && G_PRIMARY[i]=yes
+		mkdir -p "${G_PATH[i]}" "${G_MNT[i]}"
+		chmod 0755 "$WS/${G_NAME[i]}" "${G_PATH[i]}" "${G_MNT[i]}"
+		G_PUB[i]=$("$DFSR_BIN" keygen "$WS/${G_NAME[i]}.key") || die "dfsr keygen failed"
+		[ -n "${G_PUB[i]}" ] || die "dfsr keygen printed no public key"
+		IT_MOUNTS+=("${G_MNT[i]}")
+	done
+	for ((i = 1; i <= n; i++)); do
+		group_write_conf "$i"
+	done
+	say "group of $n on port $G_PORT: ${G_NAME[*]:1}"
+}
+
+# group_write_conf I : (re)writes member I's config from the G_ variables.
+group_write_conf() {
+	local i=$1 j
+	{
+		printf '[member]\nname = %s\nlisten = %s:%s\nkey = %s\ncontrol = %s\n' \
+			"${G_NAME[i]}" "${G_ADDR[i]}" "$G_PORT" "$WS/${G_NAME[i]}.key" "$WS/${G_NAME[i]}.sock"
+		printf '\n[folder share]\npath = %s\nmount = %s\nprimary = %s\n' \
+			"${G_PATH[i]}" "${G_MNT[i]}" "${G_PRIMARY[i]}"
+		printf '%s' "${G_FOLDER_EXTRA[i]}"
+		for ((j = 1; j <= G_N; j++)); do
+			[ "$j" -ne "$i" ] || continue
+			printf '\n[peer %s]\naddress = %s:%s\npublic_key = %s\n' \
+				"${G_NAME[j]}" "${G_ADDR[j]}" "$G_PORT" "${G_PUB[j]}"
+			[ -z "${G_PEER_EXTRA["$i,$j"]:-}" ] || printf '%s\n' "${G_PEER_EXTRA["$i,$j"]}"
+		done
+	} >"${G_CONF[i]}"
+}
+
+# member_start I [mount args] : `dfsr mount -c` (behind G_WRAP[I]); returns once mounted.
+member_start() {
+	local i=$1 conf log pid
+	shift
+	conf=${G_CONF[i]}
+	log=$WS/${G_NAME[i]}.mount.log
+	[[ " ${IT_CONFS[*]} " == *" $conf "* ]] || IT_CONFS+=("$conf")
+	# shellcheck disable=SC2086 # G_WRAP is a command prefix split on spaces on purpose
+	if ! timeout 120 ${G_WRAP[i]} "$DFSR_BIN" mount -c "$conf" "$@" >>"$log" 2>&1; then
+		say "dfsr mount -c $conf failed:"
+		sed 's/^/    /' "$log"
+		die "cannot start member ${G_NAME[i]}"
+	fi
+	pid=$(member_pid_of "$conf")
+	[ -n "$pid" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
+	IT_PIDS+=("$pid")
+	G_PID[i]=$pid
+	G_RUNNING[i]=1
+}
+
+# member_stop I : `dfsr umount -c` with the checks of stop_member.
+member_stop() {
+	stop_member "${G_CONF[$1]}"
+	G_RUNNING[$1]=0
+	G_PID[$1]=""
+}
+
+# member_kill I : kill -9 of the daemon, then the dead mount is unmounted as an
+# administrator would.
+member_kill() {
+	local i=$1 pid
+	pid=$(member_pid_of "${G_CONF[i]}")
+	[ -n "$pid" ] || pid=${G_PID[i]}
+	[ -n "$pid" ] || die "member_kill: no pid for ${G_NAME[i]}"
+	kill -KILL "$pid" 2>/dev/null || true
+	wait_until 20 pid_gone "$pid" || die "member ${G_NAME[i]} ($pid) survived kill -9"
+	if mounted "${G_MNT[i]}"; then
+		fusermount3 -u "${G_MNT[i]}" 2>/dev/null || umount "${G_MNT[i]}" 2>/dev/null ||
+			umount -l "${G_MNT[i]}" 2>/dev/null || true
+	fi
+	wait_until 20 not_mounted "${G_MNT[i]}" || die "dead mount ${G_MNT[i]} stays mounted"
+	G_RUNNING[i]=0
+	G_PID[i]=""
+}
+
+# members_running : the indexes of the running members, one line.
+members_running() {
+	local i out=""
+	for ((i = 1; i <= G_N; i++)); do
+		[ "${G_RUNNING[i]:-0}" = 1 ] && out+="$i "
+	done
+	echo "${out% }"
+}
+
+# peer_field I PEER_NAME KEY : a field of member I's entry for PEER_NAME in folder share.
+peer_field() {
+	status_json "${G_CONF[$1]}" | json "[p for p in [f for f in d['folders'] if f['name'] == 'share'][0]['peers'] if p['name'] == '$2'][0]['$3']"
+}
+
+# bytes_received I : the sum of bytes_received over member I's partners (folder share).
+bytes_received() {
+	status_json "${G_CONF[$1]}" | json "sum(p['bytes_received'] for p in [f for f in d['folders'] if f['name'] == 'share'][0]['peers'])"
+}
+
+# peers_connected I [J...] : true when member I reports every other running member (or
+# every J) connected.
+peers_connected() {
+	local i=$1 j
+	shift
+	[ $# -gt 0 ] || set -- $(members_running)
+	for j in "$@"; do
+		[ "$j" != "$i" ] || continue
+		[ "$(peer_field "$i" "${G_NAME[j]}" connected 2>/dev/null)" = true ] || return 1
+	done
+}
+
+# group_connected [I...] : every running member (or every I) connected to every other.
+group_connected() {
+	local i
+	[ $# -gt 0 ] || set -- $(members_running)
+	for i in "$@"; do
+		peers_connected "$i" "$@" || return 1
+	done
+}
+
+# members_wait [TIMEOUT [I...]] : every running member (or every I) connected to every
+# other one, then `dfsr wait` on each, in passes until one pass finds every member in sync
+# at once (a member that had to wait may have passed changes on to one already asked).
+# Says what is pending and returns 1 on timeout.
+members_wait() {
+	local timeout=${1:-60} deadline i rem pend t0 slow
+	shift || true
+	[ $# -gt 0 ] || set -- $(members_running)
+	deadline=$((SECONDS + timeout))
+	if ! wait_until "$timeout" group_connected "$@"; then
+		say "members_wait: partners not all connected after ${timeout}s"
+		for i in "$@"; do
+			say "  ${G_NAME[i]}: $(status_json "${G_CONF[i]}" 2>&1 |
+				json "[(p['name'], p['connected']) for p in d['folders'][0]['peers']]" 2>&1)"
+		done
+		return 1
+	fi
+	while :; do
+		slow=0
+		for i in "$@"; do
+			rem=$((deadline - SECONDS))
+			[ $rem -ge 1 ] || rem=1
+			t0=$(date +%s%N)
+			if ! pend=$("$DFSR_BIN" wait -c "${G_CONF[i]}" --timeout "$rem" 2>&1); then
+				say "members_wait: ${G_NAME[i]} not in sync after ${timeout}s: $pend"
+				return 1
+			fi
+			[ $(($(date +%s%N) - t0)) -lt 1500000000 ] || slow=1
+		done
+		[ $slow = 1 ] || return 0
+	done
+}
+
+# tree_hashes DIR : `dfsr hash -r DIR` (the listing that must be equal on every member).
+tree_hashes() { "$DFSR_BIN" hash -r "$1"; }
+
+# trees_equal [I...] : `dfsr hash -r` of the members' local paths (default: all) are equal;
+# prints the difference otherwise.
+trees_equal() {
+	local first="" i
+	[ $# -gt 0 ] || set -- $(seq 1 "$G_N")
+	for i in "$@"; do
+		tree_hashes "${G_PATH[i]}" >"$WS/tree.$i" 2>&1 || { cat "$WS/tree.$i"; return 1; }
+		if [ -z "$first" ]; then
+			first=$i
+		elif ! cmp -s "$WS/tree.$first" "$WS/tree.$i"; then
+			echo "${G_NAME[first]} and ${G_NAME[i]} differ:"
+			diff "$WS/tree.$first" "$WS/tree.$i" | head -40
+			return 1
+		fi
+	done
+}
+
+# mounts_equal [I...] : the same over the mounts of running members (default: all running);
+# the mounts must also show what the local paths hold.
+mounts_equal() {
+	local i
+	[ $# -gt 0 ] || set -- $(members_running)
+	for i in "$@"; do
+		tree_hashes "${G_MNT[i]}" >"$WS/mtree.$i" 2>&1 || { cat "$WS/mtree.$i"; return 1; }
+		tree_hashes "${G_PATH[i]}" >"$WS/ptree.$i" 2>&1 || { cat "$WS/ptree.$i"; return 1; }
+		if ! cmp -s "$WS/mtree.$i" "$WS/ptree.$i"; then
+			echo "${G_NAME[i]}: the mount and the local path differ:"
+			diff "$WS/ptree.$i" "$WS/mtree.$i" | head -40
+			return 1
+		fi
+		if ! cmp -s "$WS/mtree.$1" "$WS/mtree.$i"; then
+			echo "the mounts of ${G_NAME[$1]} and ${G_NAME[i]} differ:"
+			diff "$WS/mtree.$1" "$WS/mtree.$i" | head -40
+			return 1
+		fi
+	done
+}
+
+# check_trees_equal DESCRIPTION [I...] : a check that the local paths and the running
+# members' mounts agree (allowing 15 s for the last installs after `dfsr wait`).
+check_trees_equal() {
+	local desc=$1
+	shift
+	if ! wait_until 15 trees_equal "$@"; then
+		check "$desc (local paths)" trees_equal "$@"
+	else
+		CHECKS=$((CHECKS + 1))
+	fi
+	if ! wait_until 15 mounts_equal; then
+		check "$desc (mounts)" mounts_equal
+	else
+		CHECKS=$((CHECKS + 1))
+	fi
+}
+
+# conflicts_lines I [--preexisting] : "TYPE PATH PRESERVED SIZE" per manifest entry.
+conflicts_lines() {
+	"$DFSR_BIN" conflicts -c "${G_CONF[$1]}" --json "${@:2}" | "$PY" -c '
+import json, sys
+for e in json.load(sys.stdin):
+    print(e["type"], e["path"], e["preserved"], e["size"])'
+}
+
+# conflict_has I TYPE PATH [--preexisting] : the manifest of member I has such an entry.
+conflict_has() {
+	local out
+	out=$(conflicts_lines "$1" "${@:4}") || { echo "dfsr conflicts failed: $out"; return 1; }
+	printf '%s\n' "$out" | awk -v t="$2" -v p="$3" '$1 == t && $2 == p { f = 1 } END { exit !f }' &&
+		return 0
+	echo "${G_NAME[$1]}'s manifest ($4): ${out:-empty}"
+	return 1
+}
+
+# preserved_path I TYPE PATH [--preexisting] : the file preserved for the last such entry,
+# under DfsrPrivate/ConflictAndDeleted (or PreExisting) of member I's local path.
+preserved_path() {
+	local dir=ConflictAndDeleted name
+	[ "${4:-}" != --preexisting ] || dir=PreExisting
+	name=$(conflicts_lines "$1" "${@:4}" | awk -v t="$2" -v p="$3" '$1 == t && $2 == p { n = $3 } END { print n }')
+	[ -n "$name" ] || return 1
+	echo "${G_PATH[$1]}/DfsrPrivate/$dir/$name"
+}
+
+# preserved_name_ok NAME BASENAME : NAME is BASENAME-{UID}-v<counter> (docs/conflicts.md §9).
+preserved_name_ok() {
+	[[ "$1" =~ ^.+-\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}-v[0-9]+$ ]] &&
+		[ "${1%-\{*}" = "$2" ]
+}
+
+# content_hashes DIR : sha256 of every regular file below DIR (data only), one per line.
+content_hashes() {
+	[ -d "$1" ] || return 0
+	find "$1" -type f -print0 | xargs -0 -r sha256sum | cut -d' ' -f1
+}
+
+# conflict_none I PATH [--preexisting] : the manifest of member I has no entry for PATH.
+conflict_none() {
+	local out
+	out=$(conflicts_lines "$1" "${@:3}") || { echo "dfsr conflicts failed: $out"; return 1; }
+	printf '%s\n' "$out" | awk -v p="$2" '$2 == p { f = 1 } END { exit f }' && return 0
+	echo "${G_NAME[$1]}'s manifest: $out"
+	return 1
+}
+
+# drop_peer I NAME : removes the [peer NAME] section from member I's config.
+drop_peer() {
+	awk -v h="[peer $2]" '
+		/^\[/ { skip = ($0 == h) }
+		!skip' "${G_CONF[$1]}" >"${G_CONF[$1]}.new" && mv "${G_CONF[$1]}.new" "${G_CONF[$1]}"
+}

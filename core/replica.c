@@ -1,0 +1,1733 @@
+/*
+ * replica.c - the downstream side of replication (core/replica.h): updates that arrive
+ * from partners are decided by the rules of docs/conflicts.md and applied to the local
+ * path and the database.
+ *
+ * Every decision is taken under the journal's mutex (journal__lock()), so no local change
+ * is recorded between reading the local record and writing the new one: read the local
+ * record L of the update's UID, compare vectors (§2), resolve a conflict (§3, §5, §6), check
+ * the parent (unknown: WAIT; a tombstone: §7 resurrection) and the name (another UID: §4),
+ * then change the disk and commit one batch. Disk changes come first and are ordered so
+ * that a crash loses nothing: a loser is renamed into ConflictAndDeleted before anything
+ * takes its name, new data is fsync'd in Installing before it is renamed into place, and
+ * directories are fsync'd after. If the process dies before the batch, the consistency
+ * scan sees the disk as a local change, which is safe (the versions meet again by §2/§3).
+ *
+ * What is slow stays outside the mutex: replica_install() applies the metadata to the
+ * assembled file and hashes it (reading all its data) before taking the lock. Under the
+ * lock only metadata-sized work happens (renames, mkdir, a link, hashing a directory or a
+ * file whose content digest is reused). The filesystem's invalidate callback is called
+ * after the lock is released: it may wait on the kernel, which may wait on a FUSE
+ * operation, which may wait on the journal.
+ *
+ * Objects are reached through their directory, opened component by component from the
+ * journal's root descriptor with O_NOFOLLOW|O_DIRECTORY (never by path through the
+ * mount, never through a symbolic link).
+ *
+ * Known limits (version 0.2): a directory that loses a name conflict (§4) to another
+ * directory is merged only one level deep (its children arriving later are placed under
+ * the winner); an incoming directory that loses to a local directory while it was live
+ * locally elsewhere is preserved whole instead of merged. A local file with the same
+ * content as an update is found only at the update's own UID or, during initial sync, at
+ * its path (there is no index by content digest yet).
+ */
+#include "core/replica.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/db.h"
+#include "core/event.h"
+#include "core/hash.h"
+#include "core/internal.h"
+#include "core/layout.h"
+
+#define REPLICA_DEPTH_MAX 2048 /* parent-chain and subtree walks */
+#define REPLICA_INVAL_MAX 4
+#define REPLICA_WAITED    8          /* UIDs remembered for event 4302 */
+#define REPLICA_XLIST_MAX (1u << 20) /* bytes of a local xattr name list we read */
+
+struct replica {
+	struct journal *j;
+	struct stage *stage;
+	replica_invalidate_fn invalidate;
+	replica_busy_fn busy;
+	void *arg;
+	int private_fd;    /* DfsrPrivate */
+	int installing_fd; /* DfsrPrivate/Installing */
+	int conflict_fd;   /* DfsrPrivate/ConflictAndDeleted */
+	int preexist_fd;   /* DfsrPrivate/PreExisting */
+
+	/* UIDs whose install waited for a writer lately (event 4302 once a minute each);
+	 * under the journal's lock */
+	struct {
+		struct dfsr_uid uid;
+		int64_t mono_ns;
+	} waited[REPLICA_WAITED];
+
+	size_t waited_next;
+};
+
+/* One entry for the invalidate callback, called after the lock is released. */
+struct inval {
+	struct stat parent;
+	struct stat obj;
+	bool have_obj;
+	char name[RECORD_NAME_MAX + 1];
+};
+
+/* One decision (lock held from start to end). */
+struct ctx {
+	struct replica *r;
+	struct journal *j;
+	const struct replica_update *u;
+	int fd;                            /* assembled data (replica_install()) or -1 */
+	char asm_name[STAGE_ASM_NAME_LEN]; /* its name in Installing */
+	bool placed;                       /* the data was renamed into place */
+	enum replica_verdict v;
+	struct inval inv[REPLICA_INVAL_MAX];
+	size_t ninv;
+};
+
+/* A list of UIDs (children of a directory). */
+struct uid_list {
+	struct dfsr_uid *v;
+	size_t n;
+	size_t cap;
+};
+
+/* ---- updates ------------------------------------------------------------------------ */
+
+void replica_update_init(struct replica_update *u)
+{
+	memset(u, 0, sizeof(*u));
+	record_init(&u->rec);
+}
+
+void replica_update_release(struct replica_update *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->nxattrs; i++) {
+		free(u->xattrs[i].name);
+		free(u->xattrs[i].value);
+	}
+	free(u->xattrs);
+	free(u->link_target);
+	record_release(&u->rec);
+	replica_update_init(u);
+}
+
+int replica_update_check(const struct replica_update *u)
+{
+	size_t total = 0;
+
+	if (u->nxattrs > REPLICA_XATTR_MAX || (u->nxattrs && !u->xattrs))
+		return -EBADMSG;
+	for (size_t i = 0; i < u->nxattrs; i++) {
+		const struct replica_xattr *x = &u->xattrs[i];
+		size_t nlen;
+
+		if (!x->name)
+			return -EBADMSG;
+		nlen = strnlen(x->name, XATTR_NAME_MAX + 1);
+		if (nlen == 0 || nlen > XATTR_NAME_MAX || hash_xattr_excluded(x->name))
+			return -EBADMSG;
+		if ((x->len && !x->value) || x->len > HASH_XATTR_MAX)
+			return -EBADMSG;
+		/* sorted by name, no duplicates (the hash's order) */
+		if (i && strcmp(u->xattrs[i - 1].name, x->name) >= 0)
+			return -EBADMSG;
+		total += nlen + x->len;
+		if (total > REPLICA_XATTR_BYTES)
+			return -EBADMSG;
+	}
+	if (!u->rec.tombstone && u->rec.type == RECORD_LINK) {
+		size_t n;
+
+		if (!u->link_target)
+			return -EBADMSG;
+		n = strnlen(u->link_target, REPLICA_LINK_MAX + 1);
+		if (n == 0 || n > REPLICA_LINK_MAX)
+			return -EBADMSG;
+	} else if (u->link_target) {
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* ---- open and close ---------------------------------------------------------------- */
+
+static int open_private_dir(int parent, const char *name, int *out)
+{
+	*out = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return *out < 0 ? -errno : 0;
+}
+
+int replica_new(const struct replica_opts *o, struct replica **out)
+{
+	struct replica *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	r->j = o->j;
+	r->stage = o->stage;
+	r->invalidate = o->invalidate;
+	r->busy = o->busy;
+	r->arg = o->arg;
+	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
+	rc = open_private_dir(journal_root_fd(o->j), LAYOUT_PRIVATE, &r->private_fd);
+	if (rc < 0)
+		goto out_free;
+	rc = open_private_dir(r->private_fd, LAYOUT_INSTALLING, &r->installing_fd);
+	if (rc == 0)
+		rc = open_private_dir(r->private_fd, LAYOUT_CONFLICT, &r->conflict_fd);
+	if (rc == 0)
+		rc = open_private_dir(r->private_fd, LAYOUT_PREEXISTING, &r->preexist_fd);
+	if (rc < 0)
+		goto out_close;
+	*out = r;
+	return 0;
+out_close:
+	replica_free(r);
+	return rc;
+out_free:
+	free(r);
+	return rc;
+}
+
+void replica_free(struct replica *r)
+{
+	if (!r)
+		return;
+	if (r->preexist_fd >= 0)
+		close(r->preexist_fd);
+	if (r->conflict_fd >= 0)
+		close(r->conflict_fd);
+	if (r->installing_fd >= 0)
+		close(r->installing_fd);
+	if (r->private_fd >= 0)
+		close(r->private_fd);
+	free(r);
+}
+
+int replica_installing_fd(const struct replica *r)
+{
+	return r->installing_fd;
+}
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static struct timespec ns_ts(int64_t ns)
+{
+	struct timespec t;
+
+	t.tv_sec = (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	if (t.tv_nsec < 0) {
+		t.tv_sec--;
+		t.tv_nsec += 1000000000;
+	}
+	return t;
+}
+
+/* The local stat fields of a record (what the consistency scan compares). */
+static void take_stat(struct record *n, const struct stat *st)
+{
+	n->size = n->type == RECORD_DIR ? 0 : (uint64_t)st->st_size;
+	n->mode = (uint32_t)st->st_mode & 07777u;
+	n->owner = st->st_uid;
+	n->group = st->st_gid;
+	n->mtime_ns = ts_ns(&st->st_mtim);
+	n->ctime_ns = ts_ns(&st->st_ctim);
+}
+
+static void take_record_stat(struct record *n, const struct record *l)
+{
+	n->size = l->size;
+	n->mode = l->mode;
+	n->owner = l->owner;
+	n->group = l->group;
+	n->mtime_ns = l->mtime_ns;
+	n->ctime_ns = l->ctime_ns;
+}
+
+/* An untrusted name made safe for a log line (no quotes, no control bytes). */
+static void safe_name(const char *name, char out[static RECORD_NAME_MAX + 1])
+{
+	size_t i = 0;
+
+	for (; name[i] && i < RECORD_NAME_MAX; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		out[i] = ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+	}
+	out[i] = '\0';
+}
+
+static void refuse(struct ctx *c, const struct record *rec, const char *why)
+{
+	char hex[DFSR_UID_HEX_LEN], name[RECORD_NAME_MAX + 1];
+
+	dfsr_uid_hex(&rec->uid, hex);
+	safe_name(rec->name, name);
+	journal_event(c->j, EV_UPDATE_REFUSED, "uid=%s name=\"%s\" reason=\"%s\"", hex, name, why);
+	c->v = REPLICA_REFUSED;
+}
+
+static void install_failed(struct ctx *c, const struct record *rec, const char *what, int err)
+{
+	char hex[DFSR_UID_HEX_LEN], name[RECORD_NAME_MAX + 1];
+
+	dfsr_uid_hex(&rec->uid, hex);
+	safe_name(rec->name, name);
+	journal_event(c->j, EV_INSTALL_FAILED, "uid=%s name=\"%s\" op=%s error=\"%s\"", hex, name,
+		      what, dfsr_strerror(err));
+}
+
+static void add_inval(struct ctx *c, int dfd, const char *name)
+{
+	struct inval *iv;
+
+	if (!c->r->invalidate || c->ninv == REPLICA_INVAL_MAX)
+		return;
+	iv = &c->inv[c->ninv];
+	if (fstat(dfd, &iv->parent) < 0)
+		return;
+	snprintf(iv->name, sizeof(iv->name), "%s", name);
+	iv->have_obj = fstatat(dfd, name, &iv->obj, AT_SYMLINK_NOFOLLOW) == 0;
+	c->ninv++;
+}
+
+static void run_invals(struct ctx *c)
+{
+	for (size_t i = 0; i < c->ninv; i++)
+		c->r->invalidate(c->r->arg, &c->inv[i].parent, c->inv[i].name,
+				 c->inv[i].have_obj ? &c->inv[i].obj : NULL);
+	c->ninv = 0;
+}
+
+static bool is_busy(struct ctx *c, int dfd, const char *name)
+{
+	struct stat st;
+
+	if (!c->r->busy || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	return c->r->busy(c->r->arg, &st);
+}
+
+/* §8: the object @rec is open for writing: wait, and say so once a minute (4302). */
+static void busy_wait(struct ctx *c, const struct record *rec)
+{
+	int64_t now = dfsr_mono_ns();
+	struct replica *r = c->r;
+	char hex[DFSR_UID_HEX_LEN], name[RECORD_NAME_MAX + 1];
+
+	c->v = REPLICA_BUSY;
+	for (size_t i = 0; i < REPLICA_WAITED; i++)
+		if (dfsr_uid_equal(&r->waited[i].uid, &rec->uid) &&
+		    now - r->waited[i].mono_ns < 60 * (int64_t)1000000000)
+			return;
+	r->waited[r->waited_next].uid = rec->uid;
+	r->waited[r->waited_next].mono_ns = now;
+	r->waited_next = (r->waited_next + 1) % REPLICA_WAITED;
+	dfsr_uid_hex(&rec->uid, hex);
+	safe_name(rec->name, name);
+	journal_event(c->j, EV_SHARING_VIOLATION, "uid=%s name=\"%s\" op=install", hex, name);
+}
+
+static int fsync_dir(int dfd)
+{
+	return fsync(dfd) < 0 ? -errno : 0;
+}
+
+/*
+ * Open the directory of record @uid (the root, or a live directory) by its path in the
+ * names index, one component at a time, never following a symbolic link.
+ * Return: 0, -ENOENT/-ENOTDIR if the disk does not match the database, -EIO, -ENOMEM.
+ */
+static int open_dir(struct ctx *c, const struct dfsr_uid *uid, int *out)
+{
+	struct dfsr_buf path;
+	char *save = NULL, *comp;
+	int fd, rc;
+
+	fd = openat(journal_root_fd(c->j), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (dfsr_uid_equal(uid, journal_root_uid(c->j))) {
+		*out = fd;
+		return 0;
+	}
+	dfsr_buf_init(&path);
+	rc = journal_path(c->j, uid, &path);
+	for (comp = rc == 0 ? strtok_r(path.p, "/", &save) : NULL; comp;
+	     comp = strtok_r(NULL, "/", &save)) {
+		int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (next < 0) {
+			rc = -errno;
+			break;
+		}
+		close(fd);
+		fd = next;
+	}
+	dfsr_buf_release(&path);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+static bool same_place(const struct record *a, const struct record *b)
+{
+	return dfsr_uid_equal(&a->parent, &b->parent) && strcmp(a->name, b->name) == 0;
+}
+
+/* §3: true if @a wins over @b (later change time, then larger database id). */
+static bool update_wins(const struct record *a, const struct record *b)
+{
+	if (a->change_time_ns != b->change_time_ns)
+		return a->change_time_ns > b->change_time_ns;
+	return version_gvsn_cmp(&a->gvsn, &b->gvsn) > 0;
+}
+
+/* §4: true if @a keeps the name against @b (created first, then larger UID, then GVSN). */
+static bool name_wins(const struct record *a, const struct record *b)
+{
+	int d;
+
+	if (a->create_time_ns != b->create_time_ns)
+		return a->create_time_ns < b->create_time_ns;
+	d = dfsr_uid_cmp(&a->uid, &b->uid);
+	if (d)
+		return d > 0;
+	return version_gvsn_cmp(&a->gvsn, &b->gvsn) > 0;
+}
+
+/* True if a version with vector @v has been seen by vector @by. */
+static bool dominated_by(const struct version_vector *v, const struct version_vector *by)
+{
+	enum version_cmp cmp = version_vector_compare(by, v);
+
+	return cmp == VERSION_EQUAL || cmp == VERSION_DOMINATES;
+}
+
+static void uid_list_release(struct uid_list *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* The UIDs indexed under directory @dir (live children). */
+static int list_children(struct ctx *c, const struct dfsr_uid *dir, struct uid_list *out)
+{
+	struct db_iter *it = db_iter_new(journal__db(c->j), NULL, DB_CF_NAMES);
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!it)
+		return -ENOMEM;
+	for (db_iter_seek(it, dir->b, DFSR_UID_LEN); db_iter_valid(it); db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
+
+		if (klen < DFSR_UID_LEN || memcmp(k, dir->b, DFSR_UID_LEN) != 0)
+			break;
+		if (vlen != DFSR_UID_LEN)
+			continue;
+		if (out->n == out->cap) {
+			size_t cap = out->cap ? out->cap * 2 : 16;
+			struct dfsr_uid *p = realloc(out->v, cap * sizeof(*p));
+
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			out->v = p;
+			out->cap = cap;
+		}
+		memcpy(out->v[out->n++].b, v, DFSR_UID_LEN);
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	db_iter_free(it);
+	if (rc < 0)
+		uid_list_release(out);
+	return rc;
+}
+
+/*
+ * Record @uid and everything live below it as gone without new versions, children first:
+ * quiet tombstones (they keep their GVSNs; every member resolves alike), or, with @drop,
+ * no record at all (initial sync: never sent).
+ */
+static int bury_tree(struct ctx *c, const struct dfsr_uid *uid, bool drop, int depth)
+{
+	struct uid_list kids;
+	struct record rec;
+	int rc;
+
+	if (depth > REPLICA_DEPTH_MAX)
+		return -EIO;
+	rc = list_children(c, uid, &kids);
+	for (size_t i = 0; rc == 0 && i < kids.n; i++)
+		rc = bury_tree(c, &kids.v[i], drop, depth + 1);
+	uid_list_release(&kids);
+	if (rc < 0)
+		return rc;
+	if (drop)
+		return journal__drop_locked(c->j, uid);
+	rc = journal__get(c->j, uid, &rec);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	if (!rec.tombstone) {
+		rec.tombstone = true;
+		rc = journal__write_locked(c->j, &rec, JOURNAL_OP_DELETE, 0);
+	}
+	record_release(&rec);
+	return rc;
+}
+
+/* ---- metadata ------------------------------------------------------------------------ */
+
+static const struct replica_xattr *find_xattr(const struct replica_update *u, const char *name)
+{
+	for (size_t i = 0; i < u->nxattrs; i++)
+		if (strcmp(u->xattrs[i].name, name) == 0)
+			return &u->xattrs[i];
+	return NULL;
+}
+
+/*
+ * Make the xattrs of the object (@fd, or @path with the l* calls when @fd < 0) exactly the
+ * update's: set those, remove every other one that the hash covers (dfsr's own and the
+ * machine-local ones stay).
+ */
+static int apply_xattrs(int fd, const char *path, const struct replica_update *u)
+{
+	char *list = NULL;
+	ssize_t len;
+	int rc = 0;
+
+	len = fd >= 0 ? flistxattr(fd, NULL, 0) : llistxattr(path, NULL, 0);
+	if (len < 0 && errno != ENOTSUP)
+		return -errno;
+	if (len > 0) {
+		if ((size_t)len > REPLICA_XLIST_MAX)
+			return -E2BIG;
+		list = malloc((size_t)len);
+		if (!list)
+			return -ENOMEM;
+		len = fd >= 0 ? flistxattr(fd, list, (size_t)len)
+			      : llistxattr(path, list, (size_t)len);
+		if (len < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+		for (ssize_t off = 0; off < len; off += (ssize_t)strlen(list + off) + 1) {
+			const char *name = list + off;
+
+			if (hash_xattr_excluded(name) || find_xattr(u, name))
+				continue;
+			if ((fd >= 0 ? fremovexattr(fd, name) : lremovexattr(path, name)) < 0 &&
+			    errno != ENODATA) {
+				rc = -errno;
+				goto out_free;
+			}
+		}
+	}
+	for (size_t i = 0; i < u->nxattrs; i++) {
+		const struct replica_xattr *x = &u->xattrs[i];
+		const void *val = x->value ? (const void *)x->value : "";
+
+		if ((fd >= 0 ? fsetxattr(fd, x->name, val, x->len, 0)
+			     : lsetxattr(path, x->name, val, x->len, 0)) < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+	}
+out_free:
+	free(list);
+	return rc;
+}
+
+/* Owner, mode, xattrs and mtime of a regular file or directory open as @fd. */
+static int apply_meta_fd(int fd, const struct replica_update *u)
+{
+	const struct record *rec = &u->rec;
+	struct timespec ts[2];
+	int rc;
+
+	if (fchown(fd, (uid_t)rec->owner, (gid_t)rec->group) < 0)
+		return -errno;
+	if (fchmod(fd, (mode_t)rec->mode) < 0) /* after chown, which may clear set-id bits */
+		return -errno;
+	rc = apply_xattrs(fd, NULL, u);
+	if (rc < 0)
+		return rc;
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1] = ns_ts(rec->mtime_ns);
+	return futimens(fd, ts) < 0 ? -errno : 0;
+}
+
+/* The same for the symbolic link @name in @dfd (no mode: links have none). */
+static int apply_meta_link(int dfd, const char *name, const struct replica_update *u)
+{
+	char path[64 + RECORD_NAME_MAX];
+	struct timespec ts[2];
+	int rc;
+
+	if (fchownat(dfd, name, (uid_t)u->rec.owner, (gid_t)u->rec.group, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dfd, name);
+	if (u->nxattrs) {
+		rc = apply_xattrs(-1, path, u);
+		if (rc < 0)
+			return rc;
+	}
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1] = ns_ts(u->rec.mtime_ns);
+	return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+/* ---- the ConflictAndDeleted quota (§9) -------------------------------------------- */
+
+struct name_list {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+
+static void name_list_release(struct name_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int collect_preserved(void *arg, const struct manifest_entry *e)
+{
+	struct name_list *l = arg;
+
+	if (!e->preserved || !record_name_valid(e->preserved))
+		return 0; /* the manifest is untrusted too: never a path */
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		char **p = realloc(l->v, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		l->v = p;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(e->preserved);
+	if (!l->v[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/* Bytes of @name in @dfd, everything below it for a directory (never following links). */
+static uint64_t tree_size(int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	uint64_t sum = 0;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	if (depth > REPLICA_DEPTH_MAX || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	if (!S_ISDIR(st.st_mode))
+		return (uint64_t)st.st_size;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			sum += tree_size(dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	return sum;
+}
+
+/* Remove @name in @dfd and everything below it. */
+static int remove_tree(int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	struct stat st;
+	int fd, rc = 0;
+	DIR *d;
+
+	if (depth > REPLICA_DEPTH_MAX)
+		return -ELOOP;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == 0 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			rc = remove_tree(dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/*
+ * Soft quota of ConflictAndDeleted: past 90 % of conflict_quota, the oldest preserved
+ * entries (manifest order) are removed with their manifest entries until usage is under
+ * 60 %, except the newest (just preserved). Usage is the size of what the manifest lists.
+ * Failures only leave more behind.
+ */
+static void conflict_cleanup(struct ctx *c)
+{
+	uint64_t quota = journal_folder(c->j)->conflict_quota, used = 0, *sizes;
+	struct name_list l = { 0 };
+	size_t removed = 0;
+
+	if (!quota)
+		quota = CONFIG_DEFAULT_CONFLICT_QUOTA;
+	if (manifest_list(c->r->private_fd, MANIFEST_CONFLICT, collect_preserved, &l) < 0)
+		goto out_release;
+	sizes = calloc(l.n + 1, sizeof(*sizes));
+	if (!sizes)
+		goto out_release;
+	for (size_t i = 0; i < l.n; i++) {
+		sizes[i] = tree_size(c->r->conflict_fd, l.v[i], 0);
+		used += sizes[i];
+	}
+	if (used <= quota / 10 * 9)
+		goto out_free;
+	/* the entry just preserved stays (the quota is soft) */
+	for (size_t i = 0; i + 1 < l.n && used >= quota / 10 * 6; i++) {
+		if (remove_tree(c->r->conflict_fd, l.v[i], 0) < 0)
+			continue;
+		(void)manifest_remove(c->r->private_fd, MANIFEST_CONFLICT, l.v[i]);
+		used -= sizes[i];
+		removed++;
+	}
+	(void)fsync_dir(c->r->conflict_fd);
+	journal_event(c->j, EV_CONFLICT_CLEANUP, "removed=%zu used=%" PRIu64 " quota=%" PRIu64,
+		      removed, used, quota);
+out_free:
+	free(sizes);
+out_release:
+	name_list_release(&l);
+}
+
+/* ---- preserving (§9) ----------------------------------------------------------------- */
+
+/* "<name>-{<UID>}-v<counter>", the name shortened (bytewise) to fit one component. */
+static void preserved_name(const struct record *rec, char out[static RECORD_NAME_MAX + 1])
+{
+	char guid[DFSR_UID_GUID_LEN], suffix[80];
+	size_t keep = strlen(rec->name);
+	int n;
+
+	dfsr_uid_guid(&rec->uid, guid);
+	n = snprintf(suffix, sizeof(suffix), "-{%s}-v%" PRIu64, guid, rec->gvsn.counter);
+	if (keep > RECORD_NAME_MAX - (size_t)n)
+		keep = RECORD_NAME_MAX - (size_t)n;
+	memcpy(out, rec->name, keep);
+	memcpy(out + keep, suffix, (size_t)n + 1);
+}
+
+static const char *type_word(enum manifest_type t)
+{
+	return manifest_type_name(t);
+}
+
+/* Manifest entry and (for conflicts) event 4412 of a preserved object. */
+static void preserved_note(struct ctx *c, const struct record *rec, const char *path,
+			   const char *pname, enum manifest_kind kind, enum manifest_type type,
+			   const struct version_gvsn *winner)
+{
+	struct manifest_entry e = {
+		.time_ns = dfsr_now_ns(),
+		.type = type,
+		.path = path,
+		.preserved = pname,
+		.uid = rec->uid,
+		.gvsn_db = rec->gvsn.db,
+		.gvsn_counter = rec->gvsn.counter,
+		.size = rec->type == RECORD_DIR ? 0 : rec->size,
+	};
+	int rc = manifest_append(c->r->private_fd, kind, &e);
+
+	if (rc < 0)
+		install_failed(c, rec, "manifest", rc);
+	if (kind == MANIFEST_CONFLICT)
+		conflict_cleanup(c);
+	if (winner) {
+		char w[DFSR_UID_GUID_LEN], l[DFSR_UID_GUID_LEN];
+
+		dfsr_uid_guid(&winner->db, w);
+		dfsr_uid_guid(&rec->gvsn.db, l);
+		journal_event(c->j, EV_CONFLICT_RESOLVED,
+			      "path=\"%s\" type=%s winner={%s}-v%" PRIu64 " loser={%s}-v%" PRIu64
+			      " preserved=\"%s\"",
+			      path, type_word(type), w, winner->counter, l, rec->gvsn.counter,
+			      pname);
+	}
+}
+
+/*
+ * Move the live object of @rec (in directory @dfd) into ConflictAndDeleted or PreExisting
+ * under its preserved name, with its manifest entry. A directory moves whole.
+ */
+static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manifest_kind kind,
+		    enum manifest_type type, const struct version_gvsn *winner)
+{
+	int dst = kind == MANIFEST_CONFLICT ? c->r->conflict_fd : c->r->preexist_fd;
+	char pname[RECORD_NAME_MAX + 1];
+	struct dfsr_buf path;
+	int rc;
+
+	preserved_name(rec, pname);
+	dfsr_buf_init(&path);
+	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
+		path.len = 0;
+		if (dfsr_buf_add(&path, rec->name, strlen(rec->name)) < 0) {
+			rc = -ENOMEM;
+			goto out_release;
+		}
+	}
+	if (renameat(dfd, rec->name, dst, pname) < 0) {
+		rc = -errno;
+		install_failed(c, rec, "preserve", rc);
+		goto out_release;
+	}
+	rc = fsync_dir(dst);
+	if (rc == 0)
+		rc = fsync_dir(dfd);
+	add_inval(c, dfd, rec->name);
+	preserved_note(c, rec, path.p, pname, kind, type, winner);
+out_release:
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* Copy a regular file's data and owner/mode (the xattrs stay behind: a copy is a copy). */
+static int copy_file(int sfd, int dst, const char *pname, const struct record *rec)
+{
+	int ofd = openat(dst, pname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (ofd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = copy_file_range(sfd, NULL, ofd, NULL, 1u << 30, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+	}
+	if (rc == 0 && (fchown(ofd, (uid_t)rec->owner, (gid_t)rec->group) < 0 ||
+			fchmod(ofd, (mode_t)rec->mode) < 0 || fsync(ofd) < 0))
+		rc = -errno;
+	close(ofd);
+	if (rc < 0)
+		(void)unlinkat(dst, pname, 0);
+	return rc;
+}
+
+/*
+ * Preserve a copy of the live file or link @rec (its data stays in place, because the
+ * winner has the same content and is applied to it): §3 with equal content.
+ */
+static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
+			 const struct version_gvsn *winner)
+{
+	char pname[RECORD_NAME_MAX + 1], target[REPLICA_LINK_MAX + 1];
+	struct dfsr_buf path;
+	int rc = 0;
+
+	preserved_name(rec, pname);
+	dfsr_buf_init(&path);
+	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
+		path.len = 0;
+		if (dfsr_buf_add(&path, rec->name, strlen(rec->name)) < 0)
+			return -ENOMEM;
+	}
+	if (rec->type == RECORD_LINK) {
+		ssize_t n = readlinkat(dfd, rec->name, target, sizeof(target) - 1);
+
+		if (n < 0) {
+			rc = -errno;
+		} else {
+			target[n] = '\0';
+			if (symlinkat(target, c->r->conflict_fd, pname) < 0)
+				rc = -errno;
+		}
+	} else {
+		int sfd = openat(dfd, rec->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+		if (sfd < 0) {
+			rc = -errno;
+		} else {
+			rc = copy_file(sfd, c->r->conflict_fd, pname, rec);
+			close(sfd);
+		}
+	}
+	if (rc == 0)
+		rc = fsync_dir(c->r->conflict_fd);
+	if (rc == 0)
+		preserved_note(c, rec, path.p, pname, MANIFEST_CONFLICT, MANIFEST_TYPE_CONFLICT,
+			       winner);
+	else
+		install_failed(c, rec, "preserve", rc);
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* ---- parents (§7) ------------------------------------------------------------------ */
+
+/*
+ * Check the parent chain of the live record @n: every ancestor known, a directory, and not
+ * @n itself. *dead is set when an ancestor is a tombstone (§7.2: resurrect it first). A
+ * tombstoned parent whose name is held by a live directory that wins §4 against it was
+ * merged into that directory: @n is placed there instead (n->parent changes, §4).
+ * Sets c->v to WAIT (an ancestor is unknown) or REFUSED.
+ */
+static int check_parent(struct ctx *c, struct record *n, bool *dead)
+{
+	const struct dfsr_uid *root = journal_root_uid(c->j);
+	struct dfsr_uid cur = n->parent, w;
+	struct record p, win;
+	int rc;
+
+	*dead = false;
+	for (int depth = 0;; depth++) {
+		if (dfsr_uid_equal(&cur, root))
+			return 0;
+		if (depth > REPLICA_DEPTH_MAX || dfsr_uid_equal(&cur, &n->uid)) {
+			refuse(c, n, "parent chain loops");
+			return 0;
+		}
+		rc = journal__get(c->j, &cur, &p);
+		if (rc == -ENOENT) {
+			c->v = REPLICA_WAIT;
+			return 0;
+		}
+		if (rc < 0)
+			return rc;
+		if (p.type != RECORD_DIR) {
+			record_release(&p);
+			refuse(c, n, "parent is not a directory");
+			return 0;
+		}
+		if (p.tombstone && depth == 0 &&
+		    journal__name_get(c->j, &p.parent, p.name, &w) == 0 &&
+		    !dfsr_uid_equal(&w, &p.uid) && journal__get(c->j, &w, &win) == 0) {
+			bool merged = !win.tombstone && win.type == RECORD_DIR &&
+				      name_wins(&win, &p);
+
+			record_release(&win);
+			if (merged) {
+				record_release(&p);
+				n->parent = w; /* a live directory: its ancestors are live */
+				return 0;
+			}
+		}
+		if (p.tombstone)
+			*dead = true;
+		cur = p.parent;
+		record_release(&p);
+	}
+}
+
+/* §7: make the tombstoned directory @uid live again (ancestors first), as a new version. */
+static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth)
+{
+	struct hash_result h;
+	struct dfsr_uid other;
+	struct record p;
+	int dfd, fd, rc;
+
+	if (dfsr_uid_equal(uid, journal_root_uid(c->j)))
+		return 0;
+	if (depth > REPLICA_DEPTH_MAX)
+		return -EIO;
+	rc = journal__get(c->j, uid, &p);
+	if (rc < 0)
+		return rc == -ENOENT ? -EIO : rc;
+	if (!p.tombstone)
+		goto out_release;
+	rc = resurrect(c, &p.parent, depth + 1);
+	if (rc < 0)
+		goto out_release;
+	if (journal__name_get(c->j, &p.parent, p.name, &other) == 0) {
+		rc = -EEXIST; /* another directory took the name meanwhile: left to the scan */
+		install_failed(c, &p, "resurrect", rc);
+		goto out_release;
+	}
+	rc = open_dir(c, &p.parent, &dfd);
+	if (rc < 0)
+		goto out_release;
+	if (mkdirat(dfd, p.name, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto out_close;
+	}
+	fd = openat(dfd, p.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	if (fchown(fd, (uid_t)p.owner, (gid_t)p.group) < 0 || fchmod(fd, (mode_t)p.mode) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = hash_fd(fd, NULL, &h);
+	close(fd);
+	if (rc == 0)
+		rc = fsync_dir(dfd);
+	if (rc < 0)
+		goto out_close;
+	memcpy(p.hash, h.hash, HASH_LEN);
+	memcpy(p.content, h.content, HASH_LEN);
+	take_stat(&p, &h.st);
+	p.tombstone = false;
+	rc = journal__write_locked(c->j, &p, JOURNAL_OP_CREATE, JOURNAL__NEWVER);
+	add_inval(c, dfd, p.name);
+out_close:
+	close(dfd);
+out_release:
+	if (rc < 0 && rc != -EEXIST)
+		install_failed(c, &p, "resurrect", rc);
+	record_release(&p);
+	return rc;
+}
+
+/* *out = true if a live record below @dir is not dominated by @tv (§7.1). */
+static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct version_vector *tv,
+		    bool *out, int depth)
+{
+	struct uid_list kids;
+	int rc;
+
+	if (depth > REPLICA_DEPTH_MAX)
+		return -EIO;
+	rc = list_children(c, dir, &kids);
+	for (size_t i = 0; rc == 0 && !*out && i < kids.n; i++) {
+		struct record k;
+
+		rc = journal__get(c->j, &kids.v[i], &k);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		if (!k.tombstone && !dominated_by(&k.vv, tv))
+			*out = true;
+		else if (!k.tombstone && k.type == RECORD_DIR)
+			rc = survives(c, &k.uid, tv, out, depth + 1);
+		record_release(&k);
+	}
+	uid_list_release(&kids);
+	return rc;
+}
+
+/*
+ * §7.1: the tombstone @n of directory @l arrived, but something below is new to the
+ * deleter. What the deleter saw goes to ConflictAndDeleted; the directory stays and gets a
+ * new version that dominates the tombstone.
+ */
+static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct record *l)
+{
+	struct uid_list kids;
+	struct record res;
+	int ddir, rc;
+
+	ddir = openat(dfd, l->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ddir < 0)
+		return -errno;
+	rc = list_children(c, &l->uid, &kids);
+	for (size_t i = 0; rc == 0 && i < kids.n; i++) {
+		bool keep = false;
+		struct record k;
+
+		rc = journal__get(c->j, &kids.v[i], &k);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		if (!dominated_by(&k.vv, &n->vv))
+			keep = true;
+		else if (k.type == RECORD_DIR)
+			rc = survives(c, &k.uid, &n->vv, &keep, 0);
+		else
+			keep = is_busy(c, ddir, k.name); /* its writer's change is compared later */
+		if (rc == 0 && !keep) {
+			rc = preserve(c, ddir, &k, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
+			if (rc == 0 || rc == -ENOENT)
+				rc = bury_tree(c, &k.uid, false, 0);
+		}
+		record_release(&k);
+	}
+	uid_list_release(&kids);
+	close(ddir);
+	if (rc < 0)
+		return rc;
+	record_init(&res);
+	rc = record_copy(&res, l);
+	if (rc == 0)
+		rc = version_vector_merge(&res.vv, &n->vv);
+	if (rc == 0)
+		rc = journal__write_locked(c->j, &res, JOURNAL_OP_CREATE, JOURNAL__NEWVER);
+	record_release(&res);
+	return rc;
+}
+
+/* ---- applying a delete (§8, §7.1) ----------------------------------------------------- */
+
+static int apply_delete(struct ctx *c, struct record *n, const struct record *l, bool live_l)
+{
+	bool keep = false;
+	int dfd, rc;
+
+	if (!live_l)
+		return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__ENTRY);
+	rc = open_dir(c, &l->parent, &dfd);
+	if (rc < 0) {
+		install_failed(c, l, "delete", rc);
+		return -EIO;
+	}
+	if (l->type == RECORD_DIR) {
+		rc = survives(c, &l->uid, &n->vv, &keep, 0);
+		if (rc == 0 && keep)
+			rc = delete_keeping(c, dfd, n, l);
+		if (rc < 0 || keep)
+			goto out_close;
+	} else if (is_busy(c, dfd, l->name)) {
+		busy_wait(c, l);
+		goto out_close;
+	}
+	rc = preserve(c, dfd, l, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
+	if (rc < 0 && rc != -ENOENT) /* gone from disk already: record the delete anyway */
+		goto out_close;
+	rc = bury_tree(c, &l->uid, false, 0);
+	if (rc == 0)
+		rc = journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__ENTRY);
+out_close:
+	close(dfd);
+	return rc;
+}
+
+/* ---- applying a live version ------------------------------------------------------- */
+
+static int verify(struct ctx *c, const struct record *n, const struct hash_result *h)
+{
+	if (memcmp(h->hash, n->hash, HASH_LEN) == 0)
+		return 0;
+	refuse(c, n, "replication hash mismatch");
+	return 0;
+}
+
+/*
+ * The object already here (the local live version, same content) takes the update: moved
+ * if the place changed, metadata applied, verified. §3 with equal content keeps a copy of
+ * the local loser first.
+ */
+static int place_existing(struct ctx *c, struct record *n, const struct record *l, bool loser,
+			  int dfd, int ldfd)
+{
+	bool moved = !same_place(l, n);
+	struct hash_result h;
+	int fd, rc = 0;
+
+	if (loser && l->type != RECORD_DIR) {
+		rc = preserve_copy(c, ldfd, l, &n->gvsn);
+		if (rc < 0)
+			return rc;
+	}
+	if (moved) {
+		if (renameat2(ldfd, l->name, dfd, n->name, RENAME_NOREPLACE) < 0) {
+			rc = -errno;
+			install_failed(c, n, "rename", rc);
+			return -EIO;
+		}
+		add_inval(c, ldfd, l->name);
+	}
+	if (n->type == RECORD_LINK) {
+		rc = apply_meta_link(dfd, n->name, c->u);
+		if (rc == 0)
+			rc = hash_at(dfd, n->name, &h);
+	} else {
+		fd = openat(dfd, n->name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				    (n->type == RECORD_DIR ? O_DIRECTORY : 0));
+		if (fd < 0)
+			return -errno;
+		rc = apply_meta_fd(fd, c->u);
+		if (rc == 0)
+			rc = hash_fd(fd, n->type == RECORD_FILE ? l->content : NULL, &h);
+		close(fd);
+	}
+	if (rc == 0)
+		rc = fsync_dir(dfd);
+	if (rc == 0 && moved)
+		rc = fsync_dir(ldfd);
+	add_inval(c, dfd, n->name);
+	if (rc < 0) {
+		install_failed(c, n, "metadata", rc);
+		return -EIO;
+	}
+	rc = verify(c, n, &h);
+	if (rc < 0 || c->v != REPLICA_DONE)
+		return rc;
+	take_stat(n, &h.st);
+	return journal__write_locked(c->j, n, moved ? JOURNAL_OP_RENAME : JOURNAL_OP_META,
+				     JOURNAL__ENTRY);
+}
+
+static int place_new_dir(struct ctx *c, struct record *n, int dfd)
+{
+	struct hash_result h;
+	int fd, rc;
+
+	if (mkdirat(dfd, n->name, 0700) < 0) {
+		rc = -errno;
+		install_failed(c, n, "mkdir", rc);
+		return rc == -ENOSPC ? rc : -EIO;
+	}
+	fd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		rc = -errno;
+	else
+		rc = apply_meta_fd(fd, c->u);
+	if (rc == 0)
+		rc = hash_fd(fd, NULL, &h);
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0)
+		rc = verify(c, n, &h);
+	if (rc < 0 || c->v != REPLICA_DONE) {
+		(void)unlinkat(dfd, n->name, AT_REMOVEDIR);
+		if (rc < 0)
+			install_failed(c, n, "mkdir", rc);
+		return rc < 0 ? -EIO : 0;
+	}
+	rc = fsync_dir(dfd);
+	add_inval(c, dfd, n->name);
+	if (rc < 0)
+		return rc;
+	take_stat(n, &h.st);
+	return journal__write_locked(c->j, n, JOURNAL_OP_CREATE, JOURNAL__ENTRY);
+}
+
+/*
+ * New data for a file or link: the assembled file (c->fd) or a new link made in
+ * Installing, renamed into place over the local version (replaced: the upstream saw it,
+ * §8) or after preserving it (§3 loser).
+ */
+static int place_new_data(struct ctx *c, struct record *n, const struct record *l, bool live_l,
+			  bool loser, int dfd, int ldfd)
+{
+	char tmp[STAGE_ASM_NAME_LEN + 8];
+	const char *from = c->asm_name;
+	bool replace, was_live = live_l;
+	struct hash_result h;
+	struct stat st;
+	int rc;
+
+	if (n->type == RECORD_LINK) {
+		char hex[DFSR_UID_HEX_LEN];
+
+		dfsr_uid_hex(&n->uid, hex);
+		snprintf(tmp, sizeof(tmp), "%s.link", hex);
+		from = tmp;
+		(void)unlinkat(c->r->installing_fd, tmp, 0);
+		if (symlinkat(c->u->link_target, c->r->installing_fd, tmp) < 0)
+			return -errno;
+		rc = apply_meta_link(c->r->installing_fd, tmp, c->u);
+		if (rc == 0)
+			rc = hash_at(c->r->installing_fd, tmp, &h);
+		if (rc == 0)
+			rc = verify(c, n, &h);
+		if (rc < 0 || c->v != REPLICA_DONE) {
+			(void)unlinkat(c->r->installing_fd, tmp, 0);
+			if (rc < 0)
+				install_failed(c, n, "symlink", rc);
+			return rc < 0 ? -EIO : 0;
+		}
+	}
+	if (live_l && loser) {
+		rc = preserve(c, ldfd, l, MANIFEST_CONFLICT, MANIFEST_TYPE_CONFLICT, &n->gvsn);
+		if (rc < 0)
+			goto out_unlink;
+		live_l = false;
+	}
+	replace = live_l && same_place(l, n);
+	if (renameat2(c->r->installing_fd, from, dfd, n->name, replace ? 0 : RENAME_NOREPLACE) <
+	    0) {
+		rc = -errno;
+		install_failed(c, n, "rename", rc);
+		goto out_unlink;
+	}
+	c->placed = true;
+	if (live_l && !replace) {
+		if (unlinkat(ldfd, l->name, 0) < 0 && errno != ENOENT)
+			install_failed(c, l, "unlink", -errno);
+		add_inval(c, ldfd, l->name);
+		(void)fsync_dir(ldfd);
+	}
+	rc = fsync_dir(dfd);
+	add_inval(c, dfd, n->name);
+	if (rc < 0)
+		return rc;
+	if (n->type == RECORD_LINK ? fstatat(dfd, n->name, &st, AT_SYMLINK_NOFOLLOW) < 0
+				   : fstat(c->fd, &st) < 0)
+		return -errno;
+	take_stat(n, &st);
+	return journal__write_locked(c->j, n,
+				     !was_live          ? JOURNAL_OP_CREATE
+				     : same_place(l, n) ? JOURNAL_OP_MODIFY
+							: JOURNAL_OP_RENAME,
+				     JOURNAL__ENTRY);
+out_unlink:
+	if (n->type == RECORD_LINK)
+		(void)unlinkat(c->r->installing_fd, tmp, 0);
+	return rc == -ENOSPC ? rc : -EIO;
+}
+
+/*
+ * §10 and §4 by adoption: the local object @o at the update's place becomes the update's
+ * UID (a directory gets the update's metadata; a file or link has its hash already).
+ * @merge: §4 directory merge (@o stays as a quiet tombstone) rather than initial sync
+ * (@o's record is dropped: it was never sent).
+ */
+static int adopt(struct ctx *c, struct record *n, const struct record *o, bool merge)
+{
+	struct hash_result h;
+	int dfd, fd, rc;
+
+	rc = open_dir(c, &n->parent, &dfd);
+	if (rc < 0)
+		return rc;
+	if (n->type == RECORD_DIR) {
+		fd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto out_close;
+		}
+		rc = apply_meta_fd(fd, c->u);
+		if (rc == 0)
+			rc = hash_fd(fd, NULL, &h);
+		close(fd);
+		if (rc == 0)
+			rc = verify(c, n, &h);
+		if (rc < 0 || c->v != REPLICA_DONE)
+			goto out_close;
+		take_stat(n, &h.st);
+		add_inval(c, dfd, n->name);
+	} else {
+		take_record_stat(n, o);
+	}
+	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE);
+out_close:
+	if (rc < 0)
+		install_failed(c, n, "adopt", rc);
+	close(dfd);
+	return rc;
+}
+
+/* What happens to the live object @o that holds the update's name. */
+enum holder {
+	HOLDER_NONE = 0,
+	HOLDER_ADOPT,    /* §10: same hash (or a directory): it becomes the update */
+	HOLDER_PREEXIST, /* §10: differs: to PreExisting */
+	HOLDER_MERGE,    /* §4: a directory losing to a directory: merged into it */
+	HOLDER_PRESERVE, /* §4: loses the name: to ConflictAndDeleted */
+	HOLDER_WINS,     /* §4: keeps the name; the update's UID is a tombstone here */
+};
+
+static enum holder judge_holder(struct ctx *c, const struct record *n, const struct record *o,
+				bool live_l)
+{
+	if (!live_l && journal__state_locked(c->j) == JOURNAL_STATE_INITIAL_SYNC &&
+	    dfsr_uid_equal(&o->gvsn.db, journal_db_id(c->j))) {
+		if (o->type == n->type &&
+		    (n->type == RECORD_DIR || memcmp(o->hash, n->hash, HASH_LEN) == 0))
+			return HOLDER_ADOPT;
+		return HOLDER_PREEXIST;
+	}
+	if (!name_wins(n, o))
+		return HOLDER_WINS;
+	if (o->type == RECORD_DIR && n->type == RECORD_DIR && !live_l)
+		return HOLDER_MERGE;
+	return HOLDER_PRESERVE;
+}
+
+/* §4: the update lost the name to @o. A local live version of it elsewhere is preserved. */
+static int lose_name(struct ctx *c, struct record *n, const struct record *l, bool live_l,
+		     const struct record *o)
+{
+	int ldfd, rc;
+
+	if (live_l) {
+		rc = open_dir(c, &l->parent, &ldfd);
+		if (rc < 0)
+			return rc;
+		if (l->type != RECORD_DIR && is_busy(c, ldfd, l->name)) {
+			busy_wait(c, l);
+			close(ldfd);
+			return 0;
+		}
+		rc = preserve(c, ldfd, l, MANIFEST_CONFLICT, MANIFEST_TYPE_NAME_CONFLICT, &o->gvsn);
+		close(ldfd);
+		if (rc == 0)
+			rc = bury_tree(c, &l->uid, false, 0);
+		if (rc < 0)
+			return rc;
+	}
+	n->tombstone = true;
+	return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, 0);
+}
+
+static int apply_live(struct ctx *c, struct record *n, const struct record *l, bool live_l,
+		      bool loser)
+{
+	enum holder hold = HOLDER_NONE;
+	bool dead = false, need_data;
+	int dfd = -1, ldfd = -1, rc;
+	struct dfsr_uid other;
+	struct record o;
+
+	record_init(&o);
+	rc = check_parent(c, n, &dead);
+	if (rc < 0 || c->v != REPLICA_DONE)
+		return rc;
+	/* the same object, content and place: only the record changes (§3 equal versions) */
+	if (live_l && same_place(l, n) && memcmp(l->hash, n->hash, HASH_LEN) == 0) {
+		take_record_stat(n, l);
+		return journal__write_locked(c->j, n, JOURNAL_OP_META, JOURNAL__ENTRY);
+	}
+	rc = journal__name_get(c->j, &n->parent, n->name, &other);
+	if (rc == 0 && !dfsr_uid_equal(&other, &n->uid)) {
+		rc = journal__get(c->j, &other, &o);
+		if (rc < 0)
+			return rc == -ENOENT ? -EIO : rc;
+		hold = judge_holder(c, n, &o, live_l);
+	} else if (rc < 0 && rc != -ENOENT) {
+		return rc;
+	}
+	rc = 0;
+	if (hold == HOLDER_WINS) {
+		rc = lose_name(c, n, l, live_l, &o);
+		goto out_release;
+	}
+	need_data = n->type == RECORD_FILE && hold != HOLDER_ADOPT && hold != HOLDER_MERGE &&
+		    !(live_l && memcmp(l->content, n->content, HASH_LEN) == 0 &&
+		      l->size == n->size);
+	if (need_data && c->fd < 0) {
+		c->v = REPLICA_FETCH;
+		goto out_release;
+	}
+	/* §8: nothing open for writing is moved or replaced */
+	if (live_l && l->type != RECORD_DIR) {
+		rc = open_dir(c, &l->parent, &ldfd);
+		if (rc < 0)
+			goto out_failed;
+		if (is_busy(c, ldfd, l->name)) {
+			busy_wait(c, l);
+			goto out_close;
+		}
+	}
+	if ((hold == HOLDER_PRESERVE || hold == HOLDER_PREEXIST) && o.type != RECORD_DIR) {
+		rc = open_dir(c, &o.parent, &dfd);
+		if (rc < 0)
+			goto out_failed;
+		if (is_busy(c, dfd, o.name))
+			busy_wait(c, &o);
+		close(dfd);
+		dfd = -1;
+		if (c->v != REPLICA_DONE)
+			goto out_close;
+	}
+	if (dead) {
+		rc = resurrect(c, &n->parent, 0);
+		if (rc < 0)
+			goto out_close;
+	}
+	if (hold == HOLDER_ADOPT || hold == HOLDER_MERGE) {
+		rc = adopt(c, n, &o, hold == HOLDER_MERGE);
+		goto out_close;
+	}
+	if (hold == HOLDER_PRESERVE || hold == HOLDER_PREEXIST) {
+		bool pre = hold == HOLDER_PREEXIST;
+
+		rc = open_dir(c, &o.parent, &dfd);
+		if (rc == 0)
+			rc = preserve(c, dfd, &o, pre ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT,
+				      pre ? MANIFEST_TYPE_PREEXISTING : MANIFEST_TYPE_NAME_CONFLICT,
+				      pre ? NULL : &n->gvsn);
+		if (dfd >= 0)
+			close(dfd);
+		dfd = -1;
+		if (rc == 0)
+			rc = bury_tree(c, &o.uid, pre, 0);
+		if (rc < 0)
+			goto out_close;
+	}
+	rc = open_dir(c, &n->parent, &dfd);
+	if (rc == 0 && live_l && ldfd < 0)
+		rc = open_dir(c, &l->parent, &ldfd);
+	if (rc < 0)
+		goto out_failed;
+	if (live_l && !need_data && n->type != RECORD_LINK)
+		rc = place_existing(c, n, l, loser, dfd, ldfd);
+	else if (live_l && n->type == RECORD_LINK && memcmp(l->content, n->content, HASH_LEN) == 0)
+		rc = place_existing(c, n, l, loser, dfd, ldfd);
+	else if (n->type == RECORD_DIR)
+		rc = place_new_dir(c, n, dfd);
+	else
+		rc = place_new_data(c, n, l, live_l, loser, dfd, ldfd);
+	goto out_close;
+out_failed:
+	install_failed(c, n, "open", rc);
+	rc = -EIO;
+out_close:
+	if (dfd >= 0)
+		close(dfd);
+	if (ldfd >= 0)
+		close(ldfd);
+out_release:
+	record_release(&o);
+	return rc;
+}
+
+/* ---- deciding (§2, §3, §5, §6) ---------------------------------------------------------- */
+
+/* Keep the local record @l, its vector raised by @vv (a conflict it won; no new version). */
+static int keep_local(struct ctx *c, struct record *l, const struct version_vector *vv)
+{
+	int rc = version_vector_merge(&l->vv, vv);
+
+	return rc < 0 ? rc : journal__write_locked(c->j, l, JOURNAL_OP_META, 0);
+}
+
+static int decide(struct ctx *c)
+{
+	const struct record *in = &c->u->rec;
+	bool have_l = false, live_l, loser = false;
+	struct record l, n;
+	int rc;
+
+	record_init(&l);
+	record_init(&n);
+	rc = journal__get(c->j, &in->uid, &l);
+	if (rc == 0)
+		have_l = true;
+	else if (rc != -ENOENT)
+		return rc;
+	live_l = have_l && !l.tombstone;
+	if (have_l && l.type != in->type) {
+		refuse(c, in, "type of a known object changed");
+		goto out_release;
+	}
+	rc = record_copy(&n, in);
+	if (rc < 0)
+		goto out_release;
+	n.seq = 0;
+	if (have_l) {
+		enum version_cmp cmp = version_vector_compare(&l.vv, &in->vv);
+
+		if (cmp == VERSION_EQUAL || cmp == VERSION_DOMINATES) /* §2.1 */
+			goto out_release;
+		if (cmp == VERSION_CONCURRENT) {
+			rc = version_vector_merge(&n.vv, &l.vv);
+			if (rc < 0)
+				goto out_release;
+			if (l.tombstone && in->tombstone) { /* §6 */
+				rc = update_wins(in, &l)
+					     ? journal__write_locked(c->j, &n, JOURNAL_OP_DELETE, 0)
+					     : keep_local(c, &l, &in->vv);
+				goto out_release;
+			}
+			if (in->tombstone || (!l.tombstone && !update_wins(in, &l))) { /* §5, §3 */
+				rc = keep_local(c, &l, &in->vv);
+				goto out_release;
+			}
+			/* §3 the update wins; the local live version is preserved if it differs.
+			 * §5 (the local version is a tombstone): the update is installed. */
+			loser = live_l && l.type != RECORD_DIR &&
+				!(same_place(&l, in) && memcmp(l.hash, in->hash, HASH_LEN) == 0);
+		}
+	}
+	if (in->tombstone)
+		rc = apply_delete(c, &n, &l, live_l);
+	else
+		rc = apply_live(c, &n, &l, live_l, loser);
+out_release:
+	record_release(&n);
+	record_release(&l);
+	return rc;
+}
+
+/* Checks that need no database: false if the update is refused or ignored (filtered). */
+static bool precheck(struct ctx *c)
+{
+	const struct record *in = &c->u->rec;
+	const struct dfsr_uid *root = journal_root_uid(c->j);
+
+	if (replica_update_check(c->u) < 0) {
+		refuse(c, in, "malformed update");
+		return false;
+	}
+	if (dfsr_uid_equal(&in->uid, root) || dfsr_uid_is_zero(&in->uid)) {
+		refuse(c, in, "the folder root as an object");
+		return false;
+	}
+	if (dfsr_uid_equal(&in->uid, &in->parent) || dfsr_uid_is_zero(&in->parent)) {
+		refuse(c, in, "invalid parent");
+		return false;
+	}
+	if (!record_name_valid(in->name)) {
+		refuse(c, in, "invalid name");
+		return false;
+	}
+	if (in->type != RECORD_FILE && in->type != RECORD_DIR && in->type != RECORD_LINK) {
+		refuse(c, in, "invalid type");
+		return false;
+	}
+	if (dfsr_uid_equal(&in->parent, root) && strcmp(in->name, LAYOUT_PRIVATE) == 0) {
+		refuse(c, in, "DfsrPrivate at the root");
+		return false;
+	}
+	/* a filtered name is not replicated here: decided, nothing to do */
+	return journal__tracked(c->j, &in->parent, in->name, in->type);
+}
+
+static void ctx_init(struct ctx *c, struct replica *r, const struct replica_update *u, int fd)
+{
+	struct stage_key k = { .uid = u->rec.uid, .gvsn = u->rec.gvsn };
+
+	memset(c, 0, sizeof(*c));
+	c->r = r;
+	c->j = r->j;
+	c->u = u;
+	c->fd = fd;
+	c->v = REPLICA_DONE;
+	stage_asm_name(&k, c->asm_name);
+}
+
+int replica_offer(struct replica *r, const struct replica_update *u, enum replica_verdict *v)
+{
+	struct ctx c;
+	int rc = 0;
+
+	ctx_init(&c, r, u, -1);
+	if (precheck(&c)) {
+		journal__lock(r->j);
+		rc = decide(&c);
+		journal__unlock(r->j);
+	}
+	run_invals(&c);
+	*v = rc < 0 ? REPLICA_DONE : c.v;
+	return rc;
+}
+
+int replica_install(struct replica *r, const struct replica_update *u, int fd,
+		    enum replica_verdict *v)
+{
+	struct hash_result h;
+	struct ctx c;
+	int rc = 0;
+
+	ctx_init(&c, r, u, fd);
+	*v = REPLICA_DONE;
+	if (!precheck(&c))
+		goto out_unlink;
+	if (u->rec.type != RECORD_FILE || u->rec.tombstone) {
+		refuse(&c, &u->rec, "data for an object that is not a file");
+		goto out_unlink;
+	}
+	/* outside the lock: the data is ours alone in Installing */
+	rc = apply_meta_fd(fd, u);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = hash_fd(fd, NULL, &h);
+	if (rc < 0) {
+		install_failed(&c, &u->rec, "metadata", rc);
+		return rc == -ENOSPC || rc == -ENOMEM ? rc : -EIO;
+	}
+	if (memcmp(h.hash, u->rec.hash, HASH_LEN) != 0) {
+		refuse(&c, &u->rec, "replication hash mismatch");
+		goto out_unlink;
+	}
+	journal__lock(r->j);
+	rc = decide(&c);
+	journal__unlock(r->j);
+	run_invals(&c);
+	if (rc < 0)
+		return rc;
+	*v = c.v;
+	if (c.placed || c.v == REPLICA_BUSY || c.v == REPLICA_WAIT)
+		return 0;
+out_unlink:
+	*v = c.v;
+	(void)unlinkat(r->installing_fd, c.asm_name, 0);
+	return 0;
+}
+
+int replica_merge(struct replica *r, const struct version_vector *upstream, bool upstream_normal)
+{
+	bool ended = false;
+	int rc;
+
+	rc = journal__merge_knowledge(r->j, upstream, upstream_normal, &ended);
+	if (rc == -E2BIG)
+		rc = -EIO;
+	if (rc == 0 && ended)
+		journal_event(r->j, EV_INITIAL_SYNC_DONE, NULL);
+	return rc;
+}
+
+int replica_knowledge(struct replica *r, struct version_vector *out)
+{
+	return journal__knowledge(r->j, out);
+}

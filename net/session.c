@@ -1,0 +1,3044 @@
+/*
+ * session.c - replication sessions: the messages of docs/protocol.md, "Replication
+ * messages", between this member and each connected partner, for every folder both hold.
+ *
+ * Where things run. Everything in a struct sconn (one per established connection) and its
+ * links (one per folder) belongs to the loop thread, except the few fields an upstream
+ * walk shares with the loop (the queue of packed Updates waiting to be sent, the flow
+ * control counters, the cancel flag, the partner's knowledge), which s->lock protects. Work
+ * that touches the disk runs on the libuv thread pool as a `struct job`: the job's run()
+ * touches only the job and the core objects (replica, journal, stage, stage_asm), its
+ * done() runs back on the loop and applies the result. A connection is freed only once it
+ * is down and no job refers to it (k->refs); the sessions are freed only once every
+ * connection is gone, no job is in flight (s->pool_busy) and the two handles are closed.
+ *
+ * Upstream, per link: a walk job runs outbound_missing() once (against the partner's
+ * Hello knowledge), then outbound_changes() from the sequence it returned, once per wake
+ * (coalesced: a wake during a walk means one more walk after it). The walk packs updates
+ * into Updates messages of at most NET_SESSION_BATCH_MAX updates / ~1 MiB and queues them
+ * on the link; the loop (kicked through the uv_async `kick`) sends them while the
+ * connection's output queue is under NET_PEER_OUT_HIGH. The walk thread waits (on
+ * s->cond) while four messages are queued or NET_SESSION_WINDOW updates are beyond the
+ * partner's Progress, so neither side ever holds more than a window of updates in memory.
+ * Each walk ends with Done (our knowledge read before the walk, our state).
+ *
+ * Downstream, per link: decoded updates queue in arrival order (`inq`); one offer job at a
+ * time offers them in order (replica_offer), then re-offers the ones waiting for a parent
+ * while the batch decided something. Verdicts: DONE/REFUSED are decided; WAIT and BUSY are
+ * held (BUSY retried every NET_SESSION_RETRY_MS); FETCH is held until a transfer slot is
+ * free (NET_SESSION_FETCH_MAX per connection): Get -> FileInfo (chunk list) -> open job
+ * (stage_asm_open in Installing, seeded from the local file of the same UID) -> Want (a
+ * sliding window of NET_SESSION_CHUNK_WINDOW chunks) -> Chunk -> write jobs
+ * (stage_asm_put_stored) -> stage_asm_finish + replica_install -> Cancel (the upstream
+ * unpins the staged version). A Done is merged (replica_merge, then Ack) once every update
+ * that arrived before it is decided: nothing of its epoch queued, offered, busy or
+ * fetching. Updates still waiting for a parent are re-offered when a Done arrives and
+ * dropped (event 3102) at the second Done after them.
+ *
+ * The upstream serves Gets: a stage job (outbound_stage + stage_version_open, pinned
+ * until the downstream's Cancel or the connection ends), then chunks from the Want queues
+ * of that connection's transfers round robin, a few chunks per read job, while the output
+ * queue is under NET_PEER_OUT_HIGH.
+ *
+ * Untrusted input: every message is checked before use (lengths of ids exact, counts
+ * bounded, records via record_decode + replica_update_check, chunk lists via
+ * chunk_list_decode, transfer ids and indexes against our own state). Anything wrong is a
+ * protocol error: event 3101 and the connection is closed.
+ */
+#include "net/session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "core/chunk.h"
+#include "core/dfsr.pb-c.h"
+#include "core/event.h"
+#include "core/outbound.h"
+#include "core/record.h"
+#include "net/channel.h"
+#include "net/peer.h"
+#include "net/wire.pb-c.h"
+
+#define OUTQ_MAX    4u /* packed Updates queued per link before the walk waits */
+#define READS_MAX   2u /* chunk read jobs in flight per connection */
+#define READ_CHUNKS 4u /* chunks per read job */
+#define WAIT_PASSES 8u /* re-offer passes over waiting updates per offer job */
+#define WAIT_DONES  2u /* Dones a waiting update survives */
+#define TICK_MS     1000u
+#define FILE_GONE   1u /* FileInfo.status */
+#define FILE_FAILED 2u
+#define MONO_MS(ms) ((int64_t)(ms)*1000000)
+
+struct net_sessions;
+struct sconn;
+struct link;
+
+/* ---- downstream items ------------------------------------------------------------ */
+
+enum item_st {
+	IT_NEW = 0,     /* in inq, or in an offer job for the first time */
+	IT_WAIT,        /* held: parent unknown */
+	IT_BUSY,        /* held: retry at retry_ns */
+	IT_FETCH,       /* held: needs a transfer slot */
+	IT_FETCHING,    /* held: a transfer has it */
+	IT_FETCH_RETRY, /* held: transfer failed; fetch again at retry_ns */
+	IT_DECIDED,     /* (offer job result) done or refused */
+};
+
+struct item {
+	struct item *prev, *next; /* inq or held */
+	struct replica_update u;
+	uint64_t epoch; /* the Dones received before it arrived */
+	enum item_st st;
+	int64_t retry_ns; /* monotonic */
+	unsigned dones_seen;
+	bool counted;   /* in the initial-sync totals */
+	bool refused;   /* offer job: the verdict was REFUSED (log only) */
+	bool in_window; /* counts against the upstream's window (not yet in Progress) */
+};
+
+struct item_list {
+	struct item *head, *tail;
+	size_t n;
+};
+
+struct done_rec {
+	struct done_rec *next;
+	uint64_t epoch;
+	struct version_vector kv;
+	uint32_t state;
+	bool pass_started, passed;
+};
+
+/* ---- transfers ------------------------------------------------------------------- */
+
+struct rx_chunk {
+	struct rx_chunk *next;
+	uint32_t index;
+	uint8_t codec;
+	size_t len;
+	uint8_t *data;
+};
+
+enum xfer_phase {
+	XF_GET = 0,
+	XF_OPEN,
+	XF_RECV
+};
+
+/* A download (downstream side): one slot of k->fetch. */
+struct xfer {
+	uint64_t id;
+	struct link *l;
+	struct item *it;
+	enum xfer_phase phase;
+	struct stage_asm *a;
+	size_t nchunks;
+	uint32_t *todo; /* missing indexes, in order; todo_pos of them requested */
+	size_t ntodo, todo_pos;
+	size_t outstanding; /* requested, not received */
+	struct rx_chunk *rx_head, *rx_tail;
+	size_t nrx;
+	bool writing;   /* a write job owns a; */
+	bool cancelled; /* the upstream sent Cancel */
+};
+
+/* A transfer we serve (upstream side). */
+struct serve {
+	struct serve *next;
+	uint64_t id;
+	struct link *l;
+	struct stage_key key;
+	struct stage_version *v;
+	size_t nchunks;
+	uint32_t *want; /* FIFO ring of requested indexes */
+	size_t want_head, want_n, want_cap;
+	bool ready;     /* FileInfo sent */
+	bool busy;      /* a job owns v */
+	bool cancelled; /* free once the job is back */
+};
+
+struct outmsg {
+	struct outmsg *next;
+	uint8_t *buf;
+	size_t len;
+};
+
+/* One folder on one connection. */
+struct link {
+	struct sconn *k;
+	size_t f;
+	bool common;
+	uint32_t partner_state;
+	bool partner_ro;
+	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
+	struct version_vector partner_kv;
+	bool cancel;
+	struct outmsg *outq_head, *outq_tail;
+	size_t outq_n;
+	uint64_t pushed;  /* updates queued to be sent */
+	uint64_t offered; /* partner's Progress */
+	bool missing_done;
+	uint64_t next_seq;
+	bool walking, walk_again;
+	int64_t walk_retry_ns;
+	/* downstream (loop) */
+	struct item_list inq;
+	struct item_list held;
+	uint64_t rx_epoch;
+	struct done_rec *dones_head, *dones_tail;
+	bool offering, merging;
+	int64_t merge_retry_ns;
+	uint64_t taken, progress_sent;
+};
+
+struct sconn {
+	struct net_sessions *s;
+	struct sconn *prev, *next;
+	struct net_conn *c; /* NULL once down */
+	size_t peer;
+	unsigned refs; /* jobs in flight that point here */
+	bool closing;  /* a protocol error closed it: ignore further messages */
+	bool hello_sent, hello_rcvd;
+	struct link *links; /* s->nfolders */
+	struct xfer *fetch[NET_SESSION_FETCH_MAX];
+	struct serve *serves;
+	size_t nserves;
+	unsigned reads;
+	uint64_t next_id;
+};
+
+/* Per folder and peer: status figures (s->lock), recount state (loop). */
+struct pstat {
+	bool connected;
+	uint64_t backlog_out, backlog_in, bytes_sent, bytes_received, transfers;
+	uint64_t files_done, files_total, bytes_done, bytes_total;
+	bool kv_known;
+	struct version_vector kv; /* partner's last knowledge (Hello, then Acks) */
+	bool recounting, recount_again;
+	bool backlog_sent_valid;
+	uint64_t backlog_sent;
+};
+
+struct sfolder {
+	char *name;
+	size_t name_len;
+	struct journal *j;
+	struct replica *r;
+	struct stage *stage;
+	bool read_only;
+	atomic_bool wake;
+};
+
+struct net_sessions {
+	struct net_loop *loop;
+	const struct config *cfg;
+	uint8_t key[NET_CHANNEL_KEY_LEN];
+	struct sfolder *folders;
+	size_t nfolders;
+	struct net_peers *peers;
+	uv_async_t kick;
+	uv_timer_t tick;
+	unsigned handles_open; /* loop */
+	bool handles_closing;  /* loop */
+	bool stopping;         /* loop */
+	struct sconn *conns;   /* loop */
+	size_t pool_busy;      /* loop: jobs in flight */
+	pthread_mutex_t lock;  /* protects the pstat figures, link upstream fields, finished */
+	pthread_cond_t cond;   /* walks wait on it; stop waits for finished */
+	bool finished;
+	struct pstat *stats;         /* nfolders * npeers */
+	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
+};
+
+/* ---- jobs ------------------------------------------------------------------------ */
+
+struct job {
+	uv_work_t w;
+	struct net_sessions *s;
+	struct sconn *k; /* NULL for jobs of the sessions */
+	void (*run)(struct job *jb);
+	void (*done)(struct job *jb, bool cancelled); /* loop; frees the job */
+};
+
+static void job_work(uv_work_t *w)
+{
+	struct job *jb = dfsr_container_of(w, struct job, w);
+
+	jb->run(jb);
+}
+
+static void conn_maybe_free(struct sconn *k);
+static void sessions_maybe_finish(struct net_sessions *s);
+
+/* A job is back on the loop: apply it, drop its references. Thread: loop. */
+static void job_finish(struct job *jb, bool cancelled)
+{
+	struct net_sessions *s = jb->s;
+	struct sconn *k = jb->k;
+
+	jb->done(jb, cancelled);
+	s->pool_busy--;
+	if (k) {
+		k->refs--;
+		conn_maybe_free(k);
+	}
+	sessions_maybe_finish(s);
+}
+
+static void job_after(uv_work_t *w, int status)
+{
+	job_finish(dfsr_container_of(w, struct job, w), status < 0);
+}
+
+/* Queue @jb; on failure its done() runs at once with cancelled set. Thread: loop. */
+static void job_queue(struct net_sessions *s, struct sconn *k, struct job *jb)
+{
+	jb->s = s;
+	jb->k = k;
+	s->pool_busy++;
+	if (k)
+		k->refs++;
+	if (uv_queue_work(net_loop_uv(s->loop), &jb->w, job_work, job_after) < 0)
+		job_finish(jb, true);
+}
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static struct pstat *pstat_of(struct net_sessions *s, size_t f, size_t peer)
+{
+	return &s->stats[f * s->cfg->npeers + peer];
+}
+
+static bool conn_live(const struct sconn *k)
+{
+	return k->c && !k->closing && !k->s->stopping;
+}
+
+static const char *peer_name(const struct sconn *k)
+{
+	return k->s->cfg->peers[k->peer].name;
+}
+
+static void list_push(struct item_list *q, struct item *it)
+{
+	it->next = NULL;
+	it->prev = q->tail;
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->n++;
+}
+
+static void list_del(struct item_list *q, struct item *it)
+{
+	if (it->prev)
+		it->prev->next = it->next;
+	else
+		q->head = it->next;
+	if (it->next)
+		it->next->prev = it->prev;
+	else
+		q->tail = it->prev;
+	it->prev = it->next = NULL;
+	q->n--;
+}
+
+static void item_free(struct item *it)
+{
+	if (!it)
+		return;
+	replica_update_release(&it->u);
+	free(it);
+}
+
+static void add_bytes(struct net_sessions *s, size_t f, size_t peer, size_t len, bool sent)
+{
+	struct pstat *ps;
+
+	if (f >= s->nfolders)
+		return;
+	pthread_mutex_lock(&s->lock);
+	ps = pstat_of(s, f, peer);
+	if (sent)
+		ps->bytes_sent += len;
+	else
+		ps->bytes_received += len;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void add_transfers(struct net_sessions *s, size_t f, size_t peer, int delta)
+{
+	struct pstat *ps;
+
+	pthread_mutex_lock(&s->lock);
+	ps = pstat_of(s, f, peer);
+	if (delta > 0)
+		ps->transfers++;
+	else if (ps->transfers)
+		ps->transfers--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- events ----------------------------------------------------------------------- */
+
+struct event_job {
+	struct job base;
+	enum dfsr_event ev;
+	size_t f; /* SIZE_MAX: every folder */
+	char details[EVENT_MSG_MAX];
+};
+
+static void event_run(struct job *jb)
+{
+	struct event_job *e = dfsr_container_of(jb, struct event_job, base);
+	struct net_sessions *s = jb->s;
+
+	for (size_t f = 0; f < s->nfolders; f++)
+		if (e->f == SIZE_MAX || e->f == f)
+			journal_event(s->folders[f].j, e->ev, "%s", e->details);
+}
+
+static void event_done(struct job *jb, bool cancelled)
+{
+	struct event_job *e = dfsr_container_of(jb, struct event_job, base);
+
+	if (cancelled)
+		event_log(e->ev, "%s", e->details);
+	free(e);
+}
+
+/* Log @ev into folder @f's event log (SIZE_MAX: every folder's), on the pool. */
+static void sess_event(struct net_sessions *s, size_t f, enum dfsr_event ev, const char *fmt, ...)
+	DFSR_PRINTF(4, 5);
+
+static void sess_event(struct net_sessions *s, size_t f, enum dfsr_event ev, const char *fmt, ...)
+{
+	struct event_job *e = calloc(1, sizeof(*e));
+	va_list ap;
+
+	if (!e)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(e->details, sizeof(e->details), fmt, ap);
+	va_end(ap);
+	e->ev = ev;
+	e->f = f;
+	if (s->handles_closing) {
+		event_log(ev, "%s", e->details);
+		free(e);
+		return;
+	}
+	e->base.run = event_run;
+	e->base.done = event_done;
+	job_queue(s, NULL, &e->base);
+}
+
+/* A partner broke the protocol: event 3101 and close the connection. Thread: loop. */
+static void proto_error(struct sconn *k, const char *what)
+{
+	if (!k->c || k->closing)
+		return;
+	k->closing = true;
+	sess_event(k->s, SIZE_MAX, EV_PROTOCOL_ERROR, "peer=%s error=%s", peer_name(k), what);
+	net_conn_close(k->c, -EBADMSG);
+}
+
+/* ---- wire helpers ------------------------------------------------------------------ */
+
+struct pb_kv {
+	Dfsr__Gvsn *ents;
+	Dfsr__Gvsn **ptrs;
+	size_t n;
+};
+
+/* Borrowing view of @vv as protobuf Gvsn pointers (the db bytes point into @vv). */
+static int pb_kv_init(struct pb_kv *p, const struct version_vector *vv)
+{
+	p->n = vv->n;
+	p->ents = calloc(vv->n ? vv->n : 1, sizeof(*p->ents));
+	p->ptrs = calloc(vv->n ? vv->n : 1, sizeof(*p->ptrs));
+	if (!p->ents || !p->ptrs) {
+		free(p->ents);
+		free(p->ptrs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < vv->n; i++) {
+		dfsr__gvsn__init(&p->ents[i]);
+		p->ents[i].db.data = (uint8_t *)(uintptr_t)vv->v[i].db.b;
+		p->ents[i].db.len = DFSR_UID_LEN;
+		p->ents[i].counter = vv->v[i].counter;
+		p->ptrs[i] = &p->ents[i];
+	}
+	return 0;
+}
+
+static void pb_kv_release(struct pb_kv *p)
+{
+	free(p->ents);
+	free(p->ptrs);
+}
+
+static int gvsn_decode(const Dfsr__Gvsn *g, struct version_gvsn *out)
+{
+	if (!g || g->db.len != DFSR_UID_LEN || g->counter == 0)
+		return -EBADMSG;
+	memcpy(out->db.b, g->db.data, DFSR_UID_LEN);
+	out->counter = g->counter;
+	return dfsr_uid_is_zero(&out->db) ? -EBADMSG : 0;
+}
+
+/* Untrusted knowledge vector into @out (initialised, empty). */
+static int kv_decode(Dfsr__Gvsn *const *g, size_t n, struct version_vector *out)
+{
+	struct version_gvsn *v;
+
+	if (n > VERSION_VV_MAX)
+		return -EBADMSG;
+	if (n == 0)
+		return 0;
+	v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (gvsn_decode(g[i], &v[i]) < 0) {
+			free(v);
+			return -EBADMSG;
+		}
+	}
+	out->v = v;
+	out->n = n;
+	out->cap = n;
+	if (!version_vector_valid(out)) {
+		version_vector_release(out);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int msg_pack(const Dfsrwire__Msg *m, uint8_t **out, size_t *len)
+{
+	size_t n = dfsrwire__msg__get_packed_size(m);
+	uint8_t *p = malloc(n ? n : 1);
+
+	if (!p)
+		return -ENOMEM;
+	dfsrwire__msg__pack(m, p);
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+/* Send packed bytes on @k, counted for folder @f (SIZE_MAX: none). Thread: loop. */
+static int conn_send_raw(struct sconn *k, size_t f, const uint8_t *p, size_t len)
+{
+	int rc;
+
+	if (!conn_live(k))
+		return -ENOTCONN;
+	rc = net_conn_send(k->c, p, len);
+	if (rc == 0)
+		add_bytes(k->s, f, k->peer, len, true);
+	else if (rc != -ENOTCONN)
+		proto_error(k, "send failed");
+	return rc;
+}
+
+static int conn_send(struct sconn *k, size_t f, const Dfsrwire__Msg *m)
+{
+	uint8_t *p;
+	size_t len;
+	int rc;
+
+	if (!conn_live(k))
+		return -ENOTCONN;
+	rc = msg_pack(m, &p, &len);
+	if (rc < 0) {
+		proto_error(k, "out of memory");
+		return rc;
+	}
+	rc = conn_send_raw(k, f, p, len);
+	free(p);
+	return rc;
+}
+
+static ProtobufCBinaryData folder_bin(const struct net_sessions *s, size_t f)
+{
+	ProtobufCBinaryData b = { .len = s->folders[f].name_len,
+				  .data = (uint8_t *)(uintptr_t)s->folders[f].name };
+
+	return b;
+}
+
+/* The common link named @name, or NULL (then the caller reports a protocol error). */
+static struct link *link_by_name(struct sconn *k, ProtobufCBinaryData name)
+{
+	struct net_sessions *s = k->s;
+
+	for (size_t f = 0; f < s->nfolders; f++) {
+		if (s->folders[f].name_len == name.len &&
+		    memcmp(s->folders[f].name, name.data, name.len) == 0)
+			return k->links[f].common ? &k->links[f] : NULL;
+	}
+	return NULL;
+}
+
+/* ---- status recount (backlog_out) --------------------------------------------------- */
+
+struct recount_job {
+	struct job base;
+	size_t f, peer;
+	bool kv_known;
+	struct version_vector kv;
+	uint64_t count;
+	int rc;
+};
+
+static void recount_run(struct job *jb)
+{
+	struct recount_job *r = dfsr_container_of(jb, struct recount_job, base);
+	struct sfolder *sf = &jb->s->folders[r->f];
+
+	r->rc = outbound_backlog(sf->j, r->kv_known ? &r->kv : NULL, &r->count, 0, NULL, NULL);
+}
+
+static void recount_start(struct net_sessions *s, size_t f, size_t peer);
+static void send_backlog(struct net_sessions *s, size_t f, size_t peer);
+
+static void recount_done(struct job *jb, bool cancelled)
+{
+	struct recount_job *r = dfsr_container_of(jb, struct recount_job, base);
+	struct net_sessions *s = jb->s;
+	struct pstat *ps = pstat_of(s, r->f, r->peer);
+	bool again;
+
+	pthread_mutex_lock(&s->lock);
+	if (!cancelled && r->rc == 0)
+		ps->backlog_out = s->folders[r->f].read_only ? 0 : r->count;
+	pthread_mutex_unlock(&s->lock);
+	size_t f = r->f, peer = r->peer;
+
+	ps->recounting = false;
+	again = ps->recount_again;
+	version_vector_release(&r->kv);
+	free(r);
+	if (s->stopping)
+		return;
+	send_backlog(s, f, peer);
+	if (again)
+		recount_start(s, f, peer);
+}
+
+/* Recount backlog_out of (@f, @peer) on the pool, coalesced. Thread: loop. */
+static void recount_start(struct net_sessions *s, size_t f, size_t peer)
+{
+	struct pstat *ps = pstat_of(s, f, peer);
+	struct recount_job *r;
+
+	if (s->stopping)
+		return;
+	if (ps->recounting) {
+		ps->recount_again = true;
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->f = f;
+	r->peer = peer;
+	version_vector_init(&r->kv);
+	pthread_mutex_lock(&s->lock);
+	r->kv_known = ps->kv_known;
+	if (r->kv_known && version_vector_copy(&r->kv, &ps->kv) < 0)
+		r->kv_known = false;
+	pthread_mutex_unlock(&s->lock);
+	ps->recounting = true;
+	ps->recount_again = false;
+	r->base.run = recount_run;
+	r->base.done = recount_done;
+	job_queue(s, NULL, &r->base);
+}
+
+/* ---- Hello ---------------------------------------------------------------------------- */
+
+struct hello_job {
+	struct job base;
+	uint8_t *buf;
+	size_t len;
+	int rc;
+};
+
+static void hello_run(struct job *jb)
+{
+	struct hello_job *h = dfsr_container_of(jb, struct hello_job, base);
+	struct net_sessions *s = jb->s;
+	Dfsrwire__Hello hello = DFSRWIRE__HELLO__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	Dfsrwire__FolderHello *fh = calloc(s->nfolders ? s->nfolders : 1, sizeof(*fh));
+	Dfsrwire__FolderHello **fp = calloc(s->nfolders ? s->nfolders : 1, sizeof(*fp));
+	struct version_vector *kv = calloc(s->nfolders ? s->nfolders : 1, sizeof(*kv));
+	struct pb_kv *pk = calloc(s->nfolders ? s->nfolders : 1, sizeof(*pk));
+	size_t done = 0;
+
+	h->rc = -ENOMEM;
+	if (!fh || !fp || !kv || !pk)
+		goto out;
+	for (; done < s->nfolders; done++) {
+		struct sfolder *sf = &s->folders[done];
+
+		version_vector_init(&kv[done]);
+		if (replica_knowledge(sf->r, &kv[done]) < 0 ||
+		    pb_kv_init(&pk[done], &kv[done]) < 0) {
+			version_vector_release(&kv[done]);
+			goto out;
+		}
+		dfsrwire__folder_hello__init(&fh[done]);
+		fh[done].name = folder_bin(s, done);
+		fh[done].db_id.data = (uint8_t *)(uintptr_t)journal_db_id(sf->j)->b;
+		fh[done].db_id.len = DFSR_UID_LEN;
+		fh[done].state = (uint32_t)journal_state(sf->j);
+		fh[done].n_knowledge = pk[done].n;
+		fh[done].knowledge = pk[done].ptrs;
+		fh[done].read_only = sf->read_only;
+		fp[done] = &fh[done];
+	}
+	hello.proto = NET_SESSION_PROTO;
+	hello.member.data = (uint8_t *)(uintptr_t)s->cfg->member_name;
+	hello.member.len = strlen(s->cfg->member_name);
+	hello.n_folders = s->nfolders;
+	hello.folders = fp;
+	m.m_case = DFSRWIRE__MSG__M_HELLO;
+	m.hello = &hello;
+	h->rc = msg_pack(&m, &h->buf, &h->len);
+out:
+	for (size_t i = 0; i < done; i++) {
+		pb_kv_release(&pk[i]);
+		version_vector_release(&kv[i]);
+	}
+	free(fh);
+	free(fp);
+	free(kv);
+	free(pk);
+}
+
+static void conn_maybe_start(struct sconn *k);
+
+static void hello_done(struct job *jb, bool cancelled)
+{
+	struct hello_job *h = dfsr_container_of(jb, struct hello_job, base);
+	struct sconn *k = jb->k;
+
+	if (!cancelled && h->rc == 0 && conn_live(k)) {
+		if (conn_send_raw(k, SIZE_MAX, h->buf, h->len) == 0) {
+			k->hello_sent = true;
+			conn_maybe_start(k);
+		}
+	} else if (conn_live(k)) {
+		proto_error(k, "could not build Hello");
+	}
+	free(h->buf);
+	free(h);
+}
+
+static int hello_folder(struct sconn *k, const Dfsrwire__FolderHello *fh)
+{
+	struct net_sessions *s = k->s;
+	struct version_vector kv;
+	struct link *l = NULL;
+	struct pstat *ps;
+	size_t f;
+
+	if (!fh || fh->name.len == 0 || fh->name.len > CONFIG_NAME_MAX ||
+	    fh->db_id.len != DFSR_UID_LEN || fh->state > JOURNAL_STATE_ERROR)
+		return -EBADMSG;
+	for (f = 0; f < s->nfolders; f++) {
+		if (s->folders[f].name_len == fh->name.len &&
+		    memcmp(s->folders[f].name, fh->name.data, fh->name.len) == 0) {
+			l = &k->links[f];
+			break;
+		}
+	}
+	version_vector_init(&kv);
+	if (kv_decode(fh->knowledge, fh->n_knowledge, &kv) < 0)
+		return -EBADMSG;
+	if (!l || memcmp(fh->db_id.data, journal_db_id(s->folders[f].j)->b, DFSR_UID_LEN) == 0) {
+		version_vector_release(&kv); /* a folder only they hold, or ourselves */
+		return 0;
+	}
+	if (l->common) {
+		version_vector_release(&kv);
+		return -EBADMSG; /* the same folder twice */
+	}
+	l->common = true;
+	l->partner_state = fh->state;
+	l->partner_ro = fh->read_only;
+	pthread_mutex_lock(&s->lock);
+	version_vector_release(&l->partner_kv);
+	l->partner_kv = kv;
+	ps = pstat_of(s, f, k->peer);
+	ps->kv_known = version_vector_copy(&ps->kv, &kv) == 0;
+	pthread_mutex_unlock(&s->lock);
+	recount_start(s, f, k->peer);
+	return 0;
+}
+
+static void on_hello(struct sconn *k, const Dfsrwire__Hello *h)
+{
+	if (k->hello_rcvd) {
+		proto_error(k, "second Hello");
+		return;
+	}
+	if (h->proto != NET_SESSION_PROTO) {
+		sess_event(k->s, SIZE_MAX, EV_PARTNER_REFUSED,
+			   "peer=%s proto=%" PRIu32 " expected=%d", peer_name(k), h->proto,
+			   NET_SESSION_PROTO);
+		k->closing = true;
+		net_conn_close(k->c, -EPROTONOSUPPORT);
+		return;
+	}
+	if (h->member.len == 0 || h->member.len > CONFIG_NAME_MAX ||
+	    h->n_folders > NET_SESSION_FOLDERS_MAX) {
+		proto_error(k, "bad Hello");
+		return;
+	}
+	for (size_t i = 0; i < h->n_folders; i++)
+		if (hello_folder(k, h->folders[i]) < 0) {
+			proto_error(k, "bad Hello folder");
+			return;
+		}
+	k->hello_rcvd = true;
+	conn_maybe_start(k);
+}
+
+/* ---- upstream: walks ------------------------------------------------------------------- */
+
+struct walk_job {
+	struct job base;
+	pthread_t tid;
+	struct walk_job *done_next;
+	struct link *l;
+	bool missing;
+	uint64_t from, next_seq;
+	struct version_vector partner;
+	Dfsrwire__Update **ups; /* the batch being filled */
+	size_t n, bytes;
+	int rc;
+};
+
+static void pb_update_free(Dfsrwire__Update *p)
+{
+	if (!p)
+		return;
+	free(p->record.data);
+	for (size_t i = 0; i < p->n_xattrs; i++) {
+		if (!p->xattrs[i])
+			continue;
+		free(p->xattrs[i]->name.data);
+		free(p->xattrs[i]->value.data);
+		free(p->xattrs[i]);
+	}
+	free(p->xattrs);
+	free(p->link_target.data);
+	free(p);
+}
+
+static uint8_t *memdup0(const void *p, size_t len)
+{
+	uint8_t *q = malloc(len ? len : 1);
+
+	if (q && len)
+		memcpy(q, p, len);
+	return q;
+}
+
+/* A packable copy of @u. */
+static int pb_update_new(const struct replica_update *u, Dfsrwire__Update **out, size_t *bytes)
+{
+	Dfsrwire__Update *p = calloc(1, sizeof(*p));
+	struct dfsr_buf rb;
+	size_t sz = 16;
+	int rc;
+
+	if (!p)
+		return -ENOMEM;
+	dfsrwire__update__init(p);
+	dfsr_buf_init(&rb);
+	rc = record_encode(&u->rec, &rb);
+	if (rc < 0) {
+		dfsr_buf_release(&rb);
+		free(p);
+		return rc;
+	}
+	p->record.data = (uint8_t *)dfsr_buf_detach(&rb, &p->record.len);
+	sz += p->record.len;
+	rc = -ENOMEM;
+	if (u->nxattrs) {
+		p->xattrs = calloc(u->nxattrs, sizeof(*p->xattrs));
+		if (!p->xattrs)
+			goto out_free;
+	}
+	for (size_t i = 0; i < u->nxattrs; i++) {
+		Dfsrwire__Xattr *x = calloc(1, sizeof(*x));
+
+		if (!x)
+			goto out_free;
+		dfsrwire__xattr__init(x);
+		p->xattrs[p->n_xattrs++] = x;
+		x->name.len = strlen(u->xattrs[i].name);
+		x->name.data = memdup0(u->xattrs[i].name, x->name.len);
+		x->value.len = u->xattrs[i].len;
+		x->value.data = memdup0(u->xattrs[i].value, x->value.len);
+		if (!x->name.data || !x->value.data)
+			goto out_free;
+		sz += x->name.len + x->value.len + 8;
+	}
+	if (u->link_target) {
+		p->link_target.len = strlen(u->link_target);
+		p->link_target.data = memdup0(u->link_target, p->link_target.len);
+		if (!p->link_target.data)
+			goto out_free;
+		sz += p->link_target.len;
+	}
+	*out = p;
+	*bytes = sz;
+	return 0;
+out_free:
+	pb_update_free(p);
+	return rc;
+}
+
+static void batch_clear(struct walk_job *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		pb_update_free(w->ups[i]);
+	w->n = 0;
+	w->bytes = 0;
+}
+
+/* Queue packed @buf on the link, waiting for room (flow control); takes @buf.
+ * @nupd: updates in it (counted against the window). Thread: pool. */
+static int link_push(struct walk_job *w, uint8_t *buf, size_t len, size_t nupd)
+{
+	struct net_sessions *s = w->base.s;
+	struct link *l = w->l;
+	struct outmsg *om = calloc(1, sizeof(*om));
+
+	if (!om) {
+		free(buf);
+		return -ENOMEM;
+	}
+	om->buf = buf;
+	om->len = len;
+	pthread_mutex_lock(&s->lock);
+	while (!l->cancel &&
+	       (l->outq_n >= OUTQ_MAX || (nupd && l->pushed - l->offered >= NET_SESSION_WINDOW)))
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (l->cancel) {
+		pthread_mutex_unlock(&s->lock);
+		free(buf);
+		free(om);
+		return -ECANCELED;
+	}
+	if (l->outq_tail)
+		l->outq_tail->next = om;
+	else
+		l->outq_head = om;
+	l->outq_tail = om;
+	l->outq_n++;
+	l->pushed += nupd;
+	pthread_mutex_unlock(&s->lock);
+	uv_async_send(&s->kick);
+	return 0;
+}
+
+static int batch_flush(struct walk_job *w)
+{
+	Dfsrwire__Updates ups = DFSRWIRE__UPDATES__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	size_t n = w->n, len;
+	uint8_t *buf;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	ups.folder = folder_bin(w->base.s, w->l->f);
+	ups.n_updates = n;
+	ups.updates = w->ups;
+	m.m_case = DFSRWIRE__MSG__M_UPDATES;
+	m.updates = &ups;
+	rc = msg_pack(&m, &buf, &len);
+	batch_clear(w);
+	if (rc < 0)
+		return rc;
+	return link_push(w, buf, len, n);
+}
+
+static int walk_cb(void *arg, const struct replica_update *u)
+{
+	struct walk_job *w = arg;
+	size_t sz;
+	int rc;
+
+	rc = pb_update_new(u, &w->ups[w->n], &sz);
+	if (rc == -EINVAL)
+		return 0; /* a record breaking an invariant is not sent (cannot happen) */
+	if (rc < 0)
+		return rc;
+	w->n++;
+	w->bytes += sz;
+	if (w->n >= NET_SESSION_BATCH_MAX || w->bytes >= NET_SESSION_BATCH_BYTES)
+		return batch_flush(w);
+	return 0;
+}
+
+static int push_done(struct walk_job *w, const struct version_vector *kv, uint32_t state)
+{
+	struct net_sessions *s = w->base.s;
+	Dfsrwire__Done d = DFSRWIRE__DONE__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	struct pb_kv pk;
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	rc = pb_kv_init(&pk, kv);
+	if (rc < 0)
+		return rc;
+	d.folder = folder_bin(s, w->l->f);
+	d.n_knowledge = pk.n;
+	d.knowledge = pk.ptrs;
+	d.state = state;
+	pthread_mutex_lock(&s->lock);
+	d.backlog = pstat_of(s, w->l->f, w->base.k->peer)->backlog_out;
+	pthread_mutex_unlock(&s->lock);
+	m.m_case = DFSRWIRE__MSG__M_DONE;
+	m.done = &d;
+	rc = msg_pack(&m, &buf, &len);
+	pb_kv_release(&pk);
+	if (rc < 0)
+		return rc;
+	return link_push(w, buf, len, 0);
+}
+
+static void walk_run(struct job *jb)
+{
+	struct walk_job *w = dfsr_container_of(jb, struct walk_job, base);
+	struct sfolder *sf = &jb->s->folders[w->l->f];
+	struct version_vector kv;
+	uint32_t state;
+
+	/* Our knowledge before the walk: every version in it is in the records (or journal
+	 * entries) the walk reads, so Done never claims more than was sent. */
+	version_vector_init(&kv);
+	state = (uint32_t)journal_state(sf->j);
+	w->rc = replica_knowledge(sf->r, &kv);
+	if (w->rc < 0)
+		goto out;
+	if (w->missing)
+		w->rc = outbound_missing(sf->j, &w->partner, &w->next_seq, walk_cb, w);
+	else
+		w->rc = outbound_changes(sf->j, w->from, 0, &w->partner, &w->next_seq, walk_cb, w);
+	if (w->rc == 0)
+		w->rc = batch_flush(w);
+	if (w->rc == 0)
+		w->rc = push_done(w, &kv, state);
+out:
+	batch_clear(w);
+	version_vector_release(&kv);
+}
+
+static void walk_start(struct link *l);
+
+static void walk_done(struct job *jb, bool cancelled)
+{
+	struct walk_job *w = dfsr_container_of(jb, struct walk_job, base);
+	struct link *l = w->l;
+	struct net_sessions *s = jb->s;
+
+	l->walking = false;
+	if (!cancelled && w->rc == 0) {
+		l->missing_done = true;
+		l->next_seq = w->next_seq;
+	} else if (!cancelled && w->rc != -ECANCELED && conn_live(l->k)) {
+		sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=send error=%s",
+			   peer_name(l->k), dfsr_strerror(w->rc));
+		l->walk_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+	}
+	version_vector_release(&w->partner);
+	free(w->ups);
+	free(w);
+	uv_async_send(&s->kick); /* flush what the walk queued last */
+	if (l->walk_again)
+		walk_start(l);
+}
+
+static bool up_allowed(const struct link *l)
+{
+	const struct sfolder *sf = &l->k->s->folders[l->f];
+
+	return conn_live(l->k) && l->k->hello_sent && l->k->hello_rcvd && l->common &&
+	       !sf->read_only && journal_state(sf->j) == JOURNAL_STATE_NORMAL;
+}
+
+/*
+ * Walks run on a thread of their own, not on the libuv pool: a walk waits for the
+ * partner's Progress (flow control) for as long as the partner takes, and a pool thread
+ * held that long, one per link, could leave no pool thread for the offers and transfers
+ * that let the partners make progress (both sides walking to each other would deadlock
+ * with 4 pool threads). The thread queues itself on s->walks_done and kicks the loop,
+ * which joins it and runs the done() as for a pool job.
+ */
+static void *walk_thread(void *arg)
+{
+	struct walk_job *w = arg;
+	struct net_sessions *s = w->base.s;
+
+	walk_run(&w->base);
+	pthread_mutex_lock(&s->lock);
+	w->done_next = s->walks_done;
+	s->walks_done = w;
+	pthread_mutex_unlock(&s->lock);
+	uv_async_send(&s->kick);
+	return NULL;
+}
+
+static void walk_spawn(struct net_sessions *s, struct sconn *k, struct walk_job *w)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int rc;
+
+	w->base.s = s;
+	w->base.k = k;
+	s->pool_busy++;
+	k->refs++;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* signals go to main only */
+	pthread_attr_init(&attr);
+	rc = pthread_create(&w->tid, &attr, walk_thread, w);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		w->rc = -rc;
+		job_finish(&w->base, false);
+	}
+}
+
+/* Join and finish the walks whose threads are done. Thread: loop. */
+static void walks_reap(struct net_sessions *s)
+{
+	struct walk_job *w;
+
+	pthread_mutex_lock(&s->lock);
+	w = s->walks_done;
+	s->walks_done = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (w) {
+		struct walk_job *next = w->done_next;
+
+		pthread_join(w->tid, NULL);
+		job_finish(&w->base, false);
+		w = next;
+	}
+}
+
+/* Start a walk of @l now, or once the running one ends. Thread: loop. */
+static void walk_start(struct link *l)
+{
+	struct net_sessions *s = l->k->s;
+	struct walk_job *w;
+
+	if (!up_allowed(l) || l->walk_retry_ns > dfsr_mono_ns())
+		return;
+	if (l->walking) {
+		l->walk_again = true;
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->ups = calloc(NET_SESSION_BATCH_MAX, sizeof(*w->ups));
+	version_vector_init(&w->partner);
+	pthread_mutex_lock(&s->lock);
+	if (!w->ups || version_vector_copy(&w->partner, &l->partner_kv) < 0) {
+		pthread_mutex_unlock(&s->lock);
+		free(w->ups);
+		free(w);
+		return;
+	}
+	pthread_mutex_unlock(&s->lock);
+	w->l = l;
+	w->missing = !l->missing_done;
+	w->from = l->next_seq;
+	l->walking = true;
+	l->walk_again = false;
+	l->walk_retry_ns = 0;
+	w->base.run = walk_run;
+	w->base.done = walk_done;
+	walk_spawn(s, l->k, w);
+}
+
+/* Send what the walks queued, while the connection has room. Thread: loop. */
+static void link_flush(struct link *l)
+{
+	struct net_sessions *s = l->k->s;
+	struct outmsg *om;
+
+	while (conn_live(l->k) && net_conn_queued(l->k->c) <= NET_PEER_OUT_HIGH) {
+		pthread_mutex_lock(&s->lock);
+		om = l->outq_head;
+		if (om) {
+			l->outq_head = om->next;
+			if (!l->outq_head)
+				l->outq_tail = NULL;
+			l->outq_n--;
+			pthread_cond_broadcast(&s->cond);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (!om)
+			break;
+		conn_send_raw(l->k, l->f, om->buf, om->len);
+		free(om->buf);
+		free(om);
+	}
+}
+
+static void send_backlog(struct net_sessions *s, size_t f, size_t peer)
+{
+	Dfsrwire__Backlog b = DFSRWIRE__BACKLOG__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	struct pstat *ps = pstat_of(s, f, peer);
+	struct sconn *k;
+
+	for (k = s->conns; k; k = k->next)
+		if (k->peer == peer && conn_live(k))
+			break;
+	if (!k || !up_allowed(&k->links[f]))
+		return;
+	pthread_mutex_lock(&s->lock);
+	b.count = ps->backlog_out;
+	pthread_mutex_unlock(&s->lock);
+	if (ps->backlog_sent_valid && ps->backlog_sent == b.count)
+		return;
+	b.folder = folder_bin(s, f);
+	m.m_case = DFSRWIRE__MSG__M_BACKLOG;
+	m.backlog = &b;
+	if (conn_send(k, f, &m) == 0) {
+		ps->backlog_sent_valid = true;
+		ps->backlog_sent = b.count;
+	}
+}
+
+/* ---- downstream: receiving updates ------------------------------------------------------ */
+
+/* Untrusted Update into @u (initialised here). */
+static int update_decode(const Dfsrwire__Update *p, struct replica_update *u)
+{
+	int rc;
+
+	replica_update_init(u);
+	if (!p || p->n_xattrs > REPLICA_XATTR_MAX || p->link_target.len > REPLICA_LINK_MAX)
+		return -EBADMSG;
+	rc = record_decode(&u->rec, p->record.data, p->record.len);
+	if (rc < 0)
+		return rc;
+	rc = -ENOMEM;
+	if (p->n_xattrs) {
+		u->xattrs = calloc(p->n_xattrs, sizeof(*u->xattrs));
+		if (!u->xattrs)
+			goto out_release;
+	}
+	for (size_t i = 0; i < p->n_xattrs; i++) {
+		const Dfsrwire__Xattr *x = p->xattrs[i];
+		struct replica_xattr *ux = &u->xattrs[i];
+
+		rc = -EBADMSG;
+		if (!x || x->name.len == 0 || x->name.len > 255 ||
+		    memchr(x->name.data, 0, x->name.len) || x->value.len > REPLICA_XATTR_BYTES)
+			goto out_release;
+		rc = -ENOMEM;
+		ux->name = calloc(1, x->name.len + 1);
+		ux->value = memdup0(x->value.data, x->value.len);
+		u->nxattrs++;
+		if (!ux->name || !ux->value)
+			goto out_release;
+		memcpy(ux->name, x->name.data, x->name.len);
+		ux->len = x->value.len;
+	}
+	if (p->link_target.len) {
+		rc = -EBADMSG;
+		if (memchr(p->link_target.data, 0, p->link_target.len))
+			goto out_release;
+		rc = -ENOMEM;
+		u->link_target = calloc(1, p->link_target.len + 1);
+		if (!u->link_target)
+			goto out_release;
+		memcpy(u->link_target, p->link_target.data, p->link_target.len);
+	}
+	rc = replica_update_check(u);
+	if (rc == 0)
+		return 0;
+out_release:
+	replica_update_release(u);
+	return rc;
+}
+
+static bool folder_syncing(const struct net_sessions *s, size_t f)
+{
+	return journal_state(s->folders[f].j) == JOURNAL_STATE_INITIAL_SYNC;
+}
+
+/* @it is decided (done or refused): count it and free it. Thread: loop. */
+static void item_decided(struct link *l, struct item *it)
+{
+	struct net_sessions *s = l->k->s;
+
+	if (it->in_window) {
+		it->in_window = false;
+		l->taken++;
+	}
+	if (it->counted) {
+		struct pstat *ps = pstat_of(s, l->f, l->k->peer);
+
+		pthread_mutex_lock(&s->lock);
+		ps->files_done++;
+		ps->bytes_done += it->u.rec.type == RECORD_FILE ? it->u.rec.size : 0;
+		pthread_mutex_unlock(&s->lock);
+	}
+	item_free(it);
+}
+
+static void offer_start(struct link *l);
+static void dones_check(struct link *l);
+
+static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
+{
+	struct net_sessions *s = k->s;
+	struct link *l = link_by_name(k, m->folder);
+	struct pstat *ps;
+	bool sync;
+
+	if (!l || m->n_updates == 0 || m->n_updates > NET_SESSION_BATCH_MAX ||
+	    l->held.n > 8u * NET_SESSION_WINDOW) {
+		proto_error(k, "bad Updates");
+		return;
+	}
+	add_bytes(s, l->f, k->peer, len, false);
+	/* The upstream keeps to the window; more than two windows queued is a peer that does
+	 * not, and would grow this queue without bound. */
+	if (l->inq.n + m->n_updates > 2u * NET_SESSION_WINDOW + NET_SESSION_BATCH_MAX) {
+		proto_error(k, "Updates beyond the window");
+		return;
+	}
+	sync = folder_syncing(s, l->f);
+	ps = pstat_of(s, l->f, k->peer);
+	for (size_t i = 0; i < m->n_updates; i++) {
+		struct item *it = calloc(1, sizeof(*it));
+
+		if (!it) {
+			proto_error(k, "out of memory");
+			return;
+		}
+		if (update_decode(m->updates[i], &it->u) < 0) {
+			free(it);
+			proto_error(k, "bad update");
+			return;
+		}
+		it->epoch = l->rx_epoch;
+		it->st = IT_NEW;
+		it->in_window = true;
+		if (sync && !it->u.rec.tombstone) {
+			it->counted = true;
+			pthread_mutex_lock(&s->lock);
+			ps->files_total++;
+			ps->bytes_total += it->u.rec.type == RECORD_FILE ? it->u.rec.size : 0;
+			pthread_mutex_unlock(&s->lock);
+		}
+		list_push(&l->inq, it);
+	}
+	offer_start(l);
+}
+
+/* ---- downstream: offering ------------------------------------------------------------------ */
+
+struct offer_job {
+	struct job base;
+	struct link *l;
+	struct item **v;
+	size_t n;    /* items in v */
+	size_t nnew; /* the first nnew came from inq */
+	int64_t now;
+};
+
+static void offer_one(struct offer_job *o, struct item *it)
+{
+	struct replica *r = o->base.s->folders[o->l->f].r;
+	enum replica_verdict v = REPLICA_BUSY;
+	int rc = replica_offer(r, &it->u, &v);
+
+	if (rc < 0)
+		v = REPLICA_BUSY; /* -ENOSPC, -EIO, -ENOMEM: again later */
+	switch (v) {
+	case REPLICA_DONE:
+		it->st = IT_DECIDED;
+		break;
+	case REPLICA_REFUSED:
+		it->st = IT_DECIDED;
+		it->refused = true;
+		break;
+	case REPLICA_FETCH:
+		it->st = IT_FETCH;
+		break;
+	case REPLICA_WAIT:
+		it->st = IT_WAIT;
+		break;
+	case REPLICA_BUSY:
+	default:
+		it->st = IT_BUSY;
+		it->retry_ns = o->now + MONO_MS(NET_SESSION_RETRY_MS);
+		break;
+	}
+}
+
+static void offer_run(struct job *jb)
+{
+	struct offer_job *o = dfsr_container_of(jb, struct offer_job, base);
+	bool progress = false;
+
+	/* New updates in arrival order, then the held ones (busy ones due, waiting ones). */
+	for (size_t i = 0; i < o->n; i++) {
+		offer_one(o, o->v[i]);
+		progress |= o->v[i]->st == IT_DECIDED;
+	}
+	/* A decided update may have been the parent a waiting one needs: offer the waiting
+	 * ones again while that keeps deciding something (docs/conflicts.md §13). */
+	for (unsigned pass = 0; progress && pass < WAIT_PASSES; pass++) {
+		progress = false;
+		for (size_t i = 0; i < o->n; i++) {
+			if (o->v[i]->st != IT_WAIT)
+				continue;
+			offer_one(o, o->v[i]);
+			progress |= o->v[i]->st != IT_WAIT;
+		}
+	}
+}
+
+static void fetch_start(struct sconn *k);
+
+static void send_progress(struct link *l)
+{
+	Dfsrwire__Progress p = DFSRWIRE__PROGRESS__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+	if (l->taken == l->progress_sent)
+		return;
+	p.folder = folder_bin(l->k->s, l->f);
+	p.offered = l->taken;
+	m.m_case = DFSRWIRE__MSG__M_PROGRESS;
+	m.progress = &p;
+	if (conn_send(l->k, l->f, &m) == 0)
+		l->progress_sent = l->taken;
+}
+
+static void progress_maybe(struct link *l)
+{
+	if (l->inq.n == 0 || l->taken - l->progress_sent >= NET_SESSION_BATCH_MAX)
+		send_progress(l);
+}
+
+static void offer_done(struct job *jb, bool cancelled)
+{
+	struct offer_job *o = dfsr_container_of(jb, struct offer_job, base);
+	struct link *l = o->l;
+
+	l->offering = false;
+	for (size_t i = 0; i < o->n; i++) {
+		struct item *it = o->v[i];
+
+		if (cancelled && it->st == IT_NEW) {
+			it->st = IT_BUSY;
+			it->retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		}
+		/* Updates waiting for a transfer stay in the window: the upstream then never
+		 * gets more than a window ahead of our downloads. */
+		if (it->in_window && it->st != IT_FETCH) {
+			it->in_window = false;
+			l->taken++;
+		}
+		if (it->st == IT_DECIDED)
+			item_decided(l, it);
+		else
+			list_push(&l->held, it);
+	}
+	for (struct done_rec *d = l->dones_head; d; d = d->next)
+		if (d->pass_started)
+			d->passed = true;
+	free(o->v);
+	free(o);
+	if (!conn_live(l->k))
+		return;
+	progress_maybe(l);
+	fetch_start(l->k);
+	if (l->inq.n)
+		offer_start(l);
+	dones_check(l);
+}
+
+static bool item_due(const struct item *it, int64_t now, bool waits)
+{
+	if (it->st == IT_WAIT)
+		return waits;
+	return it->st == IT_BUSY && it->retry_ns <= now;
+}
+
+/* Offer queued updates (and held ones due) on the pool, one job per link at a time.
+ * @waits: offer the waiting ones too (a Done arrived). Thread: loop. */
+static void offer_start_opt(struct link *l, bool waits)
+{
+	struct net_sessions *s = l->k->s;
+	int64_t now = dfsr_mono_ns();
+	struct offer_job *o;
+	size_t cap = 0, nnew;
+
+	if (l->offering || !conn_live(l->k))
+		return;
+	nnew = l->inq.n < NET_SESSION_BATCH_MAX ? l->inq.n : NET_SESSION_BATCH_MAX;
+	waits |= nnew > 0;
+	for (struct item *it = l->held.head; it; it = it->next)
+		cap += item_due(it, now, waits);
+	if (nnew + cap == 0)
+		return;
+	o = calloc(1, sizeof(*o));
+	if (o)
+		o->v = calloc(nnew + cap, sizeof(*o->v));
+	if (!o || !o->v) {
+		free(o);
+		return;
+	}
+	for (size_t i = 0; i < nnew; i++) {
+		struct item *it = l->inq.head;
+
+		list_del(&l->inq, it);
+		o->v[o->n++] = it;
+	}
+	for (struct item *it = l->held.head, *next; it; it = next) {
+		next = it->next;
+		if (!item_due(it, now, waits))
+			continue;
+		list_del(&l->held, it);
+		o->v[o->n++] = it;
+	}
+	o->nnew = nnew;
+	o->now = now;
+	o->l = l;
+	l->offering = true;
+	for (struct done_rec *d = l->dones_head; d; d = d->next)
+		d->pass_started = true;
+	o->base.run = offer_run;
+	o->base.done = offer_done;
+	job_queue(s, l->k, &o->base);
+}
+
+static void offer_start(struct link *l)
+{
+	offer_start_opt(l, false);
+}
+
+/* ---- downstream: Done, merge, Ack --------------------------------------------------------- */
+
+struct merge_job {
+	struct job base;
+	struct link *l;
+	struct done_rec *d;
+	struct version_vector kv; /* ours after the merge */
+	int rc;
+};
+
+static void merge_run(struct job *jb)
+{
+	struct merge_job *mj = dfsr_container_of(jb, struct merge_job, base);
+	struct replica *r = jb->s->folders[mj->l->f].r;
+
+	mj->rc = replica_merge(r, &mj->d->kv, mj->d->state == JOURNAL_STATE_NORMAL);
+	if (mj->rc == 0)
+		mj->rc = replica_knowledge(r, &mj->kv);
+}
+
+static size_t link_pending(const struct link *l)
+{
+	return l->inq.n + l->held.n;
+}
+
+static void send_ack(struct link *l, const struct version_vector *kv)
+{
+	Dfsrwire__Ack a = DFSRWIRE__ACK__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	struct pb_kv pk;
+
+	if (pb_kv_init(&pk, kv) < 0) {
+		proto_error(l->k, "out of memory");
+		return;
+	}
+	a.folder = folder_bin(l->k->s, l->f);
+	a.n_knowledge = pk.n;
+	a.knowledge = pk.ptrs;
+	a.pending = link_pending(l);
+	m.m_case = DFSRWIRE__MSG__M_ACK;
+	m.ack = &a;
+	conn_send(l->k, l->f, &m);
+	pb_kv_release(&pk);
+}
+
+static void folder_changed_state(struct net_sessions *s, size_t f);
+
+static void done_free(struct done_rec *d)
+{
+	version_vector_release(&d->kv);
+	free(d);
+}
+
+static void merge_done(struct job *jb, bool cancelled)
+{
+	struct merge_job *mj = dfsr_container_of(jb, struct merge_job, base);
+	struct link *l = mj->l;
+	struct net_sessions *s = jb->s;
+	bool was_sync = folder_syncing(s, l->f);
+
+	l->merging = false;
+	if (cancelled || mj->rc < 0) {
+		/* Not merged: keep the Done first in line and try again later. */
+		mj->d->next = l->dones_head;
+		l->dones_head = mj->d;
+		if (!l->dones_tail)
+			l->dones_tail = mj->d;
+		if (!cancelled && conn_live(l->k))
+			sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=merge error=%s",
+				   peer_name(l->k), dfsr_strerror(mj->rc));
+		l->merge_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+	} else {
+		done_free(mj->d);
+		if (conn_live(l->k))
+			send_ack(l, &mj->kv);
+	}
+	version_vector_release(&mj->kv);
+	free(mj);
+	if (was_sync && !folder_syncing(s, l->f) && !s->stopping)
+		folder_changed_state(s, l->f);
+	if (conn_live(l->k))
+		dones_check(l);
+}
+
+/* Merge the first Done once every update received before it is decided. Thread: loop. */
+static void dones_check(struct link *l)
+{
+	struct done_rec *d = l->dones_head;
+	struct merge_job *mj;
+	bool waiting = false;
+
+	if (!d || l->merging || l->offering || !conn_live(l->k) ||
+	    l->merge_retry_ns > dfsr_mono_ns())
+		return;
+	if (l->inq.head && l->inq.head->epoch <= d->epoch)
+		return;
+	for (struct item *it = l->held.head; it; it = it->next) {
+		if (it->epoch > d->epoch)
+			continue;
+		if (it->st != IT_WAIT)
+			return; /* busy or fetching: not decided yet */
+		waiting = true;
+	}
+	if (waiting && !d->passed) {
+		offer_start_opt(l, true); /* offer the waiting ones again first */
+		return;
+	}
+	/* Those still waiting for a parent count as refused for this Done; at their second
+	 * Done they are dropped (3102): the parent is not coming in this session. */
+	for (struct item *it = l->held.head, *next; it; it = next) {
+		char uid[DFSR_UID_HEX_LEN];
+
+		next = it->next;
+		if (it->epoch > d->epoch || ++it->dones_seen < WAIT_DONES)
+			continue;
+		dfsr_uid_hex(&it->u.rec.uid, uid);
+		sess_event(l->k->s, l->f, EV_UPDATE_DROPPED, "peer=%s uid=%s name=%s",
+			   peer_name(l->k), uid, it->u.rec.name);
+		list_del(&l->held, it);
+		item_decided(l, it);
+	}
+	mj = calloc(1, sizeof(*mj));
+	if (!mj)
+		return;
+	l->dones_head = d->next;
+	if (!l->dones_head)
+		l->dones_tail = NULL;
+	d->next = NULL;
+	mj->l = l;
+	mj->d = d;
+	version_vector_init(&mj->kv);
+	l->merging = true;
+	mj->base.run = merge_run;
+	mj->base.done = merge_done;
+	job_queue(l->k->s, l->k, &mj->base);
+}
+
+static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
+{
+	struct net_sessions *s = k->s;
+	struct link *l = link_by_name(k, m->folder);
+	struct done_rec *d;
+
+	if (!l || m->state > JOURNAL_STATE_ERROR) {
+		proto_error(k, "bad Done");
+		return;
+	}
+	add_bytes(s, l->f, k->peer, len, false);
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		proto_error(k, "out of memory");
+		return;
+	}
+	version_vector_init(&d->kv);
+	if (kv_decode(m->knowledge, m->n_knowledge, &d->kv) < 0) {
+		free(d);
+		proto_error(k, "bad Done knowledge");
+		return;
+	}
+	d->epoch = l->rx_epoch++;
+	d->state = m->state;
+	l->partner_state = m->state;
+	if (l->dones_tail)
+		l->dones_tail->next = d;
+	else
+		l->dones_head = d;
+	l->dones_tail = d;
+	pthread_mutex_lock(&s->lock);
+	pstat_of(s, l->f, k->peer)->backlog_in = m->backlog;
+	pthread_mutex_unlock(&s->lock);
+	dones_check(l);
+}
+
+/* ---- downstream: transfers ---------------------------------------------------------------- */
+
+static void rx_free_all(struct xfer *x)
+{
+	for (struct rx_chunk *c = x->rx_head, *next; c; c = next) {
+		next = c->next;
+		free(c->data);
+		free(c);
+	}
+	x->rx_head = x->rx_tail = NULL;
+	x->nrx = 0;
+}
+
+static size_t xfer_slot(struct sconn *k, uint64_t id)
+{
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++)
+		if (k->fetch[i] && k->fetch[i]->id == id)
+			return i;
+	return SIZE_MAX;
+}
+
+static size_t free_slot(const struct sconn *k)
+{
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++)
+		if (!k->fetch[i])
+			return i;
+	return SIZE_MAX;
+}
+
+/* Free download @x (no job owns it) and settle its item: @st is IT_DECIDED, IT_BUSY,
+ * IT_WAIT or IT_FETCH_RETRY. @cancel: tell the upstream to forget it. Thread: loop. */
+static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool cancel)
+{
+	struct link *l = x->l;
+	struct item *it = x->it;
+	size_t slot = xfer_slot(k, x->id);
+
+	if (cancel && conn_live(k)) {
+		Dfsrwire__Cancel c = DFSRWIRE__CANCEL__INIT;
+		Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+		c.id = x->id;
+		m.m_case = DFSRWIRE__MSG__M_CANCEL;
+		m.cancel = &c;
+		conn_send(k, l->f, &m);
+	}
+	if (slot != SIZE_MAX)
+		k->fetch[slot] = NULL;
+	add_transfers(k->s, l->f, k->peer, -1);
+	stage_asm_free(x->a); /* keeps a partial file in Installing for a resume */
+	rx_free_all(x);
+	free(x->todo);
+	free(x);
+	if (st == IT_DECIDED) {
+		list_del(&l->held, it);
+		item_decided(l, it);
+	} else {
+		it->st = st;
+		it->retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		if (it->in_window && st != IT_FETCH_RETRY) {
+			it->in_window = false;
+			l->taken++;
+		}
+	}
+	if (conn_live(k)) {
+		progress_maybe(l);
+		fetch_start(k);
+		dones_check(l);
+		if (st == IT_BUSY || st == IT_WAIT)
+			offer_start(l);
+	}
+}
+
+/* Verdict of replica_install() to the item's next state. */
+static enum item_st install_st(int rc, enum replica_verdict v)
+{
+	if (rc < 0)
+		return IT_BUSY;
+	switch (v) {
+	case REPLICA_DONE:
+	case REPLICA_REFUSED:
+		return IT_DECIDED;
+	case REPLICA_WAIT:
+		return IT_WAIT;
+	case REPLICA_FETCH:
+		return IT_FETCH_RETRY;
+	case REPLICA_BUSY:
+	default:
+		return IT_BUSY;
+	}
+}
+
+/* On the pool: every chunk is in: check the whole file, install it. */
+static int xfer_install(struct net_sessions *s, struct xfer *x, enum item_st *st)
+{
+	enum replica_verdict v = REPLICA_BUSY;
+	int fd = -1, rc;
+
+	rc = stage_asm_finish(x->a, &fd);
+	if (rc == -EBADMSG) {
+		/* The list did not match its own digest; the file is gone: start over. */
+		*st = IT_FETCH_RETRY;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = replica_install(s->folders[x->l->f].r, &x->it->u, fd, &v);
+	close(fd);
+	*st = install_st(rc, v);
+	return 0;
+}
+
+struct open_job {
+	struct job base;
+	struct xfer *x;
+	uint8_t *list;
+	size_t len;
+	bool installed;
+	enum item_st st;
+	int rc;
+};
+
+static void seed_local(struct net_sessions *s, struct xfer *x)
+{
+	struct sfolder *sf = &s->folders[x->l->f];
+	struct dfsr_buf path;
+	struct stat st;
+	size_t found;
+	int fd;
+
+	if (stage_asm_missing(x->a) == 0)
+		return;
+	dfsr_buf_init(&path);
+	if (journal_path(sf->j, &x->it->u.rec.uid, &path) == 0) {
+		fd = openat(journal_root_fd(sf->j), path.p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+				(void)stage_asm_seed(x->a, fd, &found);
+			close(fd);
+		}
+	}
+	dfsr_buf_release(&path);
+}
+
+static void open_run(struct job *jb)
+{
+	struct open_job *o = dfsr_container_of(jb, struct open_job, base);
+	struct net_sessions *s = jb->s;
+	struct xfer *x = o->x;
+	const struct record *rec = &x->it->u.rec;
+	struct stage_key key = { .uid = rec->uid, .gvsn = rec->gvsn };
+	struct chunk_list cl;
+	size_t n = 0;
+
+	chunk_list_init(&cl);
+	o->rc = chunk_list_decode(o->list, o->len, &cl);
+	if (o->rc == 0 && (cl.size != rec->size || memcmp(cl.digest, rec->content, HASH_LEN)))
+		o->rc = -EBADMSG; /* not the version the record describes */
+	if (o->rc == 0)
+		o->rc = stage_asm_open(replica_installing_fd(s->folders[x->l->f].r), &key, &cl,
+				       &x->a);
+	if (o->rc < 0)
+		goto out;
+	x->nchunks = cl.n;
+	seed_local(s, x);
+	x->todo = calloc(cl.n ? cl.n : 1, sizeof(*x->todo));
+	if (!x->todo) {
+		o->rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < cl.n; i++)
+		if (!stage_asm_have(x->a, i))
+			x->todo[n++] = (uint32_t)i;
+	x->ntodo = n;
+	if (n == 0) {
+		o->installed = true;
+		o->rc = xfer_install(s, x, &o->st);
+	}
+out:
+	chunk_list_release(&cl);
+}
+
+static void want_more(struct sconn *k, struct xfer *x);
+
+static void open_done(struct job *jb, bool cancelled)
+{
+	struct open_job *o = dfsr_container_of(jb, struct open_job, base);
+	struct sconn *k = jb->k;
+	struct xfer *x = o->x;
+	int rc = cancelled ? -ECANCELED : o->rc;
+
+	free(o->list);
+	x->writing = false;
+	if (rc == -EBADMSG && !o->installed) {
+		proto_error(k, "bad chunk list");
+		xfer_end(k, x, IT_FETCH_RETRY, false);
+	} else if (rc < 0) {
+		xfer_end(k, x, IT_FETCH_RETRY, true);
+	} else if (o->installed) {
+		xfer_end(k, x, o->st, true);
+	} else if (x->cancelled || !conn_live(k)) {
+		xfer_end(k, x, IT_FETCH_RETRY, false);
+	} else {
+		x->phase = XF_RECV;
+		want_more(k, x);
+	}
+	free(o);
+}
+
+/* Ask for the next chunks, keeping NET_SESSION_CHUNK_WINDOW requested and unwritten. */
+static void want_more(struct sconn *k, struct xfer *x)
+{
+	Dfsrwire__Want w = DFSRWIRE__WANT__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	size_t room, n;
+
+	if (x->outstanding + x->nrx >= NET_SESSION_CHUNK_WINDOW || x->todo_pos >= x->ntodo)
+		return;
+	room = NET_SESSION_CHUNK_WINDOW - x->outstanding - x->nrx;
+	n = x->ntodo - x->todo_pos < room ? x->ntodo - x->todo_pos : room;
+	w.id = x->id;
+	w.n_index = n;
+	w.index = &x->todo[x->todo_pos];
+	m.m_case = DFSRWIRE__MSG__M_WANT;
+	m.want = &w;
+	if (conn_send(k, x->l->f, &m) == 0) {
+		x->todo_pos += n;
+		x->outstanding += n;
+	}
+}
+
+/* Start downloads for held FETCH items while slots are free. Thread: loop. */
+static void fetch_start(struct sconn *k)
+{
+	struct net_sessions *s = k->s;
+
+	for (size_t f = 0; f < s->nfolders && conn_live(k); f++) {
+		struct link *l = &k->links[f];
+
+		for (struct item *it = l->held.head; it; it = it->next) {
+			Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+			Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+			Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+			size_t slot = free_slot(k);
+			struct xfer *x;
+
+			if (slot == SIZE_MAX)
+				return;
+			if (it->st != IT_FETCH)
+				continue;
+			x = calloc(1, sizeof(*x));
+			if (!x)
+				return;
+			x->id = ++k->next_id;
+			x->l = l;
+			x->it = it;
+			x->phase = XF_GET;
+			it->st = IT_FETCHING;
+			k->fetch[slot] = x;
+			add_transfers(s, f, k->peer, 1);
+			g.id = x->id;
+			g.folder = folder_bin(s, f);
+			g.uid.data = it->u.rec.uid.b;
+			g.uid.len = DFSR_UID_LEN;
+			gv.db.data = it->u.rec.gvsn.db.b;
+			gv.db.len = DFSR_UID_LEN;
+			gv.counter = it->u.rec.gvsn.counter;
+			g.gvsn = &gv;
+			m.m_case = DFSRWIRE__MSG__M_GET;
+			m.get = &g;
+			conn_send(k, f, &m);
+		}
+	}
+}
+
+static void on_file(struct sconn *k, const Dfsrwire__FileInfo *m, size_t len)
+{
+	size_t slot = xfer_slot(k, m->id);
+	struct xfer *x = slot == SIZE_MAX ? NULL : k->fetch[slot];
+	struct open_job *o;
+
+	if (!x || x->phase != XF_GET || m->status > FILE_FAILED ||
+	    (m->status == 0 && m->chunk_list.len > chunk_list_encoded_len(CHUNK_LIST_MAX))) {
+		proto_error(k, "bad FileInfo");
+		return;
+	}
+	add_bytes(k->s, x->l->f, k->peer, len, false);
+	if (m->status == FILE_GONE) {
+		xfer_end(k, x, IT_DECIDED, false); /* a newer version is on its way */
+		return;
+	}
+	if (m->status == FILE_FAILED) {
+		xfer_end(k, x, IT_FETCH_RETRY, false);
+		return;
+	}
+	o = calloc(1, sizeof(*o));
+	if (o)
+		o->list = memdup0(m->chunk_list.data, m->chunk_list.len);
+	if (!o || !o->list) {
+		free(o);
+		xfer_end(k, x, IT_FETCH_RETRY, true);
+		return;
+	}
+	o->len = m->chunk_list.len;
+	o->x = x;
+	x->phase = XF_OPEN;
+	x->writing = true;
+	o->base.run = open_run;
+	o->base.done = open_done;
+	job_queue(k->s, k, &o->base);
+}
+
+struct write_job {
+	struct job base;
+	struct xfer *x;
+	struct rx_chunk *chunks;
+	bool installed;
+	enum item_st st;
+	int rc;
+};
+
+static void write_run(struct job *jb)
+{
+	struct write_job *wj = dfsr_container_of(jb, struct write_job, base);
+	struct xfer *x = wj->x;
+
+	wj->rc = 0;
+	for (struct rx_chunk *c = wj->chunks; c && wj->rc == 0; c = c->next)
+		wj->rc = stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len);
+	if (wj->rc == 0 && stage_asm_missing(x->a) == 0) {
+		wj->installed = true;
+		wj->rc = xfer_install(jb->s, x, &wj->st);
+	}
+}
+
+static void write_start(struct sconn *k, struct xfer *x);
+
+static void write_done(struct job *jb, bool cancelled)
+{
+	struct write_job *wj = dfsr_container_of(jb, struct write_job, base);
+	struct sconn *k = jb->k;
+	struct xfer *x = wj->x;
+	int rc = cancelled ? -ECANCELED : wj->rc;
+
+	for (struct rx_chunk *c = wj->chunks, *next; c; c = next) {
+		next = c->next;
+		free(c->data);
+		free(c);
+	}
+	x->writing = false;
+	if ((rc == -EBADMSG || rc == -EINVAL) && !wj->installed) {
+		proto_error(k, "chunk does not match its list");
+		xfer_end(k, x, IT_FETCH_RETRY, false);
+	} else if (rc < 0) {
+		xfer_end(k, x, IT_FETCH_RETRY, true);
+	} else if (wj->installed) {
+		xfer_end(k, x, wj->st, true);
+	} else if (x->cancelled || !conn_live(k)) {
+		xfer_end(k, x, IT_FETCH_RETRY, false);
+	} else {
+		write_start(k, x);
+		want_more(k, x);
+	}
+	free(wj);
+}
+
+static void write_start(struct sconn *k, struct xfer *x)
+{
+	struct write_job *wj;
+
+	if (x->writing || !x->rx_head)
+		return;
+	wj = calloc(1, sizeof(*wj));
+	if (!wj)
+		return;
+	wj->x = x;
+	wj->chunks = x->rx_head;
+	x->rx_head = x->rx_tail = NULL;
+	x->nrx = 0;
+	x->writing = true;
+	wj->base.run = write_run;
+	wj->base.done = write_done;
+	job_queue(k->s, k, &wj->base);
+}
+
+static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
+{
+	size_t slot = xfer_slot(k, m->id);
+	struct xfer *x = slot == SIZE_MAX ? NULL : k->fetch[slot];
+	struct rx_chunk *c;
+
+	if (!x || x->phase != XF_RECV || x->outstanding == 0 || m->index >= x->nchunks ||
+	    m->codec > STAGE_CODEC_ZSTD || m->data.len == 0 || m->data.len > STAGE_STORED_MAX) {
+		proto_error(k, "bad Chunk");
+		return;
+	}
+	add_bytes(k->s, x->l->f, k->peer, len, false);
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->data = memdup0(m->data.data, m->data.len);
+	if (!c || !c->data) {
+		free(c);
+		proto_error(k, "out of memory");
+		return;
+	}
+	c->index = m->index;
+	c->codec = (uint8_t)m->codec;
+	c->len = m->data.len;
+	if (x->rx_tail)
+		x->rx_tail->next = c;
+	else
+		x->rx_head = c;
+	x->rx_tail = c;
+	x->nrx++;
+	x->outstanding--;
+	write_start(k, x);
+}
+
+/* ---- upstream: serving file versions --------------------------------------------------- */
+
+static struct serve *serve_find(struct sconn *k, uint64_t id)
+{
+	for (struct serve *v = k->serves; v; v = v->next)
+		if (v->id == id)
+			return v;
+	return NULL;
+}
+
+/* Unlink and free @v (no job owns it). Thread: loop. */
+static void serve_free(struct sconn *k, struct serve *v)
+{
+	struct serve **pp = &k->serves;
+
+	while (*pp && *pp != v)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = v->next;
+		k->nserves--;
+	}
+	add_transfers(k->s, v->l->f, k->peer, -1);
+	stage_version_close(v->v); /* unpins it */
+	free(v->want);
+	free(v);
+}
+
+struct stage_job {
+	struct job base;
+	struct serve *v;
+	uint32_t status;
+	struct dfsr_buf list;
+};
+
+static void stage_run(struct job *jb)
+{
+	struct stage_job *sj = dfsr_container_of(jb, struct stage_job, base);
+	struct sfolder *sf = &jb->s->folders[sj->v->l->f];
+	struct serve *v = sj->v;
+	const struct chunk_list *cl;
+	int rc;
+
+	rc = outbound_stage(sf->j, sf->stage, &v->key.uid, &v->key.gvsn);
+	if (rc == 0)
+		rc = stage_version_open(sf->stage, &v->key, &v->v);
+	if (rc < 0) {
+		sj->status = rc == -ESTALE ? FILE_GONE : FILE_FAILED;
+		return;
+	}
+	cl = stage_version_list(v->v);
+	v->nchunks = cl->n;
+	/* A list that does not fit one message (files of tens of GiB) cannot be served. */
+	if (chunk_list_encoded_len(cl->n) > NET_CHANNEL_MAX_MSG - 4096 ||
+	    chunk_list_encode(cl, &sj->list) < 0)
+		sj->status = FILE_FAILED;
+}
+
+static void stage_done(struct job *jb, bool cancelled)
+{
+	struct stage_job *sj = dfsr_container_of(jb, struct stage_job, base);
+	struct sconn *k = jb->k;
+	struct serve *v = sj->v;
+	Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+	v->busy = false;
+	if (cancelled)
+		sj->status = FILE_FAILED;
+	if (!v->cancelled && conn_live(k)) {
+		fi.id = v->id;
+		fi.status = sj->status;
+		if (sj->status == 0) {
+			fi.chunk_list.data = (uint8_t *)sj->list.p;
+			fi.chunk_list.len = sj->list.len;
+		}
+		m.m_case = DFSRWIRE__MSG__M_FILE;
+		m.file = &fi;
+		conn_send(k, v->l->f, &m);
+	}
+	if (sj->status != 0 || v->cancelled || !conn_live(k))
+		serve_free(k, v);
+	else
+		v->ready = true;
+	dfsr_buf_release(&sj->list);
+	free(sj);
+}
+
+static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
+{
+	struct link *l = link_by_name(k, m->folder);
+	struct stage_job *sj;
+	struct serve *v;
+
+	if (!l || m->uid.len != DFSR_UID_LEN || serve_find(k, m->id) ||
+	    k->nserves >= NET_SESSION_SERVE_MAX) {
+		proto_error(k, "bad Get");
+		return;
+	}
+	add_bytes(k->s, l->f, k->peer, len, false);
+	v = calloc(1, sizeof(*v));
+	sj = calloc(1, sizeof(*sj));
+	if (!v || !sj) {
+		free(v);
+		free(sj);
+		proto_error(k, "out of memory");
+		return;
+	}
+	memcpy(v->key.uid.b, m->uid.data, DFSR_UID_LEN);
+	if (gvsn_decode(m->gvsn, &v->key.gvsn) < 0 || dfsr_uid_is_zero(&v->key.uid)) {
+		free(v);
+		free(sj);
+		proto_error(k, "bad Get version");
+		return;
+	}
+	v->id = m->id;
+	v->l = l;
+	v->busy = true;
+	v->next = k->serves;
+	k->serves = v;
+	k->nserves++;
+	add_transfers(k->s, l->f, k->peer, 1);
+	sj->v = v;
+	dfsr_buf_init(&sj->list);
+	if (!up_allowed(l)) {
+		/* We do not send updates for this folder, so we serve no data either. */
+		sj->status = FILE_FAILED;
+		stage_done(&sj->base, false);
+		return;
+	}
+	sj->base.run = stage_run;
+	sj->base.done = stage_done;
+	job_queue(k->s, k, &sj->base);
+}
+
+static void serve_pump(struct sconn *k);
+
+static void on_want(struct sconn *k, const Dfsrwire__Want *m, size_t len)
+{
+	struct serve *v = serve_find(k, m->id);
+	size_t need;
+
+	if (!v || !v->ready || m->n_index == 0 || m->n_index > NET_SESSION_WANT_MAX ||
+	    v->want_n + m->n_index > v->nchunks + NET_SESSION_WANT_MAX) {
+		proto_error(k, "bad Want");
+		return;
+	}
+	for (size_t i = 0; i < m->n_index; i++)
+		if (m->index[i] >= v->nchunks) {
+			proto_error(k, "Want index out of range");
+			return;
+		}
+	add_bytes(k->s, v->l->f, k->peer, len, false);
+	need = v->want_n + m->n_index;
+	if (need > v->want_cap) {
+		uint32_t *nw = calloc(need, sizeof(*nw));
+
+		if (!nw) {
+			proto_error(k, "out of memory");
+			return;
+		}
+		for (size_t i = 0; i < v->want_n; i++)
+			nw[i] = v->want[(v->want_head + i) % v->want_cap];
+		free(v->want);
+		v->want = nw;
+		v->want_cap = need;
+		v->want_head = 0;
+	}
+	for (size_t i = 0; i < m->n_index; i++)
+		v->want[(v->want_head + v->want_n++) % v->want_cap] = m->index[i];
+	serve_pump(k);
+}
+
+struct read_job {
+	struct job base;
+	struct serve *v;
+	size_t n;
+	uint32_t index[READ_CHUNKS];
+	uint32_t len[READ_CHUNKS];
+	uint8_t codec[READ_CHUNKS];
+	uint8_t *buf; /* READ_CHUNKS * STAGE_STORED_MAX */
+	int rc;
+};
+
+static void read_run(struct job *jb)
+{
+	struct read_job *r = dfsr_container_of(jb, struct read_job, base);
+
+	r->rc = 0;
+	for (size_t i = 0; i < r->n && r->rc == 0; i++)
+		r->rc = stage_version_read_stored(r->v->v, r->index[i],
+						  r->buf + i * STAGE_STORED_MAX, &r->len[i],
+						  &r->codec[i]);
+}
+
+static void read_done(struct job *jb, bool cancelled)
+{
+	struct read_job *r = dfsr_container_of(jb, struct read_job, base);
+	struct sconn *k = jb->k;
+	struct serve *v = r->v;
+
+	v->busy = false;
+	k->reads--;
+	if (!cancelled && r->rc == 0 && !v->cancelled && conn_live(k)) {
+		for (size_t i = 0; i < r->n; i++) {
+			Dfsrwire__Chunk c = DFSRWIRE__CHUNK__INIT;
+			Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+			c.id = v->id;
+			c.index = r->index[i];
+			c.codec = r->codec[i];
+			c.data.data = r->buf + i * STAGE_STORED_MAX;
+			c.data.len = r->len[i];
+			m.m_case = DFSRWIRE__MSG__M_CHUNK;
+			m.chunk = &c;
+			conn_send(k, v->l->f, &m);
+		}
+	} else if (!v->cancelled && conn_live(k)) {
+		/* Cannot serve it (the staged file is damaged): tell the downstream. */
+		Dfsrwire__Cancel c = DFSRWIRE__CANCEL__INIT;
+		Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+		c.id = v->id;
+		c.from_upstream = true;
+		m.m_case = DFSRWIRE__MSG__M_CANCEL;
+		m.cancel = &c;
+		conn_send(k, v->l->f, &m);
+		v->cancelled = true;
+	}
+	if (v->cancelled)
+		serve_free(k, v);
+	free(r->buf);
+	free(r);
+	serve_pump(k);
+}
+
+/* Serve wanted chunks round robin across the connection's transfers. Thread: loop. */
+static void serve_pump(struct sconn *k)
+{
+	while (conn_live(k) && k->reads < READS_MAX && net_conn_queued(k->c) <= NET_PEER_OUT_HIGH) {
+		struct serve **pp = &k->serves, *v;
+		struct read_job *r;
+
+		while (*pp && ((*pp)->busy || !(*pp)->ready || !(*pp)->want_n))
+			pp = &(*pp)->next;
+		v = *pp;
+		if (!v)
+			return;
+		r = calloc(1, sizeof(*r));
+		if (r)
+			r->buf = malloc((size_t)READ_CHUNKS * STAGE_STORED_MAX);
+		if (!r || !r->buf) {
+			free(r);
+			return;
+		}
+		while (r->n < READ_CHUNKS && v->want_n) {
+			r->index[r->n++] = v->want[v->want_head];
+			v->want_head = (v->want_head + 1) % v->want_cap;
+			v->want_n--;
+		}
+		/* Round robin: the transfer served goes to the end of the list. */
+		*pp = v->next;
+		v->next = NULL;
+		for (pp = &k->serves; *pp; pp = &(*pp)->next)
+			;
+		*pp = v;
+		r->v = v;
+		v->busy = true;
+		k->reads++;
+		r->base.run = read_run;
+		r->base.done = read_done;
+		job_queue(k->s, k, &r->base);
+	}
+}
+
+static void on_cancel(struct sconn *k, const Dfsrwire__Cancel *m, size_t len)
+{
+	struct serve *v = m->from_upstream ? NULL : serve_find(k, m->id);
+	size_t slot;
+
+	if (!m->from_upstream) {
+		if (!v)
+			return; /* crossed with the end of the transfer */
+		add_bytes(k->s, v->l->f, k->peer, len, false);
+		if (v->busy)
+			v->cancelled = true;
+		else
+			serve_free(k, v);
+		return;
+	}
+	/* The upstream cannot serve one of our downloads. */
+	slot = xfer_slot(k, m->id);
+	if (slot == SIZE_MAX)
+		return; /* crossed with our own Cancel */
+	if (k->fetch[slot]->writing)
+		k->fetch[slot]->cancelled = true;
+	else
+		xfer_end(k, k->fetch[slot], IT_FETCH_RETRY, false);
+}
+
+/* ---- messages in ----------------------------------------------------------------------- */
+
+static void on_progress(struct sconn *k, const Dfsrwire__Progress *m, size_t len)
+{
+	struct net_sessions *s = k->s;
+	struct link *l = link_by_name(k, m->folder);
+	bool bad;
+
+	if (!l) {
+		proto_error(k, "bad Progress");
+		return;
+	}
+	add_bytes(s, l->f, k->peer, len, false);
+	pthread_mutex_lock(&s->lock);
+	bad = m->offered < l->offered || m->offered > l->pushed;
+	if (!bad) {
+		l->offered = m->offered;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (bad)
+		proto_error(k, "Progress out of range");
+}
+
+static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
+{
+	struct net_sessions *s = k->s;
+	struct link *l = link_by_name(k, m->folder);
+	struct version_vector kv;
+	struct pstat *ps;
+
+	if (!l) {
+		proto_error(k, "bad Ack");
+		return;
+	}
+	add_bytes(s, l->f, k->peer, len, false);
+	version_vector_init(&kv);
+	if (kv_decode(m->knowledge, m->n_knowledge, &kv) < 0) {
+		proto_error(k, "bad Ack knowledge");
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	ps = pstat_of(s, l->f, k->peer);
+	ps->kv_known = version_vector_copy(&ps->kv, &kv) == 0;
+	version_vector_release(&l->partner_kv);
+	l->partner_kv = kv;
+	pthread_mutex_unlock(&s->lock);
+	recount_start(s, l->f, k->peer);
+}
+
+static void on_backlog(struct sconn *k, const Dfsrwire__Backlog *m, size_t len)
+{
+	struct net_sessions *s = k->s;
+	struct link *l = link_by_name(k, m->folder);
+
+	if (!l) {
+		proto_error(k, "bad Backlog");
+		return;
+	}
+	add_bytes(s, l->f, k->peer, len, false);
+	pthread_mutex_lock(&s->lock);
+	pstat_of(s, l->f, k->peer)->backlog_in = m->count;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void on_ping(struct sconn *k, const Dfsrwire__Ping *p)
+{
+	Dfsrwire__Ping r = DFSRWIRE__PING__INIT;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+
+	if (p->reply)
+		return;
+	r.reply = true;
+	r.time_ns = dfsr_now_ns();
+	m.m_case = DFSRWIRE__MSG__M_PING;
+	m.ping = &r;
+	conn_send(k, SIZE_MAX, &m);
+}
+
+static void dispatch(struct sconn *k, const Dfsrwire__Msg *m, size_t len)
+{
+	if (m->m_case == DFSRWIRE__MSG__M_HELLO) {
+		on_hello(k, m->hello);
+		return;
+	}
+	if (m->m_case == DFSRWIRE__MSG__M_PING) {
+		on_ping(k, m->ping);
+		return;
+	}
+	if (!k->hello_rcvd) {
+		proto_error(k, "message before Hello");
+		return;
+	}
+	switch (m->m_case) {
+	case DFSRWIRE__MSG__M_UPDATES:
+		on_updates(k, m->updates, len);
+		return;
+	case DFSRWIRE__MSG__M_DONE:
+		on_done(k, m->done, len);
+		return;
+	case DFSRWIRE__MSG__M_ACK:
+		on_ack(k, m->ack, len);
+		return;
+	case DFSRWIRE__MSG__M_GET:
+		on_get(k, m->get, len);
+		return;
+	case DFSRWIRE__MSG__M_FILE:
+		on_file(k, m->file, len);
+		return;
+	case DFSRWIRE__MSG__M_WANT:
+		on_want(k, m->want, len);
+		return;
+	case DFSRWIRE__MSG__M_CHUNK:
+		on_chunk(k, m->chunk, len);
+		return;
+	case DFSRWIRE__MSG__M_CANCEL:
+		on_cancel(k, m->cancel, len);
+		return;
+	case DFSRWIRE__MSG__M_PROGRESS:
+		on_progress(k, m->progress, len);
+		return;
+	case DFSRWIRE__MSG__M_BACKLOG:
+		on_backlog(k, m->backlog, len);
+		return;
+	default:
+		proto_error(k, "unknown message");
+		return;
+	}
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void conn_maybe_start(struct sconn *k)
+{
+	if (!k->hello_sent || !k->hello_rcvd)
+		return;
+	for (size_t f = 0; f < k->s->nfolders; f++)
+		if (k->links[f].common)
+			walk_start(&k->links[f]);
+}
+
+/* Every folder state change that enables sending (initial sync ended). Thread: loop. */
+static void folder_changed_state(struct net_sessions *s, size_t f)
+{
+	for (struct sconn *k = s->conns; k; k = k->next)
+		if (conn_live(k) && k->links[f].common)
+			walk_start(&k->links[f]);
+	for (size_t p = 0; p < s->cfg->npeers; p++)
+		recount_start(s, f, p);
+}
+
+static void link_release(struct link *l)
+{
+	struct outmsg *om, *next;
+
+	for (struct item *it = l->inq.head, *n; it; it = n) {
+		n = it->next;
+		item_free(it);
+	}
+	for (struct item *it = l->held.head, *n; it; it = n) {
+		n = it->next;
+		item_free(it);
+	}
+	for (struct done_rec *d = l->dones_head, *n; d; d = n) {
+		n = d->next;
+		done_free(d);
+	}
+	for (om = l->outq_head; om; om = next) {
+		next = om->next;
+		free(om->buf);
+		free(om);
+	}
+	version_vector_release(&l->partner_kv);
+}
+
+static void conn_maybe_free(struct sconn *k)
+{
+	struct net_sessions *s = k->s;
+
+	if (k->c || k->refs)
+		return;
+	for (size_t f = 0; f < s->nfolders; f++)
+		link_release(&k->links[f]);
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		s->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	free(k->links);
+	free(k);
+}
+
+static void on_up(void *arg, struct net_conn *c, size_t peer)
+{
+	struct net_sessions *s = arg;
+	struct sconn *k = calloc(1, sizeof(*k));
+	struct hello_job *h;
+
+	if (k)
+		k->links = calloc(s->nfolders ? s->nfolders : 1, sizeof(*k->links));
+	if (!k || !k->links || s->stopping) {
+		if (k)
+			free(k->links);
+		free(k);
+		net_conn_close(c, s->stopping ? -ESHUTDOWN : -ENOMEM);
+		return;
+	}
+	k->s = s;
+	k->c = c;
+	k->peer = peer;
+	for (size_t f = 0; f < s->nfolders; f++) {
+		k->links[f].k = k;
+		k->links[f].f = f;
+		version_vector_init(&k->links[f].partner_kv);
+	}
+	k->next = s->conns;
+	if (s->conns)
+		s->conns->prev = k;
+	s->conns = k;
+	net_conn_set_data(c, k);
+	pthread_mutex_lock(&s->lock);
+	for (size_t f = 0; f < s->nfolders; f++) {
+		pstat_of(s, f, peer)->connected = true;
+		pstat_of(s, f, peer)->backlog_sent_valid = false;
+	}
+	pthread_mutex_unlock(&s->lock);
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		proto_error(k, "out of memory");
+		return;
+	}
+	h->base.run = hello_run;
+	h->base.done = hello_done;
+	job_queue(s, k, &h->base);
+}
+
+static void on_msg(void *arg, struct net_conn *c, const uint8_t *buf, size_t len)
+{
+	struct sconn *k = net_conn_data(c);
+	Dfsrwire__Msg *m;
+
+	(void)arg;
+	if (!k || k->closing || k->s->stopping)
+		return;
+	m = dfsrwire__msg__unpack(NULL, len, buf);
+	if (!m) {
+		proto_error(k, "undecodable message");
+		return;
+	}
+	dispatch(k, m, len);
+	dfsrwire__msg__free_unpacked(m, NULL);
+}
+
+static void on_writable(void *arg, struct net_conn *c)
+{
+	struct sconn *k = net_conn_data(c);
+
+	(void)arg;
+	if (!k)
+		return;
+	for (size_t f = 0; f < k->s->nfolders; f++)
+		link_flush(&k->links[f]);
+	serve_pump(k);
+}
+
+static void on_down(void *arg, struct net_conn *c, int err)
+{
+	struct net_sessions *s = arg;
+	struct sconn *k = net_conn_data(c);
+	bool other = false;
+
+	(void)err;
+	if (!k)
+		return;
+	net_conn_set_data(c, NULL);
+	k->c = NULL;
+	for (struct sconn *o = s->conns; o; o = o->next)
+		other |= o != k && o->c && o->peer == k->peer;
+	pthread_mutex_lock(&s->lock);
+	for (size_t f = 0; f < s->nfolders; f++) {
+		k->links[f].cancel = true;
+		if (!other)
+			pstat_of(s, f, k->peer)->connected = false;
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	/* Downloads and served versions no job owns end now; the others when their job is
+	 * back (their done() sees the connection gone). Partial files stay in Installing. */
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++) {
+		struct xfer *x = k->fetch[i];
+
+		if (x && !x->writing)
+			xfer_end(k, x, IT_FETCH_RETRY, false);
+	}
+	for (struct serve *v = k->serves, *next; v; v = next) {
+		next = v->next;
+		if (v->busy)
+			v->cancelled = true;
+		else
+			serve_free(k, v);
+	}
+	conn_maybe_free(k);
+	sessions_maybe_finish(s);
+}
+
+static void on_peer_event(void *arg, enum dfsr_event ev, const char *details)
+{
+	sess_event(arg, SIZE_MAX, ev, "%s", details);
+}
+
+static void on_peers_stopped(void *arg)
+{
+	struct net_sessions *s = arg;
+
+	s->peers = NULL;
+	sessions_maybe_finish(s);
+}
+
+/* ---- the loop side: kick, tick, start, stop ------------------------------------------------- */
+
+static void on_kick(uv_async_t *h)
+{
+	struct net_sessions *s = dfsr_container_of(h, struct net_sessions, kick);
+
+	walks_reap(s);
+	if (s->stopping)
+		return;
+	for (size_t f = 0; f < s->nfolders; f++) {
+		if (!atomic_exchange(&s->folders[f].wake, false))
+			continue;
+		for (struct sconn *k = s->conns; k; k = k->next)
+			if (conn_live(k) && k->links[f].common)
+				walk_start(&k->links[f]);
+		for (size_t p = 0; p < s->cfg->npeers; p++)
+			recount_start(s, f, p);
+	}
+	for (struct sconn *k = s->conns; k; k = k->next)
+		for (size_t f = 0; f < s->nfolders; f++)
+			link_flush(&k->links[f]);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct net_sessions *s = dfsr_container_of(t, struct net_sessions, tick);
+	int64_t now = dfsr_mono_ns();
+
+	for (struct sconn *k = s->conns; k; k = k->next) {
+		if (!conn_live(k))
+			continue;
+		for (size_t f = 0; f < s->nfolders; f++) {
+			struct link *l = &k->links[f];
+			bool due = false;
+
+			for (struct item *it = l->held.head; it; it = it->next) {
+				if (it->st == IT_FETCH_RETRY && it->retry_ns <= now)
+					it->st = IT_FETCH;
+				due |= it->st == IT_BUSY && it->retry_ns <= now;
+			}
+			if (due)
+				offer_start(l);
+			if (l->walk_retry_ns && l->walk_retry_ns <= now) {
+				l->walk_retry_ns = 0;
+				walk_start(l);
+			}
+			if (l->merge_retry_ns && l->merge_retry_ns <= now)
+				l->merge_retry_ns = 0;
+			dones_check(l);
+		}
+		fetch_start(k);
+	}
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct net_sessions *s = h->data;
+
+	if (--s->handles_open == 0) {
+		pthread_mutex_lock(&s->lock);
+		s->finished = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* Once stopping, with the peers gone, no connection and no job left: close the handles;
+ * the last close callback lets net_sessions_stop() return. Thread: loop. */
+static void sessions_maybe_finish(struct net_sessions *s)
+{
+	if (!s->stopping || s->peers || s->conns || s->pool_busy || s->handles_closing)
+		return;
+	s->handles_closing = true;
+	uv_close((uv_handle_t *)&s->kick, on_handle_closed);
+	uv_close((uv_handle_t *)&s->tick, on_handle_closed);
+}
+
+struct start_ctx {
+	struct net_sessions *s;
+	int rc;
+};
+
+static void start_on_loop(struct net_loop *loop, void *arg)
+{
+	struct start_ctx *c = arg;
+	struct net_sessions *s = c->s;
+	struct net_peers_opts po = {
+		.loop = loop,
+		.cfg = s->cfg,
+		.secret_key = s->key,
+		.cb = { .up = on_up,
+			.msg = on_msg,
+			.writable = on_writable,
+			.down = on_down,
+			.event = on_peer_event,
+			.stopped = on_peers_stopped,
+			.arg = s },
+	};
+
+	c->rc = uv_async_init(net_loop_uv(loop), &s->kick, on_kick);
+	if (c->rc < 0)
+		return;
+	s->kick.data = s;
+	uv_timer_init(net_loop_uv(loop), &s->tick);
+	s->tick.data = s;
+	s->handles_open = 2;
+	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+	c->rc = net_peers_start(&po, &s->peers);
+	if (c->rc < 0) {
+		s->peers = NULL;
+		s->stopping = true;
+		sessions_maybe_finish(s);
+		return;
+	}
+	for (size_t f = 0; f < s->nfolders; f++)
+		for (size_t p = 0; p < s->cfg->npeers; p++)
+			recount_start(s, f, p);
+}
+
+static void stop_on_loop(struct net_loop *loop, void *arg)
+{
+	struct net_sessions *s = arg;
+
+	(void)loop;
+	s->stopping = true;
+	pthread_mutex_lock(&s->lock);
+	for (struct sconn *k = s->conns; k; k = k->next)
+		for (size_t f = 0; f < s->nfolders; f++)
+			k->links[f].cancel = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->peers)
+		net_peers_stop(s->peers); /* on_peers_stopped() clears s->peers */
+	sessions_maybe_finish(s);
+}
+
+static void sessions_free(struct net_sessions *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->stats && i < s->nfolders * s->cfg->npeers; i++)
+		version_vector_release(&s->stats[i].kv);
+	for (size_t f = 0; s->folders && f < s->nfolders; f++)
+		free(s->folders[f].name);
+	free(s->folders);
+	free(s->stats);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	sodium_memzero(s->key, sizeof(s->key));
+	free(s);
+}
+
+static void wait_finished(struct net_sessions *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (!s->finished)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **out)
+{
+	struct net_sessions *s = calloc(1, sizeof(*s));
+	struct start_ctx c = { .s = s, .rc = 0 };
+	size_t nstats;
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->loop = o->loop;
+	s->cfg = o->cfg;
+	memcpy(s->key, o->secret_key, sizeof(s->key));
+	s->nfolders = o->nfolders;
+	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
+	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
+		goto out_nomem;
+	s->stats = calloc(nstats ? nstats : 1, sizeof(*s->stats));
+	if (!s->stats)
+		goto out_nomem;
+	for (size_t i = 0; i < nstats; i++)
+		version_vector_init(&s->stats[i].kv);
+	for (size_t f = 0; f < o->nfolders; f++) {
+		struct sfolder *sf = &s->folders[f];
+
+		sf->name = strdup(o->folders[f].name);
+		if (!sf->name)
+			goto out_nomem;
+		sf->name_len = strlen(sf->name);
+		sf->j = o->folders[f].j;
+		sf->r = o->folders[f].r;
+		sf->stage = o->folders[f].stage;
+		sf->read_only = o->folders[f].read_only;
+		atomic_init(&sf->wake, false);
+	}
+	rc = net_loop_call(s->loop, start_on_loop, &c);
+	if (rc < 0) {
+		sessions_free(s);
+		return rc;
+	}
+	if (c.rc < 0) {
+		if (s->handles_open)
+			wait_finished(s);
+		sessions_free(s);
+		return c.rc;
+	}
+	*out = s;
+	return 0;
+out_nomem:
+	sessions_free(s);
+	return -ENOMEM;
+}
+
+void net_sessions_stop(struct net_sessions *s)
+{
+	if (!s)
+		return;
+	if (net_loop_call(s->loop, stop_on_loop, s) == 0)
+		wait_finished(s);
+	sessions_free(s);
+}
+
+void net_sessions_wake(struct net_sessions *s, size_t folder)
+{
+	if (!s || folder >= s->nfolders)
+		return;
+	if (!atomic_exchange(&s->folders[folder].wake, true))
+		uv_async_send(&s->kick);
+}
+
+void net_sessions_status(struct net_sessions *s, size_t folder, struct net_session_peer_status *out)
+{
+	bool sync;
+
+	if (!s || folder >= s->nfolders)
+		return;
+	sync = folder_syncing(s, folder);
+	pthread_mutex_lock(&s->lock);
+	for (size_t p = 0; p < s->cfg->npeers; p++) {
+		const struct pstat *ps = pstat_of(s, folder, p);
+
+		out[p] = (struct net_session_peer_status){
+			.connected = ps->connected,
+			.backlog_out = ps->backlog_out,
+			.backlog_in = ps->backlog_in,
+			.bytes_sent = ps->bytes_sent,
+			.bytes_received = ps->bytes_received,
+			.transfers = ps->transfers,
+		};
+		if (sync) {
+			out[p].files_done = ps->files_done;
+			out[p].files_total = ps->files_total;
+			out[p].bytes_done = ps->bytes_done;
+			out[p].bytes_total = ps->bytes_total;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+int net_sessions_partner_knowledge(struct net_sessions *s, size_t folder, size_t peer,
+				   struct version_vector *out)
+{
+	int rc = 0;
+
+	if (!s || folder >= s->nfolders || peer >= s->cfg->npeers)
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	if (pstat_of(s, folder, peer)->kv_known)
+		rc = version_vector_copy(out, &pstat_of(s, folder, peer)->kv);
+	else
+		version_vector_release(out);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# repl_conflict.sh - the conflict rules of docs/conflicts.md, end to end, on two members
+# that change the same things while apart (one stopped while the other changes, then the
+# other way round) and then meet again:
+#   §3 update conflict: the later change wins everywhere; the loser is kept in the
+#      ConflictAndDeleted of the member that held it (manifest type conflict, event 4412);
+#   §4 name conflict: the same new name on both: the first created keeps the name; the
+#      other is kept as name-conflict;
+#   §5 delete vs update: the update wins everywhere (the file comes back);
+#   §7 a directory deleted on one while a file was added under it on the other: the
+#      directory comes back with the new file.
+# Then the same update conflict again with the members' roles swapped, and both sides
+# converge by `dfsr hash -r`.
+. "$(dirname "$0")/lib.sh"
+it_init
+
+group_setup 2
+A=1 B=2
+MA=${G_MNT[A]} MB=${G_MNT[B]}
+
+member_start $A
+member_start $B
+members_wait 90 || die "alpha and bravo never got in sync"
+
+echo base >"$MA/f.txt"          # update conflict
+echo "g base" >"$MA/g.txt"      # delete (alpha) vs update (bravo)
+echo "h base" >"$MA/h.txt"      # update (alpha) vs delete (bravo)
+mkdir -p "$MA/D/keep"           # directory deleted (alpha) vs file added (bravo)
+echo old >"$MA/D/old.txt"
+echo "k base" >"$MA/k.txt"      # the same change on both: not a conflict worth keeping
+members_wait 60 || die "the base files did not replicate"
+check_trees_equal "trees equal before the partition"
+check_eq "f.txt replicated" base "$(cat "$MB/f.txt" 2>&1)"
+
+# ---- apart: alpha changes first (bravo stopped) ----------------------------------------------
+member_stop $B
+echo "from alpha" >"$MA/f.txt"
+echo "alpha's new" >"$MA/n.txt"
+rm "$MA/g.txt"
+echo "h updated by alpha" >"$MA/h.txt"
+rm -r "$MA/D"
+echo "k same" >"$MA/k.txt"
+member_stop $A
+
+# ---- apart: then bravo (alpha stopped): its changes are the later ones ----------------------
+member_start $B
+echo "from bravo" >"$MB/f.txt"
+echo "bravo's new" >"$MB/n.txt"
+echo "g updated by bravo" >"$MB/g.txt"
+rm "$MB/h.txt"
+echo "added while D was deleted elsewhere" >"$MB/D/new.txt"
+echo "k same" >"$MB/k.txt"
+
+# ---- together again --------------------------------------------------------------------------
+member_start $A
+members_wait 90 || say "not in sync after the partition"
+check_trees_equal "trees equal after the conflicts"
+
+# §3: the later change (bravo's) wins everywhere; alpha keeps its loser
+check_eq "update conflict: the later change wins on alpha" "from bravo" "$(cat "$MA/f.txt" 2>&1)"
+check_eq "update conflict: the later change wins on bravo" "from bravo" "$(cat "$MB/f.txt" 2>&1)"
+check "alpha's manifest lists f.txt as conflict" conflict_has $A conflict f.txt
+p=$(preserved_path $A conflict f.txt)
+check "the loser's name is f.txt-{UID}-v<counter> (${p##*/})" preserved_name_ok "${p##*/}" f.txt
+check_eq "alpha's losing content is kept in ConflictAndDeleted" "from alpha" "$(cat "$p" 2>&1)"
+check "event 4412 (conflict resolved) on alpha" event_seen "${G_CONF[A]}" 4412
+check "bravo never held the loser: nothing preserved for f.txt" conflict_none $B f.txt
+
+# §4: the first created keeps the name (alpha's n.txt was created before bravo's)
+check_eq "name conflict: the first created keeps the name (alpha)" "alpha's new" "$(cat "$MA/n.txt" 2>&1)"
+check_eq "name conflict: the first created keeps the name (bravo)" "alpha's new" "$(cat "$MB/n.txt" 2>&1)"
+check "bravo's manifest lists n.txt as name-conflict" conflict_has $B name-conflict n.txt
+p=$(preserved_path $B name-conflict n.txt)
+check "the name-conflict loser's name is n.txt-{UID}-v<counter> (${p##*/})" \
+	preserved_name_ok "${p##*/}" n.txt
+check_eq "bravo's losing n.txt is kept" "bravo's new" "$(cat "$p" 2>&1)"
+
+# §5: an update beats a delete, in both directions
+check_eq "delete vs update: bravo's update wins on alpha" "g updated by bravo" "$(cat "$MA/g.txt" 2>&1)"
+check_eq "delete vs update: bravo's update stays on bravo" "g updated by bravo" "$(cat "$MB/g.txt" 2>&1)"
+check_eq "update vs delete: alpha's update wins on bravo" "h updated by alpha" "$(cat "$MB/h.txt" 2>&1)"
+check_eq "update vs delete: alpha's update stays on alpha" "h updated by alpha" "$(cat "$MA/h.txt" 2>&1)"
+
+# §7: D comes back with bravo's new file; what alpha deleted stays deleted
+check_eq "the deleted directory comes back on alpha with the new file" \
+	"added while D was deleted elsewhere" "$(cat "$MA/D/new.txt" 2>&1)"
+check "D is a directory on alpha" test -d "$MA/D"
+check "and on bravo" test -f "$MB/D/new.txt"
+check "the file alpha deleted under D stays deleted on bravo" test ! -e "$MB/D/old.txt"
+check "bravo keeps D/old.txt (deleted by alpha) in ConflictAndDeleted" \
+	conflict_has $B deleted D/old.txt
+
+# the same change on both sides: nothing to keep
+check_eq "identical concurrent changes agree" "k same" "$(cat "$MA/k.txt" 2>&1)"
+check "identical concurrent changes preserve nothing on alpha" conflict_none $A k.txt
+check "identical concurrent changes preserve nothing on bravo" conflict_none $B k.txt
+
+# ---- the other way round: alpha's change is the later one -------------------------------------
+member_stop $A
+echo "bravo again" >"$MB/f.txt"
+member_stop $B
+member_start $A
+echo "alpha again" >"$MA/f.txt"
+member_start $B
+members_wait 90 || say "not in sync after the second conflict"
+check_eq "second conflict: the later change (alpha's) wins on bravo" "alpha again" "$(cat "$MB/f.txt" 2>&1)"
+check_eq "second conflict: alpha keeps its change" "alpha again" "$(cat "$MA/f.txt" 2>&1)"
+check "bravo keeps its losing f.txt" bash -c \
+	"grep -lx 'bravo again' '${G_PATH[B]}'/DfsrPrivate/ConflictAndDeleted/f.txt-* >/dev/null"
+check "bravo's manifest lists its f.txt as conflict" conflict_has $B conflict f.txt
+check "event 4412 on bravo" event_seen "${G_CONF[B]}" 4412
+check_trees_equal "trees equal at the end"
+
+# conflict resolution made no new versions to bounce back: both members agree and stay idle
+jb=$(folder_field "${G_CONF[B]}" share journal)
+ja=$(folder_field "${G_CONF[A]}" share journal)
+members_wait 30 || true
+check_eq "alpha's journal does not grow once in sync" "$ja" "$(folder_field "${G_CONF[A]}" share journal)"
+check_eq "bravo's journal does not grow once in sync" "$jb" "$(folder_field "${G_CONF[B]}" share journal)"
+
+member_stop $B
+member_stop $A
+finish

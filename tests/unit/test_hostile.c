@@ -1,0 +1,647 @@
+/*
+ * test_hostile.c - a member's sessions against a partner that holds a configured key and
+ * speaks the protocol, but sends hostile content: names with "/" and "..", DfsrPrivate at
+ * the root, records whose parent does not exist, the folder root as an object, too many
+ * xattrs, a wrong protocol version, frames that are not protobuf, chunks for transfers
+ * that were never asked for, and file data that does not match its record. The member
+ * runs for real (RocksDB, staging, the libuv loop, TCP on 127.0.0.1); the hostile partner
+ * is this test, driving net/channel.c over a plain blocking socket and packing messages
+ * with protobuf-c directly, bypassing the validating encoders.
+ *
+ * After every case: nothing was created in the local path (only DfsrPrivate is there), the
+ * database holds no record, and the member still completes a handshake and sends its
+ * Hello on a fresh connection (it did not crash or wedge).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
+/* clang-format off */
+#include <cmocka.h>
+/* clang-format on */
+
+#include <dirent.h>
+#include <sodium.h>
+
+#include "core/config.h"
+#include "core/dfsr.pb-c.h"
+#include "core/journal.h"
+#include "core/layout.h"
+#include "core/replica.h"
+#include "core/scan.h"
+#include "core/stage.h"
+#include "net/channel.h"
+#include "net/loop.h"
+#include "net/session.h"
+#include "net/wire.pb-c.h"
+#include "tmpdir.h"
+
+#define KL 32u
+
+struct member {
+	char dir[128];
+	int dir_fd;
+	int root_fd;
+	uint16_t port;
+	uint8_t sk[KL], pk[KL];       /* the member */
+	uint8_t evil_sk[KL], evil_pk[KL]; /* the hostile partner (configured) */
+	struct config cfg;
+	struct journal *j;
+	struct stage *stage;
+	struct replica *r;
+	struct net_loop *loop;
+	struct net_sessions *s;
+};
+
+/* A free TCP port on 127.0.0.1 (bound, read, released). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void keypair(uint8_t sk[KL], uint8_t pk[KL])
+{
+	randombytes_buf(sk, KL);
+	assert_int_equal(crypto_scalarmult_base(pk, sk), 0);
+}
+
+static int setup(void **state)
+{
+	struct member *m = calloc(1, sizeof(*m));
+	char text[2048], err[CONFIG_ERR_LEN], b64[64], jerr[JOURNAL_ERR_LEN], lerr[LAYOUT_ERR_LEN];
+	struct journal_opts jo = { 0 };
+	struct stage_opts so = { 0 };
+	struct replica_opts ro = { 0 };
+	struct net_session_folder sf = { 0 };
+	struct net_sessions_opts no = { 0 };
+	int stg;
+
+	assert_non_null(m);
+	assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "hostile", &m->dir_fd), 0);
+	assert_int_equal(mkdirat(m->dir_fd, "share", 0755), 0);
+	assert_int_equal(mkdirat(m->dir_fd, "mnt", 0755), 0);
+	m->root_fd = openat(m->dir_fd, "share", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(m->root_fd >= 0);
+	keypair(m->sk, m->pk);
+	keypair(m->evil_sk, m->evil_pk);
+	sodium_bin2base64(b64, sizeof(b64), m->evil_pk, KL, sodium_base64_VARIANT_ORIGINAL);
+	m->port = free_port();
+	snprintf(text, sizeof(text),
+		 "[member]\nname = alpha\nlisten = 127.0.0.1:%u\nkey = %s/alpha.key\n"
+		 "control = %s/alpha.sock\n"
+		 "[folder share]\npath = %s/share\nmount = %s/mnt\nprimary = yes\n"
+		 "[peer evil]\naddress = 127.0.0.1:1\npublic_key = %s\n",
+		 (unsigned)m->port, m->dir, m->dir, m->dir, m->dir, b64);
+	assert_int_equal(config_parse_string(&m->cfg, "hostile.conf", text, err), 0);
+
+	assert_int_equal(layout_prepare(m->root_fd, lerr), 0);
+	jo.cfg = &m->cfg;
+	jo.folder = &m->cfg.folders[0];
+	jo.root_fd = m->root_fd;
+	assert_int_equal(journal_open(&jo, &m->j, jerr), 0);
+	assert_int_equal(scan_folder(m->j, NULL), 0);
+	assert_int_equal(journal_state(m->j), JOURNAL_STATE_NORMAL);
+
+	stg = openat(m->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING, O_PATH | O_DIRECTORY);
+	assert_true(stg >= 0);
+	so.dir_fd = stg;
+	assert_int_equal(stage_open(&so, &m->stage), 0);
+	close(stg);
+	ro.j = m->j;
+	ro.stage = m->stage;
+	assert_int_equal(replica_new(&ro, &m->r), 0);
+
+	assert_int_equal(net_loop_new(&m->loop), 0);
+	assert_int_equal(net_loop_start(m->loop), 0);
+	sf.name = "share";
+	sf.j = m->j;
+	sf.r = m->r;
+	sf.stage = m->stage;
+	no.loop = m->loop;
+	no.cfg = &m->cfg;
+	no.secret_key = m->sk;
+	no.folders = &sf;
+	no.nfolders = 1;
+	assert_int_equal(net_sessions_start(&no, &m->s), 0);
+	*state = m;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct member *m = *state;
+
+	net_sessions_stop(m->s);
+	net_loop_stop(m->loop);
+	net_loop_free(m->loop);
+	replica_free(m->r);
+	stage_close(m->stage);
+	journal_close(m->j);
+	config_release(&m->cfg);
+	close(m->root_fd);
+	close(m->dir_fd);
+	test_tmpdir_remove(m->dir);
+	free(m);
+	return 0;
+}
+
+/* ---- the hostile partner: a blocking socket and a channel ----------------------------- */
+
+struct evil {
+	int fd;
+	struct net_channel *ch;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void evil_flush(struct evil *e)
+{
+	size_t len;
+	uint8_t *out = net_channel_out_detach(e->ch, &len);
+
+	for (size_t off = 0; out && off < len;) {
+		ssize_t n = send(e->fd, out + off, len - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break; /* the member closed: the caller checks what it expects */
+		off += (size_t)n;
+	}
+	free(out);
+}
+
+/* Reads whatever arrives within @ms. Return: false once the member closed the socket. */
+static bool evil_pump(struct evil *e, int ms)
+{
+	int64_t end = now_ms() + ms;
+	uint8_t buf[65536];
+
+	for (;;) {
+		int64_t left = end - now_ms();
+		struct pollfd p = { .fd = e->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (left <= 0)
+			return true;
+		if (poll(&p, 1, (int)left) <= 0)
+			continue;
+		n = recv(e->fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return false;
+		if (net_channel_feed(e->ch, buf, (size_t)n) < 0)
+			return false;
+		evil_flush(e);
+	}
+}
+
+/* Connects and completes the handshake with the evil key. */
+static void evil_connect(struct member *m, struct evil *e)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(m->port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct net_channel_opts o = { .role = NET_CHANNEL_INITIATOR,
+				      .secret_key = m->evil_sk,
+				      .peer_key = m->pk };
+	int64_t end = now_ms() + 10000;
+
+	e->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(e->fd >= 0);
+	while (connect(e->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		assert_true(now_ms() < end); /* the listener comes up with the sessions */
+		usleep(20000);
+	}
+	assert_int_equal(net_channel_new(&o, &e->ch), 0);
+	evil_flush(e);
+	while (net_channel_state(e->ch) != NET_CHANNEL_ESTABLISHED) {
+		assert_true(now_ms() < end);
+		assert_true(evil_pump(e, 50));
+	}
+}
+
+static void evil_close(struct evil *e)
+{
+	close(e->fd);
+	net_channel_free(e->ch);
+}
+
+static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
+{
+	size_t len = dfsrwire__msg__get_packed_size(msg);
+	uint8_t *buf = malloc(len ? len : 1);
+
+	assert_non_null(buf);
+	dfsrwire__msg__pack(msg, buf);
+	assert_int_equal(net_channel_seal(e->ch, buf, len), 0);
+	free(buf);
+	evil_flush(e);
+}
+
+static ProtobufCBinaryData bin(const void *p, size_t len)
+{
+	ProtobufCBinaryData b = { .len = len, .data = (uint8_t *)(uintptr_t)p };
+
+	return b;
+}
+
+/* Hello for folder "share" with a fresh database id and an empty knowledge vector. */
+static void evil_hello(struct evil *e, uint32_t proto, const uint8_t db[16])
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Hello h = DFSRWIRE__HELLO__INIT;
+	Dfsrwire__FolderHello f = DFSRWIRE__FOLDER_HELLO__INIT;
+	Dfsrwire__FolderHello *fp = &f;
+
+	f.name = bin("share", 5);
+	f.db_id = bin(db, 16);
+	f.state = JOURNAL_STATE_NORMAL;
+	h.proto = proto;
+	h.member = bin("evil", 4);
+	h.n_folders = 1;
+	h.folders = &fp;
+	msg.m_case = DFSRWIRE__MSG__M_HELLO;
+	msg.hello = &h;
+	evil_send_msg(e, &msg);
+}
+
+/* A Record packed by hand, so that names record_encode() would refuse get through. */
+struct raw_rec {
+	uint8_t uid[16], parent[16], db[16], hash[32], content[32];
+	const char *name;
+	char type;
+	uint64_t counter, size;
+	bool tombstone;
+};
+
+static void raw_rec_init(struct raw_rec *r, const struct member *m, const uint8_t db[16],
+			 const char *name, char type)
+{
+	memset(r, 0, sizeof(*r));
+	randombytes_buf(r->uid, 16);
+	memcpy(r->parent, journal_root_uid(m->j)->b, 16);
+	memcpy(r->db, db, 16);
+	randombytes_buf(r->hash, 32);
+	randombytes_buf(r->content, 32);
+	r->name = name;
+	r->type = type;
+	r->counter = 1;
+}
+
+static size_t raw_rec_pack(const struct raw_rec *r, uint8_t *out, size_t cap)
+{
+	Dfsr__Record rec = DFSR__RECORD__INIT;
+	Dfsr__Gvsn g = DFSR__GVSN__INIT;
+	Dfsr__Gvsn *vv = &g;
+	size_t len;
+
+	g.db = bin(r->db, 16);
+	g.counter = r->counter;
+	rec.uid = bin(r->uid, 16);
+	rec.parent = bin(r->parent, 16);
+	rec.name = bin(r->name, strlen(r->name));
+	rec.type = (uint32_t)r->type;
+	rec.gvsn = &g;
+	rec.n_vv = 1;
+	rec.vv = &vv;
+	rec.hash = bin(r->hash, 32);
+	rec.content = bin(r->content, 32);
+	rec.size = r->size;
+	rec.mode = r->type == 'd' ? 0755 : 0644;
+	rec.mtime_ns = 1;
+	rec.change_time_ns = 1;
+	rec.create_time_ns = 1;
+	rec.tombstone = r->tombstone;
+	len = dfsr__record__get_packed_size(&rec);
+	assert_true(len <= cap);
+	dfsr__record__pack(&rec, out);
+	return len;
+}
+
+/* Sends Updates with the given records (and @nx empty-valued xattrs on each), then Done. */
+static void evil_updates(struct evil *e, const struct raw_rec *recs, size_t n, size_t nx)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Updates ups = DFSRWIRE__UPDATES__INIT;
+	Dfsrwire__Update *u = calloc(n, sizeof(*u));
+	Dfsrwire__Update **up = calloc(n, sizeof(*up));
+	Dfsrwire__Xattr *x = calloc(nx ? nx : 1, sizeof(*x));
+	Dfsrwire__Xattr **xp = calloc(nx ? nx : 1, sizeof(*xp));
+	uint8_t(*buf)[1024] = calloc(n, sizeof(*buf));
+	char(*names)[32] = calloc(nx ? nx : 1, sizeof(*names));
+	Dfsrwire__Done done = DFSRWIRE__DONE__INIT;
+
+	assert_true(u && up && x && xp && buf && names);
+	for (size_t i = 0; i < nx; i++) {
+		dfsrwire__xattr__init(&x[i]);
+		snprintf(names[i], sizeof(names[i]), "user.x%zu", i);
+		x[i].name = bin(names[i], strlen(names[i]));
+		xp[i] = &x[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		dfsrwire__update__init(&u[i]);
+		u[i].record = bin(buf[i], raw_rec_pack(&recs[i], buf[i], sizeof(buf[i])));
+		u[i].n_xattrs = nx;
+		u[i].xattrs = xp;
+		if (recs[i].type == 'l')
+			u[i].link_target = bin("../../../../etc/passwd", 22);
+		up[i] = &u[i];
+	}
+	ups.folder = bin("share", 5);
+	ups.n_updates = n;
+	ups.updates = up;
+	msg.m_case = DFSRWIRE__MSG__M_UPDATES;
+	msg.updates = &ups;
+	evil_send_msg(e, &msg);
+
+	done.folder = bin("share", 5);
+	done.state = JOURNAL_STATE_NORMAL;
+	msg.m_case = DFSRWIRE__MSG__M_DONE;
+	msg.done = &done;
+	evil_send_msg(e, &msg);
+	free(names);
+	free(buf);
+	free(xp);
+	free(x);
+	free(up);
+	free(u);
+}
+
+/* ---- what must hold after every case ---------------------------------------------------- */
+
+/* The local path holds DfsrPrivate only, and nothing was recorded. */
+static void assert_untouched(struct member *m)
+{
+	int fd = openat(m->root_fd, ".", O_RDONLY | O_DIRECTORY);
+	DIR *d;
+	struct dirent *de;
+	struct journal_status st;
+
+	assert_true(fd >= 0);
+	d = fdopendir(fd);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (strcmp(de->d_name, LAYOUT_PRIVATE)) {
+			fprintf(stderr, "unexpected entry in the local path: %s\n", de->d_name);
+			fail();
+		}
+	}
+	closedir(d);
+	journal_get_status(m->j, &st);
+	assert_int_equal(st.files, 0);
+	assert_int_equal(st.folders, 0);
+}
+
+/* A fresh connection still completes its handshake and receives the member's Hello. */
+static void assert_member_alive(struct member *m)
+{
+	struct evil e;
+	int64_t end = now_ms() + 10000;
+	bool hello = false;
+
+	evil_connect(m, &e);
+	while (!hello && now_ms() < end) {
+		uint8_t *msg;
+		size_t len;
+
+		assert_true(evil_pump(&e, 50));
+		while (!hello && net_channel_pop(e.ch, &msg, &len) == 0) {
+			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+
+			hello = w && w->m_case == DFSRWIRE__MSG__M_HELLO && w->hello->proto == NET_SESSION_PROTO;
+			dfsrwire__msg__free_unpacked(w, NULL);
+			free(msg);
+		}
+	}
+	assert_true(hello);
+	evil_close(&e);
+}
+
+/* ---- the cases ---------------------------------------------------------------------- */
+
+static void run_updates_case(struct member *m, const struct raw_rec *recs, size_t n, size_t nx)
+{
+	struct evil e;
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	evil_updates(&e, recs, n, nx);
+	(void)evil_pump(&e, 700); /* the member decides, may answer, may close */
+	evil_close(&e);
+	assert_untouched(m);
+	assert_member_alive(m);
+}
+
+static void test_bad_names(void **state)
+{
+	struct member *m = *state;
+	static const char *const names[] = { "..", ".", "a/b", "../escape", "DfsrPrivate", "" };
+	struct raw_rec r[DFSR_ARRAY_SIZE(names)];
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	for (size_t i = 0; i < DFSR_ARRAY_SIZE(names); i++)
+		raw_rec_init(&r[i], m, db, names[i], i % 2 ? 'f' : 'd');
+	/* each alone (a connection may be closed by the first), then all together */
+	for (size_t i = 0; i < DFSR_ARRAY_SIZE(names); i++)
+		run_updates_case(m, &r[i], 1, 0);
+	run_updates_case(m, r, DFSR_ARRAY_SIZE(names), 0);
+}
+
+static void test_long_name_and_nul(void **state)
+{
+	struct member *m = *state;
+	char longname[400];
+	char nul[] = { 'a', '\0', 'b' };
+	struct raw_rec r;
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	raw_rec_init(&r, m, db, longname, 'd');
+	run_updates_case(m, &r, 1, 0);
+	(void)nul; /* a name with NUL cannot be a C string here: covered by record_decode tests */
+}
+
+static void test_orphans_and_root(void **state)
+{
+	struct member *m = *state;
+	struct raw_rec r[4];
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r[0], m, db, "orphan-dir", 'd');
+	randombytes_buf(r[0].parent, 16); /* a parent that exists nowhere */
+	raw_rec_init(&r[1], m, db, "orphan-file", 'f');
+	randombytes_buf(r[1].parent, 16);
+	raw_rec_init(&r[2], m, db, "root-itself", 'd');
+	memcpy(r[2].uid, journal_root_uid(m->j)->b, 16); /* the folder root as an object */
+	raw_rec_init(&r[3], m, db, "self-parent", 'd');
+	memcpy(r[3].parent, r[3].uid, 16); /* its own parent */
+	run_updates_case(m, r, 4, 0);
+}
+
+static void test_xattr_flood(void **state)
+{
+	struct member *m = *state;
+	struct raw_rec r;
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r, m, db, "flood", 'd');
+	run_updates_case(m, &r, 1, REPLICA_XATTR_MAX + 1);
+}
+
+static void test_symlink_escape(void **state)
+{
+	struct member *m = *state;
+	struct raw_rec r;
+	uint8_t db[16];
+
+	/* The target is only data, but its hash is wrong: nothing may be created. */
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r, m, db, "link", 'l');
+	run_updates_case(m, &r, 1, 0);
+}
+
+static void test_bad_file_data(void **state)
+{
+	struct member *m = *state;
+	struct raw_rec r;
+	struct evil e;
+	uint8_t db[16];
+	int64_t end;
+	uint64_t get_id = 0;
+	bool got = false;
+
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r, m, db, "big.bin", 'f');
+	r.size = 5; /* the member will ask for the data */
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	evil_updates(&e, &r, 1, 0);
+	/* Wait for the Get, answer with a chunk list that does not match (another digest). */
+	end = now_ms() + 10000;
+	while (!got && now_ms() < end) {
+		uint8_t *msg;
+		size_t len;
+
+		if (!evil_pump(&e, 50))
+			break;
+		while (!got && net_channel_pop(e.ch, &msg, &len) == 0) {
+			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+
+			if (w && w->m_case == DFSRWIRE__MSG__M_GET) {
+				got = true;
+				get_id = w->get->id;
+			}
+			dfsrwire__msg__free_unpacked(w, NULL);
+			free(msg);
+		}
+	}
+	if (got) {
+		Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+		Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
+		Dfsrwire__Chunk ch = DFSRWIRE__CHUNK__INIT;
+		/* "DFCL" v1, size 5, a digest of zeros, 1 chunk of 5 bytes with the SHA-256 of
+		 * "hello": the data matches its chunk but not the record's hash. */
+		uint8_t list[52 + 36] = { 'D', 'F', 'C', 'L', 1 };
+		uint8_t h[32];
+
+		list[15] = 5;
+		crypto_hash_sha256(list + 16, (const uint8_t *)"hello", 5);
+		list[51] = 1;
+		list[55] = 5;
+		crypto_hash_sha256(h, (const uint8_t *)"hello", 5);
+		memcpy(list + 56, h, 32);
+		fi.id = get_id;
+		fi.status = 0;
+		fi.chunk_list = bin(list, sizeof(list));
+		msg.m_case = DFSRWIRE__MSG__M_FILE;
+		msg.file = &fi;
+		evil_send_msg(&e, &msg);
+		(void)evil_pump(&e, 300);
+		ch.id = get_id;
+		ch.index = 0;
+		ch.codec = STAGE_CODEC_RAW;
+		ch.data = bin("hello", 5);
+		msg.m_case = DFSRWIRE__MSG__M_CHUNK;
+		msg.chunk = &ch;
+		evil_send_msg(&e, &msg);
+		/* a chunk for a transfer never asked for, and an index out of range */
+		ch.id = get_id + 1000;
+		evil_send_msg(&e, &msg);
+		(void)evil_pump(&e, 1000);
+	}
+	evil_close(&e);
+	assert_untouched(m);
+	assert_member_alive(m);
+}
+
+static void test_wrong_proto_and_garbage(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	uint8_t db[16];
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x00 };
+
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, 9999, db);
+	(void)evil_pump(&e, 500);
+	evil_close(&e);
+
+	evil_connect(m, &e);
+	assert_int_equal(net_channel_seal(e.ch, junk, sizeof(junk)), 0);
+	evil_flush(&e);
+	(void)evil_pump(&e, 500);
+	evil_close(&e);
+	assert_untouched(m);
+	assert_member_alive(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_name_and_nul, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphans_and_root, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xattr_flood, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_file_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_proto_and_garbage, setup, teardown),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

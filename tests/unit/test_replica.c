@@ -1,0 +1,1369 @@
+/*
+ * test_replica.c - the downstream side of replication (core/replica.c) between two real
+ * folders: each a temporary local path with DfsrPrivate (layout_prepare), its own RocksDB
+ * journal (different database ids, same folder name, so the same root UID), its own
+ * staging area and a struct replica. Changes are made on one side with real files and the
+ * journal's change API; updates are built from that side's records (plus xattrs and link
+ * targets read from disk), file data travels through real staging and assembly
+ * (stage_file -> stage_version_read_stored -> stage_asm_put_stored -> stage_asm_finish),
+ * and the other side offers and installs them. Every test asserts the receiving tree, its
+ * records and the preserved copies with their manifests.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+/* clang-format off */
+#include <cmocka.h>
+/* clang-format on */
+
+#include "core/chunk.h"
+#include "core/db.h"
+#include "core/layout.h"
+#include "core/outbound.h"
+#include "core/replica.h"
+#include "core/scan.h"
+#include "core/stage.h"
+#include "tests/unit/journal_fixture.h"
+
+struct side {
+	struct fx *f;
+	struct stage *stage;
+	struct replica *r;
+	ino_t busy_ino; /* the busy callback says this inode is open for writing */
+	int invals;
+};
+
+struct pair {
+	struct side a, b;
+};
+
+static void on_inval(void *arg, const struct stat *parent, const char *name, const struct stat *obj)
+{
+	struct side *s = arg;
+
+	(void)obj;
+	assert_non_null(parent);
+	assert_non_null(name);
+	s->invals++;
+}
+
+static bool on_busy(void *arg, const struct stat *st)
+{
+	struct side *s = arg;
+
+	return s->busy_ino && st->st_ino == s->busy_ino;
+}
+
+static int side_open(struct side *s, enum journal_state state)
+{
+	struct stage_opts so = { 0 };
+	char err[LAYOUT_ERR_LEN];
+	void *st = NULL;
+	int dfd, rc;
+
+	memset(s, 0, sizeof(*s));
+	if (fx_setup_opts(&st, true, "skip*") < 0)
+		return -1;
+	s->f = st;
+	if (layout_prepare(s->f->root_fd, err) < 0 || journal_set_state(s->f->j, state) < 0)
+		return -1;
+	dfd = openat(s->f->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING,
+		     O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	so.dir_fd = dfd;
+	rc = stage_open(&so, &s->stage);
+	close(dfd);
+	if (rc < 0)
+		return -1;
+	struct replica_opts ro = {
+		.j = s->f->j, .stage = s->stage, .invalidate = on_inval, .busy = on_busy, .arg = s
+	};
+	return replica_new(&ro, &s->r) < 0 ? -1 : 0;
+}
+
+static void side_close(struct side *s)
+{
+	replica_free(s->r);
+	stage_close(s->stage);
+	void *st = s->f;
+	fx_teardown(&st);
+}
+
+static int setup(void **state)
+{
+	struct pair *p = calloc(1, sizeof(*p));
+
+	if (!p || side_open(&p->a, JOURNAL_STATE_NORMAL) < 0 ||
+	    side_open(&p->b, JOURNAL_STATE_NORMAL) < 0)
+		return -1;
+	*state = p;
+	return 0;
+}
+
+/* B is a non-primary member in initial sync (its local files recorded by its own build). */
+static int setup_initial(void **state)
+{
+	struct pair *p = calloc(1, sizeof(*p));
+
+	if (!p || side_open(&p->a, JOURNAL_STATE_NORMAL) < 0 ||
+	    side_open(&p->b, JOURNAL_STATE_INITIAL_BUILD) < 0)
+		return -1;
+	*state = p;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct pair *p = *state;
+
+	side_close(&p->a);
+	side_close(&p->b);
+	free(p);
+	return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static const struct dfsr_uid *root(struct side *s)
+{
+	return journal_root_uid(s->f->j);
+}
+
+/* Make a file with @data and mode 0644 at @rel and record it. */
+static struct dfsr_uid mk_file(struct side *s, const char *parent_rel, const char *name,
+			       const char *data)
+{
+	char rel[512];
+
+	snprintf(rel, sizeof(rel), "%s%s%s", parent_rel ? parent_rel : "", parent_rel ? "/" : "",
+		 name);
+	fx_write(s->f, rel, data);
+	assert_int_equal(fchmodat(s->f->root_fd, rel, 0644, 0), 0);
+	return fx_new(s->f, parent_rel, name);
+}
+
+static struct dfsr_uid mk_dir(struct side *s, const char *parent_rel, const char *name)
+{
+	char rel[512];
+
+	snprintf(rel, sizeof(rel), "%s%s%s", parent_rel ? parent_rel : "", parent_rel ? "/" : "",
+		 name);
+	fx_mkdir(s->f, rel);
+	assert_int_equal(fchmodat(s->f->root_fd, rel, 0755, 0), 0);
+	return fx_new(s->f, parent_rel, name);
+}
+
+/* Rewrite the file @rel (recorded as @uid) with @data. */
+static void modify(struct side *s, const char *rel, const struct dfsr_uid *uid, const char *data)
+{
+	int fd;
+
+	fx_write(s->f, rel, data);
+	fd = fx_opath(s->f, rel);
+	assert_int_equal(journal_note_change(s->f->j, uid, fd, JOURNAL_DATA), 0);
+	close(fd);
+}
+
+static int cmp_xattr(const void *x, const void *y)
+{
+	return strcmp(((const struct replica_xattr *)x)->name,
+		      ((const struct replica_xattr *)y)->name);
+}
+
+/* The update a partner would send for @uid: its record, xattrs and link target. */
+static void mk_update(struct side *s, const struct dfsr_uid *uid, struct replica_update *u)
+{
+	char full[1024], list[4096];
+	struct dfsr_buf rel;
+	ssize_t len;
+
+	replica_update_init(u);
+	assert_int_equal(journal__get(s->f->j, uid, &u->rec), 0);
+	if (u->rec.tombstone)
+		return;
+	dfsr_buf_init(&rel);
+	assert_int_equal(journal_path(s->f->j, uid, &rel), 0);
+	snprintf(full, sizeof(full), "%s/%s", s->f->dir, rel.p);
+	dfsr_buf_release(&rel);
+	if (u->rec.type == RECORD_LINK) {
+		char target[REPLICA_LINK_MAX + 1];
+		ssize_t n = readlink(full, target, sizeof(target) - 1);
+
+		assert_true(n > 0);
+		target[n] = '\0';
+		u->link_target = strdup(target);
+	}
+	len = llistxattr(full, list, sizeof(list));
+	assert_true(len >= 0);
+	for (ssize_t off = 0; off < len; off += (ssize_t)strlen(list + off) + 1) {
+		struct replica_xattr *x;
+		ssize_t vl;
+
+		if (hash_xattr_excluded(list + off))
+			continue;
+		u->xattrs = realloc(u->xattrs, (u->nxattrs + 1) * sizeof(*u->xattrs));
+		assert_non_null(u->xattrs);
+		x = &u->xattrs[u->nxattrs++];
+		x->name = strdup(list + off);
+		vl = lgetxattr(full, x->name, NULL, 0);
+		assert_true(vl >= 0);
+		x->len = (size_t)vl;
+		x->value = malloc(x->len + 1);
+		assert_int_equal(lgetxattr(full, x->name, x->value, x->len), vl);
+	}
+	if (u->nxattrs)
+		qsort(u->xattrs, u->nxattrs, sizeof(*u->xattrs), cmp_xattr);
+	assert_int_equal(replica_update_check(u), 0);
+}
+
+/* Stage @u's data on @src, assemble it in @dst's Installing; returns the fd. */
+static int fetch(struct side *src, struct side *dst, const struct replica_update *u)
+{
+	struct stage_key k = { .uid = u->rec.uid, .gvsn = u->rec.gvsn };
+	uint8_t *buf = malloc(STAGE_STORED_MAX);
+	struct stage_version *ver;
+	struct dfsr_buf rel;
+	struct stage_asm *a;
+	int fd, out = -1;
+
+	assert_non_null(buf);
+	dfsr_buf_init(&rel);
+	assert_int_equal(journal_path(src->f->j, &u->rec.uid, &rel), 0);
+	fd = openat(src->f->root_fd, rel.p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	dfsr_buf_release(&rel);
+	assert_int_equal(stage_file(src->stage, &k, fd, u->rec.content), 0);
+	close(fd);
+	assert_int_equal(stage_version_open(src->stage, &k, &ver), 0);
+	assert_int_equal(
+		stage_asm_open(replica_installing_fd(dst->r), &k, stage_version_list(ver), &a), 0);
+	for (size_t i = 0; i < stage_version_list(ver)->n; i++) {
+		uint32_t len;
+		uint8_t codec;
+
+		assert_int_equal(stage_version_read_stored(ver, i, buf, &len, &codec), 0);
+		assert_int_equal(stage_asm_put_stored(a, i, codec, buf, len), 0);
+	}
+	assert_int_equal(stage_asm_finish(a, &out), 0);
+	stage_asm_free(a);
+	stage_version_close(ver);
+	free(buf);
+	return out;
+}
+
+/* Offer @u to @dst; fetch from @src and install when asked. */
+static enum replica_verdict deliver(struct side *src, struct side *dst,
+				    const struct replica_update *u)
+{
+	enum replica_verdict v;
+	int fd;
+
+	assert_int_equal(replica_offer(dst->r, u, &v), 0);
+	if (v != REPLICA_FETCH)
+		return v;
+	fd = fetch(src, dst, u);
+	assert_int_equal(replica_install(dst->r, u, fd, &v), 0);
+	close(fd);
+	return v;
+}
+
+static enum replica_verdict sync_uid(struct side *src, struct side *dst, const struct dfsr_uid *uid)
+{
+	struct replica_update u;
+	enum replica_verdict v;
+
+	mk_update(src, uid, &u);
+	v = deliver(src, dst, &u);
+	replica_update_release(&u);
+	return v;
+}
+
+static void assert_content(struct side *s, const char *rel, const char *data)
+{
+	char buf[4096];
+	int fd = openat(s->f->root_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, data);
+}
+
+static bool exists(struct side *s, const char *rel)
+{
+	struct stat st;
+
+	return fstatat(s->f->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* @uid has the same version on both sides, and @b's disk matches its record at @rel. */
+static void assert_same(struct side *a, struct side *b, const struct dfsr_uid *uid, const char *rel)
+{
+	struct record ra, rb;
+
+	fx_record(a->f, uid, &ra);
+	fx_record(b->f, uid, &rb);
+	assert_int_equal(ra.tombstone, rb.tombstone);
+	assert_int_equal(version_gvsn_cmp(&ra.gvsn, &rb.gvsn), 0);
+	assert_int_equal(version_vector_compare(&ra.vv, &rb.vv), VERSION_EQUAL);
+	assert_memory_equal(ra.hash, rb.hash, HASH_LEN);
+	assert_string_equal(ra.name, rb.name);
+	assert_memory_equal(ra.parent.b, rb.parent.b, DFSR_UID_LEN);
+	if (rel) {
+		struct hash_result h;
+		struct dfsr_uid found;
+
+		assert_int_equal(hash_at(b->f->root_fd, rel, &h), 0);
+		assert_memory_equal(h.hash, rb.hash, HASH_LEN);
+		/* the stat fields are the local ones: the next scan sees no change (a
+		 * directory's ctime moves with its entries, as for local changes) */
+		if (rb.type != RECORD_DIR)
+			assert_int_equal(rb.ctime_ns, (int64_t)h.st.st_ctim.tv_sec * 1000000000 +
+							      h.st.st_ctim.tv_nsec);
+		assert_int_equal(fx_lookup(b->f, rel, &found), 0);
+		assert_memory_equal(found.b, uid->b, DFSR_UID_LEN);
+	}
+	record_release(&ra);
+	record_release(&rb);
+}
+
+struct mf {
+	size_t n;
+	enum manifest_type type[16];
+	char preserved[16][300];
+	char path[16][300];
+};
+
+static int mf_visit(void *arg, const struct manifest_entry *e)
+{
+	struct mf *m = arg;
+
+	if (m->n < 16) {
+		m->type[m->n] = e->type;
+		snprintf(m->preserved[m->n], sizeof(m->preserved[0]), "%s", e->preserved);
+		snprintf(m->path[m->n], sizeof(m->path[0]), "%s", e->path);
+	}
+	m->n++;
+	return 0;
+}
+
+static void manifest(struct side *s, enum manifest_kind kind, struct mf *m)
+{
+	int pfd = openat(s->f->root_fd, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	memset(m, 0, sizeof(*m));
+	assert_true(pfd >= 0);
+	assert_int_equal(manifest_list(pfd, kind, mf_visit, m), 0);
+	close(pfd);
+}
+
+/* "<name>-{GUID}-v<counter>" of the version of @uid that @s holds now. */
+static void preserved_rel(struct side *s, const char *dir, const struct dfsr_uid *uid, char *out,
+			  size_t len)
+{
+	char guid[DFSR_UID_GUID_LEN];
+	struct record r;
+
+	fx_record(s->f, uid, &r);
+	dfsr_uid_guid(uid, guid);
+	snprintf(out, len, "%s/%s/%s-{%s}-v%llu", LAYOUT_PRIVATE, dir, r.name, guid,
+		 (unsigned long long)r.gvsn.counter);
+	record_release(&r);
+}
+
+struct evcount {
+	int id;
+	int n;
+};
+
+static int ev_visit(void *arg, const struct journal_event_info *e)
+{
+	struct evcount *c = arg;
+
+	if (e->id == c->id)
+		c->n++;
+	return 0;
+}
+
+static int events(struct side *s, int id)
+{
+	struct evcount c = { .id = id };
+
+	assert_int_equal(journal_list_events(s->f->j, 0, ev_visit, &c), 0);
+	return c.n;
+}
+
+static size_t count_dir(struct side *s, const char *rel)
+{
+	int fd = openat(s->f->root_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_true(fd >= 0);
+	d = fdopendir(fd);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A consistency scan of @s finds nothing new: installs look like what they are. */
+static void assert_scan_quiet(struct side *s)
+{
+	struct scan_result res;
+	uint64_t seq = fx_next_seq(s->f);
+
+	assert_int_equal(scan_folder(s->f->j, &res), 0);
+	assert_int_equal(res.created, 0);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal(res.removed, 0);
+	assert_int_equal(fx_next_seq(s->f), seq);
+}
+
+struct upd_list {
+	struct replica_update v[128];
+	size_t n;
+};
+
+static int collect_update(void *arg, const struct replica_update *u)
+{
+	struct upd_list *l = arg;
+	struct replica_update *c;
+
+	assert_true(l->n < DFSR_ARRAY_SIZE(l->v));
+	c = &l->v[l->n++];
+	replica_update_init(c);
+	assert_int_equal(record_copy(&c->rec, &u->rec), 0);
+	if (u->link_target)
+		c->link_target = strdup(u->link_target);
+	if (u->nxattrs) {
+		c->xattrs = calloc(u->nxattrs, sizeof(*c->xattrs));
+		assert_non_null(c->xattrs);
+		for (size_t i = 0; i < u->nxattrs; i++) {
+			c->xattrs[i].name = strdup(u->xattrs[i].name);
+			c->xattrs[i].len = u->xattrs[i].len;
+			c->xattrs[i].value = malloc(u->xattrs[i].len + 1);
+			if (u->xattrs[i].len)
+				memcpy(c->xattrs[i].value, u->xattrs[i].value, u->xattrs[i].len);
+		}
+		c->nxattrs = u->nxattrs;
+	}
+	return 0;
+}
+
+/*
+ * What a session does: every update @dst lacks (outbound_missing() on @src), offered in
+ * order, the waiting ones again until nothing moves, then the Done merged.
+ */
+static void sync_all(struct side *src, struct side *dst)
+{
+	static struct upd_list l;
+	struct version_vector kv;
+	uint64_t seq;
+	bool again = true;
+
+	l.n = 0;
+	version_vector_init(&kv);
+	assert_int_equal(replica_knowledge(dst->r, &kv), 0);
+	assert_int_equal(outbound_missing(src->f->j, &kv, &seq, collect_update, &l), 0);
+	version_vector_release(&kv);
+	bool *done = calloc(l.n + 1, sizeof(*done));
+
+	assert_non_null(done);
+	while (again) {
+		again = false;
+		for (size_t i = 0; i < l.n; i++) {
+			enum replica_verdict v;
+
+			if (done[i])
+				continue;
+			v = deliver(src, dst, &l.v[i]);
+			if (v != REPLICA_DONE && v != REPLICA_WAIT)
+				print_error("update %s verdict %d\n", l.v[i].rec.name, (int)v);
+			assert_true(v == REPLICA_DONE || v == REPLICA_WAIT);
+			if (v == REPLICA_DONE)
+				done[i] = again = true;
+		}
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		assert_true(done[i]);
+		replica_update_release(&l.v[i]);
+	}
+	free(done);
+	version_vector_init(&kv);
+	assert_int_equal(replica_knowledge(src->r, &kv), 0);
+	assert_int_equal(
+		replica_merge(dst->r, &kv, journal_state(src->f->j) == JOURNAL_STATE_NORMAL), 0);
+	version_vector_release(&kv);
+}
+
+struct rec_list {
+	struct record v[128];
+	size_t n;
+};
+
+/* Every record of @s (live and tombstones), through the database. */
+static void all_records(struct side *s, struct rec_list *out)
+{
+	struct db_iter *it = db_iter_new(journal__db(s->f->j), NULL, DB_CF_RECORDS);
+
+	out->n = 0;
+	assert_non_null(it);
+	for (db_iter_seek_first(it); db_iter_valid(it); db_iter_next(it)) {
+		size_t vlen;
+		const uint8_t *v = db_iter_value(it, &vlen);
+
+		assert_true(out->n < DFSR_ARRAY_SIZE(out->v));
+		assert_int_equal(record_decode(&out->v[out->n++], v, vlen), 0);
+	}
+	db_iter_free(it);
+}
+
+static void release_records(struct rec_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		record_release(&l->v[i]);
+	l->n = 0;
+}
+
+/* §13: both sides hold the same live records (UID, GVSN, parent, name, hash) and the same
+ * tombstones, and every live one matches the disk. */
+static void assert_converged(struct side *a, struct side *b)
+{
+	static struct rec_list la, lb;
+
+	all_records(a, &la);
+	all_records(b, &lb);
+	assert_int_equal(la.n, lb.n);
+	for (size_t i = 0; i < la.n; i++) {
+		const struct record *x = &la.v[i], *y = &lb.v[i];
+
+		assert_memory_equal(x->uid.b, y->uid.b, DFSR_UID_LEN);
+		assert_int_equal(x->tombstone, y->tombstone);
+		assert_int_equal(version_gvsn_cmp(&x->gvsn, &y->gvsn), 0);
+		if (x->tombstone)
+			continue;
+		assert_memory_equal(x->parent.b, y->parent.b, DFSR_UID_LEN);
+		assert_string_equal(x->name, y->name);
+		assert_memory_equal(x->hash, y->hash, HASH_LEN);
+		{
+			struct dfsr_buf rel;
+			struct hash_result h;
+
+			dfsr_buf_init(&rel);
+			assert_int_equal(journal_path(b->f->j, &y->uid, &rel), 0);
+			assert_int_equal(hash_at(b->f->root_fd, rel.p, &h), 0);
+			assert_memory_equal(h.hash, y->hash, HASH_LEN);
+			dfsr_buf_release(&rel);
+		}
+	}
+	release_records(&la);
+	release_records(&lb);
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_create_file_dir_link(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, f, l;
+	char target[64];
+	struct stat st;
+	ssize_t n;
+
+	d = mk_dir(&p->a, NULL, "d");
+	fx_write(p->a.f, "d/f", "hello world");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d/f", 0640, 0), 0);
+	assert_int_equal(setxattr("/dev/null", "user.x", "1", 1, 0) == 0 || errno != 0, 1);
+	{
+		char full[512];
+
+		snprintf(full, sizeof(full), "%s/d/f", p->a.f->dir);
+		assert_int_equal(setxattr(full, "user.color", "blue", 4, 0), 0);
+	}
+	f = fx_new(p->a.f, "d", "f");
+	assert_int_equal(symlinkat("f", p->a.f->root_fd, "d/l"), 0);
+	l = fx_new(p->a.f, "d", "l");
+
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &l), REPLICA_DONE);
+
+	assert_content(&p->b, "d/f", "hello world");
+	assert_int_equal(fstatat(p->b.f->root_fd, "d/f", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	{
+		char full[512], v[16] = { 0 };
+
+		snprintf(full, sizeof(full), "%s/d/f", p->b.f->dir);
+		assert_int_equal(getxattr(full, "user.color", v, sizeof(v)), 4);
+		assert_string_equal(v, "blue");
+	}
+	n = readlinkat(p->b.f->root_fd, "d/l", target, sizeof(target) - 1);
+	assert_int_equal(n, 1);
+	target[n] = '\0';
+	assert_string_equal(target, "f");
+	assert_same(&p->a, &p->b, &d, "d");
+	assert_same(&p->a, &p->b, &f, "d/f");
+	assert_same(&p->a, &p->b, &l, "d/l");
+	/* installs are journaled (forwarded to third members) with the upstream's GVSN */
+	{
+		struct entries es;
+		struct record ra;
+
+		fx_entries(p->b.f, 0, &es);
+		assert_int_equal(es.n, 3);
+		fx_record(p->a.f, &f, &ra);
+		assert_memory_equal(es.e[1].uid.b, f.b, DFSR_UID_LEN);
+		assert_int_equal(es.e[1].counter, ra.gvsn.counter);
+		assert_int_equal(es.e[1].op, JOURNAL_OP_CREATE);
+		record_release(&ra);
+	}
+	/* nothing left in Installing; the mount was told */
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 0);
+	assert_true(p->b.invals >= 3);
+	assert_scan_quiet(&p->b);
+	/* the same update again is ignored (§2.1) */
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	{
+		struct entries es;
+
+		fx_entries(p->b.f, 0, &es);
+		assert_int_equal(es.n, 3);
+	}
+}
+
+static void test_modify_rename_delete(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, f;
+	struct replica_update u;
+	enum replica_verdict v;
+	char pres[512];
+	struct mf m;
+
+	d = mk_dir(&p->a, NULL, "d");
+	f = mk_file(&p->a, "d", "f", "one");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+
+	/* modify: data fetched */
+	modify(&p->a, "d/f", &f, "two, longer");
+	mk_update(&p->a, &f, &u);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_FETCH);
+	replica_update_release(&u);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, "d/f", "two, longer");
+	assert_same(&p->a, &p->b, &f, "d/f");
+
+	/* rename + chmod: no data fetched */
+	{
+		struct journal_rename rn = { .old_parent = &d,
+					     .old_name = "f",
+					     .new_parent = root(&p->a),
+					     .new_name = "g",
+					     .other_fd = -1 };
+		struct dfsr_uid out;
+
+		assert_int_equal(renameat(p->a.f->root_fd, "d/f", p->a.f->root_fd, "g"), 0);
+		assert_int_equal(fchmodat(p->a.f->root_fd, "g", 0600, 0), 0);
+		rn.fd = fx_opath(p->a.f, "g");
+		assert_int_equal(journal_note_rename(p->a.f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+	}
+	mk_update(&p->a, &f, &u);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	replica_update_release(&u);
+	assert_false(exists(&p->b, "d/f"));
+	assert_content(&p->b, "g", "two, longer");
+	assert_same(&p->a, &p->b, &f, "g");
+
+	/* delete: preserved in ConflictAndDeleted with a manifest entry */
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+	assert_int_equal(unlinkat(p->a.f->root_fd, "g", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "g"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_false(exists(&p->b, "g"));
+	assert_content(&p->b, pres, "two, longer");
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_DELETED);
+	assert_string_equal(m.path[0], "g");
+	assert_same(&p->a, &p->b, &f, NULL);
+
+	/* deleting a directory with what the deleter saw moves it whole */
+	assert_int_equal(unlinkat(p->a.f->root_fd, "d", AT_REMOVEDIR), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "d"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_false(exists(&p->b, "d"));
+	assert_same(&p->a, &p->b, &d, NULL);
+	assert_scan_quiet(&p->b);
+}
+
+static void test_update_conflict(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update ua, ub;
+	enum replica_verdict v;
+	char pres[512];
+	struct dfsr_uid f;
+	struct mf m;
+
+	f = mk_file(&p->a, NULL, "f", "base");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	modify(&p->a, "f", &f, "from A");
+	modify(&p->b, "f", &f, "from B, later"); /* the later change wins (§3) */
+	mk_update(&p->a, &f, &ua);
+	mk_update(&p->b, &f, &ub);
+	preserved_rel(&p->a, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+
+	/* B receives the loser: nothing downloaded, its file stays */
+	assert_int_equal(replica_offer(p->b.r, &ua, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_content(&p->b, "f", "from B, later");
+	/* A receives the winner: its own version is preserved */
+	assert_int_equal(deliver(&p->b, &p->a, &ub), REPLICA_DONE);
+	assert_content(&p->a, "f", "from B, later");
+	assert_content(&p->a, pres, "from A");
+	manifest(&p->a, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_CONFLICT);
+	assert_int_equal(events(&p->a, 4412), 1);
+	/* both converge on the same record, vectors merged, and never conflict again */
+	assert_same(&p->b, &p->a, &f, "f");
+	assert_int_equal(replica_offer(p->a.r, &ua, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_int_equal(replica_offer(p->b.r, &ub, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
+	assert_same(&p->b, &p->a, &f, "f");
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 0);
+	replica_update_release(&ua);
+	replica_update_release(&ub);
+}
+
+static void test_name_conflict(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update ua, ub;
+	enum replica_verdict v;
+	struct dfsr_uid fa, fb;
+	struct record r;
+	char pres[512];
+	struct mf m;
+
+	fa = mk_file(&p->a, NULL, "n.txt", "made first on A");
+	fb = mk_file(&p->b, NULL, "n.txt", "made later on B");
+	mk_update(&p->a, &fa, &ua);
+	mk_update(&p->b, &fb, &ub);
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &fb, pres, sizeof(pres));
+
+	/* A keeps the name (created first); B's update is a tombstone there */
+	assert_int_equal(replica_offer(p->a.r, &ub, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_content(&p->a, "n.txt", "made first on A");
+	fx_record(p->a.f, &fb, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+	/* on B, its own file loses the name and is preserved */
+	assert_int_equal(deliver(&p->a, &p->b, &ua), REPLICA_DONE);
+	assert_content(&p->b, "n.txt", "made first on A");
+	assert_content(&p->b, pres, "made later on B");
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_NAME_CONFLICT);
+	fx_record(p->b.f, &fb, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+	assert_same(&p->a, &p->b, &fa, "n.txt");
+	assert_same(&p->a, &p->b, &fb, NULL);
+	replica_update_release(&ua);
+	replica_update_release(&ub);
+}
+
+static void test_delete_vs_update(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update ua, ub;
+	enum replica_verdict v;
+	struct dfsr_uid f;
+
+	f = mk_file(&p->a, NULL, "f", "base");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "f", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "f"), 0);
+	modify(&p->b, "f", &f, "changed on B");
+	mk_update(&p->a, &f, &ua);
+	mk_update(&p->b, &f, &ub);
+	assert_true(ua.rec.tombstone);
+
+	/* the update wins whatever the order (§5) */
+	assert_int_equal(replica_offer(p->b.r, &ua, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_content(&p->b, "f", "changed on B");
+	assert_int_equal(deliver(&p->b, &p->a, &ub), REPLICA_DONE);
+	assert_content(&p->a, "f", "changed on B");
+	assert_same(&p->b, &p->a, &f, "f");
+	replica_update_release(&ua);
+	replica_update_release(&ub);
+}
+
+static void test_resurrection(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, x, y, nw;
+	struct record r;
+	char pres[512];
+
+	d = mk_dir(&p->a, NULL, "D");
+	x = mk_file(&p->a, "D", "x", "seen by the deleter");
+	y = mk_file(&p->a, "D", "y", "also seen");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &y), REPLICA_DONE);
+	/* A deletes the directory; B adds a file to it meanwhile */
+	assert_int_equal(unlinkat(p->a.f->root_fd, "D/x", 0), 0);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "D/y", 0), 0);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "D", AT_REMOVEDIR), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "D"), 0);
+	nw = mk_file(&p->b, "D", "new", "added on B");
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &x, pres, sizeof(pres));
+
+	/* B: x's tombstone arrives first (children first) and is applied */
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_false(exists(&p->b, "D/x"));
+	assert_content(&p->b, pres, "seen by the deleter");
+	/* the directory's tombstone: y (seen) goes, D comes back with "new" (§7.1) */
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_true(exists(&p->b, "D/new"));
+	assert_false(exists(&p->b, "D/y"));
+	fx_record(p->b.f, &d, &r);
+	assert_false(r.tombstone);
+	assert_memory_equal(r.gvsn.db.b, journal_db_id(p->b.f->j)->b, DFSR_UID_LEN);
+	record_release(&r);
+	fx_record(p->b.f, &y, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+	/* the late tombstone of y is then a no-op */
+	assert_int_equal(sync_uid(&p->a, &p->b, &y), REPLICA_DONE);
+
+	/* A receives "new" first: its parent is a tombstone, resurrected (§7.2) */
+	assert_int_equal(sync_uid(&p->b, &p->a, &nw), REPLICA_DONE);
+	assert_content(&p->a, "D/new", "added on B");
+	/* then B's resurrection of D and A's resurrection meet (§7.3) */
+	assert_int_equal(sync_uid(&p->b, &p->a, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_same(&p->a, &p->b, &d, "D");
+	assert_same(&p->b, &p->a, &d, "D");
+	assert_same(&p->b, &p->a, &nw, "D/new");
+}
+
+static void test_initial_sync(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, same, diff, bd, bsame, bdiff, local, sub;
+	struct version_vector kv;
+	struct replica_update u;
+	enum replica_verdict v;
+	char pres[512];
+	struct record r;
+	struct mf m;
+
+	d = mk_dir(&p->a, NULL, "d");
+	same = mk_file(&p->a, "d", "same.txt", "preseeded");
+	diff = mk_file(&p->a, NULL, "diff.txt", "upstream version");
+	/* B's own build: the same tree, one file differs, one is B's alone */
+	bd = mk_dir(&p->b, NULL, "d");
+	bsame = mk_file(&p->b, "d", "same.txt", "preseeded");
+	sub = mk_file(&p->b, "d", "mine.txt", "only on B, under d");
+	bdiff = mk_file(&p->b, NULL, "diff.txt", "local version");
+	local = mk_file(&p->b, NULL, "local.txt", "only on B");
+	assert_int_equal(journal_set_state(p->b.f->j, JOURNAL_STATE_INITIAL_SYNC), 0);
+	preserved_rel(&p->b, LAYOUT_PREEXISTING, &bdiff, pres, sizeof(pres));
+
+	/* the directory is adopted; its children move to the upstream UID */
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(journal__get(p->b.f->j, &bd, &r), -ENOENT);
+	fx_record(p->b.f, &sub, &r);
+	assert_memory_equal(r.parent.b, d.b, DFSR_UID_LEN);
+	record_release(&r);
+	/* the same file: adopted, nothing fetched */
+	mk_update(&p->a, &same, &u);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	replica_update_release(&u);
+	assert_int_equal(journal__get(p->b.f->j, &bsame, &r), -ENOENT);
+	assert_same(&p->a, &p->b, &same, "d/same.txt");
+	/* a different file: the upstream's is installed, the local one goes to PreExisting */
+	assert_int_equal(sync_uid(&p->a, &p->b, &diff), REPLICA_DONE);
+	assert_content(&p->b, "diff.txt", "upstream version");
+	assert_content(&p->b, pres, "local version");
+	manifest(&p->b, MANIFEST_PREEXISTING, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_PREEXISTING);
+	assert_string_equal(m.path[0], "diff.txt");
+	assert_same(&p->a, &p->b, &diff, "diff.txt");
+	/* B's own file stays */
+	fx_assert_hash(p->b.f, "local.txt");
+	fx_record(p->b.f, &local, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	fx_assert_hash(p->b.f, "d/mine.txt");
+
+	/* the upstream's Done: B is normal */
+	version_vector_init(&kv);
+	assert_int_equal(replica_knowledge(p->a.r, &kv), 0);
+	assert_int_equal(replica_merge(p->b.r, &kv, true), 0);
+	assert_int_equal(journal_state(p->b.f->j), JOURNAL_STATE_NORMAL);
+	assert_int_equal(events(&p->b, 4104), 1);
+	version_vector_release(&kv);
+	assert_int_equal(replica_knowledge(p->b.r, &kv), 0);
+	fx_record(p->a.f, &diff, &r);
+	assert_true(version_vector_contains(&kv, &r.gvsn));
+	record_release(&r);
+	version_vector_release(&kv);
+	assert_scan_quiet(&p->b);
+}
+
+static void test_hostile(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid f, d;
+	struct replica_update u;
+	enum replica_verdict v;
+	size_t before;
+	int refused;
+
+	f = mk_file(&p->a, NULL, "f", "data");
+	d = mk_dir(&p->a, NULL, "d");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	before = count_dir(&p->b, ".");
+	refused = events(&p->b, 1301);
+
+	static const char *const bad[] = { "DfsrPrivate", "..", ".", "a/b" };
+
+	for (size_t i = 0; i < DFSR_ARRAY_SIZE(bad); i++) {
+		mk_update(&p->a, &d, &u);
+		snprintf(u.rec.name, sizeof(u.rec.name), "%s", bad[i]);
+		assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+		assert_int_equal(v, REPLICA_REFUSED);
+		replica_update_release(&u);
+	}
+	/* the root as an object */
+	mk_update(&p->a, &d, &u);
+	u.rec.uid = *root(&p->b);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_REFUSED);
+	replica_update_release(&u);
+	/* a parent that is a file */
+	mk_update(&p->a, &d, &u);
+	u.rec.parent = f;
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_REFUSED);
+	replica_update_release(&u);
+	/* a known file turned into a directory */
+	mk_update(&p->a, &d, &u);
+	u.rec.uid = f;
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_REFUSED);
+	replica_update_release(&u);
+	/* a link without a target */
+	mk_update(&p->a, &d, &u);
+	u.rec.type = RECORD_LINK;
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_REFUSED);
+	replica_update_release(&u);
+	/* a directory moved below itself */
+	{
+		struct dfsr_uid e = mk_dir(&p->a, "d", "e");
+
+		assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+		assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_DONE);
+		before = count_dir(&p->b, ".");
+		mk_update(&p->a, &d, &u);
+		u.rec.parent = e;
+		u.rec.vv.v[0].counter += 10; /* newer than anything known */
+		u.rec.gvsn.counter = u.rec.vv.v[0].counter;
+		assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+		assert_int_equal(v, REPLICA_REFUSED);
+		replica_update_release(&u);
+		assert_true(exists(&p->b, "d/e"));
+	}
+	assert_int_equal(events(&p->b, 1301), refused + 9);
+	/* a filtered name is ignored, not refused */
+	mk_update(&p->a, &d, &u);
+	snprintf(u.rec.name, sizeof(u.rec.name), "skipme");
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	replica_update_release(&u);
+	assert_int_equal(count_dir(&p->b, "."), before);
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 0);
+}
+
+static void test_hash_mismatch(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update u;
+	enum replica_verdict v;
+	struct dfsr_uid f;
+	int fd;
+
+	f = mk_file(&p->a, NULL, "f", "genuine data");
+	mk_update(&p->a, &f, &u);
+	u.rec.hash[0] ^= 1;
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_FETCH);
+	fd = fetch(&p->a, &p->b, &u);
+	assert_int_equal(replica_install(p->b.r, &u, fd, &v), 0);
+	close(fd);
+	assert_int_equal(v, REPLICA_REFUSED);
+	assert_false(exists(&p->b, "f"));
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 0);
+	assert_int_equal(journal__get(p->b.f->j, &f, &(struct record){ 0 }), -ENOENT);
+	replica_update_release(&u);
+}
+
+static void test_wait_parent(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update u;
+	enum replica_verdict v;
+	struct dfsr_uid d, f;
+
+	d = mk_dir(&p->a, NULL, "d");
+	f = mk_file(&p->a, "d", "f", "child");
+	mk_update(&p->a, &f, &u);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_WAIT);
+	assert_false(exists(&p->b, "d"));
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(deliver(&p->a, &p->b, &u), REPLICA_DONE);
+	assert_content(&p->b, "d/f", "child");
+	replica_update_release(&u);
+}
+
+static void test_busy(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update u;
+	enum replica_verdict v;
+	struct dfsr_uid f;
+	struct stat st;
+	int fd;
+
+	f = mk_file(&p->a, NULL, "f", "v1");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(fstatat(p->b.f->root_fd, "f", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+
+	modify(&p->a, "f", &f, "v2");
+	mk_update(&p->a, &f, &u);
+	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
+	assert_int_equal(v, REPLICA_FETCH);
+	fd = fetch(&p->a, &p->b, &u);
+	assert_int_equal(replica_install(p->b.r, &u, fd, &v), 0);
+	assert_int_equal(v, REPLICA_BUSY);
+	assert_content(&p->b, "f", "v1");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 1);
+	p->b.busy_ino = 0;
+	assert_int_equal(replica_install(p->b.r, &u, fd, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	close(fd);
+	replica_update_release(&u);
+	assert_content(&p->b, "f", "v2");
+	assert_same(&p->a, &p->b, &f, "f");
+
+	/* a delete waits for the writer too */
+	assert_int_equal(fstatat(p->b.f->root_fd, "f", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+	assert_int_equal(unlinkat(p->a.f->root_fd, "f", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "f"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_BUSY);
+	assert_true(exists(&p->b, "f"));
+	p->b.busy_ino = 0;
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_false(exists(&p->b, "f"));
+	/* event 4302 once for the waits of one file within a minute */
+	assert_int_equal(events(&p->b, 4302), 1);
+}
+
+static void test_conflict_quota(void **state)
+{
+	struct pair *p = *state;
+	static const char *const names[] = { "one", "two", "three" };
+	char pres[3][512];
+	struct dfsr_uid f[3];
+	struct mf m;
+
+	p->b.f->folder.conflict_quota = 100;
+	for (size_t i = 0; i < 3; i++) {
+		f[i] = mk_file(&p->a, NULL, names[i], "forty bytes of data, forty bytes of data");
+		assert_int_equal(sync_uid(&p->a, &p->b, &f[i]), REPLICA_DONE);
+		preserved_rel(&p->b, LAYOUT_CONFLICT, &f[i], pres[i], sizeof(pres[i]));
+	}
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(unlinkat(p->a.f->root_fd, names[i], 0), 0);
+		assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), names[i]), 0);
+		assert_int_equal(sync_uid(&p->a, &p->b, &f[i]), REPLICA_DONE);
+	}
+	/* 120 bytes passed 90 % of 100: the oldest went until under 60 % */
+	assert_false(exists(&p->b, pres[0]));
+	assert_false(exists(&p->b, pres[1]));
+	assert_true(exists(&p->b, pres[2]));
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_string_equal(m.path[0], "three");
+	assert_int_equal(events(&p->b, 1303), 1);
+}
+
+static void count_changed(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void test_changed_hook_called(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid f;
+	int n = 0;
+
+	journal_set_changed(p->b.f->j, count_changed, &n);
+	f = mk_file(&p->a, NULL, "f", "x");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(n, 1);
+	(void)mk_file(&p->b, NULL, "g", "local");
+	assert_int_equal(n, 2);
+	journal_set_changed(p->b.f->j, NULL, NULL);
+	(void)mk_file(&p->b, NULL, "h", "local");
+	assert_int_equal(n, 2);
+}
+
+static void test_update_check(void **state)
+{
+	char b[] = "user.b", a[] = "user.a", own[] = "user.dfsr.uid", c[] = "user.c", t[] = "t";
+	struct replica_xattr x[2] = { { .name = b, .value = NULL, .len = 0 },
+				      { .name = a, .value = NULL, .len = 0 } };
+	struct replica_update u;
+
+	(void)state;
+	replica_update_init(&u);
+	u.rec.type = RECORD_FILE;
+	assert_int_equal(replica_update_check(&u), 0);
+	u.xattrs = x;
+	u.nxattrs = 2;
+	assert_int_equal(replica_update_check(&u), -EBADMSG); /* not sorted */
+	x[1].name = own;
+	u.nxattrs = 2;
+	assert_int_equal(replica_update_check(&u), -EBADMSG); /* dfsr's own */
+	x[1].name = c;
+	assert_int_equal(replica_update_check(&u), 0);
+	x[0].len = 1; /* a value length without a value */
+	assert_int_equal(replica_update_check(&u), -EBADMSG);
+	x[0].len = 0;
+	u.link_target = t; /* a target on a file */
+	assert_int_equal(replica_update_check(&u), -EBADMSG);
+	u.rec.type = RECORD_LINK;
+	assert_int_equal(replica_update_check(&u), 0);
+	u.link_target = NULL;
+	assert_int_equal(replica_update_check(&u), -EBADMSG);
+	u.xattrs = NULL;
+	u.nxattrs = 0;
+	replica_update_release(&u);
+}
+
+static void test_full_sync(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid a, b, f1, f3, mid;
+	char full[512];
+	int fd;
+
+	a = mk_dir(&p->a, NULL, "a");
+	b = mk_dir(&p->a, "a", "b");
+	f1 = mk_file(&p->a, NULL, "top.txt", "top");
+	mid = mk_file(&p->a, "a", "mid.txt", "middle");
+	f3 = mk_file(&p->a, "a/b", "deep.txt", "deep down");
+	(void)mk_file(&p->a, "a/b", "empty", "");
+	snprintf(full, sizeof(full), "%s/a/mid.txt", p->a.f->dir);
+	assert_int_equal(setxattr(full, "user.k", "v", 1, 0), 0);
+	fd = fx_opath(p->a.f, "a/mid.txt");
+	assert_int_equal(journal_note_change(p->a.f->j, &mid, fd, 0), 0);
+	close(fd);
+	assert_int_equal(symlinkat("b/deep.txt", p->a.f->root_fd, "a/ln"), 0);
+	(void)fx_new(p->a.f, "a", "ln");
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->b);
+	assert_content(&p->b, "a/b/deep.txt", "deep down");
+
+	/* a second round: rename a directory, change, delete, create */
+	{
+		struct journal_rename rn = { .old_parent = &a,
+					     .old_name = "b",
+					     .new_parent = root(&p->a),
+					     .new_name = "c",
+					     .other_fd = -1 };
+		struct dfsr_uid out;
+
+		assert_int_equal(renameat(p->a.f->root_fd, "a/b", p->a.f->root_fd, "c"), 0);
+		rn.fd = fx_opath(p->a.f, "c");
+		assert_int_equal(journal_note_rename(p->a.f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+		assert_memory_equal(out.b, b.b, DFSR_UID_LEN);
+	}
+	modify(&p->a, "c/deep.txt", &f3, "deeper now");
+	assert_int_equal(unlinkat(p->a.f->root_fd, "top.txt", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "top.txt"), 0);
+	(void)mk_file(&p->a, "c", "new.txt", "new");
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->b);
+	assert_false(exists(&p->b, "a/b"));
+	assert_false(exists(&p->b, "top.txt"));
+	assert_content(&p->b, "c/deep.txt", "deeper now");
+	assert_content(&p->b, "c/new.txt", "new");
+	(void)f1;
+
+	/* and back: B's changes reach A; nothing is sent twice */
+	(void)mk_file(&p->b, "a", "fromb.txt", "from B");
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->a);
+	assert_content(&p->a, "a/fromb.txt", "from B");
+}
+
+static void test_dir_merge(void **state)
+{
+	struct pair *p = *state;
+
+	(void)mk_dir(&p->a, NULL, "m");
+	(void)mk_file(&p->a, "m", "a.txt", "made on A");
+	(void)mk_dir(&p->b, NULL, "m"); /* created later: loses the name (§4) */
+	(void)mk_file(&p->b, "m", "b.txt", "made on B");
+	sync_all(&p->b, &p->a); /* A first sees B's directory lose */
+	sync_all(&p->a, &p->b); /* B merges its directory into A's */
+	sync_all(&p->b, &p->a);
+	assert_content(&p->a, "m/a.txt", "made on A");
+	assert_content(&p->a, "m/b.txt", "made on B");
+	assert_content(&p->b, "m/a.txt", "made on A");
+	assert_content(&p->b, "m/b.txt", "made on B");
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->a);
+	assert_scan_quiet(&p->b);
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 0);
+}
+
+static void test_meta_conflict(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid f;
+	char pres[512];
+	struct stat st;
+	int fd;
+
+	f = mk_file(&p->a, NULL, "f", "same data");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(fchmodat(p->a.f->root_fd, "f", 0600, 0), 0);
+	fd = fx_opath(p->a.f, "f");
+	assert_int_equal(journal_note_change(p->a.f->j, &f, fd, 0), 0);
+	close(fd);
+	assert_int_equal(fchmodat(p->b.f->root_fd, "f", 0640, 0), 0);
+	fd = fx_opath(p->b.f, "f");
+	assert_int_equal(journal_note_change(p->b.f->j, &f, fd, 0), 0);
+	close(fd);
+	preserved_rel(&p->a, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+
+	/* B's change is later: A keeps a copy of its own version, no data moves */
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
+	assert_int_equal(fstatat(p->a.f->root_fd, "f", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_content(&p->a, pres, "same data");
+	assert_int_equal(fstatat(p->a.f->root_fd, pres, &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_same(&p->b, &p->a, &f, "f");
+	assert_same(&p->a, &p->b, &f, "f");
+}
+
+static void test_link_change(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid l, out;
+	char target[64];
+	ssize_t n;
+
+	assert_int_equal(symlinkat("t1", p->a.f->root_fd, "l"), 0);
+	l = fx_new(p->a.f, NULL, "l");
+	assert_int_equal(sync_uid(&p->a, &p->b, &l), REPLICA_DONE);
+	/* the save pattern: a new link renamed over the old keeps its UID */
+	assert_int_equal(symlinkat("target-two", p->a.f->root_fd, "l.tmp"), 0);
+	assert_int_equal(renameat(p->a.f->root_fd, "l.tmp", p->a.f->root_fd, "l"), 0);
+	{
+		struct journal_rename rn = { .old_parent = root(&p->a),
+					     .old_name = "l.tmp",
+					     .new_parent = root(&p->a),
+					     .new_name = "l",
+					     .other_fd = -1 };
+
+		rn.fd = fx_opath(p->a.f, "l");
+		assert_int_equal(journal_note_rename(p->a.f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+	}
+	assert_memory_equal(out.b, l.b, DFSR_UID_LEN);
+	assert_int_equal(sync_uid(&p->a, &p->b, &l), REPLICA_DONE);
+	n = readlinkat(p->b.f->root_fd, "l", target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "target-two");
+	assert_same(&p->a, &p->b, &l, "l");
+	assert_scan_quiet(&p->b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_update_check),
+		cmocka_unit_test_setup_teardown(test_create_file_dir_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_modify_rename_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_vs_update, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resurrection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initial_sync, setup_initial, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hash_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conflict_quota, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

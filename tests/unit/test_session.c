@@ -1,0 +1,790 @@
+/*
+ * test_session.c - replication sessions (net/session.c) between two members in one
+ * process: each has its own config (config_parse_string, 127.0.0.1 ports), key pair, local
+ * path in a temporary directory (layout_prepare), real RocksDB journal, staging and
+ * replica; both run on one net_loop over real TCP. Files are made with real writes and
+ * reported through the journal's change API, as the filesystem would; the tests poll the
+ * other member's local path with a deadline. Covered: files, directories and a multi-chunk
+ * file replicate both ways; a change and a delete replicate; status (connected, backlog
+ * zero once quiet, bytes counted, partner knowledge); a non-primary member in initial
+ * sync is served by a normal one and becomes normal; a hostile partner (a bare transport
+ * that sends a malformed update after a valid Hello) is closed with event 3101.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+/* clang-format off */
+#include <cmocka.h>
+/* clang-format on */
+
+#include <sodium.h>
+
+#include "core/config.h"
+#include "core/journal.h"
+#include "core/layout.h"
+#include "core/replica.h"
+#include "core/stage.h"
+#include "net/loop.h"
+#include "net/peer.h"
+#include "net/session.h"
+#include "net/wire.pb-c.h"
+#include "tests/unit/tmpdir.h"
+
+#define DEADLINE_S 30
+
+struct member {
+	char dir[64];
+	int root_fd;
+	uint16_t port;
+	uint8_t pk[32], sk[32];
+	struct config cfg;
+	bool configured;
+	struct journal *j;
+	struct stage *stage;
+	struct replica *r;
+	struct net_sessions *s;
+	pthread_mutex_t lock;
+};
+
+struct fixture {
+	struct net_loop *loop;
+	struct member m[3];
+};
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void b64(const uint8_t *key, char *out, size_t len)
+{
+	sodium_bin2base64(out, len, key, 32, sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* Member @i's config, with member @peer as its one partner. */
+static void configure(struct fixture *f, int i, int peer, bool primary)
+{
+	struct member *m = &f->m[i];
+	char text[2048], err[CONFIG_ERR_LEN], key[64];
+
+	b64(f->m[peer].pk, key, sizeof(key));
+	snprintf(text, sizeof(text),
+		 "[member]\nname = m%d\nlisten = 127.0.0.1:%u\nkey = /nonexistent/m%d.key\n"
+		 "[folder share]\npath = %s\nmount = %s\nprimary = %s\n"
+		 "[peer m%d]\naddress = 127.0.0.1:%u\npublic_key = %s\n",
+		 i, m->port, i, m->dir, m->dir, primary ? "yes" : "no", peer, f->m[peer].port, key);
+	if (config_parse_string(&m->cfg, "test.conf", text, err) != 0)
+		fail_msg("config: %s", err);
+	m->configured = true;
+}
+
+static void on_changed(void *arg)
+{
+	struct member *m = arg;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->s)
+		net_sessions_wake(m->s, 0);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Open member @i's folder in @state (database, staging, replica). */
+static void open_folder(struct member *m, enum journal_state state)
+{
+	char err[JOURNAL_ERR_LEN];
+	struct journal_opts jo = { .cfg = &m->cfg,
+				   .folder = &m->cfg.folders[0],
+				   .root_fd = m->root_fd };
+	int stg;
+
+	assert_int_equal(layout_prepare(m->root_fd, err), 0);
+	if (journal_open(&jo, &m->j, err) != 0)
+		fail_msg("journal: %s", err);
+	assert_int_equal(journal_set_state(m->j, state), 0);
+	stg = openat(m->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING,
+		     O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(stg >= 0);
+	assert_int_equal(stage_open(&(struct stage_opts){ .dir_fd = stg }, &m->stage), 0);
+	close(stg);
+	assert_int_equal(replica_new(&(struct replica_opts){ .j = m->j, .stage = m->stage }, &m->r),
+			 0);
+	journal_set_changed(m->j, on_changed, m);
+}
+
+static void start_member(struct fixture *f, int i)
+{
+	struct member *m = &f->m[i];
+	struct net_session_folder sf = {
+		.name = "share", .j = m->j, .r = m->r, .stage = m->stage, .read_only = false
+	};
+	struct net_sessions_opts o = {
+		.loop = f->loop, .cfg = &m->cfg, .secret_key = m->sk, .folders = &sf, .nfolders = 1
+	};
+	struct net_sessions *s;
+
+	assert_int_equal(net_sessions_start(&o, &s), 0);
+	pthread_mutex_lock(&m->lock);
+	m->s = s;
+	pthread_mutex_unlock(&m->lock);
+	net_sessions_wake(s, 0);
+}
+
+static void stop_member(struct member *m)
+{
+	struct net_sessions *s;
+
+	if (m->j)
+		journal_set_changed(m->j, NULL, NULL);
+	pthread_mutex_lock(&m->lock);
+	s = m->s;
+	m->s = NULL;
+	pthread_mutex_unlock(&m->lock);
+	net_sessions_stop(s);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	assert_true(sodium_init() >= 0);
+	assert_int_equal(net_loop_new(&f->loop), 0);
+	assert_int_equal(net_loop_start(f->loop), 0);
+	for (int i = 0; i < 3; i++) {
+		struct member *m = &f->m[i];
+
+		pthread_mutex_init(&m->lock, NULL);
+		crypto_box_keypair(m->pk, m->sk);
+		m->port = free_port();
+		assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "sess", &m->root_fd), 0);
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int i = 0; i < 3; i++)
+		stop_member(&f->m[i]);
+	net_loop_stop(f->loop);
+	net_loop_free(f->loop);
+	for (int i = 0; i < 3; i++) {
+		struct member *m = &f->m[i];
+
+		replica_free(m->r);
+		stage_close(m->stage);
+		journal_close(m->j);
+		if (m->configured)
+			config_release(&m->cfg);
+		close(m->root_fd);
+		test_tmpdir_remove(m->dir);
+		pthread_mutex_destroy(&m->lock);
+	}
+	free(f);
+	return 0;
+}
+
+/* Two members, both normal, connected. */
+static void two_members(struct fixture *f, enum journal_state b_state)
+{
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(&f->m[0], JOURNAL_STATE_NORMAL);
+	open_folder(&f->m[1], b_state);
+	start_member(f, 0);
+	start_member(f, 1);
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static void write_file(struct member *m, const char *rel, const void *data, size_t len)
+{
+	int fd = openat(m->root_fd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(dfsr_write_all(fd, data, len), 0);
+	close(fd);
+}
+
+static struct dfsr_uid uid_of(struct member *m, const char *rel)
+{
+	char buf[256], *save = NULL;
+	struct dfsr_uid cur = *journal_root_uid(m->j);
+
+	snprintf(buf, sizeof(buf), "%s", rel);
+	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		struct dfsr_uid next;
+
+		assert_int_equal(journal_lookup(m->j, &cur, c, &next), 0);
+		cur = next;
+	}
+	return cur;
+}
+
+/* Report (@parent_rel, @name) as new, as the filesystem would after a create. */
+static void note_new(struct member *m, const char *parent_rel, const char *name)
+{
+	struct dfsr_uid parent = parent_rel ? uid_of(m, parent_rel) : *journal_root_uid(m->j);
+	char rel[256];
+	struct dfsr_uid uid;
+	int fd;
+
+	snprintf(rel, sizeof(rel), "%s%s%s", parent_rel ? parent_rel : "", parent_rel ? "/" : "",
+		 name);
+	fd = openat(m->root_fd, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(journal_note_new(m->j, &parent, name, fd, &uid), 0);
+	close(fd);
+	assert_false(dfsr_uid_is_zero(&uid));
+}
+
+static void note_change(struct member *m, const char *rel)
+{
+	struct dfsr_uid uid = uid_of(m, rel);
+	int fd = openat(m->root_fd, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(journal_note_change(m->j, &uid, fd, JOURNAL_DATA), 0);
+	close(fd);
+}
+
+/* True when @rel in @m holds exactly @len bytes equal to @data. */
+static bool file_is(struct member *m, const char *rel, const void *data, size_t len)
+{
+	int fd = openat(m->root_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	uint8_t *buf;
+	bool same;
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	buf = malloc(len + 1);
+	assert_non_null(buf);
+	n = pread(fd, buf, len + 1, 0);
+	same = n == (ssize_t)len && memcmp(buf, data, len) == 0;
+	free(buf);
+	close(fd);
+	return same;
+}
+
+static const char *path_in(struct member *m, const char *rel, char *buf)
+{
+	snprintf(buf, 256, "%s/%s", m->dir, rel);
+	return buf;
+}
+
+/* Entries in DfsrPrivate/@sub. */
+static int preserved_count(struct member *m, const char *sub)
+{
+	char p[256];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(p, sizeof(p), "%s/" LAYOUT_PRIVATE "/%s", m->dir, sub);
+	d = opendir(p);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static bool exists(struct member *m, const char *rel)
+{
+	struct stat st;
+
+	return fstatat(m->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int64_t mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void pause_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+#define WAIT_FOR(cond)                                                    \
+	do {                                                              \
+		int64_t end_ = mono_s() + DEADLINE_S;                     \
+		while (!(cond)) {                                         \
+			if (mono_s() > end_)                              \
+				fail_msg("timed out waiting for " #cond); \
+			pause_ms(20);                                     \
+		}                                                         \
+	} while (0)
+
+static bool quiet(struct member *m)
+{
+	struct net_session_peer_status st;
+
+	net_sessions_status(m->s, 0, &st);
+	return st.connected && st.backlog_out == 0 && st.backlog_in == 0 && st.transfers == 0;
+}
+
+static int count_3101(void *arg, const struct journal_event_info *e)
+{
+	if (e->id == EV_PROTOCOL_ERROR)
+		++*(int *)arg;
+	return 0;
+}
+
+static int events_3101(struct member *m)
+{
+	int n = 0;
+
+	assert_int_equal(journal_list_events(m->j, 0, count_3101, &n), 0);
+	return n;
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void files_replicate_both_ways(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	size_t big_len = 3u << 20;
+	uint8_t *big = malloc(big_len);
+	struct net_session_peer_status st;
+	struct version_vector kv;
+	uint64_t before;
+	char p[256], target[64];
+
+	assert_non_null(big);
+	randombytes_buf(big, big_len);
+	two_members(f, JOURNAL_STATE_NORMAL);
+
+	write_file(a, "a.txt", "alpha", 5);
+	note_new(a, NULL, "a.txt");
+	assert_int_equal(mkdirat(a->root_fd, "dir", 0755), 0);
+	note_new(a, NULL, "dir");
+	write_file(a, "dir/big.bin", big, big_len);
+	note_new(a, "dir", "big.bin");
+	write_file(a, "empty", "", 0);
+	note_new(a, NULL, "empty");
+	assert_int_equal(symlinkat("dir/big.bin", a->root_fd, "link"), 0);
+	note_new(a, NULL, "link");
+	write_file(a, "dir/x.txt", "with xattr", 10);
+	assert_int_equal(setxattr(path_in(a, "dir/x.txt", p), "user.color", "blue", 4, 0), 0);
+	note_new(a, "dir", "x.txt");
+	WAIT_FOR(file_is(b, "a.txt", "alpha", 5));
+	WAIT_FOR(file_is(b, "dir/big.bin", big, big_len));
+	WAIT_FOR(file_is(b, "empty", "", 0));
+	WAIT_FOR(file_is(b, "dir/x.txt", "with xattr", 10));
+	WAIT_FOR(exists(b, "link"));
+	assert_int_equal(readlinkat(b->root_fd, "link", target, sizeof(target)), 11);
+	assert_memory_equal(target, "dir/big.bin", 11);
+	assert_int_equal(getxattr(path_in(b, "dir/x.txt", p), "user.color", target, sizeof(target)),
+			 4);
+	assert_memory_equal(target, "blue", 4);
+
+	/* The other way: a change on b and a new file on b. */
+	write_file(b, "a.txt", "alpha, edited on b", 18);
+	note_change(b, "a.txt");
+	write_file(b, "dir/from-b.txt", "bravo", 5);
+	note_new(b, "dir", "from-b.txt");
+	WAIT_FOR(file_is(a, "a.txt", "alpha, edited on b", 18));
+	WAIT_FOR(file_is(a, "dir/from-b.txt", "bravo", 5));
+
+	/* A small edit of the big file moves the chunks around the edit only: the rest is
+	 * seeded from b's current file. */
+	WAIT_FOR(quiet(a) && quiet(b));
+	net_sessions_status(b->s, 0, &st);
+	before = st.bytes_received;
+	big[big_len / 2] ^= 0xff;
+	write_file(a, "dir/big.bin", big, big_len);
+	note_change(a, "dir/big.bin");
+	WAIT_FOR(file_is(b, "dir/big.bin", big, big_len));
+	net_sessions_status(b->s, 0, &st);
+	assert_true(st.bytes_received - before < big_len / 4);
+
+	/* A delete: the file leaves b's tree. */
+	assert_int_equal(unlinkat(a->root_fd, "a.txt", 0), 0);
+	assert_int_equal(journal_note_remove(a->j, journal_root_uid(a->j), "a.txt"), 0);
+	WAIT_FOR(!exists(b, "a.txt"));
+
+	/* Quiet: nothing pending either way, bytes counted, knowledge acknowledged. */
+	WAIT_FOR(quiet(a) && quiet(b));
+	net_sessions_status(a->s, 0, &st);
+	assert_true(st.bytes_sent > big_len / 2);
+	assert_true(st.bytes_received > 0);
+	version_vector_init(&kv);
+	assert_int_equal(net_sessions_partner_knowledge(a->s, 0, 0, &kv), 0);
+	assert_true(version_vector_get(&kv, journal_db_id(a->j)) > 0);
+	assert_true(version_vector_get(&kv, journal_db_id(b->j)) > 0);
+	version_vector_release(&kv);
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+	free(big);
+}
+
+static void many_updates_flow_through_the_window(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	const int n = NET_SESSION_WINDOW + 1000;
+	char name[32];
+
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "d%05d", i);
+		assert_int_equal(mkdirat(a->root_fd, name, 0755), 0);
+		note_new(a, NULL, name);
+	}
+	start_member(f, 0);
+	start_member(f, 1);
+	snprintf(name, sizeof(name), "d%05d", n - 1);
+	WAIT_FOR(exists(b, name));
+	WAIT_FOR(quiet(a) && quiet(b));
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "d%05d", i);
+		assert_true(exists(b, name));
+	}
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+}
+
+/* The same name made on both members while apart: after they meet, both hold the same
+ * file there and the loser is preserved on one of them (docs/conflicts.md §4). */
+static void name_conflict_converges(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	char da[64], db[64];
+	ssize_t na, nb;
+	int fa, fb;
+
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	write_file(a, "same.txt", "made on a", 9);
+	note_new(a, NULL, "same.txt");
+	pause_ms(5);
+	write_file(b, "same.txt", "made on b, later", 16);
+	note_new(b, NULL, "same.txt");
+	start_member(f, 0);
+	start_member(f, 1);
+	/* a's was created first: it keeps the name everywhere. */
+	WAIT_FOR(file_is(b, "same.txt", "made on a", 9));
+	WAIT_FOR(quiet(a) && quiet(b));
+	fa = openat(a->root_fd, "same.txt", O_RDONLY | O_CLOEXEC);
+	fb = openat(b->root_fd, "same.txt", O_RDONLY | O_CLOEXEC);
+	assert_true(fa >= 0 && fb >= 0);
+	na = read(fa, da, sizeof(da));
+	nb = read(fb, db, sizeof(db));
+	close(fa);
+	close(fb);
+	assert_int_equal(na, nb);
+	assert_memory_equal(da, db, (size_t)na);
+	assert_int_equal(preserved_count(a, LAYOUT_CONFLICT) + preserved_count(b, LAYOUT_CONFLICT),
+			 1);
+}
+
+/* Many small files: eight transfers at a time, each its own Get / FileInfo / Want / Chunk. */
+static void many_files_fetch_through_the_slots(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	const int n = 300;
+	char name[32], data[64];
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "s%03d", i);
+		snprintf(data, sizeof(data), "small file number %d", i);
+		write_file(a, name, data, strlen(data));
+		note_new(a, NULL, name);
+	}
+	WAIT_FOR(quiet(a) && quiet(b) && exists(b, "s299"));
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "s%03d", i);
+		snprintf(data, sizeof(data), "small file number %d", i);
+		assert_true(file_is(b, name, data, strlen(data)));
+	}
+}
+
+/* The connection drops (a stops); b keeps its state, a comes back and sends what it made
+ * meanwhile. */
+static void reconnect_resumes(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "one.txt", "one", 3);
+	note_new(a, NULL, "one.txt");
+	WAIT_FOR(file_is(b, "one.txt", "one", 3));
+	stop_member(a);
+	journal_set_changed(a->j, on_changed, a);
+	write_file(a, "two.txt", "two", 3);
+	note_new(a, NULL, "two.txt");
+	start_member(f, 0);
+	WAIT_FOR(file_is(b, "two.txt", "two", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+}
+
+static void initial_sync_is_served_by_a_normal_partner(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	struct net_session_peer_status st;
+
+	/* a (primary, normal) already holds files before b connects. */
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_INITIAL_SYNC);
+	for (int i = 0; i < 20; i++) {
+		char name[32], data[64];
+
+		snprintf(name, sizeof(name), "f%02d.txt", i);
+		snprintf(data, sizeof(data), "content of file %d", i);
+		write_file(a, name, data, strlen(data));
+		note_new(a, NULL, name);
+	}
+	/* b holds one file preseeded (same content) and one that differs (preexisting). */
+	write_file(b, "f00.txt", "content of file 0", 17);
+	note_new(b, NULL, "f00.txt");
+	write_file(b, "f01.txt", "b's own version", 15);
+	note_new(b, NULL, "f01.txt");
+	start_member(f, 0);
+	/* Before b is up: a counts every record as backlog for it. */
+	WAIT_FOR((net_sessions_status(a->s, 0, &st), st.backlog_out == 20));
+	start_member(f, 1);
+	WAIT_FOR(journal_state(b->j) == JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < 20; i++) {
+		char name[32], data[64];
+
+		snprintf(name, sizeof(name), "f%02d.txt", i);
+		snprintf(data, sizeof(data), "content of file %d", i);
+		assert_true(file_is(b, name, data, strlen(data)));
+	}
+	assert_true(preserved_count(b, LAYOUT_PREEXISTING) == 1);
+	/* Now normal, b sends its own changes too. */
+	write_file(b, "late.txt", "late", 4);
+	note_new(b, NULL, "late.txt");
+	WAIT_FOR(file_is(a, "late.txt", "late", 4));
+	WAIT_FOR(quiet(a) && quiet(b));
+}
+
+/* ---- a hostile partner: a bare transport ------------------------------------------------ */
+
+struct raw {
+	pthread_mutex_t lock;
+	struct net_peers *p;
+	struct net_conn *c;
+	int ups, downs, down_err;
+	bool stopped;
+};
+
+static void send_msg(struct net_conn *c, const Dfsrwire__Msg *m)
+{
+	size_t len = dfsrwire__msg__get_packed_size(m);
+	uint8_t *buf = malloc(len);
+
+	assert_non_null(buf);
+	dfsrwire__msg__pack(m, buf);
+	assert_int_equal(net_conn_send(c, buf, len), 0);
+	free(buf);
+}
+
+static void raw_up(void *arg, struct net_conn *c, size_t peer)
+{
+	struct raw *r = arg;
+	Dfsrwire__Hello h = DFSRWIRE__HELLO__INIT;
+	Dfsrwire__FolderHello fh = DFSRWIRE__FOLDER_HELLO__INIT, *fp = &fh;
+	Dfsrwire__Updates ups = DFSRWIRE__UPDATES__INIT;
+	Dfsrwire__Update u = DFSRWIRE__UPDATE__INIT, *up = &u;
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	uint8_t db[16], junk[40], evil[4] = { 'e', 'v', 'i', 'l' };
+	uint8_t share[5] = { 's', 'h', 'a', 'r', 'e' };
+
+	(void)peer;
+	memset(db, 0x42, sizeof(db));
+	memset(junk, 0xee, sizeof(junk));
+	h.proto = NET_SESSION_PROTO;
+	h.member.data = evil;
+	h.member.len = 4;
+	fh.name.data = share;
+	fh.name.len = 5;
+	fh.db_id.data = db;
+	fh.db_id.len = sizeof(db);
+	fh.state = JOURNAL_STATE_NORMAL;
+	h.n_folders = 1;
+	h.folders = &fp;
+	m.m_case = DFSRWIRE__MSG__M_HELLO;
+	m.hello = &h;
+	send_msg(c, &m);
+	/* An update whose record is garbage. */
+	u.record.data = junk;
+	u.record.len = sizeof(junk);
+	ups.folder = fh.name;
+	ups.n_updates = 1;
+	ups.updates = &up;
+	m.m_case = DFSRWIRE__MSG__M_UPDATES;
+	m.updates = &ups;
+	send_msg(c, &m);
+	pthread_mutex_lock(&r->lock);
+	r->c = c;
+	r->ups++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void raw_msg(void *arg, struct net_conn *c, const uint8_t *buf, size_t len)
+{
+	(void)arg;
+	(void)c;
+	(void)buf;
+	(void)len;
+}
+
+static void raw_down(void *arg, struct net_conn *c, int err)
+{
+	struct raw *r = arg;
+
+	(void)c;
+	pthread_mutex_lock(&r->lock);
+	r->downs++;
+	r->down_err = err;
+	r->c = NULL;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void raw_stopped(void *arg)
+{
+	struct raw *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	r->stopped = true;
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct raw_start {
+	struct raw *r;
+	struct net_peers_opts o;
+	int rc;
+};
+
+static void raw_start_on_loop(struct net_loop *l, void *arg)
+{
+	struct raw_start *rs = arg;
+
+	(void)l;
+	rs->rc = net_peers_start(&rs->o, &rs->r->p);
+}
+
+static void raw_stop_on_loop(struct net_loop *l, void *arg)
+{
+	(void)l;
+	net_peers_stop(arg);
+}
+
+static bool raw_closed(struct raw *r)
+{
+	bool closed;
+
+	pthread_mutex_lock(&r->lock);
+	closed = r->ups == 1 && r->downs == 1;
+	pthread_mutex_unlock(&r->lock);
+	return closed;
+}
+
+static bool raw_stopped_now(struct raw *r)
+{
+	bool s;
+
+	pthread_mutex_lock(&r->lock);
+	s = r->stopped;
+	pthread_mutex_unlock(&r->lock);
+	return s;
+}
+
+static void hostile_update_closes_the_connection(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *evil = &f->m[2];
+	struct raw r = { .down_err = 1 };
+	struct raw_start rs = { .r = &r };
+
+	pthread_mutex_init(&r.lock, NULL);
+	configure(f, 0, 2, true);
+	configure(f, 2, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	start_member(f, 0);
+	rs.o = (struct net_peers_opts){
+		.loop = f->loop,
+		.cfg = &evil->cfg,
+		.secret_key = evil->sk,
+		.cb = { .up = raw_up,
+			.msg = raw_msg,
+			.down = raw_down,
+			.stopped = raw_stopped,
+			.arg = &r },
+	};
+	assert_int_equal(net_loop_call(f->loop, raw_start_on_loop, &rs), 0);
+	assert_int_equal(rs.rc, 0);
+	WAIT_FOR(raw_closed(&r));
+	WAIT_FOR(events_3101(a) >= 1);
+	/* a refused nothing on disk: no record named by the garbage. */
+	assert_int_equal(net_loop_call(f->loop, raw_stop_on_loop, r.p), 0);
+	WAIT_FOR(raw_stopped_now(&r));
+	pthread_mutex_destroy(&r.lock);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(files_replicate_both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(hostile_update_closes_the_connection, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(many_updates_flow_through_the_window, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
