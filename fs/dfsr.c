@@ -412,9 +412,9 @@ struct folder_rt {
 	int root_fd; /* O_PATH|O_DIRECTORY of the local path, opened before the mount */
 	struct journal *j;
 	struct fs *fs;
-	struct stage *stage;  /* staging of this folder (replication) */
-	struct replica *r;    /* downstream side of replication */
-	size_t index;         /* in m->f, for net_sessions_wake() */
+	struct stage *stage; /* staging of this folder (replication) */
+	struct replica *r;   /* downstream side of replication */
+	size_t index;        /* in m->f, for net_sessions_wake() */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t usage_lock; /* protects the three fields below */
@@ -954,13 +954,13 @@ static int render_backlog(struct member *m, ssize_t idx, const struct request *r
 			rc = outbound_backlog(m->f[i].j, &pk, &count, (size_t)r->list,
 					      r->list ? bl_entry : NULL, &c);
 		if (rc == 0 && r->json)
-			rc = dfsr_buf_addf(main_o,
-					   "%s{\"name\": \"%s\", \"backlog\": %" PRIu64
-					   ", \"updates\": [%s]}",
-					   n++ ? ", " : "", m->f[i].cf->name, count,
-					   list.len ? list.p : "");
+			rc = dfsr_buf_addf(
+				main_o,
+				"%s{\"name\": \"%s\", \"backlog\": %" PRIu64 ", \"updates\": [%s]}",
+				n++ ? ", " : "", m->f[i].cf->name, count, list.len ? list.p : "");
 		else if (rc == 0)
-			rc = dfsr_buf_addf(main_o, "%s: %" PRIu64 " updates not yet installed by %s\n%s",
+			rc = dfsr_buf_addf(main_o,
+					   "%s: %" PRIu64 " updates not yet installed by %s\n%s",
 					   m->f[i].cf->name, count, pc->peers[peer].name,
 					   list.len ? list.p : "");
 		dfsr_buf_release(&list);
@@ -1461,19 +1461,26 @@ static int folder_open_staging(struct member *m, struct folder_rt *fr)
 	return 0;
 }
 
-/* Starts sessions with @cfg's listener and peers. Return: 0 or -errno. */
+/*
+ * Starts sessions with @cfg's listener and peers. A member without partners listens to
+ * nobody (*@out stays NULL): the listener only ever admits configured peers.
+ * Return: 0 or -errno.
+ */
 static int sessions_start(struct member *m, const struct config *cfg, struct net_sessions **out)
 {
-	struct net_session_folder *sf = calloc(m->n, sizeof(*sf));
-	struct net_sessions_opts so = { .loop = m->loop,
-					.cfg = cfg,
-					.secret_key = m->sk,
-					.folders = sf,
-					.nfolders = m->n };
+	struct net_session_folder *sf;
+	struct net_sessions_opts so = {
+		.loop = m->loop, .cfg = cfg, .secret_key = m->sk, .nfolders = m->n
+	};
 	int rc;
 
+	*out = NULL;
+	if (cfg->npeers == 0)
+		return 0;
+	sf = calloc(m->n, sizeof(*sf));
 	if (!sf)
 		return -ENOMEM;
+	so.folders = sf;
 	for (size_t i = 0; i < m->n; i++)
 		sf[i] = (struct net_session_folder){ .name = m->f[i].cf->name,
 						     .j = m->f[i].j,
@@ -1510,10 +1517,9 @@ static int member_start_replication(struct member *m)
 
 	for (size_t i = 0; i < m->n; i++) {
 		struct folder_rt *fr = &m->f[i];
-		struct replica_opts ro = { .j = fr->j,
-					   .invalidate = repl_invalidate,
-					   .busy = repl_busy,
-					   .arg = fr };
+		struct replica_opts ro = {
+			.j = fr->j, .invalidate = repl_invalidate, .busy = repl_busy, .arg = fr
+		};
 
 		if (folder_open_staging(m, fr))
 			return 1;
@@ -2604,7 +2610,8 @@ static int copy_obj(int sdir, const char *sname, int ddir, const char *dname)
 		if (rc == 0)
 			rc = copy_dir_entries(src, dst);
 	} else {
-		dst = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		dst = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			     0600);
 		if (dst < 0)
 			rc = -errno;
 		if (rc == 0)
@@ -2772,9 +2779,10 @@ static int cmd_restore(struct cli *c)
 		return 1;
 	if (!c->to && !member_answers(&cfg)) {
 		config_release(&cfg);
-		return dfsr_err("restore: member %s is not running; restore into its mount needs it "
-				"(or use --to DIR)",
-				cfg.member_name);
+		return dfsr_err(
+			"restore: member %s is not running; restore into its mount needs it "
+			"(or use --to DIR)",
+			cfg.member_name);
 	}
 	for (size_t i = 0; i < cfg.nfolders; i++)
 		if (!c->folder || !strcmp(c->folder, cfg.folders[i].name))
@@ -2841,10 +2849,8 @@ static const struct option long_opts[] = {
 	{ "foreground", no_argument, NULL, 'f' },   { "debug", no_argument, NULL, 'd' },
 	{ "recursive", no_argument, NULL, 'r' },    { "since", required_argument, NULL, 's' },
 	{ "from", required_argument, NULL, 'S' },   { "list", required_argument, NULL, 'n' },
-	{ "peer", required_argument, NULL, 'p' },
-	{ "to", required_argument, NULL, 't' },
-	{ "copy", no_argument, NULL, 'C' },
-	{ "all", no_argument, NULL, 'A' },
+	{ "peer", required_argument, NULL, 'p' },   { "to", required_argument, NULL, 't' },
+	{ "copy", no_argument, NULL, 'C' },         { "all", no_argument, NULL, 'A' },
 	{ "preexisting", no_argument, NULL, 'P' },  { "timeout", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 };

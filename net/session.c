@@ -8,9 +8,13 @@
  * control counters, the cancel flag, the partner's knowledge), which s->lock protects. Work
  * that touches the disk runs on the libuv thread pool as a `struct job`: the job's run()
  * touches only the job and the core objects (replica, journal, stage, stage_asm), its
- * done() runs back on the loop and applies the result. A connection is freed only once it
- * is down and no job refers to it (k->refs); the sessions are freed only once every
- * connection is gone, no job is in flight (s->pool_busy) and the two handles are closed.
+ * done() runs back on the loop and applies the result. Walks are jobs too but run on a
+ * thread of their own (walk_spawn(): they wait on the partner's flow control). A
+ * connection is freed only once it is down and no job refers to it (k->refs); the
+ * sessions are freed only once the peers are stopped, every connection is gone, no job is
+ * in flight (s->pool_busy) and the two handles (kick, tick) are closed. The loop never
+ * calls journal_state() (it takes the journal's mutex): pool jobs keep a copy per folder,
+ * read again every few seconds, and a folder turning normal starts its walks.
  *
  * Upstream, per link: a walk job runs outbound_missing() once (against the partner's
  * Hello knowledge), then outbound_changes() from the sequence it returned, once per wake
@@ -19,7 +23,8 @@
  * on the link; the loop (kicked through the uv_async `kick`) sends them while the
  * connection's output queue is under NET_PEER_OUT_HIGH. The walk thread waits (on
  * s->cond) while four messages are queued or NET_SESSION_WINDOW updates are beyond the
- * partner's Progress, so neither side ever holds more than a window of updates in memory.
+ * partner's Progress, so neither side ever holds more than a window of updates in memory
+ * (an update waiting for its file transfer stays in the window).
  * Each walk ends with Done (our knowledge read before the walk, our state).
  *
  * Downstream, per link: decoded updates queue in arrival order (`inq`); one offer job at a
@@ -77,6 +82,7 @@
 #define WAIT_PASSES 8u /* re-offer passes over waiting updates per offer job */
 #define WAIT_DONES  2u /* Dones a waiting update survives */
 #define TICK_MS     1000u
+#define STATE_TICKS 5u /* folder states are read again every 5 ticks */
 #define FILE_GONE   1u /* FileInfo.status */
 #define FILE_FAILED 2u
 #define MONO_MS(ms) ((int64_t)(ms)*1000000)
@@ -240,6 +246,9 @@ struct sfolder {
 	struct stage *stage;
 	bool read_only;
 	atomic_bool wake;
+	/* journal_state(), as last read on the pool: journal_state() takes the journal's
+	 * mutex, which a database write may hold, and the loop thread must not wait on it */
+	atomic_int state;
 };
 
 struct net_sessions {
@@ -259,6 +268,7 @@ struct net_sessions {
 	pthread_mutex_t lock;  /* protects the pstat figures, link upstream fields, finished */
 	pthread_cond_t cond;   /* walks wait on it; stop waits for finished */
 	bool finished;
+	unsigned ticks;              /* loop */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
 };
@@ -602,6 +612,7 @@ static struct link *link_by_name(struct sconn *k, ProtobufCBinaryData name)
 struct recount_job {
 	struct job base;
 	size_t f, peer;
+	int old_state;
 	bool kv_known;
 	struct version_vector kv;
 	uint64_t count;
@@ -614,9 +625,11 @@ static void recount_run(struct job *jb)
 	struct sfolder *sf = &jb->s->folders[r->f];
 
 	r->rc = outbound_backlog(sf->j, r->kv_known ? &r->kv : NULL, &r->count, 0, NULL, NULL);
+	r->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
 }
 
 static void recount_start(struct net_sessions *s, size_t f, size_t peer);
+static void folder_changed_state(struct net_sessions *s, size_t f);
 static void send_backlog(struct net_sessions *s, size_t f, size_t peer);
 
 static void recount_done(struct job *jb, bool cancelled)
@@ -631,6 +644,8 @@ static void recount_done(struct job *jb, bool cancelled)
 		ps->backlog_out = s->folders[r->f].read_only ? 0 : r->count;
 	pthread_mutex_unlock(&s->lock);
 	size_t f = r->f, peer = r->peer;
+	bool now_normal = !cancelled && r->old_state != JOURNAL_STATE_NORMAL &&
+			  atomic_load(&s->folders[f].state) == JOURNAL_STATE_NORMAL;
 
 	ps->recounting = false;
 	again = ps->recount_again;
@@ -638,6 +653,8 @@ static void recount_done(struct job *jb, bool cancelled)
 	free(r);
 	if (s->stopping)
 		return;
+	if (now_normal)
+		folder_changed_state(s, f); /* e.g. the initial build ended */
 	send_backlog(s, f, peer);
 	if (again)
 		recount_start(s, f, peer);
@@ -1091,7 +1108,7 @@ static bool up_allowed(const struct link *l)
 	const struct sfolder *sf = &l->k->s->folders[l->f];
 
 	return conn_live(l->k) && l->k->hello_sent && l->k->hello_rcvd && l->common &&
-	       !sf->read_only && journal_state(sf->j) == JOURNAL_STATE_NORMAL;
+	       !sf->read_only && atomic_load(&sf->state) == JOURNAL_STATE_NORMAL;
 }
 
 /*
@@ -1299,7 +1316,7 @@ out_release:
 
 static bool folder_syncing(const struct net_sessions *s, size_t f)
 {
-	return journal_state(s->folders[f].j) == JOURNAL_STATE_INITIAL_SYNC;
+	return atomic_load(&s->folders[f].state) == JOURNAL_STATE_INITIAL_SYNC;
 }
 
 /* @it is decided (done or refused): count it and free it. Thread: loop. */
@@ -1564,6 +1581,7 @@ struct merge_job {
 	struct job base;
 	struct link *l;
 	struct done_rec *d;
+	int old_state, new_state;
 	struct version_vector kv; /* ours after the merge */
 	int rc;
 };
@@ -1573,9 +1591,14 @@ static void merge_run(struct job *jb)
 	struct merge_job *mj = dfsr_container_of(jb, struct merge_job, base);
 	struct replica *r = jb->s->folders[mj->l->f].r;
 
+	struct sfolder *sf = &jb->s->folders[mj->l->f];
+
+	mj->old_state = (int)journal_state(sf->j);
 	mj->rc = replica_merge(r, &mj->d->kv, mj->d->state == JOURNAL_STATE_NORMAL);
 	if (mj->rc == 0)
 		mj->rc = replica_knowledge(r, &mj->kv);
+	mj->new_state = (int)journal_state(sf->j);
+	atomic_store(&sf->state, mj->new_state);
 }
 
 static size_t link_pending(const struct link *l)
@@ -1603,8 +1626,6 @@ static void send_ack(struct link *l, const struct version_vector *kv)
 	pb_kv_release(&pk);
 }
 
-static void folder_changed_state(struct net_sessions *s, size_t f);
-
 static void done_free(struct done_rec *d)
 {
 	version_vector_release(&d->kv);
@@ -1616,7 +1637,8 @@ static void merge_done(struct job *jb, bool cancelled)
 	struct merge_job *mj = dfsr_container_of(jb, struct merge_job, base);
 	struct link *l = mj->l;
 	struct net_sessions *s = jb->s;
-	bool was_sync = folder_syncing(s, l->f);
+	bool now_normal = !cancelled && mj->old_state != JOURNAL_STATE_NORMAL &&
+			  mj->new_state == JOURNAL_STATE_NORMAL;
 
 	l->merging = false;
 	if (cancelled || mj->rc < 0) {
@@ -1636,8 +1658,8 @@ static void merge_done(struct job *jb, bool cancelled)
 	}
 	version_vector_release(&mj->kv);
 	free(mj);
-	if (was_sync && !folder_syncing(s, l->f) && !s->stopping)
-		folder_changed_state(s, l->f);
+	if (now_normal && !s->stopping)
+		folder_changed_state(s, l->f); /* initial sync ended: we send too now */
 	if (conn_live(l->k))
 		dones_check(l);
 }
@@ -2275,6 +2297,8 @@ static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
 	if (!up_allowed(l)) {
 		/* We do not send updates for this folder, so we serve no data either. */
 		sj->status = FILE_FAILED;
+		sj->base.s = k->s;
+		sj->base.k = k;
 		stage_done(&sj->base, false);
 		return;
 	}
@@ -2790,11 +2814,56 @@ static void on_kick(uv_async_t *h)
 			link_flush(&k->links[f]);
 }
 
+struct state_job {
+	struct job base;
+	size_t f;
+	int old_state;
+};
+
+static void state_run(struct job *jb)
+{
+	struct state_job *sj = dfsr_container_of(jb, struct state_job, base);
+	struct sfolder *sf = &jb->s->folders[sj->f];
+
+	sj->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
+}
+
+static void state_done(struct job *jb, bool cancelled)
+{
+	struct state_job *sj = dfsr_container_of(jb, struct state_job, base);
+	struct net_sessions *s = jb->s;
+	size_t f = sj->f;
+	bool now_normal = !cancelled && sj->old_state != JOURNAL_STATE_NORMAL &&
+			  atomic_load(&s->folders[f].state) == JOURNAL_STATE_NORMAL;
+
+	free(sj);
+	if (now_normal && !s->stopping)
+		folder_changed_state(s, f);
+}
+
+/* Read the folders' states again (a scan or a reset may change them without a journal
+ * wake). Thread: loop. */
+static void states_refresh(struct net_sessions *s)
+{
+	for (size_t f = 0; f < s->nfolders; f++) {
+		struct state_job *sj = calloc(1, sizeof(*sj));
+
+		if (!sj)
+			return;
+		sj->f = f;
+		sj->base.run = state_run;
+		sj->base.done = state_done;
+		job_queue(s, NULL, &sj->base);
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct net_sessions *s = dfsr_container_of(t, struct net_sessions, tick);
 	int64_t now = dfsr_mono_ns();
 
+	if (++s->ticks % STATE_TICKS == 0 && !s->stopping)
+		states_refresh(s);
 	for (struct sconn *k = s->conns; k; k = k->next) {
 		if (!conn_live(k))
 			continue;
@@ -2962,6 +3031,7 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 		sf->stage = o->folders[f].stage;
 		sf->read_only = o->folders[f].read_only;
 		atomic_init(&sf->wake, false);
+		atomic_init(&sf->state, (int)journal_state(sf->j)); /* not the loop thread */
 	}
 	rc = net_loop_call(s->loop, start_on_loop, &c);
 	if (rc < 0) {

@@ -33,10 +33,12 @@
 /* clang-format on */
 
 #include <dirent.h>
+
 #include <sodium.h>
 
 #include "core/config.h"
 #include "core/dfsr.pb-c.h"
+#include "core/event.h"
 #include "core/journal.h"
 #include "core/layout.h"
 #include "core/replica.h"
@@ -55,7 +57,7 @@ struct member {
 	int dir_fd;
 	int root_fd;
 	uint16_t port;
-	uint8_t sk[KL], pk[KL];       /* the member */
+	uint8_t sk[KL], pk[KL];           /* the member */
 	uint8_t evil_sk[KL], evil_pk[KL]; /* the hostile partner (configured) */
 	struct config cfg;
 	struct journal *j;
@@ -242,6 +244,10 @@ static void evil_connect(struct member *m, struct evil *e)
 		assert_true(now_ms() < end);
 		assert_true(evil_pump(e, 50));
 	}
+	/* The selection frame (docs/protocol.md SC.10): if our key is the larger, we are the
+	 * keeper and choose this channel; otherwise it is a keep-alive. */
+	assert_int_equal(net_channel_seal(e->ch, NULL, 0), 0);
+	evil_flush(e);
 }
 
 static void evil_close(struct evil *e)
@@ -393,6 +399,27 @@ static void evil_updates(struct evil *e, const struct raw_rec *recs, size_t n, s
 
 /* ---- what must hold after every case ---------------------------------------------------- */
 
+static int count_refusal(void *arg, const struct journal_event_info *e)
+{
+	size_t *n = arg;
+
+	if (getenv("HOSTILE_DEBUG"))
+		fprintf(stderr, "event %d %s\n", e->id, e->message);
+	if (e->id == EV_UPDATE_REFUSED || e->id == EV_PROTOCOL_ERROR ||
+	    e->id == EV_UPDATE_DROPPED || e->id == EV_PARTNER_REFUSED)
+		(*n)++;
+	return 0;
+}
+
+/* Refusals logged so far (the member says what it refused: 1301, 3101, 3102, 5002). */
+static size_t refusals(struct member *m)
+{
+	size_t n = 0;
+
+	assert_int_equal(journal_list_events(m->j, 0, count_refusal, &n), 0);
+	return n;
+}
+
 /* The local path holds DfsrPrivate only, and nothing was recorded. */
 static void assert_untouched(struct member *m)
 {
@@ -434,7 +461,8 @@ static void assert_member_alive(struct member *m)
 		while (!hello && net_channel_pop(e.ch, &msg, &len) == 0) {
 			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
 
-			hello = w && w->m_case == DFSRWIRE__MSG__M_HELLO && w->hello->proto == NET_SESSION_PROTO;
+			hello = w && w->m_case == DFSRWIRE__MSG__M_HELLO &&
+				w->hello->proto == NET_SESSION_PROTO;
 			dfsrwire__msg__free_unpacked(w, NULL);
 			free(msg);
 		}
@@ -450,12 +478,21 @@ static void run_updates_case(struct member *m, const struct raw_rec *recs, size_
 	struct evil e;
 	uint8_t db[16];
 
+	size_t before = refusals(m);
+	int64_t end;
+
 	randombytes_buf(db, sizeof(db));
 	evil_connect(m, &e);
 	evil_hello(&e, NET_SESSION_PROTO, db);
 	evil_updates(&e, recs, n, nx);
-	(void)evil_pump(&e, 700); /* the member decides, may answer, may close */
+	/* the member decides, may answer, may close; it must say what it refused */
+	end = now_ms() + 10000;
+	while (refusals(m) == before && now_ms() < end && evil_pump(&e, 50))
+		;
 	evil_close(&e);
+	while (refusals(m) == before && now_ms() < end)
+		usleep(20000); /* the event may be stored just after the close */
+	assert_true(refusals(m) > before);
 	assert_untouched(m);
 	assert_member_alive(m);
 }
@@ -543,6 +580,8 @@ static void test_bad_file_data(void **state)
 	uint64_t get_id = 0;
 	bool got = false;
 
+	size_t before = refusals(m);
+
 	randombytes_buf(db, sizeof(db));
 	raw_rec_init(&r, m, db, "big.bin", 'f');
 	r.size = 5; /* the member will ask for the data */
@@ -600,9 +639,15 @@ static void test_bad_file_data(void **state)
 		/* a chunk for a transfer never asked for, and an index out of range */
 		ch.id = get_id + 1000;
 		evil_send_msg(&e, &msg);
-		(void)evil_pump(&e, 1000);
+		end = now_ms() + 10000;
+		while (refusals(m) == before && now_ms() < end && evil_pump(&e, 50))
+			;
 	}
 	evil_close(&e);
+	while (refusals(m) == before && now_ms() < end)
+		usleep(20000); /* the event may be stored just after the close */
+	assert_true(got);
+	assert_true(refusals(m) > before);
 	assert_untouched(m);
 	assert_member_alive(m);
 }
@@ -613,6 +658,8 @@ static void test_wrong_proto_and_garbage(void **state)
 	struct evil e;
 	uint8_t db[16];
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x00 };
+
+	size_t before = refusals(m);
 
 	randombytes_buf(db, sizeof(db));
 	evil_connect(m, &e);
@@ -625,6 +672,7 @@ static void test_wrong_proto_and_garbage(void **state)
 	evil_flush(&e);
 	(void)evil_pump(&e, 500);
 	evil_close(&e);
+	assert_true(refusals(m) >= before + 2);
 	assert_untouched(m);
 	assert_member_alive(m);
 }

@@ -557,6 +557,14 @@ static void assert_converged(struct side *a, struct side *b)
 		const struct record *x = &la.v[i], *y = &lb.v[i];
 
 		assert_memory_equal(x->uid.b, y->uid.b, DFSR_UID_LEN);
+		if (x->tombstone != y->tombstone || version_gvsn_cmp(&x->gvsn, &y->gvsn))
+			print_error("diverged: %c %s/%s t=%d g=%02x:%llu vs %c %s t=%d g=%02x:%llu "
+				    "vv %d\n",
+				    x->type, "", x->name, x->tombstone, x->gvsn.db.b[0],
+				    (unsigned long long)x->gvsn.counter, y->type, y->name,
+				    y->tombstone, y->gvsn.db.b[0],
+				    (unsigned long long)y->gvsn.counter,
+				    (int)version_vector_compare(&x->vv, &y->vv));
 		assert_int_equal(x->tombstone, y->tombstone);
 		assert_int_equal(version_gvsn_cmp(&x->gvsn, &y->gvsn), 0);
 		if (x->tombstone)
@@ -1237,7 +1245,25 @@ static void test_full_sync(void **state)
 	assert_int_equal(unlinkat(p->a.f->root_fd, "top.txt", 0), 0);
 	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "top.txt"), 0);
 	(void)mk_file(&p->a, "c", "new.txt", "new");
+	/* moved and changed at once: fetched, renamed into the new place, old name gone */
+	{
+		struct journal_rename rn = { .old_parent = &a,
+					     .old_name = "mid.txt",
+					     .new_parent = &b,
+					     .new_name = "mid2.txt",
+					     .other_fd = -1 };
+		struct dfsr_uid out;
+
+		assert_int_equal(
+			renameat(p->a.f->root_fd, "a/mid.txt", p->a.f->root_fd, "c/mid2.txt"), 0);
+		rn.fd = fx_opath(p->a.f, "c/mid2.txt");
+		assert_int_equal(journal_note_rename(p->a.f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+		modify(&p->a, "c/mid2.txt", &mid, "middle, changed");
+	}
 	sync_all(&p->a, &p->b);
+	assert_false(exists(&p->b, "a/mid.txt"));
+	assert_content(&p->b, "c/mid2.txt", "middle, changed");
 	assert_converged(&p->a, &p->b);
 	assert_scan_quiet(&p->b);
 	assert_false(exists(&p->b, "a/b"));
@@ -1342,6 +1368,235 @@ static void test_link_change(void **state)
 	assert_scan_quiet(&p->b);
 }
 
+/* The directory's tombstone arrives before its children's: what the deleter saw is
+ * deleted with it, even a file made by another member (its vector covers the children). */
+static void test_delete_dir_parent_first(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, x;
+	char pres[512];
+	struct mf m;
+
+	d = mk_dir(&p->a, NULL, "D");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	x = mk_file(&p->b, "D", "x", "made on B");
+	assert_int_equal(sync_uid(&p->b, &p->a, &x), REPLICA_DONE);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "D/x", 0), 0);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "D", AT_REMOVEDIR), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "D"), 0);
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &d, pres, sizeof(pres));
+
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_false(exists(&p->b, "D"));
+	strcat(pres, "/x");
+	assert_content(&p->b, pres, "made on B");
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_DELETED);
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->b);
+}
+
+/* ---- order independence (§13): random changes on three members, synced in random order */
+
+struct trio {
+	struct side s[3];
+};
+
+static int setup3(void **state)
+{
+	struct trio *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -1;
+	for (int i = 0; i < 3; i++)
+		if (side_open(&t->s[i], JOURNAL_STATE_NORMAL) < 0)
+			return -1;
+	*state = t;
+	return 0;
+}
+
+static int teardown3(void **state)
+{
+	struct trio *t = *state;
+
+	for (int i = 0; i < 3; i++)
+		side_close(&t->s[i]);
+	free(t);
+	return 0;
+}
+
+static uint32_t rnd(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return (*seed >> 16) & 0x7fff;
+}
+
+/* A random live record of @s (type @want, or any if 0); false if none. @rel gets its path. */
+static bool pick(struct side *s, uint32_t *seed, char want, struct record *out, char *rel,
+		 size_t len)
+{
+	static struct rec_list l;
+	size_t live = 0, k;
+	bool found = false;
+
+	all_records(s, &l);
+	for (size_t i = 0; i < l.n; i++)
+		if (!l.v[i].tombstone && (!want || l.v[i].type == want))
+			live++;
+	if (live) {
+		k = rnd(seed) % live;
+		for (size_t i = 0; i < l.n && !found; i++) {
+			if (l.v[i].tombstone || (want && l.v[i].type != want) || k--)
+				continue;
+			struct dfsr_buf p;
+
+			dfsr_buf_init(&p);
+			assert_int_equal(journal_path(s->f->j, &l.v[i].uid, &p), 0);
+			snprintf(rel, len, "%s", p.p);
+			dfsr_buf_release(&p);
+			assert_int_equal(record_copy(out, &l.v[i]), 0);
+			found = true;
+		}
+	}
+	release_records(&l);
+	return found;
+}
+
+/* A random directory of @s (the root included): its UID and path ("" for the root). */
+static void pick_dir(struct side *s, uint32_t *seed, struct dfsr_uid *uid, char *rel, size_t len)
+{
+	struct record r;
+
+	record_init(&r);
+	if (rnd(seed) % 3 == 0 || !pick(s, seed, RECORD_DIR, &r, rel, len)) {
+		*uid = *root(s);
+		rel[0] = '\0';
+		return;
+	}
+	*uid = r.uid;
+	record_release(&r);
+}
+
+static void join(char *out, size_t len, const char *dir, const char *name)
+{
+	snprintf(out, len, "%s%s%s", dir, *dir ? "/" : "", name);
+}
+
+static int rm_rf_at(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (S_ISDIR(st.st_mode)) {
+		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		struct dirent *de;
+
+		assert_non_null(d);
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				rm_rf_at(dirfd(d), de->d_name);
+		closedir(d);
+		return unlinkat(dfd, name, AT_REMOVEDIR);
+	}
+	return unlinkat(dfd, name, 0);
+}
+
+static void random_change(struct side *s, uint32_t *seed)
+{
+	char dir[512], rel[1024], name[16], data[64];
+	struct dfsr_uid parent;
+	struct record r;
+	int op = (int)(rnd(seed) % 6);
+
+	record_init(&r);
+	snprintf(name, sizeof(name), "%c%u", op == 1 ? 'd' : 'n', (unsigned)(rnd(seed) % 3));
+	snprintf(data, sizeof(data), "data %u", (unsigned)rnd(seed));
+	switch (op) {
+	case 0: /* create a file */
+	case 1: /* create a directory */
+		pick_dir(s, seed, &parent, dir, sizeof(dir));
+		join(rel, sizeof(rel), dir, name);
+		if (exists(s, rel))
+			return;
+		if (op == 0)
+			(void)mk_file(s, *dir ? dir : NULL, name, data);
+		else
+			(void)mk_dir(s, *dir ? dir : NULL, name);
+		return;
+	case 2: /* modify */
+	case 3:
+		if (pick(s, seed, RECORD_FILE, &r, rel, sizeof(rel)))
+			modify(s, rel, &r.uid, data);
+		break;
+	case 4: { /* rename */
+		char to[1024];
+		struct journal_rename rn = { .other_fd = -1 };
+		struct dfsr_uid out;
+
+		if (!pick(s, seed, 0, &r, rel, sizeof(rel)))
+			break;
+		pick_dir(s, seed, &parent, dir, sizeof(dir));
+		join(to, sizeof(to), dir, name);
+		/* not below itself, not onto a taken name */
+		if (exists(s, to) || (strncmp(dir, rel, strlen(rel)) == 0 &&
+				      (dir[strlen(rel)] == '\0' || dir[strlen(rel)] == '/')))
+			break;
+		assert_int_equal(renameat(s->f->root_fd, rel, s->f->root_fd, to), 0);
+		rn.old_parent = &r.parent;
+		rn.old_name = r.name;
+		rn.new_parent = &parent;
+		rn.new_name = name;
+		rn.fd = fx_opath(s->f, to);
+		assert_int_equal(journal_note_rename(s->f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+		break;
+	}
+	case 5: /* delete */
+		if (!pick(s, seed, 0, &r, rel, sizeof(rel)))
+			break;
+		assert_int_equal(rm_rf_at(s->f->root_fd, rel), 0);
+		assert_int_equal(journal_note_remove(s->f->j, &r.parent, r.name), 0);
+		break;
+	}
+	record_release(&r);
+}
+
+static void test_order_independence(void **state)
+{
+	struct trio *t = *state;
+
+	for (uint32_t round = 0; round < 6; round++) {
+		uint32_t seed = 0x5eed0000u + round * 7919u;
+
+		/* independent changes on two or three members */
+		for (int i = 0; i < 12; i++)
+			random_change(&t->s[rnd(&seed) % 3], &seed);
+		/* partial syncs in a random order */
+		for (int i = 0; i < 4; i++) {
+			uint32_t a = rnd(&seed) % 3, b = (a + 1 + rnd(&seed) % 2) % 3;
+
+			sync_all(&t->s[a], &t->s[b]);
+		}
+		/* then everyone with everyone until quiet */
+		for (int k = 0; k < 2; k++)
+			for (uint32_t a = 0; a < 3; a++)
+				for (uint32_t b = 0; b < 3; b++)
+					if (a != b)
+						sync_all(&t->s[a], &t->s[b]);
+		assert_converged(&t->s[0], &t->s[1]);
+		assert_converged(&t->s[0], &t->s[2]);
+		assert_converged(&t->s[1], &t->s[2]);
+		for (int i = 0; i < 3; i++)
+			assert_scan_quiet(&t->s[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1363,6 +1618,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conflict_quota, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_dir_parent_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_order_independence, setup3, teardown3),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

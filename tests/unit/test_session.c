@@ -542,6 +542,37 @@ static void many_files_fetch_through_the_slots(void **state)
 	}
 }
 
+static bool transferring(struct member *m)
+{
+	struct net_session_peer_status st;
+
+	net_sessions_status(m->s, 0, &st);
+	return st.transfers > 0;
+}
+
+/* b stops in the middle of a download and starts again: the file arrives whole (the part
+ * already in Installing is resumed). */
+static void stop_during_transfer_then_resume(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	size_t len = 24u << 20;
+	uint8_t *data = malloc(len);
+
+	assert_non_null(data);
+	randombytes_buf(data, len);
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "large.bin", data, len);
+	note_new(a, NULL, "large.bin");
+	WAIT_FOR(transferring(b));
+	stop_member(b);
+	journal_set_changed(b->j, on_changed, b);
+	start_member(f, 1);
+	WAIT_FOR(file_is(b, "large.bin", data, len));
+	WAIT_FOR(quiet(a) && quiet(b));
+	free(data);
+}
+
 /* The connection drops (a stops); b keeps its state, a comes back and sends what it made
  * meanwhile. */
 static void reconnect_resumes(void **state)
@@ -783,6 +814,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(stop_during_transfer_then_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),
 	};
 
