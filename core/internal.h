@@ -120,11 +120,12 @@ int journal__write_locked(struct journal *j, struct record *r, enum journal_op o
  * children are re-parented under r->uid (records rewritten, no versions); @old_uid's
  * record is deleted without a tombstone (initial sync, docs/conflicts.md §10: it was never
  * sent) or, with @tombstone_old, kept as a quiet tombstone (a directory merged by §4).
- * @r is written with a journal entry (op @op), keeping its GVSN.
+ * @r is written with a journal entry (op @op), keeping its GVSN, or as a new local version
+ * with @flags JOURNAL__NEWVER (a §7 resurrection that takes over a losing directory).
  * Return: 0, -ENOENT (no @old_uid record), -EIO, -ENOMEM.
  */
 int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, bool tombstone_old,
-			  struct record *r, enum journal_op op);
+			  struct record *r, enum journal_op op, unsigned flags);
 
 /**
  * journal__drop_locked() - Delete record @uid and its names entry without a tombstone

@@ -1739,7 +1739,7 @@ int journal__write_locked(struct journal *j, struct record *r, enum journal_op o
 }
 
 int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, bool tombstone_old,
-			  struct record *r, enum journal_op op)
+			  struct record *r, enum journal_op op, unsigned flags)
 {
 	struct rec_before before, none = { .exists = false }, *rb = &none;
 	uint8_t key[DB_KEY_NAME_MAX];
@@ -1781,7 +1781,7 @@ int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, boo
 	if (rc == 0 && before.exists)
 		rb = &before;
 	if (rc == 0)
-		rc = write_into_batch(j, r, rb, op, JOURNAL__ENTRY, &t);
+		rc = write_into_batch(j, r, rb, op, flags | JOURNAL__ENTRY, &t);
 	if (rc < 0)
 		goto out_clear;
 	rc = commit_txn_locked(j, &t, true, r->name);

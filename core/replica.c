@@ -24,12 +24,25 @@
  * journal's root descriptor with O_NOFOLLOW|O_DIRECTORY (never by path through the
  * mount, never through a symbolic link).
  *
- * Known limits (version 0.2): a directory that loses a name conflict (§4) to another
- * directory is merged only one level deep (its children arriving later are placed under
- * the winner); an incoming directory that loses to a local directory while it was live
- * locally elsewhere is preserved whole instead of merged. A local file with the same
- * content as an update is found only at the update's own UID or, during initial sync, at
- * its path (there is no index by content digest yet).
+ * Where the rules leave a member holding something no other member will ever be sent,
+ * the resolution is made a new local version, so that it replicates and every member
+ * converges (the order-independence test in tests/unit/test_replica.c found these):
+ *  - §5, a local live version kept against a concurrent delete: three versions P, X, T
+ *    where P beats X (§3), X outlives T (§5) and T dominates P would otherwise settle
+ *    differently depending on arrival order;
+ *  - §4, the losing UID's tombstone: a name conflict may exist on one member only (the
+ *    winner's move away, or the loser's, has not arrived yet); a quiet tombstone there
+ *    would travel to third members under the loser's own GVSN while its creator keeps it
+ *    live. Two members resolving the same conflict make two deletes, which §6 settles.
+ * Directory merges (§4) re-parent the loser's children quietly (every member that sees
+ * both directories does the same); a dead parent (§7.2) whose name is held by a winning
+ * directory counts as merged into it.
+ *
+ * Known limits (version 0.2): a merge whose two directories hold entries of the same name
+ * settles them by §4 one level deep (the losing entry preserved whole). A local file with
+ * the same content as an update is found only at the update's own UID or, during initial
+ * sync, at its path (there is no index by content digest yet), so anything else is
+ * fetched (the caller's stage_asm_seed() can still reuse local chunks).
  */
 #include "core/replica.h"
 
@@ -475,12 +488,15 @@ static int list_children(struct ctx *c, const struct dfsr_uid *dir, struct uid_l
 	return rc;
 }
 
-/*
- * Record @uid and everything live below it as gone without new versions, children first:
- * quiet tombstones (they keep their GVSNs; every member resolves alike), or, with @drop,
- * no record at all (initial sync: never sent).
- */
-static int bury_tree(struct ctx *c, const struct dfsr_uid *uid, bool drop, int depth)
+/* How bury_tree() records what is gone. */
+enum bury {
+	BURY_QUIET = 0,  /* tombstones keeping their GVSNs (every member does the same) */
+	BURY_DROP = 1,   /* no record at all (initial sync: never sent) */
+	BURY_DELETE = 2, /* tombstones as new local versions (replicated like a delete) */
+};
+
+/* Record @uid and everything live below it as gone, children first. */
+static int bury_tree(struct ctx *c, const struct dfsr_uid *uid, enum bury how, int depth)
 {
 	struct uid_list kids;
 	struct record rec;
@@ -490,18 +506,19 @@ static int bury_tree(struct ctx *c, const struct dfsr_uid *uid, bool drop, int d
 		return -EIO;
 	rc = list_children(c, uid, &kids);
 	for (size_t i = 0; rc == 0 && i < kids.n; i++)
-		rc = bury_tree(c, &kids.v[i], drop, depth + 1);
+		rc = bury_tree(c, &kids.v[i], how, depth + 1);
 	uid_list_release(&kids);
 	if (rc < 0)
 		return rc;
-	if (drop)
+	if (how == BURY_DROP)
 		return journal__drop_locked(c->j, uid);
 	rc = journal__get(c->j, uid, &rec);
 	if (rc < 0)
 		return rc == -ENOENT ? 0 : rc;
 	if (!rec.tombstone) {
 		rec.tombstone = true;
-		rc = journal__write_locked(c->j, &rec, JOURNAL_OP_DELETE, 0);
+		rc = journal__write_locked(c->j, &rec, JOURNAL_OP_DELETE,
+					   how == BURY_DELETE ? JOURNAL__NEWVER : 0);
 	}
 	record_release(&rec);
 	return rc;
@@ -977,14 +994,22 @@ static int check_parent(struct ctx *c, struct record *n, bool *dead)
 	}
 }
 
-/* §7: make the tombstoned directory @uid live again (ancestors first), as a new version. */
-static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth)
+/*
+ * §7: make the tombstoned directory @uid live again (ancestors first), as a new version.
+ * @eff: receives the directory that now stands for @uid: @uid itself, or the live directory
+ *       that holds its name and wins §4 against it (it counts as merged into that one).
+ * The name may be held by another live object meanwhile: §4 decides between the two (a
+ * losing directory is taken over, a losing file preserved); a file that wins leaves the
+ * directory dead for now (-EEXIST, logged; offered again later).
+ */
+static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struct dfsr_uid *eff)
 {
+	struct dfsr_uid other, pe;
 	struct hash_result h;
-	struct dfsr_uid other;
-	struct record p;
-	int dfd, fd, rc;
+	struct record p, w;
+	int dfd = -1, fd, rc;
 
+	*eff = *uid;
 	if (dfsr_uid_equal(uid, journal_root_uid(c->j)))
 		return 0;
 	if (depth > REPLICA_DEPTH_MAX)
@@ -992,19 +1017,51 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth)
 	rc = journal__get(c->j, uid, &p);
 	if (rc < 0)
 		return rc == -ENOENT ? -EIO : rc;
+	record_init(&w);
 	if (!p.tombstone)
 		goto out_release;
-	rc = resurrect(c, &p.parent, depth + 1);
+	rc = resurrect(c, &p.parent, depth + 1, &pe);
 	if (rc < 0)
 		goto out_release;
-	if (journal__name_get(c->j, &p.parent, p.name, &other) == 0) {
-		rc = -EEXIST; /* another directory took the name meanwhile: left to the scan */
-		install_failed(c, &p, "resurrect", rc);
-		goto out_release;
-	}
+	p.parent = pe;
 	rc = open_dir(c, &p.parent, &dfd);
 	if (rc < 0)
 		goto out_release;
+	if (journal__name_get(c->j, &p.parent, p.name, &other) == 0 &&
+	    journal__get(c->j, &other, &w) == 0 && !w.tombstone) {
+		if (w.type == RECORD_DIR && name_wins(&w, &p)) {
+			*eff = w.uid;
+			goto out_close;
+		}
+		if (w.type == RECORD_DIR) { /* the live directory there becomes this one */
+			fd = openat(dfd, p.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0) {
+				rc = -errno;
+				goto out_close;
+			}
+			rc = hash_fd(fd, NULL, &h);
+			close(fd);
+			if (rc < 0)
+				goto out_close;
+			memcpy(p.hash, h.hash, HASH_LEN);
+			memcpy(p.content, h.content, HASH_LEN);
+			take_stat(&p, &h.st);
+			p.tombstone = false;
+			rc = journal__adopt_locked(c->j, &w.uid, true, &p, JOURNAL_OP_CREATE,
+						   JOURNAL__NEWVER);
+			add_inval(c, dfd, p.name);
+			goto out_close;
+		}
+		if (!name_wins(&p, &w)) {
+			rc = -EEXIST;
+			goto out_close;
+		}
+		rc = preserve(c, dfd, &w, MANIFEST_CONFLICT, MANIFEST_TYPE_NAME_CONFLICT, &p.gvsn);
+		if (rc == 0)
+			rc = bury_tree(c, &w.uid, BURY_DELETE, 0);
+		if (rc < 0)
+			goto out_close;
+	}
 	if (mkdirat(dfd, p.name, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		goto out_close;
@@ -1030,10 +1087,12 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth)
 	rc = journal__write_locked(c->j, &p, JOURNAL_OP_CREATE, JOURNAL__NEWVER);
 	add_inval(c, dfd, p.name);
 out_close:
-	close(dfd);
+	if (dfd >= 0)
+		close(dfd);
 out_release:
-	if (rc < 0 && rc != -EEXIST)
+	if (rc < 0)
 		install_failed(c, &p, "resurrect", rc);
+	record_release(&w);
 	record_release(&p);
 	return rc;
 }
@@ -1103,7 +1162,7 @@ static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct
 		if (rc == 0 && !keep) {
 			rc = preserve(c, ddir, &k, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
 			if (rc == 0 || rc == -ENOENT)
-				rc = bury_tree(c, &k.uid, false, 0);
+				rc = bury_tree(c, &k.uid, BURY_QUIET, 0);
 		}
 		record_release(&k);
 	}
@@ -1148,7 +1207,7 @@ static int apply_delete(struct ctx *c, struct record *n, const struct record *l,
 	rc = preserve(c, dfd, l, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
 	if (rc < 0 && rc != -ENOENT) /* gone from disk already: record the delete anyway */
 		goto out_close;
-	rc = bury_tree(c, &l->uid, false, 0);
+	rc = bury_tree(c, &l->uid, BURY_QUIET, 0);
 	if (rc == 0)
 		rc = journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__ENTRY);
 out_close:
@@ -1366,12 +1425,87 @@ static int adopt(struct ctx *c, struct record *n, const struct record *o, bool m
 	} else {
 		take_record_stat(n, o);
 	}
-	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE);
+	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE, 0);
 out_close:
 	if (rc < 0)
 		install_failed(c, n, "adopt", rc);
 	close(dfd);
 	return rc;
+}
+
+/*
+ * §4 for a directory that wins a name while it is live here elsewhere (a rename onto the
+ * name of a losing directory): the losing directory stays on disk and becomes the
+ * winner (adopt), and the winner's entries move into it. An entry that meets an entry of
+ * the same name is settled by §4 between the two (the loser preserved whole).
+ */
+static int merge_moved(struct ctx *c, struct record *n, const struct record *l,
+		       const struct record *o)
+{
+	int lp = -1, ldir = -1, np = -1, odir = -1, rc;
+	struct uid_list kids = { 0 };
+
+	rc = open_dir(c, &l->parent, &lp);
+	if (rc == 0)
+		rc = open_dir(c, &n->parent, &np);
+	if (rc < 0)
+		goto out_close;
+	ldir = openat(lp, l->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	odir = openat(np, o->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ldir < 0 || odir < 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	rc = list_children(c, &l->uid, &kids);
+	for (size_t i = 0; rc == 0 && i < kids.n; i++) {
+		struct dfsr_uid other;
+		struct record k, x;
+		bool k_wins = true;
+
+		if (journal__get(c->j, &kids.v[i], &k) < 0)
+			continue;
+		if (journal__name_get(c->j, &o->uid, k.name, &other) == 0 &&
+		    journal__get(c->j, &other, &x) == 0) {
+			k_wins = name_wins(&k, &x);
+			if (k_wins) {
+				rc = preserve(c, odir, &x, MANIFEST_CONFLICT,
+					      MANIFEST_TYPE_NAME_CONFLICT, &k.gvsn);
+				if (rc == 0)
+					rc = bury_tree(c, &x.uid, BURY_DELETE, 0);
+			} else {
+				rc = preserve(c, ldir, &k, MANIFEST_CONFLICT,
+					      MANIFEST_TYPE_NAME_CONFLICT, &x.gvsn);
+				if (rc == 0)
+					rc = bury_tree(c, &k.uid, BURY_DELETE, 0);
+			}
+			record_release(&x);
+		}
+		if (rc == 0 && k_wins &&
+		    renameat2(ldir, k.name, odir, k.name, RENAME_NOREPLACE) < 0)
+			rc = -errno;
+		record_release(&k);
+	}
+	uid_list_release(&kids);
+	if (rc < 0)
+		goto out_close;
+	(void)fsync_dir(odir);
+	/* untracked leftovers keep the old directory; the scan records them */
+	if (unlinkat(lp, l->name, AT_REMOVEDIR) == 0)
+		(void)fsync_dir(lp);
+	add_inval(c, lp, l->name);
+	rc = adopt(c, n, o, true);
+out_close:
+	if (rc < 0)
+		install_failed(c, n, "merge", rc);
+	if (odir >= 0)
+		close(odir);
+	if (ldir >= 0)
+		close(ldir);
+	if (np >= 0)
+		close(np);
+	if (lp >= 0)
+		close(lp);
+	return rc < 0 ? -EIO : 0;
 }
 
 /* What happens to the live object @o that holds the update's name. */
@@ -1396,7 +1530,7 @@ static enum holder judge_holder(struct ctx *c, const struct record *n, const str
 	}
 	if (!name_wins(n, o))
 		return HOLDER_WINS;
-	if (o->type == RECORD_DIR && n->type == RECORD_DIR && !live_l)
+	if (o->type == RECORD_DIR && n->type == RECORD_DIR)
 		return HOLDER_MERGE;
 	return HOLDER_PRESERVE;
 }
@@ -1419,19 +1553,19 @@ static int lose_name(struct ctx *c, struct record *n, const struct record *l, bo
 		rc = preserve(c, ldfd, l, MANIFEST_CONFLICT, MANIFEST_TYPE_NAME_CONFLICT, &o->gvsn);
 		close(ldfd);
 		if (rc == 0)
-			rc = bury_tree(c, &l->uid, false, 0);
+			rc = bury_tree(c, &l->uid, BURY_DELETE, 0);
 		if (rc < 0)
 			return rc;
 	}
 	n->tombstone = true;
-	return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, 0);
+	return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__NEWVER);
 }
 
 static int apply_live(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		      bool loser)
 {
 	enum holder hold = HOLDER_NONE;
-	bool dead = false, need_data;
+	bool dead = false, need_data, again = false;
 	int dfd = -1, ldfd = -1, rc;
 	struct dfsr_uid other;
 	struct record o;
@@ -1488,9 +1622,25 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 			goto out_close;
 	}
 	if (dead) {
-		rc = resurrect(c, &n->parent, 0);
+		struct dfsr_uid eff;
+
+		rc = resurrect(c, &n->parent, 0, &eff);
+		if (rc == -EEXIST) { /* a file holds a dead ancestor's name: later */
+			c->v = REPLICA_WAIT;
+			rc = 0;
+			goto out_close;
+		}
 		if (rc < 0)
 			goto out_close;
+		if (!dfsr_uid_equal(&eff, &n->parent)) { /* merged into another directory (§4) */
+			n->parent = eff;
+			again = true;
+			goto out_close;
+		}
+	}
+	if (hold == HOLDER_MERGE && live_l) {
+		rc = merge_moved(c, n, l, &o);
+		goto out_close;
 	}
 	if (hold == HOLDER_ADOPT || hold == HOLDER_MERGE) {
 		rc = adopt(c, n, &o, hold == HOLDER_MERGE);
@@ -1508,7 +1658,7 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 			close(dfd);
 		dfd = -1;
 		if (rc == 0)
-			rc = bury_tree(c, &o.uid, pre, 0);
+			rc = bury_tree(c, &o.uid, pre ? BURY_DROP : BURY_DELETE, 0);
 		if (rc < 0)
 			goto out_close;
 	}
@@ -1536,17 +1686,21 @@ out_close:
 		close(ldfd);
 out_release:
 	record_release(&o);
+	if (rc == 0 && again && c->v == REPLICA_DONE) /* the parent is live now: decide there */
+		rc = apply_live(c, n, l, live_l, loser);
 	return rc;
 }
 
 /* ---- deciding (§2, §3, §5, §6) ---------------------------------------------------------- */
 
-/* Keep the local record @l, its vector raised by @vv (a conflict it won; no new version). */
-static int keep_local(struct ctx *c, struct record *l, const struct version_vector *vv)
+/* Keep the local record @l, its vector raised by @vv (a conflict it won): quietly (no new
+ * version, §3 and §6) or, with JOURNAL__NEWVER, as a new local version (§5). */
+static int keep_local(struct ctx *c, struct record *l, const struct version_vector *vv,
+		      unsigned flags)
 {
 	int rc = version_vector_merge(&l->vv, vv);
 
-	return rc < 0 ? rc : journal__write_locked(c->j, l, JOURNAL_OP_META, 0);
+	return rc < 0 ? rc : journal__write_locked(c->j, l, JOURNAL_OP_CREATE, flags);
 }
 
 static int decide(struct ctx *c)
@@ -1584,11 +1738,23 @@ static int decide(struct ctx *c)
 			if (l.tombstone && in->tombstone) { /* §6 */
 				rc = update_wins(in, &l)
 					     ? journal__write_locked(c->j, &n, JOURNAL_OP_DELETE, 0)
-					     : keep_local(c, &l, &in->vv);
+					     : keep_local(c, &l, &in->vv, 0);
 				goto out_release;
 			}
-			if (in->tombstone || (!l.tombstone && !update_wins(in, &l))) { /* §5, §3 */
-				rc = keep_local(c, &l, &in->vv);
+			/*
+			 * §5 where the local live version outlives a delete: a new version. Its
+			 * vector now covers the tombstone, but under its old GVSN no member that
+			 * already holds that version would ever receive it. With three versions
+			 * (P beats X by §3, X outlives the tombstone T by §5, T dominates P)
+			 * members would otherwise settle on different ones depending on arrival
+			 * order; the new version dominates all three and ends it.
+			 */
+			if (in->tombstone) {
+				rc = keep_local(c, &l, &in->vv, JOURNAL__NEWVER);
+				goto out_release;
+			}
+			if (!l.tombstone && !update_wins(in, &l)) { /* §3: the local version wins */
+				rc = keep_local(c, &l, &in->vv, 0);
 				goto out_release;
 			}
 			/* §3 the update wins; the local live version is preserved if it differs.

@@ -242,6 +242,32 @@ static const struct fuse_custom_io fs_io = {
 };
 
 /*
+ * Raise the readahead window of the new mount's bdi (named after the superblock's device,
+ * "0:N") to FS_READAHEAD_KB. The device comes from a statx that asks for no attributes
+ * and must not sync: it is answered from the inode without a request, which matters
+ * because nobody serves the mount yet. Failing is harmless: the kernel's default stays.
+ */
+static void set_readahead(const struct fs *fs)
+{
+	char path[96], val[16];
+	struct statx stx;
+	int fd, len;
+
+	if (statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, 0, &stx) < 0 ||
+	    !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+	    !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", stx.stx_dev_major,
+		 stx.stx_dev_minor);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	len = snprintf(val, sizeof(val), "%u", FS_READAHEAD_KB);
+	(void)!write(fd, val, (size_t)len);
+	close(fd);
+}
+
+/*
  * Mount by hand (we are root): open /dev/fuse, mount(2) it with the kernel's options, and
  * hand the descriptor to the session with our device I/O.
  */
@@ -269,6 +295,7 @@ static int session_mount(struct fs *fs, const struct fs_opts *o, char err[static
 		return rc == -EBUSY ? -EBUSY : rc == -EACCES || rc == -EPERM ? -EACCES : -EIO;
 	}
 	fs->mounted = true;
+	set_readahead(fs);
 	rc = fuse_session_custom_io(fs->se, &fs_io, fd);
 	if (rc < 0) {
 		close(fd);

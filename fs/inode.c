@@ -358,21 +358,44 @@ static void add_uid_locked(struct fs_inode *n, const struct dfsr_uid *uid)
 		n->links[n->nlinks++] = *uid;
 }
 
+/* Will fs__inode_insert_take() want the handle of a new object @st? */
+static bool need_handle(struct fs *fs, const struct stat *st)
+{
+	bool need;
+
+	pthread_mutex_lock(&fs->lock);
+	need = fs->nfds + 64 >= fs->fd_budget || find_key(fs, st->st_dev, st->st_ino) != NULL;
+	pthread_mutex_unlock(&fs->lock);
+	return need;
+}
+
 int fs__inode_insert_take(struct fs *fs, int fd, const struct stat *st, bool private_,
 			  const struct dfsr_uid *uid, struct fs_inode **out)
 {
 	struct fs_inode *fresh = calloc(1, sizeof(*fresh));
 	struct file_handle *handle = NULL;
 	struct fs_inode *n;
+	bool tried = false;
 
 	if (!fresh) {
 		close(fd);
 		return -ENOMEM;
 	}
-	if (!S_ISDIR(st->st_mode))
+	/* A handle is needed only for a node that may become handle-only, or to tell a stale
+	 * node from this one; while descriptors are far below the budget (read without the
+	 * lock: a few nodes past it are harmless) neither can happen unless the key has a node. */
+	if (!S_ISDIR(st->st_mode) && need_handle(fs, st))
 		handle = take_handle(fs, fd);
+relock:
 	pthread_mutex_lock(&fs->lock);
 	n = find_key(fs, st->st_dev, st->st_ino);
+	if (n && may_be_stale(n) && !handle && !tried && !S_ISDIR(st->st_mode)) {
+		/* Another thread made a handle-only node meanwhile: compare handles after all. */
+		pthread_mutex_unlock(&fs->lock);
+		handle = take_handle(fs, fd);
+		tried = true;
+		goto relock;
+	}
 	if (n && may_be_stale(n) && !handle_equal(n->handle, handle)) {
 		/* The inode of a handle-only node died and its number came back. */
 		table_unkey(fs, n);

@@ -125,6 +125,16 @@ struct fs {
 	atomic_uint npending;          /* entries in that list (read without the lock as a hint) */
 };
 
+/*
+ * Readahead of the mount, KiB: the kernel turns each readahead window of a FUSE file into
+ * one READ, and sizes the window from the mount's bdi (128 KiB unless raised; max_readahead
+ * in INIT only lowers it), so fs.c raises the bdi's read_ahead_kb and ops.c asks for the
+ * same max_readahead. 512 KiB windows take a quarter of the READ round trips of 128 KiB
+ * ones; a 1 MiB READ would not fit, with its header, in a splice pipe of the default
+ * /proc/sys/fs/pipe-max-size (1 MiB), and libfuse would then copy it instead of splicing.
+ */
+#define FS_READAHEAD_KB 512u
+
 /* ---- fs/inode.c ------------------------------------------------------------------------ */
 
 /**

@@ -55,7 +55,7 @@
 #define FS_PROC_PATH_LEN 32
 #define FS_FILE_MAGIC    0x66696c65u /* "file" */
 #define FS_DIR_MAGIC     0x64697230u /* "dir0" */
-#define FS_MAX_RW        (1u << 20)  /* max_write and max_readahead: 1 MiB requests */
+#define FS_MAX_RW        (1u << 20)  /* max_write: 1 MiB requests */
 
 /* Where a pending create is (see "Deferred creates" below). */
 enum pending_state {
@@ -1733,7 +1733,7 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_EXPORT_SUPPORT;
 	fs->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
 	conn->max_write = FS_MAX_RW;
-	conn->max_readahead = FS_MAX_RW;
+	conn->max_readahead = FS_READAHEAD_KB << 10; /* and fs.c raises the bdi's to it */
 	if (conn->max_background < 64)
 		conn->max_background = 64;
 	conn->time_gran = 1;

@@ -269,6 +269,7 @@ struct net_sessions {
 	pthread_cond_t cond;   /* walks wait on it; stop waits for finished */
 	bool finished;
 	unsigned ticks;              /* loop */
+	uint64_t window;             /* NET_SESSION_WINDOW, or the tests' */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
 };
@@ -962,7 +963,7 @@ static int link_push(struct walk_job *w, uint8_t *buf, size_t len, size_t nupd)
 	om->len = len;
 	pthread_mutex_lock(&s->lock);
 	while (!l->cancel &&
-	       (l->outq_n >= OUTQ_MAX || (nupd && l->pushed - l->offered >= NET_SESSION_WINDOW)))
+	       (l->outq_n >= OUTQ_MAX || (nupd && l->pushed - l->offered >= s->window)))
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (l->cancel) {
 		pthread_mutex_unlock(&s->lock);
@@ -1350,14 +1351,14 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 	bool sync;
 
 	if (!l || m->n_updates == 0 || m->n_updates > NET_SESSION_BATCH_MAX ||
-	    l->held.n > 8u * NET_SESSION_WINDOW) {
+	    l->held.n > 8u * s->window) {
 		proto_error(k, "bad Updates");
 		return;
 	}
 	add_bytes(s, l->f, k->peer, len, false);
 	/* The upstream keeps to the window; more than two windows queued is a peer that does
 	 * not, and would grow this queue without bound. */
-	if (l->inq.n + m->n_updates > 2u * NET_SESSION_WINDOW + NET_SESSION_BATCH_MAX) {
+	if (l->inq.n + m->n_updates > 2u * s->window + NET_SESSION_BATCH_MAX) {
 		proto_error(k, "Updates beyond the window");
 		return;
 	}
@@ -1817,6 +1818,9 @@ static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool canc
 			l->taken++;
 		}
 	}
+	for (struct sconn *o = k->s->conns; o; o = o->next)
+		if (o != k && conn_live(o))
+			fetch_start(o); /* one may wait for this version (version_fetching) */
 	if (conn_live(k)) {
 		progress_maybe(l);
 		fetch_start(k);
@@ -1984,6 +1988,23 @@ static void want_more(struct sconn *k, struct xfer *x)
 	}
 }
 
+/* True if a download of the version of @rec runs on any connection: two assemblers on
+ * one Installing file would race (a version offered by two partners at once). The second
+ * waits; when its turn comes the file is seeded whole from the installed one. */
+static bool version_fetching(const struct net_sessions *s, const struct record *rec)
+{
+	for (const struct sconn *k = s->conns; k; k = k->next) {
+		for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++) {
+			const struct record *o = k->fetch[i] ? &k->fetch[i]->it->u.rec : NULL;
+
+			if (o && dfsr_uid_equal(&o->uid, &rec->uid) &&
+			    version_gvsn_cmp(&o->gvsn, &rec->gvsn) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Start downloads for held FETCH items while slots are free. Thread: loop. */
 static void fetch_start(struct sconn *k)
 {
@@ -2001,7 +2022,7 @@ static void fetch_start(struct sconn *k)
 
 			if (slot == SIZE_MAX)
 				return;
-			if (it->st != IT_FETCH)
+			if (it->st != IT_FETCH || version_fetching(s, &it->u.rec))
 				continue;
 			x = calloc(1, sizeof(*x));
 			if (!x)
@@ -2519,6 +2540,9 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 	version_vector_release(&l->partner_kv);
 	l->partner_kv = kv;
 	pthread_mutex_unlock(&s->lock);
+	/* The Done this Ack answers carried a count read on the walk thread, possibly older
+	 * than our last Backlog: the next count goes out whatever it is. */
+	ps->backlog_sent_valid = false;
 	recount_start(s, l->f, k->peer);
 }
 
@@ -2916,6 +2940,7 @@ static void sessions_maybe_finish(struct net_sessions *s)
 struct start_ctx {
 	struct net_sessions *s;
 	int rc;
+	bool handles; /* the handles were opened: wait for their close */
 };
 
 static void start_on_loop(struct net_loop *loop, void *arg)
@@ -2942,6 +2967,7 @@ static void start_on_loop(struct net_loop *loop, void *arg)
 	uv_timer_init(net_loop_uv(loop), &s->tick);
 	s->tick.data = s;
 	s->handles_open = 2;
+	c->handles = true;
 	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
 	c->rc = net_peers_start(&po, &s->peers);
 	if (c->rc < 0) {
@@ -3011,6 +3037,7 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->cfg = o->cfg;
 	memcpy(s->key, o->secret_key, sizeof(s->key));
 	s->nfolders = o->nfolders;
+	s->window = o->window ? o->window : NET_SESSION_WINDOW;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
 	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
 		goto out_nomem;
@@ -3039,7 +3066,7 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 		return rc;
 	}
 	if (c.rc < 0) {
-		if (s->handles_open)
+		if (c.handles)
 			wait_finished(s);
 		sessions_free(s);
 		return c.rc;

@@ -10,7 +10,9 @@
  *     that snapshot; afterwards follow the outbound journal (outbound_changes()) whenever
  *     it grows, each round ending with Done. Updates go in bounded batches (Updates
  *     messages of at most 256 updates / 1 MiB), and production pauses while the connection's
- *     queue is above NET_PEER_OUT_HIGH.
+ *     queue is above NET_PEER_OUT_HIGH or NET_SESSION_WINDOW updates are beyond the
+ *     partner's Progress (flow control; an update waiting for its download stays in the
+ *     window).
  *   - downstream: offer each update (replica_offer()) in arrival order, holding WAIT ones
  *     until their parent arrives; fetch REPLICA_FETCH ones with Get / FileInfo / Want /
  *     Chunk into a stage_asm in the Installing directory (resuming chunks already there,
@@ -67,6 +69,7 @@ struct net_sessions_opts {
 	const uint8_t *secret_key;                /* 32 bytes, copied */
 	const struct net_session_folder *folders; /* copied */
 	size_t nfolders;
+	unsigned window; /* tests: the flow-control window; 0 = NET_SESSION_WINDOW */
 };
 
 /**

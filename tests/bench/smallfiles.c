@@ -10,6 +10,9 @@
  *        and prints "create=S stat=S unlink=S files=N" (seconds).
  *   MODE "create": only the create phase, files kept (to generate a tree for the initial
  *        build measurement); prints "create=S files=N".
+ *   MODE "stat", "unlink": only that phase, over the files a "create" run left (so that each
+ *        phase can be measured on its own, e.g. under perf stat); print "stat=S files=N" or
+ *        "unlink=S files=N"; "unlink" also removes the subdirectories.
  *
  * The directories are made before the clock starts: the phases measure per-file cost.
  */
@@ -63,7 +66,8 @@ int main(int argc, char **argv)
 	if (argc == 6)
 		mode = argv[5];
 	if (!nfiles || !ndirs || size > (16ul << 20) ||
-	    (strcmp(mode, "all") != 0 && strcmp(mode, "create") != 0)) {
+	    (strcmp(mode, "all") != 0 && strcmp(mode, "create") != 0 &&
+	     strcmp(mode, "stat") != 0 && strcmp(mode, "unlink") != 0)) {
 		fprintf(stderr, "smallfiles: bad arguments\n");
 		return 2;
 	}
@@ -78,6 +82,9 @@ int main(int argc, char **argv)
 			return die("mkdir", path);
 	}
 
+	tc = ts = 0;
+	if (strcmp(mode, "stat") == 0 || strcmp(mode, "unlink") == 0)
+		goto phase_stat;
 	t0 = now_s();
 	for (unsigned long i = 0; i < nfiles; i++) {
 		int fd;
@@ -98,6 +105,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+phase_stat:
+	if (strcmp(mode, "unlink") == 0)
+		goto phase_unlink;
 	t0 = now_s();
 	for (unsigned long i = 0; i < nfiles; i++) {
 		struct stat st;
@@ -112,7 +122,13 @@ int main(int argc, char **argv)
 		}
 	}
 	ts = now_s() - t0;
+	if (strcmp(mode, "stat") == 0) {
+		printf("stat=%.3f files=%lu\n", ts, nfiles);
+		free(data);
+		return 0;
+	}
 
+phase_unlink:
 	t0 = now_s();
 	for (unsigned long i = 0; i < nfiles; i++) {
 		path_of(path, sizeof(path), dir, i, ndirs);
@@ -125,7 +141,10 @@ int main(int argc, char **argv)
 		if (rmdir(path) < 0)
 			return die("rmdir", path);
 	}
-	printf("create=%.3f stat=%.3f unlink=%.3f files=%lu\n", tc, ts, tu, nfiles);
+	if (strcmp(mode, "unlink") == 0)
+		printf("unlink=%.3f files=%lu\n", tu, nfiles);
+	else
+		printf("create=%.3f stat=%.3f unlink=%.3f files=%lu\n", tc, ts, tu, nfiles);
 	free(data);
 	return 0;
 }

@@ -716,11 +716,26 @@ members_wait() {
 			t0=$(date +%s%N)
 			if ! pend=$("$DFSR_BIN" wait -c "${G_CONF[i]}" --timeout "$rem" 2>&1); then
 				say "members_wait: ${G_NAME[i]} not in sync after ${timeout}s: $pend"
+				group_diagnose "$@"
 				return 1
 			fi
 			[ $(($(date +%s%N) - t0)) -lt 1500000000 ] || slow=1
 		done
 		[ $slow = 1 ] || return 0
+	done
+}
+
+# group_diagnose [I...] : what each member holds for its partners (backlog lists).
+group_diagnose() {
+	local i j
+	[ $# -gt 0 ] || set -- $(members_running)
+	for i in "$@"; do
+		say "  ${G_NAME[i]}: $(status_json "${G_CONF[i]}" 2>&1 | json "[(f['state'], [(p['name'], 'conn' if p['connected'] else 'down', 'in', p['backlog_in'], 'out', p['backlog_out']) for p in f['peers']]) for f in d['folders']]" 2>&1)"
+		for j in "$@"; do
+			[ "$i" != "$j" ] || continue
+			say "  ${G_NAME[i]} -> ${G_NAME[j]}: $("$DFSR_BIN" backlog -c "${G_CONF[i]}" \
+				--peer "${G_NAME[j]}" --list 5 2>&1 | tr '\n' ' ' | head -c 600)"
+		done
 	done
 }
 
@@ -765,8 +780,9 @@ mounts_equal() {
 	done
 }
 
-# check_trees_equal DESCRIPTION [I...] : a check that the local paths and the running
-# members' mounts agree (allowing 15 s for the last installs after `dfsr wait`).
+# check_trees_equal DESCRIPTION [I...] : a check that the local paths of every member (or
+# every I) and the mounts of those running agree (allowing 15 s for the last installs
+# after `dfsr wait`).
 check_trees_equal() {
 	local desc=$1
 	shift
@@ -775,8 +791,12 @@ check_trees_equal() {
 	else
 		CHECKS=$((CHECKS + 1))
 	fi
-	if ! wait_until 15 mounts_equal; then
-		check "$desc (mounts)" mounts_equal
+	local run=() i
+	for i in ${*:-$(members_running)}; do
+		[ "${G_RUNNING[i]:-0}" = 1 ] && run+=("$i")
+	done
+	if ! wait_until 15 mounts_equal "${run[@]}"; then
+		check "$desc (mounts)" mounts_equal "${run[@]}"
 	else
 		CHECKS=$((CHECKS + 1))
 	fi

@@ -111,6 +111,38 @@ check "bravo's manifest lists its f.txt as conflict" conflict_has $B conflict f.
 check "event 4412 on bravo" event_seen "${G_CONF[B]}" 4412
 check_trees_equal "trees equal at the end"
 
+# ---- §7 + §4: a directory deleted, and its name taken by another (renamed) directory, while
+# the other member changed a file in the deleted one. The deleted directory comes back (§7)
+# and meets the renamed one at the same name: the first created keeps the name and the
+# other is merged into it (§4), so every file of both is there, on both members.
+mkdir -p "$MA/P/old" "$MA/P/other"
+echo "in old" >"$MA/P/old/edited.txt"
+echo "dropped with old" >"$MA/P/old/dropped.txt"
+echo "in other" >"$MA/P/other/moved.txt"
+members_wait 60 || say "not in sync before the directory case"
+member_stop $B
+rm -r "$MA/P/old"
+mv "$MA/P/other" "$MA/P/old"
+echo "new in the renamed directory" >"$MA/P/old/new.txt"
+member_stop $A
+member_start $B
+echo "edited on bravo" >"$MB/P/old/edited.txt"
+member_start $A
+members_wait 90 || say "not in sync after the directory case"
+check_trees_equal "trees equal after the deleted-and-replaced directory"
+for i in $A $B; do
+	n=${G_NAME[i]}
+	check_eq "$n: the file edited under the deleted directory is back" "edited on bravo" \
+		"$(cat "${G_MNT[i]}/P/old/edited.txt" 2>&1)"
+	check_eq "$n: the renamed directory's file is under the name" "in other" \
+		"$(cat "${G_MNT[i]}/P/old/moved.txt" 2>&1)"
+	check_eq "$n: the file made in the renamed directory is there" "new in the renamed directory" \
+		"$(cat "${G_MNT[i]}/P/old/new.txt" 2>&1)"
+	check "$n: the old name of the renamed directory is gone" test ! -e "${G_MNT[i]}/P/other"
+	check "$n: the file deleted with the directory stays deleted" test ! -e "${G_MNT[i]}/P/old/dropped.txt"
+done
+check "bravo keeps the file deleted with the directory" conflict_has $B deleted P/old/dropped.txt
+
 # conflict resolution made no new versions to bounce back: both members agree and stay idle
 jb=$(folder_field "${G_CONF[B]}" share journal)
 ja=$(folder_field "${G_CONF[A]}" share journal)

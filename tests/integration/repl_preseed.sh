@@ -44,6 +44,7 @@ member_start $B
 members_wait 120 || say "bravo did not finish its initial sync"
 check "bravo is normal after the initial sync" all_normal "${G_CONF[B]}"
 got=$(bytes_received $B)
+say "bravo received $got bytes for $total bytes of preseeded data"
 check "bravo received under 2 % of the $total bytes of data ($got bytes)" \
 	test "${got:-999999999}" -lt $((total / 50))
 check "alpha sent under 2 % of the data ($(peer_field $A bravo bytes_sent) bytes)" \

@@ -10,7 +10,9 @@
 # mounts: create, modify, rename (files and directories), delete, mkdir, rm -r; names come
 # from small pools so that members collide (name conflicts, update conflicts, delete vs
 # update, directories deleted under new files). The group converges between rounds; one
-# member is stopped cleanly for a round, another is killed (kill -9) for a round.
+# member is stopped cleanly for two rounds, another is killed (kill -9) for one; meanwhile
+# some edits go straight into the stopped member's local path (found by its consistency
+# scan at the next start: concurrent versions).
 #
 # SEED (default 20261122) fixes everything; it is printed, so a failure can be replayed
 # with SEED=<n>. To keep "nothing lost" exact, a delete removes only a file that every
@@ -198,6 +200,33 @@ op_rmdir() {
 	rm -rf "${G_MNT[m]:?}/$path" && GONE[$path]=1
 }
 
+# An edit made in a stopped member's local path, behind its back: its consistency scan
+# finds it at the next start, and it meets the group's changes of the round as a concurrent
+# version (conflicts, delete vs update, name conflicts).
+op_offline() {
+	local s=$3 dir path old
+	list_dirs "$s"
+	pick "$WS/dirs"
+	dir=$PICK
+	rnd 2
+	if [ $R = 0 ]; then
+		list_files "$s"
+		pick "$WS/files" || return 0
+		path=$PICK
+	else
+		rnd 25
+		path="$dir/f$R"
+		path=${path#./}
+		path=${path#.}
+		path=${path#/}
+	fi
+	old=$(sha_of "${G_PATH[s]}/$path")
+	new_content "$1" "$2" "$s"
+	cat "$CONTENT" >"${G_PATH[s]}/$path" 2>/dev/null || return 0
+	[ -z "$old" ] || echo "$old" >>"$OVERWRITTEN"
+	echo "$SHA $1 $2 ${G_NAME[s]} offline $path" >>"$WRITTEN"
+}
+
 # ---- rounds ---------------------------------------------------------------------------------
 STOPPED=""
 t_start=$SECONDS
@@ -206,10 +235,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		member_start "$i"
 	done
 	STOPPED=""
-	members_wait 120 || say "round $round: not in sync at the start"
+	if ! members_wait 60; then
+		say "round $round: not in sync at the start; no more rounds"
+		break
+	fi
 	check_trees_equal "round $round: trees equal at the start"
 	case $round in
-	2)
+	2 | 5)
 		member_stop 3
 		STOPPED=3
 		;;
@@ -224,15 +256,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		rnd ${#running[@]}
 		m=${running[R]}
 		rnd 100
-		if [ $R -lt 30 ]; then
+		if [ -n "$STOPPED" ] && [ $R -lt 20 ]; then
+			op_offline "$round" "$op" "$STOPPED"
+			continue
+		fi
+		rnd 100
+		if [ $R -lt 35 ]; then
 			op_create "$round" "$op" "$m"
-		elif [ $R -lt 55 ]; then
+		elif [ $R -lt 60 ]; then
 			op_modify "$round" "$op" "$m"
-		elif [ $R -lt 70 ]; then
+		elif [ $R -lt 77 ]; then
 			op_rename "$round" "$op" "$m"
-		elif [ $R -lt 85 ]; then
+		elif [ $R -lt 88 ]; then
 			op_delete "$round" "$op" "$m"
-		elif [ $R -lt 94 ]; then
+		elif [ $R -lt 97 ]; then
 			op_mkdir "$round" "$op" "$m"
 		else
 			op_rmdir "$round" "$op" "$m"
@@ -243,7 +280,7 @@ done
 for i in $STOPPED; do
 	member_start "$i"
 done
-members_wait 180 || say "not in sync at the end"
+members_wait 90 || say "not in sync at the end"
 check_trees_equal "trees equal at the end"
 
 # ---- nothing lost ---------------------------------------------------------------------------

@@ -806,7 +806,11 @@ static void test_name_conflict(void **state)
 	assert_true(r.tombstone);
 	record_release(&r);
 	assert_same(&p->a, &p->b, &fa, "n.txt");
+	/* each side deleted the loser as a new version (§4): the two deletes meet (§6) */
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
 	assert_same(&p->a, &p->b, &fb, NULL);
+	assert_converged(&p->a, &p->b);
 	replica_update_release(&ua);
 	replica_update_release(&ub);
 }
@@ -833,7 +837,11 @@ static void test_delete_vs_update(void **state)
 	assert_content(&p->b, "f", "changed on B");
 	assert_int_equal(deliver(&p->b, &p->a, &ub), REPLICA_DONE);
 	assert_content(&p->a, "f", "changed on B");
+	/* B kept its version against the delete as a new version: it reaches A as well */
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
 	assert_same(&p->b, &p->a, &f, "f");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_same(&p->a, &p->b, &f, "f");
 	replica_update_release(&ua);
 	replica_update_release(&ub);
 }
@@ -1507,6 +1515,11 @@ static int rm_rf_at(int dfd, const char *name)
 	return unlinkat(dfd, name, 0);
 }
 
+static bool tracing(void)
+{
+	return getenv("DFSR_TRACE") != NULL;
+}
+
 static void random_change(struct side *s, uint32_t *seed)
 {
 	char dir[512], rel[1024], name[16], data[64];
@@ -1516,6 +1529,8 @@ static void random_change(struct side *s, uint32_t *seed)
 
 	record_init(&r);
 	snprintf(name, sizeof(name), "%c%u", op == 1 ? 'd' : 'n', (unsigned)(rnd(seed) % 3));
+	if (tracing())
+		print_message("side %02x op %d name %s\n", journal_db_id(s->f->j)->b[0], op, name);
 	snprintf(data, sizeof(data), "data %u", (unsigned)rnd(seed));
 	switch (op) {
 	case 0: /* create a file */
@@ -1571,16 +1586,18 @@ static void test_order_independence(void **state)
 {
 	struct trio *t = *state;
 
-	for (uint32_t round = 0; round < 6; round++) {
+	for (uint32_t round = 0; round < 10; round++) {
 		uint32_t seed = 0x5eed0000u + round * 7919u;
 
 		/* independent changes on two or three members */
-		for (int i = 0; i < 12; i++)
+		for (int i = 0; i < 15; i++)
 			random_change(&t->s[rnd(&seed) % 3], &seed);
 		/* partial syncs in a random order */
 		for (int i = 0; i < 4; i++) {
 			uint32_t a = rnd(&seed) % 3, b = (a + 1 + rnd(&seed) % 2) % 3;
 
+			if (tracing())
+				print_message("sync %u -> %u\n", a, b);
 			sync_all(&t->s[a], &t->s[b]);
 		}
 		/* then everyone with everyone until quiet */
@@ -1595,6 +1612,47 @@ static void test_order_independence(void **state)
 		for (int i = 0; i < 3; i++)
 			assert_scan_quiet(&t->s[i]);
 	}
+}
+
+/* A directory renamed onto the name of a directory that loses §4 to it: merged in place. */
+static void test_dir_merge_moved(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid k, y;
+	struct record r;
+
+	k = mk_dir(&p->a, NULL, "k"); /* made first */
+	sync_all(&p->a, &p->b);
+	y = mk_dir(&p->b, NULL, "m");
+	(void)mk_file(&p->b, "m", "b.txt", "made on B");
+	(void)mk_file(&p->a, "k", "a.txt", "made on A");
+	{
+		struct journal_rename rn = { .old_parent = root(&p->a),
+					     .old_name = "k",
+					     .new_parent = root(&p->a),
+					     .new_name = "m",
+					     .other_fd = -1 };
+		struct dfsr_uid out;
+
+		assert_int_equal(renameat(p->a.f->root_fd, "k", p->a.f->root_fd, "m"), 0);
+		rn.fd = fx_opath(p->a.f, "m");
+		assert_int_equal(journal_note_rename(p->a.f->j, &rn, &out, NULL), 0);
+		close(rn.fd);
+	}
+	sync_all(&p->a, &p->b);
+	assert_false(exists(&p->b, "k"));
+	assert_content(&p->b, "m/a.txt", "made on A");
+	assert_content(&p->b, "m/b.txt", "made on B");
+	fx_record(p->b.f, &y, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_content(&p->a, "m/b.txt", "made on B");
+	assert_converged(&p->a, &p->b);
+	assert_same(&p->a, &p->b, &k, "m");
+	assert_scan_quiet(&p->a);
+	assert_scan_quiet(&p->b);
 }
 
 int main(void)
@@ -1615,6 +1673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_merge_moved, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conflict_quota, setup, teardown),

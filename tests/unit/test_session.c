@@ -60,6 +60,10 @@ struct member {
 	struct replica *r;
 	struct net_sessions *s;
 	pthread_mutex_t lock;
+	bool read_only;      /* the folder is read-only on this member */
+	unsigned window;     /* net_sessions_opts.window */
+	bool busy;           /* the replica's busy callback says "open for writing" (lock) */
+	unsigned busy_asked; /* how often it was asked while busy (lock) */
 };
 
 struct fixture {
@@ -86,21 +90,47 @@ static void b64(const uint8_t *key, char *out, size_t len)
 	sodium_bin2base64(out, len, key, 32, sodium_base64_VARIANT_ORIGINAL);
 }
 
-/* Member @i's config, with member @peer as its one partner. */
-static void configure(struct fixture *f, int i, int peer, bool primary)
+/* Member @i's config, with the members in @peers (-1 terminated) as its partners. */
+static void configure_n(struct fixture *f, int i, const int *peers, bool primary)
 {
 	struct member *m = &f->m[i];
-	char text[2048], err[CONFIG_ERR_LEN], key[64];
+	char text[4096], err[CONFIG_ERR_LEN], key[64];
+	int n;
 
-	b64(f->m[peer].pk, key, sizeof(key));
-	snprintf(text, sizeof(text),
-		 "[member]\nname = m%d\nlisten = 127.0.0.1:%u\nkey = /nonexistent/m%d.key\n"
-		 "[folder share]\npath = %s\nmount = %s\nprimary = %s\n"
-		 "[peer m%d]\naddress = 127.0.0.1:%u\npublic_key = %s\n",
-		 i, m->port, i, m->dir, m->dir, primary ? "yes" : "no", peer, f->m[peer].port, key);
+	n = snprintf(text, sizeof(text),
+		     "[member]\nname = m%d\nlisten = 127.0.0.1:%u\nkey = /nonexistent/m%d.key\n"
+		     "[folder share]\npath = %s\nmount = %s\nprimary = %s\n",
+		     i, m->port, i, m->dir, m->dir, primary ? "yes" : "no");
+	for (int j = 0; peers[j] >= 0; j++) {
+		b64(f->m[peers[j]].pk, key, sizeof(key));
+		n += snprintf(text + n, sizeof(text) - (size_t)n,
+			      "[peer m%d]\naddress = 127.0.0.1:%u\npublic_key = %s\n", peers[j],
+			      f->m[peers[j]].port, key);
+	}
 	if (config_parse_string(&m->cfg, "test.conf", text, err) != 0)
 		fail_msg("config: %s", err);
 	m->configured = true;
+}
+
+/* Member @i's config, with member @peer as its one partner. */
+static void configure(struct fixture *f, int i, int peer, bool primary)
+{
+	int peers[2] = { peer, -1 };
+
+	configure_n(f, i, peers, primary);
+}
+
+static bool on_busy(void *arg, const struct stat *st)
+{
+	struct member *m = arg;
+	bool busy;
+
+	(void)st;
+	pthread_mutex_lock(&m->lock);
+	busy = m->busy;
+	m->busy_asked += busy;
+	pthread_mutex_unlock(&m->lock);
+	return busy;
 }
 
 static void on_changed(void *arg)
@@ -131,8 +161,9 @@ static void open_folder(struct member *m, enum journal_state state)
 	assert_true(stg >= 0);
 	assert_int_equal(stage_open(&(struct stage_opts){ .dir_fd = stg }, &m->stage), 0);
 	close(stg);
-	assert_int_equal(replica_new(&(struct replica_opts){ .j = m->j, .stage = m->stage }, &m->r),
-			 0);
+	struct replica_opts ro = { .j = m->j, .stage = m->stage, .busy = on_busy, .arg = m };
+
+	assert_int_equal(replica_new(&ro, &m->r), 0);
 	journal_set_changed(m->j, on_changed, m);
 }
 
@@ -140,10 +171,15 @@ static void start_member(struct fixture *f, int i)
 {
 	struct member *m = &f->m[i];
 	struct net_session_folder sf = {
-		.name = "share", .j = m->j, .r = m->r, .stage = m->stage, .read_only = false
+		.name = "share", .j = m->j, .r = m->r, .stage = m->stage, .read_only = m->read_only
 	};
 	struct net_sessions_opts o = {
-		.loop = f->loop, .cfg = &m->cfg, .secret_key = m->sk, .folders = &sf, .nfolders = 1
+		.loop = f->loop,
+		.cfg = &m->cfg,
+		.secret_key = m->sk,
+		.folders = &sf,
+		.nfolders = 1,
+		.window = m->window,
 	};
 	struct net_sessions *s;
 
@@ -351,10 +387,13 @@ static void pause_ms(unsigned ms)
 
 static bool quiet(struct member *m)
 {
-	struct net_session_peer_status st;
+	struct net_session_peer_status st[2];
 
-	net_sessions_status(m->s, 0, &st);
-	return st.connected && st.backlog_out == 0 && st.backlog_in == 0 && st.transfers == 0;
+	net_sessions_status(m->s, 0, st);
+	for (size_t p = 0; p < m->cfg.npeers; p++)
+		if (!st[p].connected || st[p].backlog_out || st[p].backlog_in || st[p].transfers)
+			return false;
+	return true;
 }
 
 static int count_3101(void *arg, const struct journal_event_info *e)
@@ -457,9 +496,12 @@ static void many_updates_flow_through_the_window(void **state)
 {
 	struct fixture *f = *state;
 	struct member *a = &f->m[0], *b = &f->m[1];
-	const int n = NET_SESSION_WINDOW + 1000;
+	const int n = 700;
 	char name[32];
 
+	/* A small window, so that these updates fill it several times over. */
+	a->window = 64;
+	b->window = 64;
 	configure(f, 0, 1, true);
 	configure(f, 1, 0, false);
 	open_folder(a, JOURNAL_STATE_NORMAL);
@@ -570,6 +612,138 @@ static void stop_during_transfer_then_resume(void **state)
 	start_member(f, 1);
 	WAIT_FOR(file_is(b, "large.bin", data, len));
 	WAIT_FOR(quiet(a) && quiet(b));
+	free(data);
+}
+
+static void set_busy(struct member *m, bool busy)
+{
+	pthread_mutex_lock(&m->lock);
+	m->busy = busy;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static unsigned busy_asked(struct member *m)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&m->lock);
+	n = m->busy_asked;
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+static uint64_t backlog_out(struct member *m)
+{
+	struct net_session_peer_status st;
+
+	net_sessions_status(m->s, 0, &st);
+	return st.backlog_out;
+}
+
+/* A file open for writing on the downstream is not replaced under the writer: the update
+ * is retried, the Done waits (a keeps counting it as backlog), and it lands once the file
+ * is closed (docs/conflicts.md §8). */
+static void busy_file_is_retried(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "doc.txt", "version 1", 9);
+	note_new(a, NULL, "doc.txt");
+	WAIT_FOR(file_is(b, "doc.txt", "version 1", 9));
+	WAIT_FOR(quiet(a) && quiet(b));
+	set_busy(b, true);
+	write_file(a, "doc.txt", "version 2", 9);
+	note_change(a, "doc.txt");
+	WAIT_FOR(busy_asked(b) >= 2); /* offered, then retried */
+	assert_true(file_is(b, "doc.txt", "version 1", 9));
+	assert_true(backlog_out(a) >= 1);
+	set_busy(b, false);
+	WAIT_FOR(file_is(b, "doc.txt", "version 2", 9));
+	WAIT_FOR(quiet(a) && quiet(b));
+}
+
+/* A read-only member receives everything and sends nothing (docs/conflicts.md §11). */
+static void read_only_member_receives_only(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+
+	b->read_only = true;
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	write_file(b, "local-only.txt", "b's", 3); /* reached b's local path another way */
+	note_new(b, NULL, "local-only.txt");
+	start_member(f, 0);
+	start_member(f, 1);
+	write_file(a, "from-a.txt", "a's", 3);
+	note_new(a, NULL, "from-a.txt");
+	WAIT_FOR(file_is(b, "from-a.txt", "a's", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(a, "local-only.txt"));
+	assert_int_equal(backlog_out(b), 0);
+}
+
+/* A second set of sessions on a port in use fails cleanly (ASan: nothing leaks). */
+static void start_on_a_busy_port_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0];
+	struct net_session_folder sf = { .name = "share", .j = a->j, .r = a->r, .stage = a->stage };
+	struct net_sessions_opts o = {
+		.loop = f->loop, .cfg = &a->cfg, .secret_key = a->sk, .folders = &sf, .nfolders = 1
+	};
+	struct net_sessions *s = NULL;
+
+	configure(f, 0, 1, true);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	sf.j = a->j;
+	sf.r = a->r;
+	sf.stage = a->stage;
+	start_member(f, 0);
+	assert_int_equal(net_sessions_start(&o, &s), -EADDRINUSE);
+	assert_null(s);
+}
+
+/* Three members, each the partner of both others: what one makes reaches both, through
+ * either path. */
+static void three_members_converge(void **state)
+{
+	struct fixture *f = *state;
+	static const int p0[] = { 1, 2, -1 }, p1[] = { 0, 2, -1 }, p2[] = { 0, 1, -1 };
+	size_t len = 2u << 20;
+	uint8_t *data = malloc(len);
+	char name[32];
+
+	assert_non_null(data);
+	randombytes_buf(data, len);
+	configure_n(f, 0, p0, true);
+	configure_n(f, 1, p1, false);
+	configure_n(f, 2, p2, false);
+	for (int i = 0; i < 3; i++)
+		open_folder(&f->m[i], JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < 3; i++)
+		start_member(f, i);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "from-%d.bin", i);
+		data[0] = (uint8_t)i;
+		write_file(&f->m[i], name, data, len);
+		note_new(&f->m[i], NULL, name);
+	}
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "from-%d.bin", i);
+		data[0] = (uint8_t)i;
+		for (int j = 0; j < 3; j++)
+			WAIT_FOR(file_is(&f->m[j], name, data, len));
+	}
+	WAIT_FOR(quiet(&f->m[0]) && quiet(&f->m[1]) && quiet(&f->m[2]));
+	for (int j = 0; j < 3; j++) {
+		assert_int_equal(events_3101(&f->m[j]), 0);
+		assert_int_equal(preserved_count(&f->m[j], LAYOUT_CONFLICT), 0);
+	}
 	free(data);
 }
 
@@ -814,6 +988,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(three_members_converge, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_during_transfer_then_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),
 	};
