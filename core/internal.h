@@ -117,9 +117,10 @@ int journal__write_locked(struct journal *j, struct record *r, enum journal_op o
 /**
  * journal__adopt_locked() - The local object recorded as @old_uid becomes @r (another
  * UID) in one batch: @old_uid's names entry is dropped and, for a directory, its live
- * children are re-parented under r->uid (records rewritten, no versions); @old_uid's
- * record is deleted without a tombstone (initial sync, docs/conflicts.md §10: it was never
- * sent) or, with @tombstone_old, kept as a quiet tombstone (a directory merged by §4).
+ * children are re-parented under r->uid. Without @tombstone_old (initial sync,
+ * docs/conflicts.md §10: never sent) the children are rewritten quietly and @old_uid's
+ * record is deleted without a tombstone; with it (a directory merged by §4) the children
+ * and @old_uid's tombstone are new local versions, so that the merge replicates.
  * @r is written with a journal entry (op @op), keeping its GVSN, or as a new local version
  * with @flags JOURNAL__NEWVER (a §7 resurrection that takes over a losing directory).
  * Return: 0, -ENOENT (no @old_uid record), -EIO, -ENOMEM.

@@ -1620,9 +1620,13 @@ static int before_get(struct journal *j, const struct dfsr_uid *uid, struct rec_
 	return 0;
 }
 
-/* Move every live child of @from in the index to @to (records rewritten, no version). */
+static int write_into_batch(struct journal *j, struct record *r, const struct rec_before *old,
+			    enum journal_op op, unsigned flags, struct txn *t);
+
+/* Move every live child of @from in the index to @to: records rewritten quietly, or with
+ * @t as new versions in that transaction. */
 static int reparent_children(struct journal *j, const struct dfsr_uid *from,
-			     const struct dfsr_uid *to)
+			     const struct dfsr_uid *to, struct txn *t)
 {
 	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
 	int rc = 0;
@@ -1649,6 +1653,15 @@ static int reparent_children(struct journal *j, const struct dfsr_uid *from,
 		}
 		if (rc < 0)
 			break;
+		if (t) {
+			struct rec_before cb;
+
+			before_of(&c, &cb);
+			c.parent = *to;
+			rc = write_into_batch(j, &c, &cb, JOURNAL_OP_RENAME, JOURNAL__NEWVER, t);
+			record_release(&c);
+			continue;
+		}
 		db_batch_delete(j->batch, DB_CF_NAMES, k, klen);
 		c.parent = *to;
 		db_batch_put(j->batch, DB_CF_NAMES, key, db_key_name(key, to, c.name), child.b,
@@ -1764,16 +1777,15 @@ int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, boo
 			goto out_clear;
 		rc = 0;
 		if (old.type == RECORD_DIR)
-			rc = reparent_children(j, old_uid, &r->uid);
+			rc = reparent_children(j, old_uid, &r->uid, tombstone_old ? &t : NULL);
 		if (rc < 0)
 			goto out_clear;
 	}
-	counts_add(&t.counts, before.tombstone, before.type, before.size, -1);
 	if (tombstone_old) {
 		old.tombstone = true;
-		counts_add(&t.counts, true, old.type, old.size, 1);
-		rc = put_encoded_record(j->batch, &old);
+		rc = write_into_batch(j, &old, &before, JOURNAL_OP_DELETE, JOURNAL__NEWVER, &t);
 	} else {
+		counts_add(&t.counts, before.tombstone, before.type, before.size, -1);
 		db_batch_delete(j->batch, DB_CF_RECORDS, old_uid->b, DFSR_UID_LEN);
 	}
 	if (rc == 0)

@@ -34,9 +34,11 @@
  *    winner's move away, or the loser's, has not arrived yet); a quiet tombstone there
  *    would travel to third members under the loser's own GVSN while its creator keeps it
  *    live. Two members resolving the same conflict make two deletes, which §6 settles.
- * Directory merges (§4) re-parent the loser's children quietly (every member that sees
- * both directories does the same); a dead parent (§7.2) whose name is held by a winning
- * directory counts as merged into it.
+ *  - §4 directory merges: the loser's tombstone and its children, re-parented under the
+ *    winner, are new versions too (a later delete of the winner by a member that never
+ *    saw the merge must not count the moved children among what it saw, §7.1).
+ * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it;
+ * a dead parent whose name a file won takes the incoming object with it (a delete).
  *
  * Known limits (version 0.2): a merge whose two directories hold entries of the same name
  * settles them by §4 one level deep (the losing entry preserved whole). A local file with
@@ -1434,16 +1436,68 @@ out_close:
 }
 
 /*
+ * Move the live entries of directory @from (open as @fdir) into directory @to (open as
+ * @tdir), for a §4 directory merge. An entry that meets one of the same name is settled by
+ * §4 between the two (the loser preserved whole, deleted as a new version). With @reparent
+ * the moved records get new versions under @to; otherwise they already name @to (its UID
+ * took over @from's).
+ */
+static int merge_entries(struct ctx *c, const struct dfsr_uid *from, int fdir,
+			 const struct dfsr_uid *to, int tdir, bool reparent)
+{
+	struct uid_list kids = { 0 };
+	int rc;
+
+	rc = list_children(c, from, &kids);
+	for (size_t i = 0; rc == 0 && i < kids.n; i++) {
+		struct dfsr_uid other;
+		struct record k, x;
+		bool k_wins = true;
+
+		if (journal__get(c->j, &kids.v[i], &k) < 0)
+			continue;
+		if (journal__name_get(c->j, to, k.name, &other) == 0 &&
+		    !dfsr_uid_equal(&other, &k.uid) && journal__get(c->j, &other, &x) == 0) {
+			k_wins = name_wins(&k, &x);
+			if (k_wins) {
+				rc = preserve(c, tdir, &x, MANIFEST_CONFLICT,
+					      MANIFEST_TYPE_NAME_CONFLICT, &k.gvsn);
+				if (rc == 0)
+					rc = bury_tree(c, &x.uid, BURY_DELETE, 0);
+			} else {
+				rc = preserve(c, fdir, &k, MANIFEST_CONFLICT,
+					      MANIFEST_TYPE_NAME_CONFLICT, &x.gvsn);
+				if (rc == 0)
+					rc = bury_tree(c, &k.uid, BURY_DELETE, 0);
+			}
+			record_release(&x);
+		}
+		if (rc == 0 && k_wins &&
+		    renameat2(fdir, k.name, tdir, k.name, RENAME_NOREPLACE) < 0)
+			rc = -errno;
+		if (rc == 0 && k_wins && reparent) {
+			/* a new version: a later delete of @to by a member that never saw the
+			 * merge must not count it among what it saw (§7.1) */
+			k.parent = *to;
+			rc = journal__write_locked(c->j, &k, JOURNAL_OP_RENAME, JOURNAL__NEWVER);
+		}
+		record_release(&k);
+	}
+	uid_list_release(&kids);
+	if (rc == 0)
+		(void)fsync_dir(tdir);
+	return rc;
+}
+
+/*
  * §4 for a directory that wins a name while it is live here elsewhere (a rename onto the
  * name of a losing directory): the losing directory stays on disk and becomes the
- * winner (adopt), and the winner's entries move into it. An entry that meets an entry of
- * the same name is settled by §4 between the two (the loser preserved whole).
+ * winner (adopt), and the winner's entries move into it.
  */
 static int merge_moved(struct ctx *c, struct record *n, const struct record *l,
 		       const struct record *o)
 {
 	int lp = -1, ldir = -1, np = -1, odir = -1, rc;
-	struct uid_list kids = { 0 };
 
 	rc = open_dir(c, &l->parent, &lp);
 	if (rc == 0)
@@ -1456,39 +1510,9 @@ static int merge_moved(struct ctx *c, struct record *n, const struct record *l,
 		rc = -errno;
 		goto out_close;
 	}
-	rc = list_children(c, &l->uid, &kids);
-	for (size_t i = 0; rc == 0 && i < kids.n; i++) {
-		struct dfsr_uid other;
-		struct record k, x;
-		bool k_wins = true;
-
-		if (journal__get(c->j, &kids.v[i], &k) < 0)
-			continue;
-		if (journal__name_get(c->j, &o->uid, k.name, &other) == 0 &&
-		    journal__get(c->j, &other, &x) == 0) {
-			k_wins = name_wins(&k, &x);
-			if (k_wins) {
-				rc = preserve(c, odir, &x, MANIFEST_CONFLICT,
-					      MANIFEST_TYPE_NAME_CONFLICT, &k.gvsn);
-				if (rc == 0)
-					rc = bury_tree(c, &x.uid, BURY_DELETE, 0);
-			} else {
-				rc = preserve(c, ldir, &k, MANIFEST_CONFLICT,
-					      MANIFEST_TYPE_NAME_CONFLICT, &x.gvsn);
-				if (rc == 0)
-					rc = bury_tree(c, &k.uid, BURY_DELETE, 0);
-			}
-			record_release(&x);
-		}
-		if (rc == 0 && k_wins &&
-		    renameat2(ldir, k.name, odir, k.name, RENAME_NOREPLACE) < 0)
-			rc = -errno;
-		record_release(&k);
-	}
-	uid_list_release(&kids);
+	rc = merge_entries(c, &l->uid, ldir, &o->uid, odir, false);
 	if (rc < 0)
 		goto out_close;
-	(void)fsync_dir(odir);
 	/* untracked leftovers keep the old directory; the scan records them */
 	if (unlinkat(lp, l->name, AT_REMOVEDIR) == 0)
 		(void)fsync_dir(lp);
@@ -1503,6 +1527,47 @@ out_close:
 		close(ldir);
 	if (np >= 0)
 		close(np);
+	if (lp >= 0)
+		close(lp);
+	return rc < 0 ? -EIO : 0;
+}
+
+/*
+ * §4 the other way: the update moves a directory that is live here onto the name of a
+ * directory that wins. The update's directory is merged into the winner: its entries move
+ * there, it is removed, and its UID becomes a tombstone (lose_name()).
+ */
+static int merge_away(struct ctx *c, const struct record *l, const struct record *o)
+{
+	int lp = -1, ldir = -1, op = -1, odir = -1, rc;
+
+	rc = open_dir(c, &l->parent, &lp);
+	if (rc == 0)
+		rc = open_dir(c, &o->parent, &op);
+	if (rc < 0)
+		goto out_close;
+	ldir = openat(lp, l->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	odir = openat(op, o->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ldir < 0 || odir < 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	rc = merge_entries(c, &l->uid, ldir, &o->uid, odir, true);
+	if (rc < 0)
+		goto out_close;
+	if (unlinkat(lp, l->name, AT_REMOVEDIR) == 0)
+		(void)fsync_dir(lp);
+	add_inval(c, lp, l->name);
+	add_inval(c, op, o->name);
+out_close:
+	if (rc < 0)
+		install_failed(c, l, "merge", rc);
+	if (odir >= 0)
+		close(odir);
+	if (ldir >= 0)
+		close(ldir);
+	if (op >= 0)
+		close(op);
 	if (lp >= 0)
 		close(lp);
 	return rc < 0 ? -EIO : 0;
@@ -1541,7 +1606,11 @@ static int lose_name(struct ctx *c, struct record *n, const struct record *l, bo
 {
 	int ldfd, rc;
 
-	if (live_l) {
+	if (live_l && l->type == RECORD_DIR && o->type == RECORD_DIR) {
+		rc = merge_away(c, l, o);
+		if (rc < 0)
+			return rc;
+	} else if (live_l) {
 		rc = open_dir(c, &l->parent, &ldfd);
 		if (rc < 0)
 			return rc;
@@ -1596,9 +1665,31 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 	need_data = n->type == RECORD_FILE && hold != HOLDER_ADOPT && hold != HOLDER_MERGE &&
 		    !(live_l && memcmp(l->content, n->content, HASH_LEN) == 0 &&
 		      l->size == n->size);
+	/*
+	 * §4 does not depend on the winner's data: the loser goes now, before the download,
+	 * so that its own delete (every member that sees the conflict makes one) finds it
+	 * already preserved as name-conflict rather than as deleted.
+	 */
+	if (hold == HOLDER_PRESERVE && !dead) {
+		rc = open_dir(c, &o.parent, &dfd);
+		if (rc < 0)
+			goto out_failed;
+		if (o.type != RECORD_DIR && is_busy(c, dfd, o.name)) {
+			busy_wait(c, &o);
+			goto out_close;
+		}
+		rc = preserve(c, dfd, &o, MANIFEST_CONFLICT, MANIFEST_TYPE_NAME_CONFLICT, &n->gvsn);
+		close(dfd);
+		dfd = -1;
+		if (rc == 0)
+			rc = bury_tree(c, &o.uid, BURY_DELETE, 0);
+		if (rc < 0)
+			goto out_close;
+		hold = HOLDER_NONE;
+	}
 	if (need_data && c->fd < 0) {
 		c->v = REPLICA_FETCH;
-		goto out_release;
+		goto out_close;
 	}
 	/* §8: nothing open for writing is moved or replaced */
 	if (live_l && l->type != RECORD_DIR) {
@@ -1625,9 +1716,22 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 		struct dfsr_uid eff;
 
 		rc = resurrect(c, &n->parent, 0, &eff);
-		if (rc == -EEXIST) { /* a file holds a dead ancestor's name: later */
-			c->v = REPLICA_WAIT;
-			rc = 0;
+		if (rc == -EEXIST) {
+			/* A dead ancestor lost its name to a file (§4): there is no directory to
+			 * merge into, so this object goes with it (a local live version is
+			 * preserved), as a delete every member makes alike. */
+			rc = live_l && ldfd < 0 ? open_dir(c, &l->parent, &ldfd) : 0;
+			if (rc == 0 && live_l) {
+				rc = preserve(c, ldfd, l, MANIFEST_CONFLICT,
+					      MANIFEST_TYPE_NAME_CONFLICT, NULL);
+				if (rc == 0)
+					rc = bury_tree(c, &l->uid, BURY_DELETE, 0);
+			}
+			if (rc == 0) {
+				n->tombstone = true;
+				rc = journal__write_locked(c->j, n, JOURNAL_OP_DELETE,
+							   JOURNAL__NEWVER);
+			}
 			goto out_close;
 		}
 		if (rc < 0)

@@ -20,8 +20,10 @@
  *
  * Change capture (DESIGN.md "Change capture"): data writes only set the node's dirty flag;
  * when the last writable handle of a node is released, a dirty node is reported with
- * JOURNAL_DATA (like DFSR, a file replicates after it is closed). Metadata changes,
- * creates, removes and renames are reported at once, after the backing call succeeded.
+ * JOURNAL_DATA (like DFSR, a file replicates after it is closed). A file made by CREATE is
+ * journaled when its creating handle is released, together with its data ("Deferred
+ * creates" below). Metadata changes, other creates (mkdir, mknod, symlink, link), removes
+ * and renames are reported at once, after the backing call succeeded.
  * A journal error never fails the user's operation: the change is on disk, the journal has
  * logged the failure, and the consistency scan at the next start catches it up. No fs lock
  * is held across a journal call.
@@ -33,7 +35,10 @@
  * Performance: reads are spliced from the backing file to the FUSE device
  * (fuse_reply_data with an fd buffer), writes are spliced in (write_buf), the kernel runs a
  * writeback cache, and entries and attributes are cached for fs->timeout seconds because
- * every change to the view passes through here.
+ * every change to the view passes through here (absent names too: negative entries).
+ * There is no flush operation: the kernel writes the cached pages back at close() by
+ * itself, and after one ENOSYS it stops sending FLUSH, a round trip per close(2) saved.
+ * docs/performance.md counts the round trips that remain per operation.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -323,8 +328,7 @@ static void pending_finish(struct fs *fs, struct fs_pending *p, bool journal)
 }
 
 /* Make @f the creating handle of (@parent, @name): its create is journaled at release. */
-static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *parent,
-			const char *name)
+static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *parent, const char *name)
 {
 	size_t len = strlen(name) + 1;
 	struct fs_pending *p = calloc(1, sizeof(*p) + len);

@@ -30,15 +30,16 @@
  * Downstream, per link: decoded updates queue in arrival order (`inq`); one offer job at a
  * time offers them in order (replica_offer), then re-offers the ones waiting for a parent
  * while the batch decided something. Verdicts: DONE/REFUSED are decided; WAIT and BUSY are
- * held (BUSY retried every NET_SESSION_RETRY_MS); FETCH is held until a transfer slot is
+ * held and offered again every NET_SESSION_RETRY_MS (WAIT ones also whenever a Done
+ * arrives or another link of the folder decided something, which may be their parent);
+ * FETCH is held until a transfer slot is
  * free (NET_SESSION_FETCH_MAX per connection): Get -> FileInfo (chunk list) -> open job
  * (stage_asm_open in Installing, seeded from the local file of the same UID) -> Want (a
  * sliding window of NET_SESSION_CHUNK_WINDOW chunks) -> Chunk -> write jobs
  * (stage_asm_put_stored) -> stage_asm_finish + replica_install -> Cancel (the upstream
  * unpins the staged version). A Done is merged (replica_merge, then Ack) once every update
- * that arrived before it is decided: nothing of its epoch queued, offered, busy or
- * fetching. Updates still waiting for a parent are re-offered when a Done arrives and
- * dropped (event 3102) at the second Done after them.
+ * that arrived before it is decided: nothing of its epoch queued, offered, waiting, busy
+ * or fetching.
  *
  * The upstream serves Gets: a stage job (outbound_stage + stage_version_open, pinned
  * until the downstream's Cancel or the connection ends), then chunks from the Want queues
@@ -80,7 +81,6 @@
 #define READS_MAX   2u /* chunk read jobs in flight per connection */
 #define READ_CHUNKS 4u /* chunks per read job */
 #define WAIT_PASSES 8u /* re-offer passes over waiting updates per offer job */
-#define WAIT_DONES  2u /* Dones a waiting update survives */
 #define TICK_MS     1000u
 #define STATE_TICKS 5u /* folder states are read again every 5 ticks */
 #define FILE_GONE   1u /* FileInfo.status */
@@ -109,10 +109,9 @@ struct item {
 	uint64_t epoch; /* the Dones received before it arrived */
 	enum item_st st;
 	int64_t retry_ns; /* monotonic */
-	unsigned dones_seen;
-	bool counted;   /* in the initial-sync totals */
-	bool refused;   /* offer job: the verdict was REFUSED (log only) */
-	bool in_window; /* counts against the upstream's window (not yet in Progress) */
+	bool counted;     /* in the initial-sync totals */
+	bool refused;     /* offer job: the verdict was REFUSED (log only) */
+	bool in_window;   /* counts against the upstream's window (not yet in Progress) */
 };
 
 struct item_list {
@@ -125,7 +124,6 @@ struct done_rec {
 	uint64_t epoch;
 	struct version_vector kv;
 	uint32_t state;
-	bool pass_started, passed;
 };
 
 /* ---- transfers ------------------------------------------------------------------- */
@@ -189,6 +187,7 @@ struct link {
 	bool common;
 	uint32_t partner_state;
 	bool partner_ro;
+	struct dfsr_uid partner_db; /* from its Hello */
 	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
 	struct version_vector partner_kv;
 	bool cancel;
@@ -232,7 +231,8 @@ struct pstat {
 	uint64_t backlog_out, backlog_in, bytes_sent, bytes_received, transfers;
 	uint64_t files_done, files_total, bytes_done, bytes_total;
 	bool kv_known;
-	struct version_vector kv; /* partner's last knowledge (Hello, then Acks) */
+	struct version_vector kv;   /* partner's last knowledge (Hello, then Acks) */
+	struct dfsr_uid partner_db; /* its database id (with kv_known) */
 	bool recounting, recount_again;
 	bool backlog_sent_valid;
 	uint64_t backlog_sent;
@@ -610,6 +610,19 @@ static struct link *link_by_name(struct sconn *k, ProtobufCBinaryData name)
 
 /* ---- status recount (backlog_out) --------------------------------------------------- */
 
+/*
+ * A member holds every version its own database made, whatever its last Ack said: raise
+ * the partner's own entry of a copy of its knowledge to the top before walking or counting
+ * against it, so that its own changes never go back to it (no echo after each install)
+ * and never count as its backlog.
+ */
+static int own_versions(struct version_vector *kv, const struct dfsr_uid *db)
+{
+	int rc = version_vector_raise(kv, db, UINT64_MAX);
+
+	return rc == -E2BIG ? 0 : rc;
+}
+
 struct recount_job {
 	struct job base;
 	size_t f, peer;
@@ -681,7 +694,8 @@ static void recount_start(struct net_sessions *s, size_t f, size_t peer)
 	version_vector_init(&r->kv);
 	pthread_mutex_lock(&s->lock);
 	r->kv_known = ps->kv_known;
-	if (r->kv_known && version_vector_copy(&r->kv, &ps->kv) < 0)
+	if (r->kv_known &&
+	    (version_vector_copy(&r->kv, &ps->kv) < 0 || own_versions(&r->kv, &ps->partner_db) < 0))
 		r->kv_known = false;
 	pthread_mutex_unlock(&s->lock);
 	ps->recounting = true;
@@ -804,15 +818,19 @@ static int hello_folder(struct sconn *k, const Dfsrwire__FolderHello *fh)
 	l->common = true;
 	l->partner_state = fh->state;
 	l->partner_ro = fh->read_only;
+	memcpy(l->partner_db.b, fh->db_id.data, DFSR_UID_LEN);
 	pthread_mutex_lock(&s->lock);
 	version_vector_release(&l->partner_kv);
 	l->partner_kv = kv;
 	ps = pstat_of(s, f, k->peer);
 	ps->kv_known = version_vector_copy(&ps->kv, &kv) == 0;
+	ps->partner_db = l->partner_db;
 	pthread_mutex_unlock(&s->lock);
 	recount_start(s, f, k->peer);
 	return 0;
 }
+
+static int hello_check(const Dfsrwire__Hello *h);
 
 static void on_hello(struct sconn *k, const Dfsrwire__Hello *h)
 {
@@ -828,8 +846,7 @@ static void on_hello(struct sconn *k, const Dfsrwire__Hello *h)
 		net_conn_close(k->c, -EPROTONOSUPPORT);
 		return;
 	}
-	if (h->member.len == 0 || h->member.len > CONFIG_NAME_MAX ||
-	    h->n_folders > NET_SESSION_FOLDERS_MAX) {
+	if (hello_check(h) < 0) {
 		proto_error(k, "bad Hello");
 		return;
 	}
@@ -1192,7 +1209,8 @@ static void walk_start(struct link *l)
 	w->ups = calloc(NET_SESSION_BATCH_MAX, sizeof(*w->ups));
 	version_vector_init(&w->partner);
 	pthread_mutex_lock(&s->lock);
-	if (!w->ups || version_vector_copy(&w->partner, &l->partner_kv) < 0) {
+	if (!w->ups || version_vector_copy(&w->partner, &l->partner_kv) < 0 ||
+	    own_versions(&w->partner, &l->partner_db) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		free(w->ups);
 		free(w);
@@ -1341,6 +1359,7 @@ static void item_decided(struct link *l, struct item *it)
 }
 
 static void offer_start(struct link *l);
+static void offer_start_opt(struct link *l, bool waits);
 static void dones_check(struct link *l);
 
 static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
@@ -1423,6 +1442,7 @@ static void offer_one(struct offer_job *o, struct item *it)
 		break;
 	case REPLICA_WAIT:
 		it->st = IT_WAIT;
+		it->retry_ns = o->now + MONO_MS(NET_SESSION_RETRY_MS);
 		break;
 	case REPLICA_BUSY:
 	default:
@@ -1483,10 +1503,13 @@ static void offer_done(struct job *jb, bool cancelled)
 	struct offer_job *o = dfsr_container_of(jb, struct offer_job, base);
 	struct link *l = o->l;
 
+	bool decided = false;
+
 	l->offering = false;
 	for (size_t i = 0; i < o->n; i++) {
 		struct item *it = o->v[i];
 
+		decided |= it->st == IT_DECIDED;
 		if (cancelled && it->st == IT_NEW) {
 			it->st = IT_BUSY;
 			it->retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
@@ -1502,13 +1525,14 @@ static void offer_done(struct job *jb, bool cancelled)
 		else
 			list_push(&l->held, it);
 	}
-	for (struct done_rec *d = l->dones_head; d; d = d->next)
-		if (d->pass_started)
-			d->passed = true;
 	free(o->v);
 	free(o);
 	if (!conn_live(l->k))
 		return;
+	/* What was decided may be the parent an update from another partner waits for. */
+	for (struct sconn *k = decided ? l->k->s->conns : NULL; k; k = k->next)
+		if (k != l->k && conn_live(k) && k->links[l->f].common)
+			offer_start_opt(&k->links[l->f], true);
 	progress_maybe(l);
 	fetch_start(l->k);
 	if (l->inq.n)
@@ -1519,7 +1543,7 @@ static void offer_done(struct job *jb, bool cancelled)
 static bool item_due(const struct item *it, int64_t now, bool waits)
 {
 	if (it->st == IT_WAIT)
-		return waits;
+		return waits || it->retry_ns <= now;
 	return it->st == IT_BUSY && it->retry_ns <= now;
 }
 
@@ -1564,8 +1588,6 @@ static void offer_start_opt(struct link *l, bool waits)
 	o->now = now;
 	o->l = l;
 	l->offering = true;
-	for (struct done_rec *d = l->dones_head; d; d = d->next)
-		d->pass_started = true;
 	o->base.run = offer_run;
 	o->base.done = offer_done;
 	job_queue(s, l->k, &o->base);
@@ -1654,8 +1676,12 @@ static void merge_done(struct job *jb, bool cancelled)
 		l->merge_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
 	} else {
 		done_free(mj->d);
-		if (conn_live(l->k))
-			send_ack(l, &mj->kv);
+		/* Our knowledge grew: every partner of this folder hears it (an Ack needs no
+		 * Done), or one whose Done came earlier would count what we now hold from
+		 * another member as our backlog until its next round. */
+		for (struct sconn *k = s->conns; k; k = k->next)
+			if (conn_live(k) && k->hello_rcvd && k->links[l->f].common)
+				send_ack(&k->links[l->f], &mj->kv);
 	}
 	version_vector_release(&mj->kv);
 	free(mj);
@@ -1670,38 +1696,18 @@ static void dones_check(struct link *l)
 {
 	struct done_rec *d = l->dones_head;
 	struct merge_job *mj;
-	bool waiting = false;
 
 	if (!d || l->merging || l->offering || !conn_live(l->k) ||
 	    l->merge_retry_ns > dfsr_mono_ns())
 		return;
 	if (l->inq.head && l->inq.head->epoch <= d->epoch)
 		return;
-	for (struct item *it = l->held.head; it; it = it->next) {
-		if (it->epoch > d->epoch)
-			continue;
-		if (it->st != IT_WAIT)
-			return; /* busy or fetching: not decided yet */
-		waiting = true;
-	}
-	if (waiting && !d->passed) {
-		offer_start_opt(l, true); /* offer the waiting ones again first */
-		return;
-	}
-	/* Those still waiting for a parent count as refused for this Done; at their second
-	 * Done they are dropped (3102): the parent is not coming in this session. */
-	for (struct item *it = l->held.head, *next; it; it = next) {
-		char uid[DFSR_UID_HEX_LEN];
-
-		next = it->next;
-		if (it->epoch > d->epoch || ++it->dones_seen < WAIT_DONES)
-			continue;
-		dfsr_uid_hex(&it->u.rec.uid, uid);
-		sess_event(l->k->s, l->f, EV_UPDATE_DROPPED, "peer=%s uid=%s name=%s",
-			   peer_name(l->k), uid, it->u.rec.name);
-		list_del(&l->held, it);
-		item_decided(l, it);
-	}
+	/* Held updates are not decided: waiting for a parent, busy, or being fetched. Merging
+	 * before they are would claim versions we do not hold, which no partner would send
+	 * again. */
+	for (struct item *it = l->held.head; it; it = it->next)
+		if (it->epoch <= d->epoch)
+			return;
 	mj = calloc(1, sizeof(*mj));
 	if (!mj)
 		return;
@@ -1751,6 +1757,7 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	pthread_mutex_lock(&s->lock);
 	pstat_of(s, l->f, k->peer)->backlog_in = m->backlog;
 	pthread_mutex_unlock(&s->lock);
+	offer_start_opt(l, true); /* the round is complete: try the waiting ones again */
 	dones_check(l);
 }
 
@@ -2575,10 +2582,129 @@ static void on_ping(struct sconn *k, const Dfsrwire__Ping *p)
 	conn_send(k, SIZE_MAX, &m);
 }
 
+/* ---- stateless checks (docs/protocol.md §RM.1) ------------------------------------------- */
+
+static int kv_check(Dfsr__Gvsn *const *g, size_t n)
+{
+	struct version_vector kv;
+	int rc;
+
+	version_vector_init(&kv);
+	rc = kv_decode(g, n, &kv);
+	version_vector_release(&kv);
+	return rc;
+}
+
+static int hello_check(const Dfsrwire__Hello *h)
+{
+	if (h->member.len == 0 || h->member.len > CONFIG_NAME_MAX ||
+	    h->n_folders > NET_SESSION_FOLDERS_MAX)
+		return -EBADMSG;
+	for (size_t i = 0; i < h->n_folders; i++) {
+		const Dfsrwire__FolderHello *fh = h->folders[i];
+
+		if (!fh || fh->name.len == 0 || fh->name.len > CONFIG_NAME_MAX ||
+		    fh->db_id.len != DFSR_UID_LEN || fh->state > JOURNAL_STATE_ERROR ||
+		    kv_check(fh->knowledge, fh->n_knowledge) < 0)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+static int updates_check(const Dfsrwire__Updates *u)
+{
+	if (u->n_updates == 0 || u->n_updates > NET_SESSION_BATCH_MAX)
+		return -EBADMSG;
+	for (size_t i = 0; i < u->n_updates; i++)
+		if (!u->updates[i] || u->updates[i]->n_xattrs > REPLICA_XATTR_MAX ||
+		    u->updates[i]->link_target.len > REPLICA_LINK_MAX)
+			return -EBADMSG;
+	return 0;
+}
+
+/* Every check of @m that needs no session state, except the full decode of updates and
+ * chunk lists (done where they are used). Return: 0 or -EBADMSG. */
+static int msg_check(const Dfsrwire__Msg *m)
+{
+	struct version_gvsn g;
+
+	switch (m->m_case) {
+	case DFSRWIRE__MSG__M_HELLO:
+		return hello_check(m->hello);
+	case DFSRWIRE__MSG__M_UPDATES:
+		return updates_check(m->updates);
+	case DFSRWIRE__MSG__M_DONE:
+		return m->done->state > JOURNAL_STATE_ERROR
+			       ? -EBADMSG
+			       : kv_check(m->done->knowledge, m->done->n_knowledge);
+	case DFSRWIRE__MSG__M_ACK:
+		return kv_check(m->ack->knowledge, m->ack->n_knowledge);
+	case DFSRWIRE__MSG__M_GET:
+		return m->get->uid.len != DFSR_UID_LEN || gvsn_decode(m->get->gvsn, &g) < 0
+			       ? -EBADMSG
+			       : 0;
+	case DFSRWIRE__MSG__M_FILE:
+		return m->file->status > FILE_FAILED ||
+				       (m->file->status == 0 &&
+					m->file->chunk_list.len >
+						chunk_list_encoded_len(CHUNK_LIST_MAX))
+			       ? -EBADMSG
+			       : 0;
+	case DFSRWIRE__MSG__M_WANT:
+		return m->want->n_index == 0 || m->want->n_index > NET_SESSION_WANT_MAX ? -EBADMSG
+											: 0;
+	case DFSRWIRE__MSG__M_CHUNK:
+		return m->chunk->codec > STAGE_CODEC_ZSTD || m->chunk->data.len == 0 ||
+				       m->chunk->data.len > STAGE_STORED_MAX
+			       ? -EBADMSG
+			       : 0;
+	case DFSRWIRE__MSG__M_CANCEL:
+	case DFSRWIRE__MSG__M_PING:
+	case DFSRWIRE__MSG__M_PROGRESS:
+	case DFSRWIRE__MSG__M_BACKLOG:
+		return 0;
+	default:
+		return -EBADMSG;
+	}
+}
+
+int net_session_check_msg(const uint8_t *buf, size_t len)
+{
+	Dfsrwire__Msg *m = dfsrwire__msg__unpack(NULL, len, buf);
+	int rc;
+
+	if (!m)
+		return -EBADMSG;
+	rc = msg_check(m);
+	if (rc == 0 && m->m_case == DFSRWIRE__MSG__M_HELLO && m->hello->proto != NET_SESSION_PROTO)
+		rc = -EPROTONOSUPPORT;
+	for (size_t i = 0;
+	     rc == 0 && m->m_case == DFSRWIRE__MSG__M_UPDATES && i < m->updates->n_updates; i++) {
+		struct replica_update u;
+
+		rc = update_decode(m->updates->updates[i], &u);
+		if (rc == 0)
+			replica_update_release(&u);
+	}
+	if (rc == 0 && m->m_case == DFSRWIRE__MSG__M_FILE && m->file->status == 0) {
+		struct chunk_list cl;
+
+		chunk_list_init(&cl);
+		rc = chunk_list_decode(m->file->chunk_list.data, m->file->chunk_list.len, &cl);
+		chunk_list_release(&cl);
+	}
+	dfsrwire__msg__free_unpacked(m, NULL);
+	return rc == -ENOMEM ? -ENOMEM : (rc < 0 && rc != -EPROTONOSUPPORT ? -EBADMSG : rc);
+}
+
 static void dispatch(struct sconn *k, const Dfsrwire__Msg *m, size_t len)
 {
 	if (m->m_case == DFSRWIRE__MSG__M_HELLO) {
-		on_hello(k, m->hello);
+		on_hello(k, m->hello); /* the version first (5002), then hello_check() */
+		return;
+	}
+	if (msg_check(m) < 0) {
+		proto_error(k, "malformed message");
 		return;
 	}
 	if (m->m_case == DFSRWIRE__MSG__M_PING) {
@@ -2898,7 +3024,8 @@ static void on_tick(uv_timer_t *t)
 			for (struct item *it = l->held.head; it; it = it->next) {
 				if (it->st == IT_FETCH_RETRY && it->retry_ns <= now)
 					it->st = IT_FETCH;
-				due |= it->st == IT_BUSY && it->retry_ns <= now;
+				due |= (it->st == IT_BUSY || it->st == IT_WAIT) &&
+				       it->retry_ns <= now;
 			}
 			if (due)
 				offer_start(l);

@@ -127,4 +127,13 @@ void net_sessions_status(struct net_sessions *s, size_t folder,
 int net_sessions_partner_knowledge(struct net_sessions *s, size_t folder, size_t peer,
 				   struct version_vector *out);
 
+/**
+ * net_session_check_msg() - Decode one message as a receiver does and run every check
+ * that needs no session state (docs/protocol.md §RM.1: lengths, counts, knowledge
+ * vectors, records and chunk lists); for tests and the fuzzer (tests/fuzz/fuzz_wire.c).
+ * Thread: any.
+ * Return: 0, -EBADMSG, -EPROTONOSUPPORT (a Hello of another version), -ENOMEM.
+ */
+int net_session_check_msg(const uint8_t *buf, size_t len);
+
 #endif

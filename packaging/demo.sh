@@ -8,9 +8,9 @@
 #   3. starts three members, alpha (primary), bravo and charlie, on 127.0.0.1, .2 and .3,
 #      each with its local path and mount under a temporary directory;
 #   4. drops files into alpha's mount and shows them arrive in bravo's and charlie's;
-#   5. makes a conflict (the same file edited on alpha and, while bravo was offline, on
-#      bravo) and shows the later edit winning everywhere and the loser kept under
-#      DfsrPrivate/ConflictAndDeleted, listed by `dfsr conflicts`;
+#   5. makes a conflict (the same file edited on alpha while bravo is offline, then on bravo
+#      while alpha and charlie are) and shows the later edit winning everywhere and the
+#      loser kept under DfsrPrivate/ConflictAndDeleted, listed by `dfsr conflicts`;
 #   6. stops every member cleanly and removes the temporary directory.
 #
 # Environment: DFSR_BUILD_DIR (default ./build), DFSR_DEMO_KEEP=1 keeps the members
@@ -159,19 +159,21 @@ for m in "${members[@]}"; do
 	STARTED+=("$m")
 done
 
-# in_sync : every member normal with nothing pending, and the three trees equal.
+# in_sync [MEMBER...] : the members (default: all) normal with nothing pending, and their
+# trees equal.
 in_sync() {
 	local m
-	for m in bravo charlie alpha; do
+	[ $# -gt 0 ] || set -- "${members[@]}"
+	for m in "$@"; do
 		"$DFSR" wait -c "$D/$m.conf" --timeout 60 >/dev/null 2>"$D/wait.err" || return 1
 	done
-	for m in bravo charlie; do
-		cmp -s <("$DFSR" hash -r "$D/alpha/mnt") <("$DFSR" hash -r "$D/$m/mnt") || return 1
+	for m in "$@"; do
+		cmp -s <("$DFSR" hash -r "$D/$1/mnt") <("$DFSR" hash -r "$D/$m/mnt") || return 1
 	done
 }
 sync_all() {
 	local deadline=$((SECONDS + 120))
-	until in_sync; do
+	until in_sync "$@"; do
 		[ $SECONDS -lt $deadline ] ||
 			die "the members did not get in sync within 2 minutes: $(cat "$D/wait.err")"
 		sleep 0.5
@@ -203,12 +205,20 @@ sync_all
 run "cat alpha/mnt/docs/hello.txt"
 
 # ---- 5. a conflict --------------------------------------------------------------------------
-step "a conflict: bravo goes offline, alpha and bravo both edit report.txt"
+step "a conflict: the link between the sites goes down, and both edit report.txt"
+say "bravo's site goes offline; alpha edits the report (charlie gets the edit):"
 run "dfsr umount -c bravo.conf"
 run "echo 'report: alpha edit' > alpha/mnt/report.txt"
-say "(bravo is offline: its administrator edits bravo's local path directly)"
-run "echo 'report: bravo edit (later)' > bravo/path/report.txt"
+sync_all alpha charlie
+run "cat charlie/mnt/report.txt"
+say "now alpha's site is offline and bravo's is back; bravo edits the same report, later:"
+run "dfsr umount -c alpha.conf"
+run "dfsr umount -c charlie.conf"
 run "dfsr mount -c bravo.conf"
+run "echo 'report: bravo edit (later)' > bravo/mnt/report.txt"
+say "the link is back:"
+run "dfsr mount -c alpha.conf"
+run "dfsr mount -c charlie.conf"
 sync_all
 say "the later edit wins on every member:"
 run "head alpha/mnt/report.txt bravo/mnt/report.txt charlie/mnt/report.txt"

@@ -76,8 +76,8 @@ static void report(const char *what, double *v, unsigned long n)
 	for (unsigned long i = 0; i < n; i++)
 		sum += v[i];
 	printf("%s n=%lu min=%.2f p50=%.2f p90=%.2f p99=%.2f max=%.2f mean=%.2f\n", what, n,
-	       v[0] * 1e3, rank(v, n, 0.50) * 1e3, rank(v, n, 0.90) * 1e3,
-	       rank(v, n, 0.99) * 1e3, v[n - 1] * 1e3, sum / (double)n * 1e3);
+	       v[0] * 1e3, rank(v, n, 0.50) * 1e3, rank(v, n, 0.90) * 1e3, rank(v, n, 0.99) * 1e3,
+	       v[n - 1] * 1e3, sum / (double)n * 1e3);
 }
 
 int main(int argc, char **argv)
@@ -90,7 +90,8 @@ int main(int argc, char **argv)
 	int rc = 1;
 
 	if (argc < 6 || argc > 8) {
-		fprintf(stderr, "usage: proplat SRC DST_MOUNT DST_LOCAL NFILES SIZE [GAP_MS] [TIMEOUT_S]\n");
+		fprintf(stderr,
+			"usage: proplat SRC DST_MOUNT DST_LOCAL NFILES SIZE [GAP_MS] [TIMEOUT_S]\n");
 		return 2;
 	}
 	src = argv[1];
@@ -153,7 +154,8 @@ int main(int argc, char **argv)
 			t = now_s() - t0;
 			if (t > (double)timeout_s) {
 				fprintf(stderr, "proplat: %s not %s after %lu s\n", mp,
-					t_inst < 0 ? "installed" : "visible in the mount", timeout_s);
+					t_inst < 0 ? "installed" : "visible in the mount",
+					timeout_s);
 				goto out_close;
 			}
 			if (t_inst < 0 || t_vis < 0)

@@ -66,8 +66,8 @@ int main(int argc, char **argv)
 	if (argc == 6)
 		mode = argv[5];
 	if (!nfiles || !ndirs || size > (16ul << 20) ||
-	    (strcmp(mode, "all") != 0 && strcmp(mode, "create") != 0 &&
-	     strcmp(mode, "stat") != 0 && strcmp(mode, "unlink") != 0)) {
+	    (strcmp(mode, "all") != 0 && strcmp(mode, "create") != 0 && strcmp(mode, "stat") != 0 &&
+	     strcmp(mode, "unlink") != 0)) {
 		fprintf(stderr, "smallfiles: bad arguments\n");
 		return 2;
 	}

@@ -816,7 +816,7 @@ conflict_has() {
 	out=$(conflicts_lines "$1" "${@:4}") || { echo "dfsr conflicts failed: $out"; return 1; }
 	printf '%s\n' "$out" | awk -v t="$2" -v p="$3" '$1 == t && $2 == p { f = 1 } END { exit !f }' &&
 		return 0
-	echo "${G_NAME[$1]}'s manifest ($4): ${out:-empty}"
+	echo "${G_NAME[$1]}'s manifest${4:+ ($4)}: ${out:-empty}"
 	return 1
 }
 

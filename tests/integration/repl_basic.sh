@@ -35,7 +35,7 @@ printf 'deep\n' >"$MA/docs/sub/deep.txt"
 ln -s a.txt "$MA/link"
 ln -s docs/sub "$MA/dirlink"
 mkdir "$MA/empty"
-members_wait 60 || say "not in sync after the creates"
+check "dfsr wait: in sync after the creates" members_wait 60
 check_eq "a new file appears in bravo's mount" "hello" "$(cat "$MB/a.txt" 2>&1)"
 check_eq "a file in new directories appears" "deep" "$(cat "$MB/docs/sub/deep.txt" 2>&1)"
 check_eq "a symlink arrives as a symlink" "a.txt" "$(readlink "$MB/link" 2>&1)"
@@ -53,7 +53,7 @@ chmod 0604 "$MA/mode.txt"
 chmod 0750 "$MA/docs"
 setfattr -n user.color -v blue "$MA/a.txt"
 setfacl -m "u:$NOBODY:r" "$MA/docs/sub/deep.txt"
-members_wait 60 || say "not in sync after the metadata changes"
+check "dfsr wait: in sync after the metadata changes" members_wait 60
 check_eq "a modification arrives" "$(printf 'hello\nmore')" "$(cat "$MB/a.txt" 2>&1)"
 check_eq "chmod of a file arrives" "604" "$(stat -c %a "$MB/mode.txt" 2>&1)"
 check_eq "the mode of a file with an ACL arrives" "$(stat -c %a "$MA/docs/sub/deep.txt")" \
@@ -66,7 +66,7 @@ check_trees_equal "trees equal after modify/chmod/xattr/ACL" $A $B
 # changes made on bravo travel the other way
 echo "from bravo" >"$MB/docs/b.txt"
 setfattr -x user.color "$MB/a.txt"
-members_wait 60 || say "not in sync after bravo's changes"
+check "dfsr wait: in sync after bravo's changes" members_wait 60
 check_eq "bravo's new file reaches alpha" "from bravo" "$(cat "$MA/docs/b.txt" 2>&1)"
 check "bravo's xattr removal reaches alpha" bash -c "! getfattr -n user.color '$MA/a.txt' >/dev/null 2>&1"
 check_trees_equal "trees equal after bravo's changes" $A $B
@@ -74,12 +74,12 @@ check_trees_equal "trees equal after bravo's changes" $A $B
 # ---- rename: the data does not travel again --------------------------------------------------
 head -c $((4 << 20)) /dev/urandom >"$WS/big.src"
 cp "$WS/big.src" "$MA/big.bin"
-members_wait 90 || say "not in sync after the 4 MiB file"
+check "dfsr wait: in sync after the 4 MiB file" members_wait 90
 check "the 4 MiB file arrives intact" cmp -s "$WS/big.src" "$MB/big.bin"
 r0=$(bytes_received $B)
 check "bravo counts the bytes it received (>= 4 MiB so far)" test "${r0:-0}" -ge $((4 << 20))
 mv "$MA/big.bin" "$MA/docs/renamed.bin"
-members_wait 60 || say "not in sync after the rename"
+check "dfsr wait: in sync after the rename" members_wait 60
 r1=$(bytes_received $B)
 say "the rename of a 4 MiB file cost bravo $((r1 - r0)) bytes received"
 check "the renamed file is at its new name on bravo" cmp -s "$WS/big.src" "$MB/docs/renamed.bin"
@@ -88,18 +88,18 @@ check "a rename of a 4 MiB file moves under 256 KiB ($((r1 - r0)) bytes)" \
 	test $((r1 - r0)) -lt $((256 << 10))
 check "a rename is not a delete: nothing preserved for it" conflict_none $B big.bin
 mv "$MA/docs/sub" "$MA/moved"
-members_wait 60 || say "not in sync after the directory rename"
+check "dfsr wait: in sync after the directory rename" members_wait 60
 check "a renamed directory arrives with its content" test -f "$MB/moved/deep.txt"
 check "the old directory name is gone" test ! -e "$MB/docs/sub"
 check_trees_equal "trees equal after the renames" $A $B
 
 # ---- delete: the receiver keeps the file in ConflictAndDeleted -------------------------------
 printf 'precious content\n' >"$MA/gone.txt"
-members_wait 60 || say "not in sync before the delete"
+check "dfsr wait: in sync before the delete" members_wait 60
 check "gone.txt reached bravo" test -f "$MB/gone.txt"
 rm "$MA/gone.txt"
 rmdir "$MA/empty"
-members_wait 60 || say "not in sync after the delete"
+check "dfsr wait: in sync after the delete" members_wait 60
 check "a deleted file disappears from bravo's mount" test ! -e "$MB/gone.txt"
 check "a removed directory disappears from bravo's mount" test ! -e "$MB/empty"
 check "bravo's manifest lists gone.txt as deleted" conflict_has $B deleted gone.txt
@@ -122,7 +122,7 @@ check_trees_equal "trees equal after the delete" $A $B
 
 # ---- a third member joins, then changes flow among three -------------------------------------
 member_start $C
-members_wait 90 || say "charlie did not get in sync"
+check "dfsr wait: charlie gets in sync" members_wait 90
 check "charlie is normal" all_normal "${G_CONF[C]}"
 check "charlie got the renamed 4 MiB file" cmp -s "$WS/big.src" "$MC/docs/renamed.bin"
 check_eq "charlie got bravo's file" "from bravo" "$(cat "$MC/docs/b.txt" 2>&1)"
@@ -134,7 +134,7 @@ mkdir "$MC/cdir"
 ln -s ../c.txt "$MC/cdir/clink"
 echo "changed by bravo" >"$MB/pre/old.txt"
 rm "$MA/link"
-members_wait 60 || say "three members not in sync"
+check "dfsr wait: three members in sync" members_wait 60
 check_eq "charlie's file reaches alpha" "from charlie" "$(cat "$MA/c.txt" 2>&1)"
 check_eq "charlie's file reaches bravo" "from charlie" "$(cat "$MB/c.txt" 2>&1)"
 check_eq "charlie's symlink reaches bravo" "../c.txt" "$(readlink "$MB/cdir/clink" 2>&1)"
@@ -147,9 +147,9 @@ check_trees_equal "trees equal on three members after changes on each"
 member_stop $C
 echo "while charlie was away" >"$MA/away.txt"
 rm "$MB/c.txt"
-members_wait 60 || say "alpha and bravo not in sync while charlie is away"
+check "dfsr wait: alpha and bravo in sync while charlie is away" members_wait 60
 member_start $C
-members_wait 90 || say "charlie did not catch up"
+check "dfsr wait: charlie catches up" members_wait 90
 check_eq "charlie catches up with a change made while it was stopped" \
 	"while charlie was away" "$(cat "$MC/away.txt" 2>&1)"
 check "charlie applies a delete made while it was stopped" test ! -e "$MC/c.txt"

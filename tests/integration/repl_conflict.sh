@@ -14,8 +14,8 @@
 . "$(dirname "$0")/lib.sh"
 it_init
 
-group_setup 2
-A=1 B=2
+group_setup 3
+A=1 B=2 C=3 # charlie joins only for the last case
 MA=${G_MNT[A]} MB=${G_MNT[B]}
 
 member_start $A
@@ -29,7 +29,7 @@ mkdir -p "$MA/D/keep"           # directory deleted (alpha) vs file added (bravo
 echo old >"$MA/D/old.txt"
 echo "k base" >"$MA/k.txt"      # the same change on both: not a conflict worth keeping
 members_wait 60 || die "the base files did not replicate"
-check_trees_equal "trees equal before the partition"
+check_trees_equal "trees equal before the partition" $A $B
 check_eq "f.txt replicated" base "$(cat "$MB/f.txt" 2>&1)"
 
 # ---- apart: alpha changes first (bravo stopped) ----------------------------------------------
@@ -53,8 +53,8 @@ echo "k same" >"$MB/k.txt"
 
 # ---- together again --------------------------------------------------------------------------
 member_start $A
-members_wait 90 || say "not in sync after the partition"
-check_trees_equal "trees equal after the conflicts"
+check "dfsr wait: in sync after the partition" members_wait 90
+check_trees_equal "trees equal after the conflicts" $A $B
 
 # §3: the later change (bravo's) wins everywhere; alpha keeps its loser
 check_eq "update conflict: the later change wins on alpha" "from bravo" "$(cat "$MA/f.txt" 2>&1)"
@@ -102,34 +102,36 @@ member_stop $B
 member_start $A
 echo "alpha again" >"$MA/f.txt"
 member_start $B
-members_wait 90 || say "not in sync after the second conflict"
+check "dfsr wait: in sync after the second conflict" members_wait 90
 check_eq "second conflict: the later change (alpha's) wins on bravo" "alpha again" "$(cat "$MB/f.txt" 2>&1)"
 check_eq "second conflict: alpha keeps its change" "alpha again" "$(cat "$MA/f.txt" 2>&1)"
 check "bravo keeps its losing f.txt" bash -c \
 	"grep -lx 'bravo again' '${G_PATH[B]}'/DfsrPrivate/ConflictAndDeleted/f.txt-* >/dev/null"
 check "bravo's manifest lists its f.txt as conflict" conflict_has $B conflict f.txt
 check "event 4412 on bravo" event_seen "${G_CONF[B]}" 4412
-check_trees_equal "trees equal at the end"
+check_trees_equal "trees equal at the end" $A $B
 
 # ---- §7 + §4: a directory deleted, and its name taken by another (renamed) directory, while
 # the other member changed a file in the deleted one. The deleted directory comes back (§7)
 # and meets the renamed one at the same name: the first created keeps the name and the
-# other is merged into it (§4), so every file of both is there, on both members.
+# other is merged into it (§4), so every file of both is there, on both members; a new file
+# made under the name of one deleted with the directory stays too.
 mkdir -p "$MA/P/old" "$MA/P/other"
 echo "in old" >"$MA/P/old/edited.txt"
 echo "dropped with old" >"$MA/P/old/dropped.txt"
 echo "in other" >"$MA/P/other/moved.txt"
-members_wait 60 || say "not in sync before the directory case"
+check "dfsr wait: in sync before the directory case" members_wait 60
 member_stop $B
 rm -r "$MA/P/old"
 mv "$MA/P/other" "$MA/P/old"
 echo "new in the renamed directory" >"$MA/P/old/new.txt"
+echo "a new file under a deleted file's name" >"$MA/P/old/dropped.txt"
 member_stop $A
 member_start $B
 echo "edited on bravo" >"$MB/P/old/edited.txt"
 member_start $A
-members_wait 90 || say "not in sync after the directory case"
-check_trees_equal "trees equal after the deleted-and-replaced directory"
+check "dfsr wait: in sync after the directory case" members_wait 90
+check_trees_equal "trees equal after the deleted-and-replaced directory" $A $B
 for i in $A $B; do
 	n=${G_NAME[i]}
 	check_eq "$n: the file edited under the deleted directory is back" "edited on bravo" \
@@ -139,9 +141,13 @@ for i in $A $B; do
 	check_eq "$n: the file made in the renamed directory is there" "new in the renamed directory" \
 		"$(cat "${G_MNT[i]}/P/old/new.txt" 2>&1)"
 	check "$n: the old name of the renamed directory is gone" test ! -e "${G_MNT[i]}/P/other"
-	check "$n: the file deleted with the directory stays deleted" test ! -e "${G_MNT[i]}/P/old/dropped.txt"
+	check_eq "$n: a new file under the name of one deleted with the directory is there" \
+		"a new file under a deleted file's name" "$(cat "${G_MNT[i]}/P/old/dropped.txt" 2>&1)"
 done
 check "bravo keeps the file deleted with the directory" conflict_has $B deleted P/old/dropped.txt
+p=$(preserved_path $B deleted P/old/dropped.txt)
+check_eq "what bravo kept is the deleted file's content" "dropped with old" "$(cat "$p" 2>&1)"
+check "alpha, which made the new file, did not preserve it as deleted" conflict_none $A P/old/dropped.txt
 
 # conflict resolution made no new versions to bounce back: both members agree and stay idle
 jb=$(folder_field "${G_CONF[B]}" share journal)
@@ -150,6 +156,32 @@ members_wait 30 || true
 check_eq "alpha's journal does not grow once in sync" "$ja" "$(folder_field "${G_CONF[A]}" share journal)"
 check_eq "bravo's journal does not grow once in sync" "$jb" "$(folder_field "${G_CONF[B]}" share journal)"
 
+# ---- §3 with a third member: the loser is kept on every member that held it live ------------
+member_start $C
+check "dfsr wait: charlie joins" members_wait 90
+echo "three base" >"$MA/three.txt"
+check "dfsr wait: three.txt replicated" members_wait 60
+member_stop $B
+echo "three: alpha" >"$MA/three.txt"
+check "dfsr wait: alpha and charlie in sync without bravo" members_wait 60 $A $C
+check_eq "charlie holds alpha's edit" "three: alpha" "$(cat "${G_MNT[C]}/three.txt" 2>&1)"
+member_stop $A
+member_stop $C
+member_start $B
+echo "three: bravo, later" >"$MB/three.txt"
+member_start $A
+member_start $C
+check "dfsr wait: three members in sync after the conflict" members_wait 90
+check_trees_equal "trees equal on three members"
+for i in $A $B $C; do
+	check_eq "${G_NAME[i]} has the later edit" "three: bravo, later" "$(cat "${G_MNT[i]}/three.txt" 2>&1)"
+done
+check "alpha keeps its losing edit" conflict_has $A conflict three.txt
+check "charlie, which held alpha's edit live, keeps it too (§3)" conflict_has $C conflict three.txt
+check "charlie's copy is alpha's edit" bash -c \
+	"grep -lx 'three: alpha' '${G_PATH[C]}'/DfsrPrivate/ConflictAndDeleted/three.txt-* >/dev/null"
+
+member_stop $C
 member_stop $B
 member_stop $A
 finish

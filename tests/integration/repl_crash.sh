@@ -86,7 +86,7 @@ check "after the kill the target is absent (not a partial file)" test ! -e "${G_
 say "Installing on bravo after the kill: $(find "${G_PATH[B]}/DfsrPrivate/Installing" -type f -printf '%s ' 2>/dev/null)"
 
 member_start $B
-members_wait 150 || say "not in sync after bravo's restart"
+check "dfsr wait: in sync after bravo's restart" members_wait 150
 check "bravo has the complete file after the restart" cmp -s "$WS/big.src" "${G_MNT[B]}/big.bin"
 again=$(bytes_received $B)
 check "the download resumed: bravo received $again bytes after the restart, under 90 % of $SIZE" \
@@ -113,7 +113,7 @@ member_kill $A
 check "the sender's crash leaves no partial file on bravo" test ! -e "${G_PATH[B]}/big2.bin"
 check "bravo keeps working while alpha is down" bash -c "echo alive >'${G_MNT[B]}/alive.txt'"
 member_start $A
-members_wait 150 || say "not in sync after alpha's restart"
+check "dfsr wait: in sync after alpha's restart" members_wait 150
 check "alpha still has the file it was sending" cmp -s "$WS/big2.src" "${G_MNT[A]}/big2.bin"
 check "bravo has the complete second file" cmp -s "$WS/big2.src" "${G_MNT[B]}/big2.bin"
 check_eq "bravo's change made while alpha was down reached alpha" alive "$(cat "${G_MNT[A]}/alive.txt" 2>&1)"

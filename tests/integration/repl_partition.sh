@@ -92,7 +92,7 @@ check_eq "bravo's mount keeps its own version" "bravo side" "$(cat "$MB/shared.t
 # ---- heal -----------------------------------------------------------------------------------
 say "healing the link"
 heal_link
-members_wait 180 || say "not in sync after healing the link"
+check "dfsr wait: in sync after healing the link" members_wait 180
 check_trees_equal "trees equal after the partition healed"
 for i in $A $B $C; do
 	n=${G_NAME[i]}
@@ -114,7 +114,7 @@ cut_link
 echo "second round on bravo" >"$MB/round2-b.txt"
 echo "second round on charlie" >"$MC/round2-c.txt"
 heal_link
-members_wait 180 || say "not in sync after the second partition"
+check "dfsr wait: in sync after the second partition" members_wait 180
 check_eq "bravo's second-round file reached charlie" "second round on bravo" "$(cat "$MC/round2-b.txt" 2>&1)"
 check_eq "charlie's second-round file reached bravo" "second round on charlie" "$(cat "$MB/round2-c.txt" 2>&1)"
 check_trees_equal "trees equal after the second partition"

@@ -41,7 +41,7 @@ cp "$WS/bravo-differs" "$PB/differs.dat"
 echo "only on bravo" >"$PB/bravo-only.txt"
 
 member_start $B
-members_wait 120 || say "bravo did not finish its initial sync"
+check "dfsr wait: bravo finishes its initial sync" members_wait 120
 check "bravo is normal after the initial sync" all_normal "${G_CONF[B]}"
 got=$(bytes_received $B)
 say "bravo received $got bytes for $total bytes of preseeded data"
@@ -69,7 +69,7 @@ check_trees_equal "trees equal after the preseeded initial sync"
 # the adopted files are real replicas: a change on either side still travels
 echo "changed on bravo" >>"${G_MNT[B]}/dir1/f1.dat"
 rm "${G_MNT[A]}/dir3/f3.dat"
-members_wait 60 || say "not in sync after changes to adopted files"
+check "dfsr wait: in sync after changes to adopted files" members_wait 60
 check "bravo's change to an adopted file reaches alpha" cmp -s "${G_MNT[B]}/dir1/f1.dat" "${G_MNT[A]}/dir1/f1.dat"
 check "alpha's delete of an adopted file reaches bravo" test ! -e "${G_MNT[B]}/dir3/f3.dat"
 check "bravo keeps it as deleted" conflict_has $B deleted dir3/f3.dat

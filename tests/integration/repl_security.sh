@@ -56,7 +56,7 @@ group_write_conf $A
 drop_peer $A charlie
 member_stop $A
 member_start $A
-members_wait 90 $A $B || say "alpha and bravo not in sync with the right keys"
+check "dfsr wait: alpha and bravo in sync with the right keys" members_wait 90 $A $B
 check_eq "with the right key alpha's file reaches bravo" "alpha's secret" \
 	"$(cat "${G_MNT[B]}/secret.txt" 2>&1)"
 check "bravo is normal" all_normal "${G_CONF[B]}"
@@ -65,7 +65,7 @@ n=$(count_event "${G_CONF[A]}" 5002)
 more_events() { [ "$(count_event "$1" "$2")" -gt "$3" ]; }
 check "alpha keeps refusing mallory (more 5002)" wait_until 60 more_events "${G_CONF[A]}" 5002 "$n"
 echo "after the fix" >"${G_MNT[A]}/later.txt"
-members_wait 60 $A $B || say "alpha and bravo not in sync"
+check "dfsr wait: alpha and bravo in sync" members_wait 60 $A $B
 check "bravo gets later changes" test -f "${G_MNT[B]}/later.txt"
 check "mallory still has nothing of alpha's" bash -c \
 	"[ ! -e '${G_PATH[M]}/secret.txt' ] && [ ! -e '${G_PATH[M]}/later.txt' ]"

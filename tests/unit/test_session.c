@@ -975,9 +975,90 @@ static void hostile_update_closes_the_connection(void **state)
 	pthread_mutex_destroy(&r.lock);
 }
 
+static int check(const Dfsrwire__Msg *m)
+{
+	size_t len = dfsrwire__msg__get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	int rc;
+
+	assert_non_null(buf);
+	dfsrwire__msg__pack(m, buf);
+	rc = net_session_check_msg(buf, len);
+	free(buf);
+	return rc;
+}
+
+/* The stateless checks every received message passes first (docs/protocol.md §RM.1). */
+static void messages_are_checked(void **state)
+{
+	uint8_t db[16], junk[40], name[5] = { 's', 'h', 'a', 'r', 'e' }, who[1] = { 'x' };
+	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Hello h = DFSRWIRE__HELLO__INIT;
+	Dfsrwire__FolderHello fh = DFSRWIRE__FOLDER_HELLO__INIT, *fp = &fh;
+	Dfsr__Gvsn g = DFSR__GVSN__INIT, *gp = &g;
+	Dfsrwire__Chunk c = DFSRWIRE__CHUNK__INIT;
+	Dfsrwire__Updates ups = DFSRWIRE__UPDATES__INIT;
+	Dfsrwire__Update u = DFSRWIRE__UPDATE__INIT, *up = &u;
+	static const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+
+	(void)state;
+	memset(db, 0x11, sizeof(db));
+	memset(junk, 0xee, sizeof(junk));
+	h.proto = NET_SESSION_PROTO;
+	h.member.data = who;
+	h.member.len = 1;
+	fh.name.data = name;
+	fh.name.len = 5;
+	fh.db_id.data = db;
+	fh.db_id.len = 16;
+	fh.state = JOURNAL_STATE_NORMAL;
+	g.db.data = db;
+	g.db.len = 16;
+	g.counter = 7;
+	fh.n_knowledge = 1;
+	fh.knowledge = &gp;
+	h.n_folders = 1;
+	h.folders = &fp;
+	m.m_case = DFSRWIRE__MSG__M_HELLO;
+	m.hello = &h;
+	assert_int_equal(check(&m), 0);
+	h.proto = NET_SESSION_PROTO + 1;
+	assert_int_equal(check(&m), -EPROTONOSUPPORT);
+	h.proto = NET_SESSION_PROTO;
+	fh.db_id.len = 15; /* ids are exactly 16 bytes */
+	assert_int_equal(check(&m), -EBADMSG);
+	fh.db_id.len = 16;
+	g.counter = 0; /* counters are > 0 */
+	assert_int_equal(check(&m), -EBADMSG);
+	g.counter = 7;
+	fh.state = 9;
+	assert_int_equal(check(&m), -EBADMSG);
+
+	c.codec = 7; /* unknown codec */
+	c.data.data = junk;
+	c.data.len = sizeof(junk);
+	m.m_case = DFSRWIRE__MSG__M_CHUNK;
+	m.chunk = &c;
+	assert_int_equal(check(&m), -EBADMSG);
+	c.codec = 0;
+	assert_int_equal(check(&m), 0);
+
+	u.record.data = junk; /* not a record */
+	u.record.len = sizeof(junk);
+	ups.folder = fh.name;
+	ups.n_updates = 1;
+	ups.updates = &up;
+	m.m_case = DFSRWIRE__MSG__M_UPDATES;
+	m.updates = &ups;
+	assert_int_equal(check(&m), -EBADMSG);
+
+	assert_int_equal(net_session_check_msg(garbage, sizeof(garbage)), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(messages_are_checked),
 		cmocka_unit_test_setup_teardown(files_replicate_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
 						teardown),
