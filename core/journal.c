@@ -527,6 +527,7 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 	r->gvsn.counter = t.counter;
 	r->seq = t.next_seq++;
 	r->change_time_ns = dfsr_now_ns();
+	version_vector_release(&r->origin); /* a new version has seen all of vv */
 	rc = version_vector_raise(&r->vv, &j->db_id, t.counter);
 	if (rc < 0)
 		return rc;
@@ -1687,6 +1688,7 @@ static int write_into_batch(struct journal *j, struct record *r, const struct re
 		r->gvsn.db = j->db_id;
 		r->gvsn.counter = t->counter;
 		r->change_time_ns = dfsr_now_ns();
+		version_vector_release(&r->origin); /* a new version has seen all of vv */
 		rc = version_vector_raise(&r->vv, &j->db_id, t->counter);
 		if (rc < 0)
 			return rc;

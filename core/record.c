@@ -21,6 +21,7 @@ void record_init(struct record *r)
 {
 	memset(r, 0, sizeof(*r));
 	version_vector_init(&r->vv);
+	version_vector_init(&r->origin);
 }
 
 void record_release(struct record *r)
@@ -28,23 +29,31 @@ void record_release(struct record *r)
 	if (!r)
 		return;
 	version_vector_release(&r->vv);
+	version_vector_release(&r->origin);
 	record_init(r);
 }
 
 int record_copy(struct record *dst, const struct record *src)
 {
-	struct version_vector vv;
+	struct version_vector vv, origin;
 	int rc;
 
 	if (dst == src)
 		return 0;
 	version_vector_init(&vv);
+	version_vector_init(&origin);
 	rc = version_vector_copy(&vv, &src->vv);
-	if (rc < 0)
+	if (rc == 0)
+		rc = version_vector_copy(&origin, &src->origin);
+	if (rc < 0) {
+		version_vector_release(&vv);
 		return rc;
+	}
 	version_vector_release(&dst->vv);
+	version_vector_release(&dst->origin);
 	*dst = *src;
 	dst->vv = vv;
+	dst->origin = origin;
 	return 0;
 }
 
@@ -95,6 +104,14 @@ static bool record_valid(const struct record *r)
 		return false;
 	if (!version_vector_valid(&r->vv) || !version_vector_contains(&r->vv, &r->gvsn))
 		return false;
+	if (r->origin.n) {
+		enum version_cmp c = version_vector_compare(&r->origin, &r->vv);
+
+		if (!version_vector_valid(&r->origin) ||
+		    !version_vector_contains(&r->origin, &r->gvsn) ||
+		    (c != VERSION_EQUAL && c != VERSION_DOMINATED))
+			return false;
+	}
 	return (r->mode & ~07777u) == 0;
 }
 
@@ -105,30 +122,37 @@ static ProtobufCBinaryData bin(const void *p, size_t len)
 	return b;
 }
 
+/* The entries of @vv into @ent/@ptr (room for vv->n each). */
+static void vv_to(const struct version_vector *vv, Dfsr__Gvsn *ent, Dfsr__Gvsn **ptr)
+{
+	for (size_t i = 0; i < vv->n; i++) {
+		dfsr__gvsn__init(&ent[i]);
+		ent[i].db = bin(vv->v[i].db.b, DFSR_UID_LEN);
+		ent[i].counter = vv->v[i].counter;
+		ptr[i] = &ent[i];
+	}
+}
+
 int record_encode(const struct record *r, struct dfsr_buf *out)
 {
 	Dfsr__Record m = DFSR__RECORD__INIT;
 	Dfsr__Gvsn g = DFSR__GVSN__INIT;
 	Dfsr__Gvsn *ent = NULL, **ptr = NULL;
+	size_t len, n = r->vv.n + r->origin.n;
 	uint8_t *tmp;
-	size_t len;
 	int rc = 0;
 
 	if (!record_valid(r))
 		return -EINVAL;
-	if (r->vv.n) {
-		ent = calloc(r->vv.n, sizeof(*ent));
-		ptr = calloc(r->vv.n, sizeof(*ptr));
+	if (n) {
+		ent = calloc(n, sizeof(*ent));
+		ptr = calloc(n, sizeof(*ptr));
 		if (!ent || !ptr) {
 			rc = -ENOMEM;
 			goto out_free;
 		}
-	}
-	for (size_t i = 0; i < r->vv.n; i++) {
-		dfsr__gvsn__init(&ent[i]);
-		ent[i].db = bin(r->vv.v[i].db.b, DFSR_UID_LEN);
-		ent[i].counter = r->vv.v[i].counter;
-		ptr[i] = &ent[i];
+		vv_to(&r->vv, ent, ptr);
+		vv_to(&r->origin, ent + r->vv.n, ptr + r->vv.n);
 	}
 	m.uid = bin(r->uid.b, DFSR_UID_LEN);
 	m.parent = bin(r->parent.b, DFSR_UID_LEN);
@@ -139,6 +163,8 @@ int record_encode(const struct record *r, struct dfsr_buf *out)
 	m.gvsn = &g;
 	m.n_vv = r->vv.n;
 	m.vv = ptr;
+	m.n_origin = r->origin.n;
+	m.origin = r->origin.n ? ptr + r->vv.n : NULL;
 	m.hash = bin(r->hash, HASH_LEN);
 	m.content = bin(r->content, HASH_LEN);
 	m.size = r->size;
@@ -182,20 +208,20 @@ static int hash_from(uint8_t out[HASH_LEN], const ProtobufCBinaryData *b)
 	return 0;
 }
 
-static int vv_from(struct version_vector *vv, const Dfsr__Record *m)
+static int vv_from(struct version_vector *vv, Dfsr__Gvsn *const *ent, size_t n)
 {
-	if (m->n_vv > VERSION_VV_MAX)
+	if (n > VERSION_VV_MAX)
 		return -EBADMSG;
-	if (m->n_vv == 0)
+	if (n == 0)
 		return 0;
-	vv->v = calloc(m->n_vv, sizeof(*vv->v));
+	vv->v = calloc(n, sizeof(*vv->v));
 	if (!vv->v)
 		return -ENOMEM;
-	vv->cap = m->n_vv;
-	for (size_t i = 0; i < m->n_vv; i++) {
-		if (uid_from(&vv->v[i].db, &m->vv[i]->db) < 0)
+	vv->cap = n;
+	for (size_t i = 0; i < n; i++) {
+		if (uid_from(&vv->v[i].db, &ent[i]->db) < 0)
 			return -EBADMSG;
-		vv->v[i].counter = m->vv[i]->counter;
+		vv->v[i].counter = ent[i]->counter;
 		vv->n++;
 	}
 	return 0;
@@ -217,7 +243,9 @@ static int fill(struct record *r, const Dfsr__Record *m)
 	if (uid_from(&r->gvsn.db, &m->gvsn->db) < 0)
 		return -EBADMSG;
 	r->gvsn.counter = m->gvsn->counter;
-	rc = vv_from(&r->vv, m);
+	rc = vv_from(&r->vv, m->vv, m->n_vv);
+	if (rc == 0)
+		rc = vv_from(&r->origin, m->origin, m->n_origin);
 	if (rc < 0)
 		return rc;
 	if (hash_from(r->hash, &m->hash) < 0 || hash_from(r->content, &m->content) < 0)

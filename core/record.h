@@ -9,7 +9,8 @@
  * Invariants of a decoded or encodable record: uid and parent are not zero; name is one
  * valid component (record_name_valid()); type is 'f', 'd' or 'l'; the gvsn's database id
  * is not zero and its counter > 0; the version vector is valid (core/version.h) and
- * contains the gvsn; mode has permission bits only.
+ * contains the gvsn; the origin vector, when not empty, is valid, contains the gvsn and is
+ * contained in the version vector; mode has permission bits only.
  *
  * Thread: no shared state.
  */
@@ -39,7 +40,13 @@ struct record {
 	char name[RECORD_NAME_MAX + 1];
 	char type; /* enum record_type */
 	struct version_gvsn gvsn;
-	struct version_vector vv;  /* owned */
+	struct version_vector vv; /* owned */
+	/*
+	 * owned; empty when equal to vv. The vector of this version as it was made, before a
+	 * conflict resolution merged the losers' vectors into vv (docs/conflicts.md §3): a
+	 * member whose live version is in vv but not here held a loser, and preserves it.
+	 */
+	struct version_vector origin;
 	uint8_t hash[HASH_LEN];    /* replication hash */
 	uint8_t content[HASH_LEN]; /* content digest */
 	uint64_t size;

@@ -1797,14 +1797,33 @@ out_release:
 
 /* ---- deciding (§2, §3, §5, §6) ---------------------------------------------------------- */
 
+/* Before a resolution merges a loser's vector into @r's: remember @r's own (§3, origin). */
+static int keep_origin(struct record *r)
+{
+	return r->origin.n ? 0 : version_vector_copy(&r->origin, &r->vv);
+}
+
 /* Keep the local record @l, its vector raised by @vv (a conflict it won): quietly (no new
  * version, §3 and §6) or, with JOURNAL__NEWVER, as a new local version (§5). */
 static int keep_local(struct ctx *c, struct record *l, const struct version_vector *vv,
 		      unsigned flags)
 {
-	int rc = version_vector_merge(&l->vv, vv);
+	int rc = keep_origin(l);
 
+	if (rc == 0)
+		rc = version_vector_merge(&l->vv, vv);
 	return rc < 0 ? rc : journal__write_locked(c->j, l, JOURNAL_OP_CREATE, flags);
+}
+
+/*
+ * §3: true if the local version @l lost a conflict that another member resolved: the
+ * update @in covers it only through the vectors merged in by that resolution (its origin
+ * does not contain @l's GVSN). Every member that held the loser live keeps it, whether the
+ * winner reaches it as it was made (concurrent) or as resolved elsewhere (dominating).
+ */
+static bool lost_elsewhere(const struct record *l, const struct record *in)
+{
+	return in->origin.n && !version_vector_contains(&in->origin, &l->gvsn);
 }
 
 static int decide(struct ctx *c)
@@ -1835,8 +1854,13 @@ static int decide(struct ctx *c)
 
 		if (cmp == VERSION_EQUAL || cmp == VERSION_DOMINATES) /* §2.1 */
 			goto out_release;
+		if (cmp == VERSION_DOMINATED && live_l && !in->tombstone && lost_elsewhere(&l, in))
+			loser = l.type != RECORD_DIR &&
+				!(same_place(&l, in) && memcmp(l.hash, in->hash, HASH_LEN) == 0);
 		if (cmp == VERSION_CONCURRENT) {
-			rc = version_vector_merge(&n.vv, &l.vv);
+			rc = keep_origin(&n);
+			if (rc == 0)
+				rc = version_vector_merge(&n.vv, &l.vv);
 			if (rc < 0)
 				goto out_release;
 			if (l.tombstone && in->tombstone) { /* §6 */

@@ -803,6 +803,59 @@ static void test_update_conflict(void **state)
 	replica_update_release(&ub);
 }
 
+/*
+ * §3 resolved elsewhere: A's loser reaches B first, B keeps its later version and merges
+ * A's vector into it. What then comes back to A dominates A's version: A must still see
+ * that its live version lost (it is not in the winner's origin) and preserve it.
+ */
+static void test_update_conflict_resolved_elsewhere(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update ua;
+	enum replica_verdict v;
+	char pres[512];
+	struct dfsr_uid f;
+	struct record r;
+	struct mf m;
+
+	f = mk_file(&p->a, NULL, "f", "base");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	modify(&p->a, "f", &f, "from A");
+	modify(&p->b, "f", &f, "from B, later");
+	mk_update(&p->a, &f, &ua);
+	preserved_rel(&p->a, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+
+	assert_int_equal(replica_offer(p->b.r, &ua, &v), 0);
+	assert_int_equal(v, REPLICA_DONE);
+	assert_content(&p->b, "f", "from B, later");
+	assert_int_equal(journal__get(p->b.f->j, &f, &r), 0);
+	assert_true(r.origin.n > 0); /* B's own vector, before A's was merged in */
+	assert_false(version_vector_contains(&r.origin, &ua.rec.gvsn));
+	assert_true(version_vector_contains(&r.vv, &ua.rec.gvsn));
+	record_release(&r);
+
+	/* the resolved record dominates A's version, and A still keeps its loser */
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
+	assert_content(&p->a, "f", "from B, later");
+	assert_content(&p->a, pres, "from A");
+	manifest(&p->a, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_CONFLICT);
+	assert_int_equal(events(&p->a, 4412), 1);
+	assert_same(&p->b, &p->a, &f, "f");
+
+	/* a new version made on A from there has seen everything: no origin, no conflict */
+	modify(&p->a, "f", &f, "A again");
+	assert_int_equal(journal__get(p->a.f->j, &f, &r), 0);
+	assert_int_equal(r.origin.n, 0);
+	record_release(&r);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, "f", "A again");
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 0);
+	replica_update_release(&ua);
+}
+
 static void test_name_conflict(void **state)
 {
 	struct pair *p = *state;
@@ -1750,6 +1803,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_file_dir_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modify_rename_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_conflict_resolved_elsewhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_vs_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resurrection, setup, teardown),
