@@ -2796,7 +2796,7 @@ static int cmd_restore(struct cli *c)
 
 static int cmd_later(struct cli *c)
 {
-	return dfsr_err("'%s' needs replication, not in this version", c->cmd);
+	return dfsr_err("'%s' is not in this version of dfsr", c->cmd);
 }
 
 /* ---- the command table and main()
@@ -2840,7 +2840,7 @@ static const struct command commands[] = {
 	  "put preserved files back at their paths through the mount (so they replicate), or "
 	  "into DIR; ENTRY is a preserved name or an original path" },
 	{ "clone", cmd_later, ~0u, 0, INT_MAX, "clone export|import -c CONFIG --folder NAME DIR",
-	  "database clone (needs replication)" },
+	  "database clone (not in this version)" },
 };
 
 static const struct option long_opts[] = {

@@ -4,7 +4,7 @@
 # Usage: ./packaging/demo.sh       (as root, on Debian 12, from a clean checkout)
 #
 #   1. installs the Debian packages the build needs, if any are missing (as tests/run.sh);
-#   2. builds dfsr (Release) in ./build;
+#   2. builds dfsr (Release) in ./build-release (tests/run.sh uses ./build);
 #   3. starts three members, alpha (primary), bravo and charlie, on 127.0.0.1, .2 and .3,
 #      each with its local path and mount under a temporary directory;
 #   4. drops files into alpha's mount and shows them arrive in bravo's and charlie's;
@@ -13,12 +13,12 @@
 #      loser kept under DfsrPrivate/ConflictAndDeleted, listed by `dfsr conflicts`;
 #   6. stops every member cleanly and removes the temporary directory.
 #
-# Environment: DFSR_BUILD_DIR (default ./build), DFSR_DEMO_KEEP=1 keeps the members
+# Environment: DFSR_BUILD_DIR (default ./build-release), DFSR_DEMO_KEEP=1 keeps the members
 # running and the directory at the end (stop them with the printed commands).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${DFSR_BUILD_DIR:-$repo/build}
+build=${DFSR_BUILD_DIR:-$repo/build-release}
 jobs=$(nproc 2>/dev/null || echo 2)
 members=(alpha bravo charlie)
 
