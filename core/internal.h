@@ -7,6 +7,10 @@
  * directory moved in from an untracked place by asking the scan to walk it. Both sides
  * name directories by descriptor (openat-relative, never by path) and UID.
  *
+ * scan -> replica, journal -> replica: on a read-only folder the scan reverts what changed
+ * behind dfsr (docs/conflicts.md §11): it preserves through the replica's preserving code
+ * and marks records in the journal, and replica_offer() installs marked versions again.
+ *
  * Thread: as core/journal.h (any), unless said otherwise.
  */
 #ifndef DFSR_CORE_INTERNAL_H
@@ -17,6 +21,7 @@
 
 #include "core/hash.h"
 #include "core/journal.h"
+#include "core/layout.h"
 #include "core/record.h"
 #include "core/scan.h"
 #include "core/version.h"
@@ -144,6 +149,69 @@ int journal__drop_locked(struct journal *j, const struct dfsr_uid *uid);
  */
 int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
 			     bool end_initial_sync, bool *ended);
+
+/* ---- journal.c: reverting a read-only folder (docs/conflicts.md §11) ------------------- */
+
+/*
+ * On a read-only folder the consistency scan never makes a local version of a version the
+ * member received (its GVSN is another database's): it moves a local object with other
+ * data aside (one whose metadata alone changed stays in place) and *marks* the record,
+ * which keeps the group's GVSN, so that the version is
+ * installed again when a partner sends it. Partners send it because the Hello announces
+ * the knowledge lowered below every marked GVSN (journal__revert_knowledge()), and
+ * replica_offer() installs a marked version instead of ignoring it as known. Marks live
+ * in memory only: every start's scan finds the same objects again (gone, or a directory
+ * whose metadata still differs).
+ */
+
+/**
+ * journal__revert_mark() - Mark the live record @r: its version is to be installed again.
+ * @present: the object is still in place with the record's data (only its metadata
+ *           changed); otherwise nothing is at the record's place any more
+ * Return: 0 or -ENOMEM.
+ */
+int journal__revert_mark(struct journal *j, const struct record *r, bool present);
+
+/**
+ * journal__revert_missing() - The live record @uid is gone from the local path: mark it
+ * and every live record below it. Records of versions this member made (never received,
+ * so nobody can send them again) are tombstoned instead, as journal__remove() would.
+ * @marked, @removed: incremented by the marks and tombstones made; may be NULL
+ * Return: 0, -EIO, -ENOMEM.
+ */
+int journal__revert_missing(struct journal *j, const struct dfsr_uid *uid, uint64_t *marked,
+			    uint64_t *removed);
+
+/* True if the live record @l is marked at its own GVSN; *present as marked. Lock held. */
+bool journal__reverted_locked(struct journal *j, const struct record *l, bool *present);
+
+/* The marked version of @uid has been installed again (or superseded). Lock held. */
+void journal__revert_done_locked(struct journal *j, const struct dfsr_uid *uid);
+
+/**
+ * journal__revert_knowledge() - The knowledge vector (as journal__knowledge()) with each
+ * database's entry lowered below the smallest counter of its marked GVSNs.
+ * Return: 0 or -ENOMEM.
+ */
+int journal__revert_knowledge(struct journal *j, struct version_vector *out);
+
+/* How many marked versions wait to be installed again. */
+size_t journal__revert_pending(struct journal *j);
+
+/* ---- replica.c, for scan.c ---------------------------------------------------------- */
+
+/**
+ * replica__preserve_local() - Move the object @rec->name in directory @dfd into
+ * ConflictAndDeleted with a manifest entry (docs/conflicts.md §9, §11): preserved name from
+ * @rec's name, UID and GVSN counter, never replacing an earlier preserved object (a "~N"
+ * is added to the name part when that name is taken); manifest entry of @type for the
+ * original path @path, size rec->size; quota cleanup as for every preserve.
+ * @pname: receives the preserved name
+ * Thread: init (the scan of a read-only folder, before the replica exists).
+ * Return: 0, -ENOMEM, or the -errno of opening DfsrPrivate or of the rename.
+ */
+int replica__preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			    enum manifest_type type, char pname[static RECORD_NAME_MAX + 1]);
 
 /* ---- scan.c, for journal.c ---------------------------------------------------------- */
 

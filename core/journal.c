@@ -45,6 +45,14 @@
 #define META_KEY       "folder"
 #define PATH_DEPTH_MAX 4096 /* guards parent-chain walks against a corrupt cycle */
 
+/* A version a read-only folder must install again (journal__revert_mark()). */
+struct revert_mark {
+	struct dfsr_uid uid;
+	struct version_gvsn gvsn; /* counter 0: installed again since */
+	uint64_t order;           /* later marks of the same UID replace earlier ones */
+	bool present;             /* a directory left in place with other metadata */
+};
+
 struct journal_counts {
 	uint64_t files;
 	uint64_t folders;
@@ -80,6 +88,12 @@ struct journal {
 	void (*changed_fn)(void *arg); /* journal_set_changed() */
 	void *changed_arg;
 	bool changed; /* a journal entry was committed since the lock was taken */
+	/* Read-only folders: versions to install again (docs/conflicts.md §11), marked by the
+	 * consistency scan. In memory only: every start's scan finds them again. */
+	struct revert_mark *marks;
+	size_t nmarks, marks_cap;
+	uint64_t marks_added;
+	bool marks_sorted;
 };
 
 /* The pending values of one transaction; copied into the journal after commit. */
@@ -1001,6 +1015,7 @@ void journal_close(struct journal *j)
 	db_close(j->db);
 	version_vector_release(&j->knowledge);
 	pthread_mutex_destroy(&j->lock);
+	free(j->marks);
 	free(j);
 }
 
@@ -1872,4 +1887,225 @@ int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
 	journal_unlock(j);
 	version_vector_release(&saved);
 	return rc;
+}
+
+/* ---- reverting a read-only folder (docs/conflicts.md §11) ------------------------------ */
+
+static int cmp_mark(const void *a, const void *b)
+{
+	const struct revert_mark *x = a, *y = b;
+	int d = dfsr_uid_cmp(&x->uid, &y->uid);
+
+	if (d)
+		return d;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sort the marks by UID once the scan has added them, keeping the last mark of a UID. */
+static void marks_sort_locked(struct journal *j)
+{
+	size_t out = 0;
+
+	if (j->marks_sorted || !j->nmarks)
+		return;
+	qsort(j->marks, j->nmarks, sizeof(*j->marks), cmp_mark);
+	for (size_t i = 0; i < j->nmarks; i++) {
+		if (i + 1 < j->nmarks && dfsr_uid_equal(&j->marks[i].uid, &j->marks[i + 1].uid))
+			continue;
+		j->marks[out++] = j->marks[i];
+	}
+	j->nmarks = out;
+	j->marks_sorted = true;
+}
+
+static struct revert_mark *mark_find_locked(struct journal *j, const struct dfsr_uid *uid)
+{
+	struct revert_mark key = { .uid = *uid };
+	struct revert_mark *m;
+	size_t lo = 0, hi;
+
+	marks_sort_locked(j);
+	hi = j->nmarks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d;
+
+		m = &j->marks[mid];
+		d = dfsr_uid_cmp(&key.uid, &m->uid);
+		if (d == 0)
+			return m;
+		if (d < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static int mark_add_locked(struct journal *j, const struct record *r, bool present)
+{
+	if (j->nmarks == j->marks_cap) {
+		size_t cap = j->marks_cap ? j->marks_cap * 2 : 64;
+		struct revert_mark *p = realloc(j->marks, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		j->marks = p;
+		j->marks_cap = cap;
+	}
+	j->marks[j->nmarks] = (struct revert_mark){
+		.uid = r->uid,
+		.gvsn = r->gvsn,
+		.order = j->marks_added++,
+		.present = present,
+	};
+	j->nmarks++;
+	j->marks_sorted = false;
+	return 0;
+}
+
+int journal__revert_mark(struct journal *j, const struct record *r, bool present)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = mark_add_locked(j, r, present);
+	journal_unlock(j);
+	return rc;
+}
+
+static int revert_missing_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *marked,
+				 uint64_t *removed, int depth)
+{
+	struct db_iter *it = NULL;
+	struct record r;
+	int rc;
+
+	if (depth > PATH_DEPTH_MAX)
+		return -EIO;
+	rc = journal__get(j, uid, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (r.tombstone)
+		goto out_release;
+	if (dfsr_uid_equal(&r.gvsn.db, &j->db_id)) {
+		/* a version only this member holds: nothing to fetch, the delete is recorded */
+		rc = remove_locked(j, uid, removed, depth);
+		goto out_release;
+	}
+	if (r.type == RECORD_DIR) {
+		it = db_iter_new(j->db, NULL, DB_CF_NAMES);
+		if (!it) {
+			rc = -ENOMEM;
+			goto out_release;
+		}
+		for (db_iter_seek(it, uid->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
+		     db_iter_next(it)) {
+			size_t klen, vlen;
+			const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
+			struct dfsr_uid child;
+
+			if (klen < DFSR_UID_LEN || memcmp(k, uid->b, DFSR_UID_LEN) != 0)
+				break;
+			if (vlen != DFSR_UID_LEN)
+				continue;
+			memcpy(child.b, v, DFSR_UID_LEN);
+			rc = revert_missing_locked(j, &child, marked, removed, depth + 1);
+		}
+		if (rc == 0)
+			rc = db_iter_status(it);
+		db_iter_free(it);
+		if (rc < 0)
+			goto out_release;
+	}
+	rc = mark_add_locked(j, &r, false);
+	if (rc == 0 && marked)
+		(*marked)++;
+out_release:
+	record_release(&r);
+	return rc;
+}
+
+int journal__revert_missing(struct journal *j, const struct dfsr_uid *uid, uint64_t *marked,
+			    uint64_t *removed)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = revert_missing_locked(j, uid, marked, removed, 0);
+	journal_unlock(j);
+	return rc;
+}
+
+bool journal__reverted_locked(struct journal *j, const struct record *l, bool *present)
+{
+	struct revert_mark *m;
+
+	*present = false;
+	if (!j->nmarks || l->tombstone)
+		return false;
+	m = mark_find_locked(j, &l->uid);
+	if (!m || !m->gvsn.counter || version_gvsn_cmp(&m->gvsn, &l->gvsn) != 0)
+		return false;
+	*present = m->present;
+	return true;
+}
+
+void journal__revert_done_locked(struct journal *j, const struct dfsr_uid *uid)
+{
+	struct revert_mark *m = j->nmarks ? mark_find_locked(j, uid) : NULL;
+
+	if (m)
+		m->gvsn.counter = 0;
+}
+
+/* Lower @db's entry of @vv to @counter (removed at 0). */
+static void vv_lower(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter)
+{
+	for (size_t i = 0; i < vv->n; i++) {
+		if (!dfsr_uid_equal(&vv->v[i].db, db))
+			continue;
+		if (counter >= vv->v[i].counter)
+			return;
+		if (counter) {
+			vv->v[i].counter = counter;
+			return;
+		}
+		memmove(&vv->v[i], &vv->v[i + 1], (vv->n - i - 1) * sizeof(vv->v[0]));
+		vv->n--;
+		return;
+	}
+}
+
+int journal__revert_knowledge(struct journal *j, struct version_vector *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	marks_sort_locked(j);
+	rc = version_vector_copy(out, &j->knowledge);
+	if (rc == 0 && j->counter)
+		rc = version_vector_raise(out, &j->db_id, j->counter);
+	for (size_t i = 0; rc == 0 && i < j->nmarks; i++) {
+		const struct revert_mark *m = &j->marks[i];
+
+		if (m->gvsn.counter && !dfsr_uid_equal(&m->gvsn.db, &j->db_id))
+			vv_lower(out, &m->gvsn.db, m->gvsn.counter - 1);
+	}
+	journal_unlock(j);
+	return rc;
+}
+
+size_t journal__revert_pending(struct journal *j)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&j->lock);
+	marks_sort_locked(j);
+	for (size_t i = 0; i < j->nmarks; i++)
+		n += j->marks[i].gvsn.counter != 0;
+	journal_unlock(j);
+	return n;
 }

@@ -40,6 +40,10 @@
  * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it;
  * a dead parent whose name a file won takes the incoming object with it (a delete).
  *
+ * §11 (read-only folders): a version the scan reverted (marked in the journal) is installed
+ * again when it arrives, although the member knows it; the scan preserves what it found
+ * through replica__preserve_local().
+ *
  * Known limits (version 0.2): a merge whose two directories hold entries of the same name
  * settles them by §4 one level deep (the losing entry preserved whole). A local file with
  * the same content as an update is found only at the update's own UID or, during initial
@@ -53,6 +57,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +76,7 @@
 #define REPLICA_INVAL_MAX 4
 #define REPLICA_WAITED    8          /* UIDs remembered for event 4302 */
 #define REPLICA_XLIST_MAX (1u << 20) /* bytes of a local xattr name list we read */
+#define REPLICA_BATCH_MAX 32         /* installs decided under one hold of the lock */
 
 struct replica {
 	struct journal *j;
@@ -91,6 +97,12 @@ struct replica {
 	} waited[REPLICA_WAITED];
 
 	size_t waited_next;
+
+	/* installs waiting to be decided in a batch (install_batched()) */
+	pthread_mutex_t batch_lock;
+	pthread_cond_t batch_cond;
+	struct batch_job *batch_head, **batch_tail;
+	bool batching; /* a thread is deciding a batch */
 };
 
 /* One entry for the invalidate callback, called after the lock is released. */
@@ -112,6 +124,12 @@ struct ctx {
 	enum replica_verdict v;
 	struct inval inv[REPLICA_INVAL_MAX];
 	size_t ninv;
+	/* install_batched(): a new file's directory fsync and record write may be deferred to
+	 * the end of the batch (place_new_data()); then deferred is set, defer_dfd is a
+	 * descriptor of that directory and defer_rec the record to write */
+	bool batched, deferred;
+	int defer_dfd;
+	struct record defer_rec;
 };
 
 /* A list of UIDs (children of a directory). */
@@ -202,6 +220,9 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 	r->busy = o->busy;
 	r->arg = o->arg;
 	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
+	pthread_mutex_init(&r->batch_lock, NULL);
+	pthread_cond_init(&r->batch_cond, NULL);
+	r->batch_tail = &r->batch_head;
 	rc = open_private_dir(journal_root_fd(o->j), LAYOUT_PRIVATE, &r->private_fd);
 	if (rc < 0)
 		goto out_free;
@@ -234,6 +255,8 @@ void replica_free(struct replica *r)
 		close(r->installing_fd);
 	if (r->private_fd >= 0)
 		close(r->private_fd);
+	pthread_cond_destroy(&r->batch_cond);
+	pthread_mutex_destroy(&r->batch_lock);
 	free(r);
 }
 
@@ -940,6 +963,63 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
 	return rc;
 }
 
+/*
+ * The consistency scan of a read-only folder (core/internal.h, docs/conflicts.md §11): a
+ * local object that differs from the group's version is preserved before that version is
+ * installed again. The scan runs before the replica exists: a replica with only
+ * DfsrPrivate and ConflictAndDeleted open does for preserved_note() and its quota cleanup.
+ */
+int replica__preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			    enum manifest_type type, char pname[static RECORD_NAME_MAX + 1])
+{
+	struct replica r = { .j = j, .installing_fd = -1, .conflict_fd = -1, .preexist_fd = -1 };
+	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
+	struct ctx c;
+	int rc;
+
+	rc = open_private_dir(journal_root_fd(j), LAYOUT_PRIVATE, &r.private_fd);
+	if (rc < 0)
+		return rc;
+	rc = open_private_dir(r.private_fd, LAYOUT_CONFLICT, &r.conflict_fd);
+	if (rc < 0)
+		goto out_close;
+	memset(&c, 0, sizeof(c));
+	c.r = &r;
+	c.j = j;
+	c.fd = -1;
+	c.v = REPLICA_DONE;
+	preserved_name(rec, pname);
+	for (unsigned n = 1; renameat2(dfd, rec->name, r.conflict_fd, pname, RENAME_NOREPLACE) < 0;
+	     n++) {
+		int err = errno, tl;
+		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
+		char tag[16];
+
+		if (err != EEXIST || n > 1000) {
+			rc = -err;
+			install_failed(&c, rec, "preserve", rc);
+			goto out_close;
+		}
+		/* taken by an earlier preserve of the same version: "<name>~N-{UID}-v<counter>" */
+		tl = snprintf(tag, sizeof(tag), "~%u", n);
+		keep = strlen(rec->name);
+		if (keep > room - (size_t)tl)
+			keep = room - (size_t)tl;
+		memcpy(alt.name, rec->name, keep);
+		memcpy(alt.name + keep, tag, (size_t)tl + 1);
+		preserved_name(&alt, pname);
+	}
+	rc = fsync_dir(r.conflict_fd);
+	if (rc == 0)
+		rc = fsync_dir(dfd);
+	preserved_note(&c, rec, path, pname, MANIFEST_CONFLICT, type, NULL);
+out_close:
+	if (r.conflict_fd >= 0)
+		close(r.conflict_fd);
+	close(r.private_fd);
+	return rc;
+}
+
 /* ---- parents (§7) ------------------------------------------------------------------ */
 
 /*
@@ -1374,6 +1454,19 @@ static int place_new_data(struct ctx *c, struct record *n, const struct record *
 			install_failed(c, l, "unlink", -errno);
 		add_inval(c, ldfd, l->name);
 		(void)fsync_dir(ldfd);
+	}
+	/* A new file in a batch: the directory fsync and the write come at the end of the
+	 * batch, still under the lock (install_batched()); nothing after this reads it. */
+	if (c->batched && !was_live && n->type == RECORD_FILE && fstat(c->fd, &st) == 0) {
+		c->defer_dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+		if (c->defer_dfd >= 0) {
+			add_inval(c, dfd, n->name);
+			take_stat(n, &st);
+			c->defer_rec = *n; /* moved: @n is left empty */
+			record_init(n);
+			c->deferred = true;
+			return 0;
+		}
 	}
 	rc = fsync_dir(dfd);
 	add_inval(c, dfd, n->name);
@@ -1830,6 +1923,7 @@ static int decide(struct ctx *c)
 {
 	const struct record *in = &c->u->rec;
 	bool have_l = false, live_l, loser = false;
+	bool revert = false, present = false; /* §11 */
 	struct record l, n;
 	int rc;
 
@@ -1841,6 +1935,10 @@ static int decide(struct ctx *c)
 	else if (rc != -ENOENT)
 		return rc;
 	live_l = have_l && !l.tombstone;
+	/* §11: a read-only member's scan reverted this version (the local object moved aside,
+	 * or only its metadata differs): it is installed again, not ignored as known */
+	if (live_l)
+		revert = journal__reverted_locked(c->j, &l, &present);
 	if (have_l && l.type != in->type) {
 		refuse(c, in, "type of a known object changed");
 		goto out_release;
@@ -1852,7 +1950,7 @@ static int decide(struct ctx *c)
 	if (have_l) {
 		enum version_cmp cmp = version_vector_compare(&l.vv, &in->vv);
 
-		if (cmp == VERSION_EQUAL || cmp == VERSION_DOMINATES) /* §2.1 */
+		if ((cmp == VERSION_EQUAL && !revert) || cmp == VERSION_DOMINATES) /* §2.1 */
 			goto out_release;
 		if (cmp == VERSION_DOMINATED && live_l && !in->tombstone && lost_elsewhere(&l, in))
 			loser = l.type != RECORD_DIR &&
@@ -1891,10 +1989,19 @@ static int decide(struct ctx *c)
 				!(same_place(&l, in) && memcmp(l.hash, in->hash, HASH_LEN) == 0);
 		}
 	}
+	if (revert && !in->tombstone) {
+		loser = false; /* the scan preserved the local object already */
+		if (present)   /* l's data, other metadata: apply n's again */
+			memset(l.hash, 0, HASH_LEN);
+		else
+			live_l = false; /* nothing is there: install as new */
+	}
 	if (in->tombstone)
 		rc = apply_delete(c, &n, &l, live_l);
 	else
 		rc = apply_live(c, &n, &l, live_l, loser);
+	if (revert && rc == 0 && c->v == REPLICA_DONE)
+		journal__revert_done_locked(c->j, &l.uid);
 out_release:
 	record_release(&n);
 	record_release(&l);
@@ -1945,7 +2052,165 @@ static void ctx_init(struct ctx *c, struct replica *r, const struct replica_upda
 	c->u = u;
 	c->fd = fd;
 	c->v = REPLICA_DONE;
+	c->defer_dfd = -1;
+	record_init(&c->defer_rec);
 	stage_asm_name(&k, c->asm_name);
+}
+
+/* ---- installs decided in batches --------------------------------------------------- */
+
+/*
+ * Each install ends with a rename into place, an fsync of that directory and the write of
+ * the record, all under the journal's lock; the fsync is most of the time held, so with
+ * many small files the installs queue on it one by one. install_batched() decides the
+ * installs that wait for the lock meanwhile in one hold of it (flat combining: the first
+ * waiter decides for all, the others sleep until theirs is done): a new file's rename is
+ * done as it is decided, and its directory fsync and record write are deferred to the end
+ * of the batch (batch_flush()), where every directory is fsync'd once, then the records
+ * are written, each in its own database batch as before.
+ *
+ * Crash safety is unchanged (DESIGN.md "Crash safety"): the data is fsync'd before its
+ * rename (replica_install(), outside the lock), and no record is written before the
+ * fsync of the directory its rename went into has returned, so the database never claims
+ * an install whose data or name may still be lost. A crash between the renames and the
+ * writes leaves files that have no record, as the window between one rename and its write
+ * always did: the consistency scan takes them as local creations. The lock is held from
+ * the first rename to the last write, so no local operation (a lookup through the mount
+ * records an unknown name as a new file) sees a name without its record.
+ *
+ * A decision reads the database, which lacks the deferred records until the flush: once
+ * something is deferred, an install is decided in the same batch only if nothing it reads
+ * can be one of them: its UID and its (parent, name) unknown to the database, its parent
+ * a live directory, and no deferred record with its UID or its name. Otherwise the
+ * deferred part is flushed first. Such an install writes nothing but its own record.
+ */
+struct batch_job {
+	struct ctx *c;
+	struct batch_job *next;
+	int rc;
+	bool done;
+};
+
+static bool batch_simple(struct ctx *c, const struct batch_job *from, const struct batch_job *to)
+{
+	const struct record *in = &c->u->rec;
+	struct dfsr_uid other;
+	struct record p;
+	bool ok;
+
+	for (const struct batch_job *b = from; b != to; b = b->next) {
+		const struct ctx *d = b->c;
+
+		if (d->deferred && (dfsr_uid_equal(&d->defer_rec.uid, &in->uid) ||
+				    strcmp(d->defer_rec.name, in->name) == 0))
+			return false;
+	}
+	record_init(&p);
+	if (journal__get(c->j, &in->uid, &p) != -ENOENT ||
+	    journal__name_get(c->j, &in->parent, in->name, &other) != -ENOENT) {
+		record_release(&p);
+		return false;
+	}
+	if (dfsr_uid_equal(&in->parent, journal_root_uid(c->j)))
+		return true;
+	ok = journal__get(c->j, &in->parent, &p) == 0 && !p.tombstone && p.type == RECORD_DIR;
+	record_release(&p);
+	return ok;
+}
+
+/* The deferred part of the jobs from @from up to @to (excluded): each directory fsync'd
+ * once, then the records written. Lock held. */
+static void batch_flush(struct batch_job *from, struct batch_job *to)
+{
+	for (struct batch_job *b = from; b != to; b = b->next) {
+		struct ctx *c = b->c;
+		int rc = 1; /* not fsync'd yet */
+
+		if (!c->deferred)
+			continue;
+		for (struct batch_job *e = from; e != b && rc == 1; e = e->next)
+			if (e->c->deferred &&
+			    dfsr_uid_equal(&e->c->defer_rec.parent, &c->defer_rec.parent))
+				rc = e->rc < 0 ? e->rc : 0; /* that directory's fsync */
+		if (rc == 1)
+			rc = fsync_dir(c->defer_dfd);
+		b->rc = rc;
+	}
+	for (struct batch_job *b = from; b != to; b = b->next) {
+		struct ctx *c = b->c;
+
+		if (!c->deferred)
+			continue;
+		if (b->rc == 0)
+			b->rc = journal__write_locked(c->j, &c->defer_rec, JOURNAL_OP_CREATE,
+						      JOURNAL__ENTRY);
+		close(c->defer_dfd);
+		c->defer_dfd = -1;
+		record_release(&c->defer_rec);
+		c->deferred = false;
+	}
+}
+
+/* Decide @jobs in one hold of the lock. */
+static void batch_run(struct replica *r, struct batch_job *jobs)
+{
+	struct batch_job *from = jobs;
+	bool pending = false;
+
+	journal__lock(r->j);
+	for (struct batch_job *b = jobs; b; b = b->next) {
+		if (pending && !batch_simple(b->c, from, b)) {
+			batch_flush(from, b);
+			from = b;
+			pending = false;
+		}
+		b->c->batched = true;
+		b->rc = decide(b->c);
+		pending |= b->c->deferred;
+	}
+	batch_flush(from, NULL);
+	journal__unlock(r->j);
+}
+
+/* decide(@c) under the lock, in a batch with the installs waiting meanwhile. */
+static int install_batched(struct replica *r, struct ctx *c)
+{
+	struct batch_job me = { .c = c };
+
+	pthread_mutex_lock(&r->batch_lock);
+	*r->batch_tail = &me;
+	r->batch_tail = &me.next;
+	for (;;) {
+		struct batch_job *jobs, **tail = &r->batch_head;
+		size_t n = 0;
+
+		while (!me.done && r->batching)
+			pthread_cond_wait(&r->batch_cond, &r->batch_lock);
+		if (me.done)
+			break;
+		jobs = r->batch_head;
+		/* the next batch: up to REPLICA_BATCH_MAX from the head (maybe not this job) */
+		while (*tail && n < REPLICA_BATCH_MAX) {
+			tail = &(*tail)->next;
+			n++;
+		}
+		r->batch_head = *tail;
+		if (!r->batch_head)
+			r->batch_tail = &r->batch_head;
+		*tail = NULL;
+		r->batching = true;
+		pthread_mutex_unlock(&r->batch_lock);
+		batch_run(r, jobs);
+		pthread_mutex_lock(&r->batch_lock);
+		for (struct batch_job *b = jobs, *next; b; b = next) {
+			next = b->next; /* @b is gone once done is seen */
+			b->done = true;
+		}
+		r->batching = false;
+		pthread_cond_broadcast(&r->batch_cond);
+	}
+	pthread_mutex_unlock(&r->batch_lock);
+	return me.rc;
 }
 
 int replica_offer(struct replica *r, const struct replica_update *u, enum replica_verdict *v)
@@ -1967,6 +2232,12 @@ int replica_offer(struct replica *r, const struct replica_update *u, enum replic
 int replica_install(struct replica *r, const struct replica_update *u, int fd,
 		    enum replica_verdict *v)
 {
+	return replica_install_digest(r, u, fd, NULL, v);
+}
+
+int replica_install_digest(struct replica *r, const struct replica_update *u, int fd,
+			   const uint8_t content[HASH_LEN], enum replica_verdict *v)
+{
 	struct hash_result h;
 	struct ctx c;
 	int rc = 0;
@@ -1984,7 +2255,7 @@ int replica_install(struct replica *r, const struct replica_update *u, int fd,
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = hash_fd(fd, NULL, &h);
+		rc = hash_fd(fd, content, &h);
 	if (rc < 0) {
 		install_failed(&c, &u->rec, "metadata", rc);
 		return rc == -ENOSPC || rc == -ENOMEM ? rc : -EIO;
@@ -1993,9 +2264,7 @@ int replica_install(struct replica *r, const struct replica_update *u, int fd,
 		refuse(&c, &u->rec, "replication hash mismatch");
 		goto out_unlink;
 	}
-	journal__lock(r->j);
-	rc = decide(&c);
-	journal__unlock(r->j);
+	rc = install_batched(r, &c);
 	run_invals(&c);
 	if (rc < 0)
 		return rc;
@@ -2024,4 +2293,57 @@ int replica_merge(struct replica *r, const struct version_vector *upstream, bool
 int replica_knowledge(struct replica *r, struct version_vector *out)
 {
 	return journal__knowledge(r->j, out);
+}
+
+int replica_hello_knowledge(struct replica *r, struct version_vector *out)
+{
+	return journal__revert_knowledge(r->j, out);
+}
+
+/* ---- after a restore: the preserved object goes (§9) ------------------------------- */
+
+struct unpreserve_find {
+	const char *name;
+	char *path; /* original path of the first entry of @name */
+	bool found;
+};
+
+static int unpreserve_visit(void *arg, const struct manifest_entry *e)
+{
+	struct unpreserve_find *f = arg;
+
+	if (!e->preserved || strcmp(e->preserved, f->name) != 0 || f->found)
+		return 0;
+	f->found = true;
+	f->path = strdup(e->path ? e->path : "");
+	return f->path ? 0 : -ENOMEM;
+}
+
+int replica_unpreserve(struct replica *r, enum manifest_kind kind, const char *name)
+{
+	struct unpreserve_find f = { .name = name };
+	int dir, rc;
+
+	if (kind != MANIFEST_CONFLICT && kind != MANIFEST_PREEXISTING)
+		return -EINVAL;
+	if (!name || !record_name_valid(name))
+		return -EINVAL;
+	dir = kind == MANIFEST_CONFLICT ? r->conflict_fd : r->preexist_fd;
+	/* the lock preserve() and conflict_cleanup() hold: no manifest update is lost */
+	journal__lock(r->j);
+	rc = manifest_list(r->private_fd, kind, unpreserve_visit, &f);
+	if (rc == -ENOENT || (rc == 0 && !f.found))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = remove_tree(dir, name, 0);
+	if (rc == 0)
+		rc = fsync_dir(dir);
+	if (rc == 0)
+		rc = manifest_remove(r->private_fd, kind, name);
+	journal__unlock(r->j);
+	if (rc == 0)
+		journal_event(r->j, EV_PRESERVED_RESTORED, "kind=%s path=\"%s\" preserved=\"%s\"",
+			      kind == MANIFEST_CONFLICT ? "conflict" : "preexisting", f.path, name);
+	free(f.path);
+	return rc;
 }

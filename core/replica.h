@@ -30,7 +30,8 @@
  * Events: 1301 (an update refused: hostile, malformed, or its data does not match its
  * hash), 1302 (a disk step failed; the update is offered again later), 4302 (an install
  * waits for a writer; once a minute per object), 4412 (a conflict preserved a loser), 4104
- * (initial sync done, from replica_merge()), 1303 (ConflictAndDeleted cleanup).
+ * (initial sync done, from replica_merge()), 1303 (ConflictAndDeleted cleanup), 1304 (a
+ * preserved object removed after a restore, replica_unpreserve()).
  *
  * ConflictAndDeleted keeps a soft quota (the folder's conflict_quota; docs/conflicts.md
  * §9): after each preserve, past 90 % the oldest entries (manifest order) go until usage is
@@ -48,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "core/journal.h"
+#include "core/layout.h"
 #include "core/record.h"
 #include "core/stage.h"
 #include "core/version.h"
@@ -153,6 +155,15 @@ int replica_install(struct replica *r, const struct replica_update *u, int fd,
 		    enum replica_verdict *v);
 
 /**
+ * replica_install_digest() - As replica_install(), for data whose SHA-256 is known to be
+ * @content (stage_asm_finish() checked it against stage_asm_digest()): the data is not
+ * read again for the replication hash. @content must be the data's, or a wrong version
+ * is installed; pass NULL when unsure.
+ */
+int replica_install_digest(struct replica *r, const struct replica_update *u, int fd,
+			   const uint8_t content[HASH_LEN], enum replica_verdict *v);
+
+/**
  * replica_merge() - Raise the knowledge vector by @upstream (after every update received
  * before the upstream's Done was decided). During initial sync, a Done from a partner whose
  * folder is normal (@upstream_normal) ends it: state normal, event 4104.
@@ -162,5 +173,34 @@ int replica_merge(struct replica *r, const struct version_vector *upstream, bool
 
 /* The knowledge vector (copied into @out, which must be initialised). Return: 0, -ENOMEM. */
 int replica_knowledge(struct replica *r, struct version_vector *out);
+
+/**
+ * replica_hello_knowledge() - The knowledge vector to announce in a Hello: as
+ * replica_knowledge(), lowered below the GVSN of every version a read-only member's scan
+ * reverted (docs/conflicts.md §11), so that a partner holding such a version sends it
+ * again; replica_offer() installs it instead of ignoring it as known.
+ * Return: 0, -ENOMEM.
+ */
+int replica_hello_knowledge(struct replica *r, struct version_vector *out);
+
+/* ---- preserved objects ----------------------------------------------------------------- */
+
+/**
+ * replica_unpreserve() - Remove a preserved object and its manifest entry, once `dfsr
+ * restore` has put a copy back (the control request "unpreserve").
+ * @kind: MANIFEST_CONFLICT (ConflictAndDeleted) or MANIFEST_PREEXISTING (PreExisting)
+ * @name: the preserved name; untrusted: it must be one component (no '/', not "." or
+ *        "..", not empty) and listed in that manifest
+ *
+ * Under the journal's mutex, which preserving and the ConflictAndDeleted cleanup hold
+ * too, so no manifest change is lost and the object is not renamed or removed under us:
+ * the object goes first (a directory whole; already missing counts as gone), then every
+ * manifest entry of @name. Event 1304 (PRESERVED_RESTORED).
+ * Thread: any (pool threads: it blocks on disk).
+ * Return: 0, -EINVAL (bad @kind or @name), -ENOENT (@name is not in the manifest, or there
+ *         is no manifest), -EBADMSG (the manifest does not parse), -ENOMEM, -EIO, or the
+ *         -errno of removing the object (its entry then stays).
+ */
+int replica_unpreserve(struct replica *r, enum manifest_kind kind, const char *name);
 
 #endif

@@ -16,12 +16,23 @@
  *
  * The same walker records a directory moved in from an untracked place (journal.c calls
  * scan__dir() on it): its index prefix is empty, so everything in it is new.
+ *
+ * A read-only folder (docs/conflicts.md §11) reverts instead of recording, for the
+ * versions it received (another database's GVSN; there is someone to fetch them from):
+ * a file or link with new data or target, or an object of another type at a recorded name,
+ * is moved to ConflictAndDeleted (replica__preserve_local()) and its record marked; a
+ * recorded object gone is marked with everything below it; an object whose metadata alone
+ * changed (a directory's, always) stays and is marked (a directory is walked as usual); a
+ * new object (state normal) is moved aside, never recorded. The records
+ * keep the group's GVSN: no journal entry, nothing to send. The versions this member made
+ * itself are scanned as on a writable folder.
  */
 #include "core/scan.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +47,8 @@
 struct scan_ctx {
 	struct journal *j;
 	struct scan_result *res;
+	bool revert;     /* read-only folder: received versions are reverted, never changed */
+	bool revert_new; /* ... and (state normal) new objects are moved aside, not recorded */
 };
 
 struct name_list {
@@ -141,6 +154,136 @@ static bool stat_equal(const struct record *r, const struct stat *st)
 
 static int scan_dir(struct scan_ctx *c, int fd, const struct dfsr_uid *uid, int depth);
 
+/* ---- read-only folders (docs/conflicts.md §11) -------------------------------------- */
+
+/* A version this member received (made by another database): the group's, to revert to. */
+static bool group_version(const struct scan_ctx *c, const struct record *r)
+{
+	return c->revert && !r->tombstone && !dfsr_uid_equal(&r->gvsn.db, journal_db_id(c->j));
+}
+
+/* The relative path of (@parent, @name), or @name alone if the parent has none. */
+static int entry_path(struct scan_ctx *c, const struct dfsr_uid *parent, const char *name,
+		      struct dfsr_buf *out)
+{
+	if (journal_path(c->j, parent, out) < 0 || !out->p)
+		out->len = 0;
+	if (out->len && dfsr_buf_add(out, "/", 1) < 0)
+		return -ENOMEM;
+	return dfsr_buf_add(out, name, strlen(name));
+}
+
+static void reverted(struct scan_ctx *c, const char *path, const char *change, const char *pname,
+		     uint64_t n)
+{
+	journal_event(c->j, EV_READONLY_REVERTED, "path=\"%s\" change=%s preserved=\"%s\"", path,
+		      change, pname);
+	if (c->res)
+		c->res->reverted += n;
+}
+
+/*
+ * Move the object at (@dfd, @name) into ConflictAndDeleted: @rec names it in the manifest
+ * (UID, GVSN, type), @st gives its size. Logs event 1206 with @change.
+ */
+static int revert_preserve(struct scan_ctx *c, int dfd, const struct dfsr_uid *parent,
+			   const char *name, const struct record *rec, const struct stat *st,
+			   enum manifest_type type, const char *change)
+{
+	char pname[RECORD_NAME_MAX + 1];
+	struct record m = *rec; /* shallow, never released */
+	struct dfsr_buf path;
+	int rc;
+
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	m.type = record_type_of((uint32_t)st->st_mode);
+	m.size = S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size;
+	dfsr_buf_init(&path);
+	rc = entry_path(c, parent, name, &path);
+	if (rc == 0)
+		rc = replica__preserve_local(c->j, dfd, &m, path.p, type, pname);
+	if (rc == 0)
+		reverted(c, path.p, change, pname, 1);
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* A recorded object gone from disk: mark the group's versions to be installed again. */
+static int revert_gone(struct scan_ctx *c, const struct dfsr_uid *uid)
+{
+	uint64_t marked = 0;
+	struct dfsr_buf path;
+	int rc;
+
+	dfsr_buf_init(&path);
+	if (journal_path(c->j, uid, &path) < 0 || !path.p)
+		path.len = 0;
+	rc = journal__revert_missing(c->j, uid, &marked, c->res ? &c->res->removed : NULL);
+	if (rc == 0 && marked)
+		reverted(c, path.p ? path.p : "", "deleted", "", marked);
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* A new object (no record) in a read-only folder: moved aside, never recorded. */
+static int revert_new(struct scan_ctx *c, int dfd, const struct dfsr_uid *parent, const char *name,
+		      const struct stat *st)
+{
+	struct record r;
+	int rc;
+
+	record_init(&r);
+	dfsr_uid_random(&r.uid);
+	r.parent = *parent;
+	r.gvsn.db = *journal_db_id(c->j); /* counter 0: a version never made */
+	rc = revert_preserve(c, dfd, parent, name, &r, st, MANIFEST_TYPE_DELETED, "added");
+	record_release(&r);
+	return rc;
+}
+
+/*
+ * The group's version @known differs from what the fresh hash @h says. New data (or a new
+ * link target) is moved aside and the record marked: the version is fetched again. Only
+ * metadata (mode, owner, xattrs; a directory's is all it has) is reverted in place: the
+ * object stays, marked, and the group's metadata is applied again when the version comes
+ * back (no download; the event names the mode and owner it had).
+ */
+static int revert_changed(struct scan_ctx *c, int dfd, const char *name, const struct record *known,
+			  const struct hash_result *h)
+{
+	bool meta = known->type == RECORD_DIR ||
+		    (memcmp(h->content, known->content, HASH_LEN) == 0 &&
+		     (known->type != RECORD_FILE || (uint64_t)h->st.st_size == known->size));
+	struct dfsr_buf path;
+	char what[96];
+	int rc;
+
+	if (!meta) {
+		rc = revert_preserve(c, dfd, &known->parent, name, known, &h->st,
+				     MANIFEST_TYPE_CONFLICT, "modified");
+		return rc < 0 ? rc : journal__revert_mark(c->j, known, false);
+	}
+	rc = journal__revert_mark(c->j, known, true);
+	snprintf(what, sizeof(what), "metadata mode=%04o owner=%u:%u",
+		 (unsigned)(h->st.st_mode & 07777), (unsigned)h->st.st_uid, (unsigned)h->st.st_gid);
+	dfsr_buf_init(&path);
+	if (rc == 0 && entry_path(c, &known->parent, name, &path) == 0)
+		reverted(c, path.p, what, "", 1);
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* What is at a recorded name is not the group's object (other type, or unsupported):
+ * moved aside, and the record (with everything below it) marked. */
+static int revert_replaced(struct scan_ctx *c, int dfd, const char *name, const struct record *r,
+			   const struct stat *st)
+{
+	int rc = revert_preserve(c, dfd, &r->parent, name, r, st, MANIFEST_TYPE_CONFLICT,
+				 "replaced");
+
+	return rc < 0 ? rc : journal__revert_missing(c->j, &r->uid, NULL, NULL);
+}
+
 static void count_result(struct scan_ctx *c, int what)
 {
 	if (!c->res)
@@ -175,7 +318,10 @@ static int record_entry(struct scan_ctx *c, int dfd, const struct dfsr_uid *pare
 		rc = hash_fd(fd, NULL, &h); /* data moved: read it after all */
 	if (rc < 0)
 		goto out_close;
-	if (known) {
+	if (known && group_version(c, known) && memcmp(h.hash, known->hash, HASH_LEN) != 0) {
+		child = known->uid;
+		rc = revert_changed(c, dfd, name, known, &h); /* a directory is walked below */
+	} else if (known) {
 		child = known->uid;
 		rc = journal__apply_hash(c->j, &child, &h, &what);
 	} else {
@@ -203,6 +349,23 @@ static int walk_only(struct scan_ctx *c, int dfd, const char *name, const struct
 	return rc;
 }
 
+/* An object of a type dfsr does not replicate at the name of record @uid (§11). */
+static int visit_replaced(struct scan_ctx *c, int dfd, const char *name, const struct dfsr_uid *uid,
+			  const struct stat *st)
+{
+	struct record r;
+	int rc = journal__get(c->j, uid, &r);
+
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	if (group_version(c, &r))
+		rc = revert_replaced(c, dfd, name, &r, st);
+	else
+		rc = journal__remove(c->j, uid, c->res ? &c->res->removed : NULL);
+	record_release(&r);
+	return rc;
+}
+
 /* A name on disk; @known_uid is its indexed UID or NULL. */
 static int visit(struct scan_ctx *c, int dfd, const struct dfsr_uid *parent, const char *name,
 		 const struct dfsr_uid *known_uid, int depth)
@@ -217,25 +380,43 @@ static int visit(struct scan_ctx *c, int dfd, const struct dfsr_uid *parent, con
 	else
 		rc = 0;
 	type = rc == 0 ? record_type_of((uint32_t)st.st_mode) : 0;
+	if (rc == 0 && !type && c->revert && known_uid)
+		return visit_replaced(c, dfd, name, known_uid, &st); /* §11: in the way */
 	if (rc == 0 && !journal__tracked(c->j, parent, name, type))
 		rc = -ENOENT; /* untracked (filtered, unsupported type): as if absent */
 	if (rc < 0) {
 		if (rc != -ENOENT)
 			skipped(c, name, rc);
+		if (known_uid && c->revert && !type) /* §11: gone (not filtered) or unreadable */
+			return rc == -ENOENT ? revert_gone(c, known_uid) : 0;
 		if (known_uid)
 			return journal__remove(c->j, known_uid, c->res ? &c->res->removed : NULL);
 		return 0;
 	}
 	if (c->res)
 		c->res->files++;
+	if (!known_uid && c->revert_new)
+		return revert_new(c, dfd, parent, name, &st);
 	if (!known_uid)
 		return record_entry(c, dfd, parent, name, NULL, depth);
 	rc = journal__get(c->j, known_uid, &r);
+	if (rc == -ENOENT && c->revert_new)
+		return revert_new(c, dfd, parent, name, &st);
 	if (rc < 0)
 		return rc == -ENOENT ? record_entry(c, dfd, parent, name, NULL, depth) : rc;
+	if (r.type != type && group_version(c, &r)) {
+		rc = revert_replaced(c, dfd, name, &r, &st);
+		record_release(&r);
+		return rc;
+	}
 	if (r.tombstone || r.type != type) {
 		record_release(&r);
-		return record_entry(c, dfd, parent, name, NULL, depth);
+		if (!c->revert_new)
+			return record_entry(c, dfd, parent, name, NULL, depth);
+		/* a version only this member made, replaced: its delete is recorded (as a
+		 * writable folder would) and the new object moved aside */
+		rc = journal__remove(c->j, known_uid, c->res ? &c->res->removed : NULL);
+		return rc < 0 ? rc : revert_new(c, dfd, parent, name, &st);
 	}
 	if (stat_equal(&r, &st)) {
 		journal__scan_add(c->j, 1, type == RECORD_FILE ? r.size : 0);
@@ -292,6 +473,8 @@ static int merge_step(struct scan_ctx *c, int dfd, const struct dfsr_uid *uid, s
 	}
 	if (cmp > 0) {
 		*adv = 2;
+		if (c->revert)
+			return revert_gone(c, &child);
 		return journal__remove(c->j, &child, c->res ? &c->res->removed : NULL);
 	}
 	*adv = 3;
@@ -344,12 +527,18 @@ static int scan_dir(struct scan_ctx *c, int fd, const struct dfsr_uid *uid, int 
 	return rc;
 }
 
+static int scan_top(struct scan_ctx *c, int fd, const struct dfsr_uid *uid)
+{
+	int rc = scan_dir(c, fd, uid, 0);
+
+	return fatal(rc) || rc == 0 ? rc : 0;
+}
+
 int scan__dir(struct journal *j, int fd, const struct dfsr_uid *uid, struct scan_result *res)
 {
 	struct scan_ctx c = { .j = j, .res = res };
-	int rc = scan_dir(&c, fd, uid, 0);
 
-	return fatal(rc) || rc == 0 ? rc : 0;
+	return scan_top(&c, fd, uid);
 }
 
 /* ---- totals for the progress of an initial build ---------------------------------- */
@@ -409,11 +598,12 @@ static void scan_done(struct journal *j, bool initial, const struct scan_result 
 			      (long long)ms);
 	else
 		journal_event(j, EV_SCAN_DONE,
-			      "visited=%llu created=%llu changed=%llu removed=%llu skipped=%llu "
-			      "ms=%lld",
+			      "visited=%llu created=%llu changed=%llu removed=%llu reverted=%llu "
+			      "skipped=%llu ms=%lld",
 			      (unsigned long long)r->files, (unsigned long long)r->created,
 			      (unsigned long long)r->changed, (unsigned long long)r->removed,
-			      (unsigned long long)r->skipped, (long long)ms);
+			      (unsigned long long)r->reverted, (unsigned long long)r->skipped,
+			      (long long)ms);
 }
 
 int scan_folder(struct journal *j, struct scan_result *out)
@@ -421,6 +611,7 @@ int scan_folder(struct journal *j, struct scan_result *out)
 	const struct config_folder *f = journal_folder(j);
 	bool initial = journal_state(j) == JOURNAL_STATE_INITIAL_BUILD;
 	struct scan_result r = { 0 };
+	struct scan_ctx c = { .j = j, .res = &r };
 	struct totals t = { 0 };
 	int64_t t0 = dfsr_mono_ns();
 	int rc;
@@ -435,8 +626,11 @@ int scan_folder(struct journal *j, struct scan_result *out)
 		t.files = s.files + s.folders;
 		t.bytes = s.bytes;
 	}
+	/* §11: a read-only folder reverts what changed behind dfsr, once it has versions */
+	c.revert = f->read_only && !initial;
+	c.revert_new = c.revert && journal_state(j) == JOURNAL_STATE_NORMAL;
 	journal__scan_begin(j, t.files, t.bytes);
-	rc = scan__dir(j, journal_root_fd(j), journal_root_uid(j), &r);
+	rc = scan_top(&c, journal_root_fd(j), journal_root_uid(j));
 	journal__scan_end(j);
 	if (rc < 0)
 		return rc == -ENOMEM ? rc : -EIO;

@@ -11,6 +11,11 @@
  *  - a recorded name that is gone becomes a tombstone (with everything below it);
  *  - a new name gets a record.
  * DfsrPrivate, filtered names and everything under filtered directories are skipped.
+ * A read-only folder (docs/conflicts.md §11) makes no local version of a version it
+ * received: an object with other data or of another type, and (state normal) a new one,
+ * is moved to ConflictAndDeleted, one whose metadata alone changed stays (event 1206 for
+ * each), and the record is marked to be installed again from a partner (core/internal.h,
+ * journal__revert_mark()).
  * Progress (files and bytes done, totals once counted) is visible through
  * journal_get_status() while the scan runs.
  *
@@ -25,11 +30,12 @@
 #include "core/journal.h"
 
 struct scan_result {
-	uint64_t created; /* records made */
-	uint64_t changed; /* new versions of existing records */
-	uint64_t removed; /* tombstones made */
-	uint64_t skipped; /* entries that could not be read (event 1205 each) */
-	uint64_t files;   /* entries visited */
+	uint64_t created;  /* records made */
+	uint64_t changed;  /* new versions of existing records */
+	uint64_t removed;  /* tombstones made */
+	uint64_t reverted; /* read-only folder: objects reverted (docs/conflicts.md §11) */
+	uint64_t skipped;  /* entries that could not be read (event 1205 each) */
+	uint64_t files;    /* entries visited */
 };
 
 /**

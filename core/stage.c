@@ -18,15 +18,23 @@
  * is decoded as strictly as anything from the network: a disk can lie too, and every
  * chunk is verified against its SHA-256 when read.
  *
- * The file is written under ".tmp.<pid>.<n>.<name>", fsync'd, renamed into place and the
- * directory fsync'd: a version is either fully staged or absent. The source is checked
+ * The file is written under ".tmp.<pid>.<n>.<name>" and renamed into place: a version is
+ * either fully staged or absent. Staging is a cache (any version can be staged again from
+ * the file), so it is not fsync'd: while the stage is open, the marker file ".unsynced" is
+ * in the directory (created and made durable by stage_open() before anything is staged,
+ * removed by stage_close() after syncfs()). A stage opened with the marker present was
+ * not closed cleanly, its files may be torn by a crash, and they are all removed. If the
+ * marker cannot be made, every version is fsync'd (file and directory) as it is staged.
+ * The source is checked
  * for change (size, mtime, ctime, inode before and after; digest against the record's)
  * before publishing; a file that changed is not staged (-EAGAIN) and the journal will
  * record the new version when it is closed.
  *
- * The quota table (struct stage) is a plain array searched linearly: it holds one entry
- * per staged version, at most a few thousand for the default 4 GiB quota with files of
- * a megabyte, and every operation on it is dwarfed by the disk work around it.
+ * The quota table (struct stage) is an array with one entry per staged version, found by
+ * key through an open-addressing hash index (linear probing, backward-shift deletion) of
+ * array positions: with small files the table holds tens of thousands of versions, and
+ * a linear search per lookup (several per served file) showed in profiles. Only the
+ * quota cleanup walks the array (oldest unpinned first), and only over the watermark.
  * Age is the staging order (a sequence number), not the mtime, so that two versions
  * staged within one timestamp tick still have an order; after a restart the order is
  * rebuilt from (mtime, name).
@@ -62,6 +70,7 @@
 #define FOOTER_LEN   64u
 #define INDEX_ENT    5u
 #define TMP_PREFIX   ".tmp."
+#define UNSYNCED     ".unsynced"
 #define TMP_NAME_LEN 160
 
 _Static_assert(STAGE_STORED_MAX == CHUNK_MAX, "stored chunks are never larger");
@@ -199,22 +208,103 @@ struct stage {
 	struct entry *v;
 	size_t n;
 	size_t cap;
+	size_t *idx;    /* hash index: position in v + 1, 0 = empty slot */
+	size_t idx_cap; /* a power of two, 0 or at least twice n */
 	uint64_t used;
 	uint64_t next_seq;
 	uint64_t tmp_seq;
+	bool discard;  /* stage_open(): the marker was there, remove every staged version */
+	bool unsynced; /* the marker is in place: staged versions are not fsync'd */
 };
+
+static size_t key_hash(const struct stage_key *k)
+{
+	uint64_t a, b, c;
+
+	memcpy(&a, k->uid.b, 8);
+	memcpy(&b, k->uid.b + 8, 8);
+	memcpy(&c, k->gvsn.db.b, 8);
+	a ^= b * 0x9e3779b97f4a7c15ull ^ c * 0xc2b2ae3d27d4eb4full ^ k->gvsn.counter;
+	a ^= a >> 31;
+	a *= 0xbf58476d1ce4e5b9ull;
+	a ^= a >> 29;
+	return (size_t)a;
+}
+
+/* The index slot that holds position @pos (+ 1) of s->v, or of @k if pos is SIZE_MAX;
+ * the empty slot where @k would go if absent. */
+static size_t slot_of(const struct stage *s, const struct stage_key *k, size_t pos)
+{
+	size_t mask = s->idx_cap - 1, i = key_hash(k) & mask;
+
+	while (s->idx[i]) {
+		if (pos == SIZE_MAX ? key_equal(&s->v[s->idx[i] - 1].key, k) : s->idx[i] == pos + 1)
+			break;
+		i = (i + 1) & mask;
+	}
+	return i;
+}
+
+/* Rebuild the index with @cap slots (a power of two > n). */
+static int index_build(struct stage *s, size_t cap)
+{
+	size_t *idx = calloc(cap, sizeof(*idx));
+
+	if (!idx)
+		return -ENOMEM;
+	free(s->idx);
+	s->idx = idx;
+	s->idx_cap = cap;
+	for (size_t i = 0; i < s->n; i++)
+		s->idx[slot_of(s, &s->v[i].key, SIZE_MAX)] = i + 1;
+	return 0;
+}
+
+/* Remove slot @i, shifting back the entries of its probe run (no tombstones). */
+static void index_del(struct stage *s, size_t i)
+{
+	size_t mask = s->idx_cap - 1, j = i;
+
+	for (;;) {
+		size_t home;
+
+		s->idx[i] = 0;
+		for (;;) {
+			j = (j + 1) & mask;
+			if (!s->idx[j])
+				return;
+			home = key_hash(&s->v[s->idx[j] - 1].key) & mask;
+			/* j's entry may move to i unless its home lies cyclically in (i, j] */
+			if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+				break;
+		}
+		s->idx[i] = s->idx[j];
+		i = j;
+	}
+}
 
 static struct entry *find_locked(struct stage *s, const struct stage_key *k)
 {
-	for (size_t i = 0; i < s->n; i++) {
-		if (key_equal(&s->v[i].key, k))
-			return &s->v[i];
-	}
-	return NULL;
+	size_t i;
+
+	if (!s->idx_cap)
+		return NULL;
+	i = slot_of(s, k, SIZE_MAX);
+	return s->idx[i] ? &s->v[s->idx[i] - 1] : NULL;
 }
 
 static int add_locked(struct stage *s, const struct entry *e)
 {
+	if ((s->n + 1) * 2 > s->idx_cap) {
+		size_t cap = s->idx_cap ? s->idx_cap * 2 : 64;
+		int rc;
+
+		if (cap < s->idx_cap || cap > SIZE_MAX / sizeof(size_t))
+			return -EOVERFLOW;
+		rc = index_build(s, cap);
+		if (rc < 0)
+			return rc;
+	}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 32, bytes;
 		struct entry *v;
@@ -227,6 +317,7 @@ static int add_locked(struct stage *s, const struct entry *e)
 		s->v = v;
 		s->cap = cap;
 	}
+	s->idx[slot_of(s, &e->key, SIZE_MAX)] = s->n + 1;
 	s->v[s->n++] = *e;
 	s->used += e->bytes;
 	return 0;
@@ -234,8 +325,15 @@ static int add_locked(struct stage *s, const struct entry *e)
 
 static void drop_locked(struct stage *s, struct entry *e)
 {
+	size_t pos = (size_t)(e - s->v), last = s->n - 1;
+
 	s->used -= e->bytes;
-	*e = s->v[--s->n];
+	index_del(s, slot_of(s, &e->key, pos));
+	if (pos != last) {
+		s->idx[slot_of(s, &s->v[last].key, last)] = pos + 1;
+		*e = s->v[last];
+	}
+	s->n--;
 }
 
 static int cmp_loaded(const void *a, const void *b)
@@ -260,6 +358,12 @@ static int load_one(struct stage *s, const char *name)
 	}
 	if (!parse_name(name, &e.key))
 		return 0;
+	if (s->discard) {
+		/* Staged without fsync before a crash: maybe torn. */
+		if (unlinkat(s->dir_fd, name, 0) < 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
 	if (fstatat(s->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISREG(st.st_mode))
@@ -301,7 +405,18 @@ static int load(struct stage *s)
 		qsort(s->v, s->n, sizeof(*s->v), cmp_loaded);
 	for (size_t i = 0; i < s->n; i++)
 		s->v[i].seq = s->next_seq++;
-	return 0;
+	return s->idx_cap ? index_build(s, s->idx_cap) : 0; /* positions moved */
+}
+
+/* Put the marker in place, durably, before anything is staged without fsync. */
+static void unsynced_start(struct stage *s)
+{
+	int fd = openat(s->dir_fd, UNSYNCED, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return;
+	s->unsynced = fsync(fd) == 0 && fsync(s->dir_fd) == 0;
+	close(fd);
 }
 
 int stage_open(const struct stage_opts *o, struct stage **out)
@@ -322,9 +437,16 @@ int stage_open(const struct stage_opts *o, struct stage **out)
 	rc = -pthread_mutex_init(&s->lock, NULL);
 	if (rc < 0)
 		goto out_close;
+	s->discard = faccessat(s->dir_fd, UNSYNCED, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 	rc = load(s);
 	if (rc < 0)
 		goto out_mutex;
+	if (s->discard && fsync(s->dir_fd) < 0) { /* the removals before the marker goes */
+		rc = -errno;
+		goto out_mutex;
+	}
+	s->discard = false;
+	unsynced_start(s);
 	*out = s;
 	return 0;
 out_mutex:
@@ -333,6 +455,7 @@ out_close:
 	close(s->dir_fd);
 out_free:
 	free(s->v);
+	free(s->idx);
 	free(s);
 	return rc;
 }
@@ -341,9 +464,13 @@ void stage_close(struct stage *s)
 {
 	if (!s)
 		return;
+	/* Everything staged is durable before the marker goes (else: all removed at open). */
+	if (s->unsynced && syncfs(s->dir_fd) == 0 && unlinkat(s->dir_fd, UNSYNCED, 0) == 0)
+		(void)fsync(s->dir_fd);
 	pthread_mutex_destroy(&s->lock);
 	close(s->dir_fd);
 	free(s->v);
+	free(s->idx);
 	free(s);
 }
 
@@ -548,6 +675,7 @@ struct writer {
 	struct dfsr_buf index;  /* INDEX_ENT bytes per chunk */
 	ZSTD_CCtx *cctx;
 	uint8_t *zbuf; /* STAGE_STORED_MAX */
+	bool sync;     /* fsync the file (no marker, see the top) */
 };
 
 static int write_chunk(struct writer *w, const struct chunk_piece *pc)
@@ -626,7 +754,7 @@ static int write_trailer(struct writer *w, const struct stage_key *k)
 		rc = dfsr_write_all(w->out, w->index.p, w->index.len);
 	if (rc == 0)
 		rc = dfsr_write_all(w->out, foot, sizeof(foot));
-	if (rc == 0 && fsync(w->out) < 0)
+	if (rc == 0 && w->sync && fsync(w->out) < 0)
 		rc = -errno;
 out_release:
 	dfsr_buf_release(&enc);
@@ -688,7 +816,7 @@ static int publish(struct stage *s, const struct stage_key *k, const char *tmp, 
 	rc = add_locked(s, &e);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
-	if (rc == 0 && fsync(s->dir_fd) < 0)
+	if (rc == 0 && !s->unsynced && fsync(s->dir_fd) < 0)
 		rc = -errno;
 	return rc;
 }
@@ -729,6 +857,7 @@ int stage_file(struct stage *s, const struct stage_key *k, int fd, const uint8_t
 	rc = writer_init(&w);
 	if (rc < 0)
 		return rc;
+	w.sync = !s->unsynced;
 	stage_name(k, name);
 	pthread_mutex_lock(&s->lock);
 	seq = s->tmp_seq++;
@@ -880,9 +1009,9 @@ int stage_version_open(struct stage *s, const struct stage_key *k, struct stage_
 		rc = -errno;
 		goto out_free;
 	}
-	v->dctx = ZSTD_createDCtx();
-	v->zbuf = malloc(STAGE_STORED_MAX);
-	rc = v->dctx && v->zbuf ? parse_version(v) : -ENOMEM;
+	/* dctx and zbuf are made when a compressed chunk is first decompressed: serving sends
+	 * chunks as stored (stage_version_read_stored()) and needs neither */
+	rc = parse_version(v);
 	if (rc < 0)
 		goto out_close;
 	*out = v;
@@ -933,8 +1062,9 @@ int stage_version_read_stored(struct stage_version *v, size_t i, uint8_t *buf, u
 	return 0;
 }
 
-/* Decompress (or copy) stored bytes into @out, which must come out exactly @want bytes. */
-static int unstore(ZSTD_DCtx *dctx, uint8_t codec, const void *src, size_t len, uint8_t *out,
+/* Decompress (or copy) stored bytes into @out, which must come out exactly @want bytes.
+ * *@dctx is made on first use. */
+static int unstore(ZSTD_DCtx **dctx, uint8_t codec, const void *src, size_t len, uint8_t *out,
 		   size_t want)
 {
 	size_t z;
@@ -948,7 +1078,9 @@ static int unstore(ZSTD_DCtx *dctx, uint8_t codec, const void *src, size_t len, 
 	}
 	if (codec != STAGE_CODEC_ZSTD)
 		return -EBADMSG;
-	z = ZSTD_decompressDCtx(dctx, out, want, src, len);
+	if (!*dctx && !(*dctx = ZSTD_createDCtx()))
+		return -ENOMEM;
+	z = ZSTD_decompressDCtx(*dctx, out, want, src, len);
 	if (ZSTD_isError(z) || z != want)
 		return -EBADMSG;
 	return 0;
@@ -973,10 +1105,12 @@ int stage_version_read(struct stage_version *v, size_t i, uint8_t *buf, uint32_t
 	if (i >= v->list.n)
 		return -EINVAL;
 	e = &v->list.v[i];
+	if (v->st[i].codec != STAGE_CODEC_RAW && !v->zbuf && !(v->zbuf = malloc(STAGE_STORED_MAX)))
+		return -ENOMEM;
 	src = v->st[i].codec == STAGE_CODEC_RAW ? buf : v->zbuf;
 	rc = pread_all(v->fd, src, v->st[i].len, v->st[i].off);
 	if (rc == 0)
-		rc = unstore(v->dctx, v->st[i].codec, src, v->st[i].len, buf, e->len);
+		rc = unstore(&v->dctx, v->st[i].codec, src, v->st[i].len, buf, e->len);
 	if (rc == 0)
 		rc = verify(buf, e->len, e->hash);
 	if (rc < 0)
@@ -1071,8 +1205,7 @@ int stage_asm_open(int dir_fd, const struct stage_key *k, const struct chunk_lis
 	a->missing = l->n;
 	a->have = calloc(l->n ? l->n : 1, sizeof(*a->have));
 	a->buf = malloc(CHUNK_MAX);
-	a->dctx = ZSTD_createDCtx();
-	if (!a->have || !a->buf || !a->dctx) {
+	if (!a->have || !a->buf) { /* a->dctx: on the first compressed chunk */
 		rc = -ENOMEM;
 		goto out_free;
 	}
@@ -1172,7 +1305,9 @@ int stage_asm_put_stored(struct stage_asm *a, size_t i, uint8_t codec, const voi
 		return -EINVAL;
 	if (len > STAGE_STORED_MAX)
 		return -EBADMSG;
-	rc = unstore(a->dctx, codec, data, len, a->buf, a->list.v[i].len);
+	if (codec == STAGE_CODEC_RAW) /* verified and written from where it is */
+		return len == a->list.v[i].len ? stage_asm_put(a, i, data, len) : -EBADMSG;
+	rc = unstore(&a->dctx, codec, data, len, a->buf, a->list.v[i].len);
 	if (rc < 0)
 		return rc;
 	return stage_asm_put(a, i, a->buf, a->list.v[i].len);
@@ -1254,6 +1389,11 @@ static int digest_file(struct stage_asm *a, uint8_t out[HASH_LEN])
 	return rc;
 }
 
+const uint8_t *stage_asm_digest(const struct stage_asm *a)
+{
+	return a->list.digest;
+}
+
 int stage_asm_finish(struct stage_asm *a, int *fd_out)
 {
 	uint8_t got[HASH_LEN];
@@ -1261,8 +1401,10 @@ int stage_asm_finish(struct stage_asm *a, int *fd_out)
 
 	if (a->missing)
 		return -EAGAIN;
-	if (fsync(a->fd) < 0)
-		return -errno;
+	/* No fsync here, of the file or of Installing: replica_install() fsyncs the file
+	 * (after applying its metadata) before it is renamed into place, and an assembly lost
+	 * in a crash before that is only downloaded again (stage_asm_open() keeps what
+	 * survived). One flush per installed file instead of three. */
 	rc = digest_file(a, got);
 	if (rc < 0)
 		return rc;
@@ -1271,8 +1413,6 @@ int stage_asm_finish(struct stage_asm *a, int *fd_out)
 		unlinkat(a->dir_fd, a->name, 0);
 		return -EBADMSG;
 	}
-	if (fsync(a->dir_fd) < 0)
-		return -errno;
 	fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

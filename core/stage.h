@@ -280,8 +280,8 @@ int stage_asm_put_hash(struct stage_asm *a, const void *data, size_t len, size_t
 int stage_asm_seed(struct stage_asm *a, int fd, size_t *found);
 
 /**
- * stage_asm_finish() - Once every chunk is in: fsync the file and check the SHA-256 of
- * all of it against the list's digest.
+ * stage_asm_finish() - Once every chunk is in: check the SHA-256 of all of it against
+ * the list's digest. The file is not fsync'd: whoever installs it does (replica_install()).
  * @fd_out: receives a new O_RDWR descriptor of the file (still named stage_asm_name() in
  *          the Installing directory), ready to install; the caller closes it
  *
@@ -291,5 +291,9 @@ int stage_asm_seed(struct stage_asm *a, int fd, size_t *found);
  *         assembler and start again from a fresh list), -EIO, -ENOMEM.
  */
 int stage_asm_finish(struct stage_asm *a, int *fd_out);
+
+/* The whole-file SHA-256 of the assembler's list: the data's, once stage_asm_finish()
+ * returned 0. Thread: the assembler's owner. */
+const uint8_t *stage_asm_digest(const struct stage_asm *a);
 
 #endif

@@ -435,6 +435,7 @@ struct member {
 	pthread_rwlock_t repl_lock;
 	struct net_sessions *sessions;
 	const struct config *pcfg;
+	bool replicating; /* under repl_lock: every m->f[i].r is set and stays until false */
 	pthread_t main_thread;
 	bool foreground, debug, read_only;
 	bool running; /* every folder mounted: a stop from now on is logged as one */
@@ -790,7 +791,8 @@ out_free:
 
 /*
  * What `dfsr wait` still waits for: one line per folder that is not normal and per connected
- * partner with updates pending either way or transfers in flight; empty when in sync.
+ * partner with updates pending either way, transfers in flight, or changes not settled yet
+ * (net_sessions_status(): unsettled); empty when in sync.
  */
 static int render_pending(struct member *m, struct dfsr_buf *o)
 {
@@ -807,12 +809,14 @@ static int render_pending(struct member *m, struct dfsr_buf *o)
 		for (size_t k = 0; k < m->pcfg->npeers && rc == 0; k++) {
 			const struct net_session_peer_status *p = &s.peers[k];
 
-			if (p->connected && (p->backlog_out || p->backlog_in || p->transfers))
+			if (p->connected &&
+			    (p->backlog_out || p->backlog_in || p->transfers || p->unsettled))
 				rc = dfsr_buf_addf(o,
 						   "folder %s: peer %s: backlog out %" PRIu64
-						   " in %" PRIu64 ", %" PRIu64 " transfers\n",
+						   " in %" PRIu64 ", %" PRIu64 " transfers%s\n",
 						   m->f[i].cf->name, m->pcfg->peers[k].name,
-						   p->backlog_out, p->backlog_in, p->transfers);
+						   p->backlog_out, p->backlog_in, p->transfers,
+						   p->unsettled ? ", changes being counted" : "");
 		}
 	}
 	free(s.peers);
@@ -1126,7 +1130,9 @@ static int render_journal(struct journal *j, uint64_t from, uint64_t max, bool j
 /*
  * A request is one line of words: a verb, then flags and key=value pairs:
  *   ping | stop | reload | status [json] [tty] [folder=N] | events [json] [folder=N]
- *   [since=NS] | journal [json] folder=N [from=SEQ] [list=N]
+ *   [since=NS] | journal [json] folder=N [from=SEQ] [list=N] | pending
+ *   | backlog peer=P [json] [folder=N] [list=N]
+ *   | unpreserve folder=N kind=conflict|preexisting name=PRESERVED (%XX-encoded)
  */
 enum {
 	AFTER_STOP = 1,
@@ -1175,6 +1181,64 @@ static int request_parse(char *line, struct request *r)
 	return 0;
 }
 
+/* @s with control characters as '?' (a name in a one-line error), at most @len - 1 bytes. */
+static const char *printable(const char *s, char *out, size_t len)
+{
+	size_t i = 0;
+
+	for (; s[i] && i + 1 < len; i++)
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	out[i] = '\0';
+	return out;
+}
+
+/*
+ * unpreserve: `dfsr restore` put a preserved object back; remove it and its manifest entry
+ * (replica_unpreserve(), under the journal's lock). The name is untrusted.
+ */
+static int run_unpreserve(struct member *m, ssize_t idx, const struct request *r,
+			  struct dfsr_buf *o)
+{
+	enum manifest_kind kind;
+	struct folder_rt *fr;
+	const char *store;
+	char name[3 * 255 + 1];
+	int rc;
+
+	if (idx < 0 || !r->kind || !r->name)
+		return -EINVAL;
+	if (!strcmp(r->kind, "conflict"))
+		kind = MANIFEST_CONFLICT;
+	else if (!strcmp(r->kind, "preexisting"))
+		kind = MANIFEST_PREEXISTING;
+	else
+		return -EINVAL;
+	fr = &m->f[idx];
+	store = kind == MANIFEST_CONFLICT ? LAYOUT_CONFLICT : LAYOUT_PREEXISTING;
+	printable(r->name, name, sizeof(name));
+	o->len = 0;
+	/* repl_lock is held for reading: fr->r stays while m->replicating */
+	if (!m->replicating || !fr->r)
+		return dfsr_buf_addf(o, "error folder %s: not replicating yet; try again\n",
+				     fr->cf->name);
+	rc = replica_unpreserve(fr->r, kind, r->name);
+	pthread_mutex_lock(&fr->usage_lock);
+	fr->usage_at_ns = 0; /* `dfsr status` counts again */
+	pthread_mutex_unlock(&fr->usage_lock);
+	if (rc == 0)
+		return dfsr_buf_addf(o, "ok\n");
+	if (rc == -EINVAL)
+		return dfsr_buf_addf(o,
+				     "error '%s' is not a preserved name (one name: not empty, "
+				     "no '/', not '.' or '..')\n",
+				     name);
+	if (rc == -ENOENT)
+		return dfsr_buf_addf(o, "error no '%s' in the %s manifest of folder %s\n", name,
+				     store, fr->cf->name);
+	return dfsr_buf_addf(o, "error folder %s: removing %s/%s: %s\n", fr->cf->name, store, name,
+			     dfsr_strerror(rc));
+}
+
 static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		       struct dfsr_buf *reply)
 {
@@ -1194,6 +1258,8 @@ static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		return render_events(m, idx, r->since, r->json, reply);
 	if (!strcmp(r->verb, "journal") && (idx >= 0 || m->n == 1))
 		return render_journal(m->f[idx < 0 ? 0 : idx].j, r->from, r->list, r->json, reply);
+	if (!strcmp(r->verb, "unpreserve"))
+		return run_unpreserve(m, idx, r, reply);
 	return -EINVAL;
 }
 
@@ -1535,6 +1601,9 @@ static int member_start_replication(struct member *m)
 	if (rc < 0)
 		return member_fail(m, "listen on %s: %s", m->cfg.listen.text, dfsr_strerror(rc));
 	sessions_swap(m, s, &m->cfg);
+	pthread_rwlock_wrlock(&m->repl_lock);
+	m->replicating = true;
+	pthread_rwlock_unlock(&m->repl_lock);
 	for (size_t i = 0; i < m->n; i++) {
 		journal_set_changed(m->f[i].j, repl_changed, &m->f[i]);
 		repl_changed(&m->f[i]); /* changes made before the sessions existed */
@@ -1566,6 +1635,9 @@ static void member_stop_replication(struct member *m)
 {
 	struct net_sessions *s = sessions_swap(m, NULL, m->pcfg);
 
+	pthread_rwlock_wrlock(&m->repl_lock);
+	m->replicating = false; /* no control request uses a replica from now on */
+	pthread_rwlock_unlock(&m->repl_lock);
 	for (size_t i = 0; i < m->n; i++)
 		if (m->f[i].j)
 			journal_set_changed(m->f[i].j, NULL, NULL);
@@ -2661,14 +2733,74 @@ static int open_parents(int base, char *rel, char **leaf)
 	return fd < 0 ? -errno : -EINVAL;
 }
 
-static bool rs_selected(const struct cli *c, const struct rs_entry *e)
+/* True if an entry newer than l->v[k] (later in the manifest) has the same original path. */
+static bool rs_newer_same_path(const struct rs_list *l, size_t k)
 {
-	if (c->all)
-		return true;
-	for (int i = 0; i < c->argc; i++)
-		if (!strcmp(c->argv[i], e->preserved) || !strcmp(c->argv[i], e->path))
+	for (size_t i = k + 1; i < l->n; i++)
+		if (!strcmp(l->v[i].path, l->v[k].path))
 			return true;
 	return false;
+}
+
+/*
+ * Is l->v[k] to be restored? A preserved name picks its entry; an original path (and --all)
+ * the newest entry of that path only: the older ones are reported as kept (*older). @hit
+ * marks the ENTRY arguments that matched something.
+ */
+static bool rs_selected(const struct cli *c, const struct rs_list *l, size_t k, bool *hit,
+			bool *older)
+{
+	const struct rs_entry *e = &l->v[k];
+	bool by_name = false, by_path = false;
+
+	*older = false;
+	if (c->all) {
+		by_path = true;
+	} else {
+		for (int i = 0; i < c->argc; i++) {
+			if (!strcmp(c->argv[i], e->preserved)) {
+				hit[i] = by_name = true;
+			} else if (!strcmp(c->argv[i], e->path)) {
+				hit[i] = true;
+				by_path = true;
+			}
+		}
+	}
+	if (by_name)
+		return true;
+	if (by_path && rs_newer_same_path(l, k)) {
+		*older = true;
+		return false;
+	}
+	return by_path;
+}
+
+/* Removes @name in @dfd and everything below it (a partly restored object). */
+static int remove_obj(int dfd, const char *name)
+{
+	struct dirent *de;
+	int fd, rc = 0;
+	DIR *d;
+
+	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	while (rc == 0 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = remove_obj(dirfd(d), de->d_name);
+	closedir(d);
+	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+		rc = -errno;
+	return rc;
 }
 
 static bool member_answers(const struct config *cfg)
@@ -2690,15 +2822,26 @@ static int rs_one(const struct config_folder *f, int store, int dest, const stru
 
 	if (!rel)
 		return -ENOMEM;
+	/* the manifest is not trusted either: the preserved name must be one component */
+	if (!record_name_valid(e->preserved)) {
+		free(rel);
+		dfsr_err("restore: %s/%s: bad preserved name in the manifest", f->name, e->path);
+		return -EINVAL;
+	}
 	parent = open_parents(dest, rel, &leaf);
 	rc = parent < 0 ? parent : copy_obj(store, e->preserved, parent, leaf);
-	if (rc == -EEXIST)
+	if (rc == -EEXIST) {
+		/* nothing of ours is there: the name was taken before we started */
 		dfsr_err("restore: %s/%s exists; not overwritten (use --to DIR)", f->name, e->path);
-	else if (rc < 0)
+	} else if (rc < 0) {
+		/* no half-restored object: what was copied goes again */
+		if (parent >= 0)
+			(void)remove_obj(parent, leaf);
 		dfsr_err("restore: %s/%s from %s: %s", f->name, e->path, e->preserved,
 			 dfsr_strerror(rc));
-	else
+	} else {
 		printf("restored %s/%s from %s\n", f->name, e->path, e->preserved);
+	}
 	if (parent >= 0)
 		close(parent);
 	free(rel);
@@ -2706,7 +2849,7 @@ static int rs_one(const struct config_folder *f, int store, int dest, const stru
 }
 
 static int rs_folder(struct cli *c, const struct config *cfg, const struct config_folder *f,
-		     size_t *matched)
+		     bool *hit, size_t *matched)
 {
 	enum manifest_kind kind = c->preexisting ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT;
 	const char *store_name = c->preexisting ? LAYOUT_PRIVATE "/" LAYOUT_PREEXISTING
@@ -2729,11 +2872,18 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 		goto out_close;
 	}
 	rc = 0;
-	for (size_t i = 0; i < l.n; i++) {
+	/* newest first: a path's newest version wins, and a directory preserved whole comes
+	 * back before the files deleted from it earlier go back into it */
+	for (size_t i = l.n; i-- > 0;) {
 		char req[1024], name[3 * 255 + 1];
+		bool older;
 
-		if (!rs_selected(c, &l.v[i]))
+		if (!rs_selected(c, &l, i, hit, &older)) {
+			if (older)
+				printf("kept %s: a newer entry of %s/%s is restored instead\n",
+				       l.v[i].preserved, f->name, l.v[i].path);
 			continue;
+		}
 		(*matched)++;
 		if (rs_one(f, store, dest, &l.v[i]) < 0) {
 			failed = 1;
@@ -2765,16 +2915,48 @@ out_close:
 	return rc ? rc : failed;
 }
 
+/* mkdir -p @path (what is missing made with @mode). Return: 0 or -errno. */
+static int make_dirs(const char *path, mode_t mode)
+{
+	char *p = strdup(path);
+	int rc = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; rc == 0; s++) {
+		char was = *s;
+
+		if (was != '/' && was != '\0')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = was;
+		if (was == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
 static int cmd_restore(struct cli *c)
 {
 	struct config cfg;
 	size_t matched = 0;
+	bool *hit;
 	int rc = 0;
 
 	if (!c->all && c->argc == 0)
 		return dfsr_err("restore: name entries (preserved name or original path) or --all");
 	if (c->all && c->argc)
 		return dfsr_err("restore: --all takes no entries");
+	for (int i = 0; i < c->argc; i++)
+		if (!*c->argv[i])
+			return dfsr_err("restore: empty entry name");
+	if (c->to && !*c->to)
+		return dfsr_err("restore: --to needs a directory");
+	if (c->to && (rc = make_dirs(c->to, 0700)) < 0)
+		return dfsr_err("restore: --to %s: %s", c->to, dfsr_strerror(rc));
 	if (client_config(c, &cfg))
 		return 1;
 	if (!c->to && !member_answers(&cfg)) {
@@ -2784,12 +2966,22 @@ static int cmd_restore(struct cli *c)
 			"(or use --to DIR)",
 			cfg.member_name);
 	}
+	hit = calloc((size_t)c->argc + 1, sizeof(*hit));
+	if (!hit) {
+		config_release(&cfg);
+		return dfsr_err("restore: out of memory");
+	}
 	for (size_t i = 0; i < cfg.nfolders; i++)
 		if (!c->folder || !strcmp(c->folder, cfg.folders[i].name))
-			rc |= rs_folder(c, &cfg, &cfg.folders[i], &matched);
-	if (rc == 0 && matched == 0)
-		rc = dfsr_err("restore: no such entry in the %s manifest",
-			      c->preexisting ? "PreExisting" : "ConflictAndDeleted");
+			rc |= rs_folder(c, &cfg, &cfg.folders[i], hit, &matched);
+	for (int i = 0; i < c->argc; i++)
+		if (!hit[i])
+			rc |= dfsr_err("restore: no entry '%s' in the %s manifest", c->argv[i],
+				       c->preexisting ? "PreExisting" : "ConflictAndDeleted");
+	if (c->all && matched == 0)
+		printf("nothing to restore: the %s manifest is empty\n",
+		       c->preexisting ? "PreExisting" : "ConflictAndDeleted");
+	free(hit);
 	config_release(&cfg);
 	return rc ? 1 : 0;
 }

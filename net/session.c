@@ -44,7 +44,17 @@
  * The upstream serves Gets: a stage job (outbound_stage + stage_version_open, pinned
  * until the downstream's Cancel or the connection ends), then chunks from the Want queues
  * of that connection's transfers round robin, a few chunks per read job, while the output
- * queue is under NET_PEER_OUT_HIGH.
+ * queue is under NET_PEER_OUT_HIGH. A version whose file is open for writing cannot be
+ * staged (outbound_stage -EAGAIN: status 2, the downstream asks again later); the folder
+ * remembers such versions (sfolder.busy) and logs event 4302 once per version when it
+ * stayed so for busy_event_ns (the downstream's own 4302 is the replica's, on a BUSY
+ * install).
+ *
+ * Status, and `dfsr wait` (net_sessions_status): each recount notes the journal's next_seq
+ * it counted up to (pstat.counted_seq); a partner is unsettled while the journal went past
+ * it (a wake not handled yet, a recount queued, deferred or running) or while a Done of
+ * its is not merged; updates received from it and not decided count in backlog_in. So
+ * zero figures are never a snapshot taken between a change and its count.
  *
  * Untrusted input: every message is checked before use (lengths of ids exact, counts
  * bounded, records via record_decode + replica_update_check, chunk lists via
@@ -77,15 +87,19 @@
 #include "net/peer.h"
 #include "net/wire.pb-c.h"
 
-#define OUTQ_MAX    4u /* packed Updates queued per link before the walk waits */
-#define READS_MAX   2u /* chunk read jobs in flight per connection */
-#define READ_CHUNKS 4u /* chunks per read job */
-#define WAIT_PASSES 8u /* re-offer passes over waiting updates per offer job */
-#define TICK_MS     1000u
-#define STATE_TICKS 5u /* folder states are read again every 5 ticks */
-#define FILE_GONE   1u /* FileInfo.status */
-#define FILE_FAILED 2u
-#define MONO_MS(ms) ((int64_t)(ms)*1000000)
+#define OUTQ_MAX       4u /* packed Updates queued per link before the walk waits */
+#define READS_MAX      2u /* chunk read jobs in flight per connection */
+#define READ_CHUNKS    4u /* chunks per read job */
+#define WAIT_PASSES    8u /* re-offer passes over waiting updates per offer job */
+#define TICK_MS        1000u
+#define STATE_TICKS    5u /* folder states are read again every 5 ticks */
+#define FILE_GONE      1u /* FileInfo.status */
+#define FILE_FAILED    2u
+#define MONO_MS(ms)    ((int64_t)(ms)*1000000)
+/* Recounts of backlog_out of one (folder, peer) start at least RECOUNT_GAP_MS apart and at
+ * least RECOUNT_SHARE times the last recount's duration apart (see recount_start()). */
+#define RECOUNT_GAP_MS 100u
+#define RECOUNT_SHARE  4
 
 struct net_sessions;
 struct sconn;
@@ -207,6 +221,7 @@ struct link {
 	bool offering, merging;
 	int64_t merge_retry_ns;
 	uint64_t taken, progress_sent;
+	uint64_t rx_items, rx_dones; /* in pstat's rx_undecided, rx_dones (status) */
 };
 
 struct sconn {
@@ -231,12 +246,29 @@ struct pstat {
 	uint64_t backlog_out, backlog_in, bytes_sent, bytes_received, transfers;
 	uint64_t files_done, files_total, bytes_done, bytes_total;
 	bool kv_known;
-	struct version_vector kv;   /* partner's last knowledge (Hello, then Acks) */
-	struct dfsr_uid partner_db; /* its database id (with kv_known) */
-	bool recounting, recount_again;
+	struct version_vector kv;       /* partner's last knowledge (Hello, then Acks) */
+	struct dfsr_uid partner_db;     /* its database id (with kv_known) */
+	bool recounting, recount_again; /* recount_again: one is due (maybe deferred) */
+	int64_t recount_t0_ns;          /* the running recount's start (loop) */
+	int64_t recount_next_ns;        /* the next may not start before (loop) */
 	bool backlog_sent_valid;
 	uint64_t backlog_sent;
+	/* `dfsr wait` (s->lock): the journal's next_seq read before the last recount that
+	 * completed (backlog_out counts every entry below it); updates received from the
+	 * partner and not decided; its Dones not merged yet */
+	uint64_t counted_seq;
+	uint64_t rx_undecided, rx_dones;
 };
+
+/* A version a partner asked for that could not be staged because it is open for writing
+ * (outbound_stage() -EAGAIN): event 4302 once it stayed so for busy_event_ms. Loop. */
+struct busy_version {
+	struct stage_key key;
+	int64_t first_ns, last_ns;
+	bool used, logged;
+};
+
+#define BUSY_VERSIONS 32u /* remembered per folder */
 
 struct sfolder {
 	char *name;
@@ -245,6 +277,7 @@ struct sfolder {
 	struct replica *r;
 	struct stage *stage;
 	bool read_only;
+	struct busy_version busy[BUSY_VERSIONS]; /* loop */
 	atomic_bool wake;
 	/* journal_state(), as last read on the pool: journal_state() takes the journal's
 	 * mutex, which a database write may hold, and the loop thread must not wait on it */
@@ -260,16 +293,19 @@ struct net_sessions {
 	struct net_peers *peers;
 	uv_async_t kick;
 	uv_timer_t tick;
-	unsigned handles_open; /* loop */
-	bool handles_closing;  /* loop */
-	bool stopping;         /* loop */
-	struct sconn *conns;   /* loop */
-	size_t pool_busy;      /* loop: jobs in flight */
-	pthread_mutex_t lock;  /* protects the pstat figures, link upstream fields, finished */
-	pthread_cond_t cond;   /* walks wait on it; stop waits for finished */
+	uv_timer_t recount_timer; /* deferred recounts (loop) */
+	int64_t recount_timer_ns; /* when it fires; 0: not armed (loop) */
+	unsigned handles_open;    /* loop */
+	bool handles_closing;     /* loop */
+	bool stopping;            /* loop */
+	struct sconn *conns;      /* loop */
+	size_t pool_busy;         /* loop: jobs in flight */
+	pthread_mutex_t lock;     /* protects the pstat figures, link upstream fields, finished */
+	pthread_cond_t cond;      /* walks wait on it; stop waits for finished */
 	bool finished;
 	unsigned ticks;              /* loop */
 	uint64_t window;             /* NET_SESSION_WINDOW, or the tests' */
+	int64_t busy_event_ns;       /* NET_SESSION_BUSY_LOG_MS, or the tests' */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
 };
@@ -402,6 +438,21 @@ static void add_transfers(struct net_sessions *s, size_t f, size_t peer, int del
 		ps->transfers++;
 	else if (ps->transfers)
 		ps->transfers--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Updates (@items) and Dones (@dones) received on @l: more of them undecided (> 0) or fewer
+ * (< 0); for net_sessions_status(). Thread: loop. */
+static void rx_count(struct link *l, int64_t items, int64_t dones)
+{
+	struct net_sessions *s = l->k->s;
+	struct pstat *ps = pstat_of(s, l->f, l->k->peer);
+
+	l->rx_items += (uint64_t)items;
+	l->rx_dones += (uint64_t)dones;
+	pthread_mutex_lock(&s->lock);
+	ps->rx_undecided += (uint64_t)items;
+	ps->rx_dones += (uint64_t)dones;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -630,6 +681,7 @@ struct recount_job {
 	bool kv_known;
 	struct version_vector kv;
 	uint64_t count;
+	uint64_t seq; /* the journal's next_seq before counting: every entry below is counted */
 	int rc;
 };
 
@@ -637,7 +689,10 @@ static void recount_run(struct job *jb)
 {
 	struct recount_job *r = dfsr_container_of(jb, struct recount_job, base);
 	struct sfolder *sf = &jb->s->folders[r->f];
+	struct journal_status js;
 
+	journal_get_status(sf->j, &js);
+	r->seq = js.next_seq;
 	r->rc = outbound_backlog(sf->j, r->kv_known ? &r->kv : NULL, &r->count, 0, NULL, NULL);
 	r->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
 }
@@ -654,14 +709,23 @@ static void recount_done(struct job *jb, bool cancelled)
 	bool again;
 
 	pthread_mutex_lock(&s->lock);
-	if (!cancelled && r->rc == 0)
+	if (!cancelled && r->rc == 0) {
 		ps->backlog_out = s->folders[r->f].read_only ? 0 : r->count;
+		ps->counted_seq = r->seq; /* one recount at a time per folder and peer */
+	}
 	pthread_mutex_unlock(&s->lock);
 	size_t f = r->f, peer = r->peer;
 	bool now_normal = !cancelled && r->old_state != JOURNAL_STATE_NORMAL &&
 			  atomic_load(&s->folders[f].state) == JOURNAL_STATE_NORMAL;
 
 	ps->recounting = false;
+	{
+		int64_t now = dfsr_mono_ns(), took = now - ps->recount_t0_ns;
+
+		ps->recount_next_ns = now + (took * RECOUNT_SHARE > MONO_MS(RECOUNT_GAP_MS)
+						     ? took * RECOUNT_SHARE
+						     : MONO_MS(RECOUNT_GAP_MS));
+	}
 	again = ps->recount_again;
 	version_vector_release(&r->kv);
 	free(r);
@@ -674,7 +738,31 @@ static void recount_done(struct job *jb, bool cancelled)
 		recount_start(s, f, peer);
 }
 
-/* Recount backlog_out of (@f, @peer) on the pool, coalesced. Thread: loop. */
+static void on_recount_timer(uv_timer_t *t);
+
+/* Fire the recount timer at @at_ns at the latest. Thread: loop. */
+static void recount_timer_arm(struct net_sessions *s, int64_t at_ns)
+{
+	int64_t now = dfsr_mono_ns();
+
+	if (s->recount_timer_ns && s->recount_timer_ns <= at_ns)
+		return;
+	s->recount_timer_ns = at_ns;
+	uv_timer_start(&s->recount_timer, on_recount_timer,
+		       at_ns > now ? (uint64_t)((at_ns - now + 999999) / 1000000) : 0, 0);
+}
+
+/*
+ * Recount backlog_out of (@f, @peer) on the pool, coalesced. Thread: loop.
+ *
+ * A recount walks every record, and while updates are installed (initial sync) every
+ * install changes the journal and asks for one: back to back, those walks cost more than
+ * the installs. So a recount starts at most once per RECOUNT_GAP_MS (or RECOUNT_SHARE
+ * times the last one's duration, whichever is longer) per folder and peer; one asked for
+ * sooner is deferred (recount_again, the recount timer), never dropped: the last change is
+ * always followed by a complete recount, so the count settles exact, only up to a gap
+ * later. The first change after a quiet period is counted at once.
+ */
 static void recount_start(struct net_sessions *s, size_t f, size_t peer)
 {
 	struct pstat *ps = pstat_of(s, f, peer);
@@ -684,6 +772,11 @@ static void recount_start(struct net_sessions *s, size_t f, size_t peer)
 		return;
 	if (ps->recounting) {
 		ps->recount_again = true;
+		return;
+	}
+	if (ps->recount_next_ns > dfsr_mono_ns()) {
+		ps->recount_again = true;
+		recount_timer_arm(s, ps->recount_next_ns);
 		return;
 	}
 	r = calloc(1, sizeof(*r));
@@ -700,9 +793,26 @@ static void recount_start(struct net_sessions *s, size_t f, size_t peer)
 	pthread_mutex_unlock(&s->lock);
 	ps->recounting = true;
 	ps->recount_again = false;
+	ps->recount_t0_ns = dfsr_mono_ns();
 	r->base.run = recount_run;
 	r->base.done = recount_done;
 	job_queue(s, NULL, &r->base);
+}
+
+/* Start the deferred recounts that are due. Thread: loop. */
+static void on_recount_timer(uv_timer_t *t)
+{
+	struct net_sessions *s = dfsr_container_of(t, struct net_sessions, recount_timer);
+
+	s->recount_timer_ns = 0;
+	for (size_t f = 0; f < s->nfolders && !s->stopping; f++) {
+		for (size_t p = 0; p < s->cfg->npeers; p++) {
+			const struct pstat *ps = pstat_of(s, f, p);
+
+			if (ps->recount_again && !ps->recounting)
+				recount_start(s, f, p); /* re-arms the timer if not due yet */
+		}
+	}
 }
 
 /* ---- Hello ---------------------------------------------------------------------------- */
@@ -733,7 +843,8 @@ static void hello_run(struct job *jb)
 		struct sfolder *sf = &s->folders[done];
 
 		version_vector_init(&kv[done]);
-		if (replica_knowledge(sf->r, &kv[done]) < 0 ||
+		/* lowered below what a read-only member must install again (conflicts.md §11) */
+		if (replica_hello_knowledge(sf->r, &kv[done]) < 0 ||
 		    pb_kv_init(&pk[done], &kv[done]) < 0) {
 			version_vector_release(&kv[done]);
 			goto out;
@@ -1356,6 +1467,7 @@ static void item_decided(struct link *l, struct item *it)
 		pthread_mutex_unlock(&s->lock);
 	}
 	item_free(it);
+	rx_count(l, -1, 0);
 }
 
 static void offer_start(struct link *l);
@@ -1406,6 +1518,7 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 			pthread_mutex_unlock(&s->lock);
 		}
 		list_push(&l->inq, it);
+		rx_count(l, 1, 0);
 	}
 	offer_start(l);
 }
@@ -1676,6 +1789,7 @@ static void merge_done(struct job *jb, bool cancelled)
 		l->merge_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
 	} else {
 		done_free(mj->d);
+		rx_count(l, 0, -1);
 		/* Our knowledge grew: every partner of this folder hears it (an Ack needs no
 		 * Done), or one whose Done came earlier would count what we now hold from
 		 * another member as our backlog until its next round. */
@@ -1754,6 +1868,7 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	else
 		l->dones_head = d;
 	l->dones_tail = d;
+	rx_count(l, 0, 1);
 	pthread_mutex_lock(&s->lock);
 	pstat_of(s, l->f, k->peer)->backlog_in = m->backlog;
 	pthread_mutex_unlock(&s->lock);
@@ -1870,7 +1985,12 @@ static int xfer_install(struct net_sessions *s, struct xfer *x, enum item_st *st
 	}
 	if (rc < 0)
 		return rc;
-	rc = replica_install(s->folders[x->l->f].r, &x->it->u, fd, &v);
+	/* the data's digest was checked: when it is the record's, the data is not read again */
+	rc = replica_install_digest(s->folders[x->l->f].r, &x->it->u, fd,
+				    memcmp(stage_asm_digest(x->a), x->it->u.rec.content, HASH_LEN)
+					    ? NULL
+					    : x->it->u.rec.content,
+				    &v);
 	close(fd);
 	*st = install_st(rc, v);
 	return 0;
@@ -2230,8 +2350,67 @@ struct stage_job {
 	struct job base;
 	struct serve *v;
 	uint32_t status;
+	bool busy; /* open for writing (or changed while staging) */
 	struct dfsr_buf list;
+	struct dfsr_buf path; /* with busy: the file's path, for event 4302 */
 };
+
+/*
+ * Version @key of folder @f was staged or superseded (@busy false), or could not be
+ * staged because the file is open for writing (@busy; @path its path, or NULL): event
+ * 4302 once per version when it stayed so for busy_event_ns, across retries and
+ * partners (the downstream asks again every NET_SESSION_RETRY_MS). Thread: loop.
+ */
+static void busy_note(struct net_sessions *s, size_t f, const struct stage_key *key, bool busy,
+		      const char *path)
+{
+	struct sfolder *sf = &s->folders[f];
+	struct busy_version *b = NULL, *oldest = &sf->busy[0];
+	int64_t now = dfsr_mono_ns();
+	char hex[DFSR_UID_HEX_LEN];
+
+	for (size_t i = 0; i < BUSY_VERSIONS && !b; i++) {
+		struct busy_version *e = &sf->busy[i];
+
+		if (e->used && dfsr_uid_equal(&e->key.uid, &key->uid) &&
+		    version_gvsn_cmp(&e->key.gvsn, &key->gvsn) == 0)
+			b = e;
+		else if (!e->used || (oldest->used && e->last_ns < oldest->last_ns))
+			oldest = e;
+	}
+	if (!busy) {
+		if (b)
+			memset(b, 0, sizeof(*b));
+		return;
+	}
+	if (!b) {
+		b = oldest;
+		memset(b, 0, sizeof(*b));
+		b->used = true;
+		b->key = *key;
+		b->first_ns = now;
+	} else if (now - b->last_ns > 3 * MONO_MS(NET_SESSION_RETRY_MS)) {
+		b->first_ns = now; /* nobody asked for a while: a new wait */
+	}
+	b->last_ns = now;
+	if (b->logged || now - b->first_ns < s->busy_event_ns)
+		return;
+	b->logged = true;
+	dfsr_uid_hex(&key->uid, hex);
+	sess_event(s, f, EV_SHARING_VIOLATION, "uid=%s path=\"%s\" op=stage seconds=%" PRId64, hex,
+		   path ? path : "?", (now - b->first_ns) / 1000000000);
+}
+
+/* @p with every control character, quote and backslash made '?' (event details). */
+static void path_sanitize(struct dfsr_buf *p)
+{
+	for (size_t i = 0; i < p->len; i++) {
+		unsigned char ch = (unsigned char)p->p[i];
+
+		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\')
+			p->p[i] = '?';
+	}
+}
 
 static void stage_run(struct job *jb)
 {
@@ -2242,6 +2421,15 @@ static void stage_run(struct job *jb)
 	int rc;
 
 	rc = outbound_stage(sf->j, sf->stage, &v->key.uid, &v->key.gvsn);
+	if (rc == -EAGAIN) {
+		/* Open for writing: what is on disk is not this version (the digest differs),
+		 * and nothing is staged; the downstream asks again later. */
+		sj->busy = true;
+		if (journal_path(sf->j, &v->key.uid, &sj->path) == 0)
+			path_sanitize(&sj->path);
+		else
+			dfsr_buf_release(&sj->path);
+	}
 	if (rc == 0)
 		rc = stage_version_open(sf->stage, &v->key, &v->v);
 	if (rc < 0) {
@@ -2267,6 +2455,8 @@ static void stage_done(struct job *jb, bool cancelled)
 	v->busy = false;
 	if (cancelled)
 		sj->status = FILE_FAILED;
+	else if (sj->busy || sj->status != FILE_FAILED)
+		busy_note(jb->s, v->l->f, &v->key, sj->busy, sj->path.len ? sj->path.p : NULL);
 	if (!v->cancelled && conn_live(k)) {
 		fi.id = v->id;
 		fi.status = sj->status;
@@ -2283,6 +2473,7 @@ static void stage_done(struct job *jb, bool cancelled)
 	else
 		v->ready = true;
 	dfsr_buf_release(&sj->list);
+	dfsr_buf_release(&sj->path);
 	free(sj);
 }
 
@@ -2322,6 +2513,7 @@ static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
 	add_transfers(k->s, l->f, k->peer, 1);
 	sj->v = v;
 	dfsr_buf_init(&sj->list);
+	dfsr_buf_init(&sj->path);
 	if (!up_allowed(l)) {
 		/* We do not send updates for this folder, so we serve no data either. */
 		sj->status = FILE_FAILED;
@@ -2795,6 +2987,7 @@ static void link_release(struct link *l)
 		free(om);
 	}
 	version_vector_release(&l->partner_kv);
+	rx_count(l, -(int64_t)l->rx_items, -(int64_t)l->rx_dones);
 }
 
 static void conn_maybe_free(struct sconn *k)
@@ -2968,14 +3161,18 @@ struct state_job {
 	struct job base;
 	size_t f;
 	int old_state;
+	uint64_t next_seq;
 };
 
 static void state_run(struct job *jb)
 {
 	struct state_job *sj = dfsr_container_of(jb, struct state_job, base);
 	struct sfolder *sf = &jb->s->folders[sj->f];
+	struct journal_status js;
 
 	sj->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
+	journal_get_status(sf->j, &js);
+	sj->next_seq = js.next_seq;
 }
 
 static void state_done(struct job *jb, bool cancelled)
@@ -2985,10 +3182,27 @@ static void state_done(struct job *jb, bool cancelled)
 	size_t f = sj->f;
 	bool now_normal = !cancelled && sj->old_state != JOURNAL_STATE_NORMAL &&
 			  atomic_load(&s->folders[f].state) == JOURNAL_STATE_NORMAL;
+	uint64_t next_seq = sj->next_seq;
 
 	free(sj);
-	if (now_normal && !s->stopping)
+	if (cancelled || s->stopping)
+		return;
+	if (now_normal) {
 		folder_changed_state(s, f);
+		return;
+	}
+	/* A journal entry no recount covers (one that failed, or an append without a wake)
+	 * would keep the partners unsettled: count again. */
+	for (size_t p = 0; p < s->cfg->npeers; p++) {
+		struct pstat *ps = pstat_of(s, f, p);
+		bool behind;
+
+		pthread_mutex_lock(&s->lock);
+		behind = ps->counted_seq < next_seq;
+		pthread_mutex_unlock(&s->lock);
+		if (behind && !ps->recounting)
+			recount_start(s, f, p);
+	}
 }
 
 /* Read the folders' states again (a scan or a reset may change them without a journal
@@ -3062,6 +3276,7 @@ static void sessions_maybe_finish(struct net_sessions *s)
 	s->handles_closing = true;
 	uv_close((uv_handle_t *)&s->kick, on_handle_closed);
 	uv_close((uv_handle_t *)&s->tick, on_handle_closed);
+	uv_close((uv_handle_t *)&s->recount_timer, on_handle_closed);
 }
 
 struct start_ctx {
@@ -3093,7 +3308,9 @@ static void start_on_loop(struct net_loop *loop, void *arg)
 	s->kick.data = s;
 	uv_timer_init(net_loop_uv(loop), &s->tick);
 	s->tick.data = s;
-	s->handles_open = 2;
+	uv_timer_init(net_loop_uv(loop), &s->recount_timer);
+	s->recount_timer.data = s;
+	s->handles_open = 3;
 	c->handles = true;
 	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
 	c->rc = net_peers_start(&po, &s->peers);
@@ -3165,6 +3382,7 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	memcpy(s->key, o->secret_key, sizeof(s->key));
 	s->nfolders = o->nfolders;
 	s->window = o->window ? o->window : NET_SESSION_WINDOW;
+	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
 	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
 		goto out_nomem;
@@ -3224,11 +3442,14 @@ void net_sessions_wake(struct net_sessions *s, size_t folder)
 
 void net_sessions_status(struct net_sessions *s, size_t folder, struct net_session_peer_status *out)
 {
+	struct journal_status js;
 	bool sync;
 
 	if (!s || folder >= s->nfolders)
 		return;
 	sync = folder_syncing(s, folder);
+	/* Before the figures: an entry journaled after this read is not promised. */
+	journal_get_status(s->folders[folder].j, &js);
 	pthread_mutex_lock(&s->lock);
 	for (size_t p = 0; p < s->cfg->npeers; p++) {
 		const struct pstat *ps = pstat_of(s, folder, p);
@@ -3236,10 +3457,12 @@ void net_sessions_status(struct net_sessions *s, size_t folder, struct net_sessi
 		out[p] = (struct net_session_peer_status){
 			.connected = ps->connected,
 			.backlog_out = ps->backlog_out,
-			.backlog_in = ps->backlog_in,
+			.backlog_in = ps->backlog_in > ps->rx_undecided ? ps->backlog_in
+									: ps->rx_undecided,
 			.bytes_sent = ps->bytes_sent,
 			.bytes_received = ps->bytes_received,
 			.transfers = ps->transfers,
+			.unsettled = ps->counted_seq < js.next_seq || ps->rx_dones > 0,
 		};
 		if (sync) {
 			out[p].files_done = ps->files_done;

@@ -47,11 +47,12 @@
 #define NET_SESSION_BATCH_BYTES  (1u << 20) /* an Updates message closes past this size */
 #define NET_SESSION_WINDOW       4096       /* updates sent beyond the partner's Progress */
 #define NET_SESSION_FOLDERS_MAX  1024       /* folders in one Hello */
-#define NET_SESSION_FETCH_MAX    8          /* our downloads in flight per connection */
+#define NET_SESSION_FETCH_MAX    16         /* our downloads in flight per connection */
 #define NET_SESSION_SERVE_MAX    16         /* transfers a partner may have open with us */
 #define NET_SESSION_WANT_MAX     4096       /* chunk indexes in one Want */
 #define NET_SESSION_CHUNK_WINDOW 32         /* chunks requested and not yet written, per download */
 #define NET_SESSION_RETRY_MS     5000       /* busy updates, failed transfers: try again after */
+#define NET_SESSION_BUSY_LOG_MS  60000      /* a version open for writing so long: event 4302 */
 
 struct net_sessions;
 
@@ -69,7 +70,8 @@ struct net_sessions_opts {
 	const uint8_t *secret_key;                /* 32 bytes, copied */
 	const struct net_session_folder *folders; /* copied */
 	size_t nfolders;
-	unsigned window; /* tests: the flow-control window; 0 = NET_SESSION_WINDOW */
+	unsigned window;        /* tests: the flow-control window; 0 = NET_SESSION_WINDOW */
+	unsigned busy_event_ms; /* tests: 0 = NET_SESSION_BUSY_LOG_MS */
 };
 
 /**
@@ -104,6 +106,10 @@ struct net_session_peer_status {
 	uint64_t transfers;      /* file transfers in flight, both directions */
 	/* initial sync of our folder from this partner (zero when not syncing) */
 	uint64_t files_done, files_total, bytes_done, bytes_total;
+	/* Not settled yet, whatever the figures say: a local change that backlog_out does not
+	 * count yet (its recount is due, queued or running), or a Done from the partner not
+	 * merged and acknowledged yet. `dfsr wait` waits while it is set. */
+	bool unsettled;
 };
 
 /**
@@ -112,8 +118,14 @@ struct net_session_peer_status {
  *
  * backlog_out is recounted on the pool after every change or Ack (coalesced) and exact
  * once quiet; for a partner never connected it counts every record (its knowledge is
- * unknown).
- * Thread: any (takes a short lock).
+ * unknown). While a change journaled since the last recount is not counted yet,
+ * unsettled is set. backlog_in is the partner's last count (Done, Backlog), but never
+ * less than the updates received from it on this connection and not decided yet (held:
+ * busy, waiting for a parent, being fetched). So for a connected partner, zero backlogs,
+ * no transfer and unsettled clear mean: the partner acknowledged every change journaled
+ * here before the call, and everything received from it is decided and merged (a change
+ * the partner has not sent yet cannot be known here).
+ * Thread: any but the loop (takes a short lock, reads the journal's counters).
  */
 void net_sessions_status(struct net_sessions *s, size_t folder,
 			 struct net_session_peer_status *out);

@@ -121,13 +121,30 @@ op_modify() {
 	list_files "$m"
 	pick "$WS/files" || return 0
 	path=$PICK
-	old=$(sha_of "${G_MNT[m]}/$path") || return 0
-	[ -n "$old" ] || return 0
 	new_content "$1" "$2" "$m"
-	if cat "$CONTENT" >"${G_MNT[m]}/$path" 2>/dev/null; then
-		echo "$old" >>"$OVERWRITTEN"
-		echo "$SHA $1 $2 ${G_NAME[m]} modify $path" >>"$WRITTEN"
-	fi
+	# What this write replaces is read through the same open handle: an install may land
+	# between a separate read and the write (then the write replaces the installed
+	# version, on purpose), but never while the file is open for writing (§8).
+	old=$(replace_content "${G_MNT[m]}/$path" "$CONTENT") || return 0
+	[ -n "$old" ] || return 0
+	echo "$old" >>"$OVERWRITTEN"
+	echo "$SHA $1 $2 ${G_NAME[m]} modify $path" >>"$WRITTEN"
+}
+
+# replace_content FILE NEW : open FILE for reading and writing, print the sha256 of what it
+# held, and replace that with NEW's bytes through the same handle.
+replace_content() {
+	"$PY" - "$1" "$2" 2>/dev/null <<'PYEOF'
+import hashlib, sys
+with open(sys.argv[2], "rb") as n:
+    new = n.read()
+with open(sys.argv[1], "r+b") as f:
+    old = f.read()
+    f.seek(0)
+    f.truncate()
+    f.write(new)
+print(hashlib.sha256(old).hexdigest())
+PYEOF
 }
 
 op_rename() {

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -478,8 +479,9 @@ static int print_event(void *arg, const struct journal_event_info *e)
 }
 
 /*
- * What a session does: every update @dst lacks (outbound_missing() on @src), offered in
- * order, the waiting ones again until nothing moves, then the Done merged.
+ * What a session does: every update @dst lacks (outbound_missing() on @src against its
+ * Hello knowledge), offered in order, the waiting ones again until nothing moves, then the
+ * Done merged.
  */
 static void sync_all(struct side *src, struct side *dst)
 {
@@ -490,7 +492,7 @@ static void sync_all(struct side *src, struct side *dst)
 
 	l.n = 0;
 	version_vector_init(&kv);
-	assert_int_equal(replica_knowledge(dst->r, &kv), 0);
+	assert_int_equal(replica_hello_knowledge(dst->r, &kv), 0);
 	assert_int_equal(outbound_missing(src->f->j, &kv, &seq, collect_update, &l), 0);
 	version_vector_release(&kv);
 	bool *done = calloc(l.n + 1, sizeof(*done));
@@ -1796,6 +1798,306 @@ static void test_deleted_and_replaced_dir(void **state)
 	(void)other;
 }
 
+#define PRE_DIR  LAYOUT_PRIVATE "/" LAYOUT_PREEXISTING "/"
+#define CONF_DIR LAYOUT_PRIVATE "/" LAYOUT_CONFLICT "/"
+
+/* An entry for @preserved (kind @kind) written straight into B's manifest. */
+static void add_entry(struct side *s, enum manifest_kind kind, const char *path,
+		      const char *preserved)
+{
+	struct manifest_entry e = { .time_ns = 1000000000,
+				    .type = kind == MANIFEST_CONFLICT ? MANIFEST_TYPE_DELETED
+								      : MANIFEST_TYPE_PREEXISTING,
+				    .path = path,
+				    .preserved = preserved,
+				    .uid = *root(s),
+				    .gvsn_db = *root(s),
+				    .gvsn_counter = 1 };
+	int pfd = openat(s->f->root_fd, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	assert_true(pfd >= 0);
+	assert_int_equal(manifest_append(pfd, kind, &e), 0);
+	close(pfd);
+}
+
+/*
+ * After `dfsr restore`: replica_unpreserve() removes the preserved object (a directory
+ * whole) and its manifest entry; untrusted names ('/', "..", empty, not listed, listed in
+ * the other manifest) are refused and nothing goes.
+ */
+static void test_unpreserve(void **state)
+{
+	static const char *const bad[] = { "", ".", "..", "a/b", "../" LAYOUT_CONFLICT, "/etc" };
+	struct pair *p = *state;
+	char pres[512];
+	const char *name;
+	struct dfsr_uid f;
+	struct mf m;
+
+	/* a file deleted on A is preserved on B */
+	f = mk_file(&p->a, NULL, "g", "keep me");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+	assert_int_equal(unlinkat(p->a.f->root_fd, "g", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "g"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, pres, "keep me");
+	name = pres + strlen(CONF_DIR);
+
+	/* a directory tree in PreExisting with its entry, and a stray file without one */
+	fx_mkdir(p->b.f, PRE_DIR "t-{X}-v1");
+	fx_mkdir(p->b.f, PRE_DIR "t-{X}-v1/sub");
+	fx_write(p->b.f, PRE_DIR "t-{X}-v1/sub/x", "x");
+	add_entry(&p->b, MANIFEST_PREEXISTING, "t", "t-{X}-v1");
+	fx_write(p->b.f, CONF_DIR "stray", "not listed");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, bad[i]), -EINVAL);
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, NULL), -EINVAL);
+	assert_int_equal(replica_unpreserve(p->b.r, (enum manifest_kind)7, name), -EINVAL);
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, "stray"), -ENOENT);
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_PREEXISTING, name), -ENOENT);
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, "t-{X}-v1"), -ENOENT);
+	assert_true(exists(&p->b, pres));
+	assert_true(exists(&p->b, CONF_DIR "stray"));
+	assert_true(exists(&p->b, PRE_DIR "t-{X}-v1/sub/x"));
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	manifest(&p->b, MANIFEST_PREEXISTING, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(events(&p->b, 1304), 0);
+
+	/* the file: object and entry go, nothing else */
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, name), 0);
+	assert_false(exists(&p->b, pres));
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 0);
+	assert_true(exists(&p->b, CONF_DIR "stray"));
+	assert_true(exists(&p->b, PRE_DIR "t-{X}-v1/sub/x"));
+	assert_int_equal(events(&p->b, 1304), 1);
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, name), -ENOENT);
+
+	/* the directory, whole */
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_PREEXISTING, "t-{X}-v1"), 0);
+	assert_false(exists(&p->b, PRE_DIR "t-{X}-v1"));
+	manifest(&p->b, MANIFEST_PREEXISTING, &m);
+	assert_int_equal(m.n, 0);
+	assert_int_equal(events(&p->b, 1304), 2);
+
+	/* an entry whose object is already gone: the entry goes */
+	add_entry(&p->b, MANIFEST_CONFLICT, "h", "h-{X}-v2");
+	assert_int_equal(replica_unpreserve(p->b.r, MANIFEST_CONFLICT, "h-{X}-v2"), 0);
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 0);
+
+	/* the journal saw nothing of it: DfsrPrivate is not replicated */
+	assert_scan_quiet(&p->b);
+}
+
+/* ---- read-only members (docs/conflicts.md §11) ------------------------------------------ */
+
+static void rm_tree(struct side *s, const char *rel)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", s->f->dir, rel);
+	assert_int_equal(system(cmd), 0);
+}
+
+static bool hello_has(struct side *s, const struct dfsr_uid *uid)
+{
+	struct version_vector kv;
+	struct record r;
+	bool has;
+
+	version_vector_init(&kv);
+	fx_record(s->f, uid, &r);
+	assert_int_equal(replica_hello_knowledge(s->r, &kv), 0);
+	has = version_vector_contains(&kv, &r.gvsn);
+	version_vector_release(&kv);
+	record_release(&r);
+	return has;
+}
+
+/*
+ * B is read-only: what changes in its local path behind dfsr (a file modified, one added,
+ * one deleted, a directory tree deleted, a directory's and a file's mode changed) is
+ * reverted by its scan (no local version, the changed and added objects preserved, the
+ * mode changes left in place), and the group's versions come back from A although B's
+ * knowledge already holds them.
+ */
+static void test_read_only_revert(void **state)
+{
+	struct pair *p = *state;
+	struct side *a = &p->a, *b = &p->b;
+	struct dfsr_uid d, f, del, gone, g, mo;
+	struct scan_result res;
+	struct mf m;
+	uint64_t seq;
+	char rel[600];
+	struct stat st;
+
+	d = mk_dir(a, NULL, "d");
+	f = mk_file(a, "d", "f", "group");
+	del = mk_file(a, NULL, "del", "deleted behind dfsr");
+	gone = mk_dir(a, NULL, "gone");
+	g = mk_file(a, "gone", "g", "in a deleted directory");
+	mo = mk_file(a, NULL, "mode", "only its mode changes");
+	sync_all(a, b);
+	assert_converged(a, b);
+	b->f->folder.read_only = true;
+
+	fx_write(b->f, "d/f", "local edit");
+	fx_write(b->f, "new.txt", "added behind dfsr");
+	assert_int_equal(unlinkat(b->f->root_fd, "del", 0), 0);
+	rm_tree(b, "gone");
+	assert_int_equal(fchmodat(b->f->root_fd, "d", 0700, 0), 0);
+	assert_int_equal(fchmodat(b->f->root_fd, "mode", 0600, 0), 0);
+	seq = fx_next_seq(b->f);
+	assert_int_equal(scan_folder(b->f->j, &res), 0);
+	assert_int_equal(res.created, 0);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal(res.removed, 0);
+	/* f, new.txt, del, gone with g, d's and mode's modes */
+	assert_int_equal(res.reverted, 7);
+	assert_int_equal(fx_next_seq(b->f), seq); /* nothing journaled: nothing to send */
+	assert_false(exists(b, "d/f"));
+	assert_false(exists(b, "new.txt"));
+	assert_true(exists(b, "mode")); /* metadata alone: reverted in place, no download */
+	assert_int_equal(events(b, 1206), 6);
+	manifest(b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 2);
+	for (size_t i = 0; i < m.n; i++) {
+		bool mod = strcmp(m.path[i], "d/f") == 0;
+
+		assert_true(mod || strcmp(m.path[i], "new.txt") == 0);
+		assert_int_equal(m.type[i], mod ? MANIFEST_TYPE_CONFLICT : MANIFEST_TYPE_DELETED);
+		snprintf(rel, sizeof(rel), "%s/%s/%s", LAYOUT_PRIVATE, LAYOUT_CONFLICT,
+			 m.preserved[i]);
+		assert_content(b, rel, mod ? "local edit" : "added behind dfsr");
+	}
+	/* the records keep the group's versions; the Hello asks for them again */
+	assert_same(a, b, &f, NULL);
+	assert_same(a, b, &gone, NULL);
+	assert_false(hello_has(b, &f));
+	assert_false(hello_has(b, &del));
+	assert_false(hello_has(b, &g));
+	assert_false(hello_has(b, &d));
+	assert_false(hello_has(b, &mo));
+	assert_int_equal(journal__revert_pending(b->f->j), 6);
+
+	sync_all(a, b);
+	assert_converged(a, b);
+	assert_content(b, "d/f", "group");
+	assert_content(b, "del", "deleted behind dfsr");
+	assert_content(b, "gone/g", "in a deleted directory");
+	assert_int_equal(fstatat(b->f->root_fd, "d", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(fstatat(b->f->root_fd, "mode", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_content(b, "mode", "only its mode changes");
+	assert_false(exists(b, "new.txt"));
+	assert_int_equal(journal__revert_pending(b->f->j), 0);
+	assert_true(hello_has(b, &f));
+	assert_true(hello_has(b, &d));
+	assert_scan_quiet(b);
+
+	/* the same version changed again: preserved under another name, reverted again */
+	fx_write(b->f, "d/f", "second edit");
+	assert_int_equal(scan_folder(b->f->j, &res), 0);
+	assert_int_equal(res.reverted, 1);
+	manifest(b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 3);
+	assert_string_equal(m.path[2], "d/f");
+	assert_string_not_equal(m.preserved[2], m.preserved[0]);
+	assert_string_not_equal(m.preserved[2], m.preserved[1]);
+	snprintf(rel, sizeof(rel), "%s/%s/%s", LAYOUT_PRIVATE, LAYOUT_CONFLICT, m.preserved[2]);
+	assert_content(b, rel, "second edit");
+	sync_all(a, b);
+	assert_converged(a, b);
+	assert_content(b, "d/f", "group");
+	(void)d;
+}
+
+/*
+ * Installs from several threads at once are decided in batches (install_batched() in
+ * core/replica.c): new files of one directory, files of the same names in two directories,
+ * and a new version of a file installed before, which a batch must not decide against a
+ * database that still lacks the records it deferred. Whatever the batches, the result is
+ * that of installing one by one.
+ */
+#define CI_FILES   48
+#define CI_THREADS 6
+
+struct ci_job {
+	struct side *dst;
+	struct replica_update *u;
+	int *fd, *rc;
+	enum replica_verdict *v;
+	size_t from;
+};
+
+static void *ci_run(void *arg)
+{
+	struct ci_job *j = arg;
+
+	for (size_t i = j->from; i < CI_FILES; i += CI_THREADS)
+		j->rc[i] = replica_install(j->dst->r, &j->u[i], j->fd[i], &j->v[i]);
+	return NULL;
+}
+
+static void test_concurrent_installs(void **state)
+{
+	struct pair *p = *state;
+	static struct replica_update u[CI_FILES];
+	static struct dfsr_uid uid[CI_FILES];
+	int fd[CI_FILES], rc[CI_FILES];
+	enum replica_verdict v[CI_FILES];
+	struct ci_job jobs[CI_THREADS];
+	pthread_t t[CI_THREADS];
+	char name[32], data[64];
+	struct dfsr_uid m;
+
+	mk_dir(&p->a, NULL, "d");
+	mk_dir(&p->a, NULL, "e");
+	m = mk_file(&p->a, "d", "m", "first");
+	sync_all(&p->a, &p->b);
+	modify(&p->a, "d/m", &m, "second");
+	for (size_t i = 0; i < CI_FILES - 1; i++) {
+		snprintf(name, sizeof(name), "f%zu", i % (CI_FILES / 2));
+		snprintf(data, sizeof(data), "data %zu", i);
+		uid[i] = mk_file(&p->a, i < CI_FILES / 2 ? "d" : "e", name, data);
+	}
+	uid[CI_FILES - 1] = m;
+	for (size_t i = 0; i < CI_FILES; i++) {
+		mk_update(&p->a, &uid[i], &u[i]);
+		assert_int_equal(replica_offer(p->b.r, &u[i], &v[i]), 0);
+		assert_int_equal(v[i], REPLICA_FETCH);
+		fd[i] = fetch(&p->a, &p->b, &u[i]);
+		rc[i] = -1;
+	}
+	for (size_t k = 0; k < CI_THREADS; k++) {
+		jobs[k] = (struct ci_job){
+			.dst = &p->b, .u = u, .fd = fd, .rc = rc, .v = v, .from = k
+		};
+		assert_int_equal(pthread_create(&t[k], NULL, ci_run, &jobs[k]), 0);
+	}
+	for (size_t k = 0; k < CI_THREADS; k++)
+		assert_int_equal(pthread_join(t[k], NULL), 0);
+	for (size_t i = 0; i < CI_FILES; i++) {
+		assert_int_equal(rc[i], 0);
+		assert_int_equal(v[i], REPLICA_DONE);
+		close(fd[i]);
+		replica_update_release(&u[i]);
+	}
+	assert_content(&p->b, "d/m", "second");
+	assert_content(&p->b, "d/f3", "data 3");
+	assert_content(&p->b, "e/f3", "data 27");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 0);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1822,7 +2124,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conflict_quota, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_dir_parent_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_and_replaced_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unpreserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_revert, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order_independence, setup3, teardown3),
+		cmocka_unit_test_setup_teardown(test_concurrent_installs, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * test_scan.c - core/scan.c on real trees: the initial build records everything (hashes
  * equal hash_at(), DfsrPrivate and filtered names skipped, state moves on), and a
  * consistency scan after out-of-band edits makes exactly the expected versions,
- * tombstones and records; an unchanged tree makes none.
+ * tombstones and records; an unchanged tree makes none. A read-only folder moves new
+ * objects aside and records changes to its own versions (the reverts of received
+ * versions are tested with a partner in test_replica.c).
  */
 #include <sys/time.h>
 #include <time.h>
@@ -241,6 +243,95 @@ static void many_files(void **state)
 	assert_int_equal(s.tombstones, 15);
 }
 
+struct preserved {
+	size_t n;
+	enum manifest_type type[8];
+	char path[8][64];
+};
+
+static int note_preserved(void *arg, const struct manifest_entry *e)
+{
+	struct preserved *p = arg;
+
+	if (p->n < 8) {
+		p->type[p->n] = e->type;
+		snprintf(p->path[p->n], sizeof(p->path[0]), "%s", e->path);
+	}
+	p->n++;
+	return 0;
+}
+
+/*
+ * A read-only folder (docs/conflicts.md §11) whose records are all its own versions (a
+ * primary's initial build): nobody can send them again, so their changes are recorded as
+ * on a writable folder; a new object is still moved aside and never recorded.
+ */
+static void read_only_own_versions(void **state)
+{
+	struct fx *f = *state;
+	char err[LAYOUT_ERR_LEN];
+	struct preserved p = { 0 };
+	struct scan_result r;
+	struct entries es;
+	uint64_t seq;
+	int pfd;
+
+	assert_int_equal(layout_prepare(f->root_fd, err), 0);
+	base_tree(f);
+	assert_int_equal(scan_folder(f->j, NULL), 0);
+	f->folder.read_only = true;
+	fx_write(f, "docs/a.txt", "alpha, modified");
+	assert_int_equal(unlinkat(f->root_fd, "top.txt", 0), 0);
+	fx_write(f, "new.txt", "brand new");
+	fx_mkdir(f, "newdir");
+	fx_write(f, "newdir/n", "n");
+	seq = fx_next_seq(f);
+	assert_int_equal(scan_folder(f->j, &r), 0);
+	fx_entries(f, seq, &es);
+	expect_op(&es, "docs/a.txt", "modify");
+	expect_op(&es, "top.txt", "delete");
+	expect_op(&es, "new.txt", "none");
+	expect_op(&es, "newdir", "none");
+	assert_int_equal(es.n, 2);
+	assert_int_equal(r.created, 0);
+	assert_int_equal(r.changed, 1);
+	assert_int_equal(r.removed, 1);
+	assert_int_equal(r.reverted, 2);
+	assert_int_equal(journal__revert_pending(f->j), 0);
+	assert_int_equal(faccessat(f->root_fd, "new.txt", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	assert_int_equal(faccessat(f->root_fd, "newdir", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	pfd = openat(f->root_fd, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	assert_int_equal(manifest_list(pfd, MANIFEST_CONFLICT, note_preserved, &p), 0);
+	close(pfd);
+	assert_int_equal(p.n, 2);
+	assert_string_equal(p.path[0], "new.txt");
+	assert_string_equal(p.path[1], "newdir");
+	assert_int_equal(p.type[0], MANIFEST_TYPE_DELETED);
+	assert_int_equal(p.type[1], MANIFEST_TYPE_DELETED);
+
+	/* a second scan: nothing left to revert */
+	assert_int_equal(scan_folder(f->j, &r), 0);
+	assert_int_equal(r.created + r.changed + r.removed + r.reverted, 0);
+}
+
+/* In initial sync a read-only folder records new objects: §10 decides them. */
+static void read_only_initial_sync(void **state)
+{
+	struct fx *f = *state;
+	struct scan_result r;
+
+	base_tree(f);
+	assert_int_equal(scan_folder(f->j, NULL), 0);
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_INITIAL_SYNC);
+	f->folder.read_only = true;
+	fx_write(f, "new.txt", "brand new");
+	assert_int_equal(scan_folder(f->j, &r), 0);
+	assert_int_equal(r.created, 1);
+	assert_int_equal(r.reverted, 0);
+	fx_assert_hash(f, "new.txt");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +339,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(secondary_goes_to_initial_sync, setup_secondary,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(out_of_band_edits, setup_primary, fx_teardown),
+		cmocka_unit_test_setup_teardown(read_only_own_versions, setup_primary, fx_teardown),
+		cmocka_unit_test_setup_teardown(read_only_initial_sync, setup_secondary,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(many_files, setup_primary, fx_teardown),
 	};
 

@@ -8,7 +8,9 @@
  * file replicate both ways; a change and a delete replicate; status (connected, backlog
  * zero once quiet, bytes counted, partner knowledge); a non-primary member in initial
  * sync is served by a normal one and becomes normal; a hostile partner (a bare transport
- * that sends a malformed update after a valid Hello) is closed with event 3101.
+ * that sends a malformed update after a valid Hello) is closed with event 3101; quiet
+ * status (`dfsr wait`) right after a change means the partner has it; a version the
+ * upstream cannot stage (open for writing) logs 4302 once.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -62,6 +64,7 @@ struct member {
 	pthread_mutex_t lock;
 	bool read_only;      /* the folder is read-only on this member */
 	unsigned window;     /* net_sessions_opts.window */
+	unsigned busy_ms;    /* net_sessions_opts.busy_event_ms */
 	bool busy;           /* the replica's busy callback says "open for writing" (lock) */
 	unsigned busy_asked; /* how often it was asked while busy (lock) */
 };
@@ -180,6 +183,7 @@ static void start_member(struct fixture *f, int i)
 		.folders = &sf,
 		.nfolders = 1,
 		.window = m->window,
+		.busy_event_ms = m->busy_ms,
 	};
 	struct net_sessions *s;
 
@@ -385,30 +389,42 @@ static void pause_ms(unsigned ms)
 		}                                                         \
 	} while (0)
 
+/* Every partner connected and nothing pending either way: `dfsr wait`'s test. */
 static bool quiet(struct member *m)
 {
 	struct net_session_peer_status st[2];
 
 	net_sessions_status(m->s, 0, st);
 	for (size_t p = 0; p < m->cfg.npeers; p++)
-		if (!st[p].connected || st[p].backlog_out || st[p].backlog_in || st[p].transfers)
+		if (!st[p].connected || st[p].backlog_out || st[p].backlog_in || st[p].transfers ||
+		    st[p].unsettled)
 			return false;
 	return true;
 }
 
-static int count_3101(void *arg, const struct journal_event_info *e)
+struct count_ev {
+	int id, n;
+};
+
+static int count_ev(void *arg, const struct journal_event_info *e)
 {
-	if (e->id == EV_PROTOCOL_ERROR)
-		++*(int *)arg;
+	struct count_ev *c = arg;
+
+	c->n += e->id == c->id;
 	return 0;
+}
+
+static int events_of(struct member *m, int id)
+{
+	struct count_ev c = { .id = id };
+
+	assert_int_equal(journal_list_events(m->j, 0, count_ev, &c), 0);
+	return c.n;
 }
 
 static int events_3101(struct member *m)
 {
-	int n = 0;
-
-	assert_int_equal(journal_list_events(m->j, 0, count_3101, &n), 0);
-	return n;
+	return events_of(m, EV_PROTOCOL_ERROR);
 }
 
 /* ---- tests ---------------------------------------------------------------------------- */
@@ -662,6 +678,74 @@ static void busy_file_is_retried(void **state)
 	set_busy(b, false);
 	WAIT_FOR(file_is(b, "doc.txt", "version 2", 9));
 	WAIT_FOR(quiet(a) && quiet(b));
+}
+
+/* `dfsr wait` is exact: right after a change is journaled, the upstream is not quiet
+ * until the partner holds it (no window in which a wake, a recount or a walk is still
+ * pending and the figures say zero), both ways. */
+static void quiet_means_delivered(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	char name[32], data[32];
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	WAIT_FOR(quiet(a) && quiet(b));
+	for (int i = 0; i < 30; i++) {
+		struct member *from = i % 3 == 2 ? b : a, *to = from == a ? b : a;
+		int len = snprintf(data, sizeof(data), "round %d", i);
+
+		snprintf(name, sizeof(name), "f%d", i);
+		write_file(from, name, data, (size_t)len);
+		note_new(from, NULL, name);
+		WAIT_FOR(quiet(from));
+		WAIT_FOR(quiet(to));
+		if (!file_is(to, name, data, (size_t)len))
+			fail_msg("round %d: the sender was quiet before %s arrived", i, name);
+		/* A change of an existing file too. */
+		len = snprintf(data, sizeof(data), "round %d, again", i);
+		write_file(from, name, data, (size_t)len);
+		note_change(from, name);
+		WAIT_FOR(quiet(from));
+		if (!file_is(to, name, data, (size_t)len))
+			fail_msg("round %d: the sender was quiet before %s changed", i, name);
+	}
+}
+
+/* A version the upstream cannot stage because its file is being written (on disk it no
+ * longer matches the record) fails the downstream's Gets, which retry; event 4302 is
+ * logged once for it after busy_event_ms, not on every retry, and the file arrives once
+ * it matches again. */
+static void busy_upstream_logs_4302_once(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	write_file(a, "open.txt", "as journaled", 12);
+	note_new(a, NULL, "open.txt");
+	write_file(a, "open.txt", "being written", 13); /* not journaled: a writer has it */
+	a->busy_ms = 1;
+	start_member(f, 0);
+	start_member(f, 1);
+	WAIT_FOR(events_of(a, EV_SHARING_VIOLATION) == 1); /* the second Get, 5 s later */
+	assert_false(exists(b, "open.txt"));
+	assert_false(quiet(a));
+	assert_false(quiet(b));
+	/* Another retry (every NET_SESSION_RETRY_MS, on a 1 s tick): no second event for the
+	 * same version. */
+	pause_ms(NET_SESSION_RETRY_MS + 1500);
+	assert_int_equal(events_of(a, EV_SHARING_VIOLATION), 1);
+	assert_false(exists(b, "open.txt"));
+	/* The writer is done and put back what was journaled: the next Get is served. */
+	write_file(a, "open.txt", "as journaled", 12);
+	WAIT_FOR(file_is(b, "open.txt", "as journaled", 12));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(events_of(a, EV_SHARING_VIOLATION), 1);
+	assert_int_equal(events_of(b, EV_SHARING_VIOLATION), 0);
 }
 
 /* A read-only member receives everything and sends nothing (docs/conflicts.md §11). */
@@ -1072,6 +1156,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(quiet_means_delivered, setup, teardown),
+		cmocka_unit_test_setup_teardown(busy_upstream_logs_4302_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(three_members_converge, setup, teardown),
 		cmocka_unit_test_setup_teardown(stop_during_transfer_then_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),

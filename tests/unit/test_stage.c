@@ -148,7 +148,8 @@ static struct stage_key key_of(uint8_t n)
 	return k;
 }
 
-/* Entries of the directory @dirfd, "." and ".." excluded. */
+/* Entries of the directory @dirfd, "." and ".." excluded, and the marker of an open stage
+ * (".unsynced"). */
 static size_t count_entries(int dirfd)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -157,8 +158,11 @@ static size_t count_entries(int dirfd)
 	size_t n = 0;
 
 	assert_non_null(d);
-	while ((de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..") ? 1 : 0;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, ".unsynced"))
+			n++;
+	}
 	closedir(d);
 	return n;
 }
@@ -962,6 +966,85 @@ static void asm_empty_file(void **state)
 	free_src(&x);
 }
 
+/*
+ * The table's hash index with thousands of versions: every one found, removals in a
+ * scattered order (each moves the last entry into the hole and shifts probe runs back)
+ * leave exactly the others, and a reopen finds them again.
+ */
+static void many_versions_index(void **state)
+{
+	const uint32_t N = 3000;
+	struct env *t = *state;
+	struct stage *s;
+	char name[STAGE_NAME_LEN];
+	size_t left = N;
+
+	for (uint32_t i = 0; i < N; i++) {
+		struct stage_key k = key_of(0);
+		int fd;
+
+		dfsr_put_be32(k.uid.b, i); /* close keys: the hash must spread them */
+		k.gvsn.counter = i % 7;
+		stage_name(&k, name);
+		fd = openat(t->stg, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	s = open_stage(t, 0);
+	assert_int_equal(stage_count(s), N);
+	for (uint32_t round = 0; round < 2; round++) {
+		for (uint32_t i = 0; i < N; i++) {
+			struct stage_key k = key_of(0);
+			bool removed = (i * 7919u) % 5 < 2 + round; /* 2/5, then 3/5 in all */
+
+			dfsr_put_be32(k.uid.b, i);
+			k.gvsn.counter = i % 7;
+			if (removed && stage_has(s, &k)) {
+				assert_int_equal(stage_remove(s, &k), 0);
+				left--;
+			}
+			assert_int_equal(stage_has(s, &k), !removed);
+			k.gvsn.counter++; /* a version never staged */
+			assert_false(stage_has(s, &k));
+		}
+		assert_int_equal(stage_count(s), left);
+	}
+	stage_close(s);
+	s = open_stage(t, 0);
+	assert_int_equal(stage_count(s), left);
+	assert_int_equal(count_entries(t->stg), left);
+	stage_close(s);
+}
+
+/* Staged versions are not fsync'd: a stage not closed (a crash) leaves its marker, and
+ * the next open removes everything it may have left torn; a clean close keeps them. */
+static void unclean_close_drops_versions(void **state)
+{
+	struct env *t = *state;
+	struct stage_key k = key_of(5), k2 = key_of(6);
+	uint8_t *d = make_data(100000, 5);
+	int fd = write_file(t->fd, "src", d, 100000);
+	struct stage *s = open_stage(t, 0), *crashed;
+
+	assert_int_equal(stage_file(s, &k, fd, NULL), 0);
+	stage_close(s);
+	assert_int_equal(faccessat(t->stg, ".unsynced", F_OK, 0), -1);
+	crashed = open_stage(t, 0); /* left open: the process "dies" */
+	assert_int_equal(stage_count(crashed), 1);
+	assert_int_equal(faccessat(t->stg, ".unsynced", F_OK, 0), 0);
+	assert_int_equal(stage_file(crashed, &k2, fd, NULL), 0);
+	s = open_stage(t, 0);
+	assert_int_equal(stage_count(s), 0);
+	assert_int_equal(count_entries(t->stg), 0);
+	assert_false(stage_has(s, &k));
+	assert_int_equal(stage_file(s, &k, fd, NULL), 0); /* staged again on demand */
+	check_version(s, &k, d, 100000, NULL);
+	stage_close(s);
+	stage_close(crashed);
+	close(fd);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -982,6 +1065,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(asm_from_staged_and_by_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_seeded_from_old_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_empty_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_versions_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(unclean_close_drops_versions, setup, teardown),
 	};
 
 	if (sodium_init() < 0)

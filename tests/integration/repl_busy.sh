@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# repl_busy.sh - a file open for writing is not replaced under its writer (docs/conflicts.md
+# §8): bravo holds f.txt open for writing while alpha changes it; bravo logs 4302 (sharing
+# violation) for it, keeps its own content while the file is open, and `dfsr wait` on
+# bravo says the update is pending. Once closed, the update lands and the members are in
+# sync. Then the same with data written while open: bravo's change, made later, wins by
+# §3 everywhere and alpha keeps its own as a conflict.
+# Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
+# soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
+. "$(dirname "$0")/lib.sh"
+it_init
+
+# event_about CONF ID WORD : an event with that id whose message mentions WORD.
+event_about() {
+	"$DFSR_BIN" events -c "$1" --json | "$PY" -c '
+import json, sys
+sys.exit(not any(e["id"] == int(sys.argv[1]) and sys.argv[2] in e["message"]
+                 for e in json.load(sys.stdin)))' "$2" "$3"
+}
+
+group_setup 2
+A=1 B=2
+MA=${G_MNT[A]} MB=${G_MNT[B]} PB=${G_PATH[B]}
+
+member_start $A
+member_start $B
+members_wait 90 || die "alpha and bravo never got in sync"
+
+# ---- `dfsr wait` returns only once the change is on the partner ------------------------------
+late=0
+for i in $(seq 1 30); do
+	echo "round $i" >"$MA/w$i.txt"
+	"$DFSR_BIN" wait -c "${G_CONF[A]}" --timeout 60 >/dev/null 2>&1 || die "wait on alpha failed"
+	"$DFSR_BIN" wait -c "${G_CONF[B]}" --timeout 60 >/dev/null 2>&1 || die "wait on bravo failed"
+	[ "$(cat "$PB/w$i.txt" 2>/dev/null)" = "round $i" ] || late=$((late + 1))
+done
+check_eq "after dfsr wait on alpha, then bravo, the file is on bravo (30 rounds)" 0 "$late"
+
+# ---- open for writing on bravo, nothing written: alpha's version lands after the close -----
+echo "version 1" >"$MA/f.txt"
+members_wait 60 || die "f.txt did not replicate"
+check_eq "f.txt replicated" "version 1" "$(cat "$MB/f.txt" 2>&1)"
+
+exec 7>>"$MB/f.txt"
+echo "version 2" >"$MA/f.txt"
+check "bravo logs 4302 for the file open for writing" \
+	wait_until 90 event_about "${G_CONF[B]}" 4302 f.txt
+check_eq "bravo's f.txt is unchanged while open" "version 1" "$(cat "$PB/f.txt" 2>&1)"
+check_fails "dfsr wait on bravo: the update is pending while the file is open" \
+	"$DFSR_BIN" wait -c "${G_CONF[B]}" --timeout 2
+n4302=$(count_event "${G_CONF[B]}" 4302)
+exec 7>&-
+check "dfsr wait: in sync once the file is closed" members_wait 60
+check_eq "bravo has alpha's version" "version 2" "$(cat "$MB/f.txt" 2>&1)"
+check_eq "in bravo's local path too" "version 2" "$(cat "$PB/f.txt" 2>&1)"
+check_eq "4302 was not logged again after the close" "$n4302" "$(count_event "${G_CONF[B]}" 4302)"
+check "no conflict: nothing was written while open" conflict_none $A f.txt
+check_trees_equal "trees equal after the busy file" $A $B
+
+# ---- written while open: the later change (bravo's, made at the close) wins by §3 ----------
+echo "g base" >"$MA/g.txt"
+members_wait 60 || die "g.txt did not replicate"
+exec 7>>"$MB/g.txt"
+echo "g from alpha" >"$MA/g.txt"
+check "4302 for g.txt" wait_until 90 event_about "${G_CONF[B]}" 4302 g.txt
+echo "appended on bravo" >&7
+exec 7>&-
+check "dfsr wait: in sync after the close" members_wait 60
+check_eq "bravo's later change wins on bravo" "$(printf 'g base\nappended on bravo')" \
+	"$(cat "$MB/g.txt" 2>&1)"
+check_eq "and on alpha" "$(printf 'g base\nappended on bravo')" "$(cat "$MA/g.txt" 2>&1)"
+check "alpha keeps its losing version as a conflict" conflict_has $A conflict g.txt
+check_trees_equal "trees equal after the conflict" $A $B
+finish
