@@ -639,33 +639,62 @@ static int tracked_locked(struct journal *j, const struct dfsr_uid *parent, cons
 static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
 			      int depth, struct version_vector *seen);
 
-/* Tombstone every live child of directory @uid (children first); @seen collects their
- * tombstones' vectors. */
-static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-				  int depth, struct version_vector *seen)
+/* Called by each_child() for one entry of a directory; @k/@klen is its names-index key. */
+typedef int (*child_fn)(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
+			size_t klen, void *arg);
+
+/* Call @fn for every entry of directory @dir in the names index, stopping at the first
+ * error. */
+static int each_child(struct journal *j, const struct dfsr_uid *dir, child_fn fn, void *arg)
 {
 	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
 	int rc = 0;
 
 	if (!it)
 		return -ENOMEM;
-	for (db_iter_seek(it, uid->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
+	for (db_iter_seek(it, dir->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
 	     db_iter_next(it)) {
 		size_t klen, vlen;
 		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
 		struct dfsr_uid child;
 
-		if (klen < DFSR_UID_LEN || memcmp(k, uid->b, DFSR_UID_LEN) != 0)
+		if (klen < DFSR_UID_LEN || memcmp(k, dir->b, DFSR_UID_LEN) != 0)
 			break;
 		if (vlen != DFSR_UID_LEN)
 			continue;
 		memcpy(child.b, v, DFSR_UID_LEN);
-		rc = remove_seen_locked(j, &child, removed, depth + 1, seen);
+		rc = fn(j, &child, k, klen, arg);
 	}
 	if (rc == 0)
 		rc = db_iter_status(it);
 	db_iter_free(it);
 	return rc;
+}
+
+struct remove_ctx {
+	uint64_t *removed;
+	int depth;
+	struct version_vector *seen;
+};
+
+static int remove_child(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
+			size_t klen, void *arg)
+{
+	struct remove_ctx *x = arg;
+
+	(void)k;
+	(void)klen;
+	return remove_seen_locked(j, child, x->removed, x->depth + 1, x->seen);
+}
+
+/* Tombstone every live child of directory @uid (children first); @seen collects their
+ * tombstones' vectors. */
+static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
+				  int depth, struct version_vector *seen)
+{
+	struct remove_ctx x = { .removed = removed, .depth = depth, .seen = seen };
+
+	return each_child(j, uid, remove_child, &x);
 }
 
 /*
@@ -1639,56 +1668,48 @@ static int before_get(struct journal *j, const struct dfsr_uid *uid, struct rec_
 static int write_into_batch(struct journal *j, struct record *r, const struct rec_before *old,
 			    enum journal_op op, unsigned flags, struct txn *t);
 
+struct reparent_ctx {
+	const struct dfsr_uid *to;
+	struct txn *t;
+};
+
+static int reparent_child(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
+			  size_t klen, void *arg)
+{
+	struct reparent_ctx *x = arg;
+	uint8_t key[DB_KEY_NAME_MAX];
+	struct record c;
+	int rc;
+
+	rc = journal__get(j, child, &c);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	if (x->t) {
+		struct rec_before cb;
+
+		before_of(&c, &cb);
+		c.parent = *x->to;
+		rc = write_into_batch(j, &c, &cb, JOURNAL_OP_RENAME, JOURNAL__NEWVER, x->t);
+		record_release(&c);
+		return rc;
+	}
+	db_batch_delete(j->batch, DB_CF_NAMES, k, klen);
+	c.parent = *x->to;
+	db_batch_put(j->batch, DB_CF_NAMES, key, db_key_name(key, x->to, c.name), child->b,
+		     DFSR_UID_LEN);
+	rc = put_encoded_record(j->batch, &c);
+	record_release(&c);
+	return rc;
+}
+
 /* Move every live child of @from in the index to @to: records rewritten quietly, or with
  * @t as new versions in that transaction. */
 static int reparent_children(struct journal *j, const struct dfsr_uid *from,
 			     const struct dfsr_uid *to, struct txn *t)
 {
-	struct db_iter *it = db_iter_new(j->db, NULL, DB_CF_NAMES);
-	int rc = 0;
+	struct reparent_ctx x = { .to = to, .t = t };
 
-	if (!it)
-		return -ENOMEM;
-	for (db_iter_seek(it, from->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
-	     db_iter_next(it)) {
-		size_t klen, vlen;
-		const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
-		uint8_t key[DB_KEY_NAME_MAX];
-		struct dfsr_uid child;
-		struct record c;
-
-		if (klen < DFSR_UID_LEN || memcmp(k, from->b, DFSR_UID_LEN) != 0)
-			break;
-		if (vlen != DFSR_UID_LEN)
-			continue;
-		memcpy(child.b, v, DFSR_UID_LEN);
-		rc = journal__get(j, &child, &c);
-		if (rc == -ENOENT) {
-			rc = 0;
-			continue;
-		}
-		if (rc < 0)
-			break;
-		if (t) {
-			struct rec_before cb;
-
-			before_of(&c, &cb);
-			c.parent = *to;
-			rc = write_into_batch(j, &c, &cb, JOURNAL_OP_RENAME, JOURNAL__NEWVER, t);
-			record_release(&c);
-			continue;
-		}
-		db_batch_delete(j->batch, DB_CF_NAMES, k, klen);
-		c.parent = *to;
-		db_batch_put(j->batch, DB_CF_NAMES, key, db_key_name(key, to, c.name), child.b,
-			     DFSR_UID_LEN);
-		rc = put_encoded_record(j->batch, &c);
-		record_release(&c);
-	}
-	if (rc == 0)
-		rc = db_iter_status(it);
-	db_iter_free(it);
-	return rc;
+	return each_child(j, from, reparent_child, &x);
 }
 
 /* Adds @r with its entry to the batch (lock held, batch open). */
@@ -1975,9 +1996,26 @@ int journal__revert_mark(struct journal *j, const struct record *r, bool present
 }
 
 static int revert_missing_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *marked,
+				 uint64_t *removed, int depth);
+
+struct revert_ctx {
+	uint64_t *marked, *removed;
+	int depth;
+};
+
+static int revert_child(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
+			size_t klen, void *arg)
+{
+	struct revert_ctx *x = arg;
+
+	(void)k;
+	(void)klen;
+	return revert_missing_locked(j, child, x->marked, x->removed, x->depth + 1);
+}
+
+static int revert_missing_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *marked,
 				 uint64_t *removed, int depth)
 {
-	struct db_iter *it = NULL;
 	struct record r;
 	int rc;
 
@@ -1996,27 +2034,9 @@ static int revert_missing_locked(struct journal *j, const struct dfsr_uid *uid, 
 		goto out_release;
 	}
 	if (r.type == RECORD_DIR) {
-		it = db_iter_new(j->db, NULL, DB_CF_NAMES);
-		if (!it) {
-			rc = -ENOMEM;
-			goto out_release;
-		}
-		for (db_iter_seek(it, uid->b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
-		     db_iter_next(it)) {
-			size_t klen, vlen;
-			const uint8_t *k = db_iter_key(it, &klen), *v = db_iter_value(it, &vlen);
-			struct dfsr_uid child;
+		struct revert_ctx x = { .marked = marked, .removed = removed, .depth = depth };
 
-			if (klen < DFSR_UID_LEN || memcmp(k, uid->b, DFSR_UID_LEN) != 0)
-				break;
-			if (vlen != DFSR_UID_LEN)
-				continue;
-			memcpy(child.b, v, DFSR_UID_LEN);
-			rc = revert_missing_locked(j, &child, marked, removed, depth + 1);
-		}
-		if (rc == 0)
-			rc = db_iter_status(it);
-		db_iter_free(it);
+		rc = each_child(j, uid, revert_child, &x);
 		if (rc < 0)
 			goto out_release;
 	}
