@@ -59,9 +59,9 @@ Folder events are also stored in the folder's event log (in its database) and sh
 (`dfsr mount -f`) every line is copied to standard error too. Keys, tokens and file
 contents are never logged.
 
-This version runs one member without replication: the events of replication (initial
-sync, staging, conflicts, partners, clones: 2402, 2404, 4012, 41xx, 42xx, 43xx, 4412, 5xxx)
-are defined so that their ids are fixed, and are logged once replication lands.
+Three ids are defined so that they stay fixed but are not logged by this version, whose
+features are still to come: 2402 and 2404 (`dfsr clone export/import`) and 4012 (content
+older than the tombstone lifetime).
 
 To follow them live: `journalctl -t dfsr -f`; one folder: `journalctl -t dfsr -g ' share: '`.
 
