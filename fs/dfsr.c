@@ -790,9 +790,10 @@ out_free:
 }
 
 /*
- * What `dfsr wait` still waits for: one line per folder that is not normal and per connected
- * partner with updates pending either way, transfers in flight, or changes not settled yet
- * (net_sessions_status(): unsettled); empty when in sync.
+ * What `dfsr wait` still waits for: one line per folder that is not normal or holds files
+ * written through the mount and not journaled yet (fs_unsaved(): still open, or closed a
+ * moment ago), and per connected partner with updates pending either way, transfers in
+ * flight, or changes not settled yet (net_sessions_status(): unsettled); empty when in sync.
  */
 static int render_pending(struct member *m, struct dfsr_buf *o)
 {
@@ -805,6 +806,9 @@ static int render_pending(struct member *m, struct dfsr_buf *o)
 		if (s.st.state != JOURNAL_STATE_NORMAL)
 			rc = dfsr_buf_addf(o, "folder %s is %s\n", m->f[i].cf->name,
 					   journal_state_name(s.st.state));
+		if (rc == 0 && m->f[i].fs && fs_unsaved(m->f[i].fs))
+			rc = dfsr_buf_addf(o, "folder %s: files written and not closed yet\n",
+					   m->f[i].cf->name);
 		status_peers(m, i, &s);
 		for (size_t k = 0; k < m->pcfg->npeers && rc == 0; k++) {
 			const struct net_session_peer_status *p = &s.peers[k];

@@ -335,6 +335,7 @@ int fs_new(const struct fs_opts *o, struct fs **out, char err[static FS_ERR_LEN]
 	fs->handles.next = fs->handles.prev = &fs->handles;
 	fs->pending.next = fs->pending.prev = &fs->pending;
 	atomic_init(&fs->npending, 0);
+	atomic_init(&fs->unsaved, 0);
 	fs->mountpoint = strdup(o->folder->mount);
 	if (!fs->mountpoint) {
 		rc = -ENOMEM;
@@ -485,6 +486,11 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
 		if (id)
 			(void)fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
 	}
+}
+
+unsigned fs_unsaved(struct fs *fs)
+{
+	return atomic_load(&fs->unsaved) + atomic_load(&fs->npending);
 }
 
 bool fs_busy(struct fs *fs, const struct stat *st)

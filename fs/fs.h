@@ -89,6 +89,17 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
  */
 bool fs_busy(struct fs *fs, const struct stat *st);
 
+/**
+ * fs_unsaved() - Whether files written through the mount are not journaled yet: still open
+ * for writing with changed data, being journaled by their last close right now, or made by
+ * CREATE and waiting for their creating handle's release (the kernel sends RELEASE after
+ * close(2) has returned, so a change can be on disk a moment before dfsr has seen it
+ * closed). `dfsr wait` counts them as pending.
+ * Thread: any. Return: 0 when there are none; else a snapshot count of changed nodes plus
+ * pending creates (a new file that was written counts twice).
+ */
+unsigned fs_unsaved(struct fs *fs);
+
 /* Unmount if still mounted, destroy the session, free. NULL-safe. Thread: init. */
 void fs_free(struct fs *fs);
 

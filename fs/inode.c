@@ -499,6 +499,8 @@ void fs__inode_unref(struct fs *fs, struct fs_inode *n, uint64_t nlookup, uint32
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (dead) {
+		if (atomic_load(&n->dirty)) /* dirtied without a writer to journal it */
+			atomic_fetch_sub(&fs->unsaved, 1);
 		if (n->fd >= 0)
 			close(n->fd);
 		free(n->handle);

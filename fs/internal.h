@@ -74,7 +74,8 @@ struct fs_inode {
 	 * the consistency scan. */
 	struct dfsr_uid links[FS_LINK_UIDS];
 	uint8_t nlinks;
-	atomic_bool dirty;         /* data written since the last journal_note_change(DATA) */
+	atomic_bool dirty;         /* data written since the last journal_note_change(DATA);
+				    * set: counted in fs->unsaved */
 	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
 	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
 };
@@ -123,6 +124,9 @@ struct fs {
 	pthread_cond_t pending_done;   /* signalled when a pending create leaves the list */
 	struct fs_handle_link pending; /* protected by pending_lock: list of pending creates */
 	atomic_uint npending;          /* entries in that list (read without the lock as a hint) */
+	/* Nodes written through the mount whose data is not journaled yet: dirty ones, and
+	 * those whose last writer is journaling right now (fs_unsaved()). */
+	atomic_uint unsaved;
 };
 
 /*

@@ -171,10 +171,11 @@ static void handle_del(struct fs *fs, struct fs_handle_link *l)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-static void mark_dirty(struct fs_inode *n)
+static void mark_dirty(struct fs *fs, struct fs_inode *n)
 {
-	if (!atomic_load_explicit(&n->dirty, memory_order_relaxed))
-		atomic_store(&n->dirty, true);
+	if (!atomic_load_explicit(&n->dirty, memory_order_relaxed) &&
+	    !atomic_exchange(&n->dirty, true))
+		atomic_fetch_add(&fs->unsaved, 1);
 }
 
 /*
@@ -704,7 +705,7 @@ static void note_setattr(struct fs *fs, struct fs_inode *n, int valid)
 	bool times = valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME);
 
 	if ((valid & FUSE_SET_ATTR_SIZE) && writers)
-		mark_dirty(n);
+		mark_dirty(fs, n);
 	if ((valid & FUSE_SET_ATTR_SIZE) && !writers)
 		note_change(fs, n, JOURNAL_DATA);
 	else if (meta || (times && !writers))
@@ -1144,7 +1145,7 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	}
 	handle_add(fs, &f->link);
 	if (flags & O_TRUNC)
-		mark_dirty(n);
+		mark_dirty(fs, n);
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = 1;
 	return 0;
@@ -1189,8 +1190,10 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	close(f->fd);
 	/* A create journals its data with it; other names (links) still need the data. */
 	created = pending_release(fs, f, &fresh);
-	if (f->writable && fs__inode_close_writer(fs, n, &uid))
+	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
 		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL);
+		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
+	}
 	fs__inode_unref(fs, n, 0, 1);
 	free(f);
 }
@@ -1331,7 +1334,7 @@ static void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 		fuse_reply_err(req, (int)-res);
 		return;
 	}
-	mark_dirty(f->node);
+	mark_dirty(fs_of(req), f->node);
 	if (!fi->writepage && kill_suid(fs_of(req), req, f->fd, NULL))
 		inval_attr(fs_of(req), f->node); /* written through, not from the page cache */
 	fuse_reply_write(req, (size_t)res);
@@ -1368,7 +1371,7 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 		fuse_reply_err(req, errno);
 		return;
 	}
-	mark_dirty(f->node);
+	mark_dirty(fs_of(req), f->node);
 	fuse_reply_err(req, 0);
 }
 
@@ -1401,7 +1404,7 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_i
 		fuse_reply_err(req, errno);
 		return;
 	}
-	mark_dirty(out->node);
+	mark_dirty(fs_of(req), out->node);
 	fuse_reply_write(req, (size_t)res);
 }
 
