@@ -441,12 +441,8 @@ int stage_open(const struct stage_opts *o, struct stage **out)
 	rc = load(s);
 	if (rc < 0)
 		goto out_mutex;
-	if (s->discard && fsync(s->dir_fd) < 0) { /* the removals before the marker goes */
-		rc = -errno;
-		goto out_mutex;
-	}
 	s->discard = false;
-	unsynced_start(s);
+	unsynced_start(s); /* kept if it was there: its removal waits for a clean close */
 	*out = s;
 	return 0;
 out_mutex:
@@ -1130,6 +1126,12 @@ struct stage_asm {
 	size_t missing;
 	ZSTD_DCtx *dctx;
 	uint8_t *buf; /* CHUNK_MAX scratch */
+	/* SHA-256 of chunks 0 .. in_order - 1, fed as they are written in order, so that
+	 * stage_asm_finish() need not read the file again (NULL: not usable; in_order
+	 * SIZE_MAX: finished, the digest is in digest[]) */
+	EVP_MD_CTX *md;
+	size_t in_order;
+	uint8_t digest[HASH_LEN];
 };
 
 static int copy_list(struct chunk_list *dst, const struct chunk_list *src)
@@ -1205,6 +1207,11 @@ int stage_asm_open(int dir_fd, const struct stage_key *k, const struct chunk_lis
 	a->missing = l->n;
 	a->have = calloc(l->n ? l->n : 1, sizeof(*a->have));
 	a->buf = malloc(CHUNK_MAX);
+	a->md = EVP_MD_CTX_new(); /* optional */
+	if (a->md && EVP_DigestInit_ex(a->md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(a->md);
+		a->md = NULL;
+	}
 	if (!a->have || !a->buf) { /* a->dctx: on the first compressed chunk */
 		rc = -ENOMEM;
 		goto out_free;
@@ -1239,6 +1246,7 @@ void stage_asm_free(struct stage_asm *a)
 	close(a->fd);
 	close(a->dir_fd);
 	ZSTD_freeDCtx(a->dctx);
+	EVP_MD_CTX_free(a->md);
 	free(a->buf);
 	free(a->have);
 	chunk_list_release(&a->list);
@@ -1280,6 +1288,14 @@ static int asm_write(struct stage_asm *a, size_t i, const void *data)
 		return rc;
 	a->have[i] = true;
 	a->missing--;
+	if (a->md && i == a->in_order) {
+		if (EVP_DigestUpdate(a->md, data, e->len) == 1) {
+			a->in_order++;
+		} else {
+			EVP_MD_CTX_free(a->md);
+			a->md = NULL;
+		}
+	}
 	return 0;
 }
 
@@ -1405,7 +1421,21 @@ int stage_asm_finish(struct stage_asm *a, int *fd_out)
 	 * (after applying its metadata) before it is renamed into place, and an assembly lost
 	 * in a crash before that is only downloaded again (stage_asm_open() keeps what
 	 * survived). One flush per installed file instead of three. */
-	rc = digest_file(a, got);
+	if (a->md && a->in_order == a->list.n) {
+		/* every chunk written in order: the digest needs no second read */
+		unsigned int olen = 0;
+
+		if (EVP_DigestFinal_ex(a->md, a->digest, &olen) == 1 && olen == HASH_LEN)
+			a->in_order = SIZE_MAX;
+	}
+	EVP_MD_CTX_free(a->md);
+	a->md = NULL;
+	if (a->in_order == SIZE_MAX) {
+		memcpy(got, a->digest, HASH_LEN);
+		rc = 0;
+	} else {
+		rc = digest_file(a, got);
+	}
 	if (rc < 0)
 		return rc;
 	if (crypto_verify_32(got, a->list.digest) != 0) {

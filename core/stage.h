@@ -9,11 +9,14 @@
  *
  *   <uid hex>-<gvsn database id hex>-<gvsn counter, 16 hex digits>.stg
  *
- * A staged file is published atomically (written under a ".tmp." name, fsync'd, renamed,
- * directory fsync'd), so a reader never sees half of one; leftovers of a crash (".tmp.*")
- * are removed by stage_open(). Every partner is then served from it: chunk i is read
- * decompressed and verified (stage_version_read()) or as stored (stage_version_read_stored(),
- * to send without recompressing).
+ * A staged file is published atomically (written under a ".tmp." name, renamed), so a
+ * reader never sees half of one; leftovers of a crash (".tmp.*") are removed by
+ * stage_open(). Staging is a cache and is not fsync'd: the marker ".unsynced" stays in the
+ * directory while a stage is open, and a stage_open() that finds it (the last one was not
+ * closed: a crash may have torn any staged file) removes every staged version. Every
+ * partner is then served from it: chunk i is read decompressed and verified
+ * (stage_version_read()) or as stored (stage_version_read_stored(), to send without
+ * recompressing).
  *
  * Quota (soft): usage is the sum of the staged files' sizes. When it passes 90 % of the
  * quota, the oldest staged versions (by staging time) that are not in use are removed
@@ -91,8 +94,10 @@ void stage_name(const struct stage_key *k, char out[static STAGE_NAME_LEN]);
 
 /**
  * stage_open() - Open a staging directory: remove leftovers of interrupted staging, load
- * the staged versions already there (oldest first by mtime, then name) and their usage.
- * Files whose names are not staged-version names are left alone and not counted.
+ * the staged versions already there (oldest first by mtime, then name) and their usage,
+ * or remove them all if the last stage on it was not closed; put the marker ".unsynced"
+ * in place (durably). Files whose names are not staged-version names are left alone and
+ * not counted.
  * @o:   options
  * @out: receives the staging area
  *
@@ -103,6 +108,8 @@ void stage_name(const struct stage_key *k, char out[static STAGE_NAME_LEN]);
  */
 int stage_open(const struct stage_opts *o, struct stage **out);
 
+/* stage_close() - syncfs() the staging directory's filesystem, then remove the marker:
+ * the staged versions are kept for the next stage_open(). NULL-safe. */
 void stage_close(struct stage *s);
 
 /* Bytes used by staged versions, and how many there are. Thread: any. */

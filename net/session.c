@@ -100,6 +100,10 @@
  * least RECOUNT_SHARE times the last recount's duration apart (see recount_start()). */
 #define RECOUNT_GAP_MS 100u
 #define RECOUNT_SHARE  4
+/* fetch_start(): files this large are downloaded first, FETCH_BIG_MAX at a time */
+#define FETCH_BIG      (16u << 20)
+#define FETCH_BIG_MAX  2u
+#define BIG_SCAN_MS    100u
 
 struct net_sessions;
 struct sconn;
@@ -238,6 +242,7 @@ struct sconn {
 	size_t nserves;
 	unsigned reads;
 	uint64_t next_id;
+	int64_t big_scan_ns; /* fetch_start(): the last pass for large files */
 };
 
 /* Per folder and peer: status figures (s->lock), recount state (loop). */
@@ -2132,48 +2137,78 @@ static bool version_fetching(const struct net_sessions *s, const struct record *
 	return false;
 }
 
-/* Start downloads for held FETCH items while slots are free. Thread: loop. */
+/* Downloads of files of FETCH_BIG bytes or more in flight on @k. */
+static size_t big_fetches(const struct sconn *k)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++)
+		n += k->fetch[i] && k->fetch[i]->it->u.rec.size >= FETCH_BIG;
+	return n;
+}
+
+/*
+ * Start downloads for held FETCH items while slots are free. Thread: loop.
+ * A first pass starts large files (up to FETCH_BIG_MAX at a time) ahead of their turn: the
+ * upstream stages a version whole before it sends a chunk, which for a large file takes
+ * seconds, better spent while the small files before it are transferred than after. That
+ * pass walks every held item: it runs at most every BIG_SCAN_MS.
+ */
 static void fetch_start(struct sconn *k)
 {
 	struct net_sessions *s = k->s;
+	int64_t now = dfsr_mono_ns();
+	size_t big = NET_SESSION_FETCH_MAX;
+	int pass = 1;
 
-	for (size_t f = 0; f < s->nfolders && conn_live(k); f++) {
-		struct link *l = &k->links[f];
-
-		for (struct item *it = l->held.head; it; it = it->next) {
-			Dfsrwire__Get g = DFSRWIRE__GET__INIT;
-			Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
-			Dfsr__Gvsn gv = DFSR__GVSN__INIT;
-			size_t slot = free_slot(k);
-			struct xfer *x;
-
-			if (slot == SIZE_MAX)
-				return;
-			if (it->st != IT_FETCH || version_fetching(s, &it->u.rec))
-				continue;
-			x = calloc(1, sizeof(*x));
-			if (!x)
-				return;
-			x->id = ++k->next_id;
-			x->l = l;
-			x->it = it;
-			x->phase = XF_GET;
-			it->st = IT_FETCHING;
-			k->fetch[slot] = x;
-			add_transfers(s, f, k->peer, 1);
-			g.id = x->id;
-			g.folder = folder_bin(s, f);
-			g.uid.data = it->u.rec.uid.b;
-			g.uid.len = DFSR_UID_LEN;
-			gv.db.data = it->u.rec.gvsn.db.b;
-			gv.db.len = DFSR_UID_LEN;
-			gv.counter = it->u.rec.gvsn.counter;
-			g.gvsn = &gv;
-			m.m_case = DFSRWIRE__MSG__M_GET;
-			m.get = &g;
-			conn_send(k, f, &m);
-		}
+	if (now - k->big_scan_ns >= MONO_MS(BIG_SCAN_MS) && free_slot(k) != SIZE_MAX) {
+		k->big_scan_ns = now;
+		big = big_fetches(k);
+		pass = big < FETCH_BIG_MAX ? 0 : 1;
 	}
+	for (; pass < 2; pass++)
+		for (size_t f = 0; f < s->nfolders && conn_live(k); f++) {
+			struct link *l = &k->links[f];
+
+			for (struct item *it = l->held.head; it; it = it->next) {
+				Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+				Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+				Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+				size_t slot = free_slot(k);
+				struct xfer *x;
+
+				if (slot == SIZE_MAX)
+					return;
+				if (pass == 0 &&
+				    (it->u.rec.size < FETCH_BIG || big >= FETCH_BIG_MAX))
+					continue;
+				if (it->st != IT_FETCH || version_fetching(s, &it->u.rec))
+					continue;
+				if (pass == 0)
+					big++;
+				x = calloc(1, sizeof(*x));
+				if (!x)
+					return;
+				x->id = ++k->next_id;
+				x->l = l;
+				x->it = it;
+				x->phase = XF_GET;
+				it->st = IT_FETCHING;
+				k->fetch[slot] = x;
+				add_transfers(s, f, k->peer, 1);
+				g.id = x->id;
+				g.folder = folder_bin(s, f);
+				g.uid.data = it->u.rec.uid.b;
+				g.uid.len = DFSR_UID_LEN;
+				gv.db.data = it->u.rec.gvsn.db.b;
+				gv.db.len = DFSR_UID_LEN;
+				gv.counter = it->u.rec.gvsn.counter;
+				g.gvsn = &gv;
+				m.m_case = DFSRWIRE__MSG__M_GET;
+				m.get = &g;
+				conn_send(k, f, &m);
+			}
+		}
 }
 
 static void on_file(struct sconn *k, const Dfsrwire__FileInfo *m, size_t len)
