@@ -37,14 +37,32 @@
  *  - §4 directory merges: the loser's tombstone and its children, re-parented under the
  *    winner, are new versions too (a later delete of the winner by a member that never
  *    saw the merge must not count the moved children among what it saw, §7.1).
- * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it;
- * a dead parent whose name a file won takes the incoming object with it (a delete).
+ * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it
+ * (the incoming object is placed there as a new version, as a merge moves children); a dead
+ * parent whose name a file won takes the incoming object with it (a delete).
+ *
+ * Sessions send current records, parents first, not each change in order, so a member
+ * may meet a state that exists nowhere else; the rules must not answer it with new
+ * versions (the other members would answer those in turn, by §7, forever):
+ *  - §4.2, a name held by a version the update's maker had seen (the update's vector, as
+ *    made, contains the holder's GVSN): the holder has moved since; the update WAITs for
+ *    that move instead of settling a name conflict that exists on this member only.
+ *  - §4.1, a directory whose install would close a cycle of parents: if its maker had seen
+ *    a version on the loop, it WAITs for that directory's move; otherwise two concurrent
+ *    moves met, and the directory of the latest version on the loop goes to the root as
+ *    "<name>-{<UID>}", a new version every member that meets the loop makes alike
+ *    (break_cycle()). A rename into its own subtree never reaches the disk (EINVAL,
+ *    retried forever).
  *
  * §11 (read-only folders): a version the scan reverted (marked in the journal) is installed
  * again when it arrives, although the member knows it; the scan preserves what it found
  * through replica__preserve_local().
  *
- * Known limits (version 0.2): a merge whose two directories hold entries of the same name
+ * Known limits (version 0.2): a wait of §4.2 or §4.1 ends when the holder's newer version
+ * arrives, or when the member that made the update meets the real conflict and settles it
+ * (its new versions arrive); cycles of such waits are broken where they go through name
+ * holders, others only by the one-minute bound of a wait (stale_wait()). A merge whose two
+ * directories hold entries of the same name
  * settles them by §4 one level deep (the losing entry preserved whole). A local file with
  * the same content as an update is found only at the update's own UID or, during initial
  * sync, at its path (there is no index by content digest yet), so anything else is
@@ -74,9 +92,12 @@
 
 #define REPLICA_DEPTH_MAX 2048 /* parent-chain and subtree walks */
 #define REPLICA_INVAL_MAX 4
-#define REPLICA_WAITED    8          /* UIDs remembered for event 4302 */
-#define REPLICA_XLIST_MAX (1u << 20) /* bytes of a local xattr name list we read */
-#define REPLICA_BATCH_MAX 32         /* installs decided under one hold of the lock */
+#define REPLICA_WAITED    8                           /* UIDs remembered for event 4302 */
+#define REPLICA_STALE     16                          /* §4.1, §4.2 waits remembered */
+#define REPLICA_STALE_NS  (120 * (int64_t)1000000000) /* a wait not offered since: over */
+#define REPLICA_STALE_MAX (60 * (int64_t)1000000000)  /* a wait this long: rules as is */
+#define REPLICA_XLIST_MAX (1u << 20)                  /* bytes of a local xattr name list we read */
+#define REPLICA_BATCH_MAX 32 /* installs decided under one hold of the lock */
 
 struct replica {
 	struct journal *j;
@@ -97,6 +118,17 @@ struct replica {
 	} waited[REPLICA_WAITED];
 
 	size_t waited_next;
+
+	/* §4.1, §4.2: updates waiting for a version their maker had seen to arrive (under the
+	 * journal's lock): @uid's update waits for @holder's, since @since_ns, last offered
+	 * at @mono_ns; @name: @holder holds the name @uid's update needs */
+	struct {
+		struct dfsr_uid uid, holder;
+		int64_t since_ns, mono_ns;
+		bool name;
+	} stale[REPLICA_STALE];
+
+	size_t stale_next;
 
 	/* installs waiting to be decided in a batch (install_batched()) */
 	pthread_mutex_t batch_lock;
@@ -130,6 +162,9 @@ struct ctx {
 	bool batched, deferred;
 	int defer_dfd;
 	struct record defer_rec;
+	bool newver; /* §4.1: the update is placed as a new local version (a cycle broken) */
+	bool moved;  /* resurrect() moved the local object aside, to moved_name */
+	char moved_name[RECORD_NAME_MAX + 1];
 };
 
 /* A list of UIDs (children of a directory). */
@@ -1026,21 +1061,28 @@ out_close:
  * Check the parent chain of the live record @n: every ancestor known, a directory, and not
  * @n itself. *dead is set when an ancestor is a tombstone (§7.2: resurrect it first). A
  * tombstoned parent whose name is held by a live directory that wins §4 against it was
- * merged into that directory: @n is placed there instead (n->parent changes, §4).
+ * merged into that directory: @n is placed there instead (n->parent changes, §4; as a new
+ * version, c->newver, like the children a merge moves), unless that directory is @n
+ * itself (its old place: @n is moving away from there). *loop is set when the chain comes
+ * back to @n (§4.1: the update would close a cycle).
  * Sets c->v to WAIT (an ancestor is unknown) or REFUSED.
  */
-static int check_parent(struct ctx *c, struct record *n, bool *dead)
+static int check_parent(struct ctx *c, struct record *n, bool *dead, bool *loop)
 {
 	const struct dfsr_uid *root = journal_root_uid(c->j);
 	struct dfsr_uid cur = n->parent, w;
 	struct record p, win;
 	int rc;
 
-	*dead = false;
+	*dead = *loop = false;
 	for (int depth = 0;; depth++) {
 		if (dfsr_uid_equal(&cur, root))
 			return 0;
-		if (depth > REPLICA_DEPTH_MAX || dfsr_uid_equal(&cur, &n->uid)) {
+		if (dfsr_uid_equal(&cur, &n->uid)) {
+			*loop = true;
+			return 0;
+		}
+		if (depth > REPLICA_DEPTH_MAX) {
 			refuse(c, n, "parent chain loops");
 			return 0;
 		}
@@ -1058,15 +1100,18 @@ static int check_parent(struct ctx *c, struct record *n, bool *dead)
 		}
 		if (p.tombstone && depth == 0 &&
 		    journal__name_get(c->j, &p.parent, p.name, &w) == 0 &&
-		    !dfsr_uid_equal(&w, &p.uid) && journal__get(c->j, &w, &win) == 0) {
+		    !dfsr_uid_equal(&w, &p.uid) && !dfsr_uid_equal(&w, &n->uid) &&
+		    journal__get(c->j, &w, &win) == 0) {
 			bool merged = !win.tombstone && win.type == RECORD_DIR &&
 				      name_wins(&win, &p);
 
 			record_release(&win);
 			if (merged) {
 				record_release(&p);
-				n->parent = w; /* a live directory: its ancestors are live */
-				return 0;
+				/* a live directory (its ancestors are live), maybe below @n */
+				n->parent = cur = w;
+				c->newver = true; /* a place of this member's making */
+				continue;
 			}
 		}
 		if (p.tombstone)
@@ -1083,8 +1128,17 @@ static int check_parent(struct ctx *c, struct record *n, bool *dead)
  * The name may be held by another live object meanwhile: §4 decides between the two (a
  * losing directory is taken over, a losing file preserved); a file that wins leaves the
  * directory dead for now (-EEXIST, logged; offered again later).
+ * @n: the update being installed (@known: its UID has a record here). The name held by
+ * @n itself (it moves from there into @uid): it steps aside first (displace(); c->moved).
+ * The name held by a version @n's maker had seen: -EAGAIN, wait for its move (§4.2).
  */
-static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struct dfsr_uid *eff)
+static bool made_after(const struct record *n, const struct version_gvsn *g);
+static bool stale_wait(struct ctx *c, const struct dfsr_uid *uid, const struct dfsr_uid *holder,
+		       bool name);
+static int displace(struct ctx *c, struct record *o);
+
+static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struct dfsr_uid *eff,
+		     const struct record *n, bool known)
 {
 	struct dfsr_uid other, pe;
 	struct hash_result h;
@@ -1102,7 +1156,7 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struc
 	record_init(&w);
 	if (!p.tombstone)
 		goto out_release;
-	rc = resurrect(c, &p.parent, depth + 1, &pe);
+	rc = resurrect(c, &p.parent, depth + 1, &pe, n, known);
 	if (rc < 0)
 		goto out_release;
 	p.parent = pe;
@@ -1111,6 +1165,18 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struc
 		goto out_release;
 	if (journal__name_get(c->j, &p.parent, p.name, &other) == 0 &&
 	    journal__get(c->j, &other, &w) == 0 && !w.tombstone) {
+		if (dfsr_uid_equal(&w.uid, &n->uid)) {
+			rc = displace(c, &w);
+			if (rc < 0)
+				goto out_close;
+			snprintf(c->moved_name, sizeof(c->moved_name), "%s", w.name);
+			c->moved = true;
+			goto make;
+		}
+		if (known && made_after(n, &w.gvsn) && stale_wait(c, &n->uid, &w.uid, false)) {
+			rc = -EAGAIN;
+			goto out_close;
+		}
 		if (w.type == RECORD_DIR && name_wins(&w, &p)) {
 			*eff = w.uid;
 			goto out_close;
@@ -1144,6 +1210,7 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struc
 		if (rc < 0)
 			goto out_close;
 	}
+make:
 	if (mkdirat(dfd, p.name, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		goto out_close;
@@ -1172,7 +1239,7 @@ out_close:
 	if (dfd >= 0)
 		close(dfd);
 out_release:
-	if (rc < 0)
+	if (rc < 0 && rc != -EAGAIN)
 		install_failed(c, &p, "resurrect", rc);
 	record_release(&w);
 	record_release(&p);
@@ -1299,6 +1366,21 @@ out_close:
 
 /* ---- applying a live version ------------------------------------------------------- */
 
+/*
+ * §4.1, §4.2: true if the member that made version @n had seen version @g (the vector @n
+ * was made with: its origin where a resolution merged a loser's vector into it).
+ */
+static bool made_after(const struct record *n, const struct version_gvsn *g)
+{
+	return version_vector_contains(n->origin.n ? &n->origin : &n->vv, g);
+}
+
+/* How the update's record is written once placed: as it came, or as a new version. */
+static unsigned entry_flags(const struct ctx *c)
+{
+	return c->newver ? JOURNAL__NEWVER : JOURNAL__ENTRY;
+}
+
 static int verify(struct ctx *c, const struct record *n, const struct hash_result *h)
 {
 	if (memcmp(h->hash, n->hash, HASH_LEN) == 0)
@@ -1361,7 +1443,7 @@ static int place_existing(struct ctx *c, struct record *n, const struct record *
 		return rc;
 	take_stat(n, &h.st);
 	return journal__write_locked(c->j, n, moved ? JOURNAL_OP_RENAME : JOURNAL_OP_META,
-				     JOURNAL__ENTRY);
+				     entry_flags(c));
 }
 
 static int place_new_dir(struct ctx *c, struct record *n, int dfd)
@@ -1396,7 +1478,7 @@ static int place_new_dir(struct ctx *c, struct record *n, int dfd)
 	if (rc < 0)
 		return rc;
 	take_stat(n, &h.st);
-	return journal__write_locked(c->j, n, JOURNAL_OP_CREATE, JOURNAL__ENTRY);
+	return journal__write_locked(c->j, n, JOURNAL_OP_CREATE, entry_flags(c));
 }
 
 /*
@@ -1456,8 +1538,10 @@ static int place_new_data(struct ctx *c, struct record *n, const struct record *
 		(void)fsync_dir(ldfd);
 	}
 	/* A new file in a batch: the directory fsync and the write come at the end of the
-	 * batch, still under the lock (install_batched()); nothing after this reads it. */
-	if (c->batched && !was_live && n->type == RECORD_FILE && fstat(c->fd, &st) == 0) {
+	 * batch, still under the lock (install_batched()), as JOURNAL_OP_CREATE with
+	 * JOURNAL__ENTRY (not for a new version, c->newver); nothing after this reads it. */
+	if (c->batched && !was_live && !c->newver && n->type == RECORD_FILE &&
+	    fstat(c->fd, &st) == 0) {
 		c->defer_dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
 		if (c->defer_dfd >= 0) {
 			add_inval(c, dfd, n->name);
@@ -1480,7 +1564,7 @@ static int place_new_data(struct ctx *c, struct record *n, const struct record *
 				     !was_live          ? JOURNAL_OP_CREATE
 				     : same_place(l, n) ? JOURNAL_OP_MODIFY
 							: JOURNAL_OP_RENAME,
-				     JOURNAL__ENTRY);
+				     entry_flags(c));
 out_unlink:
 	if (n->type == RECORD_LINK)
 		(void)unlinkat(c->r->installing_fd, tmp, 0);
@@ -1520,7 +1604,8 @@ static int adopt(struct ctx *c, struct record *n, const struct record *o, bool m
 	} else {
 		take_record_stat(n, o);
 	}
-	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE, 0);
+	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE,
+				   c->newver ? JOURNAL__NEWVER : 0);
 out_close:
 	if (rc < 0)
 		install_failed(c, n, "adopt", rc);
@@ -1723,23 +1808,235 @@ static int lose_name(struct ctx *c, struct record *n, const struct record *l, bo
 	return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__NEWVER);
 }
 
+/* §4.2: forget what @uid waited for (its update was decided). */
+static void stale_forget(struct ctx *c, const struct dfsr_uid *uid)
+{
+	for (size_t i = 0; i < REPLICA_STALE; i++)
+		if (dfsr_uid_equal(&c->r->stale[i].uid, uid))
+			memset(&c->r->stale[i], 0, sizeof(c->r->stale[i]));
+}
+
+/*
+ * §4.1, §4.2: @uid's update would wait for @holder's newer version. True: wait. False: it
+ * has waited REPLICA_STALE_MAX already (the version it waits for may never come: a state
+ * no rule foresaw); the rules then apply as if the holder were current, which converges
+ * (new versions), only not as quietly.
+ */
+static bool stale_wait(struct ctx *c, const struct dfsr_uid *uid, const struct dfsr_uid *holder,
+		       bool name)
+{
+	struct replica *r = c->r;
+	int64_t now = dfsr_mono_ns(), since = now;
+
+	for (size_t i = 0; i < REPLICA_STALE; i++)
+		if (dfsr_uid_equal(&r->stale[i].uid, uid) &&
+		    dfsr_uid_equal(&r->stale[i].holder, holder) &&
+		    now - r->stale[i].mono_ns < REPLICA_STALE_NS)
+			since = r->stale[i].since_ns;
+	stale_forget(c, uid);
+	r->stale[r->stale_next].uid = *uid;
+	r->stale[r->stale_next].holder = *holder;
+	r->stale[r->stale_next].since_ns = since;
+	r->stale[r->stale_next].mono_ns = now;
+	r->stale[r->stale_next].name = name;
+	r->stale_next = (r->stale_next + 1) % REPLICA_STALE;
+	return now - since < REPLICA_STALE_MAX;
+}
+
+/* §4.2: true if @holder's update waits (through others) for @uid's: names rotated. */
+static bool stale_cycle(struct ctx *c, const struct dfsr_uid *uid, const struct dfsr_uid *holder)
+{
+	int64_t now = dfsr_mono_ns();
+	struct dfsr_uid cur = *holder;
+
+	for (int k = 0; k < REPLICA_STALE; k++) {
+		size_t i;
+
+		for (i = 0; i < REPLICA_STALE; i++)
+			if (!dfsr_uid_is_zero(&c->r->stale[i].uid) && c->r->stale[i].name &&
+			    dfsr_uid_equal(&c->r->stale[i].uid, &cur) &&
+			    now - c->r->stale[i].mono_ns < REPLICA_STALE_NS)
+				break;
+		if (i == REPLICA_STALE)
+			return false;
+		cur = c->r->stale[i].holder;
+		if (dfsr_uid_equal(&cur, uid))
+			return true;
+	}
+	return false;
+}
+
+static void cycle_name(const struct record *rec, char out[static RECORD_NAME_MAX + 1]);
+
+/*
+ * §4.2, names rotated (x to y and y to x on one member): each update waits for the other's
+ * holder to move. The holder @o, whose own update is waiting, steps aside in its directory
+ * to "<name>-{<UID>}" quietly (its record keeps its GVSN: its waiting update, offered
+ * again next, places it where its maker put it), and the update takes the name.
+ */
+static int displace(struct ctx *c, struct record *o)
+{
+	char name[RECORD_NAME_MAX + 1];
+	int dfd, rc;
+
+	rc = open_dir(c, &o->parent, &dfd);
+	if (rc < 0)
+		return rc;
+	cycle_name(o, name);
+	if (renameat2(dfd, o->name, dfd, name, RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		install_failed(c, o, "rename", rc);
+		close(dfd);
+		return rc;
+	}
+	add_inval(c, dfd, o->name);
+	add_inval(c, dfd, name);
+	rc = fsync_dir(dfd);
+	close(dfd);
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	if (rc == 0)
+		rc = journal__write_locked(c->j, o, JOURNAL_OP_RENAME, 0);
+	return rc;
+}
+
+/* §4.1: "<name>-{<UID>}", the name shortened (bytewise) to fit one component. */
+static void cycle_name(const struct record *rec, char out[static RECORD_NAME_MAX + 1])
+{
+	char guid[DFSR_UID_GUID_LEN], suffix[64];
+	size_t keep = strlen(rec->name);
+	int len;
+
+	dfsr_uid_guid(&rec->uid, guid);
+	len = snprintf(suffix, sizeof(suffix), "-{%s}", guid);
+	if (keep > RECORD_NAME_MAX - (size_t)len)
+		keep = RECORD_NAME_MAX - (size_t)len;
+	memmove(out, rec->name, keep);
+	memcpy(out + keep, suffix, (size_t)len + 1);
+}
+
+/* Event 1305: the directory @rec goes to the root as rec->name (§4.1). */
+static void cycle_event(struct ctx *c, const struct record *rec)
+{
+	char hex[DFSR_UID_HEX_LEN], name[RECORD_NAME_MAX + 1];
+
+	dfsr_uid_hex(&rec->uid, hex);
+	safe_name(rec->name, name);
+	journal_event(c->j, EV_MOVE_CYCLE_BROKEN, "uid=%s name=\"%s\"", hex, name);
+}
+
+/*
+ * §4.1: installing the directory @n under its parent would close a cycle (check_parent()
+ * came back to it). If @n's vector contains the version of a directory on the loop, the
+ * member that made @n had moved that directory since: wait for that move (c->v = WAIT).
+ * Otherwise two concurrent moves met: of the directories on the loop (@n as it arrives,
+ * the live records of its ancestors here), the one with the latest version (§3 order:
+ * change time, then GVSN) moves to the folder root as "<name>-{<UID>}", a new local
+ * version: @n itself (its place changes, c->newver) or the ancestor, moved now. Every
+ * member that meets the loop holds the same versions on it and so makes the same
+ * placement; §3 settles the copies.
+ */
+static int break_cycle(struct ctx *c, struct record *n)
+{
+	const struct dfsr_uid *root = journal_root_uid(c->j);
+	struct dfsr_uid cur = n->parent;
+	struct record best, p;
+	bool other = false;
+	int sdfd = -1, rdfd = -1, rc = 0;
+
+	record_init(&best);
+	for (int depth = 0; !dfsr_uid_equal(&cur, &n->uid) && !dfsr_uid_equal(&cur, root);
+	     depth++) {
+		if (depth > REPLICA_DEPTH_MAX)
+			break;
+		rc = journal__get(c->j, &cur, &p);
+		if (rc < 0)
+			break;
+		cur = p.parent;
+		if (made_after(n, &p.gvsn) && stale_wait(c, &n->uid, &p.uid, false)) {
+			record_release(&p);
+			c->v = REPLICA_WAIT;
+			goto out_release;
+		}
+		if (!p.tombstone && p.type == RECORD_DIR && update_wins(&p, other ? &best : n)) {
+			record_release(&best);
+			best = p; /* moved */
+			other = true;
+			continue;
+		}
+		record_release(&p);
+	}
+	if (rc < 0)
+		goto out_release;
+	if (!other) {
+		n->parent = *root;
+		cycle_name(n, n->name);
+		c->newver = true;
+		cycle_event(c, n);
+		goto out_release;
+	}
+	rc = open_dir(c, &best.parent, &sdfd);
+	if (rc == 0)
+		rc = open_dir(c, root, &rdfd);
+	if (rc < 0)
+		goto out_failed;
+	{
+		char name[RECORD_NAME_MAX + 1];
+
+		cycle_name(&best, name);
+		if (renameat2(sdfd, best.name, rdfd, name, RENAME_NOREPLACE) < 0) {
+			rc = -errno;
+			goto out_failed;
+		}
+		add_inval(c, sdfd, best.name);
+		snprintf(best.name, sizeof(best.name), "%s", name);
+	}
+	best.parent = *root;
+	rc = fsync_dir(rdfd);
+	if (rc == 0)
+		rc = fsync_dir(sdfd);
+	add_inval(c, rdfd, best.name);
+	if (rc == 0)
+		rc = journal__write_locked(c->j, &best, JOURNAL_OP_RENAME, JOURNAL__NEWVER);
+	if (rc == 0)
+		cycle_event(c, &best);
+	goto out_close;
+out_failed:
+	install_failed(c, &best, "cycle", rc);
+	rc = -EIO;
+out_close:
+	if (sdfd >= 0)
+		close(sdfd);
+	if (rdfd >= 0)
+		close(rdfd);
+out_release:
+	record_release(&best);
+	return rc;
+}
+
 static int apply_live(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		      bool loser)
 {
 	enum holder hold = HOLDER_NONE;
-	bool dead = false, need_data, again = false;
+	bool dead = false, loop = false, need_data, again = false;
 	int dfd = -1, ldfd = -1, rc;
 	struct dfsr_uid other;
-	struct record o;
+	struct record o, moved;
 
 	record_init(&o);
-	rc = check_parent(c, n, &dead);
+	rc = check_parent(c, n, &dead, &loop);
+	if (rc == 0 && c->v == REPLICA_DONE && loop) { /* §4.1 */
+		rc = break_cycle(c, n);
+		if (rc == 0 && c->v == REPLICA_DONE)
+			rc = check_parent(c, n, &dead, &loop);
+		if (rc == 0 && c->v == REPLICA_DONE && loop)
+			refuse(c, n, "parent chain loops");
+	}
 	if (rc < 0 || c->v != REPLICA_DONE)
 		return rc;
 	/* the same object, content and place: only the record changes (§3 equal versions) */
 	if (live_l && same_place(l, n) && memcmp(l->hash, n->hash, HASH_LEN) == 0) {
 		take_record_stat(n, l);
-		return journal__write_locked(c->j, n, JOURNAL_OP_META, JOURNAL__ENTRY);
+		return journal__write_locked(c->j, n, JOURNAL_OP_META, entry_flags(c));
 	}
 	rc = journal__name_get(c->j, &n->parent, n->name, &other);
 	if (rc == 0 && !dfsr_uid_equal(&other, &n->uid)) {
@@ -1751,6 +2048,27 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 		return rc;
 	}
 	rc = 0;
+	/*
+	 * §4.2: a name held by a version the update has seen (its vector contains the holder's
+	 * GVSN) is not a conflict yet: the member that made the update had moved or deleted
+	 * the holder, and that newer version is on its way (sessions send the directory a
+	 * holder moves into before the holder). Wait for it, rather than settle by §4 a
+	 * conflict that exists here only (new versions the other members would answer).
+	 * Updates that wait for each other's holders (names rotated on one member) end it:
+	 * the holder steps aside quietly, its own waiting update places it next.
+	 */
+	if ((hold == HOLDER_WINS || hold == HOLDER_MERGE || hold == HOLDER_PRESERVE) &&
+	    !dfsr_uid_is_zero(&l->uid) && !c->newver && made_after(n, &o.gvsn)) {
+		if (stale_cycle(c, &n->uid, &o.uid)) {
+			rc = displace(c, &o);
+			if (rc < 0)
+				goto out_failed;
+			hold = HOLDER_NONE;
+		} else if (stale_wait(c, &n->uid, &o.uid, true)) {
+			c->v = REPLICA_WAIT;
+			goto out_release;
+		}
+	}
 	if (hold == HOLDER_WINS) {
 		rc = lose_name(c, n, l, live_l, &o);
 		goto out_release;
@@ -1808,7 +2126,17 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 	if (dead) {
 		struct dfsr_uid eff;
 
-		rc = resurrect(c, &n->parent, 0, &eff);
+		rc = resurrect(c, &n->parent, 0, &eff, n, !dfsr_uid_is_zero(&l->uid));
+		if (rc == -EAGAIN) { /* §4.2 */
+			c->v = REPLICA_WAIT;
+			rc = 0;
+			goto out_close;
+		}
+		if (c->moved && live_l) { /* the local object stepped aside: it is there now */
+			moved = *l;       /* shallow: only its name differs */
+			snprintf(moved.name, sizeof(moved.name), "%s", c->moved_name);
+			l = &moved;
+		}
 		if (rc == -EEXIST) {
 			/* A dead ancestor lost its name to a file (§4): there is no directory to
 			 * merge into, so this object goes with it (a local live version is
@@ -1831,6 +2159,7 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 			goto out_close;
 		if (!dfsr_uid_equal(&eff, &n->parent)) { /* merged into another directory (§4) */
 			n->parent = eff;
+			c->newver = true; /* a place of this member's making */
 			again = true;
 			goto out_close;
 		}
@@ -2002,6 +2331,8 @@ static int decide(struct ctx *c)
 		rc = apply_live(c, &n, &l, live_l, loser);
 	if (revert && rc == 0 && c->v == REPLICA_DONE)
 		journal__revert_done_locked(c->j, &l.uid);
+	if (rc == 0 && c->v != REPLICA_WAIT)
+		stale_forget(c, &in->uid);
 out_release:
 	record_release(&n);
 	record_release(&l);
