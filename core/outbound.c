@@ -44,18 +44,22 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/db.h"
 #include "core/dfsr.pb-c.h"
 #include "core/internal.h"
 
-#define OB_META_KEY   "folder" /* core/db.h: the meta column family's one key */
-#define OB_TRIES      3        /* re-reads of a changing attribute list */
-#define OB_LIST_MAX   (1024 * 1024)
-#define OB_PROC_PATH  32
-#define OB_XATTR_NAME 255  /* XATTR_NAME_MAX */
-#define OB_DEPTH_MAX  4096 /* guards parent-chain walks against a corrupt cycle */
+#define OB_META_KEY            "folder" /* core/db.h: the meta column family's one key */
+#define OB_TRIES               3        /* re-reads of a changing attribute list */
+#define OB_LIST_MAX            (1024 * 1024)
+#define OB_PROC_PATH           32
+#define OB_XATTR_NAME          255  /* XATTR_NAME_MAX */
+#define OB_DEPTH_MAX           4096 /* guards parent-chain walks against a corrupt cycle */
+/* fill_settled(): naps per walk thread, and their length */
+#define OUTBOUND_SETTLE_NAPS   25
+#define OUTBOUND_SETTLE_NAP_MS 20
 
 /* ---- opening an object by its recorded path ------------------------------------------- */
 
@@ -298,9 +302,44 @@ out_close:
 	return rc;
 }
 
+/* Naps fill_settled() may still take on this thread (a walk runs on a thread of its own). */
+static _Thread_local unsigned settle_naps = OUTBOUND_SETTLE_NAPS;
+
 /*
- * Hand record @rec to @fn as an update. A vanished object is skipped quietly, an
- * unreadable one with event 1401. @sent (may be NULL) tells whether @fn was called.
+ * fill_update(), for an object that may be moving right now. Its path is resolved from the
+ * live records: an install holds the journal lock from its rename to its record write, and
+ * a rename through the mount reaches the disk a moment before its journal entry, so in
+ * between the object seems gone. A walk that skipped it would still claim its version in
+ * Done (the knowledge read before the walk), and the partner would never receive it. So
+ * try again under the journal lock, then once more after a short nap (a bounded number
+ * per thread: objects really deleted behind dfsr's back must not stall a walk).
+ */
+static int fill_settled(struct journal *j, const struct record *rec, struct replica_update *u)
+{
+	int rc = fill_update(j, rec, u);
+
+	for (int i = 0; rc == -ENOENT && i < 2; i++) {
+		if (i == 1) {
+			struct timespec ts = { 0, OUTBOUND_SETTLE_NAP_MS * 1000000L };
+
+			if (settle_naps == 0)
+				break;
+			settle_naps--;
+			nanosleep(&ts, NULL);
+		}
+		replica_update_release(u);
+		replica_update_init(u);
+		journal__lock(j);
+		rc = fill_update(j, rec, u);
+		journal__unlock(j);
+	}
+	return rc;
+}
+
+/*
+ * Hand record @rec to @fn as an update. A vanished object is skipped quietly (after
+ * fill_settled()), an unreadable one with event 1401. @sent (may be NULL) tells whether
+ * @fn was called.
  * Return: 0, @fn's value, -ENOMEM.
  */
 static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg,
@@ -312,7 +351,7 @@ static int emit(struct journal *j, const struct record *rec, replica_update_fn f
 	if (sent)
 		*sent = false;
 	replica_update_init(&u);
-	rc = fill_update(j, rec, &u);
+	rc = fill_settled(j, rec, &u);
 	if (rc == 0) {
 		if (sent)
 			*sent = true;

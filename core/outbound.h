@@ -40,7 +40,9 @@ typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
  * @next_seq: receives the journal sequence at the snapshot; outbound_changes() from there
  *            sees every change made after it
  * An object that vanished from disk since it was recorded is skipped (the scan or the
- * journal will report it).
+ * journal will report it), once it still cannot be found under the journal lock and after
+ * a short nap: an object being moved by an install or through the mount is not vanished.
+ * Thread: not with the journal lock held (it takes it); may sleep (a walk thread).
  * Return: 0, the callback's value, -EIO, -ENOMEM.
  */
 int outbound_missing(struct journal *j, const struct version_vector *partner, uint64_t *next_seq,
