@@ -2024,7 +2024,7 @@ static void add_entry(struct side *s, enum manifest_kind kind, const char *path,
  */
 static void test_unpreserve(void **state)
 {
-	static const char *const bad[] = { "", ".", "..", "a/b", "../" LAYOUT_CONFLICT, "/etc" };
+	static const char *const bad[] = { "", ".", "..", "a/b", ("../" LAYOUT_CONFLICT), "/etc" };
 	struct pair *p = *state;
 	char pres[512];
 	const char *name;
