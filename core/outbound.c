@@ -338,23 +338,17 @@ static int fill_settled(struct journal *j, const struct record *rec, struct repl
 
 /*
  * Hand record @rec to @fn as an update. A vanished object is skipped quietly (after
- * fill_settled()), an unreadable one with event 1401. @sent (may be NULL) tells whether
- * @fn was called.
+ * fill_settled()), an unreadable one with event 1401.
  * Return: 0, @fn's value, -ENOMEM.
  */
-static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg,
-		bool *sent)
+static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg)
 {
 	struct replica_update u;
 	int rc;
 
-	if (sent)
-		*sent = false;
 	replica_update_init(&u);
 	rc = fill_settled(j, rec, &u);
 	if (rc == 0) {
-		if (sent)
-			*sent = true;
 		rc = fn(arg, &u);
 	} else if (rc == -ENOENT) {
 		rc = 0;
@@ -493,7 +487,7 @@ static int walk_child(struct walk *w, struct uid_queue *q, const uint8_t *val, s
 	if (rec.type == RECORD_DIR)
 		rc = queue_push(q, &rec.uid);
 	if (rc == 0 && !partner_has(w->partner, &rec))
-		rc = emit(w->j, &rec, w->fn, w->arg, NULL);
+		rc = emit(w->j, &rec, w->fn, w->arg);
 out_release:
 	record_release(&rec);
 	return rc;
@@ -609,7 +603,7 @@ static int walk_tombstones(struct walk *w)
 		record_init(&rec);
 		rc = snap_record(w->j, w->snap, &t.v[i].uid, &rec);
 		if (rc == 0)
-			rc = emit(w->j, &rec, w->fn, w->arg, NULL);
+			rc = emit(w->j, &rec, w->fn, w->arg);
 		else if (rc == -ENOENT || rc == -EBADMSG)
 			rc = 0;
 		record_release(&rec);
@@ -717,7 +711,7 @@ static int follow_send(struct follow *f, const struct dfsr_uid *uid)
 	if (rc == -ENOENT)
 		return 0; /* purged since */
 	if (rc == 0 && !partner_has(f->partner, &rec))
-		rc = emit(f->j, &rec, f->fn, f->arg, NULL);
+		rc = emit(f->j, &rec, f->fn, f->arg);
 	record_release(&rec);
 	return rc;
 }
@@ -800,7 +794,7 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 /* ---- backlog ---------------------------------------------------------------------------- */
 
 int outbound_backlog(struct journal *j, const struct version_vector *partner, uint64_t *count,
-		     size_t list_max, replica_update_fn fn, void *arg)
+		     size_t list_max, outbound_record_fn fn, void *arg)
 {
 	struct db_iter *it = db_iter_new(journal__db(j), NULL, DB_CF_RECORDS);
 	size_t listed = 0;
@@ -821,11 +815,8 @@ int outbound_backlog(struct journal *j, const struct version_vector *partner, ui
 		if (rc == 0 && !partner_has(partner, &rec)) {
 			(*count)++;
 			if (fn && listed < list_max) {
-				bool sent;
-
-				rc = emit(j, &rec, fn, arg, &sent);
-				if (sent)
-					listed++;
+				rc = fn(arg, &rec);
+				listed++;
 			}
 		}
 		if (rc == -EBADMSG)

@@ -65,11 +65,12 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 /**
  * outbound_backlog() - How many records @partner lacks (exact, one walk of the records).
  * @list_max: also visit the first @list_max of them through @fn (may be 0 / NULL), in UID
- *            order (objects vanished from disk are counted but not visited)
+ *            order; a listing reads nothing from disk
  * Return: 0, the callback's value, -EIO, -ENOMEM.
  */
+typedef int (*outbound_record_fn)(void *arg, const struct record *r);
 int outbound_backlog(struct journal *j, const struct version_vector *partner, uint64_t *count,
-		     size_t list_max, replica_update_fn fn, void *arg);
+		     size_t list_max, outbound_record_fn fn, void *arg);
 
 /**
  * outbound_stage() - Stage file version (@uid, @gvsn) for serving, if it is still the

@@ -890,10 +890,9 @@ struct bl_ctx {
 	size_t n;
 };
 
-static int bl_entry(void *arg, const struct replica_update *u)
+static int bl_entry(void *arg, const struct record *r)
 {
 	struct bl_ctx *c = arg;
-	const struct record *r = &u->rec;
 	char uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN];
 	struct dfsr_buf path;
 	int rc;
