@@ -336,7 +336,9 @@ static bool file_is(struct member *m, const char *rel, const void *data, size_t 
 
 static const char *path_in(struct member *m, const char *rel, char *buf)
 {
-	snprintf(buf, 256, "%s/%s", m->dir, rel);
+	int n = snprintf(buf, 256, "%s/%s", m->dir, rel);
+
+	assert_true(n > 0 && n < 256);
 	return buf;
 }
 
@@ -348,7 +350,8 @@ static int preserved_count(struct member *m, const char *sub)
 	int n = 0;
 	DIR *d;
 
-	snprintf(p, sizeof(p), "%s/" LAYOUT_PRIVATE "/%s", m->dir, sub);
+	assert_true(snprintf(p, sizeof(p), "%s/" LAYOUT_PRIVATE "/%s", m->dir, sub) <
+		    (int)sizeof(p));
 	d = opendir(p);
 	assert_non_null(d);
 	while ((e = readdir(d)))
