@@ -872,21 +872,30 @@ static int open_data(struct journal *j, const struct dfsr_uid *uid)
 	return fd;
 }
 
-int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
-		   const struct version_gvsn *gvsn)
+/* outbound_stage(), and with @out outbound_serve(). */
+static int stage_current(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+			 const struct version_gvsn *gvsn, uint64_t mem_max,
+			 struct stage_version **out)
 {
 	struct stage_key k = { .uid = *uid, .gvsn = *gvsn };
 	uint8_t content[HASH_LEN];
+	bool opened = false;
+	struct stat st;
 	int fd, rc;
 
 	rc = check_current(j, uid, gvsn, content);
 	if (rc < 0)
 		return rc;
 	if (stage_has(stage, &k))
-		return 0;
+		return out ? stage_version_open(stage, &k, out) : 0;
 	fd = open_data(j, uid);
 	if (fd >= 0) {
-		rc = stage_file(stage, &k, fd, content);
+		if (out && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= mem_max) {
+			rc = stage_memory(&k, fd, content, out);
+			opened = true;
+		} else {
+			rc = stage_file(stage, &k, fd, content);
+		}
 		close(fd);
 	} else {
 		rc = fd == -ENOENT ? -EAGAIN : fd;
@@ -898,5 +907,19 @@ int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid
 		if (cur == -ESTALE)
 			rc = cur;
 	}
-	return rc;
+	if (rc < 0 || opened || !out)
+		return rc;
+	return stage_version_open(stage, &k, out);
+}
+
+int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+		   const struct version_gvsn *gvsn)
+{
+	return stage_current(j, stage, uid, gvsn, 0, NULL);
+}
+
+int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+		   const struct version_gvsn *gvsn, uint64_t mem_max, struct stage_version **out)
+{
+	return stage_current(j, stage, uid, gvsn, mem_max, out);
 }

@@ -82,4 +82,17 @@ int outbound_backlog(struct journal *j, const struct version_vector *partner, ui
 int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
 		   const struct version_gvsn *gvsn);
 
+/**
+ * outbound_serve() - outbound_stage(), then open the version for serving: a file of at
+ * most @mem_max bytes that is not staged already is read into memory (stage_memory())
+ * rather than staged; any other is staged on disk and opened (stage_version_open()).
+ * @out: receives the open version
+ *
+ * Ownership: the caller closes *@out with stage_version_close().
+ * Return: as outbound_stage(); also -ENOENT if the staged version was removed (quota
+ *         cleanup) before it could be opened, and -EBADMSG if the staged file is damaged.
+ */
+int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+		   const struct version_gvsn *gvsn, uint64_t mem_max, struct stage_version **out);
+
 #endif

@@ -670,9 +670,16 @@ struct writer {
 	struct chunk_list list; /* chunk lengths and hashes; size and digest at the end */
 	struct dfsr_buf index;  /* INDEX_ENT bytes per chunk */
 	ZSTD_CCtx *cctx;
-	uint8_t *zbuf; /* STAGE_STORED_MAX */
-	bool sync;     /* fsync the file (no marker, see the top) */
+	uint8_t *zbuf;        /* STAGE_STORED_MAX */
+	bool sync;            /* fsync the file (no marker, see the top) */
+	struct dfsr_buf *mem; /* stage_memory(): the stored chunks go here, not to out */
 };
+
+/* The stored bytes of the version being written, to the file or to memory. */
+static int writer_put(struct writer *w, const void *p, size_t len)
+{
+	return w->mem ? dfsr_buf_add(w->mem, p, len) : dfsr_write_all(w->out, p, len);
+}
 
 static int write_chunk(struct writer *w, const struct chunk_piece *pc)
 {
@@ -695,7 +702,7 @@ static int write_chunk(struct writer *w, const struct chunk_piece *pc)
 	if (rc == 0)
 		rc = dfsr_buf_add(&w->index, ent, sizeof(ent));
 	if (rc == 0)
-		rc = dfsr_write_all(w->out, src, stored);
+		rc = writer_put(w, src, stored);
 	if (rc == 0)
 		w->off += stored;
 	return rc;
@@ -709,10 +716,12 @@ static int write_body(struct writer *w, int src, uint64_t limit)
 	uint64_t size;
 	int rc;
 
-	rc = dfsr_write_all(w->out, HDR_MAGIC, HDR_LEN);
-	if (rc < 0)
-		return rc;
-	w->off = HDR_LEN;
+	if (!w->mem) {
+		rc = dfsr_write_all(w->out, HDR_MAGIC, HDR_LEN);
+		if (rc < 0)
+			return rc;
+		w->off = HDR_LEN;
+	}
 	rc = chunk_stream_new(src, &cs);
 	if (rc < 0)
 		return rc;
@@ -784,7 +793,7 @@ static int write_version(struct writer *w, const struct stage_key *k, int src,
 		return -EAGAIN;
 	if (expect && crypto_verify_32(expect, w->list.digest) != 0)
 		return -EAGAIN;
-	return write_trailer(w, k);
+	return w->mem ? 0 : write_trailer(w, k);
 }
 
 /* Rename the finished temporary file into place and account for it. */
@@ -887,9 +896,10 @@ struct stored {
 };
 
 struct stage_version {
-	struct stage *s; /* borrowed; pinned while open */
+	struct stage *s; /* borrowed; pinned while open (NULL: in memory, stage_memory()) */
 	struct stage_key key;
-	int fd;
+	int fd;       /* the staged file; -1 in memory */
+	uint8_t *mem; /* in memory: the stored chunks, back to back */
 	struct chunk_list list;
 	struct stored *st; /* list.n entries */
 	ZSTD_DCtx *dctx;
@@ -915,10 +925,11 @@ static int check_footer(const uint8_t *f, const struct stage_key *k, uint64_t si
 	return 0;
 }
 
-/* Index after the list: codecs and stored lengths, which must tile [HDR_LEN, toff). */
-static int parse_index(struct stage_version *v, const uint8_t *p, size_t len, uint64_t toff)
+/* Index after the list: codecs and stored lengths, which must tile [@base, @toff). */
+static int parse_index(struct stage_version *v, const uint8_t *p, size_t len, uint64_t base,
+		       uint64_t toff)
 {
-	uint64_t off = HDR_LEN;
+	uint64_t off = base;
 	size_t bytes;
 
 	if (len != v->list.n * INDEX_ENT)
@@ -977,7 +988,7 @@ static int parse_version(struct stage_version *v)
 	if (rc == 0)
 		rc = chunk_list_decode(trailer, llen, &v->list);
 	if (rc == 0)
-		rc = parse_index(v, trailer + llen, (size_t)(tlen - llen), toff);
+		rc = parse_index(v, trailer + llen, (size_t)(tlen - llen), HDR_LEN, toff);
 	free(trailer);
 	return rc;
 }
@@ -1025,12 +1036,77 @@ out_unpin:
 	return rc;
 }
 
+int stage_memory(const struct stage_key *k, int fd, const uint8_t *expect,
+		 struct stage_version **out)
+{
+	struct stage_version *v;
+	struct dfsr_buf mem;
+	struct writer w;
+	int rc;
+
+	rc = writer_init(&w);
+	if (rc < 0)
+		return rc;
+	dfsr_buf_init(&mem);
+	w.mem = &mem;
+	rc = write_version(&w, k, fd, expect);
+	if (rc < 0)
+		goto out_release;
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out_release;
+	}
+	v->key = *k;
+	v->fd = -1;
+	v->list = w.list; /* moved */
+	chunk_list_init(&w.list);
+	rc = parse_index(v, (const uint8_t *)w.index.p, w.index.len, 0, mem.len);
+	if (rc < 0) {
+		stage_version_close(v);
+		goto out_release;
+	}
+	v->mem = (uint8_t *)dfsr_buf_detach(&mem, NULL);
+	if (!v->mem) {
+		stage_version_close(v);
+		rc = -ENOMEM;
+		goto out_release;
+	}
+	*out = v;
+out_release:
+	dfsr_buf_release(&mem);
+	writer_release(&w);
+	return rc;
+}
+
+const uint8_t *stage_version_stored(const struct stage_version *v, size_t i, uint32_t *len,
+				    uint8_t *codec)
+{
+	if (!v->mem || i >= v->list.n)
+		return NULL;
+	*len = v->st[i].len;
+	*codec = v->st[i].codec;
+	return v->mem + v->st[i].off;
+}
+
+/* The stored bytes at @off, from the staged file or from memory. */
+static int version_pread(struct stage_version *v, void *buf, size_t len, uint64_t off)
+{
+	if (!v->mem)
+		return pread_all(v->fd, buf, len, off);
+	memcpy(buf, v->mem + off, len);
+	return 0;
+}
+
 void stage_version_close(struct stage_version *v)
 {
 	if (!v)
 		return;
-	stage_unpin(v->s, &v->key);
-	close(v->fd);
+	if (v->s)
+		stage_unpin(v->s, &v->key);
+	if (v->fd >= 0)
+		close(v->fd);
+	free(v->mem);
 	ZSTD_freeDCtx(v->dctx);
 	free(v->zbuf);
 	free(v->st);
@@ -1050,7 +1126,7 @@ int stage_version_read_stored(struct stage_version *v, size_t i, uint8_t *buf, u
 
 	if (i >= v->list.n)
 		return -EINVAL;
-	rc = pread_all(v->fd, buf, v->st[i].len, v->st[i].off);
+	rc = version_pread(v, buf, v->st[i].len, v->st[i].off);
 	if (rc < 0)
 		return rc;
 	*len = v->st[i].len;
@@ -1104,7 +1180,7 @@ int stage_version_read(struct stage_version *v, size_t i, uint8_t *buf, uint32_t
 	if (v->st[i].codec != STAGE_CODEC_RAW && !v->zbuf && !(v->zbuf = malloc(STAGE_STORED_MAX)))
 		return -ENOMEM;
 	src = v->st[i].codec == STAGE_CODEC_RAW ? buf : v->zbuf;
-	rc = pread_all(v->fd, src, v->st[i].len, v->st[i].off);
+	rc = version_pread(v, src, v->st[i].len, v->st[i].off);
 	if (rc == 0)
 		rc = unstore(&v->dctx, v->st[i].codec, src, v->st[i].len, buf, e->len);
 	if (rc == 0)

@@ -25,6 +25,10 @@
  * cleanup got under the low watermark, 4206 when it could not (everything left is in use,
  * or a removal failed), and 4208 when usage is still above the quota afterwards.
  *
+ * A small file can instead be staged in memory (stage_memory()): chunked and compressed
+ * the same way, held by its struct stage_version until closed, never written to the
+ * staging directory nor counted in the quota.
+ *
  * Downstream side: an assembler (struct stage_asm) builds one file version in the
  * Installing directory from its chunk list, chunk by chunk in any order, each chunk
  * verified against its SHA-256, and resumes after a restart by recognising the chunks
@@ -180,7 +184,35 @@ struct stage_version;
  */
 int stage_version_open(struct stage *s, const struct stage_key *k, struct stage_version **out);
 
+/**
+ * stage_memory() - Stage the data of @fd as version @k in memory instead of in the
+ * staging directory: for a small file, served once and dropped, reading it again is
+ * cheaper than writing a staged file and reading that back. Chunked, compressed and
+ * checked exactly as stage_file() does (same @expect, same -EAGAIN when the file changed
+ * while it was read).
+ * @out: receives the version, open; not pinned and not counted in the quota (the caller
+ *       holds its memory, about the file's size, until stage_version_close())
+ *
+ * Thread: any. Blocks on disk.
+ * Return: 0, -EAGAIN, -EINVAL if @fd is not a regular file, -EFBIG, -ENOMEM, -EIO, or
+ *         another -errno of reading.
+ */
+int stage_memory(const struct stage_key *k, int fd, const uint8_t *expect,
+		 struct stage_version **out);
+
 void stage_version_close(struct stage_version *v);
+
+/**
+ * stage_version_stored() - Chunk @i as stored, in place, if @v is in memory
+ * (stage_memory()): the bytes stay valid until stage_version_close().
+ * @len:   receives the stored length
+ * @codec: receives enum stage_codec
+ *
+ * Thread: any holder of @v.
+ * Return: the stored bytes; NULL if @v is a staged file or @i is out of range.
+ */
+const uint8_t *stage_version_stored(const struct stage_version *v, size_t i, uint32_t *len,
+				    uint8_t *codec);
 
 /* The version's chunk list (borrowed from @v). */
 const struct chunk_list *stage_version_list(const struct stage_version *v);

@@ -41,8 +41,10 @@
  * that arrived before it is decided: nothing of its epoch queued, offered, waiting, busy
  * or fetching.
  *
- * The upstream serves Gets: a stage job (outbound_stage + stage_version_open, pinned
- * until the downstream's Cancel or the connection ends), then chunks from the Want queues
+ * The upstream serves Gets: a stage job (outbound_serve: a small file read into memory,
+ * a larger one staged and pinned, until the downstream's Cancel or the connection ends),
+ * a FileInfo that carries every chunk of a file of at most NET_SESSION_INLINE_MAX (so
+ * the downstream's open job writes and installs it at once), then chunks from the Want queues
  * of that connection's transfers round robin, a few chunks per read job, while the output
  * queue is under NET_PEER_OUT_HIGH. A version whose file is open for writing cannot be
  * staged (outbound_stage -EAGAIN: status 2, the downstream asks again later); the folder
@@ -1883,15 +1885,42 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 
 /* ---- downstream: transfers ---------------------------------------------------------------- */
 
-static void rx_free_all(struct xfer *x)
+static void rx_chunks_free(struct rx_chunk *c)
 {
-	for (struct rx_chunk *c = x->rx_head, *next; c; c = next) {
+	for (struct rx_chunk *next; c; c = next) {
 		next = c->next;
 		free(c->data);
 		free(c);
 	}
+}
+
+static void rx_free_all(struct xfer *x)
+{
+	rx_chunks_free(x->rx_head);
 	x->rx_head = x->rx_tail = NULL;
 	x->nrx = 0;
+}
+
+/* A received chunk, checked as far as it can be without the chunk list (the index is
+ * checked against it by whoever writes it). NULL: bad, or out of memory (*@bad says). */
+static struct rx_chunk *rx_chunk_new(const Dfsrwire__Chunk *m, bool *bad)
+{
+	struct rx_chunk *c;
+
+	*bad = m->codec > STAGE_CODEC_ZSTD || m->data.len == 0 || m->data.len > STAGE_STORED_MAX;
+	if (*bad)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->data = memdup0(m->data.data, m->data.len);
+	if (!c || !c->data) {
+		free(c);
+		return NULL;
+	}
+	c->index = m->index;
+	c->codec = (uint8_t)m->codec;
+	c->len = m->data.len;
+	return c;
 }
 
 static size_t xfer_slot(struct sconn *k, uint64_t id)
@@ -2006,6 +2035,7 @@ struct open_job {
 	struct xfer *x;
 	uint8_t *list;
 	size_t len;
+	struct rx_chunk *chunks; /* sent with the FileInfo */
 	bool installed;
 	enum item_st st;
 	int rc;
@@ -2053,6 +2083,12 @@ static void open_run(struct job *jb)
 	if (o->rc < 0)
 		goto out;
 	x->nchunks = cl.n;
+	for (struct rx_chunk *c = o->chunks; c && o->rc == 0; c = c->next)
+		o->rc = c->index < cl.n
+				? stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len)
+				: -EBADMSG;
+	if (o->rc < 0)
+		goto out;
 	seed_local(s, x);
 	x->todo = calloc(cl.n ? cl.n : 1, sizeof(*x->todo));
 	if (!x->todo) {
@@ -2081,9 +2117,10 @@ static void open_done(struct job *jb, bool cancelled)
 	int rc = cancelled ? -ECANCELED : o->rc;
 
 	free(o->list);
+	rx_chunks_free(o->chunks);
 	x->writing = false;
-	if (rc == -EBADMSG && !o->installed) {
-		proto_error(k, "bad chunk list");
+	if ((rc == -EBADMSG || rc == -EINVAL) && !o->installed) {
+		proto_error(k, "bad chunk list or chunk");
 		xfer_end(k, x, IT_FETCH_RETRY, false);
 	} else if (rc < 0) {
 		xfer_end(k, x, IT_FETCH_RETRY, true);
@@ -2234,7 +2271,26 @@ static void on_file(struct sconn *k, const Dfsrwire__FileInfo *m, size_t len)
 	o = calloc(1, sizeof(*o));
 	if (o)
 		o->list = memdup0(m->chunk_list.data, m->chunk_list.len);
+	for (size_t i = m->n_chunks; o && o->list && i-- > 0;) {
+		bool bad;
+		struct rx_chunk *c = rx_chunk_new(m->chunks[i], &bad);
+
+		if (!c) {
+			rx_chunks_free(o->chunks);
+			free(o->list);
+			free(o);
+			if (bad)
+				proto_error(k, "bad FileInfo chunk");
+			else
+				xfer_end(k, x, IT_FETCH_RETRY, true);
+			return;
+		}
+		c->next = o->chunks;
+		o->chunks = c;
+	}
 	if (!o || !o->list) {
+		if (o)
+			free(o->list);
 		free(o);
 		xfer_end(k, x, IT_FETCH_RETRY, true);
 		return;
@@ -2280,11 +2336,7 @@ static void write_done(struct job *jb, bool cancelled)
 	struct xfer *x = wj->x;
 	int rc = cancelled ? -ECANCELED : wj->rc;
 
-	for (struct rx_chunk *c = wj->chunks, *next; c; c = next) {
-		next = c->next;
-		free(c->data);
-		free(c);
-	}
+	rx_chunks_free(wj->chunks);
 	x->writing = false;
 	if ((rc == -EBADMSG || rc == -EINVAL) && !wj->installed) {
 		proto_error(k, "chunk does not match its list");
@@ -2325,25 +2377,16 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 {
 	size_t slot = xfer_slot(k, m->id);
 	struct xfer *x = slot == SIZE_MAX ? NULL : k->fetch[slot];
-	struct rx_chunk *c;
+	struct rx_chunk *c = NULL;
+	bool bad = true;
 
-	if (!x || x->phase != XF_RECV || x->outstanding == 0 || m->index >= x->nchunks ||
-	    m->codec > STAGE_CODEC_ZSTD || m->data.len == 0 || m->data.len > STAGE_STORED_MAX) {
-		proto_error(k, "bad Chunk");
+	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
+		c = rx_chunk_new(m, &bad);
+	if (!c) {
+		proto_error(k, bad ? "bad Chunk" : "out of memory");
 		return;
 	}
 	add_bytes(k->s, x->l->f, k->peer, len, false);
-	c = calloc(1, sizeof(*c));
-	if (c)
-		c->data = memdup0(m->data.data, m->data.len);
-	if (!c || !c->data) {
-		free(c);
-		proto_error(k, "out of memory");
-		return;
-	}
-	c->index = m->index;
-	c->codec = (uint8_t)m->codec;
-	c->len = m->data.len;
 	if (x->rx_tail)
 		x->rx_tail->next = c;
 	else
@@ -2455,7 +2498,8 @@ static void stage_run(struct job *jb)
 	const struct chunk_list *cl;
 	int rc;
 
-	rc = outbound_stage(sf->j, sf->stage, &v->key.uid, &v->key.gvsn);
+	rc = outbound_serve(sf->j, sf->stage, &v->key.uid, &v->key.gvsn, NET_SESSION_MEMORY_MAX,
+			    &v->v);
 	if (rc == -EAGAIN) {
 		/* Open for writing: what is on disk is not this version (the digest differs),
 		 * and nothing is staged; the downstream asks again later. */
@@ -2465,8 +2509,6 @@ static void stage_run(struct job *jb)
 		else
 			dfsr_buf_release(&sj->path);
 	}
-	if (rc == 0)
-		rc = stage_version_open(sf->stage, &v->key, &v->v);
 	if (rc < 0) {
 		sj->status = rc == -ESTALE ? FILE_GONE : FILE_FAILED;
 		return;
@@ -2479,6 +2521,40 @@ static void stage_run(struct job *jb)
 		sj->status = FILE_FAILED;
 }
 
+/* A small version read into memory goes out whole with its FileInfo: the chunks as
+ * stored, pointing into @v's memory (valid while @v is, which outlives the send).
+ * Return: the Chunk array to free after the send; NULL if nothing is sent inline. */
+static Dfsrwire__Chunk *inline_chunks(struct serve *v, Dfsrwire__FileInfo *fi)
+{
+	size_t n = v->nchunks;
+	Dfsrwire__Chunk *c;
+	uint32_t len;
+	uint8_t codec;
+
+	if (!n || stage_version_list(v->v)->size > NET_SESSION_INLINE_MAX ||
+	    !stage_version_stored(v->v, 0, &len, &codec))
+		return NULL; /* larger, or a staged file: chunks are sent as they are wanted */
+	c = calloc(n, sizeof(*c));
+	fi->chunks = calloc(n, sizeof(*fi->chunks));
+	if (!c || !fi->chunks) {
+		free(c);
+		free(fi->chunks);
+		fi->chunks = NULL;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		dfsrwire__chunk__init(&c[i]);
+		c[i].id = v->id;
+		c[i].index = (uint32_t)i;
+		c[i].data.data = (uint8_t *)(uintptr_t)stage_version_stored(v->v, i, &len, &codec);
+		c[i].data.len = len;
+		c[i].codec = codec;
+		fi->chunks[i] = &c[i];
+	}
+	fi->n_chunks = n;
+	return c;
+}
+
 static void stage_done(struct job *jb, bool cancelled)
 {
 	struct stage_job *sj = dfsr_container_of(jb, struct stage_job, base);
@@ -2486,6 +2562,7 @@ static void stage_done(struct job *jb, bool cancelled)
 	struct serve *v = sj->v;
 	Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
 	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Chunk *inl = NULL;
 
 	v->busy = false;
 	if (cancelled)
@@ -2498,10 +2575,13 @@ static void stage_done(struct job *jb, bool cancelled)
 		if (sj->status == 0) {
 			fi.chunk_list.data = (uint8_t *)sj->list.p;
 			fi.chunk_list.len = sj->list.len;
+			inl = inline_chunks(v, &fi);
 		}
 		m.m_case = DFSRWIRE__MSG__M_FILE;
 		m.file = &fi;
 		conn_send(k, v->l->f, &m);
+		free(fi.chunks);
+		free(inl);
 	}
 	if (sj->status != 0 || v->cancelled || !conn_live(k))
 		serve_free(k, v);
@@ -2874,7 +2954,9 @@ static int msg_check(const Dfsrwire__Msg *m)
 		return m->file->status > FILE_FAILED ||
 				       (m->file->status == 0 &&
 					m->file->chunk_list.len >
-						chunk_list_encoded_len(CHUNK_LIST_MAX))
+						chunk_list_encoded_len(CHUNK_LIST_MAX)) ||
+				       (m->file->status != 0 && m->file->n_chunks) ||
+				       m->file->n_chunks > NET_SESSION_WANT_MAX
 			       ? -EBADMSG
 			       : 0;
 	case DFSRWIRE__MSG__M_WANT:

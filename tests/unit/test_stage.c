@@ -256,6 +256,74 @@ static void empty_file_round_trip(void **state)
 	close(fd);
 }
 
+/* A version read into memory: the same chunks as staged on disk, nothing in the staging
+ * directory, no quota usage; the stored chunks assemble into the file. */
+static void memory_version(void **state)
+{
+	struct env *t = *state;
+	size_t len = 700000, n_zstd = 0, off = 0;
+	uint8_t *d = make_data(len, 11), *buf = malloc(CHUNK_MAX), codec, wrong[HASH_LEN] = { 1 };
+	struct stage_key k = key_of(12);
+	struct stage *s = open_stage(t, 0);
+	struct stage_version *v, *w = NULL;
+	const struct chunk_list *l;
+	struct stage_asm *a;
+	struct chunk_list cl;
+	const uint8_t *p;
+	uint32_t clen;
+	int fd = write_file(t->fd, "f", d, len), out;
+
+	assert_non_null(buf);
+	chunk_list_init(&cl);
+	assert_int_equal(chunk_list_from_fd(fd, &cl), 0);
+	assert_int_equal(stage_memory(&k, fd, wrong, &w), -EAGAIN);
+	assert_null(w);
+	assert_int_equal(stage_memory(&k, fd, cl.digest, &v), 0);
+	assert_false(stage_has(s, &k));
+	assert_int_equal(stage_used(s), 0);
+	assert_int_equal(count_entries(t->stg), 0);
+	l = stage_version_list(v);
+	assert_int_equal(l->n, cl.n);
+	assert_memory_equal(l->digest, cl.digest, HASH_LEN);
+	assert_int_equal(stage_asm_open(t->inst, &k, l, &a), 0);
+	for (size_t i = 0; i < l->n; i++) {
+		assert_int_equal(stage_version_read(v, i, buf, &clen), 0);
+		assert_memory_equal(buf, d + off, clen);
+		off += clen;
+		p = stage_version_stored(v, i, &clen, &codec);
+		assert_non_null(p);
+		n_zstd += codec == STAGE_CODEC_ZSTD;
+		assert_int_equal(stage_asm_put_stored(a, i, codec, p, clen), 0);
+		assert_int_equal(stage_version_read_stored(v, i, buf, &clen, &codec), 0);
+		assert_memory_equal(buf, p, clen);
+	}
+	assert_int_equal(off, len);
+	assert_true(n_zstd > 0 && n_zstd < l->n);
+	assert_null(stage_version_stored(v, l->n, &clen, &codec));
+	assert_int_equal(stage_asm_finish(a, &out), 0);
+	{
+		uint8_t *back = malloc(len + 1);
+
+		assert_non_null(back);
+		assert_int_equal(pread(out, back, len + 1, 0), (ssize_t)len);
+		assert_memory_equal(back, d, len);
+		free(back);
+	}
+	close(out);
+	stage_asm_free(a);
+	stage_version_close(v);
+	/* A staged file is read through its descriptor: nothing to point at. */
+	assert_int_equal(stage_file(s, &k, fd, cl.digest), 0);
+	assert_int_equal(stage_version_open(s, &k, &v), 0);
+	assert_null(stage_version_stored(v, 0, &clen, &codec));
+	stage_version_close(v);
+	stage_close(s);
+	chunk_list_release(&cl);
+	close(fd);
+	free(buf);
+	free(d);
+}
+
 static void not_a_regular_file(void **state)
 {
 	struct env *t = *state;
@@ -1050,6 +1118,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(empty_file_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(memory_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(not_a_regular_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_chunk_is_ebadmsg, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_trailer_is_ebadmsg, setup, teardown),
