@@ -19,7 +19,8 @@
  * The stream reads with pread() into a 1 MiB window (4 x CHUNK_MAX) and cuts in place;
  * the window is compacted only when fewer than CHUNK_MAX bytes follow the cut position,
  * so each byte is copied at most about once more. SHA-256 of the whole data is updated
- * as chunks are handed out, so one pass gives the chunk list and the content digest.
+ * as chunks are handed out, so one pass gives the chunk list and the content digest (a
+ * file that is a single chunk is hashed once: its chunk hash is the digest).
  *
  * The decoder is written for hostile input (STYLE rule 17): a bounds-checked reader,
  * every count checked against the bytes that are actually there before allocating.
@@ -155,8 +156,10 @@ struct chunk_stream {
 	size_t count;     /* chunks handed out */
 	bool eof;
 	bool done;
-	EVP_MD_CTX *md; /* SHA-256 of everything handed out */
-	uint8_t *buf;   /* WINDOW bytes */
+	bool whole;     /* the first chunk was the whole file: its hash is the digest */
+	EVP_MD_CTX *md; /* SHA-256 of everything handed out (but such a first chunk) */
+	uint8_t first[HASH_LEN];
+	uint8_t *buf; /* WINDOW bytes */
 };
 
 int chunk_stream_new(int fd, struct chunk_stream **out)
@@ -251,7 +254,11 @@ int chunk_stream_next(struct chunk_stream *cs, struct chunk_piece *out)
 	rc = chunk_sha256(out->data, len, out->hash);
 	if (rc < 0)
 		return rc;
-	if (EVP_DigestUpdate(cs->md, out->data, len) != 1)
+	/* A file that is one chunk (most small files) is hashed once, not twice. */
+	cs->whole = cs->count == 0 && cs->eof && len == cs->end - cs->start;
+	if (cs->whole)
+		memcpy(cs->first, out->hash, HASH_LEN);
+	else if (EVP_DigestUpdate(cs->md, out->data, len) != 1)
 		return -EIO;
 	cs->start += len;
 	cs->out_off += len;
@@ -265,7 +272,9 @@ int chunk_stream_finish(struct chunk_stream *cs, uint8_t digest[HASH_LEN], uint6
 
 	if (!cs->done)
 		return -EINVAL;
-	if (EVP_DigestFinal_ex(cs->md, digest, &olen) != 1 || olen != HASH_LEN)
+	if (cs->whole && cs->count == 1)
+		memcpy(digest, cs->first, HASH_LEN);
+	else if (EVP_DigestFinal_ex(cs->md, digest, &olen) != 1 || olen != HASH_LEN)
 		return -EIO;
 	*size = cs->out_off;
 	return 0;

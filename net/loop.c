@@ -76,6 +76,10 @@ int net_loop_new(struct net_loop **out)
 
 	if (!l)
 		return -ENOMEM;
+	/* libuv's thread pool (the sessions' disk jobs) is made at its first use, with
+	 * UV_THREADPOOL_SIZE threads, 4 by default. Those jobs mostly wait for the disk (an
+	 * fsync per installed file), not for a CPU: more threads keep more installs going. */
+	setenv("UV_THREADPOOL_SIZE", NET_LOOP_POOL_THREADS, 0);
 	rc = uv_loop_init(&l->uv);
 	if (rc < 0)
 		goto out_free;

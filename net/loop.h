@@ -25,10 +25,15 @@ struct uv_loop_s;
 /* A function run on the loop thread. */
 typedef void (*net_loop_fn)(struct net_loop *l, void *arg);
 
+/* libuv's thread pool size unless UV_THREADPOOL_SIZE says otherwise (net_loop_new()) */
+#define NET_LOOP_POOL_THREADS "8"
+
 /**
  * net_loop_new() - Create the loop and its inbox (no thread yet).
  * @out: receives the loop
  *
+ * Sets UV_THREADPOOL_SIZE to NET_LOOP_POOL_THREADS if it is not set (the pool is made at
+ * its first use), so call it before anything queues work on the pool.
  * Thread: init.
  * Return: 0, -ENOMEM, or an -errno from libuv.
  */

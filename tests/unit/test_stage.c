@@ -918,6 +918,24 @@ static void asm_checks_whole_digest(void **state)
 	x.l.size++;
 	assert_int_equal(stage_asm_open(t->inst, &k, &x.l, &a), -EINVAL);
 	free_src(&x);
+	/* The same with a file of one chunk, whose digest is its chunk's hash. */
+	make_src(t, &x, 5000, 64);
+	assert_int_equal(x.l.n, 1);
+	assert_memory_equal(x.l.digest, x.l.v[0].hash, HASH_LEN);
+	x.l.digest[0] ^= 1;
+	assert_int_equal(stage_asm_open(t->inst, &k, &x.l, &a), 0);
+	put(a, &x, 0);
+	assert_int_equal(stage_asm_finish(a, &fd), -EBADMSG);
+	assert_int_equal(fd, -1);
+	stage_asm_free(a);
+	x.l.digest[0] ^= 1;
+	assert_int_equal(stage_asm_open(t->inst, &k, &x.l, &a), 0);
+	put(a, &x, 0);
+	assert_int_equal(stage_asm_finish(a, &fd), 0);
+	check_fd(fd, &x);
+	close(fd);
+	stage_asm_free(a);
+	free_src(&x);
 }
 
 /* Upstream staged file -> stored chunks -> downstream assembler; repeated chunks by hash. */
