@@ -464,9 +464,17 @@ struct walk {
 	const struct version_vector *partner;
 	replica_update_fn fn;
 	void *arg;
+	bool rest; /* second pass: the objects the first one left (walk_live()) */
 };
 
-/* One child of the names index: queue it if a directory, send it if the partner lacks it. */
+/* The first pass sends directories and the files of at least OUTBOUND_EARLY bytes. */
+static bool walk_early(const struct record *r)
+{
+	return r->type == RECORD_DIR || (r->type == RECORD_FILE && r->size >= OUTBOUND_EARLY);
+}
+
+/* One child of the names index: in the first pass queue it if a directory; send it if the
+ * partner lacks it and it belongs to this pass. */
 static int walk_child(struct walk *w, struct uid_queue *q, const uint8_t *val, size_t vlen)
 {
 	struct dfsr_uid uid;
@@ -484,16 +492,22 @@ static int walk_child(struct walk *w, struct uid_queue *q, const uint8_t *val, s
 		return rc;
 	if (rec.tombstone)
 		goto out_release;
-	if (rec.type == RECORD_DIR)
+	if (rec.type == RECORD_DIR && !w->rest)
 		rc = queue_push(q, &rec.uid);
-	if (rc == 0 && !partner_has(w->partner, &rec))
+	if (rc == 0 && walk_early(&rec) != w->rest && !partner_has(w->partner, &rec))
 		rc = emit(w->j, &rec, w->fn, w->arg);
 out_release:
 	record_release(&rec);
 	return rc;
 }
 
-/* Every live record, breadth-first from the root (parents before children). */
+/*
+ * Every live record, breadth-first from the root (parents before children), in two
+ * passes over the directories: the first sends the directories and the large files, the
+ * second the rest. A new member thus learns of its large files at once, not after every
+ * small file before them in the walk (a partner takes a window of updates at a time, see
+ * net/session.h), so their staging and transfer overlap the small files'.
+ */
 static int walk_live(struct walk *w)
 {
 	struct uid_queue q = { 0 };
@@ -504,9 +518,16 @@ static int walk_live(struct walk *w)
 	if (!it)
 		return -ENOMEM;
 	rc = queue_push(&q, journal_root_uid(w->j));
-	while (rc == 0 && q.head < q.n) {
-		struct dfsr_uid dir = q.v[q.head++];
+	for (;;) {
+		struct dfsr_uid dir;
 
+		if (q.head == q.n && !w->rest) {
+			w->rest = true; /* second pass, over the directories the first one found */
+			q.head = 0;
+		}
+		if (rc != 0 || q.head == q.n)
+			break;
+		dir = q.v[q.head++];
 		for (db_iter_seek(it, dir.b, DFSR_UID_LEN); rc == 0 && db_iter_valid(it);
 		     db_iter_next(it)) {
 			size_t klen, vlen;

@@ -30,13 +30,17 @@
 #include "core/stage.h"
 #include "core/version.h"
 
+/* outbound_missing() sends files this large before the others */
+#define OUTBOUND_EARLY (16u << 20)
+
 /* Receives one update; non-zero stops the walk and is returned. @u is valid during the
  * call only. */
 typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
 
 /**
  * outbound_missing() - Every record whose GVSN @partner does not contain, from one
- * snapshot: live records parents first (breadth-first from the root), then tombstones.
+ * snapshot: live records parents first (breadth-first from the root; the directories and
+ * the files of at least OUTBOUND_EARLY bytes first, then the others), then tombstones.
  * @next_seq: receives the journal sequence at the snapshot; outbound_changes() from there
  *            sees every change made after it
  * An object that vanished from disk since it was recorded is skipped (the scan or the

@@ -269,6 +269,38 @@ static void missing_empty_partner(void **state)
 	free(g);
 }
 
+/* Large files are sent right after the directories, before every small file. */
+static void missing_large_files_early(void **state)
+{
+	struct ofx *o = *state;
+	struct version_vector empty;
+	struct got *g = calloc(1, sizeof(*g));
+	struct dfsr_uid big;
+	uint64_t next = 0;
+	int fd;
+
+	assert_non_null(g);
+	fx_write(o->f, "d1/d2/big", "x");
+	big = fx_new(o->f, "d1/d2", "big");
+	fd = openat(o->f->root_fd, "d1/d2/big", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, OUTBOUND_EARLY), 0);
+	close(fd);
+	note_change_data(o->f, "d1/d2/big", &big);
+	version_vector_init(&empty);
+	assert_int_equal(outbound_missing(o->f->j, &empty, &next, collect, g), 0);
+	assert_int_equal(g->n, o->t.records + 1);
+	assert_order(o, g);
+	/* d1, d2 (and d1's other children that are directories) come before it; then it,
+	 * before every small file, even f1 at the root */
+	assert_true(find(g, &o->t.d2) < find(g, &big));
+	assert_true(find(g, &big) < find(g, &o->t.f1));
+	assert_true(find(g, &big) < find(g, &o->t.ln));
+	assert_true(find(g, &big) < find(g, &o->t.f3));
+	version_vector_release(&empty);
+	free(g);
+}
+
 static void missing_full_and_partial(void **state)
 {
 	struct ofx *o = *state;
@@ -558,6 +590,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(missing_skips_vanished, setup, teardown),
 		cmocka_unit_test_setup_teardown(changes_each_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(changes_parents_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(missing_large_files_early, setup, teardown),
 		cmocka_unit_test_setup_teardown(backlog_count_and_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(stage_current_stale_changed, setup, teardown),
 	};
