@@ -826,26 +826,73 @@ out_unlock:
 	return rc;
 }
 
+/*
+ * A compression context and its output buffer per thread, made at the thread's first
+ * staging and freed when the thread ends: a new context per staged version (zeroing its
+ * tables, mapping a fresh buffer) cost more than compressing a small file.
+ */
+struct zctx {
+	ZSTD_CCtx *cctx;
+	uint8_t *zbuf; /* STAGE_STORED_MAX */
+};
+
+static pthread_key_t zctx_key;
+static pthread_once_t zctx_once = PTHREAD_ONCE_INIT;
+static bool zctx_keyed;
+
+static void zctx_free(void *p)
+{
+	struct zctx *z = p;
+
+	ZSTD_freeCCtx(z->cctx);
+	free(z->zbuf);
+	free(z);
+}
+
+static void zctx_key_make(void)
+{
+	zctx_keyed = pthread_key_create(&zctx_key, zctx_free) == 0;
+}
+
+static struct zctx *zctx_get(void)
+{
+	struct zctx *z;
+
+	pthread_once(&zctx_once, zctx_key_make);
+	if (!zctx_keyed)
+		return NULL;
+	z = pthread_getspecific(zctx_key);
+	if (z)
+		return z;
+	z = calloc(1, sizeof(*z));
+	if (!z)
+		return NULL;
+	z->cctx = ZSTD_createCCtx();
+	z->zbuf = malloc(STAGE_STORED_MAX);
+	if (!z->cctx || !z->zbuf || pthread_setspecific(zctx_key, z) != 0) {
+		zctx_free(z);
+		return NULL;
+	}
+	return z;
+}
+
 static int writer_init(struct writer *w)
 {
+	struct zctx *z = zctx_get();
+
 	memset(w, 0, sizeof(*w));
 	w->out = -1;
 	chunk_list_init(&w->list);
 	dfsr_buf_init(&w->index);
-	w->cctx = ZSTD_createCCtx();
-	w->zbuf = malloc(STAGE_STORED_MAX);
-	if (!w->cctx || !w->zbuf) {
-		ZSTD_freeCCtx(w->cctx);
-		free(w->zbuf);
+	if (!z)
 		return -ENOMEM;
-	}
+	w->cctx = z->cctx; /* the thread's, borrowed until writer_release() */
+	w->zbuf = z->zbuf;
 	return 0;
 }
 
 static void writer_release(struct writer *w)
 {
-	ZSTD_freeCCtx(w->cctx);
-	free(w->zbuf);
 	chunk_list_release(&w->list);
 	dfsr_buf_release(&w->index);
 }
