@@ -2081,24 +2081,6 @@ void journal__revert_done_locked(struct journal *j, const struct dfsr_uid *uid)
 		m->gvsn.counter = 0;
 }
 
-/* Lower @db's entry of @vv to @counter (removed at 0). */
-static void vv_lower(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter)
-{
-	for (size_t i = 0; i < vv->n; i++) {
-		if (!dfsr_uid_equal(&vv->v[i].db, db))
-			continue;
-		if (counter >= vv->v[i].counter)
-			return;
-		if (counter) {
-			vv->v[i].counter = counter;
-			return;
-		}
-		memmove(&vv->v[i], &vv->v[i + 1], (vv->n - i - 1) * sizeof(vv->v[0]));
-		vv->n--;
-		return;
-	}
-}
-
 int journal__revert_knowledge(struct journal *j, struct version_vector *out)
 {
 	int rc;
@@ -2112,7 +2094,7 @@ int journal__revert_knowledge(struct journal *j, struct version_vector *out)
 		const struct revert_mark *m = &j->marks[i];
 
 		if (m->gvsn.counter && !dfsr_uid_equal(&m->gvsn.db, &j->db_id))
-			vv_lower(out, &m->gvsn.db, m->gvsn.counter - 1);
+			version_vector_lower(out, &m->gvsn.db, m->gvsn.counter - 1);
 	}
 	journal_unlock(j);
 	return rc;

@@ -336,12 +336,48 @@ static int fill_settled(struct journal *j, const struct record *rec, struct repl
 	return rc;
 }
 
+void outbound_skips_init(struct outbound_skips *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+void outbound_skips_release(struct outbound_skips *s)
+{
+	free(s->uid);
+	free(s->gvsn);
+	outbound_skips_init(s);
+}
+
+static int skips_add(struct outbound_skips *s, const struct record *rec)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		struct dfsr_uid *u = realloc(s->uid, cap * sizeof(*u));
+		struct version_gvsn *g;
+
+		if (!u)
+			return -ENOMEM;
+		s->uid = u;
+		g = realloc(s->gvsn, cap * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		s->gvsn = g;
+		s->cap = cap;
+	}
+	s->uid[s->n] = rec->uid;
+	s->gvsn[s->n] = rec->gvsn;
+	s->n++;
+	return 0;
+}
+
 /*
- * Hand record @rec to @fn as an update. A vanished object is skipped quietly (after
- * fill_settled()), an unreadable one with event 1401.
+ * Hand record @rec to @fn as an update. A vanished object is skipped (after
+ * fill_settled()) and noted in @skips (if not NULL), an unreadable one skipped with event
+ * 1401.
  * Return: 0, @fn's value, -ENOMEM.
  */
-static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg)
+static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg,
+		struct outbound_skips *skips)
 {
 	struct replica_update u;
 	int rc;
@@ -351,7 +387,7 @@ static int emit(struct journal *j, const struct record *rec, replica_update_fn f
 	if (rc == 0) {
 		rc = fn(arg, &u);
 	} else if (rc == -ENOENT) {
-		rc = 0;
+		rc = skips ? skips_add(skips, rec) : 0;
 	} else if (rc != -ENOMEM) {
 		char hex[DFSR_UID_HEX_LEN];
 
@@ -464,6 +500,7 @@ struct walk {
 	const struct version_vector *partner;
 	replica_update_fn fn;
 	void *arg;
+	struct outbound_skips *skips;
 	bool rest; /* second pass: the objects the first one left (walk_live()) */
 };
 
@@ -495,7 +532,7 @@ static int walk_child(struct walk *w, struct uid_queue *q, const uint8_t *val, s
 	if (rec.type == RECORD_DIR && !w->rest)
 		rc = queue_push(q, &rec.uid);
 	if (rc == 0 && walk_early(&rec) != w->rest && !partner_has(w->partner, &rec))
-		rc = emit(w->j, &rec, w->fn, w->arg);
+		rc = emit(w->j, &rec, w->fn, w->arg, w->skips);
 out_release:
 	record_release(&rec);
 	return rc;
@@ -624,7 +661,7 @@ static int walk_tombstones(struct walk *w)
 		record_init(&rec);
 		rc = snap_record(w->j, w->snap, &t.v[i].uid, &rec);
 		if (rc == 0)
-			rc = emit(w->j, &rec, w->fn, w->arg);
+			rc = emit(w->j, &rec, w->fn, w->arg, w->skips);
 		else if (rc == -ENOENT || rc == -EBADMSG)
 			rc = 0;
 		record_release(&rec);
@@ -634,10 +671,10 @@ static int walk_tombstones(struct walk *w)
 }
 
 int outbound_missing(struct journal *j, const struct version_vector *partner, uint64_t *next_seq,
-		     replica_update_fn fn, void *arg)
+		     struct outbound_skips *skips, replica_update_fn fn, void *arg)
 {
 	struct db *db = journal__db(j);
-	struct walk w = { .j = j, .partner = partner, .fn = fn, .arg = arg };
+	struct walk w = { .j = j, .partner = partner, .fn = fn, .arg = arg, .skips = skips };
 	struct db_snapshot *snap = db_snapshot_new(db);
 	int rc;
 
@@ -714,6 +751,7 @@ struct follow {
 	const struct version_vector *partner;
 	replica_update_fn fn;
 	void *arg;
+	struct outbound_skips *skips;
 	struct uid_set seen;
 	uint64_t last;
 	bool visited;
@@ -732,7 +770,7 @@ static int follow_send(struct follow *f, const struct dfsr_uid *uid)
 	if (rc == -ENOENT)
 		return 0; /* purged since */
 	if (rc == 0 && !partner_has(f->partner, &rec))
-		rc = emit(f->j, &rec, f->fn, f->arg);
+		rc = emit(f->j, &rec, f->fn, f->arg, f->skips);
 	record_release(&rec);
 	return rc;
 }
@@ -795,10 +833,10 @@ static int follow_entry(void *arg, const struct journal_entry_info *e)
 }
 
 int outbound_changes(struct journal *j, uint64_t from, size_t max,
-		     const struct version_vector *partner, uint64_t *next_seq, replica_update_fn fn,
-		     void *arg)
+		     const struct version_vector *partner, uint64_t *next_seq,
+		     struct outbound_skips *skips, replica_update_fn fn, void *arg)
 {
-	struct follow f = { .j = j, .partner = partner, .fn = fn, .arg = arg };
+	struct follow f = { .j = j, .partner = partner, .fn = fn, .arg = arg, .skips = skips };
 	int rc;
 
 	rc = journal_list(j, from, max, follow_entry, &f);
@@ -808,6 +846,30 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 		*next_seq = f.last; /* stopped in this entry: resume with it */
 	else
 		*next_seq = from;
+	free(f.seen.v);
+	return rc;
+}
+
+int outbound_again(struct journal *j, const struct dfsr_uid *uids, size_t n,
+		   const struct version_vector *partner, struct outbound_skips *skips,
+		   replica_update_fn fn, void *arg)
+{
+	struct follow f = { .j = j, .partner = partner, .fn = fn, .arg = arg, .skips = skips };
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct record rec;
+
+		if (set_has(&f.seen, &uids[i]))
+			continue;
+		record_init(&rec);
+		rc = journal__get(j, &uids[i], &rec);
+		if (rc == 0 && !rec.tombstone)
+			rc = follow_ancestors(&f, &rec.parent);
+		record_release(&rec);
+		if (rc == 0 || rc == -ENOENT)
+			rc = follow_send(&f, &uids[i]);
+	}
 	free(f.seen.v);
 	return rc;
 }

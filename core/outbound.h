@@ -37,6 +37,23 @@
  * call only. */
 typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
 
+/*
+ * The objects a walk left out because they could not be found on disk: an object being
+ * moved (by an install, or a rename through the mount) can seem gone for a moment, one
+ * deleted behind dfsr's back stays gone until the next scan. A caller that tells the
+ * partner what it sent (Done) must not claim their versions, and offers them again later
+ * (outbound_again()). uid[i] and gvsn[i] are one skipped record.
+ */
+struct outbound_skips {
+	struct dfsr_uid *uid;
+	struct version_gvsn *gvsn;
+	size_t n, cap;
+};
+
+void outbound_skips_init(struct outbound_skips *s);
+/* Frees the lists; @s is empty and reusable afterwards. */
+void outbound_skips_release(struct outbound_skips *s);
+
 /**
  * outbound_missing() - Every record whose GVSN @partner does not contain, from one
  * snapshot: live records parents first (breadth-first from the root; the directories and
@@ -46,11 +63,12 @@ typedef int (*replica_update_fn)(void *arg, const struct replica_update *u);
  * An object that vanished from disk since it was recorded is skipped (the scan or the
  * journal will report it), once it still cannot be found under the journal lock and after
  * a short nap: an object being moved by an install or through the mount is not vanished.
+ * @skips:    if not NULL, receives (appended) the records skipped that way
  * Thread: not with the journal lock held (it takes it); may sleep (a walk thread).
  * Return: 0, the callback's value, -EIO, -ENOMEM.
  */
 int outbound_missing(struct journal *j, const struct version_vector *partner, uint64_t *next_seq,
-		     replica_update_fn fn, void *arg);
+		     struct outbound_skips *skips, replica_update_fn fn, void *arg);
 
 /**
  * outbound_changes() - The current record of every object in the journal from @from on
@@ -60,11 +78,23 @@ int outbound_missing(struct journal *j, const struct version_vector *partner, ui
  * @max:      journal entries to read at most (0 = all)
  * @next_seq: receives the sequence to continue from (when the callback stopped the walk:
  *            the sequence of the entry it stopped in, so that entry is read again)
+ * @skips:    as outbound_missing()
  * Return: as outbound_missing().
  */
 int outbound_changes(struct journal *j, uint64_t from, size_t max,
-		     const struct version_vector *partner, uint64_t *next_seq, replica_update_fn fn,
-		     void *arg);
+		     const struct version_vector *partner, uint64_t *next_seq,
+		     struct outbound_skips *skips, replica_update_fn fn, void *arg);
+
+/**
+ * outbound_again() - The current record of each of @uids (@n of them; those a walk
+ * skipped), skipping those whose GVSN @partner contains, each preceded by its ancestors
+ * the partner lacks, as outbound_changes() does. One that is still not found on disk is
+ * appended to @skips again (if not NULL); one deleted since goes out as its tombstone.
+ * Return: as outbound_missing().
+ */
+int outbound_again(struct journal *j, const struct dfsr_uid *uids, size_t n,
+		   const struct version_vector *partner, struct outbound_skips *skips,
+		   replica_update_fn fn, void *arg);
 
 /**
  * outbound_backlog() - How many records @partner lacks (exact, one walk of the records).

@@ -200,3 +200,20 @@ bool version_vector_valid(const struct version_vector *vv)
 	}
 	return true;
 }
+
+void version_vector_lower(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter)
+{
+	for (size_t i = 0; i < vv->n; i++) {
+		if (!dfsr_uid_equal(&vv->v[i].db, db))
+			continue;
+		if (counter >= vv->v[i].counter)
+			return;
+		if (counter) {
+			vv->v[i].counter = counter;
+			return;
+		}
+		memmove(&vv->v[i], &vv->v[i + 1], (vv->n - i - 1) * sizeof(vv->v[0]));
+		vv->n--;
+		return;
+	}
+}

@@ -65,6 +65,9 @@ uint64_t version_vector_get(const struct version_vector *vv, const struct dfsr_u
  */
 int version_vector_raise(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter);
 
+/* Set @db's counter to min(current, @counter); an entry lowered to 0 is removed. */
+void version_vector_lower(struct version_vector *vv, const struct dfsr_uid *db, uint64_t counter);
+
 /**
  * version_vector_merge() - Raise every entry of @dst to the entries of @src (pointwise max).
  * Return: 0, -E2BIG, -ENOMEM (then @dst holds a partial merge, still valid).

@@ -106,6 +106,9 @@
 #define FETCH_BIG      (16u << 20)
 #define FETCH_BIG_MAX  2u
 #define BIG_SCAN_MS    100u
+/* again_note(): skipped objects are offered again after AGAIN_MS, AGAIN_ROUNDS times */
+#define AGAIN_MS       1000u
+#define AGAIN_ROUNDS   30u
 
 struct net_sessions;
 struct sconn;
@@ -219,6 +222,12 @@ struct link {
 	uint64_t next_seq;
 	bool walking, walk_again;
 	int64_t walk_retry_ns;
+	/* objects the last walk skipped as not found (outbound_skips): offered again by the
+	 * next walk, from again_ns on; again_rounds walks in a row skipped some */
+	struct dfsr_uid *again;
+	size_t nagain;
+	unsigned again_rounds;
+	int64_t again_ns;
 	/* downstream (loop) */
 	struct item_list inq;
 	struct item_list held;
@@ -986,6 +995,10 @@ struct walk_job {
 	struct link *l;
 	bool missing;
 	uint64_t from, next_seq;
+	struct dfsr_uid *again; /* the link's, taken for this walk */
+	size_t nagain;
+	bool claim;                  /* claim skipped versions in Done all the same */
+	struct outbound_skips skips; /* what this walk skipped */
 	struct version_vector partner;
 	Dfsrwire__Update **ups; /* the batch being filled */
 	size_t n, bytes;
@@ -1195,18 +1208,26 @@ static void walk_run(struct job *jb)
 	uint32_t state;
 
 	/* Our knowledge before the walk: every version in it is in the records (or journal
-	 * entries) the walk reads, so Done never claims more than was sent. */
+	 * entries) the walk reads, so Done never claims more than was sent, but for the
+	 * objects the walk could not find on disk: their versions are left out of it (which
+	 * un-claims the later versions of the same database too, until the next Done). */
 	version_vector_init(&kv);
 	state = (uint32_t)journal_state(sf->j);
 	w->rc = replica_knowledge(sf->r, &kv);
 	if (w->rc < 0)
 		goto out;
-	if (w->missing)
-		w->rc = outbound_missing(sf->j, &w->partner, &w->next_seq, walk_cb, w);
-	else
-		w->rc = outbound_changes(sf->j, w->from, 0, &w->partner, &w->next_seq, walk_cb, w);
+	if (w->nagain)
+		w->rc = outbound_again(sf->j, w->again, w->nagain, &w->partner, &w->skips, walk_cb,
+				       w);
+	if (w->rc == 0 && w->missing)
+		w->rc = outbound_missing(sf->j, &w->partner, &w->next_seq, &w->skips, walk_cb, w);
+	else if (w->rc == 0)
+		w->rc = outbound_changes(sf->j, w->from, 0, &w->partner, &w->next_seq, &w->skips,
+					 walk_cb, w);
 	if (w->rc == 0)
 		w->rc = batch_flush(w);
+	for (size_t i = 0; w->rc == 0 && !w->claim && i < w->skips.n; i++)
+		version_vector_lower(&kv, &w->skips.gvsn[i].db, w->skips.gvsn[i].counter - 1);
 	if (w->rc == 0)
 		w->rc = push_done(w, &kv, state);
 out:
@@ -1215,6 +1236,41 @@ out:
 }
 
 static void walk_start(struct link *l);
+
+/*
+ * After a walk: the objects it skipped as not found are offered again by the next walk,
+ * at the latest AGAIN_MS later (on_tick()). After AGAIN_ROUNDS walks in a row that
+ * skipped some, the next one claims them (an object deleted behind dfsr's back is gone
+ * until the next start's scan), and they are logged with event 1401. Thread: loop.
+ */
+static void again_note(struct link *l, struct walk_job *w)
+{
+	struct net_sessions *s = l->k->s;
+	char hex[DFSR_UID_HEX_LEN];
+
+	free(l->again);
+	l->again = NULL;
+	l->nagain = 0;
+	if (w->skips.n == 0) {
+		l->again_rounds = 0;
+		return;
+	}
+	if (w->claim) {
+		for (size_t i = 0; i < w->skips.n; i++) {
+			dfsr_uid_hex(&w->skips.uid[i], hex);
+			sess_event(s, l->f, EV_OUTBOUND_SKIPPED,
+				   "uid=%s peer=%s err=not found on disk (tried %u times)", hex,
+				   peer_name(l->k), l->again_rounds);
+		}
+		l->again_rounds = 0;
+		return;
+	}
+	l->again = w->skips.uid; /* taken */
+	l->nagain = w->skips.n;
+	w->skips.uid = NULL;
+	l->again_rounds++;
+	l->again_ns = dfsr_mono_ns() + MONO_MS(AGAIN_MS);
+}
 
 static void walk_done(struct job *jb, bool cancelled)
 {
@@ -1226,11 +1282,21 @@ static void walk_done(struct job *jb, bool cancelled)
 	if (!cancelled && w->rc == 0) {
 		l->missing_done = true;
 		l->next_seq = w->next_seq;
-	} else if (!cancelled && w->rc != -ECANCELED && conn_live(l->k)) {
-		sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=send error=%s",
-			   peer_name(l->k), dfsr_strerror(w->rc));
-		l->walk_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		again_note(l, w);
+	} else {
+		if (!cancelled && w->rc != -ECANCELED && conn_live(l->k)) {
+			sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=send error=%s",
+				   peer_name(l->k), dfsr_strerror(w->rc));
+			l->walk_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		}
+		if (!l->again) { /* not offered: the next walk does */
+			l->again = w->again;
+			l->nagain = w->nagain;
+			w->again = NULL;
+		}
 	}
+	free(w->again);
+	outbound_skips_release(&w->skips);
 	version_vector_release(&w->partner);
 	free(w->ups);
 	free(w);
@@ -1338,6 +1404,13 @@ static void walk_start(struct link *l)
 	w->l = l;
 	w->missing = !l->missing_done;
 	w->from = l->next_seq;
+	outbound_skips_init(&w->skips);
+	w->again = l->again;
+	w->nagain = l->nagain;
+	w->claim = l->again_rounds >= AGAIN_ROUNDS;
+	l->again = NULL;
+	l->nagain = 0;
+	l->again_ns = 0;
 	l->walking = true;
 	l->walk_again = false;
 	l->walk_retry_ns = 0;
@@ -3104,6 +3177,7 @@ static void link_release(struct link *l)
 		free(om);
 	}
 	version_vector_release(&l->partner_kv);
+	free(l->again);
 	rx_count(l, -(int64_t)l->rx_items, -(int64_t)l->rx_dones);
 }
 
@@ -3364,6 +3438,8 @@ static void on_tick(uv_timer_t *t)
 				l->walk_retry_ns = 0;
 				walk_start(l);
 			}
+			if (l->nagain && l->again_ns <= now)
+				walk_start(l);
 			if (l->merge_retry_ns && l->merge_retry_ns <= now)
 				l->merge_retry_ns = 0;
 			dones_check(l);

@@ -230,7 +230,7 @@ static void missing_empty_partner(void **state)
 
 	assert_non_null(g);
 	version_vector_init(&empty);
-	assert_int_equal(outbound_missing(o->f->j, &empty, &next, collect, g), 0);
+	assert_int_equal(outbound_missing(o->f->j, &empty, &next, NULL, collect, g), 0);
 	assert_int_equal(next, fx_next_seq(o->f));
 	assert_int_equal(g->n, o->t.records);
 	assert_order(o, g);
@@ -263,7 +263,7 @@ static void missing_empty_partner(void **state)
 	/* the callback's value stops the walk */
 	memset(g, 0, sizeof(*g));
 	g->stop_after = 2;
-	assert_int_equal(outbound_missing(o->f->j, &empty, &next, collect, g), 1);
+	assert_int_equal(outbound_missing(o->f->j, &empty, &next, NULL, collect, g), 1);
 	assert_int_equal(g->n, 2);
 	version_vector_release(&empty);
 	free(g);
@@ -288,7 +288,7 @@ static void missing_large_files_early(void **state)
 	close(fd);
 	note_change_data(o->f, "d1/d2/big", &big);
 	version_vector_init(&empty);
-	assert_int_equal(outbound_missing(o->f->j, &empty, &next, collect, g), 0);
+	assert_int_equal(outbound_missing(o->f->j, &empty, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, o->t.records + 1);
 	assert_order(o, g);
 	/* d1, d2 (and d1's other children that are directories) come before it; then it,
@@ -314,7 +314,7 @@ static void missing_full_and_partial(void **state)
 	assert_non_null(g);
 	version_vector_init(&vv);
 	assert_int_equal(journal__knowledge(o->f->j, &vv), 0);
-	assert_int_equal(outbound_missing(o->f->j, &vv, &next, collect, g), 0);
+	assert_int_equal(outbound_missing(o->f->j, &vv, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, 0);
 	assert_int_equal(next, fx_next_seq(o->f));
 
@@ -323,8 +323,8 @@ static void missing_full_and_partial(void **state)
 	f4 = fx_new(o->f, "d1/d2", "f4");
 	version_vector_release(&vv);
 	assert_int_equal(version_vector_raise(&vv, journal_db_id(o->f->j), o->t.mid_counter), 0);
-	assert_int_equal(outbound_missing(o->f->j, NULL, &next, collect, all), 0);
-	assert_int_equal(outbound_missing(o->f->j, &vv, &next, collect, g), 0);
+	assert_int_equal(outbound_missing(o->f->j, NULL, &next, NULL, collect, all), 0);
+	assert_int_equal(outbound_missing(o->f->j, &vv, &next, NULL, collect, g), 0);
 	for (size_t i = 0; i < all->n; i++) {
 		bool want = all->u[i].counter > o->t.mid_counter;
 
@@ -343,24 +343,52 @@ static void missing_full_and_partial(void **state)
 	free(g);
 }
 
-/* An object removed behind the journal's back is skipped, the rest still sent. */
+/* An object removed behind the journal's back is skipped and reported, the rest still
+ * sent; offered again, it goes out once it is back. */
 static void missing_skips_vanished(void **state)
 {
 	struct ofx *o = *state;
 	struct got *g = calloc(1, sizeof(*g));
+	struct outbound_skips sk;
+	struct dfsr_uid again[2];
 	uint64_t next = 0;
+	ssize_t i;
 
 	assert_non_null(g);
-	assert_int_equal(unlinkat(o->f->root_fd, "d1/d2/f3", 0), 0);
-	assert_int_equal(outbound_missing(o->f->j, NULL, &next, collect, g), 0);
+	outbound_skips_init(&sk);
+	assert_int_equal(renameat(o->f->root_fd, "d1/d2/f3", o->f->root_fd, "away"), 0);
+	assert_int_equal(outbound_missing(o->f->j, NULL, &next, &sk, collect, g), 0);
 	assert_int_equal(g->n, o->t.records - 1);
 	assert_true(find(g, &o->t.f3) < 0);
 	assert_true(find(g, &o->t.d2) >= 0);
+	assert_int_equal(sk.n, 1);
+	assert_memory_equal(sk.uid[0].b, o->t.f3.b, DFSR_UID_LEN);
+	/* still away: skipped again; back: sent (with the ancestors the partner lacks) */
+	again[0] = sk.uid[0];
+	again[1] = o->t.f1;
+	memset(g, 0, sizeof(*g));
+	outbound_skips_release(&sk);
+	assert_int_equal(outbound_again(o->f->j, again, 2, NULL, &sk, collect, g), 0);
+	assert_int_equal(sk.n, 1);
+	assert_int_equal(g->n, 3); /* d1 and d2 (f3's ancestors, which a NULL partner lacks), f1 */
+	assert_true(find(g, &o->t.f1) >= 0);
+	assert_true(find(g, &o->t.f3) < 0);
+	assert_int_equal(renameat(o->f->root_fd, "away", o->f->root_fd, "d1/d2/f3"), 0);
+	memset(g, 0, sizeof(*g));
+	outbound_skips_release(&sk);
+	assert_int_equal(outbound_again(o->f->j, again, 1, NULL, &sk, collect, g), 0);
+	assert_int_equal(sk.n, 0);
+	assert_int_equal(g->n, 3);
+	assert_order(o, g);
+	i = find(g, &o->t.f3);
+	assert_int_equal(i, 2);
+	outbound_skips_release(&sk);
+	assert_int_equal(unlinkat(o->f->root_fd, "d1/d2/f3", 0), 0);
 	/* a directory replaced by a file of the same name is not sent as the directory */
 	assert_int_equal(unlinkat(o->f->root_fd, "d1/d2", AT_REMOVEDIR), 0);
 	fx_write(o->f, "d1/d2", "not a dir");
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_missing(o->f->j, NULL, &next, collect, g), 0);
+	assert_int_equal(outbound_missing(o->f->j, NULL, &next, NULL, collect, g), 0);
 	assert_true(find(g, &o->t.d2) < 0);
 	assert_true(find(g, &o->t.d1) >= 0);
 	free(g);
@@ -390,7 +418,7 @@ static void changes_each_once(void **state)
 	note_change_data(f, "d1/d2/f3", &o->t.f3);
 	assert_int_equal(fx_next_seq(f), from + 4);
 
-	assert_int_equal(outbound_changes(f->j, from, 0, &before, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, from, 0, &before, &next, NULL, collect, g), 0);
 	assert_int_equal(next, from + 4);
 	assert_int_equal(g->n, 3);
 	i = find(g, &o->t.f1);
@@ -405,7 +433,7 @@ static void changes_each_once(void **state)
 
 	/* a partner that has nothing gets the directories above them first */
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, from, 0, NULL, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, from, 0, NULL, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, 5);
 	assert_true(find(g, &o->t.f1) == 0);
 	assert_true(find(g, &o->t.d1) == 1);
@@ -415,20 +443,20 @@ static void changes_each_once(void **state)
 
 	/* at most one entry: the first entry's object, next_seq right after it */
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, from, 1, &before, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, from, 1, &before, &next, NULL, collect, g), 0);
 	assert_int_equal(next, from + 1);
 	assert_int_equal(g->n, 1);
 	assert_memory_equal(g->u[0].uid.b, o->t.f1.b, DFSR_UID_LEN);
 	/* the second entry names f1 again; a new call sends it again (once per call) */
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, next, 1, &before, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, next, 1, &before, &next, NULL, collect, g), 0);
 	assert_int_equal(next, from + 2);
 	assert_int_equal(g->n, 1);
 	assert_memory_equal(g->u[0].uid.b, o->t.f1.b, DFSR_UID_LEN);
 
 	/* at the end: nothing, next_seq unchanged */
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, from + 4, 0, NULL, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, from + 4, 0, NULL, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, 0);
 	assert_int_equal(next, from + 4);
 
@@ -436,14 +464,14 @@ static void changes_each_once(void **state)
 	version_vector_init(&vv);
 	assert_int_equal(journal__knowledge(f->j, &vv), 0);
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, 1, 0, &vv, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, 1, 0, &vv, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, 0);
 	assert_int_equal(next, from + 4);
 	version_vector_release(&vv);
 
 	/* from the start: every record once (the tombstones included) */
 	memset(g, 0, sizeof(*g));
-	assert_int_equal(outbound_changes(f->j, 1, 0, NULL, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, 1, 0, NULL, &next, NULL, collect, g), 0);
 	assert_int_equal(g->n, o->t.records);
 	version_vector_release(&before);
 	free(g);
@@ -469,7 +497,7 @@ static void changes_parents_first(void **state)
 	dir = fx_new(f, "", "D");
 	assert_int_equal(renameat(f->root_fd, "h", f->root_fd, "D/h"), 0);
 	note_rename(f, root, "h", &dir, "h", "D/h");
-	assert_int_equal(outbound_changes(f->j, from, 0, &before, &next, collect, g), 0);
+	assert_int_equal(outbound_changes(f->j, from, 0, &before, &next, NULL, collect, g), 0);
 	assert_int_equal(next, from + 3);
 	assert_int_equal(g->n, 2);
 	assert_memory_equal(g->u[0].uid.b, dir.b, DFSR_UID_LEN);

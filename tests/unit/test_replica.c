@@ -499,7 +499,7 @@ static size_t sync_some(struct side *src, struct side *dst)
 	l.n = 0;
 	version_vector_init(&kv);
 	assert_int_equal(replica_hello_knowledge(dst->r, &kv), 0);
-	assert_int_equal(outbound_missing(src->f->j, &kv, &seq, collect_update, &l), 0);
+	assert_int_equal(outbound_missing(src->f->j, &kv, &seq, NULL, collect_update, &l), 0);
 	version_vector_release(&kv);
 	bool *done = calloc(l.n + 1, sizeof(*done));
 

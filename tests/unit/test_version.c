@@ -60,6 +60,17 @@ static void raise_get_sorted(void **state)
 	assert_int_equal(v.v[2].db.b[0], 3);
 	assert_int_equal(version_vector_raise(&v, &zero, 1), -EINVAL);
 	assert_int_equal(version_vector_raise(&v, &a, 0), -EINVAL);
+	/* lowering: never raises, removes an entry lowered to 0, ignores an absent one */
+	version_vector_lower(&v, &a, 9);
+	assert_int_equal(version_vector_get(&v, &a), 7);
+	version_vector_lower(&v, &a, 6);
+	assert_int_equal(version_vector_get(&v, &a), 6);
+	version_vector_lower(&v, &c, 0);
+	assert_int_equal(v.n, 2);
+	assert_int_equal(version_vector_get(&v, &c), 0);
+	version_vector_lower(&v, &c, 3);
+	assert_int_equal(v.n, 2);
+	assert_true(version_vector_valid(&v));
 	version_vector_release(&v);
 	assert_int_equal(v.n, 0);
 }
