@@ -68,6 +68,7 @@ struct net_session_folder {
 	struct replica *r;   /* borrowed */
 	struct stage *stage; /* borrowed */
 	bool read_only;
+	uint32_t tombstone_days; /* journal_tombstone_care() every hour (0: never) */
 };
 
 struct net_sessions_opts {
