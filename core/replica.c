@@ -132,8 +132,7 @@ struct replica {
 
 	/* §12: the UIDs partners offered during a stale initial sync (stale_cleanup()) */
 	pthread_mutex_t seen_lock;
-	struct dfsr_uid *seen; /* open addressing, zero = empty; cap a power of two */
-	size_t nseen, seen_cap;
+	struct dfsr_uid_set seen;
 
 	/* installs waiting to be decided in a batch (install_batched()) */
 	pthread_mutex_t batch_lock;
@@ -299,7 +298,7 @@ void replica_free(struct replica *r)
 	pthread_cond_destroy(&r->batch_cond);
 	pthread_mutex_destroy(&r->batch_lock);
 	pthread_mutex_destroy(&r->seen_lock);
-	free(r->seen);
+	dfsr_uid_set_release(&r->seen);
 	free(r);
 }
 
@@ -2554,62 +2553,13 @@ static int install_batched(struct replica *r, struct ctx *c)
 
 /* ---- content too old (docs/conflicts.md §12) ----------------------------------------- */
 
-static size_t seen_slot(const struct dfsr_uid *u, size_t cap)
-{
-	return (size_t)(dfsr_get_be64(u->b) ^ dfsr_get_be64(u->b + 8)) & (cap - 1);
-}
-
-static bool seen_has_locked(const struct replica *r, const struct dfsr_uid *u)
-{
-	if (!r->seen_cap)
-		return false;
-	for (size_t i = seen_slot(u, r->seen_cap);; i = (i + 1) & (r->seen_cap - 1)) {
-		if (dfsr_uid_is_zero(&r->seen[i]))
-			return false;
-		if (dfsr_uid_equal(&r->seen[i], u))
-			return true;
-	}
-}
-
-static void seen_put_locked(struct replica *r, const struct dfsr_uid *u)
-{
-	size_t i = seen_slot(u, r->seen_cap);
-
-	while (!dfsr_uid_is_zero(&r->seen[i]))
-		i = (i + 1) & (r->seen_cap - 1);
-	r->seen[i] = *u;
-	r->nseen++;
-}
-
 /* Note that a partner offered @u in a stale initial sync. Return: 0 or -ENOMEM. */
 static int seen_add(struct replica *r, const struct dfsr_uid *u)
 {
-	int rc = 0;
+	int rc;
 
-	if (dfsr_uid_is_zero(u))
-		return 0;
 	pthread_mutex_lock(&r->seen_lock);
-	if (seen_has_locked(r, u))
-		goto out_unlock;
-	if ((r->nseen + 1) * 2 > r->seen_cap) {
-		size_t cap = r->seen_cap ? r->seen_cap * 2 : 1024;
-		struct dfsr_uid *old = r->seen, *nv = calloc(cap, sizeof(*nv));
-		size_t oc = r->seen_cap;
-
-		if (!nv) {
-			rc = -ENOMEM;
-			goto out_unlock;
-		}
-		r->seen = nv;
-		r->seen_cap = cap;
-		r->nseen = 0;
-		for (size_t i = 0; i < oc; i++)
-			if (!dfsr_uid_is_zero(&old[i]))
-				seen_put_locked(r, &old[i]);
-		free(old);
-	}
-	seen_put_locked(r, u);
-out_unlock:
+	rc = dfsr_uid_set_add(&r->seen, u);
 	pthread_mutex_unlock(&r->seen_lock);
 	return rc;
 }
@@ -2644,7 +2594,7 @@ static int stale_list(struct replica *r, uint64_t counter, struct stale_obj **ou
 		record_init(&rec);
 		if (record_decode(&rec, val, vlen) == 0 && !rec.tombstone &&
 		    !dfsr_uid_equal(&rec.uid, journal_root_uid(r->j)) &&
-		    !seen_has_locked(r, &rec.uid) &&
+		    !dfsr_uid_set_has(&r->seen, &rec.uid) &&
 		    !(dfsr_uid_equal(&rec.gvsn.db, own) && rec.gvsn.counter > counter)) {
 			if (*n == cap) {
 				size_t nc = cap ? cap * 2 : 64;
