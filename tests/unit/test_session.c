@@ -455,6 +455,10 @@ static void files_replicate_both_ways(void **state)
 	note_new(a, "dir", "big.bin");
 	write_file(a, "empty", "", 0);
 	note_new(a, NULL, "empty");
+	/* between NET_SESSION_INLINE_MAX and NET_SESSION_MEMORY_MAX: read into memory on a,
+	 * its chunks Wanted */
+	write_file(a, "medium.bin", big + 1000, 200u << 10);
+	note_new(a, NULL, "medium.bin");
 	assert_int_equal(symlinkat("dir/big.bin", a->root_fd, "link"), 0);
 	note_new(a, NULL, "link");
 	write_file(a, "dir/x.txt", "with xattr", 10);
@@ -463,6 +467,7 @@ static void files_replicate_both_ways(void **state)
 	WAIT_FOR(file_is(b, "a.txt", "alpha", 5));
 	WAIT_FOR(file_is(b, "dir/big.bin", big, big_len));
 	WAIT_FOR(file_is(b, "empty", "", 0));
+	WAIT_FOR(file_is(b, "medium.bin", big + 1000, 200u << 10));
 	WAIT_FOR(file_is(b, "dir/x.txt", "with xattr", 10));
 	WAIT_FOR(exists(b, "link"));
 	assert_int_equal(readlinkat(b->root_fd, "link", target, sizeof(target)), 11);
