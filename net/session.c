@@ -111,6 +111,7 @@
 /* again_note(): skipped objects are offered again after AGAIN_MS, AGAIN_ROUNDS times */
 #define AGAIN_MS          1000u
 #define AGAIN_ROUNDS      30u
+#define AGAIN_LOGGED      16u /* events 1401 for one give-up, then a count */
 
 struct net_sessions;
 struct sconn;
@@ -1260,12 +1261,16 @@ static void again_note(struct link *l, struct walk_job *w)
 		return;
 	}
 	if (w->claim) {
-		for (size_t i = 0; i < w->skips.n; i++) {
+		for (size_t i = 0; i < w->skips.n && i < AGAIN_LOGGED; i++) {
 			dfsr_uid_hex(&w->skips.uid[i], hex);
 			sess_event(s, l->f, EV_OUTBOUND_SKIPPED,
 				   "uid=%s peer=%s err=not found on disk (tried %u times)", hex,
 				   peer_name(l->k), l->again_rounds);
 		}
+		if (w->skips.n > AGAIN_LOGGED)
+			sess_event(s, l->f, EV_OUTBOUND_SKIPPED,
+				   "peer=%s err=%zu more objects not found on disk",
+				   peer_name(l->k), w->skips.n - AGAIN_LOGGED);
 		l->again_rounds = 0;
 		return;
 	}
