@@ -28,14 +28,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #include "core/db.h"
 #include "core/hash.h"
@@ -199,8 +198,8 @@ static int parse_u64(const char *s, uint64_t *out)
 /* One field of the description into @ci; @seen gets its bit. Unknown elements: ignored. */
 static int desc_field(struct clone_info *ci, const char *name, const char *text, unsigned *seen)
 {
-	static const char *const names[] = { "Folder", "Member",  "DatabaseId", "TimeNs",
-					     "Records", "Files", "Folders", "Tombstones" };
+	static const char *const names[] = { "Folder",  "Member", "DatabaseId", "TimeNs",
+					     "Records", "Files",  "Folders",    "Tombstones" };
 	uint64_t v = 0;
 	size_t i;
 
@@ -393,8 +392,8 @@ static int copy_flat(int sdir, int ddir, char err[static CLONE_ERR_LEN])
 			rc = copy_one(dirfd(d), ddir, de->d_name);
 		}
 		if (rc < 0)
-			snprintf(err, CLONE_ERR_LEN, "copying the database file %s: %s",
-				 de->d_name, dfsr_strerror(rc));
+			snprintf(err, CLONE_ERR_LEN, "copying the database file %s: %s", de->d_name,
+				 dfsr_strerror(rc));
 	}
 	closedir(d);
 	if (rc == 0)
@@ -575,8 +574,7 @@ static void report(struct walk *w, enum clone_finding what, const char *path, co
 }
 
 /* The recorded live children of @dir, sorted by name (the index order). */
-static int children_of(struct journal *j, const struct dfsr_uid *dir, struct child **out,
-		       size_t *n)
+static int children_of(struct journal *j, const struct dfsr_uid *dir, struct child **out, size_t *n)
 {
 	struct db_iter *it = db_iter_new(journal__db(j), NULL, DB_CF_NAMES);
 	struct child *v = NULL;
@@ -631,8 +629,8 @@ static int cmp_child(const void *a, const void *b)
 static int child_path(const struct walk *w, const char *name, struct dfsr_buf *out)
 {
 	out->len = 0;
-	if (w->path.len && (dfsr_buf_add(out, w->path.p, w->path.len) < 0 ||
-			    dfsr_buf_add(out, "/", 1) < 0))
+	if (w->path.len &&
+	    (dfsr_buf_add(out, w->path.p, w->path.len) < 0 || dfsr_buf_add(out, "/", 1) < 0))
 		return -ENOMEM;
 	return dfsr_buf_add(out, name, strlen(name));
 }
@@ -697,8 +695,7 @@ static int hash_obj(struct walk *w, int dfd, const struct record *r, struct hash
 static int walk_dir(struct walk *w, int dfd, const struct dfsr_uid *uid, int depth);
 
 /* A directory of the clone found as a directory here. */
-static int check_dir(struct walk *w, int dfd, const struct record *r, const char *path,
-		     int depth)
+static int check_dir(struct walk *w, int dfd, const struct record *r, const char *path, int depth)
 {
 	struct hash_result h;
 	size_t saved = w->path.len;
@@ -706,8 +703,8 @@ static int check_dir(struct walk *w, int dfd, const struct record *r, const char
 
 	if (rc == 0 && memcmp(h.hash, r->hash, HASH_LEN) != 0) {
 		/* mode and owner can be put back; other xattrs replicate as a local change */
-		if (fchownat(dfd, r->name, (uid_t)r->owner, (gid_t)r->group,
-			     AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (fchownat(dfd, r->name, (uid_t)r->owner, (gid_t)r->group, AT_SYMLINK_NOFOLLOW) <
+			    0 ||
 		    fchmodat(dfd, r->name, (mode_t)r->mode, 0) < 0)
 			return -errno;
 		rc = hash_obj(w, dfd, r, &h);
@@ -791,8 +788,8 @@ out_release:
 }
 
 /* Local entries of @dfd that the clone does not record (and that would be recorded). */
-static int count_extra(struct walk *w, int dfd, const struct dfsr_uid *uid,
-		       const struct child *v, size_t n)
+static int count_extra(struct walk *w, int dfd, const struct dfsr_uid *uid, const struct child *v,
+		       size_t n)
 {
 	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
 	struct dfsr_buf path;
@@ -939,7 +936,7 @@ static int import_check(const struct clone_import_opts *o, int *dbfd,
 	rc = clone_info_read(dfd, &res->info);
 	if (rc < 0) {
 		snprintf(err, CLONE_ERR_LEN, "%s: %s", o->dir,
-			 rc == -ENOENT	  ? "not a clone export (no " CLONE_DESC_FILE ")"
+			 rc == -ENOENT    ? "not a clone export (no " CLONE_DESC_FILE ")"
 			 : rc == -EBADMSG ? CLONE_DESC_FILE " is damaged"
 					  : dfsr_strerror(rc));
 		goto out_close;
@@ -968,7 +965,9 @@ static int import_target(const struct clone_import_opts *o, int *priv,
 	struct stat st;
 	int rc;
 
-	if (fstatat(o->root_fd, LAYOUT_PRIVATE "/" LAYOUT_DB, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	/* layout_prepare() makes an empty db/; a database has its CURRENT file */
+	if (fstatat(o->root_fd, LAYOUT_PRIVATE "/" LAYOUT_DB "/CURRENT", &st,
+		    AT_SYMLINK_NOFOLLOW) == 0) {
 		snprintf(err, CLONE_ERR_LEN,
 			 "folder %s has a database already (%s/" LAYOUT_PRIVATE "/" LAYOUT_DB
 			 "): a clone is imported before a member's first start",
@@ -1023,6 +1022,13 @@ int clone_import(const struct clone_import_opts *o, struct clone_import_result *
 	}
 	if (rc == 0)
 		rc = adopt(o, priv, tmp, &res, err);
+	if (rc == 0 && unlinkat(priv, LAYOUT_DB, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+		rc = -errno; /* an empty db/ goes; anything in it stays and stops us */
+		snprintf(err, CLONE_ERR_LEN, "%s/%s/%s: %s", o->folder->path, LAYOUT_PRIVATE,
+			 LAYOUT_DB,
+			 rc == -ENOTEMPTY ? "not empty (remove it if no member ever started here)"
+					  : dfsr_strerror(rc));
+	}
 	if (rc == 0 && renameat2(priv, tmp, priv, LAYOUT_DB, RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		snprintf(err, CLONE_ERR_LEN, "putting the database in place: %s",

@@ -1018,7 +1018,8 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 	if (rc < 0)
 		return rc;
 	rc = open_private_dir(r.private_fd,
-			      kind == MANIFEST_CONFLICT ? LAYOUT_CONFLICT : LAYOUT_PREEXISTING, dst);
+			      kind == MANIFEST_CONFLICT ? LAYOUT_CONFLICT : LAYOUT_PREEXISTING,
+			      dst);
 	if (rc < 0)
 		goto out_close;
 	memset(&c, 0, sizeof(c));
