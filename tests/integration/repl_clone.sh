@@ -12,10 +12,10 @@
 . "$(dirname "$0")/lib.sh"
 it_init
 
-group_setup 2
-A=1 B=2
-PA=${G_PATH[A]} PB=${G_PATH[B]}
-CA=${G_CONF[A]} CB=${G_CONF[B]}
+group_setup 3
+A=1 B=2 C=3
+PA=${G_PATH[A]} PB=${G_PATH[B]} PC=${G_PATH[C]}
+CA=${G_CONF[A]} CB=${G_CONF[B]} CC=${G_CONF[C]}
 
 # ---- alpha's data: ~20 MiB in directories, with modes, xattrs, ACLs and a link ------------
 for d in 0 1 2 3; do
@@ -97,8 +97,10 @@ check "no initial sync on bravo (4102)" bash -c "'$DFSR_BIN' events -c '$CB' --j
 	'$PY' -c 'import json,sys; sys.exit(any(e[\"id\"] in (1202, 4102) for e in json.load(sys.stdin)))'"
 check "alpha's events are not in bravo's log (no 2402)" bash -c "'$DFSR_BIN' events -c '$CB' --json |
 	'$PY' -c 'import json,sys; sys.exit(any(e[\"id\"] == 2402 for e in json.load(sys.stdin)))'"
-check "2404 carries the counts" bash -c "'$DFSR_BIN' events -c '$CB' | grep 2404 |
+check "2404 carries the counts" bash -c "'$DFSR_BIN' events -c '$CB' | grep ' 2404 ' |
 	grep -q 'mismatched=1 missing=1 extra=1'"
+check "the first scan re-reads nothing (only bravo's own file is new)" bash -c \
+	"'$DFSR_BIN' events -c '$CB' | grep ' 1204 ' | head -1 | grep -q 'created=1 changed=0 removed=0'"
 
 check "dfsr wait: bravo in sync" members_wait 120
 check "bravo is normal" all_normal "$CB"
@@ -117,11 +119,36 @@ check "alpha still has it" test -f "${G_MNT[A]}/dir1/gone.txt"
 check_eq "bravo's own file replicates to alpha" "only on bravo" \
 	"$(cat "${G_MNT[A]}/bravo-only.txt" 2>&1)"
 check "the deleted file stays deleted" test ! -e "${G_MNT[B]}/deleted.txt"
-check_trees_equal "trees equal after the import"
+check_trees_equal "trees equal after the import" $A $B
 check "the trees are equal by dfsr hash -r" bash -c \
 	"diff <('$DFSR_BIN' hash -r '$PA') <('$DFSR_BIN' hash -r '$PB')"
 
-# ---- the clone is a real member: changes travel both ways ------------------------------------
+# ---- charlie: --validation full catches an edit that keeps size and mtime ----------------------
+rsync -aAX --exclude=/DfsrPrivate "$PA/" "$PC/" || die "rsync to charlie failed"
+head -c 60 /dev/urandom | dd of="$PC/dir2/f2.dat" bs=1 seek=100 conv=notrunc status=none
+touch -r "$PA/dir2/f2.dat" "$PC/dir2/f2.dat"
+check "charlie imports with --validation basic" dfsr clone import -c "$CC" --folder share --validation basic "$WS/empty"
+check_fails "an import into a path that has a database fails the second time" \
+	dfsr clone import -c "$CC" --folder share --validation full "$WS/empty"
+member_start $C
+check "charlie (basic) kept the same-size edit: basic cannot see it" \
+	bash -c "! cmp -s '$PA/dir2/f2.dat' '$PC/dir2/f2.dat'"
+member_stop $C
+rm -rf "$PC" && mkdir -p "$PC"
+rsync -aAX --exclude=/DfsrPrivate "$PA/" "$PC/" || die "rsync to charlie failed"
+head -c 60 /dev/urandom | dd of="$PC/dir2/f2.dat" bs=1 seek=100 conv=notrunc status=none
+touch -r "$PA/dir2/f2.dat" "$PC/dir2/f2.dat"
+out=$(dfsr clone import -c "$CC" --folder share --validation full "$WS/empty" 2>&1)
+rc=$?
+check_eq "clone import --validation full succeeds ($out)" 0 "$rc"
+check "full reports the same-size edit" grep -q "^mismatched dir2/f2.dat" <<<"$out"
+member_start $C
+check_eq "charlie is normal at once" normal "$(folder_field "$CC" share state)"
+check "dfsr wait: charlie in sync" members_wait 120
+check "charlie has alpha's version of the edited file" cmp -s "$PA/dir2/f2.dat" "${G_MNT[C]}/dir2/f2.dat"
+check "charlie's edit is in PreExisting" conflict_has $C preexisting dir2/f2.dat --preexisting
+
+# ---- the clones are real members: changes travel every way -----------------------------------
 echo "changed on bravo" >>"${G_MNT[B]}/dir1/f1.dat"
 echo "new on alpha" >"${G_MNT[A]}/dir2/new.txt"
 rm "${G_MNT[A]}/dir3/f3.dat"
@@ -129,8 +156,10 @@ check "dfsr wait: in sync after changes" members_wait 60
 check "bravo's change reaches alpha" cmp -s "${G_MNT[B]}/dir1/f1.dat" "${G_MNT[A]}/dir1/f1.dat"
 check_eq "alpha's new file reaches bravo" "new on alpha" "$(cat "${G_MNT[B]}/dir2/new.txt" 2>&1)"
 check "alpha's delete reaches bravo" test ! -e "${G_MNT[B]}/dir3/f3.dat"
+check "bravo's change reaches charlie" cmp -s "${G_MNT[B]}/dir1/f1.dat" "${G_MNT[C]}/dir1/f1.dat"
 check_trees_equal "trees equal at the end"
 
+member_stop $C
 member_stop $B
 check_fails "clone import while... bravo has a database: refused after a run too" \
 	dfsr clone import -c "$CB" --folder share "$EXP"
