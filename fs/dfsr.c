@@ -3041,10 +3041,18 @@ static int cmd_restore(struct cli *c)
 #define CLONE_USAGE \
 	"clone export|import -c CONFIG [--folder NAME] [--validation none|basic|full] DIR"
 
+static int clone_usage_error(const char *fmt, ...) DFSR_PRINTF(1, 2);
+
 /* A usage error of `dfsr clone` (the command table comes later). Return: 2. */
-static int clone_usage_error(const char *what, const char *value)
+static int clone_usage_error(const char *fmt, ...)
 {
-	fprintf(stderr, "dfsr: %s%s (usage: dfsr %s)\n", what, value, CLONE_USAGE);
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (usage: dfsr %s)\n", CLONE_USAGE);
 	return 2;
 }
 
@@ -3092,18 +3100,55 @@ static int clone_abs_path(const char *path, char *out, size_t len)
 	return rc;
 }
 
+/* True if @path is @top or below it (both absolute). */
+static bool path_under(const char *path, const char *top)
+{
+	char *real = realpath(top, NULL);
+	size_t n;
+	bool under;
+
+	if (!real)
+		return false;
+	n = strlen(real);
+	under = strncmp(path, real, n) == 0 && (path[n] == '/' || path[n] == '\0' || n == 1);
+	free(real);
+	return under;
+}
+
+/*
+ * An export inside a replicated tree would replicate (or, inside a mount, be written by the
+ * member through its own FUSE mount); DfsrPrivate of a local path is fine.
+ */
+static bool clone_dir_ok(const struct config *cfg, const char *dir)
+{
+	for (size_t i = 0; i < cfg->nfolders; i++) {
+		const struct config_folder *f = &cfg->folders[i];
+		char priv[4096];
+
+		snprintf(priv, sizeof(priv), "%s/%s", f->path, LAYOUT_PRIVATE);
+		if (path_under(dir, f->mount) ||
+		    (path_under(dir, f->path) && !path_under(dir, priv))) {
+			dfsr_err("clone export: %s is inside folder %s (%s); export outside the "
+				 "replicated tree",
+				 dir, f->name, path_under(dir, f->mount) ? f->mount : f->path);
+			return false;
+		}
+	}
+	return true;
+}
+
 static int clone_export_cli(struct cli *c, const struct config *cfg, const struct config_folder *f)
 {
 	char dir[4096], enc[3 * 4096 + 1], req[3 * 4096 + 512];
 	struct dfsr_buf r;
 	int rc;
 
-	if (c->validation)
-		return clone_usage_error("--validation applies to clone import", "");
 	rc = clone_abs_path(c->argv[0], dir, sizeof(dir));
 	if (rc < 0)
 		return dfsr_err("clone export: %s: %s", c->argv[0],
 				rc == -EINVAL ? "not a directory name" : dfsr_strerror(rc));
+	if (!clone_dir_ok(cfg, dir))
+		return 1;
 	pct_encode(dir, enc, sizeof(enc));
 	snprintf(req, sizeof(req), "clone-export folder=%s dir=%s", f->name, enc);
 	dfsr_buf_init(&r);
@@ -3141,7 +3186,8 @@ static void clone_report(void *arg, enum clone_finding what, const char *path,
 		printf("extra %s: not in the clone; kept (replicates as a new object)\n", path);
 }
 
-static int clone_import_cli(struct cli *c, const struct config *cfg, const struct config_folder *f)
+static int clone_import_cli(struct cli *c, const struct config *cfg, const struct config_folder *f,
+			    enum clone_validation v)
 {
 	struct clone_import_opts o = {
 		.cfg = cfg, .folder = f, .dir = c->argv[0], .report = clone_report
@@ -3150,10 +3196,7 @@ static int clone_import_cli(struct cli *c, const struct config *cfg, const struc
 	char err[CLONE_ERR_LEN], id[DFSR_UID_GUID_LEN];
 	int rc;
 
-	if (c->validation && clone_validation_parse(c->validation, &o.validation) < 0)
-		return clone_usage_error("--validation: not none, basic or full: ", c->validation);
-	if (!c->validation)
-		o.validation = CLONE_VALIDATE_BASIC;
+	o.validation = v;
 	if (member_answers(cfg))
 		return dfsr_err("clone import: member %s is running; a clone is imported before "
 				"its first start (stop it with dfsr umount)",
@@ -3177,10 +3220,16 @@ static int clone_import_cli(struct cli *c, const struct config *cfg, const struc
 
 static int cmd_clone(struct cli *c)
 {
+	enum clone_validation v = CLONE_VALIDATE_BASIC;
 	const struct config_folder *f;
 	struct config cfg;
 	int rc;
 
+	if (c->validation && !strcmp(c->sub, "export"))
+		return clone_usage_error("%s", "--validation applies to clone import");
+	if (c->validation && clone_validation_parse(c->validation, &v) < 0)
+		return clone_usage_error("--validation '%s': say none, basic or full",
+					 c->validation);
 	if (client_config(c, &cfg))
 		return 1;
 	f = clone_folder(c, &cfg);
@@ -3189,7 +3238,7 @@ static int cmd_clone(struct cli *c)
 	else if (!strcmp(c->sub, "export"))
 		rc = clone_export_cli(c, &cfg, f);
 	else
-		rc = clone_import_cli(c, &cfg, f);
+		rc = clone_import_cli(c, &cfg, f, v);
 	config_release(&cfg);
 	return rc;
 }

@@ -55,6 +55,10 @@ check_fails "export into a non-empty directory is refused" \
 out=$(dfsr clone export -c "$CA" --folder share "$WS/full" 2>&1)
 check "and says why ($out)" grep -q "not empty" <<<"$out"
 check "the non-empty directory is left as it was" test "$(ls "$WS/full")" = x
+out=$(dfsr clone export -c "$CA" --folder share "${G_MNT[A]}/exp" 2>&1)
+check "export into the replicated tree is refused ($out)" grep -q "inside folder share" <<<"$out"
+check "and nothing was made there" test ! -e "${G_MNT[A]}/exp"
+check_fails "clone without export or import is a usage error" dfsr clone -c "$CA" "$WS/x"
 mkdir -p "$WS/empty"
 check "export into an empty directory works" dfsr clone export -c "$CA" "$WS/empty"
 check "it holds a database too" test -f "$WS/empty/db/CURRENT"
