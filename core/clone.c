@@ -989,6 +989,26 @@ static int import_target(const struct clone_import_opts *o, int *priv,
 	return 0;
 }
 
+/* Removes DfsrPrivate/db.import.* left by imports that died (no member runs here yet). */
+static void rm_leftovers(int priv)
+{
+	int fd = openat(priv, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, CLONE_TMP_NAME ".", sizeof(CLONE_TMP_NAME)))
+			(void)rm_tree(priv, de->d_name, 0);
+	closedir(d);
+}
+
 int clone_import(const struct clone_import_opts *o, struct clone_import_result *out,
 		 char err[static CLONE_ERR_LEN])
 {
@@ -1005,7 +1025,7 @@ int clone_import(const struct clone_import_opts *o, struct clone_import_result *
 	if (rc < 0)
 		goto out_close;
 	snprintf(tmp, sizeof(tmp), "%s.%d", CLONE_TMP_NAME, (int)getpid());
-	(void)rm_tree(priv, tmp, 0); /* a leftover of an earlier import that died */
+	rm_leftovers(priv);
 	if (mkdirat(priv, tmp, 0700) < 0) {
 		rc = -errno;
 		snprintf(err, CLONE_ERR_LEN, "%s/%s/%s: %s", o->folder->path, LAYOUT_PRIVATE, tmp,

@@ -6,6 +6,8 @@
  * the knowledge below it, and refuses a second import, a non-empty export directory and an
  * export of another folder. basic misses a same-size same-mtime edit that full catches.
  */
+#include <dirent.h>
+
 #include "core/clone.h"
 #include "core/scan.h"
 #include "tests/unit/journal_fixture.h"
@@ -384,6 +386,62 @@ static void test_none_trusts(void **state)
 	target_release(&t);
 }
 
+/* True if DfsrPrivate of @t holds an entry starting with @prefix. */
+static bool private_has(struct target *t, const char *prefix)
+{
+	int fd = openat(t->root_fd, "DfsrPrivate", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	bool found = false;
+	DIR *d;
+
+	assert_true(fd >= 0);
+	d = fdopendir(fd);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, prefix, strlen(prefix)))
+			found = true;
+	closedir(d);
+	return found;
+}
+
+/* An import that fails after copying leaves no database, and a later one works. */
+static void test_failed_import_leaves_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct clone_import_result res;
+	struct findings fnd = { 0 };
+	struct clone_info ci, saved;
+	struct clone_import_opts o;
+	struct target t;
+	char exp[128], err[CLONE_ERR_LEN];
+	int dfd;
+
+	source_tree(f, exp, sizeof(exp));
+	dfd = open(exp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(clone_info_read(dfd, &saved), 0);
+	ci = saved;
+	dfsr_uid_random(&ci.db_id); /* the description no longer matches the database */
+	assert_int_equal(clone_info_write(dfd, &ci), 0);
+
+	target_make(&t, "share");
+	preseed(&t);
+	assert_int_equal(mkdirat(t.root_fd, "DfsrPrivate", 0700), 0);
+	assert_int_equal(mkdirat(t.root_fd, "DfsrPrivate/db.import.999999", 0700), 0);
+	o = (struct clone_import_opts){ .folder = &t.folder, .root_fd = t.root_fd, .dir = exp };
+	assert_int_equal(clone_import(&o, &res, err), -EBADMSG);
+	assert_non_null(strstr(err, "not the one"));
+	assert_int_not_equal(faccessat(t.root_fd, "DfsrPrivate/db/CURRENT", F_OK, 0), 0);
+	assert_false(private_has(&t, "db.import."));
+
+	assert_int_equal(clone_info_write(dfd, &saved), 0);
+	close(dfd);
+	import_into(f, &t, exp, CLONE_VALIDATE_BASIC, &res, &fnd);
+	assert_int_equal(faccessat(t.root_fd, "DfsrPrivate/db/CURRENT", F_OK, 0), 0);
+	assert_false(private_has(&t, "db.import."));
+	target_release(&t);
+}
+
 static int setup(void **state)
 {
 	return fx_setup_opts(state, true, "");
@@ -398,6 +456,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_catches_same_size_edit, setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_none_trusts, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_failed_import_leaves_nothing, setup,
+						fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
