@@ -204,8 +204,9 @@ size_t journal__revert_pending(struct journal *j);
  * journal__clone_adopt() - Make the open database, a clone of another member's, this
  * member's own, in one synced batch: a new random database id (GVSNs made by two members
  * under one id would collide), no version of its own yet (counter 0), state normal, the
- * source's event log emptied. Records, tombstones, the knowledge vector and the outbound
- * journal are kept.
+ * source's event log emptied, not stale. Records, tombstones, the knowledge vector, the
+ * outbound journal and the last sync time (§12: the clone is as fresh as its source) are
+ * kept.
  * Thread: init. Return: 0, -EIO, -ENOMEM.
  */
 int journal__clone_adopt(struct journal *j);

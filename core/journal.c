@@ -79,6 +79,9 @@ struct journal {
 	uint64_t next_seq;
 	struct version_vector knowledge;
 	enum journal_state state;
+	_Atomic int64_t last_sync_ns; /* §12, see dfsr.proto Meta; any thread */
+	bool stale;                   /* §12: in initial sync because the content was too old */
+	uint64_t stale_counter;       /* counter when it became stale */
 	bool running;
 	struct journal_counts counts;
 	struct db_batch *batch; /* scratch for one transaction */
@@ -240,6 +243,9 @@ static int meta_put(struct journal *j, struct db_batch *b, const struct txn *t)
 	m.tombstones = t->counts.tombstones;
 	m.journal = t->counts.journal;
 	m.folder = bin(j->folder->name, strlen(j->folder->name));
+	m.last_sync_ns = atomic_load(&j->last_sync_ns);
+	m.stale = j->stale;
+	m.stale_counter = j->stale_counter;
 	len = dfsr__meta__get_packed_size(&m);
 	buf = malloc(len ? len : 1);
 	if (!buf) {
@@ -282,6 +288,9 @@ static int meta_load_msg(struct journal *j, const Dfsr__Meta *m)
 	j->counts.bytes = m->bytes;
 	j->counts.tombstones = m->tombstones;
 	j->counts.journal = m->journal;
+	atomic_store(&j->last_sync_ns, m->last_sync_ns);
+	j->stale = m->stale;
+	j->stale_counter = m->stale_counter;
 	return 0;
 }
 
@@ -1087,6 +1096,156 @@ enum journal_state journal_state(const struct journal *j)
 	s = mj->state;
 	journal_unlock(mj);
 	return s;
+}
+
+int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bool *stale)
+{
+	int64_t last;
+	struct txn t;
+	int rc = 0;
+
+	*stale = false;
+	if (j->read_only)
+		return -EIO;
+	pthread_mutex_lock(&j->lock);
+	last = atomic_load(&j->last_sync_ns);
+	if (last == 0 || last > now_ns) {
+		/* never synced (or the clock went back): the lifetime counts from now */
+		atomic_store(&j->last_sync_ns, now_ns);
+		txn_begin(j, &t);
+		rc = meta_commit_locked(j, &t, false);
+	} else if (j->state == JOURNAL_STATE_NORMAL && now_ns - last > lifetime_ns) {
+		txn_begin(j, &t);
+		t.state = JOURNAL_STATE_INITIAL_SYNC;
+		j->stale = true;
+		j->stale_counter = j->counter;
+		rc = meta_commit_locked(j, &t, false);
+		if (rc < 0)
+			j->stale = false;
+		*stale = rc == 0;
+	}
+	journal_unlock(j);
+	return rc < 0 ? -EIO : 0;
+}
+
+bool journal_stale(struct journal *j, uint64_t *counter)
+{
+	bool stale;
+
+	pthread_mutex_lock(&j->lock);
+	stale = j->stale;
+	if (counter)
+		*counter = j->stale_counter;
+	journal_unlock(j);
+	return stale;
+}
+
+int journal_stale_done(struct journal *j)
+{
+	struct txn t;
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	j->stale = false;
+	txn_begin(j, &t);
+	rc = meta_commit_locked(j, &t, false);
+	if (rc < 0)
+		j->stale = true;
+	journal_unlock(j);
+	return rc < 0 ? -EIO : 0;
+}
+
+int journal_purge_tombstones(struct journal *j, int64_t before_ns, uint64_t *purged)
+{
+	struct db_iter *it;
+	struct dfsr_uid *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	*purged = 0;
+	if (j->read_only)
+		return -EIO;
+	it = db_iter_new(j->db, NULL, DB_CF_RECORDS);
+	if (!it)
+		return -ENOMEM;
+	for (db_iter_seek_first(it); rc == 0 && db_iter_valid(it); db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *k = db_iter_key(it, &klen), *val = db_iter_value(it, &vlen);
+		struct record rec;
+
+		if (klen != DFSR_UID_LEN)
+			continue;
+		record_init(&rec);
+		if (record_decode(&rec, val, vlen) == 0 && rec.tombstone &&
+		    rec.change_time_ns < before_ns) {
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct dfsr_uid *nv = realloc(v, nc * sizeof(*nv));
+
+				if (!nv)
+					rc = -ENOMEM;
+				else
+					v = nv, cap = nc;
+			}
+			if (rc == 0)
+				memcpy(v[n++].b, k, DFSR_UID_LEN);
+		}
+		record_release(&rec);
+	}
+	if (rc == 0)
+		rc = db_iter_status(it);
+	db_iter_free(it);
+	/* dropped one by one under the lock, each checked again: it may have come back */
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct record rec;
+
+		record_init(&rec);
+		pthread_mutex_lock(&j->lock);
+		rc = journal__get(j, &v[i], &rec);
+		if (rc == 0 && rec.tombstone && rec.change_time_ns < before_ns) {
+			rc = journal__drop_locked(j, &v[i]);
+			*purged += rc == 0;
+		} else if (rc == -ENOENT) {
+			rc = 0;
+		}
+		journal_unlock(j);
+		record_release(&rec);
+	}
+	free(v);
+	return rc;
+}
+
+int journal_tombstone_care(struct journal *j, uint32_t days)
+{
+	int64_t life = (int64_t)days * 86400 * 1000000000LL, now = dfsr_now_ns();
+	int64_t last = journal_last_sync(j);
+	uint64_t purged = 0;
+	char when[32];
+	bool stale;
+	int rc;
+
+	rc = journal_freshness(j, life, now, &stale);
+	if (rc == 0 && stale) {
+		dfsr_time_iso(last, when, sizeof(when));
+		journal_event(j, EV_CONTENT_TOO_OLD,
+			      "last_sync=%s tombstone_days=%" PRIu32
+			      ": syncing again as a non-primary member; what the group no longer "
+			      "has goes to PreExisting",
+			      when, days);
+	}
+	if (rc == 0)
+		rc = journal_purge_tombstones(j, now - life, &purged);
+	return rc;
+}
+
+int64_t journal_last_sync(struct journal *j)
+{
+	return atomic_load(&j->last_sync_ns);
+}
+
+void journal_note_contact(struct journal *j)
+{
+	atomic_store(&j->last_sync_ns, dfsr_now_ns()); /* written with the next meta */
 }
 
 int journal_set_state(struct journal *j, enum journal_state s)
@@ -1897,6 +2056,8 @@ int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
 		end = end_initial_sync && t.state == JOURNAL_STATE_INITIAL_SYNC;
 		if (end)
 			t.state = JOURNAL_STATE_NORMAL;
+		if (end_initial_sync)
+			atomic_store(&j->last_sync_ns, dfsr_now_ns()); /* §12: a completed sync */
 		rc = meta_commit_locked(j, &t, false);
 		*ended = rc == 0 && end;
 	}
@@ -2087,6 +2248,13 @@ int journal__revert_knowledge(struct journal *j, struct version_vector *out)
 
 	pthread_mutex_lock(&j->lock);
 	marks_sort_locked(j);
+	if (j->stale) {
+		/* §12: whatever we hold may have been deleted and forgotten: ask for it all */
+		version_vector_release(out);
+		rc = j->counter ? version_vector_raise(out, &j->db_id, j->counter) : 0;
+		journal_unlock(j);
+		return rc;
+	}
 	rc = version_vector_copy(out, &j->knowledge);
 	if (rc == 0 && j->counter)
 		rc = version_vector_raise(out, &j->db_id, j->counter);
@@ -2138,6 +2306,9 @@ int journal__clone_adopt(struct journal *j)
 	if (rc == 0) {
 		/* a GVSN made by two databases would collide: this member gets its own id */
 		dfsr_uid_random(&j->db_id);
+		/* the last sync time stays: the clone's content is as fresh as its source's */
+		j->stale = false;
+		j->stale_counter = 0;
 		txn_begin(j, &t);
 		t.counter = 0;
 		t.state = JOURNAL_STATE_NORMAL;

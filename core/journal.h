@@ -116,6 +116,54 @@ enum journal_state journal_state(const struct journal *j);
 /* Persists the state. Return: 0 or -EIO. */
 int journal_set_state(struct journal *j, enum journal_state s);
 
+/*
+ * Tombstones and content freshness (docs/conflicts.md §12). The database keeps the wall
+ * clock of its last completed sync: the last merge of a normal partner's Done.
+ */
+
+/**
+ * journal_freshness() - At start: is the content older than the tombstone lifetime?
+ * @lifetime_ns: the folder's tombstone lifetime
+ * @now_ns:      the wall clock
+ * @stale:       receives true if the folder was `normal` and its last sync is more than
+ *               @lifetime_ns ago: it is then put in state initial-sync, marked stale
+ *               (journal_stale()), and asks its partners for everything again
+ *               (journal__revert_knowledge() is our own versions only)
+ *
+ * A database that never synced starts counting now. Thread: init. Return: 0 or -EIO.
+ */
+int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bool *stale);
+
+/* True while in the initial sync journal_freshness() started; *@counter (if not NULL)
+ * receives our database's counter when it did: versions of ours above it were made since. */
+bool journal_stale(struct journal *j, uint64_t *counter);
+/* The stale initial sync is over. Return: 0 or -EIO. */
+int journal_stale_done(struct journal *j);
+/**
+ * journal_tombstone_care() - journal_freshness() with a lifetime of @days (event 4012 if
+ * the folder turns stale), then journal_purge_tombstones() of what is older than that.
+ * Run at start and every hour by a member that has partners.
+ * Thread: any (not the loop: it takes the lock). Return: 0, -EIO, -ENOMEM.
+ */
+int journal_tombstone_care(struct journal *j, uint32_t days);
+
+/* Wall clock of the last completed sync (0: none yet). Thread: any, lock-free. */
+int64_t journal_last_sync(struct journal *j);
+/* A partner acknowledged our changes: that counts as a completed sync too (a member whose
+ * partners are all read-only never merges a Done). Kept in memory, written with the next
+ * meta commit. Thread: any, lock-free (the loop thread may call it). */
+void journal_note_contact(struct journal *j);
+
+/**
+ * journal_purge_tombstones() - Remove the tombstones whose delete was made before
+ * @before_ns (wall clock; now minus the tombstone lifetime). Nothing is journaled: a
+ * partner that still lacks such a delete has been away longer than the lifetime, and
+ * journal_freshness() keeps it from resurrecting the object.
+ * @purged: receives how many were removed
+ * Thread: any (takes the lock per tombstone). Return: 0, -EIO, -ENOMEM.
+ */
+int journal_purge_tombstones(struct journal *j, int64_t before_ns, uint64_t *purged);
+
 /**
  * journal_lookup() - The UID of the live record at (@parent, @name).
  * @out: receives the UID; all zero when the parent is untracked or the name is filtered

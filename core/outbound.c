@@ -692,67 +692,13 @@ int outbound_missing(struct journal *j, const struct version_vector *partner, ui
 
 /* ---- following the journal ------------------------------------------------------------- */
 
-/* Open-addressing set of the UIDs already handled in one outbound_changes() call. */
-struct uid_set {
-	struct dfsr_uid *v; /* zero = empty slot (a zero UID is never journaled) */
-	size_t n, cap;      /* cap: a power of two */
-};
-
-static size_t uid_slot(const struct dfsr_uid *u, size_t cap)
-{
-	uint64_t h = dfsr_get_be64(u->b) ^ dfsr_get_be64(u->b + 8); /* UIDs are random */
-
-	return (size_t)h & (cap - 1);
-}
-
-static bool set_has(const struct uid_set *s, const struct dfsr_uid *u)
-{
-	if (!s->cap)
-		return false;
-	for (size_t i = uid_slot(u, s->cap);; i = (i + 1) & (s->cap - 1)) {
-		if (dfsr_uid_is_zero(&s->v[i]))
-			return false;
-		if (dfsr_uid_equal(&s->v[i], u))
-			return true;
-	}
-}
-
-static void set_put(struct uid_set *s, const struct dfsr_uid *u)
-{
-	size_t i = uid_slot(u, s->cap);
-
-	while (!dfsr_uid_is_zero(&s->v[i]))
-		i = (i + 1) & (s->cap - 1);
-	s->v[i] = *u;
-	s->n++;
-}
-
-/* Add @u (not yet in @s). Return: 0 or -ENOMEM. */
-static int set_add(struct uid_set *s, const struct dfsr_uid *u)
-{
-	if ((s->n + 1) * 2 > s->cap) {
-		struct uid_set g = { .cap = s->cap ? s->cap * 2 : 64 };
-
-		g.v = calloc(g.cap, sizeof(*g.v));
-		if (!g.v)
-			return -ENOMEM;
-		for (size_t i = 0; i < s->cap; i++)
-			if (!dfsr_uid_is_zero(&s->v[i]))
-				set_put(&g, &s->v[i]);
-		free(s->v);
-		*s = g;
-	}
-	set_put(s, u);
-	return 0;
-}
-
 struct follow {
 	struct journal *j;
 	const struct version_vector *partner;
 	replica_update_fn fn;
 	void *arg;
 	struct outbound_skips *skips;
-	struct uid_set seen;
+	struct dfsr_uid_set seen; /* the UIDs handled in this call */
 	uint64_t last;
 	bool visited;
 };
@@ -761,7 +707,7 @@ struct follow {
 static int follow_send(struct follow *f, const struct dfsr_uid *uid)
 {
 	struct record rec;
-	int rc = set_add(&f->seen, uid);
+	int rc = dfsr_uid_set_add(&f->seen, uid);
 
 	if (rc < 0)
 		return rc;
@@ -787,8 +733,8 @@ static int follow_ancestors(struct follow *f, const struct dfsr_uid *parent)
 	struct dfsr_uid cur = *parent;
 	int rc = 0;
 
-	for (int depth = 0;
-	     rc == 0 && !dfsr_uid_equal(&cur, journal_root_uid(f->j)) && !set_has(&f->seen, &cur);
+	for (int depth = 0; rc == 0 && !dfsr_uid_equal(&cur, journal_root_uid(f->j)) &&
+			    !dfsr_uid_set_has(&f->seen, &cur);
 	     depth++) {
 		struct record rec;
 
@@ -820,7 +766,7 @@ static int follow_entry(void *arg, const struct journal_entry_info *e)
 
 	f->last = e->seq;
 	f->visited = true;
-	if (dfsr_uid_is_zero(&e->uid) || set_has(&f->seen, &e->uid))
+	if (dfsr_uid_is_zero(&e->uid) || dfsr_uid_set_has(&f->seen, &e->uid))
 		return 0;
 	record_init(&rec);
 	rc = journal__get(f->j, &e->uid, &rec);
@@ -846,7 +792,7 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 		*next_seq = f.last; /* stopped in this entry: resume with it */
 	else
 		*next_seq = from;
-	free(f.seen.v);
+	dfsr_uid_set_release(&f.seen);
 	return rc;
 }
 
@@ -860,7 +806,7 @@ int outbound_again(struct journal *j, const struct dfsr_uid *uids, size_t n,
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct record rec;
 
-		if (set_has(&f.seen, &uids[i]))
+		if (dfsr_uid_set_has(&f.seen, &uids[i]))
 			continue;
 		record_init(&rec);
 		rc = journal__get(j, &uids[i], &rec);
@@ -870,7 +816,7 @@ int outbound_again(struct journal *j, const struct dfsr_uid *uids, size_t n,
 		if (rc == 0 || rc == -ENOENT)
 			rc = follow_send(&f, &uids[i]);
 	}
-	free(f.seen.v);
+	dfsr_uid_set_release(&f.seen);
 	return rc;
 }
 

@@ -130,6 +130,10 @@ struct replica {
 
 	size_t stale_next;
 
+	/* §12: the UIDs partners offered during a stale initial sync (stale_cleanup()) */
+	pthread_mutex_t seen_lock;
+	struct dfsr_uid_set seen;
+
 	/* installs waiting to be decided in a batch (install_batched()) */
 	pthread_mutex_t batch_lock;
 	pthread_cond_t batch_cond;
@@ -256,6 +260,7 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 	r->arg = o->arg;
 	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
 	pthread_mutex_init(&r->batch_lock, NULL);
+	pthread_mutex_init(&r->seen_lock, NULL);
 	pthread_cond_init(&r->batch_cond, NULL);
 	r->batch_tail = &r->batch_head;
 	rc = open_private_dir(journal_root_fd(o->j), LAYOUT_PRIVATE, &r->private_fd);
@@ -292,6 +297,8 @@ void replica_free(struct replica *r)
 		close(r->private_fd);
 	pthread_cond_destroy(&r->batch_cond);
 	pthread_mutex_destroy(&r->batch_lock);
+	pthread_mutex_destroy(&r->seen_lock);
+	dfsr_uid_set_release(&r->seen);
 	free(r);
 }
 
@@ -2560,11 +2567,182 @@ static int install_batched(struct replica *r, struct ctx *c)
 	return me.rc;
 }
 
+/* ---- content too old (docs/conflicts.md §12) ----------------------------------------- */
+
+/* Note that a partner offered @u in a stale initial sync. Return: 0 or -ENOMEM. */
+static int seen_add(struct replica *r, const struct dfsr_uid *u)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->seen_lock);
+	rc = dfsr_uid_set_add(&r->seen, u);
+	pthread_mutex_unlock(&r->seen_lock);
+	return rc;
+}
+
+struct stale_obj {
+	struct dfsr_uid uid;
+	struct version_gvsn gvsn;
+	bool dir;
+};
+
+/* The live records no partner offered and that we did not make since we became stale. */
+static int stale_list(struct replica *r, uint64_t counter, struct stale_obj **out, size_t *n)
+{
+	struct db_iter *it = db_iter_new(journal__db(r->j), NULL, DB_CF_RECORDS);
+	const struct dfsr_uid *own = journal_db_id(r->j);
+	size_t cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!it)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->seen_lock);
+	for (db_iter_seek_first(it); rc == 0 && db_iter_valid(it); db_iter_next(it)) {
+		size_t klen, vlen;
+		const uint8_t *val = db_iter_value(it, &vlen);
+		struct record rec;
+
+		(void)db_iter_key(it, &klen);
+		if (klen != DFSR_UID_LEN)
+			continue;
+		record_init(&rec);
+		if (record_decode(&rec, val, vlen) == 0 && !rec.tombstone &&
+		    !dfsr_uid_equal(&rec.uid, journal_root_uid(r->j)) &&
+		    !dfsr_uid_set_has(&r->seen, &rec.uid) &&
+		    !(dfsr_uid_equal(&rec.gvsn.db, own) && rec.gvsn.counter > counter)) {
+			if (*n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct stale_obj *nv = realloc(*out, nc * sizeof(*nv));
+
+				if (!nv)
+					rc = -ENOMEM;
+				else
+					*out = nv, cap = nc;
+			}
+			if (rc == 0) {
+				(*out)[*n].uid = rec.uid;
+				(*out)[*n].gvsn = rec.gvsn;
+				(*out)[(*n)++].dir = rec.type == RECORD_DIR;
+			}
+		}
+		record_release(&rec);
+	}
+	pthread_mutex_unlock(&r->seen_lock);
+	if (rc == 0)
+		rc = db_iter_status(it);
+	db_iter_free(it);
+	return rc;
+}
+
+/*
+ * One stale object, if it is still as listed: a file or link goes to PreExisting (type
+ * preexisting) and its record is dropped; a directory is removed with its record only if
+ * empty by then (-ENOTEMPTY otherwise: it holds something kept). Lock held.
+ */
+static int stale_drop_locked(struct ctx *c, const struct stale_obj *o)
+{
+	struct record rec;
+	int dfd = -1, rc;
+
+	record_init(&rec);
+	rc = journal__get(c->j, &o->uid, &rec);
+	if (rc < 0 || rec.tombstone || version_gvsn_cmp(&rec.gvsn, &o->gvsn) != 0)
+		goto out_release; /* changed meanwhile: no longer stale */
+	rc = open_dir(c, &rec.parent, &dfd);
+	if (rc < 0)
+		goto out_release;
+	if (o->dir) {
+		rc = unlinkat(dfd, rec.name, AT_REMOVEDIR) < 0 ? -errno : fsync_dir(dfd);
+		if (rc == -ENOENT)
+			rc = 0;
+		if (rc == 0)
+			add_inval(c, dfd, rec.name);
+	} else {
+		rc = preserve(c, dfd, &rec, MANIFEST_PREEXISTING, MANIFEST_TYPE_PREEXISTING, NULL);
+		if (rc == -ENOENT)
+			rc = 0; /* gone from disk already: only the record goes */
+	}
+	if (rc == 0)
+		rc = journal__drop_locked(c->j, &o->uid);
+out_release:
+	if (dfd >= 0)
+		close(dfd);
+	record_release(&rec);
+	return rc < 0 && rc != -ENOENT ? rc : 0;
+}
+
+/*
+ * The end of a stale initial sync: what no partner has any more (deleted and forgotten by
+ * the group, as far as we can tell) must not come back to life by replicating out: files
+ * and links go to PreExisting, directories that are then empty go; nothing is deleted.
+ * Return: how many objects were moved or removed, or -ENOMEM / -EIO.
+ */
+static ssize_t stale_cleanup(struct replica *r, uint64_t counter)
+{
+	struct stale_obj *v;
+	size_t n, moved = 0;
+	struct ctx c;
+	int rc;
+
+	rc = stale_list(r, counter, &v, &n);
+	if (rc < 0)
+		return rc;
+	memset(&c, 0, sizeof(c));
+	c.r = r;
+	c.j = r->j;
+	c.fd = -1;
+	c.v = REPLICA_DONE;
+	c.defer_dfd = -1;
+	record_init(&c.defer_rec);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].dir)
+			continue;
+		journal__lock(r->j);
+		rc = stale_drop_locked(&c, &v[i]);
+		journal__unlock(r->j);
+		moved += rc == 0;
+		run_invals(&c);
+	}
+	/* then the directories, pass after pass: one emptied by a pass goes in the next */
+	for (bool progress = true; progress;) {
+		progress = false;
+		for (size_t i = 0; i < n; i++) {
+			if (!v[i].dir)
+				continue;
+			journal__lock(r->j);
+			rc = stale_drop_locked(&c, &v[i]);
+			journal__unlock(r->j);
+			if (rc == 0) {
+				struct record probe;
+
+				record_init(&probe);
+				if (journal__get(r->j, &v[i].uid, &probe) == -ENOENT) {
+					v[i].dir = false; /* done: out of the next passes */
+					moved++;
+					progress = true;
+				}
+				record_release(&probe);
+			}
+			run_invals(&c);
+		}
+	}
+	free(v);
+	record_release(&c.defer_rec);
+	return (ssize_t)moved;
+}
+
 int replica_offer(struct replica *r, const struct replica_update *u, enum replica_verdict *v)
 {
 	struct ctx c;
 	int rc = 0;
 
+	if (journal_stale(r->j, NULL)) {
+		rc = seen_add(r, &u->rec.uid);
+		if (rc < 0)
+			return rc;
+	}
 	ctx_init(&c, r, u, -1);
 	if (precheck(&c)) {
 		journal__lock(r->j);
@@ -2629,9 +2807,24 @@ int replica_merge(struct replica *r, const struct version_vector *upstream, bool
 	bool ended = false;
 	int rc;
 
+	uint64_t counter;
+	ssize_t moved;
+
 	rc = journal__merge_knowledge(r->j, upstream, upstream_normal, &ended);
 	if (rc == -E2BIG)
 		rc = -EIO;
+	if (rc == 0 && ended && journal_stale(r->j, &counter)) {
+		moved = stale_cleanup(r, counter);
+		if (moved < 0)
+			return (int)moved; /* still stale: the next merge tries again */
+		rc = journal_stale_done(r->j);
+		if (rc == 0)
+			journal_event(r->j, EV_INITIAL_SYNC_DONE,
+				      "content was too old: objects the group no longer has, moved "
+				      "to PreExisting or removed if empty directories: %zd",
+				      moved);
+		return rc;
+	}
 	if (rc == 0 && ended)
 		journal_event(r->j, EV_INITIAL_SYNC_DONE, NULL);
 	return rc;

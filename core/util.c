@@ -460,3 +460,58 @@ int dfsr_json_str(struct dfsr_buf *out, const char *s)
 		rc = dfsr_buf_add(out, "\"", 1);
 	return rc;
 }
+
+/* ---- UID sets ---- */
+
+static size_t uid_slot(const struct dfsr_uid *u, size_t cap)
+{
+	return (size_t)(dfsr_get_be64(u->b) ^ dfsr_get_be64(u->b + 8)) & (cap - 1);
+}
+
+bool dfsr_uid_set_has(const struct dfsr_uid_set *s, const struct dfsr_uid *u)
+{
+	if (!s->cap)
+		return false;
+	for (size_t i = uid_slot(u, s->cap);; i = (i + 1) & (s->cap - 1)) {
+		if (dfsr_uid_is_zero(&s->v[i]))
+			return false;
+		if (dfsr_uid_equal(&s->v[i], u))
+			return true;
+	}
+}
+
+static void uid_set_put(struct dfsr_uid_set *s, const struct dfsr_uid *u)
+{
+	size_t i = uid_slot(u, s->cap);
+
+	while (!dfsr_uid_is_zero(&s->v[i]))
+		i = (i + 1) & (s->cap - 1);
+	s->v[i] = *u;
+	s->n++;
+}
+
+int dfsr_uid_set_add(struct dfsr_uid_set *s, const struct dfsr_uid *u)
+{
+	if (dfsr_uid_is_zero(u) || dfsr_uid_set_has(s, u))
+		return 0;
+	if ((s->n + 1) * 2 > s->cap) {
+		struct dfsr_uid_set g = { .cap = s->cap ? s->cap * 2 : 64 };
+
+		g.v = calloc(g.cap, sizeof(*g.v));
+		if (!g.v)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++)
+			if (!dfsr_uid_is_zero(&s->v[i]))
+				uid_set_put(&g, &s->v[i]);
+		free(s->v);
+		*s = g;
+	}
+	uid_set_put(s, u);
+	return 0;
+}
+
+void dfsr_uid_set_release(struct dfsr_uid_set *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}

@@ -64,6 +64,23 @@ bool dfsr_uid_is_zero(const struct dfsr_uid *u);
 bool dfsr_uid_equal(const struct dfsr_uid *a, const struct dfsr_uid *b);
 int dfsr_uid_cmp(const struct dfsr_uid *a, const struct dfsr_uid *b);
 void dfsr_uid_hex(const struct dfsr_uid *u, char out[static DFSR_UID_HEX_LEN]);
+
+/*
+ * A set of UIDs: open addressing over a power-of-two table (UIDs are random, so their
+ * first bytes are the hash), a zero UID marking an empty slot (so the zero UID cannot be
+ * a member). Zero-initialise (= { 0 }); free with dfsr_uid_set_release().
+ * Thread: one owner at a time.
+ */
+struct dfsr_uid_set {
+	struct dfsr_uid *v;
+	size_t n, cap;
+};
+
+bool dfsr_uid_set_has(const struct dfsr_uid_set *s, const struct dfsr_uid *u);
+/* Add @u (nothing if it is there already, or is zero). Return: 0 or -ENOMEM. */
+int dfsr_uid_set_add(struct dfsr_uid_set *s, const struct dfsr_uid *u);
+/* Frees the table; @s is empty and reusable afterwards. */
+void dfsr_uid_set_release(struct dfsr_uid_set *s);
 void dfsr_uid_guid(const struct dfsr_uid *u, char out[static DFSR_UID_GUID_LEN]);
 
 /**

@@ -1458,6 +1458,13 @@ static int member_scan(struct member *m)
 					   fr->cf->path, dfsr_strerror(rc));
 		if (unclean)
 			journal_event(fr->j, EV_RECOVERED, NULL);
+		/* §12: tombstones past their lifetime go; content that old must not replicate */
+		if (m->cfg.npeers && !m->read_only) {
+			rc = journal_tombstone_care(fr->j, fr->cf->tombstone_days);
+			if (rc < 0)
+				return member_fail(m, "folder %s: tombstone lifetime: %s",
+						   fr->cf->name, dfsr_strerror(rc));
+		}
 	}
 	return 0;
 }
@@ -1602,7 +1609,8 @@ static int sessions_start(struct member *m, const struct config *cfg, struct net
 						     .j = m->f[i].j,
 						     .r = m->f[i].r,
 						     .stage = m->f[i].stage,
-						     .read_only = m->f[i].cf->read_only };
+						     .read_only = m->f[i].cf->read_only,
+						     .tombstone_days = m->f[i].cf->tombstone_days };
 	rc = net_sessions_start(&so, out);
 	free(sf);
 	return rc;

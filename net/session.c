@@ -89,26 +89,28 @@
 #include "net/peer.h"
 #include "net/wire.pb-c.h"
 
-#define OUTQ_MAX       4u /* packed Updates queued per link before the walk waits */
-#define READS_MAX      2u /* chunk read jobs in flight per connection */
-#define READ_CHUNKS    4u /* chunks per read job */
-#define WAIT_PASSES    8u /* re-offer passes over waiting updates per offer job */
-#define TICK_MS        1000u
-#define STATE_TICKS    5u /* folder states are read again every 5 ticks */
-#define FILE_GONE      1u /* FileInfo.status */
-#define FILE_FAILED    2u
-#define MONO_MS(ms)    ((int64_t)(ms)*1000000)
+#define OUTQ_MAX          4u /* packed Updates queued per link before the walk waits */
+#define READS_MAX         2u /* chunk read jobs in flight per connection */
+#define READ_CHUNKS       4u /* chunks per read job */
+#define WAIT_PASSES       8u /* re-offer passes over waiting updates per offer job */
+#define TICK_MS           1000u
+#define STATE_TICKS       5u /* folder states are read again every 5 ticks */
+#define FILE_GONE         1u /* FileInfo.status */
+#define FILE_FAILED       2u
+#define MONO_MS(ms)       ((int64_t)(ms)*1000000)
 /* Recounts of backlog_out of one (folder, peer) start at least RECOUNT_GAP_MS apart and at
  * least RECOUNT_SHARE times the last recount's duration apart (see recount_start()). */
-#define RECOUNT_GAP_MS 100u
-#define RECOUNT_SHARE  4
+#define RECOUNT_GAP_MS    100u
+#define RECOUNT_SHARE     4
 /* fetch_start(): files this large are downloaded first, FETCH_BIG_MAX at a time */
-#define FETCH_BIG      (16u << 20)
-#define FETCH_BIG_MAX  2u
-#define BIG_SCAN_MS    100u
+#define FETCH_BIG         (16u << 20)
+#define FETCH_BIG_MAX     2u
+#define BIG_SCAN_MS       100u
+/* state_run(): journal_tombstone_care() once an hour */
+#define TOMBSTONE_CARE_MS (3600u * 1000u)
 /* again_note(): skipped objects are offered again after AGAIN_MS, AGAIN_ROUNDS times */
-#define AGAIN_MS       1000u
-#define AGAIN_ROUNDS   30u
+#define AGAIN_MS          1000u
+#define AGAIN_ROUNDS      30u
 
 struct net_sessions;
 struct sconn;
@@ -293,6 +295,8 @@ struct sfolder {
 	struct replica *r;
 	struct stage *stage;
 	bool read_only;
+	uint32_t tombstone_days;
+	_Atomic int64_t care_ns;                 /* next journal_tombstone_care() (pool) */
 	struct busy_version busy[BUSY_VERSIONS]; /* loop */
 	atomic_bool wake;
 	/* journal_state(), as last read on the pool: journal_state() takes the journal's
@@ -2921,6 +2925,7 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 		proto_error(k, "bad Ack knowledge");
 		return;
 	}
+	journal_note_contact(s->folders[l->f].j); /* §12: a partner took our changes */
 	pthread_mutex_lock(&s->lock);
 	ps = pstat_of(s, l->f, k->peer);
 	ps->kv_known = version_vector_copy(&ps->kv, &kv) == 0;
@@ -3359,8 +3364,13 @@ static void state_run(struct job *jb)
 {
 	struct state_job *sj = dfsr_container_of(jb, struct state_job, base);
 	struct sfolder *sf = &jb->s->folders[sj->f];
+	int64_t now = dfsr_mono_ns(), due = atomic_load(&sf->care_ns);
 	struct journal_status js;
 
+	/* claimed with a CAS: state jobs of one folder may overlap if this one is slow */
+	if (sf->tombstone_days && now >= due &&
+	    atomic_compare_exchange_strong(&sf->care_ns, &due, now + MONO_MS(TOMBSTONE_CARE_MS)))
+		(void)journal_tombstone_care(sf->j, sf->tombstone_days); /* logs what it does */
 	sj->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
 	journal_get_status(sf->j, &js);
 	sj->next_seq = js.next_seq;
@@ -3595,6 +3605,8 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 		sf->r = o->folders[f].r;
 		sf->stage = o->folders[f].stage;
 		sf->read_only = o->folders[f].read_only;
+		sf->tombstone_days = o->folders[f].tombstone_days;
+		sf->care_ns = dfsr_mono_ns() + MONO_MS(TOMBSTONE_CARE_MS);
 		atomic_init(&sf->wake, false);
 		atomic_init(&sf->state, (int)journal_state(sf->j)); /* not the loop thread */
 	}

@@ -51,14 +51,14 @@
 #define NET_SESSION_SERVE_MAX    16         /* transfers a partner may have open with us */
 #define NET_SESSION_WANT_MAX     4096       /* chunk indexes in one Want */
 #define NET_SESSION_CHUNK_WINDOW 32         /* chunks requested and not yet written, per download */
-#define NET_SESSION_MEMORY_MAX                                    \
-	(1u << 20) /* files this small are read into memory to be \
-		    * served, not staged */
-#define NET_SESSION_INLINE_MAX                                                         \
-	(64u << 10)                   /* and this small sent whole with their FileInfo \
-				       * (like DFSR's RDC minimum: deltas never pay) */
-#define NET_SESSION_RETRY_MS    5000  /* busy updates, failed transfers: try again after */
-#define NET_SESSION_BUSY_LOG_MS 60000 /* a version open for writing so long: event 4302 */
+/* Files of at most NET_SESSION_MEMORY_MAX are read into memory to be served, not staged
+ * (at most NET_SESSION_SERVE_MAX of them, 4 MiB, per connection); files of at most
+ * NET_SESSION_INLINE_MAX go whole with their FileInfo (like DFSR's RDC minimum size:
+ * below it deltas never pay). */
+#define NET_SESSION_MEMORY_MAX   (256u << 10)
+#define NET_SESSION_INLINE_MAX   (64u << 10)
+#define NET_SESSION_RETRY_MS     5000  /* busy updates, failed transfers: try again after */
+#define NET_SESSION_BUSY_LOG_MS  60000 /* a version open for writing so long: event 4302 */
 
 struct net_sessions;
 
@@ -68,6 +68,7 @@ struct net_session_folder {
 	struct replica *r;   /* borrowed */
 	struct stage *stage; /* borrowed */
 	bool read_only;
+	uint32_t tombstone_days; /* journal_tombstone_care() every hour (0: never) */
 };
 
 struct net_sessions_opts {

@@ -537,6 +537,77 @@ struct worker {
 };
 
 /* Each thread creates, changes and removes its own files through the shared journal. */
+/* §12: tombstones past the lifetime are purged; a folder whose last sync is older than
+ * the lifetime turns stale (initial sync, asking for everything); the marks survive a
+ * reopen. */
+static void tombstones_and_freshness(void **state)
+{
+	struct fx *f = *state;
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	struct version_vector kv;
+	struct journal_status s;
+	struct record r;
+	struct dfsr_uid a, b;
+	uint64_t purged, counter;
+	int64_t now = dfsr_now_ns(), day = 86400 * 1000000000LL, t0;
+	bool stale;
+
+	fx_write(f, "a", "A");
+	fx_write(f, "b", "B");
+	a = fx_new(f, "", "a");
+	b = fx_new(f, "", "b");
+	assert_int_equal(unlinkat(f->root_fd, "a", 0), 0);
+	assert_int_equal(journal_note_remove(f->j, root, "a"), 0);
+	fx_record(f, &a, &r);
+	assert_true(r.tombstone);
+	t0 = r.change_time_ns;
+	record_release(&r);
+	/* not older than the cutoff: kept */
+	assert_int_equal(journal_purge_tombstones(f->j, t0, &purged), 0);
+	assert_int_equal(purged, 0);
+	assert_int_equal(journal_purge_tombstones(f->j, t0 + 1, &purged), 0);
+	assert_int_equal(purged, 1);
+	record_init(&r);
+	assert_int_equal(journal__get(f->j, &a, &r), -ENOENT);
+	fx_record(f, &b, &r); /* the live one stays */
+	assert_false(r.tombstone);
+	record_release(&r);
+	journal_get_status(f->j, &s);
+	assert_int_equal(s.tombstones, 0);
+
+	/* never synced: the lifetime counts from the first check */
+	assert_int_equal(journal_set_state(f->j, JOURNAL_STATE_NORMAL), 0);
+	assert_int_equal(journal_last_sync(f->j), 0);
+	assert_int_equal(journal_freshness(f->j, day, now, &stale), 0);
+	assert_false(stale);
+	assert_int_equal(journal_last_sync(f->j), now);
+	assert_int_equal(journal_freshness(f->j, day, now + day, &stale), 0);
+	assert_false(stale); /* exactly the lifetime: still fresh */
+	assert_false(journal_stale(f->j, NULL));
+	assert_int_equal(journal_freshness(f->j, day, now + day + 1, &stale), 0);
+	assert_true(stale);
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_INITIAL_SYNC);
+	assert_true(journal_stale(f->j, &counter));
+	fx_reopen(f);
+	assert_true(journal_stale(f->j, &counter));
+	assert_int_equal(journal_last_sync(f->j), now);
+	/* asks for everything: only our own versions in the Hello knowledge */
+	version_vector_init(&kv);
+	assert_int_equal(journal__revert_knowledge(f->j, &kv), 0);
+	assert_int_equal(kv.n, 1);
+	assert_memory_equal(kv.v[0].db.b, journal_db_id(f->j)->b, DFSR_UID_LEN);
+	assert_int_equal(kv.v[0].counter, counter);
+	version_vector_release(&kv);
+	/* not stale twice; then done */
+	assert_int_equal(journal_freshness(f->j, day, now + 3 * day, &stale), 0);
+	assert_false(stale);
+	assert_int_equal(journal_stale_done(f->j), 0);
+	assert_false(journal_stale(f->j, NULL));
+	/* a partner's Ack counts as a sync */
+	journal_note_contact(f->j);
+	assert_true(journal_last_sync(f->j) >= now);
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -615,6 +686,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(unclean_stop, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(tombstones_and_freshness, setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

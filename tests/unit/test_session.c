@@ -455,6 +455,10 @@ static void files_replicate_both_ways(void **state)
 	note_new(a, "dir", "big.bin");
 	write_file(a, "empty", "", 0);
 	note_new(a, NULL, "empty");
+	/* between NET_SESSION_INLINE_MAX and NET_SESSION_MEMORY_MAX: read into memory on a,
+	 * its chunks Wanted */
+	write_file(a, "medium.bin", big + 1000, 200u << 10);
+	note_new(a, NULL, "medium.bin");
 	assert_int_equal(symlinkat("dir/big.bin", a->root_fd, "link"), 0);
 	note_new(a, NULL, "link");
 	write_file(a, "dir/x.txt", "with xattr", 10);
@@ -463,6 +467,7 @@ static void files_replicate_both_ways(void **state)
 	WAIT_FOR(file_is(b, "a.txt", "alpha", 5));
 	WAIT_FOR(file_is(b, "dir/big.bin", big, big_len));
 	WAIT_FOR(file_is(b, "empty", "", 0));
+	WAIT_FOR(file_is(b, "medium.bin", big + 1000, 200u << 10));
 	WAIT_FOR(file_is(b, "dir/x.txt", "with xattr", 10));
 	WAIT_FOR(exists(b, "link"));
 	assert_int_equal(readlinkat(b->root_fd, "link", target, sizeof(target)), 11);
@@ -898,6 +903,51 @@ static void initial_sync_is_served_by_a_normal_partner(void **state)
 	WAIT_FOR(quiet(a) && quiet(b));
 }
 
+/* §12: b was away longer than the tombstone lifetime while a deleted old.txt and purged
+ * its tombstone. b syncs again as a non-primary member: old.txt goes to b's PreExisting
+ * instead of coming back to a; what a still has stays; what b made since stays and
+ * replicates. */
+static void stale_member_does_not_resurrect(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	const struct dfsr_uid *root;
+	int64_t day = 86400 * 1000000000LL;
+	uint64_t purged;
+	bool stale;
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "old.txt", "deleted later", 13);
+	note_new(a, NULL, "old.txt");
+	write_file(a, "kept.txt", "kept", 4);
+	note_new(a, NULL, "kept.txt");
+	WAIT_FOR(file_is(b, "old.txt", "deleted later", 13) && file_is(b, "kept.txt", "kept", 4));
+	WAIT_FOR(quiet(a) && quiet(b));
+	stop_member(b);
+	journal_set_changed(b->j, on_changed, b);
+	/* a deletes old.txt and forgets it */
+	root = journal_root_uid(a->j);
+	assert_int_equal(unlinkat(a->root_fd, "old.txt", 0), 0);
+	assert_int_equal(journal_note_remove(a->j, root, "old.txt"), 0);
+	assert_int_equal(journal_purge_tombstones(a->j, dfsr_now_ns() + 1, &purged), 0);
+	assert_int_equal(purged, 1);
+	/* b comes back after "two days", with a lifetime of one */
+	assert_true(journal_last_sync(b->j) > 0);
+	assert_int_equal(journal_freshness(b->j, day, dfsr_now_ns() + 2 * day, &stale), 0);
+	assert_true(stale);
+	write_file(b, "since.txt", "made while stale", 16);
+	note_new(b, NULL, "since.txt");
+	start_member(f, 1);
+	WAIT_FOR(journal_state(b->j) == JOURNAL_STATE_NORMAL && !journal_stale(b->j, NULL));
+	assert_false(exists(b, "old.txt"));
+	assert_int_equal(preserved_count(b, LAYOUT_PREEXISTING), 1);
+	assert_true(file_is(b, "kept.txt", "kept", 4));
+	WAIT_FOR(file_is(a, "since.txt", "made while stale", 16));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(a, "old.txt"));
+	assert_int_equal(events_of(b, EV_INITIAL_SYNC_DONE), 1);
+}
+
 /* ---- a hostile partner: a bare transport ------------------------------------------------ */
 
 struct raw {
@@ -1149,6 +1199,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(files_replicate_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(stale_member_does_not_resurrect, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_update_closes_the_connection, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(many_updates_flow_through_the_window, setup,

@@ -209,6 +209,38 @@ static void json_strings(void **state)
 	dfsr_buf_release(&b);
 }
 
+static void uid_set_grows_and_finds(void **state)
+{
+	struct dfsr_uid_set s = { 0 };
+	struct dfsr_uid u, zero;
+
+	(void)state;
+	memset(&zero, 0, sizeof(zero));
+	assert_false(dfsr_uid_set_has(&s, &zero));
+	for (unsigned i = 0; i < 1000; i++) {
+		memset(&u, 0, sizeof(u));
+		memcpy(u.b, &i, sizeof(i));
+		u.b[15] = 1;
+		assert_int_equal(dfsr_uid_set_add(&s, &u), 0);
+		assert_int_equal(dfsr_uid_set_add(&s, &u), 0); /* again: no second entry */
+	}
+	assert_int_equal(s.n, 1000);
+	assert_true(s.cap >= 2000);
+	for (unsigned i = 0; i < 1000; i++) {
+		memset(&u, 0, sizeof(u));
+		memcpy(u.b, &i, sizeof(i));
+		u.b[15] = 1;
+		assert_true(dfsr_uid_set_has(&s, &u));
+		u.b[15] = 2;
+		assert_false(dfsr_uid_set_has(&s, &u));
+	}
+	assert_int_equal(dfsr_uid_set_add(&s, &zero), 0); /* never a member */
+	assert_false(dfsr_uid_set_has(&s, &zero));
+	dfsr_uid_set_release(&s);
+	assert_int_equal(s.n, 0);
+	assert_false(dfsr_uid_set_has(&s, &u));
+}
+
 static void write_all_writes_everything(void **state)
 {
 	char path[] = "/tmp/dfsr-test-util-XXXXXX";
@@ -238,6 +270,7 @@ int main(void)
 		cmocka_unit_test(buf_basics),
 		cmocka_unit_test(json_strings),
 		cmocka_unit_test(write_all_writes_everything),
+		cmocka_unit_test(uid_set_grows_and_finds),
 	};
 
 	if (sodium_init() < 0)
