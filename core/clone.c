@@ -723,6 +723,7 @@ static int check_dir(struct walk *w, int dfd, const struct record *r, const char
 	sub = openat(dfd, r->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (sub < 0)
 		return -errno;
+	/* @path is w->path + "/" + name: cutting it back to @saved restores the parent's */
 	w->path.len = 0;
 	rc = dfsr_buf_add(&w->path, path, strlen(path));
 	if (rc == 0)
