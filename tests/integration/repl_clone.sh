@@ -62,6 +62,9 @@ check_fails "clone without export or import is a usage error" dfsr clone -c "$CA
 mkdir -p "$WS/empty"
 check "export into an empty directory works" dfsr clone export -c "$CA" "$WS/empty"
 check "it holds a database too" test -f "$WS/empty/db/CURRENT"
+check "a relative DIR is the caller's, not the member's" \
+	bash -c "cd '$WS' && '$DFSR_BIN' clone export -c '$CA' rel-export/"
+check "and lands there" test -f "$WS/rel-export/db/CURRENT"
 
 # ---- preseed bravo, change one file, remove one --------------------------------------------
 rsync -aAX --exclude=/DfsrPrivate "$PA/" "$PB/" || die "rsync failed"
