@@ -443,3 +443,29 @@ int64_t db_key_event_time(const uint8_t in[static DB_KEY_EVENT_LEN])
 {
 	return (int64_t)(db_get_be64(in) ^ (1ull << 63));
 }
+
+/* ---- checkpoints (clone export) ------------------------------------------------------- */
+
+int db_checkpoint(struct db *db, const char *dir, char err[static DB_ERR_LEN])
+{
+	rocksdb_checkpoint_t *cp;
+	struct stat st;
+	char *e = NULL;
+	int rc = 0;
+
+	err[0] = '\0';
+	if (lstat(dir, &st) == 0) {
+		snprintf(err, DB_ERR_LEN, "%s exists already", dir);
+		return -EEXIST;
+	}
+	cp = rocksdb_checkpoint_object_create(db->rdb, &e);
+	if (!e) /* 0: always flush the memtables, so the copy needs no WAL replay */
+		rocksdb_checkpoint_create(cp, dir, 0, &e);
+	if (e) {
+		snprintf(err, DB_ERR_LEN, "checkpoint into %s: %s", dir, e);
+		rc = db_err(e, "checkpoint");
+	}
+	if (cp)
+		rocksdb_checkpoint_object_destroy(cp);
+	return rc;
+}

@@ -110,6 +110,18 @@ int db_iter_status(const struct db_iter *it);
 /* Flush memtables to disk. Return: 0 or -EIO. */
 int db_flush(struct db *db);
 
+/**
+ * db_checkpoint() - A consistent copy of the whole database in @dir (RocksDB checkpoint:
+ * the live SST files hard-linked when @dir is on the same filesystem, copied otherwise,
+ * the memtables flushed first), for `dfsr clone export` (core/clone.h).
+ * @dir: must not exist yet; its parent must
+ * @err: receives one line saying what failed
+ *
+ * Thread: any.
+ * Return: 0, -EEXIST, -ENOSPC, -EIO, -ENOMEM.
+ */
+int db_checkpoint(struct db *db, const char *dir, char err[static DB_ERR_LEN]);
+
 /* ---- key encoders (the only place keys are built) ----------------------------------- */
 
 void db_put_be64(uint8_t out[8], uint64_t v);

@@ -198,6 +198,30 @@ int journal__revert_knowledge(struct journal *j, struct version_vector *out);
 /* How many marked versions wait to be installed again. */
 size_t journal__revert_pending(struct journal *j);
 
+/* ---- journal.c, for clone.c: adopting another member's database (core/clone.h) ------- */
+
+/**
+ * journal__clone_adopt() - Make the open database, a clone of another member's, this
+ * member's own, in one synced batch: a new random database id (GVSNs made by two members
+ * under one id would collide), no version of its own yet (counter 0), state normal, the
+ * source's event log emptied, not stale. Records, tombstones, the knowledge vector, the
+ * outbound journal and the last sync time (§12: the clone is as fresh as its source) are
+ * kept.
+ * Thread: init. Return: 0, -EIO, -ENOMEM.
+ */
+int journal__clone_adopt(struct journal *j);
+
+/**
+ * journal__clone_forget() - The live record @uid and everything live below it are not
+ * held locally after a clone import (missing, or moved to PreExisting): their records and
+ * names entries are deleted without tombstones (nothing was deleted in the group), and the
+ * knowledge vector is lowered below each one's GVSN and persisted, so that a partner's
+ * Hello walk sends those versions again and replica_offer() installs them as new.
+ * @forgotten: incremented by the number of records dropped; may be NULL
+ * Return: 0, -EIO, -ENOMEM.
+ */
+int journal__clone_forget(struct journal *j, const struct dfsr_uid *uid, uint64_t *forgotten);
+
 /* ---- replica.c, for scan.c ---------------------------------------------------------- */
 
 /**
@@ -212,6 +236,17 @@ size_t journal__revert_pending(struct journal *j);
  */
 int replica__preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
 			    enum manifest_type type, char pname[static RECORD_NAME_MAX + 1]);
+
+/**
+ * replica__preexist_local() - As replica__preserve_local(), into PreExisting with a
+ * PreExistingManifest.xml entry of type preexisting (no quota): a clone import (core/clone.h)
+ * moves a local object that is not the clone's version there before the group's version is
+ * installed, as initial sync does (docs/conflicts.md §10).
+ * Thread: init.
+ * Return: 0, -ENOMEM, or the -errno of opening DfsrPrivate or of the rename.
+ */
+int replica__preexist_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			    char pname[static RECORD_NAME_MAX + 1]);
 
 /* ---- scan.c, for journal.c ---------------------------------------------------------- */
 

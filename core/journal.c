@@ -999,7 +999,7 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 		goto out_free;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s/%s", o->root_fd, LAYOUT_PRIVATE,
 		 LAYOUT_DB);
-	rc = db_open(path, o->read_only, &j->db, err);
+	rc = db_open(o->db_path ? o->db_path : path, o->read_only, &j->db, err);
 	if (rc < 0)
 		goto out_free;
 	j->batch = db_batch_new(j->db);
@@ -2278,4 +2278,112 @@ size_t journal__revert_pending(struct journal *j)
 		n += j->marks[i].gvsn.counter != 0;
 	journal_unlock(j);
 	return n;
+}
+
+/* ---- adopting a clone (core/clone.h, core/internal.h) ---------------------------------- */
+
+int journal__clone_adopt(struct journal *j)
+{
+	struct db_iter *it;
+	struct txn t;
+	int rc;
+
+	if (j->read_only)
+		return -EIO;
+	it = db_iter_new(j->db, NULL, DB_CF_EVENTS);
+	if (!it)
+		return -ENOMEM;
+	pthread_mutex_lock(&j->lock);
+	db_batch_clear(j->batch);
+	/* the source member's event log is its own, not ours */
+	for (db_iter_seek_first(it); db_iter_valid(it); db_iter_next(it)) {
+		size_t klen;
+		const uint8_t *k = db_iter_key(it, &klen);
+
+		db_batch_delete(j->batch, DB_CF_EVENTS, k, klen);
+	}
+	rc = db_iter_status(it);
+	if (rc == 0) {
+		/* a GVSN made by two databases would collide: this member gets its own id */
+		dfsr_uid_random(&j->db_id);
+		/* the last sync time stays: the clone's content is as fresh as its source's */
+		j->stale = false;
+		j->stale_counter = 0;
+		txn_begin(j, &t);
+		t.counter = 0;
+		t.state = JOURNAL_STATE_NORMAL;
+		rc = meta_put(j, j->batch, &t);
+	}
+	if (rc == 0)
+		rc = db_batch_commit(j->batch, true);
+	db_batch_clear(j->batch);
+	if (rc == 0) {
+		txn_apply(j, &t);
+		j->nmarks = 0;
+	}
+	journal_unlock(j);
+	db_iter_free(it);
+	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
+}
+
+static int clone_forget_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *forgotten,
+			       int depth);
+
+struct forget_ctx {
+	uint64_t *forgotten;
+	int depth;
+};
+
+static int forget_child(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
+			size_t klen, void *arg)
+{
+	struct forget_ctx *x = arg;
+
+	(void)k;
+	(void)klen;
+	return clone_forget_locked(j, child, x->forgotten, x->depth + 1);
+}
+
+static int clone_forget_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *forgotten,
+			       int depth)
+{
+	struct record r;
+	int rc;
+
+	if (depth > PATH_DEPTH_MAX)
+		return -EIO;
+	rc = journal__get(j, uid, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (r.tombstone)
+		goto out_release;
+	if (r.type == RECORD_DIR) {
+		struct forget_ctx x = { .forgotten = forgotten, .depth = depth };
+
+		rc = each_child(j, uid, forget_child, &x);
+		if (rc < 0)
+			goto out_release;
+	}
+	/* persisted by the drop's batch: partners send this version again (Hello) */
+	version_vector_lower(&j->knowledge, &r.gvsn.db, r.gvsn.counter - 1);
+	rc = journal__drop_locked(j, uid);
+	if (rc == 0 && forgotten)
+		(*forgotten)++;
+out_release:
+	record_release(&r);
+	return rc;
+}
+
+int journal__clone_forget(struct journal *j, const struct dfsr_uid *uid, uint64_t *forgotten)
+{
+	int rc;
+
+	if (j->read_only)
+		return -EIO;
+	pthread_mutex_lock(&j->lock);
+	rc = clone_forget_locked(j, uid, forgotten, 0);
+	journal_unlock(j);
+	return rc;
 }

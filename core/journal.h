@@ -63,6 +63,10 @@ struct journal_opts {
 			 * /proc/self/fd/<root_fd>/DfsrPrivate/db, which stays reachable when
 			 * the mount point equals the local path. */
 	bool read_only; /* open for reading while the member may be running (commands) */
+
+	/* NULL: DfsrPrivate/db under root_fd (always, but for `dfsr clone import`, which
+	 * builds the adopted database aside and renames it into place, core/clone.h). */
+	const char *db_path;
 };
 
 /**

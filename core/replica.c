@@ -1011,18 +1011,22 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
  * installed again. The scan runs before the replica exists: a replica with only
  * DfsrPrivate and ConflictAndDeleted open does for preserved_note() and its quota cleanup.
  */
-int replica__preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
-			    enum manifest_type type, char pname[static RECORD_NAME_MAX + 1])
+static int preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			  enum manifest_kind kind, enum manifest_type type,
+			  char pname[static RECORD_NAME_MAX + 1])
 {
 	struct replica r = { .j = j, .installing_fd = -1, .conflict_fd = -1, .preexist_fd = -1 };
 	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
+	int *dst = kind == MANIFEST_CONFLICT ? &r.conflict_fd : &r.preexist_fd;
 	struct ctx c;
 	int rc;
 
 	rc = open_private_dir(journal_root_fd(j), LAYOUT_PRIVATE, &r.private_fd);
 	if (rc < 0)
 		return rc;
-	rc = open_private_dir(r.private_fd, LAYOUT_CONFLICT, &r.conflict_fd);
+	rc = open_private_dir(r.private_fd,
+			      kind == MANIFEST_CONFLICT ? LAYOUT_CONFLICT : LAYOUT_PREEXISTING,
+			      dst);
 	if (rc < 0)
 		goto out_close;
 	memset(&c, 0, sizeof(c));
@@ -1031,8 +1035,7 @@ int replica__preserve_local(struct journal *j, int dfd, const struct record *rec
 	c.fd = -1;
 	c.v = REPLICA_DONE;
 	preserved_name(rec, pname);
-	for (unsigned n = 1; renameat2(dfd, rec->name, r.conflict_fd, pname, RENAME_NOREPLACE) < 0;
-	     n++) {
+	for (unsigned n = 1; renameat2(dfd, rec->name, *dst, pname, RENAME_NOREPLACE) < 0; n++) {
 		int err = errno, tl;
 		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
 		char tag[16];
@@ -1051,15 +1054,28 @@ int replica__preserve_local(struct journal *j, int dfd, const struct record *rec
 		memcpy(alt.name + keep, tag, (size_t)tl + 1);
 		preserved_name(&alt, pname);
 	}
-	rc = fsync_dir(r.conflict_fd);
+	rc = fsync_dir(*dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
-	preserved_note(&c, rec, path, pname, MANIFEST_CONFLICT, type, NULL);
+	preserved_note(&c, rec, path, pname, kind, type, NULL);
 out_close:
-	if (r.conflict_fd >= 0)
-		close(r.conflict_fd);
+	if (*dst >= 0)
+		close(*dst);
 	close(r.private_fd);
 	return rc;
+}
+
+int replica__preserve_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			    enum manifest_type type, char pname[static RECORD_NAME_MAX + 1])
+{
+	return preserve_local(j, dfd, rec, path, MANIFEST_CONFLICT, type, pname);
+}
+
+int replica__preexist_local(struct journal *j, int dfd, const struct record *rec, const char *path,
+			    char pname[static RECORD_NAME_MAX + 1])
+{
+	return preserve_local(j, dfd, rec, path, MANIFEST_PREEXISTING, MANIFEST_TYPE_PREEXISTING,
+			      pname);
 }
 
 /* ---- parents (§7) ------------------------------------------------------------------ */

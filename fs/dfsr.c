@@ -52,6 +52,7 @@
 
 #include <sodium.h>
 
+#include "core/clone.h"
 #include "core/config.h"
 #include "core/event.h"
 #include "core/hash.h"
@@ -95,6 +96,7 @@ enum cli_opt {
 	OPT_TO = 1u << 13,
 	OPT_COPY = 1u << 14,
 	OPT_ALL = 1u << 15,
+	OPT_VALIDATION = 1u << 16,
 };
 
 struct cli {
@@ -104,6 +106,8 @@ struct cli {
 	const char *since;
 	const char *peer;
 	const char *to;
+	const char *sub;        /* clone: "export" or "import" */
+	const char *validation; /* clone import */
 	bool copy, all;
 	bool json, watch, foreground, debug, recursive, preexisting;
 	uint64_t from;
@@ -836,6 +840,7 @@ struct request {
 	const char *peer;
 	const char *kind; /* unpreserve: "conflict" or "preexisting" */
 	char *name;       /* unpreserve: percent-decoded in place */
+	char *dir;        /* clone-export: absolute path, percent-decoded in place */
 	int64_t since;
 	uint64_t from, list;
 };
@@ -1136,6 +1141,7 @@ static int render_journal(struct journal *j, uint64_t from, uint64_t max, bool j
  *   [since=NS] | journal [json] folder=N [from=SEQ] [list=N] | pending
  *   | backlog peer=P [json] [folder=N] [list=N]
  *   | unpreserve folder=N kind=conflict|preexisting name=PRESERVED (%XX-encoded)
+ *   | clone-export [folder=N] dir=ABSPATH (%XX-encoded)
  */
 enum {
 	AFTER_STOP = 1,
@@ -1158,6 +1164,8 @@ static int request_word(struct request *r, char *w)
 		r->kind = w + 5;
 	else if (!strncmp(w, "name=", 5) && pct_decode(w + 5) == 0)
 		r->name = w + 5;
+	else if (!strncmp(w, "dir=", 4) && pct_decode(w + 4) == 0)
+		r->dir = w + 4;
 	else if (!strncmp(w, "since=", 6) && parse_u64(w + 6, &v) == 0 && v <= INT64_MAX)
 		r->since = (int64_t)v;
 	else if (!strncmp(w, "from=", 5) && parse_u64(w + 5, &v) == 0)
@@ -1242,6 +1250,43 @@ static int run_unpreserve(struct member *m, ssize_t idx, const struct request *r
 			     dfsr_strerror(rc));
 }
 
+/*
+ * clone-export: a consistent copy of a folder's database into an absolute directory, made
+ * by this member (it holds the database open), core/clone.h.
+ */
+static int run_clone_export(struct member *m, ssize_t idx, const struct request *r,
+			    struct dfsr_buf *o)
+{
+	char err[CLONE_ERR_LEN], guid[DFSR_UID_GUID_LEN];
+	struct folder_rt *fr;
+	struct clone_info ci;
+	enum journal_state st;
+	int rc;
+
+	if (!r->dir)
+		return -EINVAL;
+	o->len = 0;
+	if (idx < 0 && m->n != 1)
+		return dfsr_buf_addf(o, "error name the folder to export (--folder)\n");
+	fr = &m->f[idx < 0 ? 0 : idx];
+	st = journal_state(fr->j);
+	if (st != JOURNAL_STATE_NORMAL)
+		return dfsr_buf_addf(o,
+				     "error folder %s is %s: export the database of a member "
+				     "whose folder is normal\n",
+				     fr->cf->name, journal_state_name(st));
+	rc = clone_export(fr->j, m->cfg.member_name, r->dir, &ci, err);
+	if (rc < 0)
+		return dfsr_buf_addf(o, "error folder %s: clone export: %s\n", fr->cf->name, err);
+	dfsr_uid_guid(&ci.db_id, guid);
+	return dfsr_buf_addf(o,
+			     "ok\nexported folder %s of member %s to %s: %" PRIu64
+			     " records (%" PRIu64 " files, %" PRIu64 " folders, %" PRIu64
+			     " tombstones), database {%s}\n",
+			     fr->cf->name, m->cfg.member_name, r->dir, ci.records, ci.files,
+			     ci.folders, ci.tombstones, guid);
+}
+
 static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		       struct dfsr_buf *reply)
 {
@@ -1263,6 +1308,8 @@ static int request_run(struct member *m, const struct request *r, ssize_t idx,
 		return render_journal(m->f[idx < 0 ? 0 : idx].j, r->from, r->list, r->json, reply);
 	if (!strcmp(r->verb, "unpreserve"))
 		return run_unpreserve(m, idx, r, reply);
+	if (!strcmp(r->verb, "clone-export"))
+		return run_clone_export(m, idx, r, reply);
 	return -EINVAL;
 }
 
@@ -2997,6 +3044,213 @@ static int cmd_restore(struct cli *c)
 	return rc ? 1 : 0;
 }
 
+/* ---- clone export / import (core/clone.h) ------------------------------------------------- */
+
+#define CLONE_USAGE \
+	"clone export|import -c CONFIG [--folder NAME] [--validation none|basic|full] DIR"
+
+static int clone_usage_error(const char *fmt, ...) DFSR_PRINTF(1, 2);
+
+/* A usage error of `dfsr clone` (the command table comes later). Return: 2. */
+static int clone_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (usage: dfsr %s)\n", CLONE_USAGE);
+	return 2;
+}
+
+/* The folder a clone command is about: --folder, or the config's only one. */
+static const struct config_folder *clone_folder(const struct cli *c, const struct config *cfg)
+{
+	if (c->folder)
+		return config_folder(cfg, c->folder);
+	if (cfg->nfolders == 1)
+		return &cfg->folders[0];
+	dfsr_err("clone %s: %s has %zu folders; name one with --folder NAME", c->sub, c->config,
+		 cfg->nfolders);
+	return NULL;
+}
+
+/* @path made absolute (the member resolves it, from another working directory). */
+static int clone_abs_path(const char *path, char *out, size_t len)
+{
+	char *copy = strdup(path), *slash, *parent;
+	const char *base, *dir = ".";
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+		copy[strlen(copy) - 1] = '\0';
+	slash = strrchr(copy, '/');
+	base = slash ? slash + 1 : copy;
+	if (slash == copy) {
+		dir = "/";
+	} else if (slash) {
+		*slash = '\0';
+		dir = copy;
+	}
+	parent = realpath(dir, NULL);
+	if (!parent)
+		rc = -errno;
+	else if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		rc = -EINVAL;
+	else if ((size_t)snprintf(out, len, "%s/%s", strcmp(parent, "/") ? parent : "", base) >=
+		 len)
+		rc = -ENAMETOOLONG;
+	free(parent);
+	free(copy);
+	return rc;
+}
+
+/* True if @path is @top or below it (both absolute). */
+static bool path_under(const char *path, const char *top)
+{
+	char *real = realpath(top, NULL);
+	size_t n;
+	bool under;
+
+	if (!real)
+		return false;
+	n = strlen(real);
+	under = strncmp(path, real, n) == 0 && (path[n] == '/' || path[n] == '\0' || n == 1);
+	free(real);
+	return under;
+}
+
+/*
+ * An export inside a replicated tree would replicate (or, inside a mount, be written by the
+ * member through its own FUSE mount); DfsrPrivate of a local path is fine.
+ */
+static bool clone_dir_ok(const struct config *cfg, const char *dir)
+{
+	for (size_t i = 0; i < cfg->nfolders; i++) {
+		const struct config_folder *f = &cfg->folders[i];
+		char priv[4096];
+
+		snprintf(priv, sizeof(priv), "%s/%s", f->path, LAYOUT_PRIVATE);
+		if (path_under(dir, f->mount) ||
+		    (path_under(dir, f->path) && !path_under(dir, priv))) {
+			dfsr_err("clone export: %s is inside folder %s (%s); export outside the "
+				 "replicated tree",
+				 dir, f->name, path_under(dir, f->mount) ? f->mount : f->path);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int clone_export_cli(struct cli *c, const struct config *cfg, const struct config_folder *f)
+{
+	char dir[4096], enc[3 * 4096 + 1], req[3 * 4096 + 512];
+	struct dfsr_buf r;
+	int rc;
+
+	rc = clone_abs_path(c->argv[0], dir, sizeof(dir));
+	if (rc < 0)
+		return dfsr_err("clone export: %s: %s", c->argv[0],
+				rc == -EINVAL ? "not a directory name" : dfsr_strerror(rc));
+	if (!clone_dir_ok(cfg, dir))
+		return 1;
+	pct_encode(dir, enc, sizeof(enc));
+	snprintf(req, sizeof(req), "clone-export folder=%s dir=%s", f->name, enc);
+	dfsr_buf_init(&r);
+	/* a checkpoint onto another filesystem copies every file: allow it time */
+	rc = net_control_request(cfg->control_path, req, 3600 * 1000, &r);
+	if (rc == 0 && r.len)
+		fwrite(r.p, 1, r.len, stdout);
+	else if (rc == DFSR_ENOTRUNNING)
+		rc = dfsr_err("clone export: member %s is not running: the export is a consistent "
+			      "copy made by the running member (start it with dfsr mount)",
+			      cfg->member_name);
+	else if (rc == -EREMOTEIO)
+		rc = dfsr_err("member %s: %s", cfg->member_name, r.p);
+	else if (rc < 0)
+		rc = dfsr_err("member %s: %s", cfg->member_name, dfsr_strerror(rc));
+	dfsr_buf_release(&r);
+	return rc ? 1 : 0;
+}
+
+static void clone_report(void *arg, enum clone_finding what, const char *path,
+			 const char *preserved)
+{
+	(void)arg;
+	if (what == CLONE_MISMATCHED && preserved)
+		printf("mismatched %s: local version moved to PreExisting/%s; the group's version "
+		       "will be fetched\n",
+		       path, preserved);
+	else if (what == CLONE_MISMATCHED)
+		printf("mismatched %s: directory metadata differs; kept (replicates as a local "
+		       "change)\n",
+		       path);
+	else if (what == CLONE_MISSING)
+		printf("missing %s: the group's version will be fetched\n", path);
+	else
+		printf("extra %s: not in the clone; kept (replicates as a new object)\n", path);
+}
+
+static int clone_import_cli(struct cli *c, const struct config *cfg, const struct config_folder *f,
+			    enum clone_validation v)
+{
+	struct clone_import_opts o = {
+		.cfg = cfg, .folder = f, .dir = c->argv[0], .report = clone_report
+	};
+	struct clone_import_result res;
+	char err[CLONE_ERR_LEN], id[DFSR_UID_GUID_LEN];
+	int rc;
+
+	o.validation = v;
+	if (member_answers(cfg))
+		return dfsr_err("clone import: member %s is running; a clone is imported before "
+				"its first start (stop it with dfsr umount)",
+				cfg->member_name);
+	o.root_fd = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (o.root_fd < 0)
+		return dfsr_err("clone import: folder %s: local path %s: %s", f->name, f->path,
+				strerror(errno));
+	rc = clone_import(&o, &res, err);
+	close(o.root_fd);
+	if (rc < 0)
+		return dfsr_err("clone import: %s", err);
+	dfsr_uid_guid(&res.db_id, id);
+	printf("imported folder %s from member %s's clone: database {%s}, state normal; "
+	       "validation %s: checked %" PRIu64 ", matched %" PRIu64 ", mismatched %" PRIu64
+	       ", missing %" PRIu64 ", extra %" PRIu64 "\n",
+	       f->name, res.info.member, id, clone_validation_name(o.validation), res.checked,
+	       res.matched, res.mismatched, res.missing, res.extra);
+	return fflush(stdout) == 0 ? 0 : dfsr_err("writing the output: %s", strerror(errno));
+}
+
+static int cmd_clone(struct cli *c)
+{
+	enum clone_validation v = CLONE_VALIDATE_BASIC;
+	const struct config_folder *f;
+	struct config cfg;
+	int rc;
+
+	if (c->validation && !strcmp(c->sub, "export"))
+		return clone_usage_error("%s", "--validation applies to clone import");
+	if (c->validation && clone_validation_parse(c->validation, &v) < 0)
+		return clone_usage_error("--validation '%s': say none, basic or full",
+					 c->validation);
+	if (client_config(c, &cfg))
+		return 1;
+	f = clone_folder(c, &cfg);
+	if (!f)
+		rc = 1;
+	else if (!strcmp(c->sub, "export"))
+		rc = clone_export_cli(c, &cfg, f);
+	else
+		rc = clone_import_cli(c, &cfg, f, v);
+	config_release(&cfg);
+	return rc;
+}
+
 static int cmd_later(struct cli *c)
 {
 	return dfsr_err("'%s' is not in this version of dfsr", c->cmd);
@@ -3042,20 +3296,32 @@ static const struct command commands[] = {
 	  "restore -c CONFIG [--folder NAME] [--preexisting] [--to DIR] [--copy] (ENTRY...|--all)",
 	  "put preserved files back at their paths through the mount (so they replicate), or "
 	  "into DIR; ENTRY is a preserved name or an original path" },
-	{ "clone", cmd_later, ~0u, 0, INT_MAX, "clone export|import -c CONFIG --folder NAME DIR",
-	  "database clone (not in this version)" },
+	{ "clone", cmd_clone, OPT_CONFIG | OPT_FOLDER | OPT_VALIDATION, 1, 1, CLONE_USAGE,
+	  "export: a consistent copy of a running member's folder database into DIR; import: "
+	  "before a new member's first start, adopt the export DIR over preseeded data "
+	  "(--validation: basic (default) checks size, mtime and metadata, full re-hashes)" },
 };
 
 static const struct option long_opts[] = {
-	{ "config", required_argument, NULL, 'c' }, { "folder", required_argument, NULL, 'F' },
-	{ "json", no_argument, NULL, 'j' },         { "watch", no_argument, NULL, 'w' },
-	{ "foreground", no_argument, NULL, 'f' },   { "debug", no_argument, NULL, 'd' },
-	{ "recursive", no_argument, NULL, 'r' },    { "since", required_argument, NULL, 's' },
-	{ "from", required_argument, NULL, 'S' },   { "list", required_argument, NULL, 'n' },
-	{ "peer", required_argument, NULL, 'p' },   { "to", required_argument, NULL, 't' },
-	{ "copy", no_argument, NULL, 'C' },         { "all", no_argument, NULL, 'A' },
-	{ "preexisting", no_argument, NULL, 'P' },  { "timeout", required_argument, NULL, 'T' },
-	{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	{ "config", required_argument, NULL, 'c' },
+	{ "folder", required_argument, NULL, 'F' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "watch", no_argument, NULL, 'w' },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "recursive", no_argument, NULL, 'r' },
+	{ "since", required_argument, NULL, 's' },
+	{ "from", required_argument, NULL, 'S' },
+	{ "list", required_argument, NULL, 'n' },
+	{ "peer", required_argument, NULL, 'p' },
+	{ "to", required_argument, NULL, 't' },
+	{ "copy", no_argument, NULL, 'C' },
+	{ "all", no_argument, NULL, 'A' },
+	{ "preexisting", no_argument, NULL, 'P' },
+	{ "timeout", required_argument, NULL, 'T' },
+	{ "validation", required_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
 };
 
 static int usage_error(const struct command *cmd, const char *fmt, ...) DFSR_PRINTF(2, 3);
@@ -3121,6 +3387,8 @@ static unsigned opt_bit(int ch)
 		return OPT_COPY;
 	case 'A':
 		return OPT_ALL;
+	case 'V':
+		return OPT_VALIDATION;
 	default:
 		return 0;
 	}
@@ -3165,6 +3433,9 @@ static int set_opt(const struct command *cmd, struct cli *c, int ch, const char 
 		break;
 	case 'A':
 		c->all = true;
+		break;
+	case 'V':
+		c->validation = arg;
 		break;
 	case 's':
 		c->since = arg;
@@ -3241,6 +3512,14 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
 	c.cmd = cmd->name;
+	if (cmd->run == cmd_clone && argc > 2 &&
+	    (!strcmp(argv[2], "export") || !strcmp(argv[2], "import"))) {
+		c.sub = argv[2];
+		argc--; /* the sub-command stands where parse_opts() expects the command */
+		argv++;
+	} else if (cmd->run == cmd_clone && (argc < 3 || argv[2][0] != '-')) {
+		return usage_error(cmd, "%s", "clone: say 'export' or 'import'");
+	}
 	if (cmd->run == cmd_later) {
 		/* Their options are a later issue's: only --help is understood. */
 		for (int i = 2; i < argc; i++) {
@@ -3254,6 +3533,8 @@ int main(int argc, char **argv)
 	rc = parse_opts(cmd, argc - 1, argv + 1, &c);
 	if (rc >= 0)
 		return rc;
+	if (cmd->run == cmd_clone && !c.sub)
+		return usage_error(cmd, "%s", "clone: say 'export' or 'import'");
 	if (sodium_init() < 0)
 		return dfsr_err("libsodium failed to initialise");
 	return cmd->run(&c);

@@ -59,8 +59,9 @@ Folder events are also stored in the folder's event log (in its database) and sh
 (`dfsr mount -f`) every line is copied to standard error too. Keys, tokens and file
 contents are never logged.
 
-Two ids are defined so that they stay fixed but are not logged by this version, whose
-feature is still to come: 2402 and 2404 (`dfsr clone export/import`).
+2402 and 2404 are logged by `dfsr clone export` (on the source member: dir, records,
+source database id) and `dfsr clone import` (on the new member: source, both database ids,
+validation level and the counts checked, matched, mismatched, missing, extra).
 
 To follow them live: `journalctl -t dfsr -f`; one folder: `journalctl -t dfsr -g ' share: '`.
 
