@@ -98,8 +98,9 @@ struct fs_dir {
 	struct dirent *entry; /* read but not yet returned (did not fit), or NULL */
 };
 
-/* Per worker thread: has this thread its own fs_struct (umask) yet? */
+/* Per worker thread: has this thread its own fs_struct (umask) yet, and its umask then. */
 static _Thread_local bool thread_fs_unshared;
+static _Thread_local mode_t thread_umask;
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -229,10 +230,11 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
 /*
  * Journal a change of @n on every record naming it: hard links are one object with several
  * names, and each name is a record. An object with no name left (deleted, or replaced by a
- * save-by-rename) is skipped by the journal.
+ * save-by-rename) is skipped by the journal. @data_fd: an open descriptor of @n to hash
+ * through (see data_fd()), or -1 to use the node's own.
  */
 static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
-			    const struct dfsr_uid *skip)
+			    const struct dfsr_uid *skip, int data_fd)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t i, k;
@@ -247,6 +249,11 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 	}
 	if (k == 0)
 		return;
+	if (data_fd >= 0) {
+		for (i = 0; i < k; i++)
+			(void)journal_note_change(fs->journal, &uids[i], data_fd, flags);
+		return;
+	}
 	fd = fs__inode_fd(fs, n, &tmp);
 	if (fd < 0)
 		return; /* gone meanwhile; the scan catches up */
@@ -257,7 +264,26 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 
 static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 {
-	note_change_but(fs, n, flags, NULL);
+	note_change_but(fs, n, flags, NULL, -1);
+}
+
+/*
+ * The descriptor of a handle being released, made fit for hashing: the journal reads the
+ * data and the xattrs through it instead of reopening the node's O_PATH descriptor through
+ * /proc (an open, a close and a path walk per xattr call saved on every release that
+ * journals). O_NOATIME, as the journal's own reopen: hashing must not move the atime.
+ * Return: @f->fd, or -1 if it cannot be used (not readable, or its flags cannot be set;
+ * the journal then reopens the node as before).
+ */
+static int data_fd(struct fs_file *f)
+{
+	int fl = fcntl(f->fd, F_GETFL);
+
+	if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+		return -1; /* write-only (no writeback cache): the journal reopens to read */
+	if (!(fl & O_NOATIME) && fcntl(f->fd, F_SETFL, fl | O_NOATIME) < 0)
+		return -1;
+	return f->fd;
 }
 
 /*
@@ -282,9 +308,10 @@ static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
  * journaling (PENDING_FLUSHING), so that the journal sees the create before the rename.
  */
 
-/* Journal the new file (@parent, @name) if that name still is @node. */
+/* Journal the new file (@parent, @name) if that name still is @node; hashed through
+ * @dfd (an open descriptor of @node, see data_fd()) unless it is -1. */
 static void pending_journal(struct fs *fs, struct fs_inode *parent, const char *name,
-			    struct fs_inode *node, struct dfsr_uid *out)
+			    struct fs_inode *node, int dfd, struct dfsr_uid *out)
 {
 	struct dfsr_uid puid, uid;
 	struct stat st;
@@ -303,7 +330,7 @@ static void pending_journal(struct fs *fs, struct fs_inode *parent, const char *
 		return;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
 	    st.st_dev == node->dev && st.st_ino == node->ino &&
-	    journal_note_new(fs->journal, &puid, name, fd, &uid) == 0) {
+	    journal_note_new(fs->journal, &puid, name, dfd >= 0 ? dfd : fd, &uid) == 0) {
 		fs__inode_add_uid(fs, node, &uid);
 		*out = uid;
 	}
@@ -311,13 +338,14 @@ static void pending_journal(struct fs *fs, struct fs_inode *parent, const char *
 }
 
 /* Journal (or drop) a pending create this thread set PENDING_FLUSHING, and take it out of
- * the list. @p may be freed by its handle as soon as this returns. */
-static void pending_finish(struct fs *fs, struct fs_pending *p, bool journal)
+ * the list; @dfd as for pending_journal(). @p may be freed by its handle as soon as this
+ * returns. */
+static void pending_finish(struct fs *fs, struct fs_pending *p, bool journal, int dfd)
 {
 	struct fs_inode *parent = p->parent;
 
 	if (journal)
-		pending_journal(fs, parent, p->name, p->node, &p->uid);
+		pending_journal(fs, parent, p->name, p->node, dfd, &p->uid);
 	pthread_mutex_lock(&fs->pending_lock);
 	p->link.prev->next = p->link.next;
 	p->link.next->prev = p->link.prev;
@@ -336,7 +364,7 @@ static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *paren
 	struct dfsr_uid uid;
 
 	if (!p) {
-		pending_journal(fs, parent, name, f->node, &uid); /* journal it now instead */
+		pending_journal(fs, parent, name, f->node, -1, &uid); /* journal it now instead */
 		return;
 	}
 	memcpy(p->name, name, len);
@@ -356,10 +384,11 @@ static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *paren
 
 /*
  * The creating handle is being released: journal its create unless another thread did (or
- * dropped it), waiting for one that is at it. Frees the entry.
+ * dropped it), waiting for one that is at it; hashed through @dfd unless it is -1 (see
+ * data_fd()). Frees the entry.
  * Return: true if it was journaled here, with *@uid the record made (zero if untracked).
  */
-static bool pending_release(struct fs *fs, struct fs_file *f, struct dfsr_uid *uid)
+static bool pending_release(struct fs *fs, struct fs_file *f, int dfd, struct dfsr_uid *uid)
 {
 	struct fs_pending *p = f->pending;
 	bool mine = false;
@@ -376,7 +405,7 @@ static bool pending_release(struct fs *fs, struct fs_file *f, struct dfsr_uid *u
 	}
 	pthread_mutex_unlock(&fs->pending_lock);
 	if (mine) {
-		pending_finish(fs, p, true);
+		pending_finish(fs, p, true, dfd);
 		*uid = p->uid;
 	}
 	free(p);
@@ -406,7 +435,7 @@ again:
 		}
 		p->state = PENDING_FLUSHING;
 		pthread_mutex_unlock(&fs->pending_lock);
-		pending_finish(fs, p, journal);
+		pending_finish(fs, p, journal, -1);
 		pthread_mutex_lock(&fs->pending_lock);
 		goto again;
 	}
@@ -425,7 +454,7 @@ void fs__handles_release(struct fs *fs)
 			struct dfsr_uid uid;
 
 			close(f->fd);
-			(void)pending_release(fs, f, &uid); /* no worker is left to race */
+			(void)pending_release(fs, f, -1, &uid); /* no worker is left to race */
 		} else {
 			struct fs_dir *d = (struct fs_dir *)(void *)l;
 
@@ -442,19 +471,30 @@ void fs__handles_release(struct fs *fs)
 /* Give this worker thread its own umask and set the caller's. */
 static int creds_begin(fuse_req_t req)
 {
+	mode_t mask = fuse_req_ctx(req)->umask;
+
 	if (!thread_fs_unshared) {
 		if (unshare(CLONE_FS) < 0)
 			return -errno;
 		thread_fs_unshared = true;
+		umask(022);
+		thread_umask = 022;
 	}
-	umask(fuse_req_ctx(req)->umask);
+	/* Two system calls per create saved for the usual umask, which creds_end() keeps. */
+	if (mask != thread_umask) {
+		umask(mask);
+		thread_umask = mask;
+	}
 	return 0;
 }
 
 /* Restore a neutral umask so that core's own files (RocksDB) are not shaped by a user's. */
 static void creds_end(void)
 {
-	umask(022);
+	if (thread_umask != 022) {
+		umask(022);
+		thread_umask = 022;
+	}
 }
 
 /*
@@ -656,9 +696,13 @@ static int set_times(const struct fs_inode *n, int nfd, const struct fs_file *f,
 		tv[1] = attr->st_mtim;
 	if (f)
 		return futimens(f->fd, tv) < 0 ? -errno : 0;
-	if (n->type == S_IFLNK)
-		return utimensat(nfd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
-	proc_path(nfd, path);
+	/* On the O_PATH descriptor itself: no walk through /proc (a SETATTR of the times
+	 * follows every unlink with the writeback cache, to flush the cached ctime). */
+	if (utimensat(nfd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno != EINVAL || n->type == S_IFLNK)
+		return -errno;
+	proc_path(nfd, path); /* a kernel without AT_EMPTY_PATH for utimensat() */
 	return utimensat(AT_FDCWD, path, tv, 0) < 0 ? -errno : 0;
 }
 
@@ -696,9 +740,11 @@ static int apply_setattr(const struct fs_inode *n, int nfd, const struct fs_file
  * Journal a setattr. A truncate is new data: journaled at once when nobody has the file
  * open for writing, else left to the last writer's release. Mode and owner changes are
  * journaled at once; times alone too (the journal makes no version for a bare touch),
- * except while writers are open, whose release journals the file anyway.
+ * except while writers are open, whose release journals the file anyway. An object with
+ * no name left (@st: its attributes after the change) has no record to journal on: the
+ * kernel flushes the cached times of every file it unlinks with such a SETATTR.
  */
-static void note_setattr(struct fs *fs, struct fs_inode *n, int valid)
+static void note_setattr(struct fs *fs, struct fs_inode *n, int valid, const struct stat *st)
 {
 	bool writers = fs__inode_writers(fs, n) > 0;
 	bool meta = valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
@@ -706,6 +752,8 @@ static void note_setattr(struct fs *fs, struct fs_inode *n, int valid)
 
 	if ((valid & FUSE_SET_ATTR_SIZE) && writers)
 		mark_dirty(fs, n);
+	if (!S_ISDIR(st->st_mode) && st->st_nlink == 0)
+		return;
 	if ((valid & FUSE_SET_ATTR_SIZE) && !writers)
 		note_change(fs, n, JOURNAL_DATA);
 	else if (meta || (times && !writers))
@@ -736,8 +784,10 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *attr, i
 	fs__inode_fd_put(fs, n, tmp);
 	if (rc < 0)
 		return rc;
-	note_setattr(fs, n, valid);
-	return stat_node(fs, n, f, out);
+	rc = stat_node(fs, n, f, out);
+	if (rc == 0)
+		note_setattr(fs, n, valid, out);
+	return rc;
 }
 
 static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
@@ -1185,15 +1235,20 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	struct fs_inode *n = f->node;
 	struct dfsr_uid uid, fresh;
 	bool created;
+	int dfd = -1;
 
 	handle_del(fs, &f->link);
-	close(f->fd);
-	/* A create journals its data with it; other names (links) still need the data. */
-	created = pending_release(fs, f, &fresh);
+	/* A create journals its data with it; other names (links) still need the data. Both
+	 * hash through this handle's descriptor, closed only afterwards. */
+	if (f->pending)
+		dfd = data_fd(f);
+	created = pending_release(fs, f, dfd, &fresh);
 	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
-		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL);
+		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL,
+				dfd >= 0 ? dfd : data_fd(f));
 		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
 	}
+	close(f->fd);
 	fs__inode_unref(fs, n, 0, 1);
 	free(f);
 }

@@ -2,7 +2,8 @@
 # ops.sh - everyday tools through the mount give exactly what they give natively: cp -a,
 # tar with xattrs and ACLs, rsync -aAXH copy a tree with modes, owners, links, xattrs and
 # ACLs; `dfsr hash -r` and a full listing of the copy in the mount equal those of the same
-# copy made in a plain directory. Then mmap writes, an open-unlinked file, a 64 MiB file.
+# copy made in a plain directory. Then mmap writes, an open-unlinked file, the atime of a
+# file journaled at its release, a 64 MiB file.
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -118,6 +119,28 @@ check_eq "open-unlinked file behaves as natively" "$(open_unlinked "$NATIVE/ul")
 check "the unlinked file is gone from the local path" test ! -e "$M_PATH/ul"
 check "no hidden leftovers (.fuse_hidden*) in the local path" \
 	bash -c "! ls -A '$M_PATH' | grep -q fuse_hidden"
+
+# ---- the hash at release moves no atime -----------------------------------------------------
+# Closing a written handle journals the file, hashing it through that handle's descriptor;
+# like every hash, that read must leave the atime alone (relatime would move an atime that
+# is older than the mtime).
+write_old_atime() { # $1: open (creating) and append, set an old atime, then close
+	"$PY" - "$1" <<'EOF'
+import os, subprocess, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.write(fd, b"data\n")
+subprocess.run(["touch", "-a", "-d", "@1000000000", sys.argv[1]], check=True)
+os.close(fd)
+EOF
+}
+from=$(journal_next "$M_CONF")
+check "create, write, set an old atime, close" write_old_atime "$M_MNT/at"
+check "the new file is journaled" wait_until 20 journal_has "$M_CONF" "$from" "create f at"
+check_eq "journaling the new file left its atime" 1000000000 "$(stat -c %X "$M_PATH/at")"
+from=$(journal_next "$M_CONF")
+check "reopen, append, set an old atime, close" write_old_atime "$M_MNT/at"
+check "the change is journaled" wait_until 20 journal_has "$M_CONF" "$from" "modify f at"
+check_eq "journaling the change left its atime" 1000000000 "$(stat -c %X "$M_PATH/at")"
 
 # ---- a 64 MiB file ------------------------------------------------------------------------------
 head -c $((64 << 20)) /dev/urandom >"$WS/big"
