@@ -15,9 +15,11 @@
  * journal__clone_adopt()), checked against the local path, and only then renamed to
  * DfsrPrivate/db, so a failed import leaves no database at all. Validation:
  *  - none:  the local path is trusted as it is;
- *  - basic: each live record's object exists with the record's type; a file's or link's
- *           size and mtime equal the record's, and its replication hash taken with the
- *           record's content digest (metadata read, data not) equals the record's;
+ *  - basic: each live record's object exists with the record's type; a file's size and
+ *           mtime equal the record's, and its replication hash taken with the record's
+ *           content digest (metadata read, data not) equals the record's; a link's
+ *           replication hash (its target read: copying tools do not all keep a link's
+ *           mtime) equals the record's;
  *  - full:  the replication hash is taken from the data too.
  * A record whose object is missing, or whose object differs (moved to PreExisting first,
  * with a PreExistingManifest.xml entry, as initial sync does, docs/conflicts.md §10), is
