@@ -140,7 +140,7 @@ int chunk_sha256(const void *p, size_t len, uint8_t out[HASH_LEN])
 {
 	unsigned int olen = 0;
 
-	if (EVP_Digest(p, len, out, &olen, EVP_sha256(), NULL) != 1 || olen != HASH_LEN)
+	if (EVP_Digest(p, len, out, &olen, hash_sha256(), NULL) != 1 || olen != HASH_LEN)
 		return -EIO;
 	return 0;
 }
@@ -180,7 +180,7 @@ int chunk_stream_new(int fd, struct chunk_stream **out)
 		rc = -ENOMEM;
 		goto out_free_buf;
 	}
-	if (EVP_DigestInit_ex(cs->md, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(cs->md, hash_sha256(), NULL) != 1) {
 		rc = -EIO;
 		goto out_free_md;
 	}

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "core/util.h"
 
 #define HASH_READ_BUF  (1024 * 1024)
+#define HASH_SMALL_BUF (64 * 1024) /* on the stack: a small file needs no heap buffer */
 #define HASH_TRIES     3
 #define HASH_MAGIC     "dfsr-hash-1" /* the NUL is part of the encoding */
 #define HASH_LIST_MAX  (1024 * 1024) /* bytes of xattr names we accept */
@@ -67,12 +69,26 @@ static void proc_path(int fd, char out[static HASH_PROC_PATH])
 	snprintf(out, HASH_PROC_PATH, "/proc/self/fd/%d", fd);
 }
 
+static const EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *hash_sha256(void)
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return sha256_md ? sha256_md : EVP_sha256();
+}
+
 static int md_init(EVP_MD_CTX **ctx)
 {
 	*ctx = EVP_MD_CTX_new();
 	if (!*ctx)
 		return -ENOMEM;
-	if (EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(*ctx, hash_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(*ctx);
 		*ctx = NULL;
 		return -EIO;
@@ -138,7 +154,7 @@ static int data_fd(int fd, bool *opened)
 }
 
 /* One pass over the data: digest into @content, bytes read into @nread. */
-static int read_pass(int fd, uint8_t *buf, uint8_t content[HASH_LEN], uint64_t *nread)
+static int read_pass(int fd, uint8_t *buf, size_t cap, uint8_t content[HASH_LEN], uint64_t *nread)
 {
 	EVP_MD_CTX *ctx;
 	uint64_t off = 0;
@@ -147,7 +163,7 @@ static int read_pass(int fd, uint8_t *buf, uint8_t content[HASH_LEN], uint64_t *
 	if (rc < 0)
 		return rc;
 	for (;;) {
-		ssize_t n = pread(fd, buf, HASH_READ_BUF, (off_t)off);
+		ssize_t n = pread(fd, buf, cap, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -178,19 +194,15 @@ static bool same_version(const struct stat *a, const struct stat *b)
 /* Content digest of a regular file, with the stat that matches what was read. */
 static int hash_file_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 {
+	uint8_t small[HASH_SMALL_BUF], *buf = small, *big = NULL;
+	size_t cap = sizeof(small);
 	struct stat pre, post;
 	bool opened;
-	uint8_t *buf;
 	int rfd, rc;
 
 	rfd = data_fd(fd, &opened);
 	if (rfd < 0)
 		return rfd;
-	buf = malloc(HASH_READ_BUF);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out_close;
-	}
 	(void)posix_fadvise(rfd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	rc = -EAGAIN;
 	for (int i = 0; i < HASH_TRIES; i++) {
@@ -198,8 +210,15 @@ static int hash_file_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 		int r;
 
 		r = stat_fd(fd, &pre);
+		if (r == 0 && !big && (uint64_t)pre.st_size >= sizeof(small)) {
+			big = malloc(HASH_READ_BUF); /* larger reads, fewer system calls */
+			if (!big)
+				r = -ENOMEM;
+			buf = big;
+			cap = HASH_READ_BUF;
+		}
 		if (r == 0)
-			r = read_pass(rfd, buf, content, &nread);
+			r = read_pass(rfd, buf, cap, content, &nread);
 		if (r == 0)
 			r = stat_fd(fd, &post);
 		if (r < 0) {
@@ -212,8 +231,7 @@ static int hash_file_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 			break;
 		}
 	}
-	free(buf);
-out_close:
+	free(big);
 	if (opened)
 		close(rfd);
 	return rc;

@@ -66,6 +66,14 @@ int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out);
  */
 int hash_at(int dirfd, const char *name, struct hash_result *out);
 
+/*
+ * OpenSSL's SHA-256, fetched once: EVP_sha256() in every digest makes OpenSSL 3 look the
+ * implementation up again each time. Use it wherever dfsr takes a SHA-256 (an EVP_MD *).
+ * Thread: any.
+ */
+struct evp_md_st;
+const struct evp_md_st *hash_sha256(void);
+
 /* Lower-case hex of a 32-byte hash. */
 void hash_hex(const uint8_t hash[HASH_LEN], char out[static HASH_HEX_LEN]);
 

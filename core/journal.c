@@ -939,7 +939,7 @@ static int root_uid_of(const char *name, struct dfsr_uid *out)
 
 	if (!c)
 		return -ENOMEM;
-	ok = EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, tag, sizeof(tag)) &&
+	ok = EVP_DigestInit_ex(c, hash_sha256(), NULL) && EVP_DigestUpdate(c, tag, sizeof(tag)) &&
 	     EVP_DigestUpdate(c, name, strlen(name)) && EVP_DigestFinal_ex(c, md, &mdlen);
 	EVP_MD_CTX_free(c);
 	if (!ok || mdlen < DFSR_UID_LEN)

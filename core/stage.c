@@ -1331,7 +1331,7 @@ int stage_asm_open(int dir_fd, const struct stage_key *k, const struct chunk_lis
 	a->have = calloc(l->n ? l->n : 1, sizeof(*a->have));
 	a->buf = malloc(CHUNK_MAX);
 	a->md = EVP_MD_CTX_new(); /* optional */
-	if (a->md && EVP_DigestInit_ex(a->md, EVP_sha256(), NULL) != 1) {
+	if (a->md && EVP_DigestInit_ex(a->md, hash_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(a->md);
 		a->md = NULL;
 	}
@@ -1513,7 +1513,7 @@ static int digest_file(struct stage_asm *a, uint8_t out[HASH_LEN])
 
 	if (!md)
 		return -ENOMEM;
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+	if (EVP_DigestInit_ex(md, hash_sha256(), NULL) != 1)
 		rc = -EIO;
 	while (rc == 0 && off < a->list.size) {
 		size_t n = a->list.size - off < CHUNK_MAX ? (size_t)(a->list.size - off)

@@ -327,6 +327,15 @@ static void large_file_and_content_reuse(void **state)
 	hash_name(t->fd, "big", &full);
 	assert_memory_equal(full.content, content, 32);
 	assert_int_equal(full.st.st_size, (off_t)len);
+	/* around the size read through a buffer on the stack (64 KiB) and past it */
+	for (size_t n = 65535; n <= 65537; n++) {
+		uint8_t edge[32];
+
+		write_file(t->fd, "edge", data, n);
+		crypto_hash_sha256(edge, data, n);
+		hash_name(t->fd, "edge", &viafd);
+		assert_memory_equal(viafd.content, edge, 32);
+	}
 
 	/* reuse: the same hash without reading; works on an O_PATH descriptor too */
 	fd = openat(t->fd, "big", O_PATH | O_NOFOLLOW | O_CLOEXEC);
