@@ -474,8 +474,8 @@ int clone_export(struct journal *j, const char *member, const char *dir, struct 
 	const char *folder = journal_folder(j)->name;
 	char path[4096], dberr[DB_ERR_LEN], guid[DFSR_UID_GUID_LEN];
 	struct clone_info ci;
-	bool made;
-	int dfd, rc;
+	bool made = false;
+	int dfd = -1, rc;
 
 	err[0] = '\0';
 	memset(&ci, 0, sizeof(ci));
