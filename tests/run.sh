@@ -10,7 +10,10 @@
 #   3. builds with one job per CPU;
 #   4. runs `ctest --output-on-failure` with the arguments given;
 #   5. with no arguments, also builds the fuzzers with clang in build-fuzz/ and runs each
-#      one briefly (ctest -L fuzz), when there are any.
+#      one briefly (ctest -L fuzz), when there are any;
+#   6. with no arguments, also compiles a Release build (-O2, everything, tests included)
+#      in build-release-check/: the optimiser's warnings (maybe-uninitialized,
+#      format-truncation) are errors too, and the demo and the benchmarks build Release.
 # Exits non-zero on any failure.
 #
 # Environment:
@@ -18,6 +21,7 @@
 #   DFSR_BUILD_TYPE  CMake build type (default: Debug)
 #   DFSR_SANITIZE    sanitizers (default: address,undefined; empty for none)
 #   DFSR_FUZZ        0 to skip the fuzzer build and run (default: 1)
+#   DFSR_RELEASE_CHECK 0 to skip the Release compile (default: 1)
 #   DFSR_NO_INSTALL  1 to skip the package check
 #   CI               "true" on CI: integration tests may not skip for lack of FUSE
 set -euo pipefail
@@ -89,6 +93,13 @@ if [ $# -eq 0 ] && [ "${DFSR_FUZZ:-1}" = 1 ] && compgen -G "$repo/tests/fuzz/fuz
 		&& cmake --build "$fbuild" -j"$jobs" "${targets[@]}" \
 		&& (cd "$fbuild" && ctest --output-on-failure --no-tests=error -L fuzz) || frc=$?
 	[ $frc -eq 0 ] || { say "fuzzers failed ($frc)"; rc=1; }
+fi
+
+if [ $# -eq 0 ] && [ "${DFSR_RELEASE_CHECK:-1}" = 1 ]; then
+	rbuild=${build}-release-check
+	say "compiling a Release build in $rbuild"
+	{ cmake -S "$repo" -B "$rbuild" -DCMAKE_BUILD_TYPE=Release -DDFSR_SANITIZE= >/dev/null \
+		&& cmake --build "$rbuild" -j"$jobs"; } || { say "the Release build failed"; rc=1; }
 fi
 
 if [ $rc -ne 0 ]; then
