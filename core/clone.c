@@ -148,37 +148,6 @@ out_free:
 	return rc;
 }
 
-static int read_small(int dirfd, const char *name, struct dfsr_buf *out)
-{
-	char chunk[8192];
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	int rc = 0;
-
-	if (fd < 0)
-		return errno == ELOOP ? -EBADMSG : -errno;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = errno == EISDIR ? -EBADMSG : -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		if (out->len + (size_t)n > CLONE_DESC_BYTES) {
-			rc = -EBADMSG;
-			break;
-		}
-		rc = dfsr_buf_add(out, chunk, (size_t)n);
-		if (rc < 0)
-			break;
-	}
-	close(fd);
-	return rc;
-}
-
 /* Strict unsigned decimal. */
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -269,7 +238,7 @@ int clone_info_read(int dirfd, struct clone_info *out)
 
 	memset(&ci, 0, sizeof(ci));
 	dfsr_buf_init(&b);
-	rc = read_small(dirfd, CLONE_DESC_FILE, &b);
+	rc = dfsr_read_small(dirfd, CLONE_DESC_FILE, CLONE_DESC_BYTES, &b);
 	if (rc < 0)
 		goto out_release;
 	doc = b.len ? xmlReadMemory(b.p, (int)b.len, CLONE_DESC_FILE, "UTF-8",

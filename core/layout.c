@@ -111,37 +111,6 @@ static int replace_file(int dirfd, const char *name, const void *data, size_t le
 
 /* --- reading and writing documents ---------------------------------------------------- */
 
-static int read_file(int dirfd, const char *name, struct dfsr_buf *out)
-{
-	char chunk[16384];
-	int fd, rc = 0;
-
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return errno == ELOOP ? -EBADMSG : -errno;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = errno == EISDIR ? -EBADMSG : -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		if (out->len + (size_t)n > MANIFEST_MAX_BYTES) {
-			rc = -EBADMSG;
-			break;
-		}
-		rc = dfsr_buf_add(out, chunk, (size_t)n);
-		if (rc < 0)
-			break;
-	}
-	close(fd);
-	return rc;
-}
-
 static int doc_check(xmlDocPtr doc);
 
 /*
@@ -156,7 +125,7 @@ static int doc_load(int private_fd, enum manifest_kind kind, xmlDocPtr *out)
 	int rc;
 
 	dfsr_buf_init(&b);
-	rc = read_file(private_fd, manifest_file(kind), &b);
+	rc = dfsr_read_small(private_fd, manifest_file(kind), MANIFEST_MAX_BYTES, &b);
 	if (rc < 0)
 		goto out_release;
 	doc = xmlReadMemory(b.p, (int)b.len, manifest_file(kind), "UTF-8",

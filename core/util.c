@@ -16,6 +16,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,4 +515,37 @@ void dfsr_uid_set_release(struct dfsr_uid_set *s)
 {
 	free(s->v);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ---- small files ---- */
+
+int dfsr_read_small(int dirfd, const char *name, size_t max, struct dfsr_buf *out)
+{
+	char chunk[16384];
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	int rc = 0;
+
+	if (fd < 0)
+		return errno == ELOOP ? -EBADMSG : -errno;
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno == EISDIR ? -EBADMSG : -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (out->len + (size_t)n > max) {
+			rc = -EBADMSG;
+			break;
+		}
+		rc = dfsr_buf_add(out, chunk, (size_t)n);
+		if (rc < 0)
+			break;
+	}
+	close(fd);
+	return rc;
 }

@@ -81,6 +81,7 @@ bool dfsr_uid_set_has(const struct dfsr_uid_set *s, const struct dfsr_uid *u);
 int dfsr_uid_set_add(struct dfsr_uid_set *s, const struct dfsr_uid *u);
 /* Frees the table; @s is empty and reusable afterwards. */
 void dfsr_uid_set_release(struct dfsr_uid_set *s);
+
 void dfsr_uid_guid(const struct dfsr_uid *u, char out[static DFSR_UID_GUID_LEN]);
 
 /**
@@ -146,6 +147,14 @@ void dfsr_buf_release(struct dfsr_buf *b);
 char *dfsr_buf_detach(struct dfsr_buf *b, size_t *len);
 int dfsr_buf_add(struct dfsr_buf *b, const void *data, size_t len);
 int dfsr_buf_addf(struct dfsr_buf *b, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+/**
+ * dfsr_read_small() - Append the whole of the small file @name in @dirfd (not following a
+ * link) to @out, for documents read as untrusted input (manifests, clone descriptions).
+ * Return: 0; -EBADMSG if it is a link, a directory, or longer than @max bytes; -ENOENT,
+ *         -ENOMEM, or another -errno of opening or reading.
+ */
+int dfsr_read_small(int dirfd, const char *name, size_t max, struct dfsr_buf *out);
 
 /* Big-endian integers in byte buffers: the one encoding of dfsr's disk and wire formats
  * (no struct is ever cast onto a buffer; STYLE rule 17). */
