@@ -48,19 +48,6 @@
 
 /* ---- the description file ------------------------------------------------------------ */
 
-static int fsync_dirfd(int dirfd)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 static int add_text(xmlNodePtr root, const char *name, const char *text)
 {
 	return xmlNewTextChild(root, NULL, (const xmlChar *)name, (const xmlChar *)text) ? 0
@@ -142,7 +129,7 @@ int clone_info_write(int dirfd, const struct clone_info *ci)
 	if (rc < 0)
 		(void)unlinkat(dirfd, tmp, 0);
 	else
-		rc = fsync_dirfd(dirfd);
+		rc = dfsr_fsync_dir(dirfd);
 out_free:
 	xmlFree(mem);
 	return rc;
@@ -320,18 +307,7 @@ static int copy_one(int sdir, int ddir, const char *name)
 		close(in);
 		return rc;
 	}
-	for (;;) {
-		ssize_t n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-	}
+	rc = dfsr_copy_data(in, out);
 	if (rc == 0 && fsync(out) < 0)
 		rc = -errno;
 	if (close(out) < 0 && rc == 0)
@@ -366,7 +342,7 @@ static int copy_flat(int sdir, int ddir, char err[static CLONE_ERR_LEN])
 	}
 	closedir(d);
 	if (rc == 0)
-		rc = fsync_dirfd(ddir);
+		rc = dfsr_fsync_dir(ddir);
 	return rc;
 }
 
@@ -1028,7 +1004,8 @@ int clone_import(const struct clone_import_opts *o, struct clone_import_result *
 				       : dfsr_strerror(rc));
 	}
 	if (rc == 0)
-		(void)fsync_dirfd(priv); /* in place either way; a failure here changes nothing */
+		(void)dfsr_fsync_dir(
+			priv); /* in place either way; a failure here changes nothing */
 	if (rc < 0) {
 		if (!err[0])
 			snprintf(err, CLONE_ERR_LEN, "%s", dfsr_strerror(rc));

@@ -66,19 +66,6 @@ static const char *manifest_root(enum manifest_kind kind)
 
 /* --- atomic file replace ------------------------------------------------------------ */
 
-static int fsync_dir(int dirfd)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* The temporary name a replace of @name writes first. */
 static void tmp_name(const char *name, char *buf, size_t len)
 {
@@ -106,7 +93,7 @@ static int replace_file(int dirfd, const char *name, const void *data, size_t le
 		unlinkat(dirfd, tmp, 0);
 		return rc;
 	}
-	return fsync_dir(dirfd);
+	return dfsr_fsync_dir(dirfd);
 }
 
 /* --- reading and writing documents ---------------------------------------------------- */

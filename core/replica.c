@@ -935,18 +935,7 @@ static int copy_file(int sfd, int dst, const char *pname, const struct record *r
 
 	if (ofd < 0)
 		return -errno;
-	for (;;) {
-		ssize_t n = copy_file_range(sfd, NULL, ofd, NULL, 1u << 30, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-	}
+	rc = dfsr_copy_data(sfd, ofd);
 	if (rc == 0 && (fchown(ofd, (uid_t)rec->owner, (gid_t)rec->group) < 0 ||
 			fchmod(ofd, (mode_t)rec->mode) < 0 || fsync(ofd) < 0))
 		rc = -errno;

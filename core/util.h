@@ -156,6 +156,14 @@ int dfsr_buf_addf(struct dfsr_buf *b, const char *fmt, ...) DFSR_PRINTF(2, 3);
  */
 int dfsr_read_small(int dirfd, const char *name, size_t max, struct dfsr_buf *out);
 
+/* fsync() the directory @dirfd (an O_PATH descriptor will do: "." is opened). Return: 0 or
+ * -errno. */
+int dfsr_fsync_dir(int dirfd);
+
+/* Copy the rest of @in into @out (copy_file_range(), so the kernel may share blocks).
+ * Return: 0 or -errno. */
+int dfsr_copy_data(int in, int out);
+
 /* Big-endian integers in byte buffers: the one encoding of dfsr's disk and wire formats
  * (no struct is ever cast onto a buffer; STYLE rule 17). */
 static inline void dfsr_put_be32(uint8_t *p, uint32_t v)
