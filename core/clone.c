@@ -246,34 +246,6 @@ out_release:
 
 /* ---- small disk helpers ---------------------------------------------------------------- */
 
-/* Removes @name in @dfd and everything below it; a missing @name is not an error. */
-static int rm_tree(int dfd, const char *name, int depth)
-{
-	struct dirent *de;
-	int fd, rc = 0;
-	DIR *d;
-
-	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if ((errno != EISDIR && errno != EPERM) || depth > CLONE_DEPTH)
-		return -errno;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	while (rc == 0 && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rc = rm_tree(dirfd(d), de->d_name, depth + 1);
-	closedir(d);
-	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		rc = -errno;
-	return rc;
-}
-
 /* True if the directory @fd (taken, closed) has no entry but "." and "..". */
 static int dir_empty(int fd, bool *empty)
 {
@@ -463,7 +435,7 @@ int clone_export(struct journal *j, const char *member, const char *dir, struct 
 	return 0;
 out_undo:
 	/* nothing half-made stays behind: the checkpoint goes, and the directory if ours */
-	(void)rm_tree(dfd, CLONE_DB_DIR, 0);
+	(void)dfsr_remove_tree(dfd, CLONE_DB_DIR);
 	(void)unlinkat(dfd, "." CLONE_DESC_FILE ".tmp", 0);
 	close(dfd);
 	if (made)
@@ -953,7 +925,7 @@ static void rm_leftovers(int priv)
 	}
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, CLONE_TMP_NAME ".", sizeof(CLONE_TMP_NAME)))
-			(void)rm_tree(priv, de->d_name, 0);
+			(void)dfsr_remove_tree(priv, de->d_name);
 	closedir(d);
 }
 
@@ -1009,7 +981,7 @@ int clone_import(const struct clone_import_opts *o, struct clone_import_result *
 	if (rc < 0) {
 		if (!err[0])
 			snprintf(err, CLONE_ERR_LEN, "%s", dfsr_strerror(rc));
-		(void)rm_tree(priv, tmp, 0);
+		(void)dfsr_remove_tree(priv, tmp);
 		goto out_close;
 	}
 	*out = res;

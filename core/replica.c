@@ -761,38 +761,6 @@ static uint64_t tree_size(int dfd, const char *name, int depth)
 	return sum;
 }
 
-/* Remove @name in @dfd and everything below it. */
-static int remove_tree(int dfd, const char *name, int depth)
-{
-	struct dirent *de;
-	struct stat st;
-	int fd, rc = 0;
-	DIR *d;
-
-	if (depth > REPLICA_DEPTH_MAX)
-		return -ELOOP;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	while (rc == 0 && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			rc = remove_tree(dirfd(d), de->d_name, depth + 1);
-	closedir(d);
-	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-		rc = -errno;
-	return rc;
-}
-
 /*
  * Soft quota of ConflictAndDeleted: past 90 % of conflict_quota, the oldest preserved
  * entries (manifest order) are removed with their manifest entries until usage is under
@@ -820,7 +788,7 @@ static void conflict_cleanup(struct ctx *c)
 		goto out_free;
 	/* the entry just preserved stays (the quota is soft) */
 	for (size_t i = 0; i + 1 < l.n && used >= quota / 10 * 6; i++) {
-		if (remove_tree(c->r->conflict_fd, l.v[i], 0) < 0)
+		if (dfsr_remove_tree(c->r->conflict_fd, l.v[i]) < 0)
 			continue;
 		(void)manifest_remove(c->r->private_fd, MANIFEST_CONFLICT, l.v[i]);
 		used -= sizes[i];
@@ -2864,7 +2832,7 @@ int replica_unpreserve(struct replica *r, enum manifest_kind kind, const char *n
 	if (rc == -ENOENT || (rc == 0 && !f.found))
 		rc = -ENOENT;
 	if (rc == 0)
-		rc = remove_tree(dir, name, 0);
+		rc = dfsr_remove_tree(dir, name);
 	if (rc == 0)
 		rc = fsync_dir(dir);
 	if (rc == 0)

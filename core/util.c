@@ -15,6 +15,7 @@
  */
 #include "core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -575,4 +576,38 @@ int dfsr_copy_data(int in, int out)
 		if (n == 0)
 			return 0;
 	}
+}
+
+static int remove_tree(int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	int fd, rc = 0;
+	DIR *d;
+
+	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	if (depth > DFSR_TREE_DEPTH_MAX)
+		return -ELOOP;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	while (rc == 0 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			rc = remove_tree(dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = -errno;
+	return rc;
+}
+
+int dfsr_remove_tree(int dfd, const char *name)
+{
+	return remove_tree(dfd, name, 0);
 }

@@ -164,6 +164,11 @@ int dfsr_fsync_dir(int dirfd);
  * Return: 0 or -errno. */
 int dfsr_copy_data(int in, int out);
 
+/* Remove @name in @dfd and everything below it, never following a link; a missing @name
+ * is not an error. Return: 0, -ELOOP past DFSR_TREE_DEPTH_MAX levels, or another -errno. */
+#define DFSR_TREE_DEPTH_MAX 4096
+int dfsr_remove_tree(int dfd, const char *name);
+
 /* Big-endian integers in byte buffers: the one encoding of dfsr's disk and wire formats
  * (no struct is ever cast onto a buffer; STYLE rule 17). */
 static inline void dfsr_put_be32(uint8_t *p, uint32_t v)

@@ -2833,34 +2833,6 @@ static bool rs_selected(const struct cli *c, const struct rs_list *l, size_t k, 
 	return by_path;
 }
 
-/* Removes @name in @dfd and everything below it (a partly restored object). */
-static int remove_obj(int dfd, const char *name)
-{
-	struct dirent *de;
-	int fd, rc = 0;
-	DIR *d;
-
-	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	while (rc == 0 && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			rc = remove_obj(dirfd(d), de->d_name);
-	closedir(d);
-	if (rc == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-		rc = -errno;
-	return rc;
-}
-
 static bool member_answers(const struct config *cfg)
 {
 	struct dfsr_buf r;
@@ -2894,7 +2866,7 @@ static int rs_one(const struct config_folder *f, int store, int dest, const stru
 	} else if (rc < 0) {
 		/* no half-restored object: what was copied goes again */
 		if (parent >= 0)
-			(void)remove_obj(parent, leaf);
+			(void)dfsr_remove_tree(parent, leaf);
 		dfsr_err("restore: %s/%s from %s: %s", f->name, e->path, e->preserved,
 			 dfsr_strerror(rc));
 	} else {

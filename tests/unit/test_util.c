@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
@@ -241,6 +242,32 @@ static void uid_set_grows_and_finds(void **state)
 	assert_false(dfsr_uid_set_has(&s, &u));
 }
 
+static void remove_tree_removes_everything_below(void **state)
+{
+	char dir[] = "/tmp/dfsr-util-XXXXXX";
+	int fd, out;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(mkdirat(fd, "t", 0700), 0);
+	assert_int_equal(mkdirat(fd, "t/sub", 0500), 0); /* not writable: still removed (root) */
+	out = openat(fd, "t/f", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	close(out);
+	assert_int_equal(symlinkat("/etc", fd, "t/link"), 0); /* removed, not followed */
+	assert_int_equal(dfsr_remove_tree(fd, "t"), 0);
+	assert_int_equal(faccessat(fd, "t", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	assert_int_equal(access("/etc/passwd", F_OK), 0);
+	assert_int_equal(dfsr_remove_tree(fd, "t"), 0); /* missing: fine */
+	out = openat(fd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	close(out);
+	assert_int_equal(dfsr_remove_tree(fd, "file"), 0);
+	close(fd);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void write_all_writes_everything(void **state)
 {
 	char path[] = "/tmp/dfsr-test-util-XXXXXX";
@@ -271,6 +298,7 @@ int main(void)
 		cmocka_unit_test(json_strings),
 		cmocka_unit_test(write_all_writes_everything),
 		cmocka_unit_test(uid_set_grows_and_finds),
+		cmocka_unit_test(remove_tree_removes_everything_below),
 	};
 
 	if (sodium_init() < 0)
