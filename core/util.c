@@ -564,17 +564,44 @@ int dfsr_fsync_dir(int dirfd)
 	return rc;
 }
 
+/* dfsr_copy_data() where the kernel cannot copy between the two files itself. */
+static int copy_by_read(int in, int out)
+{
+	uint8_t buf[1 << 16];
+
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		int rc;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : 0;
+		rc = dfsr_write_all(out, buf, (size_t)n);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 int dfsr_copy_data(int in, int out)
 {
+	bool moved = false;
+
 	for (;;) {
 		ssize_t n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* across filesystems (e.g. into a FUSE mount), or not supported: copy by hand;
+		 * both ways use and advance the same file offsets */
+		if (n < 0 && !moved &&
+		    (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+			return copy_by_read(in, out);
 		if (n < 0)
 			return -errno;
 		if (n == 0)
 			return 0;
+		moved = true;
 	}
 }
 

@@ -160,7 +160,8 @@ int dfsr_read_small(int dirfd, const char *name, size_t max, struct dfsr_buf *ou
  * -errno. */
 int dfsr_fsync_dir(int dirfd);
 
-/* Copy the rest of @in into @out (copy_file_range(), so the kernel may share blocks).
+/* Copy the rest of @in into @out from their file offsets: copy_file_range() (the kernel
+ * may share blocks), or read() and write() where it cannot (another filesystem).
  * Return: 0 or -errno. */
 int dfsr_copy_data(int in, int out);
 

@@ -2666,24 +2666,6 @@ static int copy_meta(int src, int fd, const struct stat *st)
 	return rc;
 }
 
-static int copy_data(int src, int dst)
-{
-	uint8_t buf[1 << 16];
-
-	for (;;) {
-		ssize_t n = read(src, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if (dfsr_write_all(dst, buf, (size_t)n) < 0)
-			return -errno;
-	}
-}
-
 static int copy_obj(int sdir, const char *sname, int ddir, const char *dname);
 
 static int copy_dir_entries(int src, int dst)
@@ -2745,7 +2727,7 @@ static int copy_obj(int sdir, const char *sname, int ddir, const char *dname)
 		if (dst < 0)
 			rc = -errno;
 		if (rc == 0)
-			rc = copy_data(src, dst);
+			rc = dfsr_copy_data(src, dst); /* into the mount: read and write */
 	}
 	if (rc == 0)
 		rc = copy_meta(src, dst, &st);

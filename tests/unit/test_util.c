@@ -268,6 +268,33 @@ static void remove_tree_removes_everything_below(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* From a regular file (copy_file_range) and from a pipe (it refuses one: read and write). */
+static void copy_data_both_ways(void **state)
+{
+	char path[] = "/tmp/dfsr-copy-XXXXXX", back[64];
+	int in = mkstemp(path), out, p[2];
+
+	(void)state;
+	assert_true(in >= 0);
+	unlink(path);
+	assert_int_equal(write(in, "regular file", 12), 12);
+	assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+	out = open("/tmp", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	assert_int_equal(dfsr_copy_data(in, out), 0);
+	assert_int_equal(pread(out, back, sizeof(back), 0), 12);
+	assert_memory_equal(back, "regular file", 12);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], " and a pipe", 11), 11);
+	close(p[1]);
+	assert_int_equal(dfsr_copy_data(p[0], out), 0); /* appends at out's offset */
+	assert_int_equal(pread(out, back, sizeof(back), 0), 23);
+	assert_memory_equal(back, "regular file and a pipe", 23);
+	close(p[0]);
+	close(out);
+	close(in);
+}
+
 static void write_all_writes_everything(void **state)
 {
 	char path[] = "/tmp/dfsr-test-util-XXXXXX";
@@ -299,6 +326,7 @@ int main(void)
 		cmocka_unit_test(write_all_writes_everything),
 		cmocka_unit_test(uid_set_grows_and_finds),
 		cmocka_unit_test(remove_tree_removes_everything_below),
+		cmocka_unit_test(copy_data_both_ways),
 	};
 
 	if (sodium_init() < 0)
