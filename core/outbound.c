@@ -30,7 +30,7 @@
  * themselves. outbound_changes() remembers the UIDs it sent in one call, at most one per
  * journal entry read (@max bounds them).
  *
- * Staging (outbound_stage()) checks the version is still current, opens the file
+ * Serving (outbound_serve()) checks the version is still current, opens the file
  * read-only the same way, and lets core/stage.c read and verify it against the record's
  * content digest: a file written since it was journaled does not match and is -EAGAIN
  * (its new version is coming), never a staged mix of two versions.
@@ -901,33 +901,29 @@ static int open_data(struct journal *j, const struct dfsr_uid *uid)
 	return fd;
 }
 
-/* outbound_stage(), and with @out outbound_serve(). */
-static int stage_current(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
-			 const struct version_gvsn *gvsn, uint64_t mem_max,
-			 struct stage_version **out)
+int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
+		   const struct version_gvsn *gvsn, uint64_t mem_max, struct stage_version **out)
 {
 	struct stage_key k = { .uid = *uid, .gvsn = *gvsn };
 	uint8_t content[HASH_LEN];
-	bool opened = false;
 	struct stat st;
 	int fd, rc;
 
+	*out = NULL;
 	rc = check_current(j, uid, gvsn, content);
 	if (rc < 0)
 		return rc;
 	if (stage_has(stage, &k))
-		return out ? stage_version_open(stage, &k, out) : 0;
+		return stage_version_open(stage, &k, out);
 	fd = open_data(j, uid);
-	if (fd >= 0) {
-		if (out && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= mem_max) {
-			rc = stage_memory(&k, fd, content, out);
-			opened = true;
-		} else {
-			rc = stage_file(stage, &k, fd, content);
-		}
-		close(fd);
-	} else {
+	if (fd < 0) {
 		rc = fd == -ENOENT ? -EAGAIN : fd;
+	} else {
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= mem_max)
+			rc = stage_memory(&k, fd, content, out);
+		else if ((rc = stage_file(stage, &k, fd, content)) == 0)
+			rc = stage_version_open(stage, &k, out);
+		close(fd);
 	}
 	if (rc == -EAGAIN) {
 		/* Changed or gone: if the journal already knows, the version is superseded. */
@@ -936,19 +932,5 @@ static int stage_current(struct journal *j, struct stage *stage, const struct df
 		if (cur == -ESTALE)
 			rc = cur;
 	}
-	if (rc < 0 || opened || !out)
-		return rc;
-	return stage_version_open(stage, &k, out);
-}
-
-int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
-		   const struct version_gvsn *gvsn)
-{
-	return stage_current(j, stage, uid, gvsn, 0, NULL);
-}
-
-int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
-		   const struct version_gvsn *gvsn, uint64_t mem_max, struct stage_version **out)
-{
-	return stage_current(j, stage, uid, gvsn, mem_max, out);
+	return rc;
 }

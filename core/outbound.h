@@ -10,7 +10,7 @@
  * (core/replica.h): the record plus what a receiver needs that the record does not hold
  * (xattrs, a link's target), read from the live object at that moment; a receiver checks
  * the whole against the record's replication hash, so a racing local change is caught
- * there. outbound_stage() stages a file version for serving (core/stage.h).
+ * there. outbound_serve() opens a file version for serving (core/stage.h).
  *
  * A NULL @partner is an empty vector (the partner has nothing). An object whose attributes
  * or link target cannot be read (or would exceed the REPLICA_XATTR_* limits a receiver
@@ -107,24 +107,19 @@ int outbound_backlog(struct journal *j, const struct version_vector *partner, ui
 		     size_t list_max, outbound_record_fn fn, void *arg);
 
 /**
- * outbound_stage() - Stage file version (@uid, @gvsn) for serving, if it is still the
- * current version of a live file. Returns at once if it is staged already.
- * Return: 0; -ESTALE if that version is no longer current (the partner will receive the
- *         newer one); -EAGAIN if the file is open for writing or changed while staging
- *         (retry later; event 4302 after a minute); -ENOSPC, -EIO, -ENOMEM.
- */
-int outbound_stage(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
-		   const struct version_gvsn *gvsn);
-
-/**
- * outbound_serve() - outbound_stage(), then open the version for serving: a file of at
- * most @mem_max bytes that is not staged already is read into memory (stage_memory())
- * rather than staged; any other is staged on disk and opened (stage_version_open()).
- * @out: receives the open version
+ * outbound_serve() - Open file version (@uid, @gvsn) for serving, if it is still the
+ * current version of a live file: one staged already is opened (and pinned); else a file
+ * of at most @mem_max bytes is read into memory (stage_memory()), a larger one staged on
+ * disk (stage_file()) and opened. Either way the data read is checked against the
+ * record's content digest.
+ * @out: receives the open version (NULL on error)
  *
  * Ownership: the caller closes *@out with stage_version_close().
- * Return: as outbound_stage(); also -ENOENT if the staged version was removed (quota
- *         cleanup) before it could be opened, and -EBADMSG if the staged file is damaged.
+ * Return: 0; -ESTALE if that version is no longer current (the partner will receive the
+ *         newer one); -EAGAIN if the file is open for writing or changed while it was read
+ *         (retry later; event 4302 after a minute); -ENOENT if the staged version was
+ *         removed (quota cleanup) before it could be opened; -EBADMSG if a staged file is
+ *         damaged; -ENOSPC, -EIO, -ENOMEM.
  */
 int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid *uid,
 		   const struct version_gvsn *gvsn, uint64_t mem_max, struct stage_version **out);

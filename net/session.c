@@ -47,7 +47,7 @@
  * the downstream's open job writes and installs it at once), then chunks from the Want queues
  * of that connection's transfers round robin, a few chunks per read job, while the output
  * queue is under NET_PEER_OUT_HIGH. A version whose file is open for writing cannot be
- * staged (outbound_stage -EAGAIN: status 2, the downstream asks again later); the folder
+ * staged (outbound_serve -EAGAIN: status 2, the downstream asks again later); the folder
  * remembers such versions (sfolder.busy) and logs event 4302 once per version when it
  * stayed so for busy_event_ns (the downstream's own 4302 is the replica's, on a BUSY
  * install).
@@ -280,7 +280,7 @@ struct pstat {
 };
 
 /* A version a partner asked for that could not be staged because it is open for writing
- * (outbound_stage() -EAGAIN): event 4302 once it stayed so for busy_event_ms. Loop. */
+ * (outbound_serve() -EAGAIN): event 4302 once it stayed so for busy_event_ms. Loop. */
 struct busy_version {
 	struct stage_key key;
 	int64_t first_ns, last_ns;

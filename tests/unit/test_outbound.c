@@ -549,6 +549,18 @@ static void backlog_count_and_list(void **state)
 	free(g);
 }
 
+/* outbound_serve() with @mem_max, the version closed again. */
+static int serve(struct ofx *o, const struct dfsr_uid *uid, const struct version_gvsn *gvsn,
+		 uint64_t mem_max)
+{
+	struct stage_version *v = NULL;
+	int rc = outbound_serve(o->f->j, o->stage, uid, gvsn, mem_max, &v);
+
+	assert_true(rc == 0 ? v != NULL : v == NULL);
+	stage_version_close(v);
+	return rc;
+}
+
 static void stage_current_stale_changed(void **state)
 {
 	struct ofx *o = *state;
@@ -561,9 +573,21 @@ static void stage_current_stale_changed(void **state)
 	k.uid = r.uid;
 	k.gvsn = r.gvsn;
 	assert_false(stage_has(o->stage, &k));
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), 0);
+	/* small enough: read into memory, nothing staged */
+	{
+		struct stage_version *v;
+		uint32_t len;
+		uint8_t codec;
+
+		assert_int_equal(outbound_serve(f->j, o->stage, &r.uid, &r.gvsn, 1u << 20, &v), 0);
+		assert_non_null(stage_version_stored(v, 0, &len, &codec));
+		assert_int_equal(stage_version_list(v)->size, r.size);
+		stage_version_close(v);
+		assert_false(stage_has(o->stage, &k));
+	}
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), 0);
 	assert_true(stage_has(o->stage, &k));
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), 0); /* again: at once */
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), 0); /* again: at once */
 	assert_int_equal(stage_count(o->stage), 1);
 	old = r.gvsn;
 	record_release(&r);
@@ -571,42 +595,42 @@ static void stage_current_stale_changed(void **state)
 	/* a newer version makes the old one stale */
 	fx_write(f, "f1", "one, v2");
 	note_change_data(f, "f1", &o->t.f1);
-	assert_int_equal(outbound_stage(f->j, o->stage, &o->t.f1, &old), -ESTALE);
+	assert_int_equal(serve(o, &o->t.f1, &old, 0), -ESTALE);
 	/* a directory, a link, a tombstone, an unknown uid: stale */
 	fx_record(f, &o->t.d1, &r);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -ESTALE);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -ESTALE);
 	record_release(&r);
 	fx_record(f, &o->t.ln, &r);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -ESTALE);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -ESTALE);
 	record_release(&r);
 	fx_record(f, &o->t.gone, &r);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -ESTALE);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -ESTALE);
 	record_release(&r);
 	{
 		struct dfsr_uid unknown;
 
 		dfsr_uid_random(&unknown);
-		assert_int_equal(outbound_stage(f->j, o->stage, &unknown, &old), -ESTALE);
+		assert_int_equal(serve(o, &unknown, &old, 0), -ESTALE);
 	}
 
 	/* written after it was journaled: not staged, try again later */
 	fx_record(f, &o->t.f3, &r);
 	fx_write(f, "d1/d2/f3", "three, but not journaled yet");
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -EAGAIN);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -EAGAIN);
 	k.uid = r.uid;
 	k.gvsn = r.gvsn;
 	assert_false(stage_has(o->stage, &k));
 	/* once journaled, the old version is stale and the new one stages */
 	note_change_data(f, "d1/d2/f3", &o->t.f3);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -ESTALE);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -ESTALE);
 	record_release(&r);
 	fx_record(f, &o->t.f3, &r);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), 0);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), 0);
 	record_release(&r);
 	/* vanished behind the journal's back: not stale yet, so try again later */
 	fx_record(f, &o->t.f2, &r);
 	assert_int_equal(unlinkat(f->root_fd, "f2", 0), 0);
-	assert_int_equal(outbound_stage(f->j, o->stage, &r.uid, &r.gvsn), -EAGAIN);
+	assert_int_equal(serve(o, &r.uid, &r.gvsn, 0), -EAGAIN);
 	record_release(&r);
 }
 
