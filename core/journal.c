@@ -20,6 +20,13 @@
  * object replaced by another tracked object becomes a tombstone.
  *
  * Meta lives under one key ("folder") of the meta column family as a Meta message.
+ *
+ * Hard links (journal.h): besides the database, the journal keeps in memory which records
+ * name which hard-linked backing object (core/linkmap.h), under a leaf mutex of its own
+ * (links_lock, taken inside the journal mutex or alone, never around it). It is filled by
+ * the scan and by every change recorded from a hash, and read by the filesystem, which
+ * has each UID verified against the local path before use. It is a hint kept beside the
+ * one-batch-per-change rule, not part of it: nothing of it is written to the database.
  */
 #include "core/journal.h"
 
@@ -39,11 +46,15 @@
 #include "core/dfsr.pb-c.h"
 #include "core/internal.h"
 #include "core/layout.h"
+#include "core/linkmap.h"
 #include "core/record.h"
 #include "core/version.h"
 
-#define META_KEY       "folder"
-#define PATH_DEPTH_MAX 4096 /* guards parent-chain walks against a corrupt cycle */
+#define META_KEY                "folder"
+#define PATH_DEPTH_MAX          4096 /* guards parent-chain walks against a corrupt cycle */
+/* Registered names of one object looked at per journal_link_others(): the callers know
+ * fewer (fs/ keeps 1 + FS_LINK_UIDS per node); more names are left to the scan. */
+#define JOURNAL_LINK_CANDIDATES 64
 
 /* A version a read-only folder must install again (journal__revert_mark()). */
 struct revert_mark {
@@ -74,7 +85,13 @@ struct journal {
 	struct dfsr_uid db_id;    /* immutable */
 	uint64_t event_n;         /* atomic */
 
-	pthread_mutex_t lock; /* protects everything below; innermost lock of core */
+	/* Hard links (journal_link_note()): a leaf mutex, taken with or without @lock held,
+	 * never the other way round. */
+	pthread_mutex_t links_lock;
+	struct linkmap *links; /* protected by links_lock */
+
+	pthread_mutex_t lock; /* protects everything below; innermost lock of core but for
+			       * links_lock above */
 	uint64_t counter;     /* last counter used by db_id */
 	uint64_t next_seq;
 	struct version_vector knowledge;
@@ -417,6 +434,26 @@ static int build_path(struct journal *j, const struct dfsr_uid *parent, const ch
 	return rc;
 }
 
+/* ---- hard links (journal.h): the in-memory map of other names ------------------------ */
+
+void journal_link_note(struct journal *j, const struct stat *st, const struct dfsr_uid *uid)
+{
+	if (dfsr_uid_is_zero(uid) || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return;
+	pthread_mutex_lock(&j->links_lock);
+	/* -ENOSPC past JOURNAL_LINKS_MAX, -ENOMEM: the name is left to the next scan */
+	(void)linkmap_set(j->links, (uint64_t)st->st_dev, (uint64_t)st->st_ino, uid);
+	pthread_mutex_unlock(&j->links_lock);
+}
+
+/* The record of @uid became a tombstone: its name no longer names any object. */
+static void link_forget(struct journal *j, const struct dfsr_uid *uid)
+{
+	pthread_mutex_lock(&j->links_lock);
+	linkmap_forget(j->links, uid);
+	pthread_mutex_unlock(&j->links_lock);
+}
+
 /* ---- writing one version ---------------------------------------------------------- */
 
 static void before_of(const struct record *r, struct rec_before *b)
@@ -575,6 +612,8 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 	if (rc == 0) {
 		txn_apply(j, &t);
 		j->changed = true;
+		if (r->tombstone)
+			link_forget(j, &r->uid);
 	} else {
 		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"",
 			      path.p ? path.p : r->name, journal_op_name(op), dfsr_strerror(rc));
@@ -843,6 +882,8 @@ int journal__sync_entry(struct journal *j, const struct dfsr_uid *parent, const 
 	pthread_mutex_lock(&j->lock);
 	rc = sync_entry_locked(j, parent, name, h, out, what);
 	journal_unlock(j);
+	if (rc == 0)
+		journal_link_note(j, &h->st, out);
 	return rc;
 }
 
@@ -861,8 +902,11 @@ int journal__apply_hash(struct journal *j, const struct dfsr_uid *uid, const str
 	}
 	if (rc < 0)
 		goto out_unlock;
-	if (!r.tombstone && r.type == record_type_of(h->st.st_mode))
+	if (!r.tombstone && r.type == record_type_of(h->st.st_mode)) {
 		rc = apply_locked(j, &r, h, what);
+		if (rc == 0)
+			journal_link_note(j, &h->st, uid);
+	}
 	record_release(&r);
 out_unlock:
 	journal_unlock(j);
@@ -994,6 +1038,12 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 	j->event_n = (uint64_t)dfsr_mono_ns();
 	version_vector_init(&j->knowledge);
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->links_lock, NULL);
+	j->links = linkmap_new(JOURNAL_LINKS_MAX);
+	if (!j->links) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
 	rc = root_uid_of(o->folder->name, &j->root_uid);
 	if (rc < 0)
 		goto out_free;
@@ -1029,6 +1079,8 @@ out_close:
 	db_close(j->db);
 out_free:
 	version_vector_release(&j->knowledge);
+	linkmap_free(j->links);
+	pthread_mutex_destroy(&j->links_lock);
 	pthread_mutex_destroy(&j->lock);
 	free(j);
 	return rc < 0 && rc != -EBUSY && rc != -ENOENT && rc != -ENOMEM ? -EIO : rc;
@@ -1052,6 +1104,8 @@ void journal_close(struct journal *j)
 	db_batch_free(j->batch);
 	db_close(j->db);
 	version_vector_release(&j->knowledge);
+	linkmap_free(j->links);
+	pthread_mutex_destroy(&j->links_lock);
 	pthread_mutex_destroy(&j->lock);
 	free(j->marks);
 	free(j);
@@ -1381,6 +1435,76 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 out_release:
 	record_release(&r);
 	return rc;
+}
+
+static bool uid_in(const struct dfsr_uid *uid, const struct dfsr_uid *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (dfsr_uid_equal(uid, &v[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Is record @uid a live name of the object @st, resolved from the local path now?
+ * Return: 0 with *@ok set, or -EIO, -ENOMEM (nothing decided).
+ */
+static int link_verify(struct journal *j, const struct dfsr_uid *uid, const struct stat *st,
+		       bool *ok)
+{
+	struct dfsr_buf path;
+	struct record r;
+	struct stat cur;
+	int rc;
+
+	*ok = false;
+	rc = journal__get(j, uid, &r);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	if (r.tombstone || r.type == RECORD_DIR)
+		goto out_release;
+	dfsr_buf_init(&path);
+	rc = build_path(j, &r.parent, r.name, &path);
+	if (rc == 0 && fstatat(j->root_fd, path.p, &cur, AT_SYMLINK_NOFOLLOW) == 0)
+		*ok = cur.st_dev == st->st_dev && cur.st_ino == st->st_ino;
+	dfsr_buf_release(&path);
+out_release:
+	record_release(&r);
+	return rc;
+}
+
+int journal_link_others(struct journal *j, const struct stat *st, const struct dfsr_uid *known,
+			size_t nknown, struct dfsr_uid *out, size_t max)
+{
+	struct dfsr_uid cand[JOURNAL_LINK_CANDIDATES];
+	uint64_t dev = (uint64_t)st->st_dev, ino = (uint64_t)st->st_ino;
+	size_t n, k = 0;
+	bool ok;
+	int rc;
+
+	if (S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return 0;
+	pthread_mutex_lock(&j->links_lock);
+	n = linkmap_get(j->links, dev, ino, cand, JOURNAL_LINK_CANDIDATES);
+	pthread_mutex_unlock(&j->links_lock);
+	if (n > JOURNAL_LINK_CANDIDATES)
+		n = JOURNAL_LINK_CANDIDATES;
+	for (size_t i = 0; i < n && k < max; i++) {
+		if (uid_in(&cand[i], known, nknown) || uid_in(&cand[i], out, k))
+			continue;
+		rc = link_verify(j, &cand[i], st, &ok);
+		if (rc < 0)
+			return rc;
+		if (ok) {
+			out[k++] = cand[i];
+			continue;
+		}
+		/* Dropped only if still under this key: it may have been moved meanwhile. */
+		pthread_mutex_lock(&j->links_lock);
+		linkmap_del(j->links, dev, ino, &cand[i]);
+		pthread_mutex_unlock(&j->links_lock);
+	}
+	return (int)k;
 }
 
 int journal_note_remove(struct journal *j, const struct dfsr_uid *parent, const char *name)

@@ -248,6 +248,49 @@ struct journal_rename {
 int journal_note_rename(struct journal *j, const struct journal_rename *r, struct dfsr_uid *out,
 			struct dfsr_uid *other_out);
 
+/* ---- hard links: the other names of one object --------------------------------------- */
+
+/*
+ * Each name of a hard-linked file is its own record, and a change of the file made through
+ * one name must be journaled on all of them. The journal keeps in memory which records name
+ * which backing object, (st_dev, st_ino), for objects with st_nlink > 1 (core/linkmap.h):
+ * the consistency scan registers every hard-linked object it visits at start, every change
+ * recorded from a fresh hash registers its record, and the filesystem registers the names
+ * it knows of an object when it links it (journal_link_note()). The filesystem asks for the
+ * names it does not know yet (journal_link_others()) when a changed object has more links
+ * than names known to it: after the kernel forgot the inode, or after a restart.
+ * Limits: at most JOURNAL_LINKS_MAX names are held (further ones are not registered); names
+ * made behind the mount are recorded, and registered, by the next start's scan only. What
+ * the map misses is left to that scan, as every change that could not be journaled.
+ */
+#define JOURNAL_LINKS_MAX 131072 /* ~64 bytes each: 8 MiB at most */
+
+/**
+ * journal_link_note() - Remember that record @uid names the object @st describes. A no-op
+ * for a zero @uid, a directory, or st_nlink < 2. Nothing is written to the database.
+ * @st: stat of the object (st_dev, st_ino, st_nlink, st_mode are used)
+ *
+ * Thread: any (a leaf mutex of its own; may be called with or without the journal's lock).
+ */
+void journal_link_note(struct journal *j, const struct stat *st, const struct dfsr_uid *uid);
+
+/**
+ * journal_link_others() - The records registered for the object @st describes that are not
+ * in @known, each verified first: a live non-directory record whose path, resolved from the
+ * local path now, is still that very object. A registered UID that fails (its record gone
+ * or a tombstone, its name now another object: inode numbers are reused after a delete, and
+ * names change behind the mount) is dropped from the map.
+ * @known:  UIDs the caller knows already (skipped); @nknown of them
+ * @out:    receives up to @max verified UIDs
+ *
+ * The answer can be stale by the time it is used (a name replaced meanwhile);
+ * journal_note_change() checks the object it is given, not the name.
+ * Thread: any (not with the journal's lock held: it reads records and stats paths).
+ * Return: how many were written to @out, or -EIO, -ENOMEM.
+ */
+int journal_link_others(struct journal *j, const struct stat *st, const struct dfsr_uid *known,
+			size_t nknown, struct dfsr_uid *out, size_t max);
+
 /* ---- reading: status, the journal, events -------------------------------------------- */
 
 struct journal_status {

@@ -17,6 +17,10 @@
  * The same walker records a directory moved in from an untracked place (journal.c calls
  * scan__dir() on it): its index prefix is empty, so everything in it is new.
  *
+ * Every hard-linked object visited (st_nlink > 1) is registered with the journal, unchanged
+ * or recorded anew, so that a change made through one of its names later finds the others
+ * (journal_link_note(), core/journal.h).
+ *
  * A read-only folder (docs/conflicts.md §11) reverts instead of recording, for the
  * versions it received (another database's GVSN; there is someone to fetch them from):
  * a file or link with new data or target, or an object of another type at a recorded name,
@@ -420,6 +424,8 @@ static int visit(struct scan_ctx *c, int dfd, const struct dfsr_uid *parent, con
 	}
 	if (stat_equal(&r, &st)) {
 		journal__scan_add(c->j, 1, type == RECORD_FILE ? r.size : 0);
+		journal_link_note(c->j, &st,
+				  known_uid); /* (a hashed entry is noted when recorded) */
 		rc = type == RECORD_DIR ? walk_only(c, dfd, name, known_uid, depth) : 0;
 	} else {
 		rc = record_entry(c, dfd, parent, name, &r, depth);

@@ -11,6 +11,8 @@
  *  - a recorded name that is gone becomes a tombstone (with everything below it);
  *  - a new name gets a record.
  * DfsrPrivate, filtered names and everything under filtered directories are skipped.
+ * Every recorded non-directory with st_nlink > 1 is registered in the journal's map of hard
+ * links (journal_link_note()), which lives in memory only and is filled again here.
  * A read-only folder (docs/conflicts.md §11) makes no local version of a version it
  * received: an object with other data or of another type, and (state normal) a new one,
  * is moved to ConflictAndDeleted, one whose metadata alone changed stays (event 1206 for

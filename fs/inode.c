@@ -340,6 +340,19 @@ struct fs_inode *fs__inode_ref_existing(struct fs *fs, int fd, const struct stat
 	return n;
 }
 
+/* Lock held. Is @uid (not zero) the node's own UID or one of its other names'? */
+static bool knows_uid_locked(const struct fs_inode *n, const struct dfsr_uid *uid)
+{
+	if (dfsr_uid_is_zero(uid))
+		return false;
+	if (dfsr_uid_equal(uid, &n->uid))
+		return true;
+	for (uint8_t i = 0; i < n->nlinks; i++)
+		if (dfsr_uid_equal(uid, &n->links[i]))
+			return true;
+	return false;
+}
+
 /* Lock held. */
 static void add_uid_locked(struct fs_inode *n, const struct dfsr_uid *uid)
 {
@@ -615,6 +628,20 @@ void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid 
 	pthread_mutex_unlock(&fs->lock);
 }
 
+bool fs__inode_ask_links(struct fs *fs, struct fs_inode *n, nlink_t nlink, size_t known)
+{
+	bool ask;
+
+	if (nlink <= known)
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	ask = n->links_asked != nlink && n->nlinks < FS_LINK_UIDS;
+	if (ask)
+		n->links_asked = nlink;
+	pthread_mutex_unlock(&fs->lock);
+	return ask;
+}
+
 size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 + FS_LINK_UIDS])
 {
 	size_t k = 0;
@@ -645,7 +672,7 @@ void fs__inode_set_uid_by_fd(struct fs *fs, int fd, const struct dfsr_uid *uid)
 		return;
 	pthread_mutex_lock(&fs->lock);
 	n = find_key(fs, st.st_dev, st.st_ino);
-	if (n && n != &fs->root)
+	if (n && n != &fs->root && !knows_uid_locked(n, uid))
 		n->uid = *uid;
 	pthread_mutex_unlock(&fs->lock);
 }

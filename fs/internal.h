@@ -69,13 +69,16 @@ struct fs_inode {
 	uint32_t nopen;             /* protected by fs->lock: open file handles */
 	uint32_t nwriters;          /* protected by fs->lock: open handles that may write */
 	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
-	/* protected by fs->lock: the records of this node's other names (hard links) seen
-	 * through the mount; a change is journaled on each. Names past FS_LINK_UIDS are left to
-	 * the consistency scan. */
+	/* protected by fs->lock: the records of this node's other names (hard links): those
+	 * looked up or linked through the mount, and those the journal's map of hard links
+	 * gave (fs/ops.c note_change_but()); a change is journaled on each. Names past
+	 * FS_LINK_UIDS are left to the consistency scan. */
 	struct dfsr_uid links[FS_LINK_UIDS];
 	uint8_t nlinks;
-	atomic_bool dirty;         /* data written since the last journal_note_change(DATA);
-				    * set: counted in fs->unsaved */
+	nlink_t links_asked; /* protected by fs->lock: st_nlink when the journal was last asked
+			      * for names this node does not know (0: never) */
+	atomic_bool dirty;   /* data written since the last journal_note_change(DATA);
+			      * set: counted in fs->unsaved */
 	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
 	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
 };
@@ -252,6 +255,18 @@ size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 +
  * Thread: fuse. */
 void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
 
+/**
+ * fs__inode_ask_links() - Should the journal be asked for names of @n it does not know?
+ * @nlink: the object's st_nlink now
+ * @known: how many UIDs @n knows (fs__inode_uids())
+ *
+ * True once per link count: when @nlink exceeds @known, @n has room for another UID, and
+ * the journal was not asked at this @nlink yet (recorded as asked). A link made since (the
+ * count moved) asks again.
+ * Thread: fuse.
+ */
+bool fs__inode_ask_links(struct fs *fs, struct fs_inode *n, nlink_t nlink, size_t known);
+
 /* Take one more lookup reference on a node the caller already holds one on. Thread: fuse. */
 void fs__inode_hold(struct fs *fs, struct fs_inode *n);
 
@@ -276,6 +291,8 @@ void fs__inode_uid(struct fs *fs, struct fs_inode *n, struct dfsr_uid *out);
 
 /**
  * fs__inode_set_uid_by_fd() - Set the UID of the node (if any) of the backing object @fd.
+ * A UID the node knows already is left where it is (a rename keeps a name's UID, and a
+ * hard-linked node must keep its other names too).
  * Thread: fuse.
  */
 void fs__inode_set_uid_by_fd(struct fs *fs, int fd, const struct dfsr_uid *uid);

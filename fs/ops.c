@@ -228,38 +228,95 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
 }
 
 /*
+ * Hard links. Each name of a hard-linked file is a record, and the node of the file keeps
+ * the UIDs of the names it has seen: looked up (fs_op_lookup), linked (fs_op_link), or given
+ * by the journal. A node made after the kernel forgot the inode (memory pressure), or after
+ * a restart, has seen only the names looked up since; so when a changed object has more
+ * links (st_nlink) than UIDs its node knows, the journal's map of hard links
+ * (journal_link_others(), filled by the scan at start and by every change) gives the other
+ * names, verified against the local path, and the node remembers them: the journal is asked
+ * once per link count (fs__inode_ask_links()). Names past FS_LINK_UIDS, and names made
+ * behind the mount, are left to the consistency scan. Lock order: fs->lock is never held
+ * across these journal calls (the journal's own mutexes are taken alone).
+ */
+
+/* Register the names @n knows as names of the object @st (a link through the mount gave it
+ * one more: the journal's map then holds every name the mount has seen). */
+static void note_links(struct fs *fs, struct fs_inode *n, const struct stat *st)
+{
+	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	size_t k;
+
+	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return;
+	k = fs__inode_uids(fs, n, uids);
+	for (size_t i = 0; i < k; i++)
+		journal_link_note(fs->journal, st, &uids[i]);
+}
+
+/* A lookup of (@parent, @name) found the node @n of another name of a hard-linked object
+ * (@st): remember this name's record too. */
+static void learn_link(struct fs *fs, struct fs_inode *parent, const char *name, struct fs_inode *n,
+		       const struct stat *st)
+{
+	struct dfsr_uid uid;
+
+	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+		return;
+	journal_uid_of(fs, parent, name, &uid);
+	fs__inode_add_uid(fs, n, &uid);
+	journal_link_note(fs->journal, st, &uid);
+}
+
+/* Complete @uids (@k of the node's UIDs) with the names of @n's object (@fd) the node does
+ * not know, from the journal, and remember them. Return: the new count. */
+static size_t more_links(struct fs *fs, struct fs_inode *n, int fd, struct dfsr_uid *uids, size_t k)
+{
+	struct stat st;
+	int got;
+
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
+		return k;
+	if (!fs__inode_ask_links(fs, n, st.st_nlink, k))
+		return k;
+	got = journal_link_others(fs->journal, &st, uids, k, uids + k, 1 + FS_LINK_UIDS - k);
+	for (int i = 0; i < got; i++)
+		fs__inode_add_uid(fs, n, &uids[k + (size_t)i]);
+	return got > 0 ? k + (size_t)got : k;
+}
+
+/*
  * Journal a change of @n on every record naming it: hard links are one object with several
- * names, and each name is a record. An object with no name left (deleted, or replaced by a
- * save-by-rename) is skipped by the journal. @data_fd: an open descriptor of @n to hash
- * through (see data_fd()), or -1 to use the node's own.
+ * names, and each name is a record (its other names found as "Hard links" above says). An
+ * object with no name left (deleted, or replaced by a save-by-rename) is skipped by the
+ * journal. @skip: a UID not to journal (a create journaled with its data just now), or
+ * NULL. @data_fd: an open descriptor of @n to hash through (see data_fd()), or -1 to use
+ * the node's own.
  */
 static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 			    const struct dfsr_uid *skip, int data_fd)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t i, k;
-	int fd, tmp;
+	int fd, tmp = -1;
 
 	if (n->private_)
 		return;
 	k = fs__inode_uids(fs, n, uids);
+	if (k == 0)
+		return; /* untracked */
+	fd = data_fd >= 0 ? data_fd : fs__inode_fd(fs, n, &tmp);
+	if (fd < 0)
+		return; /* gone meanwhile; the scan catches up */
+	k = more_links(fs, n, fd, uids, k);
 	for (i = 0; skip && i < k; i++) {
 		if (dfsr_uid_equal(&uids[i], skip))
 			uids[i--] = uids[--k];
 	}
-	if (k == 0)
-		return;
-	if (data_fd >= 0) {
-		for (i = 0; i < k; i++)
-			(void)journal_note_change(fs->journal, &uids[i], data_fd, flags);
-		return;
-	}
-	fd = fs__inode_fd(fs, n, &tmp);
-	if (fd < 0)
-		return; /* gone meanwhile; the scan catches up */
 	for (i = 0; i < k; i++)
 		(void)journal_note_change(fs->journal, &uids[i], fd, flags);
-	fs__inode_fd_put(fs, n, tmp);
+	if (data_fd < 0)
+		fs__inode_fd_put(fs, n, tmp);
 }
 
 static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
@@ -574,6 +631,8 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	n = fs__inode_ref_existing(fs, fd, &st);
 	if (n) {
 		close(fd);
+		if (with_uid)
+			learn_link(fs, parent, name, n, &st);
 		goto out_found;
 	}
 	priv = parent->private_ || is_private_name(fs, parent, name);
@@ -582,6 +641,8 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	rc = fs__inode_insert_take(fs, fd, &st, priv, &uid, &n);
 	if (rc < 0)
 		return rc;
+	if (!priv && !S_ISDIR(st.st_mode))
+		journal_link_note(fs->journal, &st, &uid); /* a no-op unless hard-linked */
 out_found:
 	fill_entry(fs, n, &st, e);
 	if (out)
@@ -866,6 +927,7 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 		return rc;
 	if (noted)
 		fs__inode_add_uid(fs, n, &uid); /* a hard link: one more name of the node */
+	note_links(fs, n, &st);
 	fill_entry(fs, n, &st, e);
 	*out = n;
 	return 0;

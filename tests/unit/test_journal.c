@@ -674,6 +674,56 @@ static void concurrent_changes(void **state)
 	assert_int_equal(expect, s.journal + 1);
 }
 
+/* The map of hard links: names registered by changes, by journal_link_note() and by the
+ * scan after a restart; a name that now resolves to another object is dropped. */
+static void hard_links(void **state)
+{
+	struct fx *f = *state;
+	struct dfsr_uid a, b, c, got[4];
+	struct stat st;
+
+	fx_write(f, "a", "one");
+	a = fx_new(f, "", "a"); /* st_nlink 1 then: not registered */
+	assert_int_equal(linkat(f->root_fd, "a", f->root_fd, "b", 0), 0);
+	b = fx_new(f, "", "b"); /* st_nlink 2: registered */
+	assert_int_equal(fstatat(f->root_fd, "b", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(journal_link_others(f->j, &st, &a, 1, got, 4), 1);
+	assert_memory_equal(got[0].b, b.b, DFSR_UID_LEN);
+	assert_int_equal(journal_link_others(f->j, &st, &b, 1, got, 4), 0); /* a unknown */
+	journal_link_note(f->j, &st, &a);
+	assert_int_equal(journal_link_others(f->j, &st, &b, 1, got, 4), 1);
+	assert_memory_equal(got[0].b, a.b, DFSR_UID_LEN);
+	assert_int_equal(journal_link_others(f->j, &st, (struct dfsr_uid[]){ a, b }, 2, got, 4), 0);
+
+	/* a restart forgets everything; the scan at start registers both names again */
+	fx_reopen(f);
+	assert_int_equal(journal_link_others(f->j, &st, &a, 1, got, 4), 0);
+	assert_int_equal(scan_folder(f->j, NULL), 0);
+	assert_int_equal(journal_link_others(f->j, &st, &a, 1, got, 4), 1);
+	assert_memory_equal(got[0].b, b.b, DFSR_UID_LEN);
+
+	/* "a" replaced behind the journal by another object: its entry fails verification and
+	 * is dropped, so that it stays dropped once "a" is this object again */
+	assert_int_equal(linkat(f->root_fd, "b", f->root_fd, "c", 0), 0);
+	c = fx_new(f, "", "c");
+	assert_int_equal(unlinkat(f->root_fd, "a", 0), 0);
+	fx_write(f, "a", "another file");
+	assert_int_equal(fstatat(f->root_fd, "b", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_nlink, 2);
+	assert_int_equal(journal_link_others(f->j, &st, &b, 1, got, 4), 1);
+	assert_memory_equal(got[0].b, c.b, DFSR_UID_LEN);
+	assert_int_equal(unlinkat(f->root_fd, "a", 0), 0);
+	assert_int_equal(linkat(f->root_fd, "b", f->root_fd, "a", 0), 0);
+	assert_int_equal(fstatat(f->root_fd, "b", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(journal_link_others(f->j, &st, (struct dfsr_uid[]){ b, c }, 2, got, 4), 0);
+
+	/* a tombstone is never a name: "c" removed */
+	assert_int_equal(unlinkat(f->root_fd, "c", 0), 0);
+	assert_int_equal(journal_note_remove(f->j, journal_root_uid(f->j), "c"), 0);
+	journal_link_note(f->j, &st, &c); /* even registered again */
+	assert_int_equal(journal_link_others(f->j, &st, &b, 1, got, 4), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -687,6 +737,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(tombstones_and_freshness, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(hard_links, setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
