@@ -454,6 +454,50 @@ static void link_forget(struct journal *j, const struct dfsr_uid *uid)
 	pthread_mutex_unlock(&j->links_lock);
 }
 
+/*
+ * Does the path of record @r, resolved from the local path now, reach the object @st?
+ * Return: 0 with *@ok set, or -EIO, -ENOMEM (nothing decided).
+ */
+static int path_reaches(struct journal *j, const struct record *r, const struct stat *st, bool *ok)
+{
+	struct dfsr_buf path;
+	struct stat cur;
+	int rc;
+
+	*ok = false;
+	dfsr_buf_init(&path);
+	rc = build_path(j, &r->parent, r->name, &path);
+	if (rc == 0 && fstatat(j->root_fd, path.p, &cur, AT_SYMLINK_NOFOLLOW) == 0)
+		*ok = cur.st_dev == st->st_dev && cur.st_ino == st->st_ino;
+	dfsr_buf_release(&path);
+	return rc;
+}
+
+/* Is record @uid a live non-directory name of the object @st now? Return: as above. */
+static int link_verify(struct journal *j, const struct dfsr_uid *uid, const struct stat *st,
+		       bool *ok)
+{
+	struct record r;
+	int rc;
+
+	*ok = false;
+	rc = journal__get(j, uid, &r);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	if (!r.tombstone && r.type != RECORD_DIR)
+		rc = path_reaches(j, &r, st, ok);
+	record_release(&r);
+	return rc;
+}
+
+/* Record @uid is not a name of the object @st (any more): drop that entry of the map. */
+static void link_drop(struct journal *j, const struct stat *st, const struct dfsr_uid *uid)
+{
+	pthread_mutex_lock(&j->links_lock);
+	linkmap_del(j->links, (uint64_t)st->st_dev, (uint64_t)st->st_ino, uid);
+	pthread_mutex_unlock(&j->links_lock);
+}
+
 /* ---- writing one version ---------------------------------------------------------- */
 
 static void before_of(const struct record *r, struct rec_before *b)
@@ -1398,6 +1442,7 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	struct record r;
 	struct stat st;
 	int rc, what;
+	bool ok;
 
 	if (dfsr_uid_is_zero(uid))
 		return 0;
@@ -1420,6 +1465,19 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	 */
 	if (!S_ISDIR(st.st_mode) && st.st_nlink == 0)
 		goto out_release;
+	/*
+	 * A hard-linked object is changed through every name its node knows, and one of those
+	 * names may since have been given to another object (a save-by-rename over it, a
+	 * partner's install): only a record whose path still reaches this object takes the
+	 * change, or the other object's record would get this one's data.
+	 */
+	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+		rc = path_reaches(j, &r, &st, &ok);
+		if (rc == 0 && !ok)
+			link_drop(j, &st, uid);
+		if (rc < 0 || !ok)
+			goto out_release;
+	}
 	/* A link's target never changes in place, so its digest holds whatever its times say;
 	 * re-reading it would also move the link's atime under a utimensat(). */
 	if (!(flags & JOURNAL_DATA) && (uint64_t)st.st_size == r.size &&
@@ -1445,39 +1503,10 @@ static bool uid_in(const struct dfsr_uid *uid, const struct dfsr_uid *v, size_t 
 	return false;
 }
 
-/*
- * Is record @uid a live name of the object @st, resolved from the local path now?
- * Return: 0 with *@ok set, or -EIO, -ENOMEM (nothing decided).
- */
-static int link_verify(struct journal *j, const struct dfsr_uid *uid, const struct stat *st,
-		       bool *ok)
-{
-	struct dfsr_buf path;
-	struct record r;
-	struct stat cur;
-	int rc;
-
-	*ok = false;
-	rc = journal__get(j, uid, &r);
-	if (rc < 0)
-		return rc == -ENOENT ? 0 : rc;
-	if (r.tombstone || r.type == RECORD_DIR)
-		goto out_release;
-	dfsr_buf_init(&path);
-	rc = build_path(j, &r.parent, r.name, &path);
-	if (rc == 0 && fstatat(j->root_fd, path.p, &cur, AT_SYMLINK_NOFOLLOW) == 0)
-		*ok = cur.st_dev == st->st_dev && cur.st_ino == st->st_ino;
-	dfsr_buf_release(&path);
-out_release:
-	record_release(&r);
-	return rc;
-}
-
 int journal_link_others(struct journal *j, const struct stat *st, const struct dfsr_uid *known,
 			size_t nknown, struct dfsr_uid *out, size_t max)
 {
 	struct dfsr_uid cand[JOURNAL_LINK_CANDIDATES];
-	uint64_t dev = (uint64_t)st->st_dev, ino = (uint64_t)st->st_ino;
 	size_t n, k = 0;
 	bool ok;
 	int rc;
@@ -1485,7 +1514,8 @@ int journal_link_others(struct journal *j, const struct stat *st, const struct d
 	if (S_ISDIR(st->st_mode) || st->st_nlink < 2)
 		return 0;
 	pthread_mutex_lock(&j->links_lock);
-	n = linkmap_get(j->links, dev, ino, cand, JOURNAL_LINK_CANDIDATES);
+	n = linkmap_get(j->links, (uint64_t)st->st_dev, (uint64_t)st->st_ino, cand,
+			JOURNAL_LINK_CANDIDATES);
 	pthread_mutex_unlock(&j->links_lock);
 	if (n > JOURNAL_LINK_CANDIDATES)
 		n = JOURNAL_LINK_CANDIDATES;
@@ -1495,14 +1525,10 @@ int journal_link_others(struct journal *j, const struct stat *st, const struct d
 		rc = link_verify(j, &cand[i], st, &ok);
 		if (rc < 0)
 			return rc;
-		if (ok) {
+		if (ok)
 			out[k++] = cand[i];
-			continue;
-		}
-		/* Dropped only if still under this key: it may have been moved meanwhile. */
-		pthread_mutex_lock(&j->links_lock);
-		linkmap_del(j->links, dev, ino, &cand[i]);
-		pthread_mutex_unlock(&j->links_lock);
+		else
+			link_drop(j, st, &cand[i]); /* only if still under this key */
 	}
 	return (int)k;
 }

@@ -209,7 +209,11 @@ enum journal_change_flags {
  *
  * Without JOURNAL_DATA the stored content digest is reused when the size and mtime still
  * match the record. A zero @uid, an unknown UID, a tombstone, or an object that has no
- * name left (unlinked or replaced, st_nlink == 0) is a no-op.
+ * name left (unlinked or replaced, st_nlink == 0) is a no-op; so is a hard-linked object
+ * (st_nlink > 1) whose record's path no longer reaches it (that name was given to another
+ * object: the change is not that record's; it is also dropped from the map of hard links
+ * below). A rename of that name racing with the change can make it miss a name, which
+ * the next consistency scan catches up.
  * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
  */
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
@@ -284,7 +288,7 @@ void journal_link_note(struct journal *j, const struct stat *st, const struct df
  * @out:    receives up to @max verified UIDs
  *
  * The answer can be stale by the time it is used (a name replaced meanwhile);
- * journal_note_change() checks the object it is given, not the name.
+ * journal_note_change() checks each name again.
  * Thread: any (not with the journal's lock held: it reads records and stats paths).
  * Return: how many were written to @out, or -EIO, -ENOMEM.
  */

@@ -724,6 +724,42 @@ static void hard_links(void **state)
 	assert_int_equal(journal_link_others(f->j, &st, &b, 1, got, 4), 0);
 }
 
+/* A name of a hard-linked object given to another object (a save-by-rename, a partner's
+ * install) no longer takes the changes made through the other names. */
+static void hard_link_name_replaced(void **state)
+{
+	struct fx *f = *state;
+	struct dfsr_uid a, b;
+	struct entries es;
+	struct record r;
+	uint64_t seq;
+	int fd;
+
+	fx_write(f, "a", "one");
+	assert_int_equal(linkat(f->root_fd, "a", f->root_fd, "b", 0), 0);
+	a = fx_new(f, "", "a");
+	b = fx_new(f, "", "b");
+	fx_write(f, "x.tmp", "the saved file");
+	assert_int_equal(renameat(f->root_fd, "x.tmp", f->root_fd, "a"), 0); /* unjournaled */
+	fx_write(f, "b", "two, longer"); /* the old object, through its other name */
+	fd = fx_opath(f, "b");
+	seq = fx_next_seq(f);
+	assert_int_equal(journal_note_change(f->j, &b, fd, JOURNAL_DATA), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_memory_equal(es.e[0].uid.b, b.b, DFSR_UID_LEN);
+	fx_assert_hash(f, "b");
+	/* still st_nlink 2: "a" went, the saved file's temporary name linked to it instead */
+	assert_int_equal(linkat(f->root_fd, "b", f->root_fd, "c.tmp", 0), 0);
+	assert_int_equal(journal_note_change(f->j, &a, fd, JOURNAL_DATA), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1); /* nothing for a */
+	fx_record(f, &a, &r);
+	assert_int_equal(r.size, 3); /* "one": a's record was not given b's data */
+	record_release(&r);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -738,6 +774,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(tombstones_and_freshness, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_links, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(hard_link_name_replaced, setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
