@@ -235,7 +235,9 @@ static void journal_uid_of(struct fs *fs, struct fs_inode *parent, const char *n
  * links (st_nlink) than UIDs its node knows, the journal's map of hard links
  * (journal_link_others(), filled by the scan at start and by every change) gives the other
  * names, verified against the local path, and the node remembers them: the journal is asked
- * once per link count (fs__inode_ask_links()). Names past FS_LINK_UIDS, and names made
+ * once per link count (fs__inode_ask_links()). A name a node knows may since have been
+ * given to another object; the journal skips such a record (journal_note_change() checks
+ * the path of each name of a hard-linked object). Names past FS_LINK_UIDS, and names made
  * behind the mount, are left to the consistency scan. Lock order: fs->lock is never held
  * across these journal calls (the journal's own mutexes are taken alone).
  */
