@@ -33,9 +33,10 @@
  * held and offered again every NET_SESSION_RETRY_MS (WAIT ones also whenever a Done
  * arrives or another link of the folder decided something, which may be their parent);
  * FETCH is held until a transfer slot is
- * free (NET_SESSION_FETCH_MAX per connection): Get -> FileInfo (chunk list) -> open job
- * (stage_asm_open in Installing, seeded from the local file of the same UID) -> Want (a
- * sliding window of NET_SESSION_CHUNK_WINDOW chunks) -> Chunk -> write jobs
+ * free (NET_SESSION_FETCH_MAX per connection, or fewer if the partner's Hello says it serves
+ * fewer; at most NET_SESSION_FETCH_LARGE of them for files that do not go inline): Get -> FileInfo
+ * (chunk list) -> open job (stage_asm_open in Installing, seeded from the local file of the same
+ * UID) -> Want (a sliding window of NET_SESSION_CHUNK_WINDOW chunks) -> Chunk -> write jobs
  * (stage_asm_put_stored) -> stage_asm_finish + replica_install -> Cancel (the upstream
  * unpins the staged version). A Done is merged (replica_merge, then Ack) once every update
  * that arrived before it is decided: nothing of its epoch queued, offered, waiting, busy
@@ -252,6 +253,7 @@ struct sconn {
 	bool hello_sent, hello_rcvd;
 	struct link *links; /* s->nfolders */
 	struct xfer *fetch[NET_SESSION_FETCH_MAX];
+	size_t fetch_max; /* downloads in flight allowed: ours and the partner's serve limit */
 	struct serve *serves;
 	size_t nserves;
 	unsigned reads;
@@ -881,6 +883,7 @@ static void hello_run(struct job *jb)
 		fp[done] = &fh[done];
 	}
 	hello.proto = NET_SESSION_PROTO;
+	hello.serve_max = NET_SESSION_SERVE_MAX;
 	hello.member.data = (uint8_t *)(uintptr_t)s->cfg->member_name;
 	hello.member.len = strlen(s->cfg->member_name);
 	hello.n_folders = s->nfolders;
@@ -987,6 +990,9 @@ static void on_hello(struct sconn *k, const Dfsrwire__Hello *h)
 			proto_error(k, "bad Hello folder");
 			return;
 		}
+	k->fetch_max = h->serve_max ? h->serve_max : NET_SESSION_SERVE_OLD;
+	if (k->fetch_max > NET_SESSION_FETCH_MAX)
+		k->fetch_max = NET_SESSION_FETCH_MAX;
 	k->hello_rcvd = true;
 	conn_maybe_start(k);
 }
@@ -2015,7 +2021,7 @@ static size_t xfer_slot(struct sconn *k, uint64_t id)
 
 static size_t free_slot(const struct sconn *k)
 {
-	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++)
+	for (size_t i = 0; i < k->fetch_max; i++)
 		if (!k->fetch[i])
 			return i;
 	return SIZE_MAX;
@@ -2256,13 +2262,13 @@ static bool version_fetching(const struct net_sessions *s, const struct record *
 	return false;
 }
 
-/* Downloads of files of FETCH_BIG bytes or more in flight on @k. */
-static size_t big_fetches(const struct sconn *k)
+/* Downloads of files of at least @size bytes in flight on @k. */
+static size_t fetches_from(const struct sconn *k, uint64_t size)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++)
-		n += k->fetch[i] && k->fetch[i]->it->u.rec.size >= FETCH_BIG;
+		n += k->fetch[i] && k->fetch[i]->it->u.rec.size >= size;
 	return n;
 }
 
@@ -2271,18 +2277,22 @@ static size_t big_fetches(const struct sconn *k)
  * A first pass starts large files (up to FETCH_BIG_MAX at a time) ahead of their turn: the
  * upstream stages a version whole before it sends a chunk, which for a large file takes
  * seconds, better spent while the small files before it are transferred than after. That
- * pass walks every held item: it runs at most every BIG_SCAN_MS.
+ * pass walks every held item: it runs at most every BIG_SCAN_MS. Files larger than
+ * NET_SESSION_INLINE_MAX take at most NET_SESSION_FETCH_LARGE slots (each holds a window of
+ * chunks in memory); the other slots keep many small files in flight, so that installs
+ * that wait on the disk (an fsync each) overlap one another.
  */
 static void fetch_start(struct sconn *k)
 {
 	struct net_sessions *s = k->s;
 	int64_t now = dfsr_mono_ns();
+	size_t large = fetches_from(k, NET_SESSION_INLINE_MAX + 1);
 	size_t big = NET_SESSION_FETCH_MAX;
 	int pass = 1;
 
 	if (now - k->big_scan_ns >= MONO_MS(BIG_SCAN_MS) && free_slot(k) != SIZE_MAX) {
 		k->big_scan_ns = now;
-		big = big_fetches(k);
+		big = fetches_from(k, FETCH_BIG);
 		pass = big < FETCH_BIG_MAX ? 0 : 1;
 	}
 	for (; pass < 2; pass++)
@@ -2303,6 +2313,11 @@ static void fetch_start(struct sconn *k)
 					continue;
 				if (it->st != IT_FETCH || version_fetching(s, &it->u.rec))
 					continue;
+				if (it->u.rec.size > NET_SESSION_INLINE_MAX) {
+					if (large >= NET_SESSION_FETCH_LARGE)
+						continue; /* a small file further on may go */
+					large++;
+				}
 				if (pass == 0)
 					big++;
 				x = calloc(1, sizeof(*x));

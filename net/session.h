@@ -47,12 +47,14 @@
 #define NET_SESSION_BATCH_BYTES  (1u << 20) /* an Updates message closes past this size */
 #define NET_SESSION_WINDOW       4096       /* updates sent beyond the partner's Progress */
 #define NET_SESSION_FOLDERS_MAX  1024       /* folders in one Hello */
-#define NET_SESSION_FETCH_MAX    16         /* our downloads in flight per connection */
-#define NET_SESSION_SERVE_MAX    16         /* transfers a partner may have open with us */
+#define NET_SESSION_FETCH_MAX    64         /* our downloads in flight per connection */
+#define NET_SESSION_FETCH_LARGE  16         /* of which of files over NET_SESSION_INLINE_MAX */
+#define NET_SESSION_SERVE_MAX    64         /* transfers a partner may have open with us */
+#define NET_SESSION_SERVE_OLD    16         /* a partner's limit when its Hello has none */
 #define NET_SESSION_WANT_MAX     4096       /* chunk indexes in one Want */
 #define NET_SESSION_CHUNK_WINDOW 32         /* chunks requested and not yet written, per download */
 /* Files of at most NET_SESSION_MEMORY_MAX are read into memory to be served, not staged
- * (at most NET_SESSION_SERVE_MAX of them, 4 MiB, per connection); files of at most
+ * (at most NET_SESSION_SERVE_MAX of them, 16 MiB, per connection); files of at most
  * NET_SESSION_INLINE_MAX go whole with their FileInfo (like DFSR's RDC minimum size:
  * below it deltas never pay). */
 #define NET_SESSION_MEMORY_MAX   (256u << 10)

@@ -275,8 +275,9 @@ static ProtobufCBinaryData bin(const void *p, size_t len)
 	return b;
 }
 
-/* Hello for folder "share" with a fresh database id and an empty knowledge vector. */
-static void evil_hello(struct evil *e, uint32_t proto, const uint8_t db[16])
+/* Hello for folder "share" with database id @db and an empty knowledge vector; @serve_max
+ * 0 leaves the field out, as a member from before it. */
+static void evil_hello_max(struct evil *e, uint32_t proto, const uint8_t db[16], uint32_t serve_max)
 {
 	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
 	Dfsrwire__Hello h = DFSRWIRE__HELLO__INIT;
@@ -287,12 +288,18 @@ static void evil_hello(struct evil *e, uint32_t proto, const uint8_t db[16])
 	f.db_id = bin(db, 16);
 	f.state = JOURNAL_STATE_NORMAL;
 	h.proto = proto;
+	h.serve_max = serve_max;
 	h.member = bin("evil", 4);
 	h.n_folders = 1;
 	h.folders = &fp;
 	msg.m_case = DFSRWIRE__MSG__M_HELLO;
 	msg.hello = &h;
 	evil_send_msg(e, &msg);
+}
+
+static void evil_hello(struct evil *e, uint32_t proto, const uint8_t db[16])
+{
+	evil_hello_max(e, proto, db, 0);
 }
 
 /* A Record packed by hand, so that names record_encode() would refuse get through. */
@@ -651,6 +658,96 @@ static void test_bad_file_data(void **state)
 	assert_member_alive(m);
 }
 
+/* Reads until @want Gets arrived (10 s at most), then @extra ms more; counts the Gets (their
+ * ids in @ids, up to @cap) and notes the member's Hello's serve_max. Return: the Gets. */
+static size_t count_gets(struct evil *e, size_t want, int extra, uint64_t *ids, size_t cap,
+			 uint32_t *serve_max)
+{
+	int64_t end = now_ms() + 10000;
+	bool more = false;
+	size_t n = 0;
+
+	while (now_ms() < end && evil_pump(e, 20)) {
+		uint8_t *msg;
+		size_t len;
+
+		while (net_channel_pop(e->ch, &msg, &len) == 0) {
+			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+
+			if (w && w->m_case == DFSRWIRE__MSG__M_GET && n < cap)
+				ids[n] = w->get->id;
+			if (w && w->m_case == DFSRWIRE__MSG__M_GET)
+				n++;
+			if (w && w->m_case == DFSRWIRE__MSG__M_HELLO)
+				*serve_max = w->hello->serve_max;
+			dfsrwire__msg__free_unpacked(w, NULL);
+			free(msg);
+		}
+		if (n >= want && !more) {
+			more = true; /* then look whether more come */
+			end = now_ms() + extra;
+		}
+	}
+	return n;
+}
+
+/*
+ * The downstream keeps no more downloads in flight than the upstream's Hello allows: 16 for
+ * a partner whose Hello has no serve_max (a member from before the field, which treats a
+ * 17th open transfer as a protocol error), else that many (up to its own 64). A failed
+ * transfer frees its slot for the next file at once. The member announces its own limit.
+ */
+static void serve_limit_case(struct member *m, uint32_t serve_max, size_t expect)
+{
+	enum {
+		N = 40
+	};
+
+	static char names[N][16];
+	struct raw_rec r[N];
+	uint64_t ids[N];
+	uint32_t theirs = 0;
+	size_t got, more;
+	struct evil e;
+	uint8_t db[16];
+
+	randombytes_buf(db, sizeof(db));
+	for (size_t i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "s%u-%zu", serve_max, i);
+		raw_rec_init(&r[i], m, db, names[i], 'f');
+		r[i].size = 5;
+	}
+	evil_connect(m, &e);
+	evil_hello_max(&e, NET_SESSION_PROTO, db, serve_max);
+	evil_updates(&e, r, N, 0);
+	got = count_gets(&e, expect, 700, ids, N, &theirs);
+	/* no Get is answered: the count stops at the limit */
+	assert_int_equal(got, expect);
+	assert_int_equal(theirs, NET_SESSION_SERVE_MAX);
+	{
+		Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+		Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
+
+		fi.id = ids[0];
+		fi.status = 2; /* cannot serve it now: the slot is free again */
+		msg.m_case = DFSRWIRE__MSG__M_FILE;
+		msg.file = &fi;
+		evil_send_msg(&e, &msg);
+	}
+	more = count_gets(&e, 1, 700, ids, N, &theirs);
+	assert_int_equal(more, 1);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
+static void test_serve_limit(void **state)
+{
+	struct member *m = *state;
+
+	serve_limit_case(m, 0, NET_SESSION_SERVE_OLD);
+	serve_limit_case(m, 20, 20);
+}
+
 static void test_wrong_proto_and_garbage(void **state)
 {
 	struct member *m = *state;
@@ -689,6 +786,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_file_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_proto_and_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_serve_limit, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
