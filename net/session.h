@@ -16,9 +16,10 @@
  *   - downstream: offer each update (replica_offer()) in arrival order, holding WAIT ones
  *     until their parent arrives; fetch REPLICA_FETCH ones with Get / FileInfo / Want /
  *     Chunk into a stage_asm in the Installing directory (resuming chunks already there,
- *     seeding from the local file of the same UID), then replica_install(). At most 8
- *     transfers are in flight per connection and the upstream serves their chunks round
- *     robin, so one large file does not stall small ones. When every update received
+ *     seeding from the local file of the same UID), then replica_install(). At most
+ *     NET_SESSION_FETCH_MAX transfers are in flight per connection (no more than the
+ *     partner's Hello.serve_max), and the upstream serves their chunks round robin, so one
+ *     large file does not stall small ones. When every update received
  *     before a Done is decided, replica_merge() and send Ack (knowledge and pending count).
  * All blocking work (staging, reading and writing chunks, offers, installs, merges, backlog
  * counts) runs on the libuv thread pool; the walks that produce Updates run on a thread of

@@ -585,7 +585,8 @@ static void name_conflict_converges(void **state)
 			 1);
 }
 
-/* Many small files: eight transfers at a time, each its own Get / FileInfo / Want / Chunk. */
+/* Many small files: many transfers at a time, each its own Get / FileInfo (and Want / Chunk
+ * for those over NET_SESSION_INLINE_MAX). */
 static void many_files_fetch_through_the_slots(void **state)
 {
 	struct fixture *f = *state;
