@@ -324,6 +324,54 @@ static void memory_version(void **state)
 	free(d);
 }
 
+/* A one-chunk file of @len bytes, @nrand random then text, or text then random (@text_first)
+ * staged in memory: the codec its chunk was stored with. Seeds are tried until the chunker
+ * makes one chunk of it. */
+static uint8_t codec_of(struct env *t, size_t len, size_t nrand, bool text_first)
+{
+	uint8_t *d = malloc(len), codec = 0xff;
+	struct stage_key k = key_of(20);
+
+	assert_non_null(d);
+	for (uint64_t seed = 1; seed < 200 && codec == 0xff; seed++) {
+		size_t r0 = text_first ? len - nrand : 0;
+		struct stage_version *v;
+		struct chunk_list cl;
+		uint32_t clen;
+		int fd;
+
+		for (size_t i = 0; i < len; i++)
+			d[i] = (uint8_t) "the quick brown fox jumps over the lazy dog\n"[i % 44];
+		fill_random(d + r0, nrand, seed);
+		fd = write_file(t->fd, "one", d, len);
+		chunk_list_init(&cl);
+		assert_int_equal(chunk_list_from_fd(fd, &cl), 0);
+		if (cl.n == 1) {
+			assert_int_equal(stage_memory(&k, fd, cl.digest, &v), 0);
+			assert_non_null(stage_version_stored(v, 0, &clen, &codec));
+			stage_version_close(v);
+		}
+		chunk_list_release(&cl);
+		close(fd);
+	}
+	free(d);
+	assert_int_not_equal(codec, 0xff);
+	return codec;
+}
+
+/* Incompressible data is found on a chunk's first 4 KiB: a chunk that starts random is
+ * stored raw untried, even if text follows; one that starts as text is compressed whole. */
+static void compression_sample(void **state)
+{
+	struct env *t = *state;
+
+	assert_int_equal(codec_of(t, 20000, 4096, false), STAGE_CODEC_RAW);
+	assert_int_equal(codec_of(t, 20000, 4096, true), STAGE_CODEC_ZSTD);
+	assert_int_equal(codec_of(t, 20000, 20000, false), STAGE_CODEC_RAW);
+	/* a chunk of at most 16 KiB is always tried whole */
+	assert_int_equal(codec_of(t, 16000, 4096, false), STAGE_CODEC_ZSTD);
+}
+
 static void not_a_regular_file(void **state)
 {
 	struct env *t = *state;
@@ -1136,6 +1184,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(empty_file_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(compression_sample, setup, teardown),
 		cmocka_unit_test_setup_teardown(memory_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(not_a_regular_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(corrupt_chunk_is_ebadmsg, setup, teardown),
