@@ -43,7 +43,8 @@
  * or fetching.
  *
  * The upstream serves Gets: a stage job (outbound_serve: a small file read into memory,
- * a larger one staged and pinned, until the downstream's Cancel or the connection ends),
+ * a larger one staged and pinned, until the downstream's Cancel or the connection ends;
+ * at most STAGES_MAX in the pool per connection, the other Gets wait in arrival order),
  * a FileInfo that carries every chunk of a file of at most NET_SESSION_INLINE_MAX (so
  * the downstream's open job writes and installs it at once), then chunks from the Want queues
  * of that connection's transfers round robin, a few chunks per read job, while the output
@@ -92,6 +93,10 @@
 
 #define OUTQ_MAX          4u /* packed Updates queued per link before the walk waits */
 #define READS_MAX         2u /* chunk read jobs in flight per connection */
+/* Stage jobs (outbound_serve) in the pool per connection; more Gets wait their turn in the
+ * connection's FIFO, so that chunk reads for files already served are not queued behind
+ * dozens of small files' stage jobs (a partner may have NET_SESSION_SERVE_MAX open). */
+#define STAGES_MAX        4u
 #define READ_CHUNKS       4u /* chunks per read job */
 #define WAIT_PASSES       8u /* re-offer passes over waiting updates per offer job */
 #define TICK_MS           1000u
@@ -256,6 +261,8 @@ struct sconn {
 	size_t fetch_max; /* downloads in flight allowed: ours and the partner's serve limit */
 	struct serve *serves;
 	size_t nserves;
+	unsigned stages;                           /* stage jobs queued in the pool */
+	struct stage_job *stage_head, *stage_tail; /* stage jobs waiting for one of those */
 	unsigned reads;
 	uint64_t next_id;
 	int64_t big_scan_ns; /* fetch_start(): the last pass for large files */
@@ -2523,9 +2530,11 @@ static void serve_free(struct sconn *k, struct serve *v)
 
 struct stage_job {
 	struct job base;
+	struct stage_job *next; /* in the connection's FIFO (stage_start()) */
 	struct serve *v;
 	uint32_t status;
-	bool busy; /* open for writing (or changed while staging) */
+	bool queued; /* in the pool (counted in k->stages), not in the FIFO */
+	bool busy;   /* open for writing (or changed while staging) */
 	struct dfsr_buf list;
 	struct dfsr_buf path; /* with busy: the file's path, for event 4302 */
 };
@@ -2652,6 +2661,8 @@ static Dfsrwire__Chunk *inline_chunks(struct serve *v, Dfsrwire__FileInfo *fi)
 	return c;
 }
 
+static void stage_start(struct sconn *k);
+
 static void stage_done(struct job *jb, bool cancelled)
 {
 	struct stage_job *sj = dfsr_container_of(jb, struct stage_job, base);
@@ -2686,7 +2697,33 @@ static void stage_done(struct job *jb, bool cancelled)
 		v->ready = true;
 	dfsr_buf_release(&sj->list);
 	dfsr_buf_release(&sj->path);
+	if (sj->queued) {
+		k->stages--;
+		stage_start(k); /* the next waiting Get */
+	}
 	free(sj);
+}
+
+/* Queue waiting stage jobs of @k while fewer than STAGES_MAX are in the pool; on a
+ * connection that is down, or for a Get cancelled meanwhile, end them (their serves go
+ * with them). Thread: loop. */
+static void stage_start(struct sconn *k)
+{
+	while (k->stage_head && (k->stages < STAGES_MAX || !conn_live(k))) {
+		struct stage_job *sj = k->stage_head;
+
+		k->stage_head = sj->next;
+		if (!k->stage_head)
+			k->stage_tail = NULL;
+		sj->next = NULL;
+		if (!conn_live(k) || sj->v->cancelled) {
+			stage_done(&sj->base, true); /* cancelled while it waited: never staged */
+			continue;
+		}
+		k->stages++;
+		sj->queued = true;
+		job_queue(k->s, k, &sj->base);
+	}
 }
 
 static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
@@ -2736,7 +2773,14 @@ static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
 	}
 	sj->base.run = stage_run;
 	sj->base.done = stage_done;
-	job_queue(k->s, k, &sj->base);
+	sj->base.s = k->s;
+	sj->base.k = k;
+	if (k->stage_tail)
+		k->stage_tail->next = sj;
+	else
+		k->stage_head = sj;
+	k->stage_tail = sj;
+	stage_start(k);
 }
 
 static void serve_pump(struct sconn *k);
@@ -3333,6 +3377,7 @@ static void on_down(void *arg, struct net_conn *c, int err)
 		else
 			serve_free(k, v);
 	}
+	stage_start(k); /* Gets still waiting for a stage job end here */
 	conn_maybe_free(k);
 	sessions_maybe_finish(s);
 }
