@@ -270,18 +270,25 @@ static void learn_link(struct fs *fs, struct fs_inode *parent, const char *name,
 	journal_link_note(fs->journal, st, &uid);
 }
 
-/* Complete @uids (@k of the node's UIDs) with the names of @n's object (@fd) the node does
- * not know, from the journal, and remember them. Return: the new count. */
-static size_t more_links(struct fs *fs, struct fs_inode *n, int fd, struct dfsr_uid *uids, size_t k)
+/* Complete @uids (@k of the node's UIDs) with the names of @n's object (@fd; @st its
+ * attributes now, or NULL to read them) the node does not know, from the journal, and
+ * remember them. Return: the new count. */
+static size_t more_links(struct fs *fs, struct fs_inode *n, int fd, const struct stat *st,
+			 struct dfsr_uid *uids, size_t k)
 {
-	struct stat st;
+	struct stat own;
 	int got;
 
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
+	if (S_ISDIR(n->type))
+		return k; /* directories have no hard links: no stat on their changes */
+	if (!st) {
+		if (fstatat(fd, "", &own, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return k;
+		st = &own;
+	}
+	if (!fs__inode_ask_links(fs, n, st->st_nlink, k))
 		return k;
-	if (!fs__inode_ask_links(fs, n, st.st_nlink, k))
-		return k;
-	got = journal_link_others(fs->journal, &st, uids, k, uids + k, 1 + FS_LINK_UIDS - k);
+	got = journal_link_others(fs->journal, st, uids, k, uids + k, 1 + FS_LINK_UIDS - k);
 	for (int i = 0; i < got; i++)
 		fs__inode_add_uid(fs, n, &uids[k + (size_t)i]);
 	return got > 0 ? k + (size_t)got : k;
@@ -293,10 +300,11 @@ static size_t more_links(struct fs *fs, struct fs_inode *n, int fd, struct dfsr_
  * object with no name left (deleted, or replaced by a save-by-rename) is skipped by the
  * journal. @skip: a UID not to journal (a create journaled with its data just now), or
  * NULL. @data_fd: an open descriptor of @n to hash through (see data_fd()), or -1 to use
- * the node's own.
+ * the node's own. @st: @n's attributes after the change if the caller has them (saves a
+ * stat on the setattr path), else NULL.
  */
 static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
-			    const struct dfsr_uid *skip, int data_fd)
+			    const struct dfsr_uid *skip, int data_fd, const struct stat *st)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t i, k;
@@ -310,7 +318,7 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 	fd = data_fd >= 0 ? data_fd : fs__inode_fd(fs, n, &tmp);
 	if (fd < 0)
 		return; /* gone meanwhile; the scan catches up */
-	k = more_links(fs, n, fd, uids, k);
+	k = more_links(fs, n, fd, st, uids, k);
 	for (i = 0; skip && i < k; i++) {
 		if (dfsr_uid_equal(&uids[i], skip))
 			uids[i--] = uids[--k];
@@ -323,7 +331,7 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 
 static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
 {
-	note_change_but(fs, n, flags, NULL, -1);
+	note_change_but(fs, n, flags, NULL, -1, NULL);
 }
 
 /*
@@ -818,9 +826,9 @@ static void note_setattr(struct fs *fs, struct fs_inode *n, int valid, const str
 	if (!S_ISDIR(st->st_mode) && st->st_nlink == 0)
 		return;
 	if ((valid & FUSE_SET_ATTR_SIZE) && !writers)
-		note_change(fs, n, JOURNAL_DATA);
+		note_change_but(fs, n, JOURNAL_DATA, NULL, -1, st);
 	else if (meta || (times && !writers))
-		note_change(fs, n, 0);
+		note_change_but(fs, n, 0, NULL, -1, st);
 }
 
 static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *attr, int valid,
@@ -1309,7 +1317,7 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	created = pending_release(fs, f, dfd, &fresh);
 	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
 		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL,
-				dfd >= 0 ? dfd : data_fd(f));
+				dfd >= 0 ? dfd : data_fd(f), NULL);
 		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
 	}
 	close(f->fd);
