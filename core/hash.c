@@ -267,50 +267,26 @@ static int hash_link_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 	return -EAGAIN;
 }
 
-static ssize_t xa_list(const struct xa_src *x, char *buf, size_t size)
-{
-	return x->by_path ? listxattr(x->path, buf, size) : flistxattr(x->fd, buf, size);
-}
-
 static ssize_t xa_get(const struct xa_src *x, const char *name, void *buf, size_t size)
 {
 	return x->by_path ? getxattr(x->path, name, buf, size) : fgetxattr(x->fd, name, buf, size);
 }
 
-/* The NUL-separated attribute names into @out (*out is malloc'ed; may be NULL when empty). */
-static int xa_names(const struct xa_src *x, char **out, size_t *len)
+/* The NUL-separated attribute names into @out (*out is malloc'ed; may be NULL when empty).
+ * An O_PATH descriptor has no xattr calls of its own (EBADF): the first call that fails so
+ * switches @x to the descriptor's /proc/self/fd path (no fcntl() up front to tell). */
+static int xa_names(struct xa_src *x, char **out, size_t *len)
 {
-	for (int i = 0; i < HASH_TRIES; i++) {
-		ssize_t n = xa_list(x, NULL, 0);
-		char *buf;
+	int rc;
 
-		if (n < 0 && errno == ENOTSUP) {
-			*out = NULL;
-			*len = 0;
-			return 0;
-		}
-		if (n < 0)
-			return -errno;
-		if ((size_t)n > HASH_LIST_MAX)
-			return -E2BIG;
-		buf = malloc((size_t)n + 1);
-		if (!buf)
-			return -ENOMEM;
-		n = xa_list(x, buf, (size_t)n);
-		if (n < 0) {
-			int rc = -errno;
-
-			free(buf);
-			if (rc == -ERANGE)
-				continue;
+	if (!x->by_path) {
+		rc = dfsr_xattr_names(x->fd, NULL, false, HASH_LIST_MAX, out, len);
+		if (rc != -EBADF)
 			return rc;
-		}
-		buf[n] = '\0';
-		*out = buf;
-		*len = (size_t)n;
-		return 0;
+		x->by_path = true;
+		proc_path(x->fd, x->path);
 	}
-	return -EAGAIN;
+	return dfsr_xattr_names(-1, x->path, true, HASH_LIST_MAX, out, len);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -341,9 +317,12 @@ static int xa_sorted(const char *list, size_t len, const char ***names, size_t *
 /* Appends "be32 len || name || be32 len || value" for every name to @enc. */
 static int xa_encode(const struct xa_src *x, const char **names, size_t count, struct dfsr_buf *enc)
 {
-	uint8_t *val = malloc(HASH_XATTR_MAX);
+	uint8_t *val;
 	int rc = 0;
 
+	if (count == 0)
+		return 0;
+	val = malloc(HASH_XATTR_MAX);
 	if (!val)
 		return -ENOMEM;
 	for (size_t i = 0; i < count && rc == 0; i++) {
@@ -371,7 +350,7 @@ static int xa_encode(const struct xa_src *x, const char **names, size_t count, s
 }
 
 /* The attribute part of the encoding: be32 count, then the sorted entries. */
-static int hash_xattrs(const struct xa_src *x, EVP_MD_CTX *ctx)
+static int hash_xattrs(struct xa_src *x, EVP_MD_CTX *ctx)
 {
 	int rc = -EAGAIN;
 
@@ -406,7 +385,7 @@ static int hash_xattrs(const struct xa_src *x, EVP_MD_CTX *ctx)
 }
 
 /* The replication hash over the header fields, @content and the attributes. */
-static int hash_final(const struct xa_src *x, char type, const struct stat *st,
+static int hash_final(struct xa_src *x, char type, const struct stat *st,
 		      const uint8_t content[HASH_LEN], uint8_t out[HASH_LEN])
 {
 	uint8_t hdr[sizeof(HASH_MAGIC) + 1 + 4 + 4 + 4 + 8];
@@ -442,7 +421,7 @@ int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
 {
 	struct hash_result r;
 	struct xa_src x = { .fd = fd };
-	int fl, rc;
+	int rc;
 	char type;
 
 	memset(&r, 0, sizeof(r));
@@ -470,13 +449,6 @@ int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
 	}
 	if (rc < 0)
 		return rc;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0)
-		return -errno;
-	if (fl & O_PATH) {
-		x.by_path = true;
-		proc_path(fd, x.path);
-	}
 	rc = hash_final(&x, type, &r.st, r.content, r.hash);
 	if (rc < 0)
 		return rc;

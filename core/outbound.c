@@ -115,42 +115,6 @@ static void proc_path(int fd, char out[static OB_PROC_PATH])
 	snprintf(out, OB_PROC_PATH, "/proc/self/fd/%d", fd);
 }
 
-/* The NUL-separated attribute names (*out malloc'ed, NULL when there are none). */
-static int xattr_names(const char *path, char **out, size_t *len)
-{
-	for (int i = 0; i < OB_TRIES; i++) {
-		ssize_t n = listxattr(path, NULL, 0);
-		char *buf;
-
-		if (n < 0 && errno == ENOTSUP) {
-			*out = NULL;
-			*len = 0;
-			return 0;
-		}
-		if (n < 0)
-			return -errno;
-		if ((size_t)n > OB_LIST_MAX)
-			return -E2BIG;
-		buf = malloc((size_t)n + 1);
-		if (!buf)
-			return -ENOMEM;
-		n = listxattr(path, buf, (size_t)n);
-		if (n < 0) {
-			int rc = -errno;
-
-			free(buf);
-			if (rc == -ERANGE)
-				continue;
-			return rc;
-		}
-		buf[n] = '\0';
-		*out = buf;
-		*len = (size_t)n;
-		return 0;
-	}
-	return -EAGAIN;
-}
-
 static int cmp_xattr(const void *a, const void *b)
 {
 	const struct replica_xattr *x = a, *y = b;
@@ -203,7 +167,7 @@ static int xattrs_pass(struct replica_update *u, const char *path, uint8_t *val)
 	char *list = NULL;
 	int rc;
 
-	rc = xattr_names(path, &list, &len);
+	rc = dfsr_xattr_names(-1, path, true, OB_LIST_MAX, &list, &len);
 	if (rc < 0)
 		return rc;
 	if (len == 0)
@@ -883,10 +847,10 @@ static int check_current(struct journal *j, const struct dfsr_uid *uid,
 	return rc;
 }
 
-/* Open record @uid's file for reading, never blocking and never following a link. */
-static int open_data(struct journal *j, const struct dfsr_uid *uid)
+/* Open record @uid's file for reading, never blocking and never following a link; its
+ * stat into @st. */
+static int open_data(struct journal *j, const struct dfsr_uid *uid, struct stat *st)
 {
-	struct stat st;
 	int fd;
 
 	fd = open_object(j, uid, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOATIME);
@@ -894,7 +858,7 @@ static int open_data(struct journal *j, const struct dfsr_uid *uid)
 		fd = open_object(j, uid, O_RDONLY | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return fd == -EWOULDBLOCK ? -EAGAIN : fd; /* a lease holder is writing */
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
 		close(fd);
 		return -ENOENT;
 	}
@@ -915,11 +879,11 @@ int outbound_serve(struct journal *j, struct stage *stage, const struct dfsr_uid
 		return rc;
 	if (stage_has(stage, &k))
 		return stage_version_open(stage, &k, out);
-	fd = open_data(j, uid);
+	fd = open_data(j, uid, &st);
 	if (fd < 0) {
 		rc = fd == -ENOENT ? -EAGAIN : fd;
 	} else {
-		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size <= mem_max)
+		if ((uint64_t)st.st_size <= mem_max)
 			rc = stage_memory(&k, fd, content, out);
 		else if ((rc = stage_file(stage, &k, fd, content)) == 0)
 			rc = stage_version_open(stage, &k, out);

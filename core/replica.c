@@ -381,7 +381,8 @@ static void install_failed(struct ctx *c, const struct record *rec, const char *
 		      what, dfsr_strerror(err));
 }
 
-static void add_inval(struct ctx *c, int dfd, const char *name)
+/* @obj: the object's stat when the caller has it (it is at @name now), else NULL. */
+static void add_inval_st(struct ctx *c, int dfd, const char *name, const struct stat *obj)
 {
 	struct inval *iv;
 
@@ -391,8 +392,15 @@ static void add_inval(struct ctx *c, int dfd, const char *name)
 	if (fstat(dfd, &iv->parent) < 0)
 		return;
 	snprintf(iv->name, sizeof(iv->name), "%s", name);
-	iv->have_obj = fstatat(dfd, name, &iv->obj, AT_SYMLINK_NOFOLLOW) == 0;
+	if (obj)
+		iv->obj = *obj;
+	iv->have_obj = obj || fstatat(dfd, name, &iv->obj, AT_SYMLINK_NOFOLLOW) == 0;
 	c->ninv++;
+}
+
+static void add_inval(struct ctx *c, int dfd, const char *name)
+{
+	add_inval_st(c, dfd, name, NULL);
 }
 
 static void run_invals(struct ctx *c)
@@ -437,6 +445,16 @@ static int fsync_dir(int dfd)
 	return fsync(dfd) < 0 ? -errno : 0;
 }
 
+static int open_root(struct ctx *c, int *out)
+{
+	int fd = openat(journal_root_fd(c->j), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	*out = fd;
+	return 0;
+}
+
 /*
  * Open the directory of record @uid (the root, or a live directory) by its path in the
  * names index, one component at a time, never following a symbolic link.
@@ -448,31 +466,28 @@ static int open_dir(struct ctx *c, const struct dfsr_uid *uid, int *out)
 	char *save = NULL, *comp;
 	int fd, rc;
 
-	fd = openat(journal_root_fd(c->j), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (dfsr_uid_equal(uid, journal_root_uid(c->j))) {
-		*out = fd;
-		return 0;
-	}
+	fd = journal_root_fd(c->j); /* borrowed until the first component is open */
+	if (dfsr_uid_equal(uid, journal_root_uid(c->j)))
+		return open_root(c, out);
 	dfsr_buf_init(&path);
 	rc = journal_path(c->j, uid, &path);
 	for (comp = rc == 0 ? strtok_r(path.p, "/", &save) : NULL; comp;
 	     comp = strtok_r(NULL, "/", &save)) {
 		int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-		if (next < 0) {
+		if (next < 0)
 			rc = -errno;
-			break;
-		}
-		close(fd);
+		if (fd != journal_root_fd(c->j))
+			close(fd);
 		fd = next;
+		if (rc < 0)
+			break;
 	}
 	dfsr_buf_release(&path);
-	if (rc < 0) {
-		close(fd);
+	if (rc < 0)
 		return rc;
-	}
+	if (fd == journal_root_fd(c->j)) /* an empty path */
+		return open_root(c, out);
 	*out = fd;
 	return 0;
 }
@@ -609,34 +624,21 @@ static const struct replica_xattr *find_xattr(const struct replica_update *u, co
 static int apply_xattrs(int fd, const char *path, const struct replica_update *u)
 {
 	char *list = NULL;
-	ssize_t len;
-	int rc = 0;
+	size_t len = 0;
+	int rc;
 
-	len = fd >= 0 ? flistxattr(fd, NULL, 0) : llistxattr(path, NULL, 0);
-	if (len < 0 && errno != ENOTSUP)
-		return -errno;
-	if (len > 0) {
-		if ((size_t)len > REPLICA_XLIST_MAX)
-			return -E2BIG;
-		list = malloc((size_t)len);
-		if (!list)
-			return -ENOMEM;
-		len = fd >= 0 ? flistxattr(fd, list, (size_t)len)
-			      : llistxattr(path, list, (size_t)len);
-		if (len < 0) {
+	rc = dfsr_xattr_names(fd, path, false, REPLICA_XLIST_MAX, &list, &len);
+	if (rc < 0)
+		return rc;
+	for (size_t off = 0; off < len; off += strlen(list + off) + 1) {
+		const char *name = list + off;
+
+		if (hash_xattr_excluded(name) || find_xattr(u, name))
+			continue;
+		if ((fd >= 0 ? fremovexattr(fd, name) : lremovexattr(path, name)) < 0 &&
+		    errno != ENODATA) {
 			rc = -errno;
 			goto out_free;
-		}
-		for (ssize_t off = 0; off < len; off += (ssize_t)strlen(list + off) + 1) {
-			const char *name = list + off;
-
-			if (hash_xattr_excluded(name) || find_xattr(u, name))
-				continue;
-			if ((fd >= 0 ? fremovexattr(fd, name) : lremovexattr(path, name)) < 0 &&
-			    errno != ENODATA) {
-				rc = -errno;
-				goto out_free;
-			}
 		}
 	}
 	for (size_t i = 0; i < u->nxattrs; i++) {
@@ -1524,7 +1526,7 @@ static int place_new_data(struct ctx *c, struct record *n, const struct record *
 	    fstat(c->fd, &st) == 0) {
 		c->defer_dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
 		if (c->defer_dfd >= 0) {
-			add_inval(c, dfd, n->name);
+			add_inval_st(c, dfd, n->name, &st);
 			take_stat(n, &st);
 			c->defer_rec = *n; /* moved: @n is left empty */
 			record_init(n);

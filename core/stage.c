@@ -1324,8 +1324,12 @@ static int asm_prepare_file(struct stage_asm *a)
 		return -EINVAL;
 	if ((uint64_t)st.st_size == a->list.size)
 		return rescan(a);
-	/* Not ours, or from a list of another size: start over. */
-	if (ftruncate(a->fd, 0) < 0 || ftruncate(a->fd, (off_t)a->list.size) < 0)
+	/* Not ours, or from a list of another size: start over, at the final size, so that a
+	 * resume finds the chunks written so far (a new file is empty already). A file of one
+	 * chunk is written whole at once: a short one is simply not ours next time. */
+	if (st.st_size != 0 && ftruncate(a->fd, 0) < 0)
+		return -errno;
+	if (a->list.n > 1 && ftruncate(a->fd, (off_t)a->list.size) < 0)
 		return -errno;
 	return 0;
 }

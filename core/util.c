@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -637,4 +638,64 @@ static int remove_tree(int dfd, const char *name, int depth)
 int dfsr_remove_tree(int dfd, const char *name)
 {
 	return remove_tree(dfd, name, 0);
+}
+
+#define XATTR_LIST_SMALL 1024 /* bytes of names listed without a size query */
+#define XATTR_LIST_TRIES 3
+
+static ssize_t xattr_list(int fd, const char *path, bool follow, char *buf, size_t size)
+{
+	if (fd >= 0)
+		return flistxattr(fd, buf, size);
+	return follow ? listxattr(path, buf, size) : llistxattr(path, buf, size);
+}
+
+int dfsr_xattr_names(int fd, const char *path, bool follow, size_t max, char **out, size_t *len)
+{
+	char small[XATTR_LIST_SMALL];
+	ssize_t n = xattr_list(fd, path, follow, small, sizeof(small));
+
+	*out = NULL;
+	*len = 0;
+	if (n < 0 && errno == ENOTSUP)
+		return 0;
+	if (n < 0 && errno != ERANGE)
+		return -errno;
+	if (n > 0 && (size_t)n > max)
+		return -E2BIG;
+	if (n > 0) {
+		*out = malloc((size_t)n + 1);
+		if (!*out)
+			return -ENOMEM;
+		memcpy(*out, small, (size_t)n);
+		(*out)[n] = '\0';
+		*len = (size_t)n;
+	}
+	for (int i = 0; n < 0 && i < XATTR_LIST_TRIES; i++) {
+		char *buf;
+
+		n = xattr_list(fd, path, follow, NULL, 0);
+		if (n < 0)
+			return -errno;
+		if (n == 0) /* gone meanwhile (a call with size 0 would only ask the size again) */
+			return 0;
+		if ((size_t)n > max)
+			return -E2BIG;
+		buf = malloc((size_t)n + 1);
+		if (!buf)
+			return -ENOMEM;
+		n = xattr_list(fd, path, follow, buf, (size_t)n);
+		if (n < 0) {
+			int rc = -errno;
+
+			free(buf);
+			if (rc != -ERANGE) /* ERANGE: it grew meanwhile, ask again */
+				return rc;
+			continue;
+		}
+		buf[n] = '\0';
+		*out = buf;
+		*len = (size_t)n;
+	}
+	return n < 0 ? -EAGAIN : 0;
 }

@@ -170,6 +170,24 @@ int dfsr_copy_data(int in, int out);
 #define DFSR_TREE_DEPTH_MAX 4096
 int dfsr_remove_tree(int dfd, const char *name);
 
+/**
+ * dfsr_xattr_names() - The NUL-separated extended attribute names of an object.
+ * @fd:     a descriptor of it (flistxattr()), or -1 to use @path
+ * @path:   with @fd < 0, its path
+ * @follow: with @path, follow a final symbolic link (listxattr(), as a /proc/self/fd/N path
+ *          of an O_PATH descriptor needs) or not (llistxattr())
+ * @max:    the longest list accepted
+ * @out:    receives the malloc'ed list, NUL-terminated after its last name, or NULL when
+ *          there is none (also where the filesystem has no xattrs at all)
+ * @len:    receives its length in bytes
+ *
+ * Most objects have no attribute or a few: one call into a small buffer answers those, and
+ * only a longer list costs a size query first.
+ * Return: 0, -E2BIG past @max, -EAGAIN if the list kept growing between the calls, -ENOMEM,
+ *         or the call's -errno (-EBADF for an O_PATH @fd).
+ */
+int dfsr_xattr_names(int fd, const char *path, bool follow, size_t max, char **out, size_t *len);
+
 /* Big-endian integers in byte buffers: the one encoding of dfsr's disk and wire formats
  * (no struct is ever cast onto a buffer; STYLE rule 17). */
 static inline void dfsr_put_be32(uint8_t *p, uint32_t v)

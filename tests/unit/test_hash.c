@@ -310,6 +310,40 @@ static void xattr_order_is_by_name(void **state)
 	assert_memory_not_equal(a.hash, b.hash, HASH_LEN);
 }
 
+/* A list of attribute names longer than the first listing buffer takes the size query;
+ * a plain descriptor and an O_PATH one (by its /proc path) read the same attributes. */
+static void long_xattr_lists(void **state)
+{
+	struct tree *t = *state;
+	struct hash_result a, b, byfd;
+	char pa[128], pb[128], name[64];
+	const int n = 60; /* ~1.6 KiB of names */
+	int fd;
+
+	write_file(t->fd, "a", "x", 1);
+	write_file(t->fd, "b", "x", 1);
+	snprintf(pa, sizeof(pa), "%s/a", t->dir);
+	snprintf(pb, sizeof(pb), "%s/b", t->dir);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "user.a-rather-long-attribute-%02d", i);
+		assert_int_equal(setxattr(pa, name, "v", 1, 0), 0);
+		snprintf(name, sizeof(name), "user.a-rather-long-attribute-%02d", n - 1 - i);
+		assert_int_equal(setxattr(pb, name, "v", 1, 0), 0);
+	}
+	assert_true(listxattr(pa, NULL, 0) > 1024);
+	hash_name(t->fd, "a", &a);
+	hash_name(t->fd, "b", &b);
+	assert_memory_equal(a.hash, b.hash, HASH_LEN);
+	fd = openat(t->fd, "a", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(hash_fd(fd, NULL, &byfd), 0);
+	close(fd);
+	assert_memory_equal(a.hash, byfd.hash, HASH_LEN);
+	assert_int_equal(removexattr(pb, "user.a-rather-long-attribute-07"), 0);
+	hash_name(t->fd, "b", &b);
+	assert_memory_not_equal(a.hash, b.hash, HASH_LEN);
+}
+
 static void large_file_and_content_reuse(void **state)
 {
 	struct tree *t = *state;
@@ -436,6 +470,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(same_after_cp_a, setup, teardown),
+		cmocka_unit_test_setup_teardown(long_xattr_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(changes_that_matter, setup, teardown),
 		cmocka_unit_test_setup_teardown(changes_that_do_not_matter, setup, teardown),
 		cmocka_unit_test(excluded_names),

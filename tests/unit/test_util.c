@@ -1,5 +1,6 @@
 /*
- * test_util.c - core/util.c: error text, UIDs, sizes, time, the byte buffer, JSON strings.
+ * test_util.c - core/util.c: error text, UIDs, sizes, time, the byte buffer, JSON strings,
+ * files and extended attributes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* cmocka.h needs setjmp.h, stdarg.h, stddef.h and stdint.h before it */
@@ -295,6 +297,58 @@ static void copy_data_both_ways(void **state)
 	close(in);
 }
 
+/* No attribute, a few (one call), a list longer than the first buffer (size query), the
+ * limit, a descriptor, a path with and without following a link, an O_PATH descriptor. */
+static void xattr_names_every_way(void **state)
+{
+	char dir[] = "/var/tmp/dfsr-xattr-XXXXXX", path[64], link[64], name[64];
+	char *list;
+	size_t len, count = 0;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(link, sizeof(link), "%s/l", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(symlink("f", link), 0);
+	assert_int_equal(dfsr_xattr_names(fd, NULL, false, 1 << 20, &list, &len), 0);
+	assert_null(list);
+	assert_int_equal(len, 0);
+	assert_int_equal(fsetxattr(fd, "user.one", "1", 1, 0), 0);
+	assert_int_equal(dfsr_xattr_names(fd, NULL, false, 1 << 20, &list, &len), 0);
+	assert_int_equal(len, sizeof("user.one"));
+	assert_string_equal(list, "user.one");
+	free(list);
+	for (int i = 0; i < 60; i++) { /* ~2 KiB of names */
+		snprintf(name, sizeof(name), "user.a-rather-long-attribute-name-%02d", i);
+		assert_int_equal(fsetxattr(fd, name, "", 0, 0), 0);
+	}
+	assert_int_equal(dfsr_xattr_names(-1, link, true, 1 << 20, &list, &len), 0);
+	assert_true(len > 1024);
+	for (size_t off = 0; off < len; off += strlen(list + off) + 1)
+		count++;
+	assert_int_equal(count, 61);
+	assert_int_equal(list[len], '\0');
+	free(list);
+	assert_int_equal(dfsr_xattr_names(fd, NULL, false, 1000, &list, &len), -E2BIG);
+	assert_null(list);
+	assert_int_equal(dfsr_xattr_names(fd, NULL, false, 10, &list, &len), -E2BIG);
+	/* the link itself has none of its target's */
+	assert_int_equal(dfsr_xattr_names(-1, link, false, 1 << 20, &list, &len), 0);
+	assert_int_equal(len, 0);
+	free(list);
+	close(fd);
+	fd = open(path, O_PATH | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(dfsr_xattr_names(fd, NULL, false, 1 << 20, &list, &len), -EBADF);
+	close(fd);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void write_all_writes_everything(void **state)
 {
 	char path[] = "/tmp/dfsr-test-util-XXXXXX";
@@ -327,6 +381,7 @@ int main(void)
 		cmocka_unit_test(uid_set_grows_and_finds),
 		cmocka_unit_test(remove_tree_removes_everything_below),
 		cmocka_unit_test(copy_data_both_ways),
+		cmocka_unit_test(xattr_names_every_way),
 	};
 
 	if (sodium_init() < 0)
