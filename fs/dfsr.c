@@ -568,12 +568,13 @@ static int status_json_peers(const struct config *cfg, const struct status_snap 
 				", \"connected\": %s, \"backlog_out\": %" PRIu64
 				", \"backlog_in\": %" PRIu64 ", \"bytes_sent\": %" PRIu64
 				", \"bytes_received\": %" PRIu64 ", \"transfers\": %" PRIu64
+				", \"busy_serves\": %" PRIu64
 				", \"initial_sync\": {\"files_done\": %" PRIu64
 				", \"files_total\": %" PRIu64 ", \"bytes_done\": %" PRIu64
 				", \"bytes_total\": %" PRIu64 "}}",
 				p->connected ? "true" : "false", p->backlog_out, p->backlog_in,
-				p->bytes_sent, p->bytes_received, p->transfers, p->files_done,
-				p->files_total, p->bytes_done, p->bytes_total);
+				p->bytes_sent, p->bytes_received, p->transfers, p->busy_serves,
+				p->files_done, p->files_total, p->bytes_done, p->bytes_total);
 	}
 	return rc ? rc : dfsr_buf_addf(o, "]");
 }

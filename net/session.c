@@ -52,7 +52,8 @@
  * staged (outbound_serve -EAGAIN: status 2, the downstream asks again later); the folder
  * remembers such versions (sfolder.busy) and logs event 4302 once per version when it
  * stayed so for busy_event_ns (the downstream's own 4302 is the replica's, on a BUSY
- * install).
+ * install: net/session.h says which member logs what), and each such answer counts in
+ * the partner's busy_serves, once its 4302 (if it logged one) is in the event log.
  *
  * Status, and `dfsr wait` (net_sessions_status): each recount notes the journal's next_seq
  * it counted up to (pstat.counted_seq); a partner is unsettled while the journal went past
@@ -97,11 +98,11 @@
  * connection's FIFO, so that chunk reads for files already served are not queued behind
  * dozens of small files' stage jobs (a partner may have NET_SESSION_SERVE_MAX open). */
 #define STAGES_MAX        4u
-#define READ_CHUNKS       4u /* chunks per read job */
-#define WAIT_PASSES       8u /* re-offer passes over waiting updates per offer job */
-#define TICK_MS           1000u
-#define STATE_TICKS       5u /* folder states are read again every 5 ticks */
-#define FILE_GONE         1u /* FileInfo.status */
+#define READ_CHUNKS       4u    /* chunks per read job */
+#define WAIT_PASSES       8u    /* re-offer passes over waiting updates per offer job */
+#define TICK_MS           1000u /* or the retry interval when that is shorter (tests) */
+#define STATE_MS          5000u /* folder states are read again every 5 s */
+#define FILE_GONE         1u    /* FileInfo.status */
 #define FILE_FAILED       2u
 #define MONO_MS(ms)       ((int64_t)(ms)*1000000)
 /* Recounts of backlog_out of one (folder, peer) start at least RECOUNT_GAP_MS apart and at
@@ -272,6 +273,7 @@ struct sconn {
 struct pstat {
 	bool connected;
 	uint64_t backlog_out, backlog_in, bytes_sent, bytes_received, transfers;
+	uint64_t busy_serves; /* Gets answered busy, each once its 4302 (if any) is logged */
 	uint64_t files_done, files_total, bytes_done, bytes_total;
 	bool kv_known;
 	struct version_vector kv;       /* partner's last knowledge (Hello, then Acks) */
@@ -333,9 +335,11 @@ struct net_sessions {
 	pthread_mutex_t lock;     /* protects the pstat figures, link upstream fields, finished */
 	pthread_cond_t cond;      /* walks wait on it; stop waits for finished */
 	bool finished;
-	unsigned ticks;              /* loop */
+	int64_t state_ns;            /* loop: the next states_refresh() */
 	uint64_t window;             /* NET_SESSION_WINDOW, or the tests' */
 	int64_t busy_event_ns;       /* NET_SESSION_BUSY_LOG_MS, or the tests' */
+	int64_t retry_ns;            /* NET_SESSION_RETRY_MS, or the tests' */
+	uint64_t tick_ms;            /* TICK_MS, or the tests' retry interval if shorter */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
 };
@@ -491,9 +495,19 @@ static void rx_count(struct link *l, int64_t items, int64_t dones)
 struct event_job {
 	struct job base;
 	enum dfsr_event ev;
-	size_t f; /* SIZE_MAX: every folder */
+	size_t f;         /* SIZE_MAX: every folder */
+	size_t busy_peer; /* SIZE_MAX, or a 4302 of a Get of this peer's: count it once logged */
 	char details[EVENT_MSG_MAX];
 };
+
+/* A Get of partner @peer for folder @f was answered busy (its 4302, if it logged one, is
+ * in the event log by now): count it in pstat.busy_serves. Thread: loop. */
+static void busy_serve_count(struct net_sessions *s, size_t f, size_t peer)
+{
+	pthread_mutex_lock(&s->lock);
+	pstat_of(s, f, peer)->busy_serves++;
+	pthread_mutex_unlock(&s->lock);
+}
 
 static void event_run(struct job *jb)
 {
@@ -511,7 +525,24 @@ static void event_done(struct job *jb, bool cancelled)
 
 	if (cancelled)
 		event_log(e->ev, "%s", e->details);
+	if (e->busy_peer != SIZE_MAX)
+		busy_serve_count(jb->s, e->f, e->busy_peer);
 	free(e);
+}
+
+/* Log event job @e (takes it) on the pool; while the handles close, at once to syslog. */
+static void event_submit(struct net_sessions *s, struct event_job *e)
+{
+	if (s->handles_closing) {
+		event_log(e->ev, "%s", e->details);
+		if (e->busy_peer != SIZE_MAX)
+			busy_serve_count(s, e->f, e->busy_peer);
+		free(e);
+		return;
+	}
+	e->base.run = event_run;
+	e->base.done = event_done;
+	job_queue(s, NULL, &e->base);
 }
 
 /* Log @ev into folder @f's event log (SIZE_MAX: every folder's), on the pool. */
@@ -530,14 +561,8 @@ static void sess_event(struct net_sessions *s, size_t f, enum dfsr_event ev, con
 	va_end(ap);
 	e->ev = ev;
 	e->f = f;
-	if (s->handles_closing) {
-		event_log(ev, "%s", e->details);
-		free(e);
-		return;
-	}
-	e->base.run = event_run;
-	e->base.done = event_done;
-	job_queue(s, NULL, &e->base);
+	e->busy_peer = SIZE_MAX;
+	event_submit(s, e);
 }
 
 /* A partner broke the protocol: event 3101 and close the connection. Thread: loop. */
@@ -1309,7 +1334,7 @@ static void walk_done(struct job *jb, bool cancelled)
 		if (!cancelled && w->rc != -ECANCELED && conn_live(l->k)) {
 			sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=send error=%s",
 				   peer_name(l->k), dfsr_strerror(w->rc));
-			l->walk_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+			l->walk_retry_ns = dfsr_mono_ns() + s->retry_ns;
 		}
 		if (!l->again) { /* not offered: the next walk does */
 			l->again = w->again;
@@ -1657,12 +1682,12 @@ static void offer_one(struct offer_job *o, struct item *it)
 		break;
 	case REPLICA_WAIT:
 		it->st = IT_WAIT;
-		it->retry_ns = o->now + MONO_MS(NET_SESSION_RETRY_MS);
+		it->retry_ns = o->now + o->base.s->retry_ns;
 		break;
 	case REPLICA_BUSY:
 	default:
 		it->st = IT_BUSY;
-		it->retry_ns = o->now + MONO_MS(NET_SESSION_RETRY_MS);
+		it->retry_ns = o->now + o->base.s->retry_ns;
 		break;
 	}
 }
@@ -1727,7 +1752,7 @@ static void offer_done(struct job *jb, bool cancelled)
 		decided |= it->st == IT_DECIDED;
 		if (cancelled && it->st == IT_NEW) {
 			it->st = IT_BUSY;
-			it->retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+			it->retry_ns = dfsr_mono_ns() + l->k->s->retry_ns;
 		}
 		/* Updates waiting for a transfer stay in the window: the upstream then never
 		 * gets more than a window ahead of our downloads. */
@@ -1888,7 +1913,7 @@ static void merge_done(struct job *jb, bool cancelled)
 		if (!cancelled && conn_live(l->k))
 			sess_event(s, l->f, EV_REPLICATION_RETRY, "peer=%s step=merge error=%s",
 				   peer_name(l->k), dfsr_strerror(mj->rc));
-		l->merge_retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		l->merge_retry_ns = dfsr_mono_ns() + s->retry_ns;
 	} else {
 		done_free(mj->d);
 		rx_count(l, 0, -1);
@@ -2063,7 +2088,7 @@ static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool canc
 		item_decided(l, it);
 	} else {
 		it->st = st;
-		it->retry_ns = dfsr_mono_ns() + MONO_MS(NET_SESSION_RETRY_MS);
+		it->retry_ns = dfsr_mono_ns() + k->s->retry_ns;
 		if (it->in_window && st != IT_FETCH_RETRY) {
 			it->in_window = false;
 			l->taken++;
@@ -2540,18 +2565,24 @@ struct stage_job {
 };
 
 /*
- * Version @key of folder @f was staged or superseded (@busy false), or could not be
- * staged because the file is open for writing (@busy; @path its path, or NULL): event
- * 4302 once per version when it stayed so for busy_event_ns, across retries and
- * partners (the downstream asks again every NET_SESSION_RETRY_MS). Thread: loop.
+ * Stage job @sj of connection @k is back: its version was staged or superseded
+ * (sj->busy false), or could not be staged because the file is open for writing
+ * (sj->busy; sj->path its path, or empty): event 4302 once per version when it stayed so
+ * for busy_event_ns, across retries and partners (the downstream asks again every
+ * retry_ns), and the busy answer is counted in the partner's busy_serves (after its 4302
+ * is logged, when it logs one: a test that sees the count grow past the event knows that
+ * a later retry logged nothing). Thread: loop.
  */
-static void busy_note(struct net_sessions *s, size_t f, const struct stage_key *key, bool busy,
-		      const char *path)
+static void busy_note(struct sconn *k, const struct stage_job *sj)
 {
+	struct net_sessions *s = k->s;
+	const struct stage_key *key = &sj->v->key;
+	size_t f = sj->v->l->f;
 	struct sfolder *sf = &s->folders[f];
 	struct busy_version *b = NULL, *oldest = &sf->busy[0];
 	int64_t now = dfsr_mono_ns();
 	char hex[DFSR_UID_HEX_LEN];
+	struct event_job *ev = NULL;
 
 	for (size_t i = 0; i < BUSY_VERSIONS && !b; i++) {
 		struct busy_version *e = &sf->busy[i];
@@ -2562,7 +2593,7 @@ static void busy_note(struct net_sessions *s, size_t f, const struct stage_key *
 		else if (!e->used || (oldest->used && e->last_ns < oldest->last_ns))
 			oldest = e;
 	}
-	if (!busy) {
+	if (!sj->busy) {
 		if (b)
 			memset(b, 0, sizeof(*b));
 		return;
@@ -2573,16 +2604,24 @@ static void busy_note(struct net_sessions *s, size_t f, const struct stage_key *
 		b->used = true;
 		b->key = *key;
 		b->first_ns = now;
-	} else if (now - b->last_ns > 3 * MONO_MS(NET_SESSION_RETRY_MS)) {
+	} else if (now - b->last_ns > 3 * s->retry_ns) {
 		b->first_ns = now; /* nobody asked for a while: a new wait */
 	}
 	b->last_ns = now;
-	if (b->logged || now - b->first_ns < s->busy_event_ns)
+	if (!b->logged && now - b->first_ns >= s->busy_event_ns)
+		ev = calloc(1, sizeof(*ev));
+	if (!ev) { /* nothing to log (or no memory: the next busy answer tries again) */
+		busy_serve_count(s, f, k->peer);
 		return;
+	}
 	b->logged = true;
 	dfsr_uid_hex(&key->uid, hex);
-	sess_event(s, f, EV_SHARING_VIOLATION, "uid=%s path=\"%s\" op=stage seconds=%" PRId64, hex,
-		   path ? path : "?", (now - b->first_ns) / 1000000000);
+	snprintf(ev->details, sizeof(ev->details), "uid=%s path=\"%s\" op=stage seconds=%" PRId64,
+		 hex, sj->path.len ? sj->path.p : "?", (now - b->first_ns) / 1000000000);
+	ev->ev = EV_SHARING_VIOLATION;
+	ev->f = f;
+	ev->busy_peer = k->peer; /* counted once logged */
+	event_submit(s, ev);
 }
 
 /* @p with every control character, quote and backslash made '?' (event details). */
@@ -2676,7 +2715,7 @@ static void stage_done(struct job *jb, bool cancelled)
 	if (cancelled)
 		sj->status = FILE_FAILED;
 	else if (sj->busy || sj->status != FILE_FAILED)
-		busy_note(jb->s, v->l->f, &v->key, sj->busy, sj->path.len ? sj->path.p : NULL);
+		busy_note(k, sj);
 	if (!v->cancelled && conn_live(k)) {
 		fi.id = v->id;
 		fi.status = sj->status;
@@ -3492,8 +3531,10 @@ static void on_tick(uv_timer_t *t)
 	struct net_sessions *s = dfsr_container_of(t, struct net_sessions, tick);
 	int64_t now = dfsr_mono_ns();
 
-	if (++s->ticks % STATE_TICKS == 0 && !s->stopping)
+	if (now >= s->state_ns && !s->stopping) {
+		s->state_ns = now + MONO_MS(STATE_MS);
 		states_refresh(s);
+	}
 	for (struct sconn *k = s->conns; k; k = k->next) {
 		if (!conn_live(k))
 			continue;
@@ -3580,7 +3621,8 @@ static void start_on_loop(struct net_loop *loop, void *arg)
 	s->recount_timer.data = s;
 	s->handles_open = 3;
 	c->handles = true;
-	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+	s->state_ns = dfsr_mono_ns() + MONO_MS(STATE_MS);
+	uv_timer_start(&s->tick, on_tick, s->tick_ms, s->tick_ms);
 	c->rc = net_peers_start(&po, &s->peers);
 	if (c->rc < 0) {
 		s->peers = NULL;
@@ -3651,6 +3693,8 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->nfolders = o->nfolders;
 	s->window = o->window ? o->window : NET_SESSION_WINDOW;
 	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
+	s->retry_ns = MONO_MS(o->retry_ms ? o->retry_ms : NET_SESSION_RETRY_MS);
+	s->tick_ms = o->retry_ms && o->retry_ms < TICK_MS ? o->retry_ms : TICK_MS;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
 	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
 		goto out_nomem;
@@ -3732,6 +3776,7 @@ void net_sessions_status(struct net_sessions *s, size_t folder, struct net_sessi
 			.bytes_sent = ps->bytes_sent,
 			.bytes_received = ps->bytes_received,
 			.transfers = ps->transfers,
+			.busy_serves = ps->busy_serves,
 			.unsettled = ps->counted_seq < js.next_seq || ps->rx_dones > 0,
 		};
 		if (sync) {

@@ -63,6 +63,25 @@
 #define NET_SESSION_RETRY_MS     5000  /* busy updates, failed transfers: try again after */
 #define NET_SESSION_BUSY_LOG_MS  60000 /* a version open for writing so long: event 4302 */
 
+/*
+ * Event 4302 (EV_SHARING_VIOLATION, "file still open for writing") has two sources, one
+ * per member involved, and each situation is logged by one of them only:
+ *   - here, on the upstream (details op=stage): a partner asked for a version of ours
+ *     (Get) whose file is open for writing here, so it cannot be staged; the partner
+ *     retries every NET_SESSION_RETRY_MS; logged once per version once it stayed so for
+ *     NET_SESSION_BUSY_LOG_MS, whatever the retries and partners (the Gets so answered
+ *     are counted in busy_serves). The downstream logs nothing for it: it only sees
+ *     FileInfo status 2.
+ *   - in core/replica.c, on the downstream (op=install): an update from a partner would
+ *     replace a local file open for writing here (docs/conflicts.md §8); it waits, and
+ *     the replica logs it at the first wait, then at most once a minute per object. The
+ *     upstream serves that version normally and logs nothing.
+ * Both are needed: they name different members' writers (the administrator acts on the
+ * member whose log shows it). The same file open on one member can show both, for two
+ * different versions: its own (a partner cannot get it) and a partner's (it cannot be
+ * installed here).
+ */
+
 struct net_sessions;
 
 struct net_session_folder {
@@ -82,6 +101,9 @@ struct net_sessions_opts {
 	size_t nfolders;
 	unsigned window;        /* tests: the flow-control window; 0 = NET_SESSION_WINDOW */
 	unsigned busy_event_ms; /* tests: 0 = NET_SESSION_BUSY_LOG_MS */
+	/* tests: 0 = NET_SESSION_RETRY_MS; the retries are checked on a tick of once a second,
+	 * or every retry_ms when that is shorter */
+	unsigned retry_ms;
 };
 
 /**
@@ -114,6 +136,10 @@ struct net_session_peer_status {
 	uint64_t bytes_sent;     /* this folder's messages to the partner, since start */
 	uint64_t bytes_received; /* this folder's messages from the partner, since start */
 	uint64_t transfers;      /* file transfers in flight, both directions */
+	/* the partner's Gets of this folder answered "failed" because the file is open for
+	 * writing here (the partner retries; event 4302 above), since start. Counted once
+	 * the answer is decided, with its 4302 (if that answer logged one) in the event log. */
+	uint64_t busy_serves;
 	/* initial sync of our folder from this partner (zero when not syncing) */
 	uint64_t files_done, files_total, bytes_done, bytes_total;
 	/* Not settled yet, whatever the figures say: a local change that backlog_out does not

@@ -63,6 +63,19 @@ contents are never logged.
 source database id) and `dfsr clone import` (on the new member: source, both database ids,
 validation level and the counts checked, matched, mismatched, missing, extra).
 
+4302 (a file open for writing) is logged by the member where the file is open, in one of
+two situations, told apart by `op=` in the details; the partner logs nothing for either:
+- `op=stage`, on the upstream: a partner asked for a version of this member's file, but
+  the file is being written (what is on disk is no longer that version), so it cannot be
+  staged. The partner asks again every 5 s; 4302 is logged once per version, after it
+  stayed so for a minute, whatever the retries and partners. `dfsr status --json` counts
+  such answers per partner (`busy_serves`).
+- `op=install`, on the downstream: an update from a partner would replace a local file
+  open for writing, so it waits until the file is closed (docs/conflicts.md §8); 4302 is
+  logged at the first wait, then at most once a minute per file.
+The same open file can show both on one member, for two versions: its own, which a
+partner cannot get yet, and a partner's, which cannot be installed yet.
+
 To follow them live: `journalctl -t dfsr -f`; one folder: `journalctl -t dfsr -g ' share: '`.
 
 HDR

@@ -3,7 +3,8 @@
 # §8): bravo holds f.txt open for writing while alpha changes it; bravo logs 4302 (sharing
 # violation) for it, keeps its own content while the file is open, and `dfsr wait` on
 # bravo says the update is pending. Once closed, the update lands and the members are in
-# sync. Then the same with data written while open: bravo's change, made later, wins by
+# sync; alpha, the upstream, logs no 4302 and answered no Get busy. Then the same with
+# data written while open: bravo's change, made later, wins by
 # §3 everywhere and alpha keeps its own as a conflict.
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
@@ -54,6 +55,8 @@ check "dfsr wait: in sync once the file is closed" members_wait 60
 check_eq "bravo has alpha's version" "version 2" "$(cat "$MB/f.txt" 2>&1)"
 check_eq "in bravo's local path too" "version 2" "$(cat "$PB/f.txt" 2>&1)"
 check_eq "4302 was not logged again after the close" "$n4302" "$(count_event "${G_CONF[B]}" 4302)"
+check_eq "alpha logged no 4302: the open file was bravo's" 0 "$(count_event "${G_CONF[A]}" 4302)"
+check_eq "alpha served every Get of bravo's (busy_serves)" 0 "$(peer_field $A bravo busy_serves)"
 check "no conflict: nothing was written while open" conflict_none $A f.txt
 check_trees_equal "trees equal after the busy file" $A $B
 
