@@ -22,6 +22,9 @@
 /* Casts through void * so that -Wcast-align stays quiet (STYLE rule 15). */
 #define dfsr_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+/* The same from a pointer to const, giving a pointer to const (-Wcast-qual). */
+#define dfsr_container_of_const(ptr, type, member) \
+	((const type *)(const void *)((const char *)(ptr)-offsetof(type, member)))
 
 /* Domain error codes (STYLE rule 6). Never passed to fuse_reply_err(). */
 #define DFSR_ECONFLICT   (-5001) /* concurrent edits; loser kept as a conflict copy */

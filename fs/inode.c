@@ -8,10 +8,12 @@
  * (a stale id from a confused kernel is answered with ESTALE instead of a wild pointer) and
  * never reused, so the generation number is always 0.
  *
- * Two chained hash tables index the same nodes, by key and by id. They double when the
- * node count reaches the bucket count; if that allocation fails the chains simply grow
- * longer, which is slower but still correct. All of it sits under fs->lock, a leaf mutex
- * held only for pointer work: descriptors are opened and closed outside it.
+ * Two intrusive hash tables (core/htab.h) index the same nodes, by key and by id; a lookup
+ * walks one chain inline. Each doubles when its node count reaches its bucket count (the
+ * key index holds every node but the few stale ones taken out of it); if that allocation
+ * fails the chains simply grow longer, which is slower but still correct. All of it sits
+ * under fs->lock, a leaf mutex held only for pointer work: descriptors are opened and
+ * closed outside it.
  *
  * Descriptors. A node used to hold an O_PATH descriptor for its whole life, but the kernel
  * forgets nodes only under memory pressure, so creating or walking more files than
@@ -50,113 +52,75 @@
 #define ITABLE_INITIAL_BUCKETS 1024 /* power of two; a few KiB, grows with use */
 #define INODE_FD_BORROWED      (-2) /* fs__inode_fd()'s *tmp: a non-fixed fd was borrowed */
 
-static size_t key_hash(dev_t dev, ino_t ino)
+static size_t key_hash_of(dev_t dev, ino_t ino)
 {
-	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull;
+	return htab_hash_u64x2((uint64_t)dev, (uint64_t)ino);
+}
 
-	h ^= (uint64_t)dev * 0xC2B2AE3D27D4EB4Full;
-	h ^= h >> 29;
-	return (size_t)h;
+static size_t key_hash(const struct htab_node *p)
+{
+	const struct fs_inode *n = dfsr_container_of_const(p, struct fs_inode, key_node);
+
+	return key_hash_of(n->dev, n->ino);
 }
 
 /* Ids are sequential, so the low bits spread evenly on their own. */
-static size_t id_hash(uint64_t id)
+static size_t id_hash_of(uint64_t id)
 {
 	return (size_t)id;
 }
 
-/* Caller holds fs->lock. */
+static size_t id_hash(const struct htab_node *p)
+{
+	return id_hash_of(dfsr_container_of_const(p, struct fs_inode, id_node)->id);
+}
+
+/* Caller holds fs->lock. Each table doubles when full (core/htab.h). */
 static void table_add(struct fs *fs, struct fs_inode *n)
 {
-	size_t mask = fs->nbuckets - 1;
-	size_t k = key_hash(n->dev, n->ino) & mask;
-	size_t i = id_hash(n->id) & mask;
-
-	if (n->keyed) {
-		n->key_next = fs->by_key[k];
-		fs->by_key[k] = n;
-	}
-	n->id_next = fs->by_id[i];
-	fs->by_id[i] = n;
-	fs->count++;
+	if (n->keyed)
+		htab_add(&fs->by_key, &n->key_node);
+	htab_add(&fs->by_id, &n->id_node);
 }
 
 /* Caller holds fs->lock. Take @n out of the key index only (a stale handle-only node). */
 static void table_unkey(struct fs *fs, struct fs_inode *n)
 {
-	struct fs_inode **pp = &fs->by_key[key_hash(n->dev, n->ino) & (fs->nbuckets - 1)];
-
 	if (!n->keyed)
 		return;
-	while (*pp && *pp != n)
-		pp = &(*pp)->key_next;
-	if (*pp)
-		*pp = n->key_next;
+	htab_del(&fs->by_key, &n->key_node);
 	n->keyed = false;
 }
 
 /* Caller holds fs->lock. */
 static void table_del(struct fs *fs, struct fs_inode *n)
 {
-	size_t mask = fs->nbuckets - 1;
-	struct fs_inode **pp;
-
 	table_unkey(fs, n);
-	pp = &fs->by_id[id_hash(n->id) & mask];
-	while (*pp && *pp != n)
-		pp = &(*pp)->id_next;
-	if (*pp)
-		*pp = n->id_next;
-	fs->count--;
-}
-
-/* Caller holds fs->lock. Doubles both tables; on ENOMEM keeps the old ones. */
-static void table_grow(struct fs *fs)
-{
-	size_t n = fs->nbuckets * 2;
-	struct fs_inode **by_key = calloc(n, sizeof(*by_key));
-	struct fs_inode **by_id = calloc(n, sizeof(*by_id));
-	struct fs_inode *all = NULL;
-
-	if (!by_key || !by_id) {
-		free(by_key);
-		free(by_id);
-		return;
-	}
-	/* Collect every node through the id chains (reusing id_next as a list link). */
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		struct fs_inode *c = fs->by_id[b];
-
-		while (c) {
-			struct fs_inode *next = c->id_next;
-
-			c->id_next = all;
-			all = c;
-			c = next;
-		}
-	}
-	free(fs->by_key);
-	free(fs->by_id);
-	fs->by_key = by_key;
-	fs->by_id = by_id;
-	fs->nbuckets = n;
-	fs->count = 0;
-	while (all) {
-		struct fs_inode *next = all->id_next;
-
-		table_add(fs, all);
-		all = next;
-	}
+	htab_del(&fs->by_id, &n->id_node);
 }
 
 /* Caller holds fs->lock. */
 static struct fs_inode *find_key(struct fs *fs, dev_t dev, ino_t ino)
 {
-	struct fs_inode *n = fs->by_key[key_hash(dev, ino) & (fs->nbuckets - 1)];
+	for (struct htab_node *p = htab_first(&fs->by_key, key_hash_of(dev, ino)); p; p = p->next) {
+		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
 
-	while (n && (n->ino != ino || n->dev != dev))
-		n = n->key_next;
-	return n;
+		if (n->ino == ino && n->dev == dev)
+			return n;
+	}
+	return NULL;
+}
+
+/* Caller holds fs->lock. */
+static struct fs_inode *find_id(struct fs *fs, uint64_t id)
+{
+	for (struct htab_node *p = htab_first(&fs->by_id, id_hash_of(id)); p; p = p->next) {
+		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, id_node);
+
+		if (n->id == id)
+			return n;
+	}
+	return NULL;
 }
 
 /*
@@ -237,13 +201,10 @@ int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid)
 	fs->fh_mount_fd = -1;
 	if (fstatat(fs->root.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	fs->nbuckets = ITABLE_INITIAL_BUCKETS;
-	fs->by_key = calloc(fs->nbuckets, sizeof(*fs->by_key));
-	fs->by_id = calloc(fs->nbuckets, sizeof(*fs->by_id));
-	if (!fs->by_key || !fs->by_id) {
-		free(fs->by_key);
-		free(fs->by_id);
-		fs->by_key = fs->by_id = NULL;
+	if (htab_init(&fs->by_key, ITABLE_INITIAL_BUCKETS, key_hash) < 0 ||
+	    htab_init(&fs->by_id, ITABLE_INITIAL_BUCKETS, id_hash) < 0) {
+		htab_release(&fs->by_key, NULL, NULL);
+		htab_release(&fs->by_id, NULL, NULL);
 		return -ENOMEM;
 	}
 	probe_handles(fs);
@@ -265,32 +226,27 @@ int fs__itable_init(struct fs *fs, const struct dfsr_uid *root_uid)
 	return 0;
 }
 
+/* htab_release() visitor: every node but the root (whose fd the caller closes). */
+static void free_node(void *arg, struct htab_node *p)
+{
+	struct fs_inode *n = dfsr_container_of(p, struct fs_inode, id_node);
+	struct fs *fs = arg;
+
+	if (n == &fs->root)
+		return;
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n->handle);
+	free(n);
+}
+
 void fs__itable_release(struct fs *fs)
 {
 	if (fs->fh_mount_fd >= 0)
 		close(fs->fh_mount_fd);
 	fs->fh_mount_fd = -1;
-	if (!fs->by_id)
-		return;
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		struct fs_inode *n = fs->by_id[b];
-
-		while (n) {
-			struct fs_inode *next = n->id_next;
-
-			if (n != &fs->root) {
-				if (n->fd >= 0)
-					close(n->fd);
-				free(n->handle);
-				free(n);
-			}
-			n = next;
-		}
-	}
-	free(fs->by_key);
-	free(fs->by_id);
-	fs->by_key = fs->by_id = NULL;
-	fs->count = 0;
+	htab_release(&fs->by_key, NULL, NULL);
+	htab_release(&fs->by_id, free_node, fs);
 }
 
 struct fs_inode *fs__inode_get(struct fs *fs, fuse_ino_t id)
@@ -300,9 +256,7 @@ struct fs_inode *fs__inode_get(struct fs *fs, fuse_ino_t id)
 	if (id == FUSE_ROOT_ID)
 		return &fs->root;
 	pthread_mutex_lock(&fs->lock);
-	n = fs->by_id[id_hash(id) & (fs->nbuckets - 1)];
-	while (n && n->id != id)
-		n = n->id_next;
+	n = find_id(fs, id);
 	pthread_mutex_unlock(&fs->lock);
 	return n;
 }
@@ -443,8 +397,6 @@ relock:
 	fresh->nlookup = 1;
 	fresh->uid = *uid;
 	atomic_init(&fresh->dirty, false);
-	if (fs->count >= fs->nbuckets)
-		table_grow(fs);
 	table_add(fs, fresh);
 	pthread_mutex_unlock(&fs->lock);
 	if (!fresh->fd_fixed)
@@ -537,15 +489,17 @@ uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino)
 
 uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino)
 {
-	struct fs_inode *n;
 	uint32_t w = 0;
 
 	pthread_mutex_lock(&fs->lock);
 	/* At most one keyed node per key (a stale one is unkeyed when its successor comes),
 	 * and a stale node has no open handles; walk the whole chain all the same. */
-	for (n = find_key(fs, dev, ino); n; n = n->key_next)
+	for (struct htab_node *p = htab_first(&fs->by_key, key_hash_of(dev, ino)); p; p = p->next) {
+		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
+
 		if (n->dev == dev && n->ino == ino)
 			w += n->nwriters;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return w;
 }

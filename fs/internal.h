@@ -43,6 +43,7 @@
 #include <fuse_lowlevel.h>
 
 #include "core/config.h"
+#include "core/htab.h"
 #include "core/journal.h"
 #include "core/util.h"
 #include "fs/fs.h"
@@ -79,8 +80,8 @@ struct fs_inode {
 			      * for names this node does not know (0: never) */
 	atomic_bool dirty;   /* data written since the last journal_note_change(DATA);
 			      * set: counted in fs->unsaved */
-	struct fs_inode *key_next; /* protected by fs->lock: chain in fs->by_key */
-	struct fs_inode *id_next;  /* protected by fs->lock: chain in fs->by_id */
+	struct htab_node key_node; /* protected by fs->lock: in fs->by_key if keyed */
+	struct htab_node id_node;  /* protected by fs->lock: in fs->by_id */
 };
 
 /* Open file and directory handles are linked into fs->handles, so that handles the kernel
@@ -103,20 +104,18 @@ struct fs {
 	atomic_bool stopping;               /* fs_stop() was called */
 	bool mounted;                       /* init thread only (fs_new/fs_free) */
 
-	pthread_mutex_t lock;     /* leaf lock: the inode table and fs_inode's mutable fields */
-	struct fs_inode root;     /* FUSE_ROOT_ID; fd is a private dup of opts.root_fd */
-	struct fs_inode **by_key; /* protected by lock: hash of (dev, ino) */
-	struct fs_inode **by_id;  /* protected by lock: hash of id */
-	size_t nbuckets;          /* protected by lock: a power of two, both tables */
-	size_t count;             /* protected by lock: nodes in the tables, root included */
-	uint64_t next_id;         /* protected by lock */
-	size_t nfds;              /* protected by lock: node descriptors held, root included */
-	size_t fd_budget;         /* immutable after init: nfds above which new non-directory
-				   * nodes are handle-only (half the RLIMIT_NOFILE soft limit) */
-	bool fh_ok;               /* immutable after init: handles work on the backing store */
-	int fh_mount_id;          /* immutable after init: the root's mount id (handles) */
-	int fh_mount_fd;          /* immutable after init: O_RDONLY root directory for
-				   * open_by_handle_at (which refuses O_PATH), or -1; owned */
+	pthread_mutex_t lock; /* leaf lock: the inode table and fs_inode's mutable fields */
+	struct fs_inode root; /* FUSE_ROOT_ID; fd is a private dup of opts.root_fd */
+	struct htab by_key;   /* protected by lock: keyed nodes, hash of (dev, ino) */
+	struct htab by_id;    /* protected by lock: every node, root included; hash of id */
+	uint64_t next_id;     /* protected by lock */
+	size_t nfds;          /* protected by lock: node descriptors held, root included */
+	size_t fd_budget;     /* immutable after init: nfds above which new non-directory
+			       * nodes are handle-only (half the RLIMIT_NOFILE soft limit) */
+	bool fh_ok;           /* immutable after init: handles work on the backing store */
+	int fh_mount_id;      /* immutable after init: the root's mount id (handles) */
+	int fh_mount_fd;      /* immutable after init: O_RDONLY root directory for
+			       * open_by_handle_at (which refuses O_PATH), or -1; owned */
 	struct fs_handle_link handles; /* protected by lock: list head of open handles */
 
 	/* Creates not journaled yet (fs/ops.c "Deferred creates"): a file made by CREATE is
