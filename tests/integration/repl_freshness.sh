@@ -2,19 +2,20 @@
 # repl_freshness.sh - tombstones and content freshness (docs/conflicts.md §12), end to end,
 # with the members' wall clocks moved forward by libfaketime (tombstone_days = 1).
 #
-# alpha (primary), bravo and charlie sync; bravo stops. alpha deletes two files and a
-# directory (charlie keeps the tombstones) and changes a file. While bravo is stopped its
-# local path gets two changes: one to a file the group keeps, one to y.txt, which the group
-# deleted. alpha and charlie then run 14 h ahead (they sync: their last completed sync moves
-# on; the tombstones are kept) and 28 h ahead (the tombstones are past their 24 h and purged;
-# the members are not stale). bravo starts 28 h ahead: its last sync is older than the
-# lifetime, so it logs 4012 and syncs again as a stale member. What the group forgot does not
-# come back to alpha or charlie (y.txt, a version they never saw, would without §12): on
-# bravo it ends in DfsrPrivate/PreExisting with `preexisting` manifest entries (4104 counts
-# them), so nothing is lost. The group's change reaches bravo, bravo's change to the kept
-# file reaches the group, and every tree ends equal.
-# Three members, not two: alpha's last completed sync would be as old as bravo's without
-# charlie, and it would turn stale too.
+# alpha (primary), bravo and charlie sync; bravo stops. alpha deletes two files and a directory
+# (charlie keeps the tombstones) and changes a file. While bravo is stopped its local path gets
+# two changes: one to a file the group keeps, one to y.txt, which the group deleted. alpha and
+# charlie then run 14 h ahead (they sync: their last completed sync moves on; the tombstones
+# are kept; alpha deletes w.txt) and 28 h ahead (the first tombstones are past their 24 h and
+# purged, nothing journaled; w.txt's is kept; the members are not stale). bravo starts 28 h
+# ahead: its last sync is older than the lifetime, so it logs 4012 and syncs again as a stale
+# member. What the group forgot does not come back to alpha or charlie (y.txt, a version they
+# never saw, would without §12): on bravo it ends in DfsrPrivate/PreExisting with `preexisting`
+# manifest entries (4104 counts them), so nothing is lost. The group's change reaches bravo,
+# bravo's change to the kept file reaches the group, w.txt's delete (a tombstone the group
+# still has) reaches bravo as any delete does, and every tree ends equal.
+# Three members, not two: without charlie alpha's last completed sync would be as old as
+# bravo's, and it would turn stale too.
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -77,6 +78,7 @@ echo "deleted with its directory" >"${G_PATH[A]}/gone/z.txt"
 echo "in a directory that stays" >"${G_PATH[A]}/stays/s.txt"
 echo "version 1" >"${G_PATH[A]}/group-edit.txt"
 echo "version 1" >"${G_PATH[A]}/bravo-edit.txt"
+echo "deleted 14 h later" >"${G_PATH[A]}/w.txt"
 member_start $A
 member_start $B
 member_start $C
@@ -84,6 +86,7 @@ members_wait 60 || die "the three members never got in sync"
 check_trees_equal "trees equal at the start"
 cp "$PB/x.txt" "$WS/x.orig"
 cp "$PB/gone/z.txt" "$WS/z.orig"
+cp "$PB/w.txt" "$WS/w.orig"
 
 # ---- bravo goes away; the group deletes and changes ----------------------------------------------
 member_stop $B
@@ -112,17 +115,25 @@ for i in $A $C; do
 	check_eq "${G_NAME[i]} (+14h) keeps the tombstones" 4 "$(tombstones "$i")"
 	check_eq "${G_NAME[i]} (+14h) is not stale (no 4012)" 0 "$(count_event "${G_CONF[i]}" 4012)"
 done
+# a delete 14 h ahead: its tombstone is only 14 h old when the others are purged
+rm "$MA/w.txt"
+members_wait 60 $A $C || die "alpha and charlie (+14h) not in sync after deleting w.txt"
+check "charlie applied the delete of w.txt" test ! -e "$MC/w.txt"
+check_eq "alpha (+14h) now holds 5 tombstones" 5 "$(tombstones $A)"
+seq_a=$(journal_next "${G_CONF[A]}")
 member_stop $A
 member_stop $C
 
-# ---- 28 h later: the tombstones are past 24 h and purged; alpha and charlie synced 14 h ago ---
+# ---- 28 h later: the first tombstones are past 24 h and purged, w.txt's (14 h) is kept; -------
+# ---- alpha and charlie synced 14 h ago, so they are not stale ----------------------------------
 start_at +28h $A $C
 members_wait 60 $A $C || die "alpha and charlie (+28h) not in sync"
 for i in $A $C; do
 	check "${G_NAME[i]} (+28h) is normal" all_normal "${G_CONF[i]}"
-	check_eq "${G_NAME[i]} (+28h) purged the tombstones" 0 "$(tombstones "$i")"
+	check_eq "${G_NAME[i]} (+28h) purged the 4 old tombstones, kept w.txt's" 1 "$(tombstones "$i")"
 	check_eq "${G_NAME[i]} (+28h) is not stale (no 4012)" 0 "$(count_event "${G_CONF[i]}" 4012)"
 done
+check_eq "nothing was journaled for the purge" "$seq_a" "$(journal_next "${G_CONF[A]}")"
 
 # ---- bravo comes back 28 h later: stale ----------------------------------------------------------
 start_at +28h $B
@@ -141,9 +152,10 @@ for i in $A $B $C; do
 	check "x.txt did not come back on ${G_NAME[i]}" test ! -e "${G_MNT[i]}/x.txt"
 	check "y.txt did not come back on ${G_NAME[i]}" test ! -e "${G_MNT[i]}/y.txt"
 	check "gone/ did not come back on ${G_NAME[i]}" test ! -e "${G_MNT[i]}/gone"
+	check "w.txt did not come back on ${G_NAME[i]}" test ! -e "${G_MNT[i]}/w.txt"
 done
 for i in $A $C; do
-	check_eq "${G_NAME[i]} holds no tombstone again" 0 "$(tombstones "$i")"
+	check_eq "${G_NAME[i]} holds w.txt's tombstone, no other" 1 "$(tombstones "$i")"
 	check_eq "${G_NAME[i]} made no preexisting entry" "" "$(conflicts_lines "$i" --preexisting)"
 done
 
@@ -161,6 +173,12 @@ check "with its content" cmp -s "$WS/z.orig" "$p"
 check "PreExistingManifest.xml names it" \
 	grep -q "${p##*/}" "$PB/DfsrPrivate/PreExistingManifest.xml"
 check_eq "nothing else went to PreExisting" 3 "$(conflicts_lines $B --preexisting | wc -l)"
+# w.txt's delete is one the group still has: bravo applies it as any delete from a partner
+check "bravo keeps w.txt as deleted (ConflictAndDeleted), not preexisting" \
+	conflict_has $B deleted w.txt
+p=$(preserved_path $B deleted w.txt)
+check "with its content" cmp -s "$WS/w.orig" "$p"
+check_eq "bravo holds its tombstone too" 1 "$(tombstones $B)"
 
 # what both still have stays, and changes travel by the usual rules
 for i in $A $B $C; do
