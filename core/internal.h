@@ -143,12 +143,13 @@ int journal__drop_locked(struct journal *j, const struct dfsr_uid *uid);
 
 /**
  * journal__merge_knowledge() - Raise the knowledge vector by @vv (persisted). With
- * @end_initial_sync, a folder in initial sync becomes normal in the same write.
+ * @end_initial_sync, a folder in initial sync becomes normal in the same write; a stale
+ * one (§12) only with @end_stale too.
  * @ended: receives whether the state changed to normal here
  * Return: 0, -E2BIG, -EIO, -ENOMEM (then nothing changed).
  */
 int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
-			     bool end_initial_sync, bool *ended);
+			     bool end_initial_sync, bool end_stale, bool *ended);
 
 /* ---- journal.c: reverting a read-only folder (docs/conflicts.md §11) ------------------- */
 

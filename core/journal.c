@@ -2185,7 +2185,7 @@ out_clear:
 }
 
 int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
-			     bool end_initial_sync, bool *ended)
+			     bool end_initial_sync, bool end_stale, bool *ended)
 {
 	struct version_vector saved, tmp;
 	struct txn t;
@@ -2203,7 +2203,8 @@ int journal__merge_knowledge(struct journal *j, const struct version_vector *vv,
 		bool end;
 
 		txn_begin(j, &t);
-		end = end_initial_sync && t.state == JOURNAL_STATE_INITIAL_SYNC;
+		end = end_initial_sync && t.state == JOURNAL_STATE_INITIAL_SYNC &&
+		      (!j->stale || end_stale);
 		if (end)
 			t.state = JOURNAL_STATE_NORMAL;
 		if (end_initial_sync)

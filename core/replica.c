@@ -2763,13 +2763,19 @@ out_unlink:
 
 int replica_merge(struct replica *r, const struct version_vector *upstream, bool upstream_normal)
 {
+	return replica_merge_from(r, upstream, upstream_normal, true);
+}
+
+int replica_merge_from(struct replica *r, const struct version_vector *upstream,
+		       bool upstream_normal, bool asked_all)
+{
 	bool ended = false;
 	int rc;
 
 	uint64_t counter;
 	ssize_t moved;
 
-	rc = journal__merge_knowledge(r->j, upstream, upstream_normal, &ended);
+	rc = journal__merge_knowledge(r->j, upstream, upstream_normal, asked_all, &ended);
 	if (rc == -E2BIG)
 		rc = -EIO;
 	if (rc == 0 && ended && journal_stale(r->j, &counter)) {

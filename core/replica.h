@@ -170,6 +170,15 @@ int replica_install_digest(struct replica *r, const struct replica_update *u, in
  * Return: 0, -EIO, -ENOMEM.
  */
 int replica_merge(struct replica *r, const struct version_vector *upstream, bool upstream_normal);
+/**
+ * replica_merge_from() - replica_merge() of a Done whose sender may not have offered
+ * everything it holds: @asked_all is false unless our Hello to it asked for everything
+ * again (journal_stale() when it was built). A stale initial sync (docs/conflicts.md §12)
+ * ends only with @asked_all: otherwise every object the sender did not offer would look
+ * like one the group forgot. replica_merge() is this with @asked_all true.
+ */
+int replica_merge_from(struct replica *r, const struct version_vector *upstream,
+		       bool upstream_normal, bool asked_all);
 
 /* The knowledge vector (copied into @out, which must be initialised). Return: 0, -ENOMEM. */
 int replica_knowledge(struct replica *r, struct version_vector *out);

@@ -221,6 +221,9 @@ struct link {
 	uint32_t partner_state;
 	bool partner_ro;
 	struct dfsr_uid partner_db; /* from its Hello */
+	/* §12: our Hello on this connection asked for everything again (the folder was stale):
+	 * only a Done of such a link ends the stale initial sync (replica_merge_from) */
+	bool hello_stale;
 	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
 	struct version_vector partner_kv;
 	bool cancel;
@@ -876,6 +879,7 @@ struct hello_job {
 	struct job base;
 	uint8_t *buf;
 	size_t len;
+	bool *stale; /* per folder: stale when its knowledge was read (link.hello_stale) */
 	int rc;
 };
 
@@ -892,12 +896,15 @@ static void hello_run(struct job *jb)
 	size_t done = 0;
 
 	h->rc = -ENOMEM;
-	if (!fh || !fp || !kv || !pk)
+	h->stale = calloc(s->nfolders ? s->nfolders : 1, sizeof(*h->stale));
+	if (!fh || !fp || !kv || !pk || !h->stale)
 		goto out;
 	for (; done < s->nfolders; done++) {
 		struct sfolder *sf = &s->folders[done];
 
 		version_vector_init(&kv[done]);
+		/* read before the knowledge: a folder that turns stale in between reconnects */
+		h->stale[done] = journal_stale(sf->j, NULL);
 		/* lowered below what a read-only member must install again (conflicts.md §11) */
 		if (replica_hello_knowledge(sf->r, &kv[done]) < 0 ||
 		    pb_kv_init(&pk[done], &kv[done]) < 0) {
@@ -942,6 +949,8 @@ static void hello_done(struct job *jb, bool cancelled)
 	struct sconn *k = jb->k;
 
 	if (!cancelled && h->rc == 0 && conn_live(k)) {
+		for (size_t f = 0; f < jb->s->nfolders; f++)
+			k->links[f].hello_stale = h->stale[f];
 		if (conn_send_raw(k, SIZE_MAX, h->buf, h->len) == 0) {
 			k->hello_sent = true;
 			conn_maybe_start(k);
@@ -950,6 +959,7 @@ static void hello_done(struct job *jb, bool cancelled)
 		proto_error(k, "could not build Hello");
 	}
 	free(h->buf);
+	free(h->stale);
 	free(h);
 }
 
@@ -1857,7 +1867,9 @@ static void merge_run(struct job *jb)
 	struct sfolder *sf = &jb->s->folders[mj->l->f];
 
 	mj->old_state = (int)journal_state(sf->j);
-	mj->rc = replica_merge(r, &mj->d->kv, mj->d->state == JOURNAL_STATE_NORMAL);
+	/* §12: only a Done that answers a Hello asking for everything ends a stale sync */
+	mj->rc = replica_merge_from(r, &mj->d->kv, mj->d->state == JOURNAL_STATE_NORMAL,
+				    mj->l->hello_stale);
 	if (mj->rc == 0)
 		mj->rc = replica_knowledge(r, &mj->kv);
 	mj->new_state = (int)journal_state(sf->j);
@@ -1926,6 +1938,9 @@ static void merge_done(struct job *jb, bool cancelled)
 	}
 	version_vector_release(&mj->kv);
 	free(mj);
+	if (now_normal) /* a stale sync is over: these Hellos are of no use any more (§12) */
+		for (struct sconn *k = s->conns; k; k = k->next)
+			k->links[l->f].hello_stale = false;
 	if (now_normal && !s->stopping)
 		folder_changed_state(s, l->f); /* initial sync ended: we send too now */
 	if (conn_live(l->k))
@@ -3253,6 +3268,19 @@ static void conn_maybe_start(struct sconn *k)
 			walk_start(&k->links[f]);
 }
 
+/* §12: the folder is stale (it turned so while connected: the hourly check). Its partners
+ * must send everything again, which only a Hello asks: every connection that shares the
+ * folder and began before starts over. Thread: loop. */
+static void folder_stale(struct net_sessions *s, size_t f)
+{
+	for (struct sconn *k = s->conns; k; k = k->next) {
+		if (!conn_live(k) || !k->links[f].common || k->links[f].hello_stale)
+			continue;
+		k->closing = true;
+		net_conn_close(k->c, 0); /* the dialer connects again; 4012 said why */
+	}
+}
+
 /* Every folder state change that enables sending (initial sync ended). Thread: loop. */
 static void folder_changed_state(struct net_sessions *s, size_t f)
 {
@@ -3461,6 +3489,7 @@ struct state_job {
 	struct job base;
 	size_t f;
 	int old_state;
+	bool stale; /* §12: the folder is in a stale initial sync */
 	uint64_t next_seq;
 };
 
@@ -3475,6 +3504,7 @@ static void state_run(struct job *jb)
 	if (sf->tombstone_days && now >= due &&
 	    atomic_compare_exchange_strong(&sf->care_ns, &due, now + MONO_MS(TOMBSTONE_CARE_MS)))
 		(void)journal_tombstone_care(sf->j, sf->tombstone_days); /* logs what it does */
+	sj->stale = journal_stale(sf->j, NULL);
 	sj->old_state = atomic_exchange(&sf->state, (int)journal_state(sf->j));
 	journal_get_status(sf->j, &js);
 	sj->next_seq = js.next_seq;
@@ -3488,10 +3518,13 @@ static void state_done(struct job *jb, bool cancelled)
 	bool now_normal = !cancelled && sj->old_state != JOURNAL_STATE_NORMAL &&
 			  atomic_load(&s->folders[f].state) == JOURNAL_STATE_NORMAL;
 	uint64_t next_seq = sj->next_seq;
+	bool stale = sj->stale;
 
 	free(sj);
 	if (cancelled || s->stopping)
 		return;
+	if (stale)
+		folder_stale(s, f);
 	if (now_normal) {
 		folder_changed_state(s, f);
 		return;

@@ -37,7 +37,7 @@ die() { say "error: $*"; exit 1; }
 
 packages=(build-essential cmake pkg-config libfuse3-dev fuse3 librocksdb-dev libsodium-dev
 	  libuv1-dev libzstd-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler libinih-dev
-	  libxml2-dev libcmocka-dev acl attr iproute2 rsync util-linux python3
+	  libxml2-dev libcmocka-dev acl attr faketime iproute2 rsync util-linux python3
 	  libclang-rt-14-dev clang clang-format)
 
 install_missing() {

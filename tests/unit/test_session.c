@@ -974,6 +974,41 @@ static void stale_member_does_not_resurrect(void **state)
 	assert_int_equal(events_of(b, EV_INITIAL_SYNC_DONE), 1);
 }
 
+/* §12, the hourly check: b turns stale while connected to a (a quiet group: no Done or Ack
+ * for longer than the lifetime). a's walks so far offered b only what was new to it, so a
+ * Done of theirs must not end b's stale initial sync (every file would look forgotten by
+ * the group and go to PreExisting): b connects again, asks for everything, and keeps it. */
+static void stale_while_connected(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	int64_t day = 86400 * 1000000000LL;
+	bool stale;
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "kept.txt", "kept", 4);
+	note_new(a, NULL, "kept.txt");
+	write_file(a, "kept2.txt", "kept2", 5);
+	note_new(a, NULL, "kept2.txt");
+	WAIT_FOR(file_is(b, "kept.txt", "kept", 4) && file_is(b, "kept2.txt", "kept2", 5));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(journal_freshness(b->j, day, dfsr_now_ns() + 2 * day, &stale), 0);
+	assert_true(stale);
+	/* a's next change: its walk and Done reach b at once, on the connection it had */
+	write_file(a, "new.txt", "new", 3);
+	note_new(a, NULL, "new.txt");
+	WAIT_FOR(file_is(b, "new.txt", "new", 3));
+	WAIT_FOR(journal_state(b->j) == JOURNAL_STATE_NORMAL && !journal_stale(b->j, NULL));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_true(file_is(b, "kept.txt", "kept", 4));
+	assert_true(file_is(b, "kept2.txt", "kept2", 5));
+	assert_int_equal(preserved_count(b, LAYOUT_PREEXISTING), 0);
+	/* and b replicates as before */
+	write_file(b, "back.txt", "back", 4);
+	note_new(b, NULL, "back.txt");
+	WAIT_FOR(file_is(a, "back.txt", "back", 4));
+}
+
 /* ---- a hostile partner: a bare transport ------------------------------------------------ */
 
 struct raw {
@@ -1226,6 +1261,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(stale_member_does_not_resurrect, setup, teardown),
+		cmocka_unit_test_setup_teardown(stale_while_connected, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_update_closes_the_connection, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(many_updates_flow_through_the_window, setup,
