@@ -99,6 +99,8 @@ struct journal {
 	_Atomic int64_t last_sync_ns; /* §12, see dfsr.proto Meta; any thread */
 	bool stale;                   /* §12: in initial sync because the content was too old */
 	uint64_t stale_counter;       /* counter when it became stale */
+	int64_t stale_last_sync_ns;   /* last_sync_ns when it became stale (0: unknown) */
+	int64_t last_sync_put_ns;     /* last_sync_ns as last put in a meta batch (lock) */
 	bool running;
 	struct journal_counts counts;
 	struct db_batch *batch; /* scratch for one transaction */
@@ -261,8 +263,10 @@ static int meta_put(struct journal *j, struct db_batch *b, const struct txn *t)
 	m.journal = t->counts.journal;
 	m.folder = bin(j->folder->name, strlen(j->folder->name));
 	m.last_sync_ns = atomic_load(&j->last_sync_ns);
+	j->last_sync_put_ns = m.last_sync_ns;
 	m.stale = j->stale;
 	m.stale_counter = j->stale_counter;
+	m.stale_last_sync_ns = j->stale_last_sync_ns;
 	len = dfsr__meta__get_packed_size(&m);
 	buf = malloc(len ? len : 1);
 	if (!buf) {
@@ -306,8 +310,10 @@ static int meta_load_msg(struct journal *j, const Dfsr__Meta *m)
 	j->counts.tombstones = m->tombstones;
 	j->counts.journal = m->journal;
 	atomic_store(&j->last_sync_ns, m->last_sync_ns);
+	j->last_sync_put_ns = m->last_sync_ns;
 	j->stale = m->stale;
 	j->stale_counter = m->stale_counter;
+	j->stale_last_sync_ns = m->stale_last_sync_ns;
 	return 0;
 }
 
@@ -1217,10 +1223,16 @@ int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bo
 		t.state = JOURNAL_STATE_INITIAL_SYNC;
 		j->stale = true;
 		j->stale_counter = j->counter;
+		j->stale_last_sync_ns = last;
 		rc = meta_commit_locked(j, &t, false);
 		if (rc < 0)
 			j->stale = false;
 		*stale = rc == 0;
+	} else if (last != j->last_sync_put_ns) {
+		/* contact noted since the last write (a quiet group writes nothing else): keep
+		 * it across a restart */
+		txn_begin(j, &t);
+		rc = meta_commit_locked(j, &t, false);
 	}
 	journal_unlock(j);
 	return rc < 0 ? -EIO : 0;
@@ -1249,6 +1261,29 @@ int journal_stale_done(struct journal *j)
 	rc = meta_commit_locked(j, &t, false);
 	if (rc < 0)
 		j->stale = true;
+	journal_unlock(j);
+	return rc < 0 ? -EIO : 0;
+}
+
+int journal_stale_lift(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bool *lifted)
+{
+	struct txn t;
+	int rc = 0;
+
+	*lifted = false;
+	if (j->read_only)
+		return -EIO;
+	pthread_mutex_lock(&j->lock);
+	if (j->stale && j->state == JOURNAL_STATE_INITIAL_SYNC && j->stale_last_sync_ns > 0 &&
+	    j->stale_last_sync_ns <= now_ns && now_ns - j->stale_last_sync_ns <= lifetime_ns) {
+		txn_begin(j, &t);
+		t.state = JOURNAL_STATE_NORMAL; /* what it was when it turned stale */
+		j->stale = false;
+		rc = meta_commit_locked(j, &t, false);
+		if (rc < 0)
+			j->stale = true;
+		*lifted = rc == 0;
+	}
 	journal_unlock(j);
 	return rc < 0 ? -EIO : 0;
 }
@@ -1319,10 +1354,20 @@ int journal_tombstone_care(struct journal *j, uint32_t days)
 	int64_t last = journal_last_sync(j);
 	uint64_t purged = 0;
 	char when[32];
-	bool stale;
+	bool stale, lifted;
 	int rc;
 
-	rc = journal_freshness(j, life, now, &stale);
+	rc = journal_stale_lift(j, life, now, &lifted);
+	if (rc == 0 && lifted) {
+		dfsr_time_iso(last, when, sizeof(when));
+		journal_event(j, EV_STALE_LIFTED,
+			      "last_sync=%s tombstone_days=%" PRIu32
+			      ": replicating as before; content the group deleted and forgot may "
+			      "come back",
+			      when, days);
+	}
+	if (rc == 0)
+		rc = journal_freshness(j, life, now, &stale);
 	if (rc == 0 && stale) {
 		dfsr_time_iso(last, when, sizeof(when));
 		journal_event(j, EV_CONTENT_TOO_OLD,
@@ -2460,6 +2505,7 @@ int journal__clone_adopt(struct journal *j)
 		/* the last sync time stays: the clone's content is as fresh as its source's */
 		j->stale = false;
 		j->stale_counter = 0;
+		j->stale_last_sync_ns = 0;
 		txn_begin(j, &t);
 		t.counter = 0;
 		t.state = JOURNAL_STATE_NORMAL;

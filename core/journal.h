@@ -130,7 +130,9 @@ int journal_set_state(struct journal *j, enum journal_state s);
  *               (journal_stale()), and asks its partners for everything again
  *               (journal__revert_knowledge() is our own versions only)
  *
- * A database that never synced starts counting now. Thread: init. Return: 0 or -EIO.
+ * A database that never synced starts counting now. A sync noted in memory since the last
+ * database write (journal_note_contact()) is written. Thread: any (takes the lock).
+ * Return: 0 or -EIO.
  */
 int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bool *stale);
 
@@ -140,8 +142,19 @@ bool journal_stale(struct journal *j, uint64_t *counter);
 /* The stale initial sync is over. Return: 0 or -EIO. */
 int journal_stale_done(struct journal *j);
 /**
- * journal_tombstone_care() - journal_freshness() with a lifetime of @days (event 4012 if
- * the folder turns stale), then journal_purge_tombstones() of what is older than that.
+ * journal_stale_lift() - The administrator's way out of a stale initial sync (§12): if the
+ * folder is stale and its last completed sync *when it turned stale* is now within
+ * @lifetime_ns (the tombstone lifetime was raised), it is no longer stale and goes back to
+ * `normal` with what it holds, as DFSR does when MaxOfflineTimeInDays is raised. Syncs
+ * noted since it turned stale do not count: only a longer lifetime lifts it.
+ * @lifted: receives true if it did
+ * Thread: any (takes the lock). Return: 0 or -EIO.
+ */
+int journal_stale_lift(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bool *lifted);
+/**
+ * journal_tombstone_care() - journal_stale_lift() (event 1207 if it lifts), then
+ * journal_freshness() with a lifetime of @days (event 4012 if the folder turns stale), then
+ * journal_purge_tombstones() of what is older than that.
  * Run at start and every hour by a member that has partners.
  * Thread: any (not the loop: it takes the lock). Return: 0, -EIO, -ENOMEM.
  */
@@ -149,9 +162,11 @@ int journal_tombstone_care(struct journal *j, uint32_t days);
 
 /* Wall clock of the last completed sync (0: none yet). Thread: any, lock-free. */
 int64_t journal_last_sync(struct journal *j);
-/* A partner acknowledged our changes: that counts as a completed sync too (a member whose
- * partners are all read-only never merges a Done). Kept in memory, written with the next
- * meta commit. Thread: any, lock-free (the loop thread may call it). */
+/* A partner acknowledged our changes, or we are connected to a `normal` partner whose Done
+ * we merged on that connection (it sends us every change as it is made): that counts as a
+ * completed sync too (a member whose partners are all read-only never merges a Done, and a
+ * quiet group sends none). Kept in memory, written with the next meta commit or by the
+ * hourly journal_freshness(). Thread: any, lock-free (the loop thread may call it). */
 void journal_note_contact(struct journal *j);
 
 /**

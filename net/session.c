@@ -224,6 +224,9 @@ struct link {
 	/* §12: our Hello on this connection asked for everything again (the folder was stale):
 	 * only a Done of such a link ends the stale initial sync (replica_merge_from) */
 	bool hello_stale;
+	/* §12: a Done of a normal partner was merged on this connection: while it stays up the
+	 * partner sends every change as it is made, so each state tick notes contact */
+	bool synced;
 	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
 	struct version_vector partner_kv;
 	bool cancel;
@@ -1927,6 +1930,7 @@ static void merge_done(struct job *jb, bool cancelled)
 				   peer_name(l->k), dfsr_strerror(mj->rc));
 		l->merge_retry_ns = dfsr_mono_ns() + s->retry_ns;
 	} else {
+		l->synced |= mj->d->state == JOURNAL_STATE_NORMAL;
 		done_free(mj->d);
 		rx_count(l, 0, -1);
 		/* Our knowledge grew: every partner of this folder hears it (an Ack needs no
@@ -3274,7 +3278,10 @@ static void conn_maybe_start(struct sconn *k)
 static void folder_stale(struct net_sessions *s, size_t f)
 {
 	for (struct sconn *k = s->conns; k; k = k->next) {
-		if (!conn_live(k) || !k->links[f].common || k->links[f].hello_stale)
+		/* a Hello not sent yet reads the folder stale when it is built, or is sent
+		 * before this and caught on the next pass */
+		if (!conn_live(k) || !k->hello_sent || !k->links[f].common ||
+		    k->links[f].hello_stale)
 			continue;
 		k->closing = true;
 		net_conn_close(k->c, 0); /* the dialer connects again; 4012 said why */
@@ -3559,6 +3566,19 @@ static void states_refresh(struct net_sessions *s)
 	}
 }
 
+/* §12: a folder connected to a normal partner it has synced with on that connection is in
+ * contact with the group (a quiet group exchanges no Done or Ack, and would otherwise turn
+ * stale, every member at once). Thread: loop. */
+static void contact_note(struct net_sessions *s)
+{
+	for (size_t f = 0; f < s->nfolders; f++)
+		for (struct sconn *k = s->conns; k; k = k->next)
+			if (conn_live(k) && k->links && k->links[f].common && k->links[f].synced) {
+				journal_note_contact(s->folders[f].j);
+				break;
+			}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct net_sessions *s = dfsr_container_of(t, struct net_sessions, tick);
@@ -3566,6 +3586,7 @@ static void on_tick(uv_timer_t *t)
 
 	if (now >= s->state_ns && !s->stopping) {
 		s->state_ns = now + MONO_MS(STATE_MS);
+		contact_note(s);
 		states_refresh(s);
 	}
 	for (struct sconn *k = s->conns; k; k = k->next) {

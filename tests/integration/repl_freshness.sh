@@ -15,7 +15,9 @@
 # bravo's change to the kept file reaches the group, w.txt's delete (a tombstone the group
 # still has) reaches bravo as any delete does, and every tree ends equal.
 # Three members, not two: without charlie alpha's last completed sync would be as old as
-# bravo's, and it would turn stale too.
+# bravo's, and it would turn stale too. That case closes the test: the whole group away longer
+# than the lifetime turns every member stale, none is `normal` to sync from, and raising
+# tombstone_days (event 1207) is the administrator's way out.
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -202,6 +204,38 @@ check "dfsr wait: in sync after new changes" members_wait 60
 check "bravo's new file reaches alpha" test -f "$MA/after-b.txt"
 check "alpha's new file reaches bravo" test -f "$MB/after-a.txt"
 check_trees_equal "trees equal after new changes"
+
+# ---- the whole group away longer than the lifetime: every member is stale --------------------
+# ---- and none is `normal` to sync from; raising the lifetime is the way out ---------------------
+member_stop $B
+member_stop $C
+member_stop $A
+start_at +60h $A $B $C
+for i in $A $B $C; do
+	check "${G_NAME[i]} (+60h, 32 h after the last sync) logs 4012" event_seen "${G_CONF[i]}" 4012
+	check_eq "${G_NAME[i]} waits in initial-sync" initial-sync \
+		"$(folder_field "${G_CONF[i]}" share state)"
+done
+check_fails "dfsr wait: no member is normal, nothing can sync" \
+	"$DFSR_BIN" wait -c "${G_CONF[A]}" --timeout 2
+for i in $A $B $C; do
+	member_stop "$i"
+	G_FOLDER_EXTRA[i]="tombstone_days = 3"$'\n'
+	group_write_conf "$i"
+	grep -qx 'tombstone_days = 3' "${G_CONF[i]}" || die "tombstone_days not raised in ${G_CONF[i]}"
+done
+start_at +60h $A $B $C
+for i in $A $B $C; do
+	check "${G_NAME[i]} logs 1207 (staleness lifted by the longer lifetime)" \
+		event_seen "${G_CONF[i]}" 1207
+	check "${G_NAME[i]} is normal again" all_normal "${G_CONF[i]}"
+done
+echo "after the lift" >"$MC/after-lift.txt"
+members_wait 60 || die "not in sync after the lift"
+check_eq "charlie's new file reaches alpha" "after the lift" "$(cat "$MA/after-lift.txt" 2>&1)"
+check_eq "and bravo" "after the lift" "$(cat "$MB/after-lift.txt" 2>&1)"
+check_eq "nothing went to PreExisting on alpha" "" "$(conflicts_lines $A --preexisting)"
+check_trees_equal "trees equal after the lift"
 
 member_stop $B
 member_stop $C

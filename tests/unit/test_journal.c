@@ -608,6 +608,78 @@ static void tombstones_and_freshness(void **state)
 	assert_true(journal_last_sync(f->j) >= now);
 }
 
+/* §12: contact noted in memory (journal_note_contact()) is written by the hourly
+ * journal_freshness() when nothing else writes the meta: a quiet member that crashes (no
+ * journal_close() to write it) is not stale when it starts again. */
+static void contact_written_by_the_freshness_check(void **state)
+{
+	struct fx *f = *state;
+	int64_t now = dfsr_now_ns(), day = 86400 * 1000000000LL;
+	int status;
+	pid_t pid;
+
+	assert_int_equal(journal_set_state(f->j, JOURNAL_STATE_NORMAL), 0);
+	journal_close(f->j);
+	f->j = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct journal *cj;
+		bool stale;
+
+		if (fx_open_journal(f, false, &cj) < 0 ||
+		    journal_freshness(cj, day, now, &stale) < 0) /* never synced: written as now */
+			_exit(2);
+		journal_note_contact(cj);
+		if (journal_last_sync(cj) <= now ||
+		    journal_freshness(cj, day, dfsr_now_ns(), &stale) < 0 || stale)
+			_exit(3);
+		_exit(0); /* no journal_close */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(fx_open_journal(f, false, &f->j), 0);
+	assert_true(journal_last_sync(f->j) > now);
+}
+
+/* §12, the way out: a stale folder goes back to normal once the tombstone lifetime is raised
+ * past the time since its last sync *when it turned stale*; syncs noted since do not
+ * count. Kept across a reopen. */
+static void stale_lifted_by_a_longer_lifetime(void **state)
+{
+	struct fx *f = *state;
+	int64_t now = dfsr_now_ns(), day = 86400 * 1000000000LL;
+	bool stale, lifted;
+
+	assert_int_equal(journal_set_state(f->j, JOURNAL_STATE_NORMAL), 0);
+	assert_int_equal(journal_stale_lift(f->j, day, now, &lifted), 0);
+	assert_false(lifted); /* not stale: nothing to lift */
+	assert_int_equal(journal_freshness(f->j, day, now - 3 * day, &stale), 0);
+	assert_int_equal(journal_freshness(f->j, day, now, &stale), 0);
+	assert_true(stale);
+	journal_note_contact(f->j); /* an Ack while stale: last_sync is now */
+	assert_int_equal(journal_stale_lift(f->j, day, now, &lifted), 0);
+	assert_false(lifted);
+	assert_int_equal(journal_stale_lift(f->j, 3 * day - 1, now, &lifted), 0);
+	assert_false(lifted);
+	fx_reopen(f);
+	assert_true(journal_stale(f->j, NULL));
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_INITIAL_SYNC);
+	assert_int_equal(journal_stale_lift(f->j, 3 * day, now, &lifted), 0);
+	assert_true(lifted);
+	assert_false(journal_stale(f->j, NULL));
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_NORMAL);
+	fx_reopen(f);
+	assert_false(journal_stale(f->j, NULL));
+	assert_int_equal(journal_state(f->j), JOURNAL_STATE_NORMAL);
+	assert_int_equal(journal_stale_lift(f->j, 3 * day, now, &lifted), 0);
+	assert_false(lifted);
+	/* fresh by the longer lifetime from its recent sync */
+	assert_int_equal(journal_freshness(f->j, 3 * day, now, &stale), 0);
+	assert_false(stale);
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -773,6 +845,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(tombstones_and_freshness, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(stale_lifted_by_a_longer_lifetime, setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(contact_written_by_the_freshness_check, setup,
+						fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_links, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_link_name_replaced, setup, fx_teardown),
 	};

@@ -929,6 +929,27 @@ static void initial_sync_is_served_by_a_normal_partner(void **state)
 	WAIT_FOR(quiet(a) && quiet(b));
 }
 
+/* §12: a quiet group, connected and in sync, is in contact: each member's last completed
+ * sync moves on with no change made (else every member would turn stale at once after the
+ * lifetime, with no `normal` partner left to sync from). */
+static void connected_quiet_members_stay_fresh(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	int64_t ta, tb;
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "one.txt", "one", 3);
+	note_new(a, NULL, "one.txt");
+	WAIT_FOR(file_is(b, "one.txt", "one", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+	ta = journal_last_sync(a->j);
+	tb = journal_last_sync(b->j);
+	assert_true(ta > 0 && tb > 0);
+	/* nothing changes anywhere; the state tick notes the contact */
+	WAIT_FOR(journal_last_sync(a->j) > ta && journal_last_sync(b->j) > tb);
+}
+
 /* §12: b was away longer than the tombstone lifetime while a deleted old.txt and purged
  * its tombstone. b syncs again as a non-primary member: old.txt goes to b's PreExisting
  * instead of coming back to a; what a still has stays; what b made since stays and
@@ -1259,6 +1280,8 @@ int main(void)
 		cmocka_unit_test(messages_are_checked),
 		cmocka_unit_test_setup_teardown(files_replicate_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(connected_quiet_members_stay_fresh, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(stale_member_does_not_resurrect, setup, teardown),
 		cmocka_unit_test_setup_teardown(stale_while_connected, setup, teardown),
