@@ -1250,6 +1250,16 @@ bool journal_stale(struct journal *j, uint64_t *counter)
 	return stale;
 }
 
+int64_t journal_stale_since(struct journal *j)
+{
+	int64_t since;
+
+	pthread_mutex_lock(&j->lock);
+	since = j->stale ? j->stale_last_sync_ns : 0;
+	journal_unlock(j);
+	return since;
+}
+
 int journal_stale_done(struct journal *j)
 {
 	struct txn t;

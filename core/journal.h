@@ -139,6 +139,10 @@ int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bo
 /* True while in the initial sync journal_freshness() started; *@counter (if not NULL)
  * receives our database's counter when it did: versions of ours above it were made since. */
 bool journal_stale(struct journal *j, uint64_t *counter);
+/* The last completed sync (wall clock) when the folder turned stale; 0 if not stale or not
+ * known (a database from before the field). An object made after it (its UID's
+ * create_time_ns) is one the group never saw, so not one it deleted. */
+int64_t journal_stale_since(struct journal *j);
 /* The stale initial sync is over. Return: 0 or -EIO. */
 int journal_stale_done(struct journal *j);
 /**

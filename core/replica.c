@@ -2545,11 +2545,14 @@ struct stale_obj {
 	bool dir;
 };
 
-/* The live records no partner offered and that we did not make since we became stale. */
+/* The live records no partner offered, that we did not change since we became stale, and
+ * whose UID we did not make after our last completed sync (the group never saw those: the
+ * files made while we were away, found by the scan before we turned stale). */
 static int stale_list(struct replica *r, uint64_t counter, struct stale_obj **out, size_t *n)
 {
 	struct db_iter *it = db_iter_new(journal__db(r->j), NULL, DB_CF_RECORDS);
 	const struct dfsr_uid *own = journal_db_id(r->j);
+	int64_t since = journal_stale_since(r->j);
 	size_t cap = 0;
 	int rc = 0;
 
@@ -2570,7 +2573,8 @@ static int stale_list(struct replica *r, uint64_t counter, struct stale_obj **ou
 		if (record_decode(&rec, val, vlen) == 0 && !rec.tombstone &&
 		    !dfsr_uid_equal(&rec.uid, journal_root_uid(r->j)) &&
 		    !dfsr_uid_set_has(&r->seen, &rec.uid) &&
-		    !(dfsr_uid_equal(&rec.gvsn.db, own) && rec.gvsn.counter > counter)) {
+		    !(dfsr_uid_equal(&rec.gvsn.db, own) && rec.gvsn.counter > counter) &&
+		    !(since > 0 && rec.create_time_ns > since)) {
 			if (*n == cap) {
 				size_t nc = cap ? cap * 2 : 64;
 				struct stale_obj *nv = realloc(*out, nc * sizeof(*nv));

@@ -105,6 +105,8 @@ check_eq "charlie too" 4 "$(tombstones $C)"
 echo "version 2 (bravo's, made offline)" >"$PB/bravo-edit.txt"
 echo "changed by bravo offline" >"$PB/y.txt"
 cp "$PB/y.txt" "$WS/y.bravo"
+# ... and a file made while away: the group never saw it, so it is nothing the group deleted
+echo "made by bravo offline" >"$PB/bravo-new.txt"
 member_stop $A
 member_stop $C
 
@@ -191,10 +193,12 @@ for i in $A $B $C; do
 		"$(cat "${G_MNT[i]}/group-edit.txt" 2>&1)"
 	check_eq "bravo's offline change is on ${G_NAME[i]}" "version 2 (bravo's, made offline)" \
 		"$(cat "${G_MNT[i]}/bravo-edit.txt" 2>&1)"
+	check_eq "bravo's file made offline is on ${G_NAME[i]}" "made by bravo offline" \
+		"$(cat "${G_MNT[i]}/bravo-new.txt" 2>&1)"
 done
 check_trees_equal "trees equal at the end"
 check_eq "the trees hold exactly the files that stay" \
-	"bravo-edit.txt group-edit.txt keep.txt stays/ stays/s.txt" \
+	"bravo-edit.txt bravo-new.txt group-edit.txt keep.txt stays/ stays/s.txt" \
 	"$(tree_hashes "${G_PATH[A]}" | awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')"
 
 # a change after the stale sync replicates as usual, both ways

@@ -953,7 +953,7 @@ static void connected_quiet_members_stay_fresh(void **state)
 /* §12: b was away longer than the tombstone lifetime while a deleted old.txt and purged
  * its tombstone. b syncs again as a non-primary member: old.txt goes to b's PreExisting
  * instead of coming back to a; what a still has stays; what b made since stays and
- * replicates. */
+ * replicates, and so does a file b made while it was away. */
 static void stale_member_does_not_resurrect(void **state)
 {
 	struct fixture *f = *state;
@@ -978,6 +978,10 @@ static void stale_member_does_not_resurrect(void **state)
 	assert_int_equal(journal_note_remove(a->j, root, "old.txt"), 0);
 	assert_int_equal(journal_purge_tombstones(a->j, dfsr_now_ns() + 1, &purged), 0);
 	assert_int_equal(purged, 1);
+	/* b made a file while away (its start's scan finds it before the freshness check):
+	 * the group never saw it, so it is no file the group deleted */
+	write_file(b, "offline.txt", "made while away", 15);
+	note_new(b, NULL, "offline.txt");
 	/* b comes back after "two days", with a lifetime of one */
 	assert_true(journal_last_sync(b->j) > 0);
 	assert_int_equal(journal_freshness(b->j, day, dfsr_now_ns() + 2 * day, &stale), 0);
@@ -990,8 +994,10 @@ static void stale_member_does_not_resurrect(void **state)
 	assert_int_equal(preserved_count(b, LAYOUT_PREEXISTING), 1);
 	assert_true(file_is(b, "kept.txt", "kept", 4));
 	WAIT_FOR(file_is(a, "since.txt", "made while stale", 16));
+	WAIT_FOR(file_is(a, "offline.txt", "made while away", 15));
 	WAIT_FOR(quiet(a) && quiet(b));
 	assert_false(exists(a, "old.txt"));
+	assert_true(file_is(b, "offline.txt", "made while away", 15));
 	assert_int_equal(events_of(b, EV_INITIAL_SYNC_DONE), 1);
 }
 
