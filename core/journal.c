@@ -1358,34 +1358,35 @@ int journal_purge_tombstones(struct journal *j, int64_t before_ns, uint64_t *pur
 	return rc;
 }
 
+/* Event @ev (4012 or 1207) of the freshness check, with the last sync and the lifetime. */
+static void freshness_event(struct journal *j, enum dfsr_event ev, int64_t last, uint32_t days,
+			    const char *what)
+{
+	char when[32];
+
+	dfsr_time_iso(last, when, sizeof(when));
+	journal_event(j, ev, "last_sync=%s tombstone_days=%" PRIu32 ": %s", when, days, what);
+}
+
 int journal_tombstone_care(struct journal *j, uint32_t days)
 {
 	int64_t life = (int64_t)days * 86400 * 1000000000LL, now = dfsr_now_ns();
 	int64_t last = journal_last_sync(j);
 	uint64_t purged = 0;
-	char when[32];
 	bool stale, lifted;
 	int rc;
 
 	rc = journal_stale_lift(j, life, now, &lifted);
-	if (rc == 0 && lifted) {
-		dfsr_time_iso(last, when, sizeof(when));
-		journal_event(j, EV_STALE_LIFTED,
-			      "last_sync=%s tombstone_days=%" PRIu32
-			      ": replicating as before; content the group deleted and forgot may "
-			      "come back",
-			      when, days);
-	}
+	if (rc == 0 && lifted)
+		freshness_event(j, EV_STALE_LIFTED, last, days,
+				"replicating as before; content the group deleted and forgot may "
+				"come back");
 	if (rc == 0)
 		rc = journal_freshness(j, life, now, &stale);
-	if (rc == 0 && stale) {
-		dfsr_time_iso(last, when, sizeof(when));
-		journal_event(j, EV_CONTENT_TOO_OLD,
-			      "last_sync=%s tombstone_days=%" PRIu32
-			      ": syncing again as a non-primary member; what the group no longer "
-			      "has goes to PreExisting",
-			      when, days);
-	}
+	if (rc == 0 && stale)
+		freshness_event(j, EV_CONTENT_TOO_OLD, last, days,
+				"syncing again as a non-primary member; what the group no longer "
+				"has goes to PreExisting");
 	if (rc == 0)
 		rc = journal_purge_tombstones(j, now - life, &purged);
 	return rc;
