@@ -1814,6 +1814,8 @@ void journal_get_status(struct journal *j, struct journal_status *out)
 	out->tombstones = j->counts.tombstones;
 	out->journal = j->counts.journal;
 	out->next_seq = j->next_seq;
+	out->stale = j->stale;
+	out->last_sync_ns = atomic_load(&j->last_sync_ns);
 	out->scanning = j->scanning;
 	out->scan_files_done = j->scan_files_done;
 	out->scan_bytes_done = j->scan_bytes_done;

@@ -593,7 +593,7 @@ static int status_json_folder(const struct config *cfg, const struct status_snap
 			o,
 			", \"state\": \"%s\", \"files\": %" PRIu64 ", \"folders\": %" PRIu64
 			", \"bytes\": %" PRIu64 ", \"journal\": %" PRIu64
-			", \"tombstones\": %" PRIu64 ", \"scanning\": %s"
+			", \"tombstones\": %" PRIu64 ", \"scanning\": %s, \"stale\": %s"
 			", \"staging\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
 			", \"conflict\": {\"used\": %" PRIu64 ", \"quota\": %" PRIu64 "}"
 			", \"initial_build\": {\"files_done\": %" PRIu64
@@ -604,9 +604,18 @@ static int status_json_folder(const struct config *cfg, const struct status_snap
 			", \"bytes_total\": %" PRIu64 "}, ",
 			journal_state_name(s->st.state), s->st.files, s->st.folders, s->st.bytes,
 			s->st.journal, s->st.tombstones, s->st.scanning ? "true" : "false",
-			s->staging_used, s->cf->staging_quota, s->conflict_used,
-			s->cf->conflict_quota, b[0], b[1], b[2], b[3], s->sync.files_done,
-			s->sync.files_total, s->sync.bytes_done, s->sync.bytes_total);
+			s->st.stale ? "true" : "false", s->staging_used, s->cf->staging_quota,
+			s->conflict_used, s->cf->conflict_quota, b[0], b[1], b[2], b[3],
+			s->sync.files_done, s->sync.files_total, s->sync.bytes_done,
+			s->sync.bytes_total);
+	if (rc == 0 && s->st.last_sync_ns) {
+		char when[32];
+
+		dfsr_time_iso(s->st.last_sync_ns, when, sizeof(when));
+		rc = dfsr_buf_addf(o, "\"last_sync\": \"%s\", ", when);
+	} else if (rc == 0) {
+		rc = dfsr_buf_addf(o, "\"last_sync\": null, ");
+	}
 	if (rc == 0)
 		rc = status_json_peers(cfg, s, o);
 	return rc ? rc : dfsr_buf_addf(o, "}");
@@ -683,6 +692,21 @@ static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
 			     st->scan_files_done, st->scan_files_total, r, left);
 }
 
+/* The line that explains a stale folder (docs/conflicts.md §12): what it waits for, and
+ * the administrator's way out when no partner is normal. */
+static int status_stale(const struct config_folder *cf, const struct journal_status *st,
+			struct dfsr_buf *o)
+{
+	char when[32];
+
+	dfsr_time_iso(st->last_sync_ns, when, sizeof(when));
+	return dfsr_buf_addf(o,
+			     "  stale: last sync %s, longer ago than tombstone_days = %" PRIu32
+			     " (event 4012); syncing again from a normal partner (if none is, see "
+			     "dfsr.conf(5), tombstone_days)\n",
+			     when, cf->tombstone_days);
+}
+
 static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr_buf *o)
 {
 	char b[32], su[32], sq[32], cu[32], cq[32];
@@ -703,6 +727,8 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	else if (rc == 0 && s->st.scanning)
 		rc = dfsr_buf_addf(o, "  scanning: %" PRIu64 "/%" PRIu64 " files\n",
 				   s->st.scan_files_done, s->st.scan_files_total);
+	if (rc == 0 && s->st.stale)
+		rc = status_stale(s->cf, &s->st, o);
 	return rc;
 }
 
@@ -809,8 +835,10 @@ static int render_pending(struct member *m, struct dfsr_buf *o)
 	for (size_t i = 0; i < m->n && rc == 0; i++) {
 		journal_get_status(m->f[i].j, &s.st);
 		if (s.st.state != JOURNAL_STATE_NORMAL)
-			rc = dfsr_buf_addf(o, "folder %s is %s\n", m->f[i].cf->name,
-					   journal_state_name(s.st.state));
+			rc = dfsr_buf_addf(o, "folder %s is %s%s\n", m->f[i].cf->name,
+					   journal_state_name(s.st.state),
+					   s.st.stale ? " (stale: content too old, event 4012)"
+						      : "");
 		if (rc == 0 && m->f[i].fs && fs_unsaved(m->f[i].fs))
 			rc = dfsr_buf_addf(o, "folder %s: files written and not closed yet\n",
 					   m->f[i].cf->name);

@@ -86,6 +86,10 @@ member_start $B
 member_start $C
 members_wait 60 || die "the three members never got in sync"
 check_trees_equal "trees equal at the start"
+ls_b=$(folder_field "${G_CONF[B]}" share last_sync)
+check "bravo's status shows its last sync ($ls_b)" \
+	grep -Eq '^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$' <<<"$ls_b"
+check_eq "and that it is not stale" false "$(folder_field "${G_CONF[B]}" share stale)"
 cp "$PB/x.txt" "$WS/x.orig"
 cp "$PB/gone/z.txt" "$WS/z.orig"
 cp "$PB/w.txt" "$WS/w.orig"
@@ -219,9 +223,13 @@ for i in $A $B $C; do
 	check "${G_NAME[i]} (+60h, 32 h after the last sync) logs 4012" event_seen "${G_CONF[i]}" 4012
 	check_eq "${G_NAME[i]} waits in initial-sync" initial-sync \
 		"$(folder_field "${G_CONF[i]}" share state)"
+	check_eq "${G_NAME[i]}'s status says it is stale" true \
+		"$(folder_field "${G_CONF[i]}" share stale)"
 done
-check_fails "dfsr wait: no member is normal, nothing can sync" \
-	"$DFSR_BIN" wait -c "${G_CONF[A]}" --timeout 2
+check "dfsr status explains it" \
+	bash -c "'$DFSR_BIN' status -c '${G_CONF[A]}' | grep -q 'stale: last sync .*tombstone_days = 1'"
+out=$("$DFSR_BIN" wait -c "${G_CONF[A]}" --timeout 2 2>&1) && die "dfsr wait returned 0 with no member normal"
+check "dfsr wait names the staleness: $out" grep -q 'initial-sync (stale: content too old' <<<"$out"
 for i in $A $B $C; do
 	member_stop "$i"
 	G_FOLDER_EXTRA[i]="tombstone_days = 3"$'\n'
@@ -233,6 +241,7 @@ for i in $A $B $C; do
 	check "${G_NAME[i]} logs 1207 (staleness lifted by the longer lifetime)" \
 		event_seen "${G_CONF[i]}" 1207
 	check "${G_NAME[i]} is normal again" all_normal "${G_CONF[i]}"
+	check_eq "${G_NAME[i]} is no longer stale" false "$(folder_field "${G_CONF[i]}" share stale)"
 done
 echo "after the lift" >"$MC/after-lift.txt"
 members_wait 60 || die "not in sync after the lift"
