@@ -32,9 +32,12 @@ through it (create, write on close, rename, delete, permissions, xattrs and
 ACLs) in a RocksDB journal, with a hidden root-only DfsrPrivate folder for
 the database, staging, and the conflict losers and deleted files it keeps.
 
-This version runs one member: the filesystem, the journal, DfsrPrivate,
-the initial build and consistency scan, and the status, events, journal
-and hash commands. Replication between members is the next milestone.")
+Members replicate multi-master over an authenticated, encrypted channel
+(libsodium): content-defined chunks are staged compressed and only the
+chunks a partner lacks travel; conflicts resolve the same way on every
+member and the losers are kept; preseeded files are recognised by hash and
+not sent again. systemd units (dfsr.service, dfsr@.service), journald
+events with DFSR's ids, and the dfsr(1) and dfsr.conf(5) man pages.")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${CMAKE_CURRENT_LIST_DIR}/debian/postinst;${CMAKE_CURRENT_LIST_DIR}/debian/postrm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
