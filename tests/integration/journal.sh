@@ -130,13 +130,45 @@ step exact "rename between filtered names" "" ': > c.tmp; mv c.tmp d.bak; rm d.b
 # UIDs of the names it has seen; once the kernel forgets the inode (memory pressure, here
 # drop_caches with nothing holding it) a name looked up again starts a node that knows only
 # that name, and the journal's map of hard-linked objects must supply the others.
+#
+# drop_caches only queues the FORGET; the daemon handles it on one of its worker threads,
+# maybe after the LOOKUP of the next step, which then finds the old node (knowing both
+# names) and the step passes without the map. So each drop waits until the node is gone:
+# a node of a file keeps an O_PATH descriptor of its backing inode for its whole life
+# while the daemon holds few (fs/internal.h, "Descriptors"), and closes it only after it
+# left the inode table (fs__inode_unref()). That a node of the pair (looked up again, in
+# case a drop_caches of someone else's took it already) holds one before the drop is
+# checked, so that a node without a descriptor cannot pass for a forgotten one.
+#
+# inode_held PID FILE : "yes" if process PID has a descriptor open on FILE's inode, else "no"
+inode_held() {
+	"$PY" -c '
+import os, sys
+want = os.stat(sys.argv[2], follow_symlinks=False)
+fds = "/proc/%s/fd" % sys.argv[1]
+held = False
+for fd in os.listdir(fds):
+    try:
+        st = os.stat(os.path.join(fds, fd))
+    except OSError:
+        continue
+    held |= (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino)
+print("yes" if held else "no")' "$1" "$2"
+}
+pair_node_held() { stat "$M_MNT/fa" >/dev/null && [ "$(inode_held "$M_PID" "$M_PATH/fa")" = yes ]; }
+pair_node_freed() { [ "$(inode_held "$M_PID" "$M_PATH/fa")" = no ]; }
 drop_inodes() { sync && echo 2 >/proc/sys/vm/drop_caches; }
+forget_pair() { # DESCRIPTION : drop the kernel's inodes and wait until the pair's node is freed
+	check "$1: the daemon's node of fa and fb holds a descriptor" wait_until 5 pair_node_held
+	check "$1: drop the kernel's inodes" drop_inodes
+	check "$1: the daemon freed the node of fa and fb" wait_until 10 pair_node_freed
+}
 step set "a hard link pair" "create f fa
 create f fb" 'echo one > fa && ln fa fb'
-check "drop the kernel's inodes" drop_inodes
+forget_pair "first forget"
 step set "chmod through one name after a forget changes both records" "meta f fa
 meta f fb" 'chmod 604 fb'
-check "drop the kernel's inodes again" drop_inodes
+forget_pair "second forget"
 step set "data written through one name after a forget changes both records" "modify f fa
 modify f fb" 'echo two >> fa'
 

@@ -658,37 +658,67 @@ static void test_bad_file_data(void **state)
 	assert_member_alive(m);
 }
 
-/* Reads until @want Gets arrived (10 s at most), then @extra ms more; counts the Gets (their
- * ids in @ids, up to @cap) and notes the member's Hello's serve_max. Return: the Gets. */
-static size_t count_gets(struct evil *e, size_t want, int extra, uint64_t *ids, size_t cap,
-			 uint32_t *serve_max)
+/* What the member sent on one connection, as the partner reads it in order. */
+struct seen {
+	size_t gets;        /* Gets so far */
+	uint64_t ids[64];   /* the ids of the first 64 */
+	uint32_t serve_max; /* the member's Hello's */
+	size_t pongs;       /* Ping replies so far */
+};
+
+/* Counts one message the member sent. */
+static void seen_note(struct seen *s, const uint8_t *msg, size_t len)
+{
+	Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+
+	assert_non_null(w);
+	if (w->m_case == DFSRWIRE__MSG__M_GET) {
+		if (s->gets < DFSR_ARRAY_SIZE(s->ids))
+			s->ids[s->gets] = w->get->id;
+		s->gets++;
+	}
+	if (w->m_case == DFSRWIRE__MSG__M_HELLO)
+		s->serve_max = w->hello->serve_max;
+	if (w->m_case == DFSRWIRE__MSG__M_PING && w->ping->reply)
+		s->pongs++;
+	dfsrwire__msg__free_unpacked(w, NULL);
+}
+
+/*
+ * Reads the member's messages in order until @gets Gets arrived in all (@pong false), or
+ * up to and including the next Ping reply (@pong true); 10 s at most. Messages behind the
+ * one it stops at stay in the channel for the next call, so a Get is never counted late.
+ */
+static void evil_read(struct evil *e, struct seen *s, size_t gets, bool pong)
 {
 	int64_t end = now_ms() + 10000;
-	bool more = false;
-	size_t n = 0;
+	size_t pongs = s->pongs;
 
-	while (now_ms() < end && evil_pump(e, 20)) {
+	for (;;) {
 		uint8_t *msg;
 		size_t len;
 
-		while (net_channel_pop(e->ch, &msg, &len) == 0) {
-			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
-
-			if (w && w->m_case == DFSRWIRE__MSG__M_GET && n < cap)
-				ids[n] = w->get->id;
-			if (w && w->m_case == DFSRWIRE__MSG__M_GET)
-				n++;
-			if (w && w->m_case == DFSRWIRE__MSG__M_HELLO)
-				*serve_max = w->hello->serve_max;
-			dfsrwire__msg__free_unpacked(w, NULL);
+		while ((pong ? s->pongs == pongs : s->gets < gets) &&
+		       net_channel_pop(e->ch, &msg, &len) == 0) {
+			seen_note(s, msg, len);
 			free(msg);
 		}
-		if (n >= want && !more) {
-			more = true; /* then look whether more come */
-			end = now_ms() + extra;
-		}
+		if (pong ? s->pongs > pongs : s->gets >= gets)
+			return;
+		assert_true(now_ms() < end);
+		assert_true(evil_pump(e, 20));
 	}
-	return n;
+}
+
+static void evil_ping(struct evil *e)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Ping p = DFSRWIRE__PING__INIT;
+
+	p.time_ns = 1;
+	msg.m_case = DFSRWIRE__MSG__M_PING;
+	msg.ping = &p;
+	evil_send_msg(e, &msg);
 }
 
 /*
@@ -696,6 +726,21 @@ static size_t count_gets(struct evil *e, size_t want, int extra, uint64_t *ids, 
  * a partner whose Hello has no serve_max (a member from before the field, which treats a
  * 17th open transfer as a protocol error), else that many (up to its own 64). A failed
  * transfer frees its slot for the next file at once. The member announces its own limit.
+ *
+ * "No more than @expect" is checked with a Ping as a barrier, not by watching for a while.
+ * The member's loop thread handles one connection's messages in order and seals what it
+ * sends onto the channel in order (net_conn_send()), and it answers a Ping at once
+ * (on_ping()). The @N updates come in one Updates message, so one offer job offers them
+ * all (NET_SESSION_BATCH_MAX is 256); its done() on the loop holds all of them as FETCH
+ * and calls fetch_start(), which sends a Get for each while a slot is free, in that one
+ * call. We send the Ping only once @expect Gets arrived, so the loop takes it after that
+ * call: a Get beyond the limit would be on the wire before the reply. Nothing queued
+ * after it calls fetch_start() again: no transfer ends (we answer none), no offer job
+ * follows (items waiting for a slot are not offered again; the Done behind the Updates
+ * merges nothing while they are undecided), and the 1 s tick runs the same fetch_start()
+ * on the same full slots. Then one FileInfo with status 2 frees one slot: on_file() ->
+ * xfer_end() -> fetch_start() sends the next Get before the loop reads the Ping we send
+ * right behind it, so the Gets before that reply are exactly what one freed slot allows.
  */
 static void serve_limit_case(struct member *m, uint32_t serve_max, size_t expect)
 {
@@ -705,9 +750,7 @@ static void serve_limit_case(struct member *m, uint32_t serve_max, size_t expect
 
 	static char names[N][16];
 	struct raw_rec r[N];
-	uint64_t ids[N];
-	uint32_t theirs = 0;
-	size_t got, more;
+	struct seen s = { 0 };
 	struct evil e;
 	uint8_t db[16];
 
@@ -720,22 +763,25 @@ static void serve_limit_case(struct member *m, uint32_t serve_max, size_t expect
 	evil_connect(m, &e);
 	evil_hello_max(&e, NET_SESSION_PROTO, db, serve_max);
 	evil_updates(&e, r, N, 0);
-	got = count_gets(&e, expect, 700, ids, N, &theirs);
+	evil_read(&e, &s, expect, false);
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true);
 	/* no Get is answered: the count stops at the limit */
-	assert_int_equal(got, expect);
-	assert_int_equal(theirs, NET_SESSION_SERVE_MAX);
+	assert_int_equal(s.gets, expect);
+	assert_int_equal(s.serve_max, NET_SESSION_SERVE_MAX);
 	{
 		Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
 		Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
 
-		fi.id = ids[0];
+		fi.id = s.ids[0];
 		fi.status = 2; /* cannot serve it now: the slot is free again */
 		msg.m_case = DFSRWIRE__MSG__M_FILE;
 		msg.file = &fi;
 		evil_send_msg(&e, &msg);
 	}
-	more = count_gets(&e, 1, 700, ids, N, &theirs);
-	assert_int_equal(more, 1);
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true);
+	assert_int_equal(s.gets, expect + 1);
 	evil_close(&e);
 	assert_member_alive(m);
 }
