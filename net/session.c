@@ -3568,12 +3568,21 @@ static void states_refresh(struct net_sessions *s)
 
 /* §12: a folder connected to a normal partner it has synced with on that connection is in
  * contact with the group (a quiet group exchanges no Done or Ack, and would otherwise turn
- * stale, every member at once). Thread: loop. */
+ * stale, every member at once). A read-only partner never sends a Done (it sends nothing):
+ * a connection to one that is normal counts once both Hellos are through, as its Acks do,
+ * or a hub whose partners are all read-only would turn stale in a quiet month and, with no
+ * partner to end its stale sync, stop replicating. Thread: loop. */
+static bool link_in_contact(const struct link *l)
+{
+	return l->common && (l->synced || (l->partner_ro && l->k->hello_rcvd &&
+					   l->partner_state == JOURNAL_STATE_NORMAL));
+}
+
 static void contact_note(struct net_sessions *s)
 {
 	for (size_t f = 0; f < s->nfolders; f++)
 		for (struct sconn *k = s->conns; k; k = k->next)
-			if (conn_live(k) && k->links && k->links[f].common && k->links[f].synced) {
+			if (conn_live(k) && k->links && link_in_contact(&k->links[f])) {
 				journal_note_contact(s->folders[f].j);
 				break;
 			}

@@ -950,6 +950,25 @@ static void connected_quiet_members_stay_fresh(void **state)
 	WAIT_FOR(journal_last_sync(a->j) > ta && journal_last_sync(b->j) > tb);
 }
 
+/* §12: a hub whose only partner is read-only (which sends no Done) stays fresh in a quiet
+ * period too: the connection to the normal read-only partner is the contact. */
+static void hub_of_read_only_member_stays_fresh(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	int64_t ta;
+
+	b->read_only = true;
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "one.txt", "one", 3);
+	note_new(a, NULL, "one.txt");
+	WAIT_FOR(file_is(b, "one.txt", "one", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+	ta = journal_last_sync(a->j);
+	assert_true(ta > 0);
+	WAIT_FOR(journal_last_sync(a->j) > ta);
+}
+
 /* §12: b was away longer than the tombstone lifetime while a deleted old.txt and purged
  * its tombstone. b syncs again as a non-primary member: old.txt goes to b's PreExisting
  * instead of coming back to a; what a still has stays; what b made since stays and
@@ -1288,6 +1307,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(initial_sync_is_served_by_a_normal_partner, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(connected_quiet_members_stay_fresh, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(hub_of_read_only_member_stays_fresh, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(stale_member_does_not_resurrect, setup, teardown),
 		cmocka_unit_test_setup_teardown(stale_while_connected, setup, teardown),
