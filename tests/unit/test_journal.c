@@ -446,38 +446,54 @@ static int setup_env(void **state)
 	return rc;
 }
 
+/*
+ * Close the journal, run @fn on it opened again in a child process that exits without
+ * closing it (a crash: nothing written at close), then open it again here. @fn returns 0,
+ * or an exit code that fails the test.
+ */
+static void fx_crash_after(struct fx *f, int (*fn)(struct fx *f, struct journal *cj, void *arg),
+			   void *arg)
+{
+	int status;
+	pid_t pid;
+
+	journal_close(f->j);
+	f->j = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct journal *cj;
+
+		if (fx_open_journal(f, false, &cj) < 0)
+			_exit(2);
+		_exit(fn(f, cj, arg)); /* no journal_close */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(fx_open_journal(f, false, &f->j), 0);
+}
+
+static int note_crash_file(struct fx *f, struct journal *cj, void *arg)
+{
+	struct dfsr_uid u;
+	int fd = openat(f->root_fd, "crash.txt", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	(void)arg;
+	if (fd < 0 || journal_note_new(cj, journal_root_uid(cj), "crash.txt", fd, &u) < 0)
+		return 3;
+	return 0;
+}
+
 static void unclean_stop(void **state)
 {
 	struct fx *f = *state;
 	struct journal_status s;
 	struct dfsr_uid uid;
 	struct entries es;
-	pid_t pid;
-	int status;
 
-	journal_close(f->j);
-	f->j = NULL;
 	fx_write(f, "crash.txt", "survives");
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct journal *cj;
-		const struct dfsr_uid *root;
-		struct dfsr_uid u;
-		int fd;
-
-		if (fx_open_journal(f, false, &cj) < 0)
-			_exit(2);
-		root = journal_root_uid(cj);
-		fd = openat(f->root_fd, "crash.txt", O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 || journal_note_new(cj, root, "crash.txt", fd, &u) < 0)
-			_exit(3);
-		_exit(0); /* no journal_close */
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_int_equal(fx_open_journal(f, false, &f->j), 0);
+	fx_crash_after(f, note_crash_file, NULL);
 	assert_true(journal_was_unclean(f->j));
 	assert_int_equal(fx_lookup(f, "crash.txt", &uid), 0);
 	assert_false(dfsr_uid_is_zero(&uid));
@@ -611,35 +627,29 @@ static void tombstones_and_freshness(void **state)
 /* §12: contact noted in memory (journal_note_contact()) is written by the hourly
  * journal_freshness() when nothing else writes the meta: a quiet member that crashes (no
  * journal_close() to write it) is not stale when it starts again. */
+static int contact_then_check(struct fx *f, struct journal *cj, void *arg)
+{
+	int64_t now = *(const int64_t *)arg, day = 86400 * 1000000000LL;
+	bool stale;
+
+	(void)f;
+	if (journal_freshness(cj, day, now, &stale) < 0) /* never synced: written as now */
+		return 3;
+	journal_note_contact(cj);
+	if (journal_last_sync(cj) <= now)
+		return 4;
+	if (journal_freshness(cj, day, dfsr_now_ns(), &stale) < 0 || stale)
+		return 5;
+	return 0;
+}
+
 static void contact_written_by_the_freshness_check(void **state)
 {
 	struct fx *f = *state;
-	int64_t now = dfsr_now_ns(), day = 86400 * 1000000000LL;
-	int status;
-	pid_t pid;
+	int64_t now = dfsr_now_ns();
 
 	assert_int_equal(journal_set_state(f->j, JOURNAL_STATE_NORMAL), 0);
-	journal_close(f->j);
-	f->j = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct journal *cj;
-		bool stale;
-
-		if (fx_open_journal(f, false, &cj) < 0 ||
-		    journal_freshness(cj, day, now, &stale) < 0) /* never synced: written as now */
-			_exit(2);
-		journal_note_contact(cj);
-		if (journal_last_sync(cj) <= now ||
-		    journal_freshness(cj, day, dfsr_now_ns(), &stale) < 0 || stale)
-			_exit(3);
-		_exit(0); /* no journal_close */
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_int_equal(fx_open_journal(f, false, &f->j), 0);
+	fx_crash_after(f, contact_then_check, &now);
 	assert_true(journal_last_sync(f->j) > now);
 }
 

@@ -1020,10 +1020,12 @@ static void stale_member_does_not_resurrect(void **state)
 	assert_int_equal(events_of(b, EV_INITIAL_SYNC_DONE), 1);
 }
 
-/* §12, the hourly check: b turns stale while connected to a (a quiet group: no Done or Ack
- * for longer than the lifetime). a's walks so far offered b only what was new to it, so a
- * Done of theirs must not end b's stale initial sync (every file would look forgotten by
- * the group and go to PreExisting): b connects again, asks for everything, and keeps it. */
+/* §12, the hourly check: b turns stale while connected to a (its last completed sync is
+ * older than the lifetime: here the check is told so; a connection with a normal partner
+ * now counts as contact, so in a running group it takes a clock set forward). a's walks so far
+ * offered b only what was new to it, so a Done of theirs must not end b's stale initial sync (every
+ * file would look forgotten by the group and go to PreExisting): b connects again, asks for
+ * everything, and keeps it. */
 static void stale_while_connected(void **state)
 {
 	struct fixture *f = *state;
