@@ -100,7 +100,8 @@ struct journal {
 	bool stale;                   /* §12: in initial sync because the content was too old */
 	uint64_t stale_counter;       /* counter when it became stale */
 	int64_t stale_last_sync_ns;   /* last_sync_ns when it became stale (0: unknown) */
-	int64_t last_sync_put_ns;     /* last_sync_ns as last put in a meta batch (lock) */
+	int64_t last_sync_put_ns;     /* last_sync_ns in the meta batch being written (lock) */
+	int64_t last_sync_saved_ns;   /* last_sync_ns as last written (txn_apply(); lock) */
 	bool running;
 	struct journal_counts counts;
 	struct db_batch *batch; /* scratch for one transaction */
@@ -192,6 +193,7 @@ static void txn_apply(struct journal *j, const struct txn *t)
 	j->counts = t->counts;
 	j->state = t->state;
 	j->running = t->running;
+	j->last_sync_saved_ns = j->last_sync_put_ns; /* every meta batch is committed here */
 	/* Cannot grow past the first change (the entry exists then); failure only delays it. */
 	if (t->counter)
 		(void)version_vector_raise(&j->knowledge, &j->db_id, t->counter);
@@ -263,7 +265,7 @@ static int meta_put(struct journal *j, struct db_batch *b, const struct txn *t)
 	m.journal = t->counts.journal;
 	m.folder = bin(j->folder->name, strlen(j->folder->name));
 	m.last_sync_ns = atomic_load(&j->last_sync_ns);
-	j->last_sync_put_ns = m.last_sync_ns;
+	j->last_sync_put_ns = m.last_sync_ns; /* saved by txn_apply() once committed */
 	m.stale = j->stale;
 	m.stale_counter = j->stale_counter;
 	m.stale_last_sync_ns = j->stale_last_sync_ns;
@@ -310,7 +312,7 @@ static int meta_load_msg(struct journal *j, const Dfsr__Meta *m)
 	j->counts.tombstones = m->tombstones;
 	j->counts.journal = m->journal;
 	atomic_store(&j->last_sync_ns, m->last_sync_ns);
-	j->last_sync_put_ns = m->last_sync_ns;
+	j->last_sync_saved_ns = m->last_sync_ns;
 	j->stale = m->stale;
 	j->stale_counter = m->stale_counter;
 	j->stale_last_sync_ns = m->stale_last_sync_ns;
@@ -1228,7 +1230,7 @@ int journal_freshness(struct journal *j, int64_t lifetime_ns, int64_t now_ns, bo
 		if (rc < 0)
 			j->stale = false;
 		*stale = rc == 0;
-	} else if (last != j->last_sync_put_ns) {
+	} else if (last != j->last_sync_saved_ns) {
 		/* contact noted since the last write (a quiet group writes nothing else): keep
 		 * it across a restart */
 		txn_begin(j, &t);
