@@ -417,6 +417,8 @@ static int count_ev(void *arg, const struct journal_event_info *e)
 	struct count_ev *c = arg;
 
 	c->n += e->id == c->id;
+	if (e->id == c->id && e->id == EV_PROTOCOL_ERROR) /* what broke, for the failure */
+		fprintf(stderr, "event 3101 (%s): %s\n", e->folder ? e->folder : "-", e->message);
 	return 0;
 }
 
