@@ -266,6 +266,16 @@ struct sconn {
 	struct link *links; /* s->nfolders */
 	struct xfer *fetch[NET_SESSION_FETCH_MAX];
 	size_t fetch_max; /* downloads in flight allowed: ours and the partner's serve limit */
+
+	/* downloads we abandoned while chunks we asked for were on the wire (our Cancel
+	 * crosses them): those chunks are dropped as they come, then the id is forgotten;
+	 * a ring, the oldest overwritten */
+	struct {
+		uint64_t id;
+		size_t left, f;
+	} drain[NET_SESSION_FETCH_MAX];
+
+	size_t drain_next;
 	struct serve *serves;
 	size_t nserves;
 	unsigned stages;                           /* stage jobs queued in the pool */
@@ -317,6 +327,10 @@ struct sfolder {
 	_Atomic int64_t care_ns;                 /* next journal_tombstone_care() (pool) */
 	struct busy_version busy[BUSY_VERSIONS]; /* loop */
 	atomic_bool wake;
+	/* the last download that failed on this disk (errno, when logged): event 3103 for
+	 * the same error at most once a minute (a full disk fails every retry). Loop. */
+	int dl_err;
+	int64_t dl_err_ns;
 	/* journal_state(), as last read on the pool: journal_state() takes the journal's
 	 * mutex, which a database write may hold, and the loop thread must not wait on it */
 	atomic_int state;
@@ -2094,6 +2108,12 @@ static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool canc
 		m.m_case = DFSRWIRE__MSG__M_CANCEL;
 		m.cancel = &c;
 		conn_send(k, l->f, &m);
+		if (x->phase == XF_RECV && x->outstanding > 0) {
+			k->drain[k->drain_next].id = x->id;
+			k->drain[k->drain_next].left = x->outstanding;
+			k->drain[k->drain_next].f = l->f;
+			k->drain_next = (k->drain_next + 1) % NET_SESSION_FETCH_MAX;
+		}
 	}
 	if (slot != SIZE_MAX)
 		k->fetch[slot] = NULL;
@@ -2248,6 +2268,33 @@ out:
 
 static void want_more(struct sconn *k, struct xfer *x);
 
+/*
+ * Download @x could not be written here (@rc: a full disk, an I/O error): event 3103, the
+ * same error at most once a minute per folder; the upstream is told (Cancel) and the
+ * version fetched again later, after a full disk six retry intervals later, since room
+ * comes back at an administrator's pace and each try asks for a window of chunks again.
+ * Thread: loop.
+ */
+static void download_failed(struct sconn *k, struct xfer *x, int rc)
+{
+	struct sfolder *sf = &k->s->folders[x->l->f];
+	struct item *it = x->it;
+	int64_t now = dfsr_mono_ns();
+	char hex[DFSR_UID_HEX_LEN];
+
+	if (rc != -ECANCELED && (rc != sf->dl_err || now - sf->dl_err_ns >= 60000000000LL)) {
+		sf->dl_err = rc;
+		sf->dl_err_ns = now;
+		dfsr_uid_hex(&it->u.rec.uid, hex);
+		sess_event(k->s, x->l->f, EV_REPLICATION_RETRY,
+			   "peer=%s step=download uid=%s error=\"%s\"", peer_name(k), hex,
+			   dfsr_strerror(rc));
+	}
+	xfer_end(k, x, IT_FETCH_RETRY, true);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		it->retry_ns = now + 6 * k->s->retry_ns;
+}
+
 static void open_done(struct job *jb, bool cancelled)
 {
 	struct open_job *o = dfsr_container_of(jb, struct open_job, base);
@@ -2262,7 +2309,7 @@ static void open_done(struct job *jb, bool cancelled)
 		proto_error(k, "bad chunk list or chunk");
 		xfer_end(k, x, IT_FETCH_RETRY, false);
 	} else if (rc < 0) {
-		xfer_end(k, x, IT_FETCH_RETRY, true);
+		download_failed(k, x, rc);
 	} else if (o->installed) {
 		xfer_end(k, x, o->st, true);
 	} else if (x->cancelled || !conn_live(k)) {
@@ -2490,7 +2537,7 @@ static void write_done(struct job *jb, bool cancelled)
 		proto_error(k, "chunk does not match its list");
 		xfer_end(k, x, IT_FETCH_RETRY, false);
 	} else if (rc < 0) {
-		xfer_end(k, x, IT_FETCH_RETRY, true);
+		download_failed(k, x, rc);
 	} else if (wj->installed) {
 		xfer_end(k, x, wj->st, true);
 	} else if (x->cancelled || !conn_live(k)) {
@@ -2521,6 +2568,20 @@ static void write_start(struct sconn *k, struct xfer *x)
 	job_queue(k->s, k, &wj->base);
 }
 
+/* True if @id is a download we abandoned with chunks still to come: one of them, of
+ * @len bytes, is counted off. Ids are not reused on a connection (next_id). */
+static bool drain_take(struct sconn *k, uint64_t id, size_t len)
+{
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++) {
+		if (k->drain[i].left > 0 && k->drain[i].id == id) {
+			k->drain[i].left--;
+			add_bytes(k->s, k->drain[i].f, k->peer, len, false);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 {
 	size_t slot = xfer_slot(k, m->id);
@@ -2528,6 +2589,8 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 	struct rx_chunk *c = NULL;
 	bool bad = true;
 
+	if (!x && drain_take(k, m->id, len))
+		return; /* crossed our Cancel */
 	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
 		c = rx_chunk_new(m, &bad);
 	if (!c) {
