@@ -110,7 +110,9 @@ struct journal {
 	int64_t scan_started_ns;
 	void (*changed_fn)(void *arg); /* journal_set_changed() */
 	void *changed_arg;
-	bool changed; /* a journal entry was committed since the lock was taken */
+	bool changed;            /* a journal entry was committed since the lock was taken */
+	int64_t wfail_logged_ns; /* the last 1201 (write_failed()) */
+	uint64_t wfail_repeats;  /* 1201s not logged since */
 	/* Read-only folders: versions to install again (docs/conflicts.md §11), marked by the
 	 * consistency scan. In memory only: every start's scan finds them again. */
 	struct revert_mark *marks;
@@ -623,6 +625,30 @@ static int index_update(struct journal *j, const struct record *r, const struct 
 }
 
 /*
+ * Event 1201 for a change the database did not take (it is on disk; the next start's scan
+ * records it). While writes keep failing (a full disk) at most one a minute, and the next
+ * one logged counts those that were not. Lock held.
+ */
+static void write_failed(struct journal *j, const char *path, const char *op, int rc)
+{
+	int64_t now = dfsr_mono_ns();
+
+	if (j->wfail_logged_ns && now - j->wfail_logged_ns < 60 * (int64_t)1000000000) {
+		j->wfail_repeats++;
+		return;
+	}
+	if (j->wfail_repeats)
+		journal_event(j, EV_JOURNAL_WRITE_FAILED,
+			      "path=\"%s\" op=%s error=\"%s\" also_failed=%" PRIu64, path, op,
+			      dfsr_strerror(rc), j->wfail_repeats);
+	else
+		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"", path,
+			      op, dfsr_strerror(rc));
+	j->wfail_logged_ns = now;
+	j->wfail_repeats = 0;
+}
+
+/*
  * Give @r a new version and commit it with its journal entry, index and meta. @old says
  * what was recorded before (exists == false for a create). Called with the lock held.
  */
@@ -667,8 +693,7 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 		if (r->tombstone)
 			link_forget(j, &r->uid);
 	} else {
-		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"",
-			      path.p ? path.p : r->name, journal_op_name(op), dfsr_strerror(rc));
+		write_failed(j, path.p ? path.p : r->name, journal_op_name(op), rc);
 	}
 	dfsr_buf_release(&path);
 	return rc;
@@ -1922,8 +1947,9 @@ void journal_event(struct journal *j, enum dfsr_event ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	event_vformat(msg, sizeof(msg), ev, fmt, ap);
 	va_end(ap);
-	if (!j->read_only && j->db && store_event(j, ev, dfsr_now_ns(), msg) < 0)
-		event_log(EV_DB_ERROR, "folder=%s op=store-event id=%d", j->folder->name, (int)ev);
+	/* a failed store is logged by the database (1101); the event still reaches syslog */
+	if (!j->read_only && j->db)
+		(void)store_event(j, ev, dfsr_now_ns(), msg);
 	event_emit(ev, j->folder->name, msg);
 }
 
@@ -2133,8 +2159,7 @@ static int commit_txn_locked(struct journal *j, const struct txn *t, bool entry,
 		if (entry)
 			j->changed = true;
 	} else {
-		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=replicate error=\"%s\"",
-			      name, dfsr_strerror(rc));
+		write_failed(j, name, "replicate", rc);
 	}
 	return rc;
 }

@@ -85,6 +85,12 @@ most often `No space left on device`). A failed download keeps what it wrote in
 disk shows as one line a minute until there is room again (docs/operations.md, "A full
 disk").
 
+1101 (database error) and 1201 (a change through the mount that the database did not
+take) are also logged at most once a minute while the same failure repeats: 1101 adds
+`repeated=N` for the identical errors not logged since, 1201 `also_failed=N` for the
+changes not logged since. A change in 1201 is on disk; the next start's consistency scan
+records it.
+
 To follow them live: `journalctl -t dfsr -f`; one folder: `journalctl -t dfsr -g ' share: '`.
 
 HDR
