@@ -48,6 +48,7 @@
 #include "core/layout.h"
 #include "core/linkmap.h"
 #include "core/record.h"
+#include "core/space.h"
 #include "core/version.h"
 
 #define META_KEY                "folder"
@@ -81,6 +82,7 @@ struct journal {
 	bool read_only;           /* immutable */
 	bool unclean;             /* immutable after open */
 	struct db *db;            /* immutable; thread-safe */
+	struct space *space;      /* immutable; thread-safe; NULL if read-only */
 	struct dfsr_uid root_uid; /* immutable */
 	struct dfsr_uid db_id;    /* immutable */
 	uint64_t event_n;         /* atomic */
@@ -1134,6 +1136,14 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 		rc = -ENOMEM;
 		goto out_close;
 	}
+	if (!j->read_only) {
+		rc = space_new(o->root_fd, &j->space);
+		if (rc < 0) {
+			snprintf(err, JOURNAL_ERR_LEN, "folder %s: cannot measure its disk: %s",
+				 o->folder->name, dfsr_strerror(rc));
+			goto out_close;
+		}
+	}
 	rc = load_or_create_meta(j, err);
 	if (rc < 0)
 		goto out_close;
@@ -1152,6 +1162,7 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 	*out = j;
 	return 0;
 out_close:
+	space_free(j->space);
 	db_batch_free(j->batch);
 	db_close(j->db);
 out_free:
@@ -1178,6 +1189,7 @@ void journal_close(struct journal *j)
 			event_log(EV_DB_ERROR, "folder=%s op=close", j->folder->name);
 		journal_unlock(j);
 	}
+	space_free(j->space);
 	db_batch_free(j->batch);
 	db_close(j->db);
 	version_vector_release(&j->knowledge);
@@ -1211,6 +1223,11 @@ void journal_set_folder(struct journal *j, const struct config_folder *folder)
 const struct config_folder *journal_folder(const struct journal *j)
 {
 	return j->folder;
+}
+
+struct space *journal_space(struct journal *j)
+{
+	return j->space;
 }
 
 int journal_root_fd(const struct journal *j)

@@ -44,6 +44,7 @@
 #define JOURNAL_ERR_LEN  512
 
 struct journal;
+struct space;
 
 enum journal_state {
 	JOURNAL_STATE_INITIAL_BUILD = 0,
@@ -111,6 +112,11 @@ const struct config_folder *journal_folder(const struct journal *j);
  */
 void journal_set_folder(struct journal *j, const struct config_folder *folder);
 int journal_root_fd(const struct journal *j);
+
+/* The reserve kept for the database on the local path's disk (core/space.h): dfsr's own
+ * writes of file data ask it first. NULL for a read-only journal (space_take() allows
+ * NULL). Thread: any. */
+struct space *journal_space(struct journal *j);
 
 enum journal_state journal_state(const struct journal *j);
 /* Persists the state. Return: 0 or -EIO. */

@@ -88,6 +88,7 @@
 #include "core/event.h"
 #include "core/outbound.h"
 #include "core/record.h"
+#include "core/space.h"
 #include "net/channel.h"
 #include "net/peer.h"
 #include "net/wire.pb-c.h"
@@ -2242,10 +2243,13 @@ static void open_run(struct job *jb)
 	if (o->rc < 0)
 		goto out;
 	x->nchunks = cl.n;
-	for (struct rx_chunk *c = o->chunks; c && o->rc == 0; c = c->next)
-		o->rc = c->index < cl.n
-				? stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len)
-				: -EBADMSG;
+	for (struct rx_chunk *c = o->chunks; c && o->rc == 0; c = c->next) {
+		o->rc = space_take(journal_space(s->folders[x->l->f].j), CHUNK_MAX);
+		if (o->rc == 0)
+			o->rc = c->index < cl.n ? stage_asm_put_stored(x->a, c->index, c->codec,
+								       c->data, c->len)
+						: -EBADMSG;
+	}
 	if (o->rc < 0)
 		goto out;
 	seed_local(s, x);
@@ -2514,8 +2518,12 @@ static void write_run(struct job *jb)
 	struct xfer *x = wj->x;
 
 	wj->rc = 0;
-	for (struct rx_chunk *c = wj->chunks; c && wj->rc == 0; c = c->next)
-		wj->rc = stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len);
+	for (struct rx_chunk *c = wj->chunks; c && wj->rc == 0; c = c->next) {
+		/* the database's reserve (core/space.h); a chunk is at most CHUNK_MAX */
+		wj->rc = space_take(journal_space(jb->s->folders[x->l->f].j), CHUNK_MAX);
+		if (wj->rc == 0)
+			wj->rc = stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len);
+	}
 	if (wj->rc == 0 && stage_asm_missing(x->a) == 0) {
 		wj->installed = true;
 		wj->rc = xfer_install(jb->s, x, &wj->st);
