@@ -1098,6 +1098,13 @@ static int load_or_create_meta(struct journal *j, char err[static JOURNAL_ERR_LE
 	return rc;
 }
 
+/* core/space refused a write of file data (at most once a minute): event 1103. */
+static void space_refused(void *arg, uint64_t free_bytes, uint64_t reserve)
+{
+	journal_event(arg, EV_DISK_RESERVE, "free_mib=%" PRIu64 " reserve_mib=%" PRIu64,
+		      free_bytes >> 20, reserve >> 20);
+}
+
 int journal_open(const struct journal_opts *o, struct journal **out,
 		 char err[static JOURNAL_ERR_LEN])
 {
@@ -1143,6 +1150,7 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 				 o->folder->name, dfsr_strerror(rc));
 			goto out_close;
 		}
+		space_set_notify(j->space, space_refused, j);
 	}
 	rc = load_or_create_meta(j, err);
 	if (rc < 0)

@@ -15,13 +15,17 @@
 
 #include "core/util.h"
 
-#define SPACE_MEASURE_NS 1000000000LL /* while far from the reserve */
+#define SPACE_MEASURE_NS 1000000000LL  /* while far from the reserve */
+#define SPACE_NOTIFY_NS  60000000000LL /* refusals told at most this often */
 
 struct space {
 	int fd; /* O_PATH on the filesystem; owned */
 	uint64_t reserve;
 	_Atomic int64_t est;         /* bytes free as measured, minus takes since */
 	_Atomic int64_t measured_ns; /* monotonic */
+	space_refused_fn refused_fn;
+	void *refused_arg;
+	_Atomic int64_t refused_ns; /* the last refused_fn call; 0: never */
 };
 
 static int measure(struct space *sp, int64_t *free_bytes)
@@ -87,7 +91,23 @@ int space_take(struct space *sp, uint64_t bytes)
 		return 0;
 	atomic_store(&sp->est, free_bytes);
 	atomic_store(&sp->measured_ns, now);
-	return free_bytes - want < (int64_t)sp->reserve ? -ENOSPC : 0;
+	if (free_bytes - want >= (int64_t)sp->reserve)
+		return 0;
+	if (sp->refused_fn) {
+		int64_t last = atomic_load(&sp->refused_ns);
+
+		if ((last == 0 || now - last >= SPACE_NOTIFY_NS) &&
+		    atomic_compare_exchange_strong(&sp->refused_ns, &last, now))
+			sp->refused_fn(sp->refused_arg, free_bytes > 0 ? (uint64_t)free_bytes : 0,
+				       sp->reserve);
+	}
+	return -ENOSPC;
+}
+
+void space_set_notify(struct space *sp, space_refused_fn fn, void *arg)
+{
+	sp->refused_fn = fn;
+	sp->refused_arg = arg;
 }
 
 uint64_t space_reserve(const struct space *sp)

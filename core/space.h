@@ -54,4 +54,11 @@ int space_take(struct space *sp, uint64_t bytes);
 /* The reserve in bytes. */
 uint64_t space_reserve(const struct space *sp);
 
+/* Called (from the refusing thread) when space_take() refuses, at most once a minute: what
+ * was free, the reserve. */
+typedef void (*space_refused_fn)(void *arg, uint64_t free_bytes, uint64_t reserve);
+
+/* Set once, before the guard is shared. */
+void space_set_notify(struct space *sp, space_refused_fn fn, void *arg);
+
 #endif /* DFSR_CORE_SPACE_H */

@@ -53,6 +53,8 @@ done
 # a write through bravo's mount fails as on the full disk, and leaves the daemon up
 check_fails "a 16 MiB write through bravo's full mount fails" \
 	dd if=/dev/zero of="$MB/local.bin" bs=1M count=16 conv=fsync status=none
+check "bravo logs 1103 (writes refused to keep the database's reserve)" \
+	test "$(count_event "${G_CONF[B]}" 1103)" -ge 1
 check "the reserve is still free after the write through the mount" \
 	bash -c "[ \$(df --output=avail -k '${G_PATH[B]}' | tail -1) -ge 28672 ]"
 check "bravo keeps running after the failed write" pid_alive "${G_PID[B]}"

@@ -2,8 +2,8 @@
  * test_space.c - core/space.c: the database's reserve on a tmpfs of known size: its size
  * (1/64 of the filesystem within [32 MiB, 128 MiB]), takes allowed while the reserve stays
  * free, refused with -ENOSPC once a write would eat into it (measured afresh, even right
- * after a measurement that allowed it), allowed again once room comes back, and a NULL
- * guard that allows everything.
+ * after a measurement that allowed it) and told to the owner once, allowed again once room
+ * comes back, and a NULL guard that allows everything.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,20 +101,41 @@ static void reserve_size_follows_the_filesystem(void **state)
 	}
 }
 
+struct told {
+	unsigned n;
+	uint64_t free_bytes, reserve;
+};
+
+static void refused(void *arg, uint64_t free_bytes, uint64_t reserve)
+{
+	struct told *t = arg;
+
+	t->n++;
+	t->free_bytes = free_bytes;
+	t->reserve = reserve;
+}
+
 static void takes_stop_at_the_reserve(void **state)
 {
 	struct fx *f = *state;
+	struct told told = { 0 };
 	struct space *sp;
 
 	assert_int_equal(space_new(f->fd, &sp), 0);
+	space_set_notify(sp, refused, &told);
 	assert_int_equal(space_reserve(sp), 32 * MIB);
 	/* 64 MiB free: 16 MiB leaves more than the reserve */
 	assert_int_equal(space_take(sp, 16 * MIB), 0);
 	/* 30 MiB used behind the guard's back: 34 MiB free; 1 MiB is fine, 3 MiB is not */
 	fill(f, "a", 30);
 	assert_int_equal(space_take(sp, 1 * MIB), 0);
+	assert_int_equal(told.n, 0);
 	assert_int_equal(space_take(sp, 3 * MIB), -ENOSPC);
 	assert_int_equal(space_take(sp, 3 * MIB), -ENOSPC);
+	/* told once (at most once a minute), with what was free */
+	assert_int_equal(told.n, 1);
+	assert_int_equal(told.reserve, 32 * MIB);
+	assert_true(told.free_bytes >= 33 * MIB && told.free_bytes <= 34 * MIB);
 	/* room again */
 	assert_int_equal(unlinkat(f->fd, "a", 0), 0);
 	assert_int_equal(space_take(sp, 3 * MIB), 0);
