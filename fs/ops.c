@@ -1541,6 +1541,11 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_i
 
 	(void)ino_in;
 	(void)ino_out;
+	res = space_take(journal_space(fs_of(req)->journal), len); /* as fs_op_write_buf() */
+	if (res < 0) {
+		fuse_reply_err(req, (int)-res);
+		return;
+	}
 	res = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
 	if (res < 0) {
 		fuse_reply_err(req, errno);

@@ -59,6 +59,24 @@ check "the reserve is still free after the write through the mount" \
 	bash -c "[ \$(df --output=avail -k '${G_PATH[B]}' | tail -1) -ge 28672 ]"
 check "bravo keeps running after the failed write" pid_alive "${G_PID[B]}"
 rm -f "$MB/local.bin"
+# so does copy_file_range(2) through the mount (what cp uses), from a file bravo has
+first=$(cd "$MB" && ls big*.bin 2>/dev/null | head -1)
+if [ -n "$first" ]; then
+	check "copy_file_range of $first through bravo's full mount fails with ENOSPC" "$PY" -c "
+import errno, os, sys
+i = os.open('$MB/$first', os.O_RDONLY); o = os.open('$MB/copy.bin', os.O_WRONLY | os.O_CREAT, 0o644)
+try:
+    n = 0
+    while n < (8 << 20):
+        r = os.copy_file_range(i, o, (8 << 20) - n)
+        if r == 0: break
+        n += r
+    os.fsync(o)
+except OSError as e:
+    sys.exit(0 if e.errno == errno.ENOSPC else 1)
+sys.exit(1)"
+	rm -f "$MB/copy.bin"
+fi
 # changes that need no data block are made and journaled: the reserve is the database's
 check "an empty file can be made through bravo's full mount" touch "$MB/made-while-full.txt"
 check "a chmod through bravo's full mount works" chmod 0640 "$MB/small.txt"
