@@ -2215,7 +2215,9 @@ static void seed_local(struct net_sessions *s, struct xfer *x)
 	if (journal_path(sf->j, &x->it->u.rec.uid, &path) == 0) {
 		fd = openat(journal_root_fd(sf->j), path.p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0) {
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			/* copies up to the file's size: the database's reserve first */
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			    space_take(journal_space(sf->j), (uint64_t)st.st_size) == 0)
 				(void)stage_asm_seed(x->a, fd, &found);
 			close(fd);
 		}
