@@ -113,6 +113,7 @@ struct journal {
 	void (*changed_fn)(void *arg); /* journal_set_changed() */
 	void *changed_arg;
 	bool changed;            /* a journal entry was committed since the lock was taken */
+	bool db_failing;         /* the last change the database was given failed */
 	int64_t wfail_logged_ns; /* the last 1201 (write_failed()) */
 	uint64_t wfail_repeats;  /* 1201s not logged since */
 	/* Read-only folders: versions to install again (docs/conflicts.md §11), marked by the
@@ -198,6 +199,7 @@ static void txn_apply(struct journal *j, const struct txn *t)
 	j->state = t->state;
 	j->running = t->running;
 	j->last_sync_saved_ns = j->last_sync_put_ns; /* every meta batch is committed here */
+	j->db_failing = false;
 	/* Cannot grow past the first change (the entry exists then); failure only delays it. */
 	if (t->counter)
 		(void)version_vector_raise(&j->knowledge, &j->db_id, t->counter);
@@ -629,12 +631,14 @@ static int index_update(struct journal *j, const struct record *r, const struct 
 /*
  * Event 1201 for a change the database did not take (it is on disk; the next start's scan
  * records it). While writes keep failing (a full disk) at most one a minute, and the next
- * one logged counts those that were not. Lock held.
+ * one logged counts those that were not. The folder shows as "error" (journal_get_status())
+ * until a change is written again. Lock held.
  */
 static void write_failed(struct journal *j, const char *path, const char *op, int rc)
 {
 	int64_t now = dfsr_mono_ns();
 
+	j->db_failing = true; /* state "error" until a change is written again */
 	if (j->wfail_logged_ns && now - j->wfail_logged_ns < 60 * (int64_t)1000000000) {
 		j->wfail_repeats++;
 		return;
@@ -1859,7 +1863,7 @@ void journal_get_status(struct journal *j, struct journal_status *out)
 {
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&j->lock);
-	out->state = j->state;
+	out->state = j->db_failing ? JOURNAL_STATE_ERROR : j->state;
 	out->files = j->counts.files;
 	out->folders = j->counts.folders;
 	out->bytes = j->counts.bytes;
