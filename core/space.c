@@ -77,7 +77,7 @@ void space_free(struct space *sp)
 
 int space_take(struct space *sp, uint64_t bytes)
 {
-	int64_t want, left, now, free_bytes;
+	int64_t want, left, now, free_bytes = 0;
 
 	if (!sp)
 		return 0;
