@@ -227,6 +227,10 @@ struct link {
 	/* §12: a Done of a normal partner was merged on this connection: while it stays up the
 	 * partner sends every change as it is made, so each state tick notes contact */
 	bool synced;
+	/* An Ack due while our Hello was not sent yet (a merge of another connection's Done):
+	 * sent right after the Hello, with the knowledge the Hello carried merged in */
+	bool ack_owed;
+	struct version_vector ack_kv;
 	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
 	struct version_vector partner_kv;
 	bool cancel;
@@ -348,6 +352,8 @@ struct net_sessions {
 	uint64_t tick_ms;            /* TICK_MS, or the tests' retry interval if shorter */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
+	void (*hello_hook)(void *arg, size_t peer); /* tests (net_sessions_opts) */
+	void *hello_hook_arg;
 };
 
 /* ---- jobs ------------------------------------------------------------------------ */
@@ -883,6 +889,7 @@ struct hello_job {
 	uint8_t *buf;
 	size_t len;
 	bool *stale; /* per folder: stale when its knowledge was read (link.hello_stale) */
+	struct version_vector *kv; /* per folder: the knowledge the Hello carries */
 	int rc;
 };
 
@@ -898,6 +905,8 @@ static void hello_run(struct job *jb)
 	struct pb_kv *pk = calloc(s->nfolders ? s->nfolders : 1, sizeof(*pk));
 	size_t done = 0;
 
+	if (s->hello_hook)
+		s->hello_hook(s->hello_hook_arg, jb->k->peer);
 	h->rc = -ENOMEM;
 	h->stale = calloc(s->nfolders ? s->nfolders : 1, sizeof(*h->stale));
 	if (!fh || !fp || !kv || !pk || !h->stale)
@@ -936,15 +945,40 @@ static void hello_run(struct job *jb)
 out:
 	for (size_t i = 0; i < done; i++) {
 		pb_kv_release(&pk[i]);
-		version_vector_release(&kv[i]);
+		if (h->rc < 0)
+			version_vector_release(&kv[i]);
 	}
+	if (h->rc == 0)
+		h->kv = kv; /* taken: an Ack owed meanwhile is sent with it merged in */
+	else
+		free(kv);
 	free(fh);
 	free(fp);
-	free(kv);
 	free(pk);
 }
 
 static void conn_maybe_start(struct sconn *k);
+static void send_ack(struct link *l, const struct version_vector *kv);
+
+/* Our Hello on @k just went out: send the Acks that merges owed meanwhile (merge_done()),
+ * each with the knowledge the Hello carried merged in, so that it never tells the partner
+ * less than the Hello did. Thread: loop. */
+static void acks_owed(struct sconn *k, const struct version_vector *hello_kv)
+{
+	for (size_t f = 0; f < k->s->nfolders && conn_live(k); f++) {
+		struct link *l = &k->links[f];
+
+		if (!l->ack_owed)
+			continue;
+		l->ack_owed = false;
+		/* should the merge fail (no memory), the Ack still tells true knowledge */
+		if (hello_kv)
+			(void)version_vector_merge(&l->ack_kv, &hello_kv[f]);
+		if (l->common)
+			send_ack(l, &l->ack_kv);
+		version_vector_release(&l->ack_kv);
+	}
+}
 
 static void hello_done(struct job *jb, bool cancelled)
 {
@@ -956,11 +990,15 @@ static void hello_done(struct job *jb, bool cancelled)
 			k->links[f].hello_stale = h->stale[f];
 		if (conn_send_raw(k, SIZE_MAX, h->buf, h->len) == 0) {
 			k->hello_sent = true;
+			acks_owed(k, h->kv);
 			conn_maybe_start(k);
 		}
 	} else if (conn_live(k)) {
 		proto_error(k, "could not build Hello");
 	}
+	for (size_t f = 0; h->kv && f < jb->s->nfolders; f++)
+		version_vector_release(&h->kv[f]);
+	free(h->kv);
 	free(h->buf);
 	free(h->stale);
 	free(h);
@@ -1935,10 +1973,22 @@ static void merge_done(struct job *jb, bool cancelled)
 		rx_count(l, 0, -1);
 		/* Our knowledge grew: every partner of this folder hears it (an Ack needs no
 		 * Done), or one whose Done came earlier would count what we now hold from
-		 * another member as our backlog until its next round. */
-		for (struct sconn *k = s->conns; k; k = k->next)
-			if (conn_live(k) && k->hello_rcvd && k->links[l->f].common)
-				send_ack(&k->links[l->f], &mj->kv);
+		 * another member as our backlog until its next round. Nothing but a Ping may
+		 * precede our Hello (RM.2): on a connection whose Hello is still being built,
+		 * the Ack is owed and follows the Hello (acks_owed()). */
+		for (struct sconn *k = s->conns; k; k = k->next) {
+			struct link *o = &k->links[l->f];
+
+			if (!conn_live(k) || !k->hello_rcvd || !o->common)
+				continue;
+			if (k->hello_sent) {
+				send_ack(o, &mj->kv);
+				continue;
+			}
+			/* out of memory: an Ack owed before stays owed (knowledge only grows) */
+			if (version_vector_copy(&o->ack_kv, &mj->kv) == 0)
+				o->ack_owed = true;
+		}
 	}
 	version_vector_release(&mj->kv);
 	free(mj);
@@ -3221,7 +3271,10 @@ static void dispatch(struct sconn *k, const Dfsrwire__Msg *m, size_t len)
 		return;
 	}
 	if (!k->hello_rcvd) {
-		proto_error(k, "message before Hello");
+		char what[48];
+
+		snprintf(what, sizeof(what), "message before Hello (type %d)", (int)m->m_case);
+		proto_error(k, what);
 		return;
 	}
 	switch (m->m_case) {
@@ -3320,6 +3373,7 @@ static void link_release(struct link *l)
 		free(om);
 	}
 	version_vector_release(&l->partner_kv);
+	version_vector_release(&l->ack_kv);
 	free(l->again);
 	rx_count(l, -(int64_t)l->rx_items, -(int64_t)l->rx_dones);
 }
@@ -3364,6 +3418,7 @@ static void on_up(void *arg, struct net_conn *c, size_t peer)
 		k->links[f].k = k;
 		k->links[f].f = f;
 		version_vector_init(&k->links[f].partner_kv);
+		version_vector_init(&k->links[f].ack_kv);
 	}
 	k->next = s->conns;
 	if (s->conns)
@@ -3758,6 +3813,8 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
 	s->retry_ns = MONO_MS(o->retry_ms ? o->retry_ms : NET_SESSION_RETRY_MS);
 	s->tick_ms = o->retry_ms && o->retry_ms < TICK_MS ? o->retry_ms : TICK_MS;
+	s->hello_hook = o->hello_hook;
+	s->hello_hook_arg = o->hello_hook_arg;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
 	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
 		goto out_nomem;

@@ -11,11 +11,16 @@
  * After every case: nothing was created in the local path (only DfsrPrivate is there), the
  * database holds no record, and the member still completes a handshake and sends its
  * Hello on a fresh connection (it did not crash or wedge).
+ *
+ * One case is timing, not content (test_ack_waits_for_hello): the member's Hello to a
+ * second configured partner is held back (net_sessions_opts.hello_hook) while a merge of
+ * the first partner's Done sends Acks; the second partner must still read the Hello first.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,6 +64,13 @@ struct member {
 	uint16_t port;
 	uint8_t sk[KL], pk[KL];           /* the member */
 	uint8_t evil_sk[KL], evil_pk[KL]; /* the hostile partner (configured) */
+	uint8_t two_sk[KL], two_pk[KL];   /* a second configured partner ("evil2", peer 1) */
+	/* net_sessions_opts.hello_hook: the Hello to peer i is built only once hold[i] is
+	 * cleared; hooked[i] counts the Hellos that reached the hook */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool hold[2];
+	unsigned hooked[2];
 	struct config cfg;
 	struct journal *j;
 	struct stage *stage;
@@ -87,10 +99,32 @@ static void keypair(uint8_t sk[KL], uint8_t pk[KL])
 	assert_int_equal(crypto_scalarmult_base(pk, sk), 0);
 }
 
+static void hello_hook(void *arg, size_t peer)
+{
+	struct member *m = arg;
+
+	assert_true(peer < 2);
+	pthread_mutex_lock(&m->lock);
+	m->hooked[peer]++;
+	pthread_cond_broadcast(&m->cond);
+	while (m->hold[peer])
+		pthread_cond_wait(&m->cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void hello_hold(struct member *m, size_t peer, bool hold)
+{
+	pthread_mutex_lock(&m->lock);
+	m->hold[peer] = hold;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 static int setup(void **state)
 {
 	struct member *m = calloc(1, sizeof(*m));
-	char text[2048], err[CONFIG_ERR_LEN], b64[64], jerr[JOURNAL_ERR_LEN], lerr[LAYOUT_ERR_LEN];
+	char text[2048], err[CONFIG_ERR_LEN], b64[64], b64_two[64], jerr[JOURNAL_ERR_LEN],
+		lerr[LAYOUT_ERR_LEN];
 	struct journal_opts jo = { 0 };
 	struct stage_opts so = { 0 };
 	struct replica_opts ro = { 0 };
@@ -106,14 +140,19 @@ static int setup(void **state)
 	assert_true(m->root_fd >= 0);
 	keypair(m->sk, m->pk);
 	keypair(m->evil_sk, m->evil_pk);
+	keypair(m->two_sk, m->two_pk);
 	sodium_bin2base64(b64, sizeof(b64), m->evil_pk, KL, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(b64_two, sizeof(b64_two), m->two_pk, KL, sodium_base64_VARIANT_ORIGINAL);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
 	m->port = free_port();
 	snprintf(text, sizeof(text),
 		 "[member]\nname = alpha\nlisten = 127.0.0.1:%u\nkey = %s/alpha.key\n"
 		 "control = %s/alpha.sock\n"
 		 "[folder share]\npath = %s/share\nmount = %s/mnt\nprimary = yes\n"
-		 "[peer evil]\naddress = 127.0.0.1:1\npublic_key = %s\n",
-		 (unsigned)m->port, m->dir, m->dir, m->dir, m->dir, b64);
+		 "[peer evil]\naddress = 127.0.0.1:1\npublic_key = %s\n"
+		 "[peer evil2]\naddress = 127.0.0.1:1\npublic_key = %s\n",
+		 (unsigned)m->port, m->dir, m->dir, m->dir, m->dir, b64, b64_two);
 	assert_int_equal(config_parse_string(&m->cfg, "hostile.conf", text, err), 0);
 
 	assert_int_equal(layout_prepare(m->root_fd, lerr), 0);
@@ -144,6 +183,8 @@ static int setup(void **state)
 	no.secret_key = m->sk;
 	no.folders = &sf;
 	no.nfolders = 1;
+	no.hello_hook = hello_hook;
+	no.hello_hook_arg = m;
 	assert_int_equal(net_sessions_start(&no, &m->s), 0);
 	*state = m;
 	return 0;
@@ -153,6 +194,8 @@ static int teardown(void **state)
 {
 	struct member *m = *state;
 
+	hello_hold(m, 0, false); /* a failed test may have left a Hello held */
+	hello_hold(m, 1, false);
 	net_sessions_stop(m->s);
 	net_loop_stop(m->loop);
 	net_loop_free(m->loop);
@@ -163,6 +206,8 @@ static int teardown(void **state)
 	close(m->root_fd);
 	close(m->dir_fd);
 	test_tmpdir_remove(m->dir);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 	return 0;
 }
@@ -221,14 +266,14 @@ static bool evil_pump(struct evil *e, int ms)
 	}
 }
 
-/* Connects and completes the handshake with the evil key. */
-static void evil_connect(struct member *m, struct evil *e)
+/* Connects and completes the handshake with secret key @sk (a configured partner's). */
+static void evil_connect_as(struct member *m, struct evil *e, const uint8_t *sk)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons(m->port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct net_channel_opts o = { .role = NET_CHANNEL_INITIATOR,
-				      .secret_key = m->evil_sk,
+				      .secret_key = sk,
 				      .peer_key = m->pk };
 	int64_t end = now_ms() + 10000;
 
@@ -248,6 +293,12 @@ static void evil_connect(struct member *m, struct evil *e)
 	 * keeper and choose this channel; otherwise it is a keep-alive. */
 	assert_int_equal(net_channel_seal(e->ch, NULL, 0), 0);
 	evil_flush(e);
+}
+
+/* Connects and completes the handshake with the evil key. */
+static void evil_connect(struct member *m, struct evil *e)
+{
+	evil_connect_as(m, e, m->evil_sk);
 }
 
 static void evil_close(struct evil *e)
@@ -794,6 +845,106 @@ static void test_serve_limit(void **state)
 	serve_limit_case(m, 20, 20);
 }
 
+/* The member's next message on @e that is not a Ping (10 s at most); the caller frees it
+ * with dfsrwire__msg__free_unpacked(). */
+static Dfsrwire__Msg *evil_next(struct evil *e)
+{
+	int64_t end = now_ms() + 10000;
+
+	for (;;) {
+		uint8_t *msg;
+		size_t len;
+
+		while (net_channel_pop(e->ch, &msg, &len) == 0) {
+			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+
+			free(msg);
+			assert_non_null(w);
+			if (w->m_case != DFSRWIRE__MSG__M_PING)
+				return w;
+			dfsrwire__msg__free_unpacked(w, NULL);
+		}
+		assert_true(now_ms() < end);
+		assert_true(evil_pump(e, 20));
+	}
+}
+
+/* The counter of @db in the knowledge of Ack @a (0 if absent). */
+static uint64_t ack_counter(const Dfsrwire__Ack *a, const uint8_t db[16])
+{
+	for (size_t i = 0; i < a->n_knowledge; i++)
+		if (a->knowledge[i]->db.len == 16 && !memcmp(a->knowledge[i]->db.data, db, 16))
+			return a->knowledge[i]->counter;
+	return 0;
+}
+
+/*
+ * Not hostile, but timing: a merge of one partner's Done sends an Ack to every partner
+ * holding the folder, and a connection whose Hello the member is still building (its pool
+ * busy) had it before the Hello: the partner saw "message before Hello" and closed
+ * (event 3101 in a three-member run under load). Now the Ack follows the Hello. The test
+ * holds the member's Hello to evil2 (hello_hook) after evil2's Hello reached the member
+ * (a Ping answered behind it is the barrier), makes the member merge a Done from evil,
+ * and only then lets the Hello go: evil2 must read the Hello first, then the Ack with
+ * what the merge added.
+ */
+static void test_ack_waits_for_hello(void **state)
+{
+	struct member *m = *state;
+	struct evil one, two;
+	struct seen s = { 0 };
+	uint8_t db1[16], db2[16];
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Done done = DFSRWIRE__DONE__INIT;
+	Dfsr__Gvsn g = DFSR__GVSN__INIT, *gp = &g;
+	size_t before = refusals(m);
+	bool acked = false;
+
+	randombytes_buf(db1, sizeof(db1));
+	randombytes_buf(db2, sizeof(db2));
+	hello_hold(m, 1, true);
+	evil_connect_as(m, &two, m->two_sk);
+	evil_hello(&two, NET_SESSION_PROTO, db2);
+	evil_ping(&two);
+	evil_read(&two, &s, 0, true);     /* the member has read evil2's Hello */
+	assert_int_equal(s.serve_max, 0); /* and holds its own */
+
+	/* evil: a Done that claims db1:1 (no update before it: merged at once) */
+	evil_connect(m, &one);
+	evil_hello(&one, NET_SESSION_PROTO, db1);
+	g.db = bin(db1, 16);
+	g.counter = 1;
+	done.folder = bin("share", 5);
+	done.state = JOURNAL_STATE_NORMAL;
+	done.n_knowledge = 1;
+	done.knowledge = &gp;
+	msg.m_case = DFSRWIRE__MSG__M_DONE;
+	msg.done = &done;
+	evil_send_msg(&one, &msg);
+	while (!acked) {
+		w = evil_next(&one);
+		acked = w->m_case == DFSRWIRE__MSG__M_ACK && ack_counter(w->ack, db1) == 1;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the merge is done, and its Acks were sent or owed: now evil2's Hello goes */
+	hello_hold(m, 1, false);
+	w = evil_next(&two);
+	assert_int_equal(w->m_case, DFSRWIRE__MSG__M_HELLO);
+	dfsrwire__msg__free_unpacked(w, NULL);
+	for (acked = false; !acked;) {
+		w = evil_next(&two);
+		acked = w->m_case == DFSRWIRE__MSG__M_ACK && ack_counter(w->ack, db1) == 1;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	evil_ping(&two);
+	evil_read(&two, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&one);
+	evil_close(&two);
+	assert_member_alive(m);
+}
+
 static void test_wrong_proto_and_garbage(void **state)
 {
 	struct member *m = *state;
@@ -833,6 +984,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_file_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_proto_and_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_serve_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_waits_for_hello, setup, teardown),
 	};
 
 	if (sodium_init() < 0)

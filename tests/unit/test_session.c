@@ -1333,5 +1333,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),
 	};
 
+	/* DFSR_TEST_FILTER=three_members_converge: run the matching tests only (loops) */
+	if (getenv("DFSR_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("DFSR_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
