@@ -587,6 +587,23 @@ static void proto_error(struct sconn *k, const char *what)
 	net_conn_close(k->c, -EBADMSG);
 }
 
+/*
+ * A failure of ours on @k (@err: no memory, a message we cannot send): the partner did
+ * nothing wrong, so no 3101; but a message lost would break the order the protocol relies
+ * on (a Done claiming updates that never left, a transfer waiting for a chunk), so the
+ * connection closes (5014 names @err) and the dialer connects again; event 3103 says
+ * which step failed. Thread: loop.
+ */
+static void local_error(struct sconn *k, const char *step, int err)
+{
+	if (!k->c || k->closing)
+		return;
+	k->closing = true;
+	sess_event(k->s, SIZE_MAX, EV_REPLICATION_RETRY, "peer=%s step=%s error=%s", peer_name(k),
+		   step, dfsr_strerror(err));
+	net_conn_close(k->c, err < 0 ? err : -EIO);
+}
+
 /* ---- wire helpers ------------------------------------------------------------------ */
 
 struct pb_kv {
@@ -683,7 +700,7 @@ static int conn_send_raw(struct sconn *k, size_t f, const uint8_t *p, size_t len
 	if (rc == 0)
 		add_bytes(k->s, f, k->peer, len, true);
 	else if (rc != -ENOTCONN)
-		proto_error(k, "send failed");
+		local_error(k, "send", rc);
 	return rc;
 }
 
@@ -697,7 +714,7 @@ static int conn_send(struct sconn *k, size_t f, const Dfsrwire__Msg *m)
 		return -ENOTCONN;
 	rc = msg_pack(m, &p, &len);
 	if (rc < 0) {
-		proto_error(k, "out of memory");
+		local_error(k, "send", rc);
 		return rc;
 	}
 	rc = conn_send_raw(k, f, p, len);
@@ -994,7 +1011,7 @@ static void hello_done(struct job *jb, bool cancelled)
 			conn_maybe_start(k);
 		}
 	} else if (conn_live(k)) {
-		proto_error(k, "could not build Hello");
+		local_error(k, "hello", cancelled ? -ECANCELED : h->rc);
 	}
 	for (size_t f = 0; h->kv && f < jb->s->nfolders; f++)
 		version_vector_release(&h->kv[f]);
@@ -1676,13 +1693,14 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 	for (size_t i = 0; i < m->n_updates; i++) {
 		struct item *it = calloc(1, sizeof(*it));
 
-		if (!it) {
-			proto_error(k, "out of memory");
-			return;
-		}
-		if (update_decode(m->updates[i], &it->u) < 0) {
+		int rc = it ? update_decode(m->updates[i], &it->u) : -ENOMEM;
+
+		if (rc < 0) {
 			free(it);
-			proto_error(k, "bad update");
+			if (rc == -ENOMEM)
+				local_error(k, "receive", rc);
+			else
+				proto_error(k, "bad update");
 			return;
 		}
 		it->epoch = l->rx_epoch;
@@ -1929,7 +1947,7 @@ static void send_ack(struct link *l, const struct version_vector *kv)
 	struct pb_kv pk;
 
 	if (pb_kv_init(&pk, kv) < 0) {
-		proto_error(l->k, "out of memory");
+		local_error(l->k, "send", -ENOMEM);
 		return;
 	}
 	a.folder = folder_bin(l->k->s, l->f);
@@ -2039,6 +2057,7 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	struct net_sessions *s = k->s;
 	struct link *l = link_by_name(k, m->folder);
 	struct done_rec *d;
+	int rc;
 
 	if (!l || m->state > JOURNAL_STATE_ERROR) {
 		proto_error(k, "bad Done");
@@ -2047,13 +2066,17 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	add_bytes(s, l->f, k->peer, len, false);
 	d = calloc(1, sizeof(*d));
 	if (!d) {
-		proto_error(k, "out of memory");
+		local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	version_vector_init(&d->kv);
-	if (kv_decode(m->knowledge, m->n_knowledge, &d->kv) < 0) {
+	rc = kv_decode(m->knowledge, m->n_knowledge, &d->kv);
+	if (rc < 0) {
 		free(d);
-		proto_error(k, "bad Done knowledge");
+		if (rc == -ENOMEM)
+			local_error(k, "receive", rc);
+		else
+			proto_error(k, "bad Done knowledge");
 		return;
 	}
 	d->epoch = l->rx_epoch++;
@@ -2581,7 +2604,10 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
 		c = rx_chunk_new(m, &bad);
 	if (!c) {
-		proto_error(k, bad ? "bad Chunk" : "out of memory");
+		if (bad)
+			proto_error(k, "bad Chunk");
+		else
+			local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	add_bytes(k->s, x->l->f, k->peer, len, false);
@@ -2851,7 +2877,7 @@ static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
 	if (!v || !sj) {
 		free(v);
 		free(sj);
-		proto_error(k, "out of memory");
+		local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	memcpy(v->key.uid.b, m->uid.data, DFSR_UID_LEN);
@@ -2914,7 +2940,7 @@ static void on_want(struct sconn *k, const Dfsrwire__Want *m, size_t len)
 		uint32_t *nw = calloc(need, sizeof(*nw));
 
 		if (!nw) {
-			proto_error(k, "out of memory");
+			local_error(k, "receive", -ENOMEM);
 			return;
 		}
 		for (size_t i = 0; i < v->want_n; i++)
@@ -3086,6 +3112,7 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 	struct link *l = link_by_name(k, m->folder);
 	struct version_vector kv;
 	struct pstat *ps;
+	int rc;
 
 	if (!l) {
 		proto_error(k, "bad Ack");
@@ -3093,8 +3120,12 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 	}
 	add_bytes(s, l->f, k->peer, len, false);
 	version_vector_init(&kv);
-	if (kv_decode(m->knowledge, m->n_knowledge, &kv) < 0) {
-		proto_error(k, "bad Ack knowledge");
+	rc = kv_decode(m->knowledge, m->n_knowledge, &kv);
+	if (rc < 0) {
+		if (rc == -ENOMEM)
+			local_error(k, "receive", rc);
+		else
+			proto_error(k, "bad Ack knowledge");
 		return;
 	}
 	journal_note_contact(s->folders[l->f].j); /* §12: a partner took our changes */
@@ -3433,7 +3464,7 @@ static void on_up(void *arg, struct net_conn *c, size_t peer)
 	pthread_mutex_unlock(&s->lock);
 	h = calloc(1, sizeof(*h));
 	if (!h) {
-		proto_error(k, "out of memory");
+		local_error(k, "hello", -ENOMEM);
 		return;
 	}
 	h->base.run = hello_run;
