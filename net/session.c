@@ -119,6 +119,7 @@
 #define AGAIN_MS          1000u
 #define AGAIN_ROUNDS      30u
 #define AGAIN_LOGGED      16u /* events 1401 for one give-up, then a count */
+#define GONE_IDS          8u  /* sconn.gone */
 
 struct net_sessions;
 struct sconn;
@@ -276,6 +277,14 @@ struct sconn {
 	struct stage_job *stage_head, *stage_tail; /* stage jobs waiting for one of those */
 	unsigned reads;
 	uint64_t next_id;
+	/* Chunks we asked for on downloads we cancelled since (xfer_end()): the upstream may
+	 * have sent them before our Cancel reached it, so that many Chunks for an id of ours
+	 * no longer in flight are dropped, not a protocol error. */
+	uint64_t late_chunks;
+	/* Transfers we served and cancelled ourselves (read_done()): the downstream's Wants
+	 * may cross our Cancel; the last GONE_IDS ids, Wants for them are dropped. */
+	uint64_t gone[GONE_IDS];
+	unsigned gone_next;
 	int64_t big_scan_ns; /* fetch_start(): the last pass for large files */
 };
 
@@ -2168,6 +2177,8 @@ static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool canc
 		m.cancel = &c;
 		conn_send(k, l->f, &m);
 	}
+	if (cancel)
+		k->late_chunks += x->outstanding;
 	if (slot != SIZE_MAX)
 		k->fetch[slot] = NULL;
 	add_transfers(k->s, l->f, k->peer, -1);
@@ -2601,6 +2612,10 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 	struct rx_chunk *c = NULL;
 	bool bad = true;
 
+	if (!x && m->id && m->id <= k->next_id && k->late_chunks) {
+		k->late_chunks--; /* asked for, then cancelled: crossed our Cancel */
+		return;
+	}
 	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
 		c = rx_chunk_new(m, &bad);
 	if (!c) {
@@ -2924,6 +2939,9 @@ static void on_want(struct sconn *k, const Dfsrwire__Want *m, size_t len)
 	struct serve *v = serve_find(k, m->id);
 	size_t need;
 
+	for (unsigned i = 0; !v && i < GONE_IDS && i < k->gone_next; i++)
+		if (k->gone[i] == m->id)
+			return; /* crossed our Cancel */
 	if (!v || !v->ready || m->n_index == 0 || m->n_index > NET_SESSION_WANT_MAX ||
 	    v->want_n + m->n_index > v->nchunks + NET_SESSION_WANT_MAX) {
 		proto_error(k, "bad Want");
@@ -3010,6 +3028,7 @@ static void read_done(struct job *jb, bool cancelled)
 		m.cancel = &c;
 		conn_send(k, v->l->f, &m);
 		v->cancelled = true;
+		k->gone[k->gone_next++ % GONE_IDS] = v->id;
 	}
 	if (v->cancelled)
 		serve_free(k, v);
@@ -3066,10 +3085,19 @@ static void on_cancel(struct sconn *k, const Dfsrwire__Cancel *m, size_t len)
 		if (!v)
 			return; /* crossed with the end of the transfer */
 		add_bytes(k->s, v->l->f, k->peer, len, false);
-		if (v->busy)
-			v->cancelled = true;
-		else
+		if (!v->busy) {
 			serve_free(k, v);
+			return;
+		}
+		/* Its job frees it once back; it stops counting against NET_SESSION_SERVE_MAX
+		 * now, as the downstream's slot is free already and its next Get may follow. */
+		v->cancelled = true;
+		for (struct serve **pp = &k->serves; *pp; pp = &(*pp)->next)
+			if (*pp == v) {
+				*pp = v->next;
+				k->nserves--;
+				break;
+			}
 		return;
 	}
 	/* The upstream cannot serve one of our downloads. */

@@ -12,9 +12,12 @@
  * database holds no record, and the member still completes a handshake and sends its
  * Hello on a fresh connection (it did not crash or wedge).
  *
- * One case is timing, not content (test_ack_waits_for_hello): the member's Hello to a
- * second configured partner is held back (net_sessions_opts.hello_hook) while a merge of
- * the first partner's Done sends Acks; the second partner must still read the Hello first.
+ * Three cases are timing, not content: a well-behaved partner must not be taken for a
+ * hostile one. test_ack_waits_for_hello: the member's Hello to a second configured partner
+ * is held back (net_sessions_opts.hello_hook) while a merge of the first partner's Done
+ * sends Acks; the second partner must still read the Hello first.
+ * test_cancel_then_get_at_the_limit: a Get right behind a Cancel at the serve limit.
+ * test_want_crossing_upstream_cancel: a Want that crossed the member's own Cancel.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -307,7 +310,8 @@ static void evil_close(struct evil *e)
 	net_channel_free(e->ch);
 }
 
-static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
+/* Seals @msg into the channel; evil_flush() sends everything sealed in one go. */
+static void evil_seal_msg(struct evil *e, const Dfsrwire__Msg *msg)
 {
 	size_t len = dfsrwire__msg__get_packed_size(msg);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -316,6 +320,11 @@ static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
 	dfsrwire__msg__pack(msg, buf);
 	assert_int_equal(net_channel_seal(e->ch, buf, len), 0);
 	free(buf);
+}
+
+static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
+{
+	evil_seal_msg(e, msg);
 	evil_flush(e);
 }
 
@@ -845,8 +854,9 @@ static void test_serve_limit(void **state)
 	serve_limit_case(m, 20, 20);
 }
 
-/* The member's next message on @e that is not a Ping (10 s at most); the caller frees it
- * with dfsrwire__msg__free_unpacked(). */
+/* The member's next message on @e that is not a Ping (10 s at most; empty frames, the
+ * keeper's selection and keep-alives, are skipped); the caller frees it with
+ * dfsrwire__msg__free_unpacked(). */
 static Dfsrwire__Msg *evil_next(struct evil *e)
 {
 	int64_t end = now_ms() + 10000;
@@ -856,9 +866,11 @@ static Dfsrwire__Msg *evil_next(struct evil *e)
 		size_t len;
 
 		while (net_channel_pop(e->ch, &msg, &len) == 0) {
-			Dfsrwire__Msg *w = dfsrwire__msg__unpack(NULL, len, msg);
+			Dfsrwire__Msg *w = len ? dfsrwire__msg__unpack(NULL, len, msg) : NULL;
 
 			free(msg);
+			if (!len)
+				continue;
 			assert_non_null(w);
 			if (w->m_case != DFSRWIRE__MSG__M_PING)
 				return w;
@@ -945,6 +957,210 @@ static void test_ack_waits_for_hello(void **state)
 	assert_member_alive(m);
 }
 
+/*
+ * Not hostile, but timing: a downstream frees its transfer slot when it cancels and may
+ * send its next Get right behind the Cancel. The member counted a cancelled transfer whose
+ * stage job was not back yet against NET_SESSION_SERVE_MAX, so that Get looked like one
+ * too many ("bad Get", 3101). NET_SESSION_SERVE_MAX Gets, a Cancel of the first and one
+ * more Get go in one write: the member handles them in one read, before any stage job of
+ * theirs is back.
+ */
+static void test_cancel_then_get_at_the_limit(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	uint8_t db[16], uid[NET_SESSION_SERVE_MAX + 1][16];
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+	Dfsrwire__Cancel c = DFSRWIRE__CANCEL__INIT;
+	Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+	size_t before = refusals(m);
+	bool last = false;
+
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	w = evil_next(&e); /* the member serves only once its Hello is out */
+	assert_int_equal(w->m_case, DFSRWIRE__MSG__M_HELLO);
+	dfsrwire__msg__free_unpacked(w, NULL);
+
+	gv.db = bin(db, 16);
+	gv.counter = 1;
+	g.folder = bin("share", 5);
+	g.gvsn = &gv;
+	msg.m_case = DFSRWIRE__MSG__M_GET;
+	msg.get = &g;
+	for (uint64_t id = 1; id <= NET_SESSION_SERVE_MAX; id++) {
+		randombytes_buf(uid[id - 1], 16);
+		g.id = id;
+		g.uid = bin(uid[id - 1], 16);
+		evil_seal_msg(&e, &msg);
+	}
+	c.id = 1;
+	msg.m_case = DFSRWIRE__MSG__M_CANCEL;
+	msg.cancel = &c;
+	evil_seal_msg(&e, &msg);
+	randombytes_buf(uid[NET_SESSION_SERVE_MAX], 16);
+	g.id = NET_SESSION_SERVE_MAX + 1;
+	g.uid = bin(uid[NET_SESSION_SERVE_MAX], 16);
+	msg.m_case = DFSRWIRE__MSG__M_GET;
+	msg.get = &g;
+	evil_seal_msg(&e, &msg);
+	evil_flush(&e);
+
+	/* the last Get is answered (those versions are unknown: "gone"), and no 3101 */
+	while (!last) {
+		w = evil_next(&e);
+		last = w->m_case == DFSRWIRE__MSG__M_FILE &&
+		       w->file->id == NET_SESSION_SERVE_MAX + 1;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
+/* Truncates every staged version of @m to nothing (a damaged Staging directory). */
+static size_t staging_damage(struct member *m)
+{
+	int fd = openat(m->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING, O_RDONLY | O_DIRECTORY);
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_true(fd >= 0);
+	d = fdopendir(fd);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		int f;
+
+		if (len < 4 || strcmp(de->d_name + len - 4, ".stg"))
+			continue;
+		f = openat(dirfd(d), de->d_name, O_WRONLY | O_TRUNC);
+		assert_true(f >= 0);
+		close(f);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Sends Want {@id, [@index]}. */
+static void evil_want(struct evil *e, uint64_t id, uint32_t index)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Want w = DFSRWIRE__WANT__INIT;
+
+	w.id = id;
+	w.n_index = 1;
+	w.index = &index;
+	msg.m_case = DFSRWIRE__MSG__M_WANT;
+	msg.want = &w;
+	evil_send_msg(e, &msg);
+}
+
+/*
+ * Not hostile, but timing: an upstream that cannot read a staged version any more sends
+ * Cancel (from_upstream) and forgets the transfer, while the downstream's next Want may
+ * already be on its way. The member took that Want for one of a transfer never served
+ * ("bad Want", 3101). The member serves a 2 MiB file (staged on disk, several chunks); we
+ * damage its staged copy, Want a chunk, get the Cancel, and Want another one as if it had
+ * crossed the Cancel: the member drops it and stays connected.
+ */
+static void test_want_crossing_upstream_cancel(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	size_t len = 2u << 20, before;
+	uint8_t *data = malloc(len), db[16], uid[16];
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+	Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+	struct dfsr_uid fuid;
+	uint64_t counter = 0;
+	bool cancelled = false;
+	int fd;
+
+	assert_non_null(data);
+	randombytes_buf(data, len);
+	fd = openat(m->root_fd, "big.bin", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	free(data);
+	fd = openat(m->root_fd, "big.bin", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(journal_note_new(m->j, journal_root_uid(m->j), "big.bin", fd, &fuid), 0);
+	close(fd);
+	before = refusals(m);
+
+	/* the member's first round offers big.bin: its uid and version */
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	while (!counter) {
+		w = evil_next(&e);
+		for (size_t i = 0;
+		     w->m_case == DFSRWIRE__MSG__M_UPDATES && i < w->updates->n_updates; i++) {
+			Dfsr__Record *r = dfsr__record__unpack(NULL,
+							       w->updates->updates[i]->record.len,
+							       w->updates->updates[i]->record.data);
+
+			assert_non_null(r);
+			if (r->uid.len == 16 && !memcmp(r->uid.data, fuid.b, 16)) {
+				assert_non_null(r->gvsn);
+				assert_int_equal(r->gvsn->db.len, 16);
+				memcpy(db, r->gvsn->db.data, 16);
+				counter = r->gvsn->counter;
+			}
+			dfsr__record__free_unpacked(r, NULL);
+		}
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	memcpy(uid, fuid.b, 16);
+	gv.db = bin(db, 16);
+	gv.counter = counter;
+	g.id = 7;
+	g.folder = bin("share", 5);
+	g.uid = bin(uid, 16);
+	g.gvsn = &gv;
+	msg.m_case = DFSRWIRE__MSG__M_GET;
+	msg.get = &g;
+	evil_send_msg(&e, &msg);
+	for (bool info = false; !info;) {
+		w = evil_next(&e);
+		info = w->m_case == DFSRWIRE__MSG__M_FILE && w->file->id == 7;
+		if (info) {
+			assert_int_equal(w->file->status, 0);
+			assert_int_equal(w->file->n_chunks, 0); /* too large to go inline */
+		}
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the staged copy is damaged: the member cannot serve chunk 0 and cancels */
+	assert_true(staging_damage(m) >= 1);
+	evil_want(&e, 7, 0);
+	while (!cancelled) {
+		w = evil_next(&e);
+		assert_int_not_equal(w->m_case, DFSRWIRE__MSG__M_CHUNK);
+		cancelled = w->m_case == DFSRWIRE__MSG__M_CANCEL && w->cancel->id == 7 &&
+			    w->cancel->from_upstream;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	/* a Want that crossed that Cancel */
+	evil_want(&e, 7, 1);
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
 static void test_wrong_proto_and_garbage(void **state)
 {
 	struct member *m = *state;
@@ -985,6 +1201,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_proto_and_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_serve_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_waits_for_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_then_get_at_the_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_want_crossing_upstream_cancel, setup,
+						teardown),
 	};
 
 	if (sodium_init() < 0)
