@@ -55,6 +55,7 @@ struct member {
 	char dir[64];
 	int root_fd;
 	uint16_t port;
+	int port_fd; /* holds port (bound, not listening) until the member listens, or -1 */
 	uint8_t pk[32], sk[32];
 	struct config cfg;
 	bool configured;
@@ -76,17 +77,26 @@ struct fixture {
 	struct member m[3];
 };
 
-static uint16_t free_port(void)
+/*
+ * A free port, held by *@fd until the member listens on it (start_member()). Released at
+ * once, the port could be taken meanwhile by the ephemeral port of an outgoing connection
+ * (another member dialling, another process): net_sessions_start() then failed with
+ * -EADDRINUSE. A socket bound with SO_REUSEADDR and not listening keeps the port out of
+ * the ephemeral range and other binds, yet lets the listener (libuv sets SO_REUSEADDR)
+ * bind it.
+ */
+static uint16_t free_port(int *fd)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
 
-	assert_true(fd >= 0);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(*fd >= 0);
+	assert_int_equal(setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
+	assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
 	return ntohs(a.sin_port);
 }
 
@@ -191,6 +201,10 @@ static void start_member(struct fixture *f, int i)
 	struct net_sessions *s;
 
 	assert_int_equal(net_sessions_start(&o, &s), 0);
+	if (m->port_fd >= 0) {
+		close(m->port_fd); /* the listener holds the port now */
+		m->port_fd = -1;
+	}
 	pthread_mutex_lock(&m->lock);
 	m->s = s;
 	pthread_mutex_unlock(&m->lock);
@@ -223,7 +237,7 @@ static int setup(void **state)
 
 		pthread_mutex_init(&m->lock, NULL);
 		crypto_box_keypair(m->pk, m->sk);
-		m->port = free_port();
+		m->port = free_port(&m->port_fd);
 		assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "sess", &m->root_fd), 0);
 	}
 	*state = f;
@@ -247,6 +261,8 @@ static int teardown(void **state)
 		if (m->configured)
 			config_release(&m->cfg);
 		close(m->root_fd);
+		if (m->port_fd >= 0)
+			close(m->port_fd);
 		test_tmpdir_remove(m->dir);
 		pthread_mutex_destroy(&m->lock);
 	}
