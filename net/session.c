@@ -3085,13 +3085,28 @@ static void on_cancel(struct sconn *k, const Dfsrwire__Cancel *m, size_t len)
 		if (!v)
 			return; /* crossed with the end of the transfer */
 		add_bytes(k->s, v->l->f, k->peer, len, false);
+		v->cancelled = true;
 		if (!v->busy) {
 			serve_free(k, v);
 			return;
 		}
-		/* Its job frees it once back; it stops counting against NET_SESSION_SERVE_MAX
-		 * now, as the downstream's slot is free already and its next Get may follow. */
-		v->cancelled = true;
+		/* A Get still waiting for its stage job ends now (nothing is sent for it). */
+		for (struct stage_job **pp = &k->stage_head, *prev = NULL; *pp;
+		     prev = *pp, pp = &(*pp)->next) {
+			struct stage_job *sj = *pp;
+
+			if (sj->v != v)
+				continue;
+			*pp = sj->next;
+			if (k->stage_tail == sj)
+				k->stage_tail = prev;
+			sj->next = NULL;
+			stage_done(&sj->base, true); /* frees v */
+			return;
+		}
+		/* A job in the pool (at most STAGES_MAX + READS_MAX per connection) frees it once
+		 * back; it stops counting against NET_SESSION_SERVE_MAX now: the downstream's
+		 * slot is free already, and its next Get may follow right behind the Cancel. */
 		for (struct serve **pp = &k->serves; *pp; pp = &(*pp)->next)
 			if (*pp == v) {
 				*pp = v->next;

@@ -961,22 +961,27 @@ static void test_ack_waits_for_hello(void **state)
  * Not hostile, but timing: a downstream frees its transfer slot when it cancels and may
  * send its next Get right behind the Cancel. The member counted a cancelled transfer whose
  * stage job was not back yet against NET_SESSION_SERVE_MAX, so that Get looked like one
- * too many ("bad Get", 3101). NET_SESSION_SERVE_MAX Gets, a Cancel of the first and one
- * more Get go in one write: the member handles them in one read, before any stage job of
- * theirs is back.
+ * too many ("bad Get", 3101). NET_SESSION_SERVE_MAX Gets, a Cancel of the first (its stage
+ * job is in the pool) and of the last (still waiting for a stage job: STAGES_MAX run at
+ * once) and two more Gets go in one write: the member handles them in one read, before any
+ * stage job of theirs is back. Every Get but the cancelled ones is answered.
  */
 static void test_cancel_then_get_at_the_limit(void **state)
 {
+	enum {
+		N = NET_SESSION_SERVE_MAX + 2
+	};
+
 	struct member *m = *state;
 	struct evil e;
 	struct seen s = { 0 };
-	uint8_t db[16], uid[NET_SESSION_SERVE_MAX + 1][16];
+	uint8_t db[16], uid[N][16];
+	bool answered[N + 1] = { false };
 	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
 	Dfsrwire__Get g = DFSRWIRE__GET__INIT;
 	Dfsrwire__Cancel c = DFSRWIRE__CANCEL__INIT;
 	Dfsr__Gvsn gv = DFSR__GVSN__INIT;
-	size_t before = refusals(m);
-	bool last = false;
+	size_t before = refusals(m), left = N - 2;
 
 	randombytes_buf(db, sizeof(db));
 	evil_connect(m, &e);
@@ -989,31 +994,36 @@ static void test_cancel_then_get_at_the_limit(void **state)
 	gv.counter = 1;
 	g.folder = bin("share", 5);
 	g.gvsn = &gv;
-	msg.m_case = DFSRWIRE__MSG__M_GET;
-	msg.get = &g;
-	for (uint64_t id = 1; id <= NET_SESSION_SERVE_MAX; id++) {
+	for (uint64_t id = 1; id <= N; id++) {
+		if (id == NET_SESSION_SERVE_MAX + 1) {
+			msg.m_case = DFSRWIRE__MSG__M_CANCEL;
+			msg.cancel = &c;
+			c.id = 1;
+			evil_seal_msg(&e, &msg);
+			c.id = NET_SESSION_SERVE_MAX;
+			evil_seal_msg(&e, &msg);
+		}
 		randombytes_buf(uid[id - 1], 16);
 		g.id = id;
 		g.uid = bin(uid[id - 1], 16);
+		msg.m_case = DFSRWIRE__MSG__M_GET;
+		msg.get = &g;
 		evil_seal_msg(&e, &msg);
 	}
-	c.id = 1;
-	msg.m_case = DFSRWIRE__MSG__M_CANCEL;
-	msg.cancel = &c;
-	evil_seal_msg(&e, &msg);
-	randombytes_buf(uid[NET_SESSION_SERVE_MAX], 16);
-	g.id = NET_SESSION_SERVE_MAX + 1;
-	g.uid = bin(uid[NET_SESSION_SERVE_MAX], 16);
-	msg.m_case = DFSRWIRE__MSG__M_GET;
-	msg.get = &g;
-	evil_seal_msg(&e, &msg);
 	evil_flush(&e);
 
-	/* the last Get is answered (those versions are unknown: "gone"), and no 3101 */
-	while (!last) {
+	/* every Get but the two cancelled is answered (unknown versions: "gone"), no 3101 */
+	while (left) {
 		w = evil_next(&e);
-		last = w->m_case == DFSRWIRE__MSG__M_FILE &&
-		       w->file->id == NET_SESSION_SERVE_MAX + 1;
+		if (w->m_case == DFSRWIRE__MSG__M_FILE) {
+			uint64_t id = w->file->id;
+
+			assert_true(id >= 1 && id <= N);
+			assert_true(id != 1 && id != NET_SESSION_SERVE_MAX);
+			assert_false(answered[id]);
+			answered[id] = true;
+			left--;
+		}
 		dfsrwire__msg__free_unpacked(w, NULL);
 	}
 	evil_ping(&e);
