@@ -69,11 +69,10 @@ struct member {
 	uint8_t evil_sk[KL], evil_pk[KL]; /* the hostile partner (configured) */
 	uint8_t two_sk[KL], two_pk[KL];   /* a second configured partner ("evil2", peer 1) */
 	/* net_sessions_opts.hello_hook: the Hello to peer i is built only once hold[i] is
-	 * cleared; hooked[i] counts the Hellos that reached the hook */
+	 * cleared */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool hold[2];
-	unsigned hooked[2];
 	struct config cfg;
 	struct journal *j;
 	struct stage *stage;
@@ -106,10 +105,9 @@ static void hello_hook(void *arg, size_t peer)
 {
 	struct member *m = arg;
 
-	assert_true(peer < 2);
+	if (peer >= 2)
+		return; /* a pool thread: no cmocka assertion here */
 	pthread_mutex_lock(&m->lock);
-	m->hooked[peer]++;
-	pthread_cond_broadcast(&m->cond);
 	while (m->hold[peer])
 		pthread_cond_wait(&m->cond, &m->lock);
 	pthread_mutex_unlock(&m->lock);
