@@ -120,6 +120,11 @@
 #define AGAIN_ROUNDS      30u
 #define AGAIN_LOGGED      16u /* events 1401 for one give-up, then a count */
 #define GONE_IDS          8u  /* sconn.gone */
+/* Held updates per link, in windows: no Progress while HELD_PAUSE windows of busy ones are
+ * held (send_progress()); more than HELD_MAX windows and a batch held is a partner that
+ * does not keep to the window (on_updates()). */
+#define HELD_PAUSE        4u
+#define HELD_MAX          8u
 
 struct net_sessions;
 struct sconn;
@@ -1686,7 +1691,7 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 	bool sync;
 
 	if (!l || m->n_updates == 0 || m->n_updates > NET_SESSION_BATCH_MAX ||
-	    l->held.n > 8u * s->window) {
+	    l->held.n > HELD_MAX * s->window + NET_SESSION_BATCH_MAX) {
 		proto_error(k, "bad Updates");
 		return;
 	}
@@ -1795,12 +1800,33 @@ static void offer_run(struct job *jb)
 
 static void fetch_start(struct sconn *k);
 
+/* Busy updates held on @l (a local file open for writing, a local error), counting up to
+ * @max. Thread: loop. */
+static size_t held_busy(const struct link *l, size_t max)
+{
+	size_t n = 0;
+
+	for (const struct item *it = l->held.head; it && n < max; it = it->next)
+		n += it->st == IT_BUSY;
+	return n;
+}
+
 static void send_progress(struct link *l)
 {
 	Dfsrwire__Progress p = DFSRWIRE__PROGRESS__INIT;
 	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	size_t pause = HELD_PAUSE * l->k->s->window;
 
 	if (l->taken == l->progress_sent)
+		return;
+	/* A busy update leaves the window (it may stay busy for long), so the upstream goes
+	 * on sending, and without a pause held updates would grow past what on_updates()
+	 * takes from a partner keeping to the window (a full disk, many files open for
+	 * writing). No Progress while HELD_PAUSE windows of them are held: the upstream stops
+	 * within a window; the Progress goes out once they are decided (offer_done(), on the
+	 * retries). Updates waiting for a parent do not pause: the parent may be behind them
+	 * in this upstream's stream. */
+	if (l->held.n >= pause && held_busy(l, pause) >= pause)
 		return;
 	p.folder = folder_bin(l->k->s, l->f);
 	p.offered = l->taken;

@@ -10,7 +10,8 @@
  * sync is served by a normal one and becomes normal; a hostile partner (a bare transport
  * that sends a malformed update after a valid Hello) is closed with event 3101; quiet
  * status (`dfsr wait`) right after a change means the partner has it; a version the
- * upstream cannot stage (open for writing) logs 4302 once.
+ * upstream cannot stage (open for writing) logs 4302 once; many updates held busy pause
+ * the upstream instead of looking like a partner that ignores the window (3101).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -726,6 +727,63 @@ static void busy_file_is_retried(void **state)
 	assert_int_equal(busy_serves(a), 0);
 }
 
+/*
+ * Busy updates leave the flow-control window (they may stay busy for long), so the
+ * upstream goes on sending; the downstream took more than 8 windows of them held for a
+ * partner ignoring the window ("bad Updates", 3101). Now it sends no Progress while 4
+ * windows of busy updates are held, and the upstream waits. Window 16: 300 files change
+ * while the downstream has them all "open for writing"; the upstream sends them in two
+ * Updates (256 at most in one), the second only once the first is 16 from taken up.
+ */
+static void busy_updates_pause_the_upstream(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	const int n = 300;
+	char name[32], data[32];
+
+	a->window = 16;
+	b->window = 16;
+	b->retry_ms = RETRY_MS;
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		write_file(a, name, "v1", 2);
+		note_new(a, NULL, name);
+	}
+	start_member(f, 0);
+	start_member(f, 1);
+	snprintf(name, sizeof(name), "f%03d", n - 1);
+	WAIT_FOR(file_is(b, name, "v1", 2));
+	WAIT_FOR(quiet(a) && quiet(b));
+
+	set_busy(b, true);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(data, sizeof(data), "v2 of %d", i);
+
+		snprintf(name, sizeof(name), "f%03d", i);
+		write_file(a, name, data, (size_t)len);
+		note_change(a, name);
+	}
+	/* b holds 4 windows of them busy, and a waits for its Progress: the busy ones are asked
+	 * again and again (every RETRY_MS), and no 3101 comes */
+	WAIT_FOR(busy_asked(b) >= 3 * (unsigned)n || events_3101(b) > 0);
+	assert_int_equal(events_3101(b), 0);
+	set_busy(b, false);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(data, sizeof(data), "v2 of %d", i);
+
+		snprintf(name, sizeof(name), "f%03d", i);
+		WAIT_FOR(file_is(b, name, data, (size_t)len));
+	}
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+}
+
 /* `dfsr wait` is exact: right after a change is journaled, the upstream is not quiet
  * until the partner holds it (no window in which a wake, a recount or a walk is still
  * pending and the figures say zero), both ways. */
@@ -1342,6 +1400,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(busy_updates_pause_the_upstream, setup, teardown),
 		cmocka_unit_test_setup_teardown(quiet_means_delivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_upstream_logs_4302_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(three_members_converge, setup, teardown),
