@@ -12,12 +12,14 @@
  * database holds no record, and the member still completes a handshake and sends its
  * Hello on a fresh connection (it did not crash or wedge).
  *
- * Three cases are timing, not content: a well-behaved partner must not be taken for a
+ * Four cases are timing, not content: a well-behaved partner must not be taken for a
  * hostile one. test_ack_waits_for_hello: the member's Hello to a second configured partner
  * is held back (net_sessions_opts.hello_hook) while a merge of the first partner's Done
  * sends Acks; the second partner must still read the Hello first.
  * test_cancel_then_get_at_the_limit: a Get right behind a Cancel at the serve limit.
  * test_want_crossing_upstream_cancel: a Want that crossed the member's own Cancel.
+ * test_chunk_crossing_downstream_cancel: a Chunk that crossed the member's Cancel (after a
+ * failed write).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +27,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1169,6 +1173,104 @@ static void test_want_crossing_upstream_cancel(void **state)
 	assert_member_alive(m);
 }
 
+/* Sends Chunk {@id, @index, raw @data}. */
+static void evil_chunk(struct evil *e, uint64_t id, uint32_t index, const char *data)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Chunk ch = DFSRWIRE__CHUNK__INIT;
+
+	ch.id = id;
+	ch.index = index;
+	ch.codec = STAGE_CODEC_RAW;
+	ch.data = bin(data, strlen(data));
+	msg.m_case = DFSRWIRE__MSG__M_CHUNK;
+	msg.chunk = &ch;
+	evil_send_msg(e, &msg);
+}
+
+/*
+ * Not hostile, but timing: a downstream whose write of a chunk fails (here: the file size
+ * limit; a full disk alike) cancels the download, while chunks it asked for may already be
+ * on their way. The member took such a chunk for one never asked for ("bad Chunk", 3101).
+ * We serve a 2-chunk file ("hello", "world"), make the member's write of the first fail
+ * (RLIMIT_FSIZE of 1 byte for this process, for that moment only: nothing else writes a
+ * file meanwhile), get its Cancel, and send the second chunk as if it had crossed it.
+ */
+static void test_chunk_crossing_downstream_cancel(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	struct raw_rec r;
+	struct rlimit old, one;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_sa;
+	uint8_t db[16], list[52 + 2 * 36] = { 'D', 'F', 'C', 'L', 1 };
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
+	uint64_t id = 0;
+	bool cancelled = false;
+	size_t before = refusals(m);
+
+	/* "DFCL" v1, size 10, the digest of "helloworld", chunks "hello" and "world" */
+	list[15] = 10;
+	crypto_hash_sha256(list + 16, (const uint8_t *)"helloworld", 10);
+	list[51] = 2;
+	list[55] = 5;
+	crypto_hash_sha256(list + 56, (const uint8_t *)"hello", 5);
+	list[91] = 5;
+	crypto_hash_sha256(list + 92, (const uint8_t *)"world", 5);
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r, m, db, "two.bin", 'f');
+	r.size = 10;
+	memcpy(r.content, list + 16, 32);
+
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	evil_updates(&e, &r, 1, 0);
+	while (!id) {
+		w = evil_next(&e);
+		if (w->m_case == DFSRWIRE__MSG__M_GET)
+			id = w->get->id;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	fi.id = id;
+	fi.chunk_list = bin(list, sizeof(list));
+	msg.m_case = DFSRWIRE__MSG__M_FILE;
+	msg.file = &fi;
+	evil_send_msg(&e, &msg);
+	for (bool want = false; !want;) {
+		w = evil_next(&e);
+		want = w->m_case == DFSRWIRE__MSG__M_WANT && w->want->id == id;
+		if (want)
+			assert_int_equal(w->want->n_index, 2); /* both asked for at once */
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the write of chunk 0 fails: the member cancels, chunk 1 still outstanding */
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	one = old;
+	one.rlim_cur = 1;
+	assert_int_equal(sigaction(SIGXFSZ, &ign, &old_sa), 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
+	evil_chunk(&e, id, 0, "hello");
+	while (!cancelled) {
+		w = evil_next(&e);
+		cancelled = w->m_case == DFSRWIRE__MSG__M_CANCEL && w->cancel->id == id &&
+			    !w->cancel->from_upstream;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(sigaction(SIGXFSZ, &old_sa, NULL), 0);
+
+	/* the chunk that crossed the Cancel */
+	evil_chunk(&e, id, 1, "world");
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
 static void test_wrong_proto_and_garbage(void **state)
 {
 	struct member *m = *state;
@@ -1211,6 +1313,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ack_waits_for_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_then_get_at_the_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_want_crossing_upstream_cancel, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_crossing_downstream_cancel, setup,
 						teardown),
 	};
 
