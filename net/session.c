@@ -120,6 +120,12 @@
 #define AGAIN_MS          1000u
 #define AGAIN_ROUNDS      30u
 #define AGAIN_LOGGED      16u /* events 1401 for one give-up, then a count */
+#define GONE_IDS          8u  /* sconn.gone */
+/* Held updates per link, in windows: no Progress while HELD_PAUSE windows of busy ones are
+ * held (send_progress()); more than HELD_MAX windows and a batch held is a partner that
+ * does not keep to the window (on_updates()). */
+#define HELD_PAUSE        4u
+#define HELD_MAX          8u
 
 struct net_sessions;
 struct sconn;
@@ -228,6 +234,10 @@ struct link {
 	/* §12: a Done of a normal partner was merged on this connection: while it stays up the
 	 * partner sends every change as it is made, so each state tick notes contact */
 	bool synced;
+	/* An Ack due while our Hello was not sent yet (a merge of another connection's Done):
+	 * sent right after the Hello, with the knowledge the Hello carried merged in */
+	bool ack_owed;
+	struct version_vector ack_kv;
 	/* upstream (partner_kv, cancel, outq*, pushed, offered: protected by s->lock) */
 	struct version_vector partner_kv;
 	bool cancel;
@@ -283,6 +293,10 @@ struct sconn {
 	struct stage_job *stage_head, *stage_tail; /* stage jobs waiting for one of those */
 	unsigned reads;
 	uint64_t next_id;
+	/* Transfers we served and cancelled ourselves (read_done()): the downstream's Wants
+	 * may cross our Cancel; the last GONE_IDS ids, Wants for them are dropped. */
+	uint64_t gone[GONE_IDS];
+	unsigned gone_next;
 	int64_t big_scan_ns; /* fetch_start(): the last pass for large files */
 };
 
@@ -363,6 +377,8 @@ struct net_sessions {
 	uint64_t tick_ms;            /* TICK_MS, or the tests' retry interval if shorter */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
+	void (*hello_hook)(void *arg, size_t peer); /* tests (net_sessions_opts) */
+	void *hello_hook_arg;
 };
 
 /* ---- jobs ------------------------------------------------------------------------ */
@@ -596,6 +612,23 @@ static void proto_error(struct sconn *k, const char *what)
 	net_conn_close(k->c, -EBADMSG);
 }
 
+/*
+ * A failure of ours on @k (@err: no memory, a message we cannot send): the partner did
+ * nothing wrong, so no 3101; but a message lost would break the order the protocol relies
+ * on (a Done claiming updates that never left, a transfer waiting for a chunk), so the
+ * connection closes (5014 names @err) and the dialer connects again; event 3103 says
+ * which step failed. Thread: loop.
+ */
+static void local_error(struct sconn *k, const char *step, int err)
+{
+	if (!k->c || k->closing)
+		return;
+	k->closing = true;
+	sess_event(k->s, SIZE_MAX, EV_REPLICATION_RETRY, "peer=%s step=%s error=%s", peer_name(k),
+		   step, dfsr_strerror(err));
+	net_conn_close(k->c, err < 0 ? err : -EIO);
+}
+
 /* ---- wire helpers ------------------------------------------------------------------ */
 
 struct pb_kv {
@@ -692,7 +725,7 @@ static int conn_send_raw(struct sconn *k, size_t f, const uint8_t *p, size_t len
 	if (rc == 0)
 		add_bytes(k->s, f, k->peer, len, true);
 	else if (rc != -ENOTCONN)
-		proto_error(k, "send failed");
+		local_error(k, "send", rc);
 	return rc;
 }
 
@@ -706,7 +739,7 @@ static int conn_send(struct sconn *k, size_t f, const Dfsrwire__Msg *m)
 		return -ENOTCONN;
 	rc = msg_pack(m, &p, &len);
 	if (rc < 0) {
-		proto_error(k, "out of memory");
+		local_error(k, "send", rc);
 		return rc;
 	}
 	rc = conn_send_raw(k, f, p, len);
@@ -898,6 +931,7 @@ struct hello_job {
 	uint8_t *buf;
 	size_t len;
 	bool *stale; /* per folder: stale when its knowledge was read (link.hello_stale) */
+	struct version_vector *kv; /* per folder: the knowledge the Hello carries */
 	int rc;
 };
 
@@ -913,6 +947,8 @@ static void hello_run(struct job *jb)
 	struct pb_kv *pk = calloc(s->nfolders ? s->nfolders : 1, sizeof(*pk));
 	size_t done = 0;
 
+	if (s->hello_hook)
+		s->hello_hook(s->hello_hook_arg, jb->k->peer);
 	h->rc = -ENOMEM;
 	h->stale = calloc(s->nfolders ? s->nfolders : 1, sizeof(*h->stale));
 	if (!fh || !fp || !kv || !pk || !h->stale)
@@ -951,15 +987,40 @@ static void hello_run(struct job *jb)
 out:
 	for (size_t i = 0; i < done; i++) {
 		pb_kv_release(&pk[i]);
-		version_vector_release(&kv[i]);
+		if (h->rc < 0)
+			version_vector_release(&kv[i]);
 	}
+	if (h->rc == 0)
+		h->kv = kv; /* taken: an Ack owed meanwhile is sent with it merged in */
+	else
+		free(kv);
 	free(fh);
 	free(fp);
-	free(kv);
 	free(pk);
 }
 
 static void conn_maybe_start(struct sconn *k);
+static void send_ack(struct link *l, const struct version_vector *kv);
+
+/* Our Hello on @k just went out: send the Acks that merges owed meanwhile (merge_done()),
+ * each with the knowledge the Hello carried merged in, so that it never tells the partner
+ * less than the Hello did. Thread: loop. */
+static void acks_owed(struct sconn *k, const struct version_vector *hello_kv)
+{
+	for (size_t f = 0; f < k->s->nfolders && conn_live(k); f++) {
+		struct link *l = &k->links[f];
+
+		if (!l->ack_owed)
+			continue;
+		l->ack_owed = false;
+		/* should the merge fail (no memory), the Ack still tells true knowledge */
+		if (hello_kv)
+			(void)version_vector_merge(&l->ack_kv, &hello_kv[f]);
+		if (l->common)
+			send_ack(l, &l->ack_kv);
+		version_vector_release(&l->ack_kv);
+	}
+}
 
 static void hello_done(struct job *jb, bool cancelled)
 {
@@ -971,11 +1032,15 @@ static void hello_done(struct job *jb, bool cancelled)
 			k->links[f].hello_stale = h->stale[f];
 		if (conn_send_raw(k, SIZE_MAX, h->buf, h->len) == 0) {
 			k->hello_sent = true;
+			acks_owed(k, h->kv);
 			conn_maybe_start(k);
 		}
 	} else if (conn_live(k)) {
-		proto_error(k, "could not build Hello");
+		local_error(k, "hello", cancelled ? -ECANCELED : h->rc);
 	}
+	for (size_t f = 0; h->kv && f < jb->s->nfolders; f++)
+		version_vector_release(&h->kv[f]);
+	free(h->kv);
 	free(h->buf);
 	free(h->stale);
 	free(h);
@@ -1637,7 +1702,7 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 	bool sync;
 
 	if (!l || m->n_updates == 0 || m->n_updates > NET_SESSION_BATCH_MAX ||
-	    l->held.n > 8u * s->window) {
+	    l->held.n > HELD_MAX * s->window + NET_SESSION_BATCH_MAX) {
 		proto_error(k, "bad Updates");
 		return;
 	}
@@ -1653,13 +1718,14 @@ static void on_updates(struct sconn *k, const Dfsrwire__Updates *m, size_t len)
 	for (size_t i = 0; i < m->n_updates; i++) {
 		struct item *it = calloc(1, sizeof(*it));
 
-		if (!it) {
-			proto_error(k, "out of memory");
-			return;
-		}
-		if (update_decode(m->updates[i], &it->u) < 0) {
+		int rc = it ? update_decode(m->updates[i], &it->u) : -ENOMEM;
+
+		if (rc < 0) {
 			free(it);
-			proto_error(k, "bad update");
+			if (rc == -ENOMEM)
+				local_error(k, "receive", rc);
+			else
+				proto_error(k, "bad update");
 			return;
 		}
 		it->epoch = l->rx_epoch;
@@ -1745,12 +1811,33 @@ static void offer_run(struct job *jb)
 
 static void fetch_start(struct sconn *k);
 
+/* Busy updates held on @l (a local file open for writing, a local error), counting up to
+ * @max. Thread: loop. */
+static size_t held_busy(const struct link *l, size_t max)
+{
+	size_t n = 0;
+
+	for (const struct item *it = l->held.head; it && n < max; it = it->next)
+		n += it->st == IT_BUSY;
+	return n;
+}
+
 static void send_progress(struct link *l)
 {
 	Dfsrwire__Progress p = DFSRWIRE__PROGRESS__INIT;
 	Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
+	size_t pause = HELD_PAUSE * l->k->s->window;
 
 	if (l->taken == l->progress_sent)
+		return;
+	/* A busy update leaves the window (it may stay busy for long), so the upstream goes
+	 * on sending, and without a pause held updates would grow past what on_updates()
+	 * takes from a partner keeping to the window (a full disk, many files open for
+	 * writing). No Progress while HELD_PAUSE windows of them are held: the upstream stops
+	 * within a window; the Progress goes out once they are decided (offer_done(), on the
+	 * retries). Updates waiting for a parent do not pause: the parent may be behind them
+	 * in this upstream's stream. */
+	if (l->held.n >= pause && held_busy(l, pause) >= pause)
 		return;
 	p.folder = folder_bin(l->k->s, l->f);
 	p.offered = l->taken;
@@ -1906,7 +1993,7 @@ static void send_ack(struct link *l, const struct version_vector *kv)
 	struct pb_kv pk;
 
 	if (pb_kv_init(&pk, kv) < 0) {
-		proto_error(l->k, "out of memory");
+		local_error(l->k, "send", -ENOMEM);
 		return;
 	}
 	a.folder = folder_bin(l->k->s, l->f);
@@ -1950,10 +2037,22 @@ static void merge_done(struct job *jb, bool cancelled)
 		rx_count(l, 0, -1);
 		/* Our knowledge grew: every partner of this folder hears it (an Ack needs no
 		 * Done), or one whose Done came earlier would count what we now hold from
-		 * another member as our backlog until its next round. */
-		for (struct sconn *k = s->conns; k; k = k->next)
-			if (conn_live(k) && k->hello_rcvd && k->links[l->f].common)
-				send_ack(&k->links[l->f], &mj->kv);
+		 * another member as our backlog until its next round. Nothing but a Ping may
+		 * precede our Hello (RM.2): on a connection whose Hello is still being built,
+		 * the Ack is owed and follows the Hello (acks_owed()). */
+		for (struct sconn *k = s->conns; k; k = k->next) {
+			struct link *o = &k->links[l->f];
+
+			if (!conn_live(k) || !k->hello_rcvd || !o->common)
+				continue;
+			if (k->hello_sent) {
+				send_ack(o, &mj->kv);
+				continue;
+			}
+			/* out of memory: an Ack owed before stays owed (knowledge only grows) */
+			if (version_vector_copy(&o->ack_kv, &mj->kv) == 0)
+				o->ack_owed = true;
+		}
 	}
 	version_vector_release(&mj->kv);
 	free(mj);
@@ -2004,6 +2103,7 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	struct net_sessions *s = k->s;
 	struct link *l = link_by_name(k, m->folder);
 	struct done_rec *d;
+	int rc;
 
 	if (!l || m->state > JOURNAL_STATE_ERROR) {
 		proto_error(k, "bad Done");
@@ -2012,13 +2112,17 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	add_bytes(s, l->f, k->peer, len, false);
 	d = calloc(1, sizeof(*d));
 	if (!d) {
-		proto_error(k, "out of memory");
+		local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	version_vector_init(&d->kv);
-	if (kv_decode(m->knowledge, m->n_knowledge, &d->kv) < 0) {
+	rc = kv_decode(m->knowledge, m->n_knowledge, &d->kv);
+	if (rc < 0) {
 		free(d);
-		proto_error(k, "bad Done knowledge");
+		if (rc == -ENOMEM)
+			local_error(k, "receive", rc);
+		else
+			proto_error(k, "bad Done knowledge");
 		return;
 	}
 	d->epoch = l->rx_epoch++;
@@ -2604,7 +2708,10 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
 		c = rx_chunk_new(m, &bad);
 	if (!c) {
-		proto_error(k, bad ? "bad Chunk" : "out of memory");
+		if (bad)
+			proto_error(k, "bad Chunk");
+		else
+			local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	add_bytes(k->s, x->l->f, k->peer, len, false);
@@ -2874,7 +2981,7 @@ static void on_get(struct sconn *k, const Dfsrwire__Get *m, size_t len)
 	if (!v || !sj) {
 		free(v);
 		free(sj);
-		proto_error(k, "out of memory");
+		local_error(k, "receive", -ENOMEM);
 		return;
 	}
 	memcpy(v->key.uid.b, m->uid.data, DFSR_UID_LEN);
@@ -2921,6 +3028,9 @@ static void on_want(struct sconn *k, const Dfsrwire__Want *m, size_t len)
 	struct serve *v = serve_find(k, m->id);
 	size_t need;
 
+	for (unsigned i = 0; !v && i < GONE_IDS && i < k->gone_next; i++)
+		if (k->gone[i] == m->id)
+			return; /* crossed our Cancel */
 	if (!v || !v->ready || m->n_index == 0 || m->n_index > NET_SESSION_WANT_MAX ||
 	    v->want_n + m->n_index > v->nchunks + NET_SESSION_WANT_MAX) {
 		proto_error(k, "bad Want");
@@ -2937,7 +3047,7 @@ static void on_want(struct sconn *k, const Dfsrwire__Want *m, size_t len)
 		uint32_t *nw = calloc(need, sizeof(*nw));
 
 		if (!nw) {
-			proto_error(k, "out of memory");
+			local_error(k, "receive", -ENOMEM);
 			return;
 		}
 		for (size_t i = 0; i < v->want_n; i++)
@@ -3007,6 +3117,7 @@ static void read_done(struct job *jb, bool cancelled)
 		m.cancel = &c;
 		conn_send(k, v->l->f, &m);
 		v->cancelled = true;
+		k->gone[k->gone_next++ % GONE_IDS] = v->id;
 	}
 	if (v->cancelled)
 		serve_free(k, v);
@@ -3063,10 +3174,34 @@ static void on_cancel(struct sconn *k, const Dfsrwire__Cancel *m, size_t len)
 		if (!v)
 			return; /* crossed with the end of the transfer */
 		add_bytes(k->s, v->l->f, k->peer, len, false);
-		if (v->busy)
-			v->cancelled = true;
-		else
+		v->cancelled = true;
+		if (!v->busy) {
 			serve_free(k, v);
+			return;
+		}
+		/* A Get still waiting for its stage job ends now (nothing is sent for it). */
+		for (struct stage_job **pp = &k->stage_head, *prev = NULL; *pp;
+		     prev = *pp, pp = &(*pp)->next) {
+			struct stage_job *sj = *pp;
+
+			if (sj->v != v)
+				continue;
+			*pp = sj->next;
+			if (k->stage_tail == sj)
+				k->stage_tail = prev;
+			sj->next = NULL;
+			stage_done(&sj->base, true); /* frees v */
+			return;
+		}
+		/* A job in the pool (at most STAGES_MAX + READS_MAX per connection) frees it once
+		 * back; it stops counting against NET_SESSION_SERVE_MAX now: the downstream's
+		 * slot is free already, and its next Get may follow right behind the Cancel. */
+		for (struct serve **pp = &k->serves; *pp; pp = &(*pp)->next)
+			if (*pp == v) {
+				*pp = v->next;
+				k->nserves--;
+				break;
+			}
 		return;
 	}
 	/* The upstream cannot serve one of our downloads. */
@@ -3109,6 +3244,7 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 	struct link *l = link_by_name(k, m->folder);
 	struct version_vector kv;
 	struct pstat *ps;
+	int rc;
 
 	if (!l) {
 		proto_error(k, "bad Ack");
@@ -3116,8 +3252,12 @@ static void on_ack(struct sconn *k, const Dfsrwire__Ack *m, size_t len)
 	}
 	add_bytes(s, l->f, k->peer, len, false);
 	version_vector_init(&kv);
-	if (kv_decode(m->knowledge, m->n_knowledge, &kv) < 0) {
-		proto_error(k, "bad Ack knowledge");
+	rc = kv_decode(m->knowledge, m->n_knowledge, &kv);
+	if (rc < 0) {
+		if (rc == -ENOMEM)
+			local_error(k, "receive", rc);
+		else
+			proto_error(k, "bad Ack knowledge");
 		return;
 	}
 	journal_note_contact(s->folders[l->f].j); /* §12: a partner took our changes */
@@ -3294,7 +3434,10 @@ static void dispatch(struct sconn *k, const Dfsrwire__Msg *m, size_t len)
 		return;
 	}
 	if (!k->hello_rcvd) {
-		proto_error(k, "message before Hello");
+		char what[48];
+
+		snprintf(what, sizeof(what), "message before Hello (type %d)", (int)m->m_case);
+		proto_error(k, what);
 		return;
 	}
 	switch (m->m_case) {
@@ -3393,6 +3536,7 @@ static void link_release(struct link *l)
 		free(om);
 	}
 	version_vector_release(&l->partner_kv);
+	version_vector_release(&l->ack_kv);
 	free(l->again);
 	rx_count(l, -(int64_t)l->rx_items, -(int64_t)l->rx_dones);
 }
@@ -3437,6 +3581,7 @@ static void on_up(void *arg, struct net_conn *c, size_t peer)
 		k->links[f].k = k;
 		k->links[f].f = f;
 		version_vector_init(&k->links[f].partner_kv);
+		version_vector_init(&k->links[f].ack_kv);
 	}
 	k->next = s->conns;
 	if (s->conns)
@@ -3451,7 +3596,7 @@ static void on_up(void *arg, struct net_conn *c, size_t peer)
 	pthread_mutex_unlock(&s->lock);
 	h = calloc(1, sizeof(*h));
 	if (!h) {
-		proto_error(k, "out of memory");
+		local_error(k, "hello", -ENOMEM);
 		return;
 	}
 	h->base.run = hello_run;
@@ -3831,6 +3976,8 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
 	s->retry_ns = MONO_MS(o->retry_ms ? o->retry_ms : NET_SESSION_RETRY_MS);
 	s->tick_ms = o->retry_ms && o->retry_ms < TICK_MS ? o->retry_ms : TICK_MS;
+	s->hello_hook = o->hello_hook;
+	s->hello_hook_arg = o->hello_hook_arg;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
 	if (__builtin_mul_overflow(o->nfolders, o->cfg->npeers, &nstats) || !s->folders)
 		goto out_nomem;

@@ -11,18 +11,30 @@
  * After every case: nothing was created in the local path (only DfsrPrivate is there), the
  * database holds no record, and the member still completes a handshake and sends its
  * Hello on a fresh connection (it did not crash or wedge).
+ *
+ * Four cases are timing, not content: a well-behaved partner must not be taken for a
+ * hostile one. test_ack_waits_for_hello: the member's Hello to a second configured partner
+ * is held back (net_sessions_opts.hello_hook) while a merge of the first partner's Done
+ * sends Acks; the second partner must still read the Hello first.
+ * test_cancel_then_get_at_the_limit: a Get right behind a Cancel at the serve limit.
+ * test_want_crossing_upstream_cancel: a Want that crossed the member's own Cancel.
+ * test_chunk_crossing_downstream_cancel: a Chunk that crossed the member's Cancel (after a
+ * failed write).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +71,12 @@ struct member {
 	uint16_t port;
 	uint8_t sk[KL], pk[KL];           /* the member */
 	uint8_t evil_sk[KL], evil_pk[KL]; /* the hostile partner (configured) */
+	uint8_t two_sk[KL], two_pk[KL];   /* a second configured partner ("evil2", peer 1) */
+	/* net_sessions_opts.hello_hook: the Hello to peer i is built only once hold[i] is
+	 * cleared */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool hold[2];
 	struct config cfg;
 	struct journal *j;
 	struct stage *stage;
@@ -87,10 +105,31 @@ static void keypair(uint8_t sk[KL], uint8_t pk[KL])
 	assert_int_equal(crypto_scalarmult_base(pk, sk), 0);
 }
 
+static void hello_hook(void *arg, size_t peer)
+{
+	struct member *m = arg;
+
+	if (peer >= 2)
+		return; /* a pool thread: no cmocka assertion here */
+	pthread_mutex_lock(&m->lock);
+	while (m->hold[peer])
+		pthread_cond_wait(&m->cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void hello_hold(struct member *m, size_t peer, bool hold)
+{
+	pthread_mutex_lock(&m->lock);
+	m->hold[peer] = hold;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 static int setup(void **state)
 {
 	struct member *m = calloc(1, sizeof(*m));
-	char text[2048], err[CONFIG_ERR_LEN], b64[64], jerr[JOURNAL_ERR_LEN], lerr[LAYOUT_ERR_LEN];
+	char text[2048], err[CONFIG_ERR_LEN], b64[64], b64_two[64], jerr[JOURNAL_ERR_LEN],
+		lerr[LAYOUT_ERR_LEN];
 	struct journal_opts jo = { 0 };
 	struct stage_opts so = { 0 };
 	struct replica_opts ro = { 0 };
@@ -106,14 +145,19 @@ static int setup(void **state)
 	assert_true(m->root_fd >= 0);
 	keypair(m->sk, m->pk);
 	keypair(m->evil_sk, m->evil_pk);
+	keypair(m->two_sk, m->two_pk);
 	sodium_bin2base64(b64, sizeof(b64), m->evil_pk, KL, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(b64_two, sizeof(b64_two), m->two_pk, KL, sodium_base64_VARIANT_ORIGINAL);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
 	m->port = free_port();
 	snprintf(text, sizeof(text),
 		 "[member]\nname = alpha\nlisten = 127.0.0.1:%u\nkey = %s/alpha.key\n"
 		 "control = %s/alpha.sock\n"
 		 "[folder share]\npath = %s/share\nmount = %s/mnt\nprimary = yes\n"
-		 "[peer evil]\naddress = 127.0.0.1:1\npublic_key = %s\n",
-		 (unsigned)m->port, m->dir, m->dir, m->dir, m->dir, b64);
+		 "[peer evil]\naddress = 127.0.0.1:1\npublic_key = %s\n"
+		 "[peer evil2]\naddress = 127.0.0.1:1\npublic_key = %s\n",
+		 (unsigned)m->port, m->dir, m->dir, m->dir, m->dir, b64, b64_two);
 	assert_int_equal(config_parse_string(&m->cfg, "hostile.conf", text, err), 0);
 
 	assert_int_equal(layout_prepare(m->root_fd, lerr), 0);
@@ -144,6 +188,8 @@ static int setup(void **state)
 	no.secret_key = m->sk;
 	no.folders = &sf;
 	no.nfolders = 1;
+	no.hello_hook = hello_hook;
+	no.hello_hook_arg = m;
 	assert_int_equal(net_sessions_start(&no, &m->s), 0);
 	*state = m;
 	return 0;
@@ -153,6 +199,8 @@ static int teardown(void **state)
 {
 	struct member *m = *state;
 
+	hello_hold(m, 0, false); /* a failed test may have left a Hello held */
+	hello_hold(m, 1, false);
 	net_sessions_stop(m->s);
 	net_loop_stop(m->loop);
 	net_loop_free(m->loop);
@@ -163,6 +211,8 @@ static int teardown(void **state)
 	close(m->root_fd);
 	close(m->dir_fd);
 	test_tmpdir_remove(m->dir);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
 	free(m);
 	return 0;
 }
@@ -221,14 +271,14 @@ static bool evil_pump(struct evil *e, int ms)
 	}
 }
 
-/* Connects and completes the handshake with the evil key. */
-static void evil_connect(struct member *m, struct evil *e)
+/* Connects and completes the handshake with secret key @sk (a configured partner's). */
+static void evil_connect_as(struct member *m, struct evil *e, const uint8_t *sk)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons(m->port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct net_channel_opts o = { .role = NET_CHANNEL_INITIATOR,
-				      .secret_key = m->evil_sk,
+				      .secret_key = sk,
 				      .peer_key = m->pk };
 	int64_t end = now_ms() + 10000;
 
@@ -250,13 +300,20 @@ static void evil_connect(struct member *m, struct evil *e)
 	evil_flush(e);
 }
 
+/* Connects and completes the handshake with the evil key. */
+static void evil_connect(struct member *m, struct evil *e)
+{
+	evil_connect_as(m, e, m->evil_sk);
+}
+
 static void evil_close(struct evil *e)
 {
 	close(e->fd);
 	net_channel_free(e->ch);
 }
 
-static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
+/* Seals @msg into the channel; evil_flush() sends everything sealed in one go. */
+static void evil_seal_msg(struct evil *e, const Dfsrwire__Msg *msg)
 {
 	size_t len = dfsrwire__msg__get_packed_size(msg);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -265,6 +322,11 @@ static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
 	dfsrwire__msg__pack(msg, buf);
 	assert_int_equal(net_channel_seal(e->ch, buf, len), 0);
 	free(buf);
+}
+
+static void evil_send_msg(struct evil *e, const Dfsrwire__Msg *msg)
+{
+	evil_seal_msg(e, msg);
 	evil_flush(e);
 }
 
@@ -794,6 +856,421 @@ static void test_serve_limit(void **state)
 	serve_limit_case(m, 20, 20);
 }
 
+/* The member's next message on @e that is not a Ping (10 s at most; empty frames, the
+ * keeper's selection and keep-alives, are skipped); the caller frees it with
+ * dfsrwire__msg__free_unpacked(). */
+static Dfsrwire__Msg *evil_next(struct evil *e)
+{
+	int64_t end = now_ms() + 10000;
+
+	for (;;) {
+		uint8_t *msg;
+		size_t len;
+
+		while (net_channel_pop(e->ch, &msg, &len) == 0) {
+			Dfsrwire__Msg *w = len ? dfsrwire__msg__unpack(NULL, len, msg) : NULL;
+
+			free(msg);
+			if (!len)
+				continue;
+			assert_non_null(w);
+			if (w->m_case != DFSRWIRE__MSG__M_PING)
+				return w;
+			dfsrwire__msg__free_unpacked(w, NULL);
+		}
+		assert_true(now_ms() < end);
+		assert_true(evil_pump(e, 20));
+	}
+}
+
+/* The counter of @db in the knowledge of Ack @a (0 if absent). */
+static uint64_t ack_counter(const Dfsrwire__Ack *a, const uint8_t db[16])
+{
+	for (size_t i = 0; i < a->n_knowledge; i++)
+		if (a->knowledge[i]->db.len == 16 && !memcmp(a->knowledge[i]->db.data, db, 16))
+			return a->knowledge[i]->counter;
+	return 0;
+}
+
+/*
+ * Not hostile, but timing: a merge of one partner's Done sends an Ack to every partner
+ * holding the folder, and a connection whose Hello the member is still building (its pool
+ * busy) had it before the Hello: the partner saw "message before Hello" and closed
+ * (event 3101 in a three-member run under load). Now the Ack follows the Hello. The test
+ * holds the member's Hello to evil2 (hello_hook) after evil2's Hello reached the member
+ * (a Ping answered behind it is the barrier), makes the member merge a Done from evil,
+ * and only then lets the Hello go: evil2 must read the Hello first, then the Ack with
+ * what the merge added.
+ */
+static void test_ack_waits_for_hello(void **state)
+{
+	struct member *m = *state;
+	struct evil one, two;
+	struct seen s = { 0 };
+	uint8_t db1[16], db2[16];
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Done done = DFSRWIRE__DONE__INIT;
+	Dfsr__Gvsn g = DFSR__GVSN__INIT, *gp = &g;
+	size_t before = refusals(m);
+	bool acked = false;
+
+	randombytes_buf(db1, sizeof(db1));
+	randombytes_buf(db2, sizeof(db2));
+	hello_hold(m, 1, true);
+	evil_connect_as(m, &two, m->two_sk);
+	evil_hello(&two, NET_SESSION_PROTO, db2);
+	evil_ping(&two);
+	evil_read(&two, &s, 0, true);     /* the member has read evil2's Hello */
+	assert_int_equal(s.serve_max, 0); /* and holds its own */
+
+	/* evil: a Done that claims db1:1 (no update before it: merged at once) */
+	evil_connect(m, &one);
+	evil_hello(&one, NET_SESSION_PROTO, db1);
+	g.db = bin(db1, 16);
+	g.counter = 1;
+	done.folder = bin("share", 5);
+	done.state = JOURNAL_STATE_NORMAL;
+	done.n_knowledge = 1;
+	done.knowledge = &gp;
+	msg.m_case = DFSRWIRE__MSG__M_DONE;
+	msg.done = &done;
+	evil_send_msg(&one, &msg);
+	while (!acked) {
+		w = evil_next(&one);
+		acked = w->m_case == DFSRWIRE__MSG__M_ACK && ack_counter(w->ack, db1) == 1;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the merge is done, and its Acks were sent or owed: now evil2's Hello goes */
+	hello_hold(m, 1, false);
+	w = evil_next(&two);
+	assert_int_equal(w->m_case, DFSRWIRE__MSG__M_HELLO);
+	dfsrwire__msg__free_unpacked(w, NULL);
+	for (acked = false; !acked;) {
+		w = evil_next(&two);
+		acked = w->m_case == DFSRWIRE__MSG__M_ACK && ack_counter(w->ack, db1) == 1;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	evil_ping(&two);
+	evil_read(&two, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&one);
+	evil_close(&two);
+	assert_member_alive(m);
+}
+
+/*
+ * Not hostile, but timing: a downstream frees its transfer slot when it cancels and may
+ * send its next Get right behind the Cancel. The member counted a cancelled transfer whose
+ * stage job was not back yet against NET_SESSION_SERVE_MAX, so that Get looked like one
+ * too many ("bad Get", 3101). NET_SESSION_SERVE_MAX Gets, a Cancel of the first (its stage
+ * job is in the pool) and of the last (still waiting for a stage job: STAGES_MAX run at
+ * once) and two more Gets go in one write: the member handles them in one read, before any
+ * stage job of theirs is back. Every Get but the cancelled ones is answered.
+ */
+static void test_cancel_then_get_at_the_limit(void **state)
+{
+	enum {
+		N = NET_SESSION_SERVE_MAX + 2
+	};
+
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	uint8_t db[16], uid[N][16];
+	bool answered[N + 1] = { false };
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+	Dfsrwire__Cancel c = DFSRWIRE__CANCEL__INIT;
+	Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+	size_t before = refusals(m), left = N - 2;
+
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	w = evil_next(&e); /* the member serves only once its Hello is out */
+	assert_int_equal(w->m_case, DFSRWIRE__MSG__M_HELLO);
+	dfsrwire__msg__free_unpacked(w, NULL);
+
+	gv.db = bin(db, 16);
+	gv.counter = 1;
+	g.folder = bin("share", 5);
+	g.gvsn = &gv;
+	for (uint64_t id = 1; id <= N; id++) {
+		if (id == NET_SESSION_SERVE_MAX + 1) {
+			msg.m_case = DFSRWIRE__MSG__M_CANCEL;
+			msg.cancel = &c;
+			c.id = 1;
+			evil_seal_msg(&e, &msg);
+			c.id = NET_SESSION_SERVE_MAX;
+			evil_seal_msg(&e, &msg);
+		}
+		randombytes_buf(uid[id - 1], 16);
+		g.id = id;
+		g.uid = bin(uid[id - 1], 16);
+		msg.m_case = DFSRWIRE__MSG__M_GET;
+		msg.get = &g;
+		evil_seal_msg(&e, &msg);
+	}
+	evil_flush(&e);
+
+	/* every Get but the two cancelled is answered (unknown versions: "gone"), no 3101 */
+	while (left) {
+		w = evil_next(&e);
+		if (w->m_case == DFSRWIRE__MSG__M_FILE) {
+			uint64_t id = w->file->id;
+
+			assert_true(id >= 1 && id <= N);
+			assert_true(id != 1 && id != NET_SESSION_SERVE_MAX);
+			assert_false(answered[id]);
+			answered[id] = true;
+			left--;
+		}
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
+/* Truncates every staged version of @m to nothing (a damaged Staging directory). */
+static size_t staging_damage(struct member *m)
+{
+	int fd = openat(m->root_fd, LAYOUT_PRIVATE "/" LAYOUT_STAGING, O_RDONLY | O_DIRECTORY);
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_true(fd >= 0);
+	d = fdopendir(fd);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		int f;
+
+		if (len < 4 || strcmp(de->d_name + len - 4, ".stg"))
+			continue;
+		f = openat(dirfd(d), de->d_name, O_WRONLY | O_TRUNC);
+		assert_true(f >= 0);
+		close(f);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Sends Want {@id, [@index]}. */
+static void evil_want(struct evil *e, uint64_t id, uint32_t index)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Want w = DFSRWIRE__WANT__INIT;
+
+	w.id = id;
+	w.n_index = 1;
+	w.index = &index;
+	msg.m_case = DFSRWIRE__MSG__M_WANT;
+	msg.want = &w;
+	evil_send_msg(e, &msg);
+}
+
+/*
+ * Not hostile, but timing: an upstream that cannot read a staged version any more sends
+ * Cancel (from_upstream) and forgets the transfer, while the downstream's next Want may
+ * already be on its way. The member took that Want for one of a transfer never served
+ * ("bad Want", 3101). The member serves a 2 MiB file (staged on disk, several chunks); we
+ * damage its staged copy, Want a chunk, get the Cancel, and Want another one as if it had
+ * crossed the Cancel: the member drops it and stays connected.
+ */
+static void test_want_crossing_upstream_cancel(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	size_t len = 2u << 20, before;
+	uint8_t *data = malloc(len), db[16], uid[16];
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__Get g = DFSRWIRE__GET__INIT;
+	Dfsr__Gvsn gv = DFSR__GVSN__INIT;
+	struct dfsr_uid fuid;
+	uint64_t counter = 0;
+	bool cancelled = false;
+	int fd;
+
+	assert_non_null(data);
+	randombytes_buf(data, len);
+	fd = openat(m->root_fd, "big.bin", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	free(data);
+	fd = openat(m->root_fd, "big.bin", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(journal_note_new(m->j, journal_root_uid(m->j), "big.bin", fd, &fuid), 0);
+	close(fd);
+	before = refusals(m);
+
+	/* the member's first round offers big.bin: its uid and version */
+	randombytes_buf(db, sizeof(db));
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	while (!counter) {
+		w = evil_next(&e);
+		for (size_t i = 0;
+		     w->m_case == DFSRWIRE__MSG__M_UPDATES && i < w->updates->n_updates; i++) {
+			Dfsr__Record *r = dfsr__record__unpack(NULL,
+							       w->updates->updates[i]->record.len,
+							       w->updates->updates[i]->record.data);
+
+			assert_non_null(r);
+			if (r->uid.len == 16 && !memcmp(r->uid.data, fuid.b, 16)) {
+				assert_non_null(r->gvsn);
+				assert_int_equal(r->gvsn->db.len, 16);
+				memcpy(db, r->gvsn->db.data, 16);
+				counter = r->gvsn->counter;
+			}
+			dfsr__record__free_unpacked(r, NULL);
+		}
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	memcpy(uid, fuid.b, 16);
+	gv.db = bin(db, 16);
+	gv.counter = counter;
+	g.id = 7;
+	g.folder = bin("share", 5);
+	g.uid = bin(uid, 16);
+	g.gvsn = &gv;
+	msg.m_case = DFSRWIRE__MSG__M_GET;
+	msg.get = &g;
+	evil_send_msg(&e, &msg);
+	for (bool info = false; !info;) {
+		w = evil_next(&e);
+		info = w->m_case == DFSRWIRE__MSG__M_FILE && w->file->id == 7;
+		if (info) {
+			assert_int_equal(w->file->status, 0);
+			assert_int_equal(w->file->n_chunks, 0); /* too large to go inline */
+		}
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the staged copy is damaged: the member cannot serve chunk 0 and cancels */
+	assert_true(staging_damage(m) >= 1);
+	evil_want(&e, 7, 0);
+	while (!cancelled) {
+		w = evil_next(&e);
+		assert_int_not_equal(w->m_case, DFSRWIRE__MSG__M_CHUNK);
+		cancelled = w->m_case == DFSRWIRE__MSG__M_CANCEL && w->cancel->id == 7 &&
+			    w->cancel->from_upstream;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	/* a Want that crossed that Cancel */
+	evil_want(&e, 7, 1);
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
+/* Sends Chunk {@id, @index, raw @data}. */
+static void evil_chunk(struct evil *e, uint64_t id, uint32_t index, const char *data)
+{
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT;
+	Dfsrwire__Chunk ch = DFSRWIRE__CHUNK__INIT;
+
+	ch.id = id;
+	ch.index = index;
+	ch.codec = STAGE_CODEC_RAW;
+	ch.data = bin(data, strlen(data));
+	msg.m_case = DFSRWIRE__MSG__M_CHUNK;
+	msg.chunk = &ch;
+	evil_send_msg(e, &msg);
+}
+
+/*
+ * Not hostile, but timing: a downstream whose write of a chunk fails (here: the file size
+ * limit; a full disk alike) cancels the download, while chunks it asked for may already be
+ * on their way. The member took such a chunk for one never asked for ("bad Chunk", 3101).
+ * We serve a 2-chunk file ("hello", "world"), make the member's write of the first fail
+ * (RLIMIT_FSIZE of 1 byte for this process, for that moment only: nothing else writes a
+ * file meanwhile), get its Cancel, and send the second chunk as if it had crossed it.
+ */
+static void test_chunk_crossing_downstream_cancel(void **state)
+{
+	struct member *m = *state;
+	struct evil e;
+	struct seen s = { 0 };
+	struct raw_rec r;
+	struct rlimit old, one;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_sa;
+	uint8_t db[16], list[52 + 2 * 36] = { 'D', 'F', 'C', 'L', 1 };
+	Dfsrwire__Msg msg = DFSRWIRE__MSG__INIT, *w;
+	Dfsrwire__FileInfo fi = DFSRWIRE__FILE_INFO__INIT;
+	uint64_t id = 0;
+	bool cancelled = false;
+	size_t before = refusals(m);
+
+	/* "DFCL" v1, size 10, the digest of "helloworld", chunks "hello" and "world" */
+	list[15] = 10;
+	crypto_hash_sha256(list + 16, (const uint8_t *)"helloworld", 10);
+	list[51] = 2;
+	list[55] = 5;
+	crypto_hash_sha256(list + 56, (const uint8_t *)"hello", 5);
+	list[91] = 5;
+	crypto_hash_sha256(list + 92, (const uint8_t *)"world", 5);
+	randombytes_buf(db, sizeof(db));
+	raw_rec_init(&r, m, db, "two.bin", 'f');
+	r.size = 10;
+	memcpy(r.content, list + 16, 32);
+
+	evil_connect(m, &e);
+	evil_hello(&e, NET_SESSION_PROTO, db);
+	evil_updates(&e, &r, 1, 0);
+	while (!id) {
+		w = evil_next(&e);
+		if (w->m_case == DFSRWIRE__MSG__M_GET)
+			id = w->get->id;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	fi.id = id;
+	fi.chunk_list = bin(list, sizeof(list));
+	msg.m_case = DFSRWIRE__MSG__M_FILE;
+	msg.file = &fi;
+	evil_send_msg(&e, &msg);
+	for (bool want = false; !want;) {
+		w = evil_next(&e);
+		want = w->m_case == DFSRWIRE__MSG__M_WANT && w->want->id == id;
+		if (want)
+			assert_int_equal(w->want->n_index, 2); /* both asked for at once */
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+
+	/* the write of chunk 0 fails: the member cancels, chunk 1 still outstanding */
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	one = old;
+	one.rlim_cur = 1;
+	assert_int_equal(sigaction(SIGXFSZ, &ign, &old_sa), 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &one), 0);
+	evil_chunk(&e, id, 0, "hello");
+	while (!cancelled) {
+		w = evil_next(&e);
+		cancelled = w->m_case == DFSRWIRE__MSG__M_CANCEL && w->cancel->id == id &&
+			    !w->cancel->from_upstream;
+		dfsrwire__msg__free_unpacked(w, NULL);
+	}
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(sigaction(SIGXFSZ, &old_sa, NULL), 0);
+
+	/* the chunk that crossed the Cancel */
+	evil_chunk(&e, id, 1, "world");
+	evil_ping(&e);
+	evil_read(&e, &s, 0, true); /* still connected */
+	assert_int_equal(refusals(m), before);
+	evil_close(&e);
+	assert_member_alive(m);
+}
+
 static void test_wrong_proto_and_garbage(void **state)
 {
 	struct member *m = *state;
@@ -833,6 +1310,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_file_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_proto_and_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_serve_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_waits_for_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_then_get_at_the_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_want_crossing_upstream_cancel, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_crossing_downstream_cancel, setup,
+						teardown),
 	};
 
 	if (sodium_init() < 0)

@@ -10,7 +10,8 @@
  * sync is served by a normal one and becomes normal; a hostile partner (a bare transport
  * that sends a malformed update after a valid Hello) is closed with event 3101; quiet
  * status (`dfsr wait`) right after a change means the partner has it; a version the
- * upstream cannot stage (open for writing) logs 4302 once.
+ * upstream cannot stage (open for writing) logs 4302 once; many updates held busy pause
+ * the upstream instead of looking like a partner that ignores the window (3101).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -55,6 +56,7 @@ struct member {
 	char dir[64];
 	int root_fd;
 	uint16_t port;
+	int port_fd; /* holds port (bound, not listening) until the member listens, or -1 */
 	uint8_t pk[32], sk[32];
 	struct config cfg;
 	bool configured;
@@ -76,17 +78,26 @@ struct fixture {
 	struct member m[3];
 };
 
-static uint16_t free_port(void)
+/*
+ * A free port, held by *@fd until the member listens on it (start_member()). Released at
+ * once, the port could be taken meanwhile by the ephemeral port of an outgoing connection
+ * (another member dialling, another process): net_sessions_start() then failed with
+ * -EADDRINUSE. A socket bound with SO_REUSEADDR and not listening keeps the port out of
+ * the ephemeral range and other binds, yet lets the listener (libuv sets SO_REUSEADDR)
+ * bind it.
+ */
+static uint16_t free_port(int *fd)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
 
-	assert_true(fd >= 0);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(*fd >= 0);
+	assert_int_equal(setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
+	assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
 	return ntohs(a.sin_port);
 }
 
@@ -191,6 +202,10 @@ static void start_member(struct fixture *f, int i)
 	struct net_sessions *s;
 
 	assert_int_equal(net_sessions_start(&o, &s), 0);
+	if (m->port_fd >= 0) {
+		close(m->port_fd); /* the listener holds the port now */
+		m->port_fd = -1;
+	}
 	pthread_mutex_lock(&m->lock);
 	m->s = s;
 	pthread_mutex_unlock(&m->lock);
@@ -223,7 +238,7 @@ static int setup(void **state)
 
 		pthread_mutex_init(&m->lock, NULL);
 		crypto_box_keypair(m->pk, m->sk);
-		m->port = free_port();
+		m->port = free_port(&m->port_fd);
 		assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "sess", &m->root_fd), 0);
 	}
 	*state = f;
@@ -247,6 +262,8 @@ static int teardown(void **state)
 		if (m->configured)
 			config_release(&m->cfg);
 		close(m->root_fd);
+		if (m->port_fd >= 0)
+			close(m->port_fd);
 		test_tmpdir_remove(m->dir);
 		pthread_mutex_destroy(&m->lock);
 	}
@@ -708,6 +725,63 @@ static void busy_file_is_retried(void **state)
 	assert_int_equal(events_of(b, EV_SHARING_VIOLATION), 1);
 	assert_int_equal(events_of(a, EV_SHARING_VIOLATION), 0);
 	assert_int_equal(busy_serves(a), 0);
+}
+
+/*
+ * Busy updates leave the flow-control window (they may stay busy for long), so the
+ * upstream goes on sending; the downstream took more than 8 windows of them held for a
+ * partner ignoring the window ("bad Updates", 3101). Now it sends no Progress while 4
+ * windows of busy updates are held, and the upstream waits. Window 16: 300 files change
+ * while the downstream has them all "open for writing"; the upstream sends them in two
+ * Updates (256 at most in one), the second only once the first is 16 from taken up.
+ */
+static void busy_updates_pause_the_upstream(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	const int n = 300;
+	char name[32], data[32];
+
+	a->window = 16;
+	b->window = 16;
+	b->retry_ms = RETRY_MS;
+	configure(f, 0, 1, true);
+	configure(f, 1, 0, false);
+	open_folder(a, JOURNAL_STATE_NORMAL);
+	open_folder(b, JOURNAL_STATE_NORMAL);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		write_file(a, name, "v1", 2);
+		note_new(a, NULL, name);
+	}
+	start_member(f, 0);
+	start_member(f, 1);
+	snprintf(name, sizeof(name), "f%03d", n - 1);
+	WAIT_FOR(file_is(b, name, "v1", 2));
+	WAIT_FOR(quiet(a) && quiet(b));
+
+	set_busy(b, true);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(data, sizeof(data), "v2 of %d", i);
+
+		snprintf(name, sizeof(name), "f%03d", i);
+		write_file(a, name, data, (size_t)len);
+		note_change(a, name);
+	}
+	/* b holds 4 windows of them busy, and a waits for its Progress: the busy ones are asked
+	 * again and again (every RETRY_MS), and no 3101 comes */
+	WAIT_FOR(busy_asked(b) >= 3 * (unsigned)n || events_3101(b) > 0);
+	assert_int_equal(events_3101(b), 0);
+	set_busy(b, false);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(data, sizeof(data), "v2 of %d", i);
+
+		snprintf(name, sizeof(name), "f%03d", i);
+		WAIT_FOR(file_is(b, name, data, (size_t)len));
+	}
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
 }
 
 /* `dfsr wait` is exact: right after a change is journaled, the upstream is not quiet
@@ -1326,6 +1400,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(busy_updates_pause_the_upstream, setup, teardown),
 		cmocka_unit_test_setup_teardown(quiet_means_delivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_upstream_logs_4302_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(three_members_converge, setup, teardown),
@@ -1333,5 +1408,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(name_conflict_converges, setup, teardown),
 	};
 
+	/* DFSR_TEST_FILTER=three_members_converge: run the matching tests only (loops) */
+	if (getenv("DFSR_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("DFSR_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
