@@ -661,6 +661,14 @@ int stage_cleanup(struct stage *s)
 	return cleanup(s, NULL);
 }
 
+int stage_set_quota(struct stage *s, uint64_t quota)
+{
+	pthread_mutex_lock(&s->lock);
+	s->quota = quota ? quota : CONFIG_DEFAULT_STAGING_QUOTA;
+	pthread_mutex_unlock(&s->lock);
+	return cleanup(s, NULL);
+}
+
 /* ---- staging a version ------------------------------------------------------------ */
 
 /*

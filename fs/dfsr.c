@@ -1590,10 +1590,20 @@ static void repl_changed(void *arg)
 	pthread_rwlock_unlock(&m->repl_lock);
 }
 
+/* The staging quota events (4202-4208) go to the folder's event log, as every folder event. */
+static void stage_event(void *arg, enum dfsr_event ev, const char *details)
+{
+	struct folder_rt *fr = arg;
+
+	journal_event(fr->j, ev, "%s", details);
+}
+
 static int folder_open_staging(struct member *m, struct folder_rt *fr)
 {
 	const struct config_folder *cf = fr->cf;
-	struct stage_opts so = { .quota = cf->staging_quota };
+	struct stage_opts so = { .quota = cf->staging_quota,
+				 .event_fn = stage_event,
+				 .event_arg = fr };
 	int dir, rc;
 
 	if (cf->staging_path)
@@ -1881,6 +1891,10 @@ static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_
 		    !(d & FOLDER_CHANGED_PATH)) {
 			journal_set_folder(m->f[i].j, nf);
 			m->f[i].cf = nf;
+			/* the staging area keeps its own copy of the quota */
+			if ((d & FOLDER_CHANGED_QUOTA) && m->f[i].stage &&
+			    cur->staging_quota != nf->staging_quota)
+				(void)stage_set_quota(m->f[i].stage, nf->staging_quota);
 			used = true;
 			changed(applied, d & FOLDER_CHANGED_QUOTA, "quota");
 			changed(applied, d & FOLDER_CHANGED_FILTER, "filter");
