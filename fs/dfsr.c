@@ -101,6 +101,7 @@ enum cli_opt {
 
 struct cli {
 	const char *cmd;
+	const char *usage; /* the command's usage line, for cli_usage_error() */
 	const char *config;
 	const char *folder;
 	const char *since;
@@ -139,6 +140,25 @@ static int dfsr_err(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
+}
+
+static int cli_usage_error(const struct cli *c, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+/*
+ * A bad command line found by the command itself (a required option or operand missing,
+ * options that exclude each other): "dfsr: <what> (usage: ...)" on one line, as
+ * parse_opts() prints. Return: 2, the exit code of a bad command line (dfsr.1).
+ */
+static int cli_usage_error(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (usage: dfsr %s)\n", c->usage);
+	return 2;
 }
 
 /* Strict unsigned decimal (STYLE rule 19). */
@@ -946,12 +966,12 @@ static int bl_entry(void *arg, const struct record *r)
 			rc = dfsr_json_str(c->o, path.p);
 		if (rc == 0)
 			rc = dfsr_buf_addf(c->o,
-					   ", \"uid\": \"%s\", \"gvsn\": \"%s-%" PRIu64
+					   ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64
 					   "\", \"type\": \"%c\", \"deleted\": %s}",
 					   uid, db, r->gvsn.counter, r->type,
 					   r->tombstone ? "true" : "false");
 	} else {
-		rc = dfsr_buf_addf(c->o, "  %s%s  %s-%" PRIu64 "\n", path.p,
+		rc = dfsr_buf_addf(c->o, "  %s%s  %s-v%" PRIu64 "\n", path.p,
 				   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
 	}
 out_release:
@@ -2616,7 +2636,7 @@ static int cmd_backlog(struct cli *c)
 	int rc;
 
 	if (!c->peer)
-		return dfsr_err("backlog: --peer NAME is required");
+		return cli_usage_error(c, "backlog: --peer NAME is required");
 	if (!*c->peer || strpbrk(c->peer, " \t\n"))
 		return dfsr_err("backlog: bad peer name '%s'", c->peer);
 	if (client_config(c, &cfg))
@@ -2869,8 +2889,12 @@ static bool member_answers(const struct config *cfg)
 	return rc == 0;
 }
 
-/* Restores one entry of folder @f into @dest (the mount or --to DIR). Return: 0 or -errno. */
-static int rs_one(const struct config_folder *f, int store, int dest, const struct rs_entry *e)
+/*
+ * Restores one entry of folder @f into @dest (the mount, or --to DIR when @to_dir).
+ * Return: 0 or -errno.
+ */
+static int rs_one(const struct config_folder *f, int store, int dest, bool to_dir,
+		  const struct rs_entry *e)
 {
 	char *rel = strdup(e->path), *leaf = NULL;
 	int parent, rc;
@@ -2887,7 +2911,8 @@ static int rs_one(const struct config_folder *f, int store, int dest, const stru
 	rc = parent < 0 ? parent : copy_obj(store, e->preserved, parent, leaf);
 	if (rc == -EEXIST) {
 		/* nothing of ours is there: the name was taken before we started */
-		dfsr_err("restore: %s/%s exists; not overwritten (use --to DIR)", f->name, e->path);
+		dfsr_err("restore: %s/%s exists%s; not overwritten%s", f->name, e->path,
+			 to_dir ? " in the --to directory" : "", to_dir ? "" : " (use --to DIR)");
 	} else if (rc < 0) {
 		/* no half-restored object: what was copied goes again */
 		if (parent >= 0)
@@ -2909,16 +2934,33 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 	enum manifest_kind kind = c->preexisting ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT;
 	const char *store_name = c->preexisting ? LAYOUT_PRIVATE "/" LAYOUT_PREEXISTING
 						: LAYOUT_PRIVATE "/" LAYOUT_CONFLICT;
-	int root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int priv = root < 0 ? -1 : openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int store = root < 0 ? -1 : openat(root, store_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int dest = open(c->to ? c->to : f->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	const char *dest_name = c->to ? c->to : f->mount;
+	int root = -1, priv = -1, store = -1, dest = -1;
 	struct rs_list l = { 0 };
 	int rc = 0, failed = 0;
 
-	if (root < 0 || priv < 0 || store < 0 || dest < 0) {
-		rc = dfsr_err("restore: folder %s: %s: %s", f->name,
-			      dest < 0 ? (c->to ? c->to : f->mount) : f->path, strerror(errno));
+	/* each open is checked at once, so the message names what is missing and why */
+	root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		rc = dfsr_err("restore: folder %s: local path %s: %s", f->name, f->path,
+			      strerror(errno));
+		goto out_close;
+	}
+	priv = openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	store = priv < 0 ? -1 : openat(root, store_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store < 0 && errno == ENOENT) {
+		/* never started: nothing was ever preserved (entries are reported by the caller) */
+		rc = 0;
+		goto out_close;
+	}
+	if (store < 0) {
+		rc = dfsr_err("restore: folder %s: %s/%s: %s", f->name, f->path, store_name,
+			      strerror(errno));
+		goto out_close;
+	}
+	dest = open(dest_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dest < 0) {
+		rc = dfsr_err("restore: folder %s: %s: %s", f->name, dest_name, strerror(errno));
 		goto out_close;
 	}
 	rc = manifest_list(priv, kind, rs_collect, &l);
@@ -2940,7 +2982,7 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 			continue;
 		}
 		(*matched)++;
-		if (rs_one(f, store, dest, &l.v[i]) < 0) {
+		if (rs_one(f, store, dest, c->to != NULL, &l.v[i]) < 0) {
 			failed = 1;
 			continue;
 		}
@@ -3002,9 +3044,10 @@ static int cmd_restore(struct cli *c)
 	int rc = 0;
 
 	if (!c->all && c->argc == 0)
-		return dfsr_err("restore: name entries (preserved name or original path) or --all");
+		return cli_usage_error(
+			c, "restore: name entries (preserved name or original path) or --all");
 	if (c->all && c->argc)
-		return dfsr_err("restore: --all takes no entries");
+		return cli_usage_error(c, "restore: --all takes no entries");
 	for (int i = 0; i < c->argc; i++)
 		if (!*c->argv[i])
 			return dfsr_err("restore: empty entry name");
@@ -3015,11 +3058,11 @@ static int cmd_restore(struct cli *c)
 	if (client_config(c, &cfg))
 		return 1;
 	if (!c->to && !member_answers(&cfg)) {
+		rc = dfsr_err("restore: member %s is not running; restore into its mount needs it "
+			      "(or use --to DIR)",
+			      cfg.member_name);
 		config_release(&cfg);
-		return dfsr_err(
-			"restore: member %s is not running; restore into its mount needs it "
-			"(or use --to DIR)",
-			cfg.member_name);
+		return rc;
 	}
 	hit = calloc((size_t)c->argc + 1, sizeof(*hit));
 	if (!hit) {
@@ -3462,7 +3505,7 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct c
 
 	opterr = 0;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+:c:fdrh", long_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":c:fdrh", long_opts, NULL)) != -1) {
 		if (ch == 'h') {
 			printf("usage: dfsr %s\n  %s\n", cmd->usage, cmd->help);
 			return 0;
@@ -3509,6 +3552,7 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
 	c.cmd = cmd->name;
+	c.usage = cmd->usage;
 	if (cmd->run == cmd_clone && argc > 2 &&
 	    (!strcmp(argv[2], "export") || !strcmp(argv[2], "import"))) {
 		c.sub = argv[2];
