@@ -1440,8 +1440,11 @@ static int folder_open(struct member *m, struct folder_rt *fr)
 		return member_fail(m, "folder %s: %s", fr->cf->name, err);
 	rc = journal_open(&o, &fr->j, err);
 	if (rc == -EBUSY)
-		return member_fail(m, "folder %s: database in use by another dfsr process",
-				   fr->cf->name);
+		return member_fail(
+			m,
+			"folder %s: database %s/" LAYOUT_PRIVATE
+			"/db is in use by another dfsr process (one member per local path)",
+			fr->cf->name, fr->cf->path);
 	if (rc == -ENOENT && m->read_only)
 		return member_fail(m, "folder %s: no database yet (the member never started)",
 				   fr->cf->name);
