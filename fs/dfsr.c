@@ -3533,6 +3533,23 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct c
 	return -1;
 }
 
+/*
+ * A detached member outlives the shell or script that started it: it must not keep that
+ * caller's descriptors (a lock file, a pipe, a file open in another member's mount, which
+ * that member would then wait on for ever). Runs first, before anything of ours is open;
+ * 0, 1 and 2 go to /dev/null once the member is ready (member_ready()).
+ */
+static void close_inherited(void)
+{
+	long max;
+
+	if (close_range(3, ~0U, 0) == 0)
+		return;
+	max = sysconf(_SC_OPEN_MAX);
+	for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		close((int)fd);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = { .config = CONFIG_DEFAULT_PATH };
@@ -3579,6 +3596,8 @@ int main(int argc, char **argv)
 		return rc;
 	if (cmd->run == cmd_clone && !c.sub)
 		return usage_error(cmd, "%s", "clone: say 'export' or 'import'");
+	if (cmd->run == cmd_mount && !c.foreground)
+		close_inherited();
 	if (sodium_init() < 0)
 		return dfsr_err("libsodium failed to initialise");
 	return cmd->run(&c);

@@ -6,7 +6,9 @@
 #   - `dfsr backlog --list` prints GVSNs as journal and conflicts do (DBHEX-vN);
 #   - options may follow the operands (`dfsr restore ENTRY -c CONFIG`);
 #   - a missing required option or operand is a bad command line: exit 2, one line;
-#   - `dfsr restore` of a stopped member names the member.
+#   - `dfsr restore` of a stopped member names the member;
+#   - a detached member keeps none of its caller's descriptors (here a file open for
+#     writing in alpha's mount, which alpha would wait on for ever).
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -15,8 +17,18 @@ A=1 B=2
 CA=${G_CONF[A]} CB=${G_CONF[B]}
 MA=${G_MNT[A]}
 member_start $A
+echo first >"$MA/held.txt"
+exec 9>>"$MA/held.txt" # bravo is started while this shell holds a file of alpha's open
 member_start $B
+exec 9>&-
+bfds=$(ls -l "/proc/${G_PID[B]}/fd" 2>&1)
+check "bravo's daemon did not inherit the caller's descriptor into alpha's mount" \
+	bash -c "! grep -q held.txt <<<\"\$1\"" _ "$bfds"
 members_wait 90 || die "alpha and bravo never got in sync"
+echo second >"$MA/held.txt"
+check "a file written in alpha's mount after that is not held open: dfsr wait" \
+	members_wait 30
+check_eq "it arrives at bravo" second "$(cat "${G_MNT[B]}/held.txt" 2>&1)"
 
 # ---- staging quota through dfsr reload --------------------------------------------------------
 for i in 1 2 3; do
