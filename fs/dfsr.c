@@ -441,9 +441,10 @@ struct folder_rt {
 	size_t index;        /* in m->f, for net_sessions_wake() */
 	pthread_t thread;
 	bool thread_started;
-	pthread_mutex_t usage_lock; /* protects the three fields below */
+	pthread_mutex_t usage_lock; /* protects the four fields below */
 	int64_t usage_at_ns;        /* mono time of the last walk; 0 = never */
 	uint64_t staging_used, conflict_used;
+	int64_t sync_started_ns; /* mono time initial sync started (status's rate); 0 = not */
 };
 
 struct member {
@@ -547,6 +548,25 @@ static void folder_usage(struct folder_rt *fr, uint64_t *staging, uint64_t *conf
 	pthread_mutex_unlock(&fr->usage_lock);
 }
 
+/*
+ * When the folder's initial sync started (for the rate of `dfsr status`'s bar): set when
+ * replication starts in initial-sync, else when status first sees that state (a stale
+ * folder syncing again); cleared once it is over. Return: mono ns, or 0.
+ */
+static int64_t sync_started(struct folder_rt *fr, enum journal_state state)
+{
+	int64_t t;
+
+	pthread_mutex_lock(&fr->usage_lock);
+	if (state != JOURNAL_STATE_INITIAL_SYNC)
+		fr->sync_started_ns = 0;
+	else if (!fr->sync_started_ns)
+		fr->sync_started_ns = dfsr_mono_ns();
+	t = fr->sync_started_ns;
+	pthread_mutex_unlock(&fr->usage_lock);
+	return t;
+}
+
 /* ---- status: one snapshot, rendered as JSON or as text --------------------------------- */
 
 struct status_snap {
@@ -555,6 +575,7 @@ struct status_snap {
 	uint64_t staging_used, conflict_used;
 	struct net_session_peer_status *peers; /* cfg->npeers; zero while not replicating */
 	struct net_session_peer_status sync;   /* initial sync progress, summed over peers */
+	int64_t sync_started_ns;               /* mono; 0 when not in initial sync */
 };
 
 static void status_build_counts(const struct status_snap *s, uint64_t v[4])
@@ -683,17 +704,21 @@ static void human(uint64_t v, char *buf, size_t len)
  */
 #define PROGRESS_FILE_COST 65536.0
 
-/* "[#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
-static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
+/* What a progress bar shows: files and bytes done and in all, and seconds so far. */
+struct progress {
+	const char *what; /* "initial-build", "initial-sync" */
+	uint64_t files_done, files_total, bytes_done, bytes_total;
+	double secs;
+};
+
+/* "  WHAT: [#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
+static int progress_bar(const struct progress *p, struct dfsr_buf *o)
 {
-	const struct journal_status *st = &s->st;
-	double secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9;
-	double done = (double)st->scan_bytes_done +
-		      PROGRESS_FILE_COST * (double)st->scan_files_done;
-	double total = (double)st->scan_bytes_total +
-		       PROGRESS_FILE_COST * (double)st->scan_files_total;
+	double secs = p->secs;
+	double done = (double)p->bytes_done + PROGRESS_FILE_COST * (double)p->files_done;
+	double total = (double)p->bytes_total + PROGRESS_FILE_COST * (double)p->files_total;
 	double frac = total > 0.0 ? done / total : 0.0;
-	double rate = secs > 0.0 ? (double)st->scan_bytes_done / secs : 0.0;
+	double rate = secs > 0.0 ? (double)p->bytes_done / secs : 0.0;
 	char bar[41], r[32], left[32] = "?";
 
 	if (frac > 1.0)
@@ -708,8 +733,24 @@ static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
 		snprintf(left, sizeof(left), "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
 	}
 	return dfsr_buf_addf(o, "  %s: [%s] %3d%%  %" PRIu64 "/%" PRIu64 " files  %s/s  %s left\n",
-			     journal_state_name(st->state), bar, (int)(frac * 100.0),
-			     st->scan_files_done, st->scan_files_total, r, left);
+			     p->what, bar, (int)(frac * 100.0), p->files_done, p->files_total, r,
+			     left);
+}
+
+/* The initial build's (or a consistency scan's) bar. */
+static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
+{
+	const struct journal_status *st = &s->st;
+	struct progress p = {
+		.what = journal_state_name(st->state),
+		.files_done = st->scan_files_done,
+		.files_total = st->scan_files_total,
+		.bytes_done = st->scan_bytes_done,
+		.bytes_total = st->scan_bytes_total,
+		.secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9,
+	};
+
+	return progress_bar(&p, o);
 }
 
 /* The line that explains a stale folder (docs/conflicts.md §12): what it waits for, and
@@ -752,7 +793,7 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	return rc;
 }
 
-static int status_text_peers(const struct config *cfg, const struct status_snap *s,
+static int status_text_peers(const struct config *cfg, const struct status_snap *s, bool tty,
 			     struct dfsr_buf *o)
 {
 	int rc = 0;
@@ -773,9 +814,23 @@ static int status_text_peers(const struct config *cfg, const struct status_snap 
 					   cfg->peers[i].name, cfg->peers[i].address.text,
 					   p->backlog_out, p->backlog_in, sent, recv);
 	}
-	if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total)
+	if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total && tty) {
+		struct progress p = {
+			.what = "initial-sync",
+			.files_done = s->sync.files_done,
+			.files_total = s->sync.files_total,
+			.bytes_done = s->sync.bytes_done,
+			.bytes_total = s->sync.bytes_total,
+			.secs = s->sync_started_ns
+					? (double)(dfsr_mono_ns() - s->sync_started_ns) / 1e9
+					: 0.0,
+		};
+
+		rc = progress_bar(&p, o);
+	} else if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total) {
 		rc = dfsr_buf_addf(o, "  initial sync: %" PRIu64 "/%" PRIu64 " files\n",
 				   s->sync.files_done, s->sync.files_total);
+	}
 	return rc;
 }
 
@@ -791,7 +846,7 @@ static int status_text(const struct config *cfg, const struct status_snap *v, si
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = status_text_folder(&v[i], tty, o);
 		if (rc == 0)
-			rc = status_text_peers(cfg, &v[i], o);
+			rc = status_text_peers(cfg, &v[i], tty, o);
 	}
 	return rc;
 }
@@ -830,6 +885,7 @@ static int render_status(struct member *m, ssize_t idx, bool json, bool tty, str
 		v[n].peers = peers + n * np;
 		journal_get_status(m->f[i].j, &v[n].st);
 		folder_usage(&m->f[i], &v[n].staging_used, &v[n].conflict_used);
+		v[n].sync_started_ns = sync_started(&m->f[i], v[n].st.state);
 		status_peers(m, i, &v[n]);
 		n++;
 	}
@@ -1714,8 +1770,10 @@ static int member_start_replication(struct member *m)
 		if (rc < 0)
 			return member_fail(m, "folder %s: replication: %s", fr->cf->name,
 					   dfsr_strerror(rc));
-		if (journal_state(fr->j) == JOURNAL_STATE_INITIAL_SYNC)
+		if (journal_state(fr->j) == JOURNAL_STATE_INITIAL_SYNC) {
+			(void)sync_started(fr, JOURNAL_STATE_INITIAL_SYNC);
 			journal_event(fr->j, EV_INITIAL_SYNC_STARTED, "peers=%zu", m->cfg.npeers);
+		}
 	}
 	rc = sessions_start(m, &m->cfg, &s);
 	if (rc < 0)

@@ -7,14 +7,18 @@
 #   - options may follow the operands (`dfsr restore ENTRY -c CONFIG`);
 #   - a missing required option or operand is a bad command line: exit 2, one line;
 #   - `dfsr restore` of a stopped member names the member;
+#   - on a terminal, `dfsr status` of a member in initial sync shows a progress bar with
+#     rate and time left (CONTRACT.md), as it does for the initial build;
 #   - a detached member keeps none of its caller's descriptors (here a file open for
 #     writing in alpha's mount, which alpha would wait on for ever).
 . "$(dirname "$0")/lib.sh"
 it_init
 
-group_setup 2
-A=1 B=2
-CA=${G_CONF[A]} CB=${G_CONF[B]}
+group_setup 3
+A=1 B=2 C=3
+CA=${G_CONF[A]} CB=${G_CONF[B]} CC=${G_CONF[C]}
+G_PEER_EXTRA["$A,$C"]="bandwidth = 2M" # charlie's initial sync takes a few seconds
+group_write_conf $A
 MA=${G_MNT[A]}
 member_start $A
 echo first >"$MA/held.txt"
@@ -50,6 +54,19 @@ check "event 4202 (high watermark) is in alpha's event log" wait_until 20 event_
 check "event 4204 (cleanup done) is in alpha's event log" wait_until 20 event_seen "$CA" 4204
 check "the events carry the folder name" bash -c \
 	"'$DFSR_BIN' events -c '$CA' | grep -q ' 4204 share: staging cleanup done'"
+
+# ---- initial sync progress on a terminal -------------------------------------------------------
+# charlie joins while alpha holds 9 MB, sent at 2 MB/s: `dfsr status` on a terminal (script(1))
+bar_seen() {
+	script -qec "'$DFSR_BIN' status -c '$CC'" /dev/null >"$WS/tty.out" 2>&1
+	grep -qE '^  initial-sync: \[[#.]{40}\] +[0-9]+%  [0-9]+/[0-9]+ files  .*/s  .* left' "$WS/tty.out"
+}
+member_start $C
+if check "charlie's status on a terminal shows an initial-sync progress bar" wait_until 30 bar_seen; then
+	say "  $(grep 'initial-sync:' "$WS/tty.out" | tr -d '\r' | head -1)"
+fi
+check "not on a terminal: a plain line" bash -c "'$DFSR_BIN' status -c '$CC' | grep -v '\[' >/dev/null"
+members_wait 120 || die "charlie's initial sync did not finish"
 
 # ---- backlog: counts and the listing's GVSN format -------------------------------------------
 member_stop $B
