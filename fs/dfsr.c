@@ -370,6 +370,31 @@ static int cmp_hash_item(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/*
+ * One "HEX  PATH" line. As sha256sum(1) does, a path holding a newline, a carriage return
+ * or a backslash is written escaped (\n, \r, \\) on a line that starts with a backslash,
+ * so every file stays one line and two listings still diff line by line.
+ */
+static void hash_print(const char *hex, const char *path)
+{
+	if (!strpbrk(path, "\n\r\\")) {
+		printf("%s  %s\n", hex, path);
+		return;
+	}
+	printf("\\%s  ", hex);
+	for (const char *p = path; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p == '\r')
+			fputs("\\r", stdout);
+		else if (*p == '\\')
+			fputs("\\\\", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\n');
+}
+
 static int hash_tree(const char *arg, struct hash_list *l)
 {
 	int fd = open(arg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -383,7 +408,7 @@ static int hash_tree(const char *arg, struct hash_list *l)
 	if (l->n)
 		qsort(l->v, l->n, sizeof(*l->v), cmp_hash_item);
 	for (size_t i = 0; i < l->n; i++)
-		printf("%s  %s\n", l->v[i].hex, l->v[i].path);
+		hash_print(l->v[i].hex, l->v[i].path);
 	return 0;
 }
 
@@ -399,7 +424,7 @@ static int hash_one(const char *arg, bool recursive, bool *failed)
 		*failed |= l.failed;
 	} else if (rc == 0) {
 		hash_hex(r.hash, hex);
-		printf("%s  %s\n", hex, arg);
+		hash_print(hex, arg);
 	}
 	for (size_t i = 0; i < l.n; i++)
 		free(l.v[i].path);
