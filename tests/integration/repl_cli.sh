@@ -17,8 +17,11 @@ it_init
 group_setup 3
 A=1 B=2 C=3
 CA=${G_CONF[A]} CB=${G_CONF[B]} CC=${G_CONF[C]}
-G_PEER_EXTRA["$A,$C"]="bandwidth = 2M" # charlie's initial sync takes a few seconds
+# charlie's initial sync takes a few seconds: both its partners send at 1 MB/s
+G_PEER_EXTRA["$A,$C"]="bandwidth = 1M"
+G_PEER_EXTRA["$B,$C"]="bandwidth = 1M"
 group_write_conf $A
+group_write_conf $B
 MA=${G_MNT[A]}
 member_start $A
 echo first >"$MA/held.txt"
@@ -56,7 +59,8 @@ check "the events carry the folder name" bash -c \
 	"'$DFSR_BIN' events -c '$CA' | grep -q ' 4204 share: staging cleanup done'"
 
 # ---- initial sync progress on a terminal -------------------------------------------------------
-# charlie joins while alpha holds 9 MB, sent at 2 MB/s: `dfsr status` on a terminal (script(1))
+# charlie joins while alpha and bravo hold 9 MB, each sending at 1 MB/s: `dfsr status` on a
+# terminal (script(1))
 bar_seen() {
 	script -qec "'$DFSR_BIN' status -c '$CC'" /dev/null >"$WS/tty.out" 2>&1
 	grep -qE '^  initial-sync: \[[#.]{40}\] +[0-9]+%  [0-9]+/[0-9]+ files  .*/s  .* left' "$WS/tty.out"
