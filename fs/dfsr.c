@@ -3576,7 +3576,9 @@ static int set_opt(const struct command *cmd, struct cli *c, int ch, const char 
 		break;
 	case 'T':
 		if (parse_u64(arg, &c->timeout) < 0 || c->timeout > 86400 * 365)
-			return usage_error(cmd, "--timeout '%s': not a number of seconds", arg);
+			return usage_error(cmd,
+					   "--timeout '%s': use a number of seconds, at most %d",
+					   arg, 86400 * 365);
 		break;
 	default:
 		break;
