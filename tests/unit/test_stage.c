@@ -673,6 +673,33 @@ static void quota_lowered_applies_at_once(void **state)
 	stage_close(s);
 }
 
+/* A removal that fails is 4206 with its error, and not 4208 ("every entry is in use"). */
+static void quota_removal_fails(void **state)
+{
+	struct env *t = *state;
+	struct stage *s = open_stage(t, 0);
+	static const int failed[] = { 4202, 4206 };
+	struct stage_key oldest = key_of(70);
+	char name[STAGE_NAME_LEN], sub[STAGE_NAME_LEN + 8];
+	int fd;
+
+	stage_many(t, s, 70, 4);
+	/* the oldest version's file becomes a non-empty directory: unlinkat() fails */
+	stage_name(&oldest, name);
+	assert_int_equal(unlinkat(t->stg, name, 0), 0);
+	assert_int_equal(mkdirat(t->stg, name, 0700), 0);
+	snprintf(sub, sizeof(sub), "%s/x", name);
+	fd = openat(t->stg, sub, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(stage_set_quota(s, 100000), -EISDIR);
+	expect_events(t, failed, 2);
+	assert_true(stage_has(s, &oldest));
+	assert_int_equal(unlinkat(t->stg, sub, 0), 0);
+	assert_int_equal(unlinkat(t->stg, name, AT_REMOVEDIR), 0);
+	stage_close(s);
+}
+
 /* Set the mtime of staged version @i to @sec (to order the versions found at open). */
 static void set_age(struct env *t, uint8_t i, time_t sec)
 {
@@ -1225,6 +1252,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(quota_removes_oldest, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_all_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_lowered_applies_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(quota_removal_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_staging, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_rejects_wrong_chunks, setup, teardown),
