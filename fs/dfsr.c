@@ -161,6 +161,20 @@ static int cli_usage_error(const struct cli *c, const char *fmt, ...)
 	return 2;
 }
 
+/* Append @s to @o for a line of text output: control characters escaped (dfsr_text_line()). */
+static int add_text(struct dfsr_buf *o, const char *s)
+{
+	size_t len = 4 * strlen(s) + 1;
+	char *t = malloc(len);
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	rc = dfsr_buf_addf(o, "%s", dfsr_text_line(s, t, len));
+	free(t);
+	return rc;
+}
+
 /* Strict unsigned decimal (STYLE rule 19). */
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -1052,8 +1066,12 @@ static int bl_entry(void *arg, const struct record *r)
 					   uid, db, r->gvsn.counter, r->type,
 					   r->tombstone ? "true" : "false");
 	} else {
-		rc = dfsr_buf_addf(c->o, "  %s%s  %s-v%" PRIu64 "\n", path.p,
-				   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
+		rc = dfsr_buf_addf(c->o, "  ");
+		if (rc == 0)
+			rc = add_text(c->o, path.p);
+		if (rc == 0)
+			rc = dfsr_buf_addf(c->o, "%s  %s-v%" PRIu64 "\n",
+					   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
 	}
 out_release:
 	dfsr_buf_release(&path);
@@ -1234,9 +1252,13 @@ static int jl_entry(void *arg, const struct journal_entry_info *e)
 	char uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN], t[32];
 	int rc;
 
-	if (!c->json)
-		return dfsr_buf_addf(c->o, "%" PRIu64 " %s %c %s\n", e->seq, journal_op_name(e->op),
-				     e->type, e->path);
+	if (!c->json) {
+		rc = dfsr_buf_addf(c->o, "%" PRIu64 " %s %c ", e->seq, journal_op_name(e->op),
+				   e->type);
+		if (rc == 0)
+			rc = add_text(c->o, e->path);
+		return rc ? rc : dfsr_buf_addf(c->o, "\n");
+	}
 	dfsr_uid_hex(&e->uid, uid);
 	dfsr_uid_hex(&e->gvsn_db, db);
 	dfsr_time_iso(e->time_ns, t, sizeof(t));
@@ -2608,10 +2630,16 @@ static int mf_entry(void *arg, const struct manifest_entry *e)
 	int rc;
 
 	dfsr_time_iso(e->time_ns, t, sizeof(t));
-	if (!c->json)
-		return dfsr_buf_addf(c->o, "%s %s %s: %s -> %s (%" PRIu64 " bytes)\n", t,
-				     manifest_type_name(e->type), c->folder, e->path, e->preserved,
-				     e->size);
+	if (!c->json) {
+		rc = dfsr_buf_addf(c->o, "%s %s %s: ", t, manifest_type_name(e->type), c->folder);
+		if (rc == 0)
+			rc = add_text(c->o, e->path);
+		if (rc == 0)
+			rc = dfsr_buf_addf(c->o, " -> ");
+		if (rc == 0)
+			rc = add_text(c->o, e->preserved);
+		return rc ? rc : dfsr_buf_addf(c->o, " (%" PRIu64 " bytes)\n", e->size);
+	}
 	dfsr_uid_hex(&e->uid, uid);
 	dfsr_uid_hex(&e->gvsn_db, db);
 	rc = dfsr_buf_addf(c->o, "%s{\"time\": \"%s\", \"type\": \"%s\", \"folder\": ",
