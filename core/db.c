@@ -14,6 +14,8 @@
 #include "core/db.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #define DB_TOTAL_MEMTABLES   (16u << 20)
 #define DB_MAX_OPEN_FILES    256
 #define DB_MAX_LOG_FILE_SIZE (1u << 20)
+#define DB_INFO_LOG_HEADER   5 /* rocksdb::InfoLogLevel::HEADER_LEVEL */
 
 /* RocksDB's own "default" family must be opened too; ours follow it. */
 static const char *const cf_names[DB_CF_COUNT + 1] = {
@@ -44,6 +47,11 @@ struct db {
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_column_family_handle_t *cf[DB_CF_COUNT + 1]; /* [0] is "default" */
 	bool read_only;
+	/* 1101 for the same error at most once a minute (a full disk fails every write) */
+	pthread_mutex_t err_lock;
+	char err_last[256];
+	int64_t err_logged_ns;
+	uint64_t err_repeats; /* not logged since */
 };
 
 struct db_batch {
@@ -60,14 +68,37 @@ struct db_iter {
 	rocksdb_readoptions_t *ropts;
 };
 
-/* Consumes @e (RocksDB's malloc'd message). */
-static int db_err(char *e, const char *what)
+/*
+ * Consumes @e (RocksDB's malloc'd message) and logs 1101. With @db, the same message again
+ * within a minute is only counted, and the next line logged says how often it came: once
+ * a write fails on a full disk, every later write fails the same way.
+ */
+static int db_err(struct db *db, char *e, const char *what)
 {
-	int rc = -EIO;
+	int rc = strstr(e, "No space left") ? -ENOSPC : -EIO;
+	uint64_t repeats = 0;
+	bool log = true;
 
-	if (strstr(e, "No space left"))
-		rc = -ENOSPC;
-	event_log(EV_DB_ERROR, "op=%s error=\"%s\"", what, e);
+	if (db) {
+		int64_t now = dfsr_mono_ns();
+
+		pthread_mutex_lock(&db->err_lock);
+		if (strncmp(db->err_last, e, sizeof(db->err_last) - 1) == 0 &&
+		    now - db->err_logged_ns < 60 * (int64_t)1000000000) {
+			db->err_repeats++;
+			log = false;
+		} else {
+			snprintf(db->err_last, sizeof(db->err_last), "%s", e);
+			db->err_logged_ns = now;
+			repeats = db->err_repeats;
+			db->err_repeats = 0;
+		}
+		pthread_mutex_unlock(&db->err_lock);
+	}
+	if (log && repeats)
+		event_log(EV_DB_ERROR, "op=%s error=\"%s\" repeated=%" PRIu64, what, e, repeats);
+	else if (log)
+		event_log(EV_DB_ERROR, "op=%s error=\"%s\"", what, e);
 	rocksdb_free(e);
 	return rc;
 }
@@ -114,6 +145,11 @@ static int make_opts(struct db *db)
 	rocksdb_options_set_max_log_file_size(db->opts, DB_MAX_LOG_FILE_SIZE);
 	rocksdb_options_set_keep_log_file_num(db->opts, 3);
 	rocksdb_options_set_max_total_wal_size(db->opts, 64u << 20);
+	/* RocksDB's own text log (db/LOG) gets the header at open only. Debian's librocksdb
+	 * keeps its assertions, and 7.8 asserts when that log is written again after a failed
+	 * write (a full disk: the WAL append fails, the error handler logs it): the daemon
+	 * would abort. Errors reach dfsr's own log as event 1101 anyway. */
+	rocksdb_options_set_info_log_level(db->opts, DB_INFO_LOG_HEADER);
 	rocksdb_writeoptions_set_sync(db->wopts, 0);
 	rocksdb_writeoptions_set_sync(db->wopts_sync, 1);
 	return 0;
@@ -174,6 +210,7 @@ int db_open(const char *path, bool read_only, struct db **out, char err[static D
 	if (!db)
 		return -ENOMEM;
 	db->read_only = read_only;
+	pthread_mutex_init(&db->err_lock, NULL);
 	rc = make_opts(db);
 	if (rc < 0) {
 		snprintf(err, DB_ERR_LEN, "%s: out of memory", path);
@@ -186,6 +223,7 @@ int db_open(const char *path, bool read_only, struct db **out, char err[static D
 	return 0;
 out_free:
 	free_opts(db);
+	pthread_mutex_destroy(&db->err_lock);
 	free(db);
 	return rc;
 }
@@ -206,7 +244,7 @@ int db_flush(struct db *db)
 
 		rocksdb_flush_cf(db->rdb, fo, db->cf[i], &e);
 		if (e)
-			rc = db_err(e, "flush");
+			rc = db_err(db, e, "flush");
 	}
 	rocksdb_flushoptions_destroy(fo);
 	return rc;
@@ -222,6 +260,7 @@ void db_close(struct db *db)
 			rocksdb_column_family_handle_destroy(db->cf[i]);
 	rocksdb_close(db->rdb);
 	free_opts(db);
+	pthread_mutex_destroy(&db->err_lock);
 	free(db);
 }
 
@@ -248,7 +287,7 @@ int db_get(struct db *db, const struct db_snapshot *snap, enum db_cf cf, const v
 	if (snap)
 		rocksdb_readoptions_destroy(ro);
 	if (e)
-		return db_err(e, "get");
+		return db_err(db, e, "get");
 	if (!v)
 		return -ENOENT;
 	val->len = 0;
@@ -311,7 +350,7 @@ int db_batch_commit(struct db_batch *b, bool sync)
 		return -EROFS;
 	rocksdb_write(b->db->rdb, sync ? b->db->wopts_sync : b->db->wopts, b->wb, &e);
 	if (e)
-		return db_err(e, "write");
+		return db_err(b->db, e, "write");
 	return 0;
 }
 
@@ -400,7 +439,7 @@ int db_iter_status(const struct db_iter *it)
 
 	rocksdb_iter_get_error(it->it, &e);
 	if (e)
-		return db_err(e, "iterate");
+		return db_err(NULL, e, "iterate");
 	return 0;
 }
 
@@ -463,7 +502,7 @@ int db_checkpoint(struct db *db, const char *dir, char err[static DB_ERR_LEN])
 		rocksdb_checkpoint_create(cp, dir, 0, &e);
 	if (e) {
 		snprintf(err, DB_ERR_LEN, "checkpoint into %s: %s", dir, e);
-		rc = db_err(e, "checkpoint");
+		rc = db_err(db, e, "checkpoint");
 	}
 	if (cp)
 		rocksdb_checkpoint_object_destroy(cp);

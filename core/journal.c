@@ -48,6 +48,7 @@
 #include "core/layout.h"
 #include "core/linkmap.h"
 #include "core/record.h"
+#include "core/space.h"
 #include "core/version.h"
 
 #define META_KEY                "folder"
@@ -81,6 +82,7 @@ struct journal {
 	bool read_only;           /* immutable */
 	bool unclean;             /* immutable after open */
 	struct db *db;            /* immutable; thread-safe */
+	struct space *space;      /* immutable; thread-safe; NULL if read-only */
 	struct dfsr_uid root_uid; /* immutable */
 	struct dfsr_uid db_id;    /* immutable */
 	uint64_t event_n;         /* atomic */
@@ -110,7 +112,10 @@ struct journal {
 	int64_t scan_started_ns;
 	void (*changed_fn)(void *arg); /* journal_set_changed() */
 	void *changed_arg;
-	bool changed; /* a journal entry was committed since the lock was taken */
+	bool changed;            /* a journal entry was committed since the lock was taken */
+	bool db_failing;         /* the last change the database was given failed */
+	int64_t wfail_logged_ns; /* the last 1201 (write_failed()) */
+	uint64_t wfail_repeats;  /* 1201s not logged since */
 	/* Read-only folders: versions to install again (docs/conflicts.md §11), marked by the
 	 * consistency scan. In memory only: every start's scan finds them again. */
 	struct revert_mark *marks;
@@ -194,6 +199,7 @@ static void txn_apply(struct journal *j, const struct txn *t)
 	j->state = t->state;
 	j->running = t->running;
 	j->last_sync_saved_ns = j->last_sync_put_ns; /* every meta batch is committed here */
+	j->db_failing = false;
 	/* Cannot grow past the first change (the entry exists then); failure only delays it. */
 	if (t->counter)
 		(void)version_vector_raise(&j->knowledge, &j->db_id, t->counter);
@@ -623,6 +629,32 @@ static int index_update(struct journal *j, const struct record *r, const struct 
 }
 
 /*
+ * Event 1201 for a change the database did not take (it is on disk; the next start's scan
+ * records it). While writes keep failing (a full disk) at most one a minute, and the next
+ * one logged counts those that were not. The folder shows as "error" (journal_get_status())
+ * until a change is written again. Lock held.
+ */
+static void write_failed(struct journal *j, const char *path, const char *op, int rc)
+{
+	int64_t now = dfsr_mono_ns();
+
+	j->db_failing = true; /* state "error" until a change is written again */
+	if (j->wfail_logged_ns && now - j->wfail_logged_ns < 60 * (int64_t)1000000000) {
+		j->wfail_repeats++;
+		return;
+	}
+	if (j->wfail_repeats)
+		journal_event(j, EV_JOURNAL_WRITE_FAILED,
+			      "path=\"%s\" op=%s error=\"%s\" also_failed=%" PRIu64, path, op,
+			      dfsr_strerror(rc), j->wfail_repeats);
+	else
+		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"", path,
+			      op, dfsr_strerror(rc));
+	j->wfail_logged_ns = now;
+	j->wfail_repeats = 0;
+}
+
+/*
  * Give @r a new version and commit it with its journal entry, index and meta. @old says
  * what was recorded before (exists == false for a create). Called with the lock held.
  */
@@ -667,8 +699,7 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 		if (r->tombstone)
 			link_forget(j, &r->uid);
 	} else {
-		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=%s error=\"%s\"",
-			      path.p ? path.p : r->name, journal_op_name(op), dfsr_strerror(rc));
+		write_failed(j, path.p ? path.p : r->name, journal_op_name(op), rc);
 	}
 	dfsr_buf_release(&path);
 	return rc;
@@ -1071,6 +1102,13 @@ static int load_or_create_meta(struct journal *j, char err[static JOURNAL_ERR_LE
 	return rc;
 }
 
+/* core/space refused a write of file data (at most once a minute): event 1103. */
+static void space_refused(void *arg, uint64_t free_bytes, uint64_t reserve)
+{
+	journal_event(arg, EV_DISK_RESERVE, "free_mib=%" PRIu64 " reserve_mib=%" PRIu64,
+		      free_bytes >> 20, reserve >> 20);
+}
+
 int journal_open(const struct journal_opts *o, struct journal **out,
 		 char err[static JOURNAL_ERR_LEN])
 {
@@ -1109,6 +1147,15 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 		rc = -ENOMEM;
 		goto out_close;
 	}
+	if (!j->read_only) {
+		rc = space_new(o->root_fd, &j->space);
+		if (rc < 0) {
+			snprintf(err, JOURNAL_ERR_LEN, "folder %s: cannot measure its disk: %s",
+				 o->folder->name, dfsr_strerror(rc));
+			goto out_close;
+		}
+		space_set_notify(j->space, space_refused, j);
+	}
 	rc = load_or_create_meta(j, err);
 	if (rc < 0)
 		goto out_close;
@@ -1127,6 +1174,7 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 	*out = j;
 	return 0;
 out_close:
+	space_free(j->space);
 	db_batch_free(j->batch);
 	db_close(j->db);
 out_free:
@@ -1153,6 +1201,7 @@ void journal_close(struct journal *j)
 			event_log(EV_DB_ERROR, "folder=%s op=close", j->folder->name);
 		journal_unlock(j);
 	}
+	space_free(j->space);
 	db_batch_free(j->batch);
 	db_close(j->db);
 	version_vector_release(&j->knowledge);
@@ -1186,6 +1235,11 @@ void journal_set_folder(struct journal *j, const struct config_folder *folder)
 const struct config_folder *journal_folder(const struct journal *j)
 {
 	return j->folder;
+}
+
+struct space *journal_space(struct journal *j)
+{
+	return j->space;
 }
 
 int journal_root_fd(const struct journal *j)
@@ -1809,7 +1863,7 @@ void journal_get_status(struct journal *j, struct journal_status *out)
 {
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&j->lock);
-	out->state = j->state;
+	out->state = j->db_failing ? JOURNAL_STATE_ERROR : j->state;
 	out->files = j->counts.files;
 	out->folders = j->counts.folders;
 	out->bytes = j->counts.bytes;
@@ -1922,8 +1976,9 @@ void journal_event(struct journal *j, enum dfsr_event ev, const char *fmt, ...)
 	va_start(ap, fmt);
 	event_vformat(msg, sizeof(msg), ev, fmt, ap);
 	va_end(ap);
-	if (!j->read_only && j->db && store_event(j, ev, dfsr_now_ns(), msg) < 0)
-		event_log(EV_DB_ERROR, "folder=%s op=store-event id=%d", j->folder->name, (int)ev);
+	/* a failed store is logged by the database (1101); the event still reaches syslog */
+	if (!j->read_only && j->db)
+		(void)store_event(j, ev, dfsr_now_ns(), msg);
 	event_emit(ev, j->folder->name, msg);
 }
 
@@ -2133,8 +2188,7 @@ static int commit_txn_locked(struct journal *j, const struct txn *t, bool entry,
 		if (entry)
 			j->changed = true;
 	} else {
-		journal_event(j, EV_JOURNAL_WRITE_FAILED, "path=\"%s\" op=replicate error=\"%s\"",
-			      name, dfsr_strerror(rc));
+		write_failed(j, name, "replicate", rc);
 	}
 	return rc;
 }

@@ -44,6 +44,7 @@
 #define JOURNAL_ERR_LEN  512
 
 struct journal;
+struct space;
 
 enum journal_state {
 	JOURNAL_STATE_INITIAL_BUILD = 0,
@@ -111,6 +112,11 @@ const struct config_folder *journal_folder(const struct journal *j);
  */
 void journal_set_folder(struct journal *j, const struct config_folder *folder);
 int journal_root_fd(const struct journal *j);
+
+/* The reserve kept for the database on the local path's disk (core/space.h): dfsr's own
+ * writes of file data ask it first. NULL for a read-only journal (space_take() allows
+ * NULL). Thread: any. */
+struct space *journal_space(struct journal *j);
 
 enum journal_state journal_state(const struct journal *j);
 /* Persists the state. Return: 0 or -EIO. */
@@ -317,15 +323,17 @@ int journal_link_others(struct journal *j, const struct stat *st, const struct d
 /* ---- reading: status, the journal, events -------------------------------------------- */
 
 struct journal_status {
-	enum journal_state state;
-	uint64_t files;       /* live regular files and symbolic links */
-	uint64_t folders;     /* live directories (the root not counted) */
-	uint64_t bytes;       /* sum of live files' sizes */
-	uint64_t tombstones;  /* records of deleted objects still kept */
-	uint64_t journal;     /* entries in the outbound journal */
-	uint64_t next_seq;    /* sequence number the next journal entry will get */
-	bool stale;           /* §12: in the initial sync that journal_freshness() started */
-	int64_t last_sync_ns; /* wall clock of the last completed sync (0: none yet) */
+	enum journal_state state; /* JOURNAL_STATE_ERROR while the database takes no change
+				   * (the last one failed: event 1201); journal_state() is
+				   * the replication state underneath */
+	uint64_t files;           /* live regular files and symbolic links */
+	uint64_t folders;         /* live directories (the root not counted) */
+	uint64_t bytes;           /* sum of live files' sizes */
+	uint64_t tombstones;      /* records of deleted objects still kept */
+	uint64_t journal;         /* entries in the outbound journal */
+	uint64_t next_seq;        /* sequence number the next journal entry will get */
+	bool stale;               /* §12: in the initial sync that journal_freshness() started */
+	int64_t last_sync_ns;     /* wall clock of the last completed sync (0: none yet) */
 	/* progress of the initial build or consistency scan, while one runs */
 	bool scanning;
 	uint64_t scan_files_done;

@@ -63,6 +63,7 @@
 #include <zstd.h>
 
 #include "core/config.h"
+#include "core/space.h"
 
 #define HDR_MAGIC    "DFSRSTG1"
 #define FOOTER_MAGIC "DFSRSTGE"
@@ -200,7 +201,8 @@ struct entry {
 };
 
 struct stage {
-	int dir_fd; /* O_RDONLY directory; immutable */
+	int dir_fd;          /* O_RDONLY directory; immutable */
+	struct space *space; /* borrowed, immutable; NULL: none */
 	uint64_t quota;
 	stage_event_fn event_fn;
 	void *event_arg;
@@ -427,6 +429,7 @@ int stage_open(const struct stage_opts *o, struct stage **out)
 	if (!s)
 		return -ENOMEM;
 	s->quota = o->quota ? o->quota : CONFIG_DEFAULT_STAGING_QUOTA;
+	s->space = o->space;
 	s->event_fn = o->event_fn;
 	s->event_arg = o->event_arg;
 	s->dir_fd = reopen_dir(o->dir_fd);
@@ -692,12 +695,18 @@ struct writer {
 	uint8_t *zbuf;        /* STAGE_STORED_MAX */
 	bool sync;            /* fsync the file (no marker, see the top) */
 	struct dfsr_buf *mem; /* stage_memory(): the stored chunks go here, not to out */
+	struct space *space;  /* asked before each write to out; NULL: none */
 };
 
 /* The stored bytes of the version being written, to the file or to memory. */
 static int writer_put(struct writer *w, const void *p, size_t len)
 {
-	return w->mem ? dfsr_buf_add(w->mem, p, len) : dfsr_write_all(w->out, p, len);
+	int rc;
+
+	if (w->mem)
+		return dfsr_buf_add(w->mem, p, len);
+	rc = space_take(w->space, len);
+	return rc < 0 ? rc : dfsr_write_all(w->out, p, len);
 }
 
 static int write_chunk(struct writer *w, const struct chunk_piece *pc)
@@ -938,6 +947,7 @@ int stage_file(struct stage *s, const struct stage_key *k, int fd, const uint8_t
 	if (rc < 0)
 		return rc;
 	w.sync = !s->unsynced;
+	w.space = s->space;
 	stage_name(k, name);
 	pthread_mutex_lock(&s->lock);
 	seq = s->tmp_seq++;

@@ -89,9 +89,13 @@ struct stage_opts {
 	uint64_t quota;          /* bytes; 0 means CONFIG_DEFAULT_STAGING_QUOTA */
 	stage_event_fn event_fn; /* NULL: event_log() */
 	void *event_arg;
+	/* the database's reserve when staging is on the local path's disk (core/space.h):
+	 * staging a version fails with -ENOSPC rather than eat it; NULL: none. Borrowed. */
+	struct space *space;
 };
 
 struct stage;
+struct space;
 
 /* The file name of a staged version (see the header comment). */
 void stage_name(const struct stage_key *k, char out[static STAGE_NAME_LEN]);

@@ -1730,6 +1730,7 @@ static int folder_open_staging(struct member *m, struct folder_rt *fr)
 	struct stage_opts so = { .quota = cf->staging_quota,
 				 .event_fn = stage_event,
 				 .event_arg = fr };
+	struct stat sd, sr;
 	int dir, rc;
 
 	if (cf->staging_path)
@@ -1742,6 +1743,9 @@ static int folder_open_staging(struct member *m, struct folder_rt *fr)
 				   cf->staging_path ? cf->staging_path : "DfsrPrivate/Staging",
 				   strerror(errno));
 	so.dir_fd = dir;
+	/* staging on the local path's disk leaves the database its reserve */
+	if (fstat(dir, &sd) == 0 && fstat(fr->root_fd, &sr) == 0 && sd.st_dev == sr.st_dev)
+		so.space = journal_space(fr->j);
 	rc = stage_open(&so, &fr->stage);
 	close(dir);
 	if (rc < 0)

@@ -55,6 +55,7 @@
 
 #include "core/event.h"
 #include "core/layout.h"
+#include "core/space.h"
 #include "fs/internal.h"
 
 #define FS_PROC_PATH_LEN 32
@@ -1455,6 +1456,12 @@ static void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 	ssize_t res;
 
 	(void)ino;
+	/* the database's reserve (core/space.h): refused as on a full disk */
+	res = space_take(journal_space(fs_of(req)->journal), fuse_buf_size(in));
+	if (res < 0) {
+		fuse_reply_err(req, (int)-res);
+		return;
+	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = f->fd;
 	out.buf[0].pos = off;
@@ -1496,6 +1503,14 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offs
 		fuse_reply_err(req, -refuse_private("fallocate"));
 		return;
 	}
+	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+		int rc = space_take(journal_space(fs_of(req)->journal), (uint64_t)length);
+
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	if (fallocate(f->fd, mode, offset, length) < 0) {
 		fuse_reply_err(req, errno);
 		return;
@@ -1528,6 +1543,11 @@ static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_i
 
 	(void)ino_in;
 	(void)ino_out;
+	res = space_take(journal_space(fs_of(req)->journal), len); /* as fs_op_write_buf() */
+	if (res < 0) {
+		fuse_reply_err(req, (int)-res);
+		return;
+	}
 	res = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
 	if (res < 0) {
 		fuse_reply_err(req, errno);

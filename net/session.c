@@ -88,6 +88,7 @@
 #include "core/event.h"
 #include "core/outbound.h"
 #include "core/record.h"
+#include "core/space.h"
 #include "net/channel.h"
 #include "net/peer.h"
 #include "net/wire.pb-c.h"
@@ -266,6 +267,16 @@ struct sconn {
 	struct link *links; /* s->nfolders */
 	struct xfer *fetch[NET_SESSION_FETCH_MAX];
 	size_t fetch_max; /* downloads in flight allowed: ours and the partner's serve limit */
+
+	/* downloads we abandoned while chunks we asked for were on the wire (our Cancel
+	 * crosses them): those chunks are dropped as they come, then the id is forgotten;
+	 * a ring, the oldest overwritten */
+	struct {
+		uint64_t id;
+		size_t left, f;
+	} drain[NET_SESSION_FETCH_MAX];
+
+	size_t drain_next;
 	struct serve *serves;
 	size_t nserves;
 	unsigned stages;                           /* stage jobs queued in the pool */
@@ -317,6 +328,10 @@ struct sfolder {
 	_Atomic int64_t care_ns;                 /* next journal_tombstone_care() (pool) */
 	struct busy_version busy[BUSY_VERSIONS]; /* loop */
 	atomic_bool wake;
+	/* the last download that failed on this disk (errno, when logged): event 3103 for
+	 * the same error at most once a minute (a full disk fails every retry). Loop. */
+	int dl_err;
+	int64_t dl_err_ns;
 	/* journal_state(), as last read on the pool: journal_state() takes the journal's
 	 * mutex, which a database write may hold, and the loop thread must not wait on it */
 	atomic_int state;
@@ -2112,6 +2127,12 @@ static void xfer_end(struct sconn *k, struct xfer *x, enum item_st st, bool canc
 		m.m_case = DFSRWIRE__MSG__M_CANCEL;
 		m.cancel = &c;
 		conn_send(k, l->f, &m);
+		if (x->phase == XF_RECV && x->outstanding > 0) {
+			k->drain[k->drain_next].id = x->id;
+			k->drain[k->drain_next].left = x->outstanding;
+			k->drain[k->drain_next].f = l->f;
+			k->drain_next = (k->drain_next + 1) % NET_SESSION_FETCH_MAX;
+		}
 	}
 	if (slot != SIZE_MAX)
 		k->fetch[slot] = NULL;
@@ -2212,7 +2233,9 @@ static void seed_local(struct net_sessions *s, struct xfer *x)
 	if (journal_path(sf->j, &x->it->u.rec.uid, &path) == 0) {
 		fd = openat(journal_root_fd(sf->j), path.p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0) {
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			/* copies up to the file's size: the database's reserve first */
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			    space_take(journal_space(sf->j), (uint64_t)st.st_size) == 0)
 				(void)stage_asm_seed(x->a, fd, &found);
 			close(fd);
 		}
@@ -2240,10 +2263,13 @@ static void open_run(struct job *jb)
 	if (o->rc < 0)
 		goto out;
 	x->nchunks = cl.n;
-	for (struct rx_chunk *c = o->chunks; c && o->rc == 0; c = c->next)
-		o->rc = c->index < cl.n
-				? stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len)
-				: -EBADMSG;
+	for (struct rx_chunk *c = o->chunks; c && o->rc == 0; c = c->next) {
+		o->rc = space_take(journal_space(s->folders[x->l->f].j), CHUNK_MAX);
+		if (o->rc == 0)
+			o->rc = c->index < cl.n ? stage_asm_put_stored(x->a, c->index, c->codec,
+								       c->data, c->len)
+						: -EBADMSG;
+	}
 	if (o->rc < 0)
 		goto out;
 	seed_local(s, x);
@@ -2266,6 +2292,33 @@ out:
 
 static void want_more(struct sconn *k, struct xfer *x);
 
+/*
+ * Download @x could not be written here (@rc: a full disk, an I/O error): event 3103, the
+ * same error at most once a minute per folder; the upstream is told (Cancel) and the
+ * version fetched again later, after a full disk six retry intervals later, since room
+ * comes back at an administrator's pace and each try asks for a window of chunks again.
+ * Thread: loop.
+ */
+static void download_failed(struct sconn *k, struct xfer *x, int rc)
+{
+	struct sfolder *sf = &k->s->folders[x->l->f];
+	struct item *it = x->it;
+	int64_t now = dfsr_mono_ns();
+	char hex[DFSR_UID_HEX_LEN];
+
+	if (rc != -ECANCELED && (rc != sf->dl_err || now - sf->dl_err_ns >= 60000000000LL)) {
+		sf->dl_err = rc;
+		sf->dl_err_ns = now;
+		dfsr_uid_hex(&it->u.rec.uid, hex);
+		sess_event(k->s, x->l->f, EV_REPLICATION_RETRY,
+			   "peer=%s step=download uid=%s error=\"%s\"", peer_name(k), hex,
+			   dfsr_strerror(rc));
+	}
+	xfer_end(k, x, IT_FETCH_RETRY, true);
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		it->retry_ns = now + 6 * k->s->retry_ns;
+}
+
 static void open_done(struct job *jb, bool cancelled)
 {
 	struct open_job *o = dfsr_container_of(jb, struct open_job, base);
@@ -2280,7 +2333,7 @@ static void open_done(struct job *jb, bool cancelled)
 		proto_error(k, "bad chunk list or chunk");
 		xfer_end(k, x, IT_FETCH_RETRY, false);
 	} else if (rc < 0) {
-		xfer_end(k, x, IT_FETCH_RETRY, true);
+		download_failed(k, x, rc);
 	} else if (o->installed) {
 		xfer_end(k, x, o->st, true);
 	} else if (x->cancelled || !conn_live(k)) {
@@ -2485,8 +2538,12 @@ static void write_run(struct job *jb)
 	struct xfer *x = wj->x;
 
 	wj->rc = 0;
-	for (struct rx_chunk *c = wj->chunks; c && wj->rc == 0; c = c->next)
-		wj->rc = stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len);
+	for (struct rx_chunk *c = wj->chunks; c && wj->rc == 0; c = c->next) {
+		/* the database's reserve (core/space.h); a chunk is at most CHUNK_MAX */
+		wj->rc = space_take(journal_space(jb->s->folders[x->l->f].j), CHUNK_MAX);
+		if (wj->rc == 0)
+			wj->rc = stage_asm_put_stored(x->a, c->index, c->codec, c->data, c->len);
+	}
 	if (wj->rc == 0 && stage_asm_missing(x->a) == 0) {
 		wj->installed = true;
 		wj->rc = xfer_install(jb->s, x, &wj->st);
@@ -2508,7 +2565,7 @@ static void write_done(struct job *jb, bool cancelled)
 		proto_error(k, "chunk does not match its list");
 		xfer_end(k, x, IT_FETCH_RETRY, false);
 	} else if (rc < 0) {
-		xfer_end(k, x, IT_FETCH_RETRY, true);
+		download_failed(k, x, rc);
 	} else if (wj->installed) {
 		xfer_end(k, x, wj->st, true);
 	} else if (x->cancelled || !conn_live(k)) {
@@ -2539,6 +2596,20 @@ static void write_start(struct sconn *k, struct xfer *x)
 	job_queue(k->s, k, &wj->base);
 }
 
+/* True if @id is a download we abandoned with chunks still to come: one of them, of
+ * @len bytes, is counted off. Ids are not reused on a connection (next_id). */
+static bool drain_take(struct sconn *k, uint64_t id, size_t len)
+{
+	for (size_t i = 0; i < NET_SESSION_FETCH_MAX; i++) {
+		if (k->drain[i].left > 0 && k->drain[i].id == id) {
+			k->drain[i].left--;
+			add_bytes(k->s, k->drain[i].f, k->peer, len, false);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 {
 	size_t slot = xfer_slot(k, m->id);
@@ -2546,6 +2617,8 @@ static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
 	struct rx_chunk *c = NULL;
 	bool bad = true;
 
+	if (!x && drain_take(k, m->id, len))
+		return; /* crossed our Cancel */
 	if (x && x->phase == XF_RECV && x->outstanding > 0 && m->index < x->nchunks)
 		c = rx_chunk_new(m, &bad);
 	if (!c) {

@@ -76,6 +76,21 @@ two situations, told apart by `op=` in the details; the partner logs nothing for
 The same open file can show both on one member, for two versions: its own, which a
 partner cannot get yet, and a partner's, which cannot be installed yet.
 
+3103 (a replication step failed and will be retried) names the step in `step=`: `send`
+(reading the journal for a partner), `merge` (taking in a partner's updates) or
+`download` (a version could not be written here; `uid=` is the file's, `error=` says why,
+most often `No space left on device`). A failed download keeps what it wrote in
+`DfsrPrivate/Installing` and resumes from it; after a full disk it is tried again every
+30 s, and 3103 is logged at most once a minute for the same error and folder, so a full
+disk shows as one line a minute until there is room again (docs/operations.md, "A full
+disk").
+
+1101 (database error) and 1201 (a change through the mount that the database did not
+take) are also logged at most once a minute while the same failure repeats: 1101 adds
+`repeated=N` for the identical errors not logged since, 1201 `also_failed=N` for the
+changes not logged since. A change in 1201 is on disk; the next start's consistency scan
+records it.
+
 To follow them live: `journalctl -t dfsr -f`; one folder: `journalctl -t dfsr -g ' share: '`.
 
 HDR

@@ -6,6 +6,7 @@
  */
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -842,6 +843,73 @@ static void hard_link_name_replaced(void **state)
 	close(fd);
 }
 
+/*
+ * A full disk: the journal on a 16 MiB tmpfs, the rest of the disk filled behind its back,
+ * then metadata changes until the database refuses one. The change reports the error, the
+ * folder's state reads "error" while the database takes no change, and the record still
+ * holds the last change that was written.
+ */
+static void full_disk_shows_error(void **state)
+{
+	struct fx *f = *state;
+	struct journal *saved_j = f->j, *j;
+	int saved_root = f->root_fd, root, fd, fill, rc = 0;
+	struct journal_status s;
+	char dir[96], buf[65536];
+	struct dfsr_uid uid;
+	unsigned n = 0;
+
+	if (geteuid() != 0)
+		skip(); /* mounts a tmpfs */
+	snprintf(dir, sizeof(dir), "%s/small", f->dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(mount("dfsr-test-journal", dir, "tmpfs", 0, "size=16m"), 0);
+	root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(root >= 0);
+	assert_int_equal(mkdirat(root, LAYOUT_PRIVATE, 0700), 0);
+	f->root_fd = root;
+	assert_int_equal(fx_open_journal(f, false, &j), 0);
+	f->j = j;
+	fx_write(f, "a.txt", "hello");
+	uid = fx_new(f, "", "a.txt");
+	journal_get_status(j, &s);
+	assert_int_equal(s.state, journal_state(j));
+
+	/* the rest of the disk, behind the journal's back */
+	memset(buf, 'x', sizeof(buf));
+	fill = openat(root, "fill", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fill >= 0);
+	while (write(fill, buf, sizeof(buf)) > 0)
+		;
+	assert_int_equal(errno, ENOSPC);
+	fd = fx_opath(f, "a.txt");
+	while (n < 200000) {
+		assert_int_equal(fchmodat(root, "a.txt", n % 2 ? 0600 : 0644, 0), 0);
+		rc = journal_note_change(j, &uid, fd, 0);
+		if (rc < 0)
+			break;
+		n++;
+	}
+	assert_int_equal(rc, -ENOSPC);
+	journal_get_status(j, &s);
+	assert_int_equal(s.state, JOURNAL_STATE_ERROR);
+	assert_int_not_equal(journal_state(j), JOURNAL_STATE_ERROR); /* the state underneath */
+	/* the next change fails the same way, and nothing aborts */
+	assert_int_equal(fchmodat(root, "a.txt", 0640, 0), 0);
+	assert_true(journal_note_change(j, &uid, fd, 0) < 0);
+	journal_get_status(j, &s);
+	assert_int_equal(s.state, JOURNAL_STATE_ERROR);
+	close(fd);
+	close(fill);
+
+	journal_close(j);
+	f->j = saved_j;
+	f->root_fd = saved_root;
+	close(root);
+	assert_int_equal(umount2(dir, MNT_DETACH), 0);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -861,6 +929,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_links, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_link_name_replaced, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(full_disk_shows_error, setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
