@@ -74,6 +74,7 @@ int event_level(int id)
 void event_vformat(char *buf, size_t len, enum dfsr_event ev, const char *fmt, va_list ap)
 {
 	const char *text = event_text((int)ev);
+	char raw[EVENT_MSG_MAX];
 	int n;
 
 	if (!len)
@@ -86,8 +87,11 @@ void event_vformat(char *buf, size_t len, enum dfsr_event ev, const char *fmt, v
 	if (!fmt || !*fmt || (size_t)n + 1 >= len)
 		return;
 	buf[n] = ' ';
-	if (vsnprintf(buf + n + 1, len - (size_t)n - 1, fmt, ap) <= 0)
+	/* the details hold names: one line whatever they contain (dfsr_text_line()) */
+	if (vsnprintf(raw, sizeof(raw), fmt, ap) <= 0)
 		buf[n] = '\0'; /* no details after all: no trailing space */
+	else
+		dfsr_text_line(raw, buf + n + 1, len - (size_t)n - 1);
 }
 
 void event_emit(enum dfsr_event ev, const char *folder, const char *msg)

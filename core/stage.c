@@ -641,7 +641,8 @@ static int cleanup_locked(struct stage *s, const struct stage_key *spare, struct
 	evq_push(q, EV_STAGING_CLEANUP_FAILED,
 		 "removed=%zu used=%" PRIu64 " quota=%" PRIu64 " in_use=%zu err=%s", removed,
 		 s->used, s->quota, pinned_locked(s), rc ? dfsr_strerror(rc) : "all-in-use");
-	if (s->used > s->quota)
+	/* 4208 says every entry is in use: not after a removal that failed (4206 says why) */
+	if (rc == 0 && s->used > s->quota)
 		evq_push(q, EV_STAGING_OVER_QUOTA, "used=%" PRIu64 " quota=%" PRIu64 " in_use=%zu",
 			 s->used, s->quota, pinned_locked(s));
 	return rc ? rc : -EBUSY;
@@ -661,6 +662,14 @@ static int cleanup(struct stage *s, const struct stage_key *spare)
 
 int stage_cleanup(struct stage *s)
 {
+	return cleanup(s, NULL);
+}
+
+int stage_set_quota(struct stage *s, uint64_t quota)
+{
+	pthread_mutex_lock(&s->lock);
+	s->quota = quota ? quota : CONFIG_DEFAULT_STAGING_QUOTA;
+	pthread_mutex_unlock(&s->lock);
 	return cleanup(s, NULL);
 }
 

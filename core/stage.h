@@ -172,6 +172,15 @@ int stage_remove(struct stage *s, const struct stage_key *k);
  */
 int stage_cleanup(struct stage *s);
 
+/**
+ * stage_set_quota() - Change the quota (`dfsr reload`), then run the quota check at once:
+ * a lower quota takes effect without waiting for the next staging.
+ * @quota: bytes; 0 means CONFIG_DEFAULT_STAGING_QUOTA
+ * Thread: any.
+ * Return: as stage_cleanup().
+ */
+int stage_set_quota(struct stage *s, uint64_t quota);
+
 /* ---- reading a staged version ---------------------------------------------------- */
 
 struct stage_version;

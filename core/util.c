@@ -411,6 +411,35 @@ static size_t utf8_seq_len(const unsigned char *s)
 	return n;
 }
 
+const char *dfsr_text_line(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+
+	if (!len)
+		return out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char esc[5];
+		size_t n = 1;
+
+		if (*p == '\n')
+			n = (size_t)snprintf(esc, sizeof(esc), "\\n");
+		else if (*p == '\r')
+			n = (size_t)snprintf(esc, sizeof(esc), "\\r");
+		else if (*p == '\t')
+			n = (size_t)snprintf(esc, sizeof(esc), "\\t");
+		else if (*p < 0x20 || *p == 0x7f)
+			n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+		else
+			esc[0] = (char)*p;
+		if (o + n >= len)
+			break;
+		memcpy(out + o, esc, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 int dfsr_json_str(struct dfsr_buf *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

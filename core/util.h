@@ -134,6 +134,15 @@ int dfsr_write_all(int fd, const void *buf, size_t len);
 struct dfsr_buf;
 int dfsr_json_str(struct dfsr_buf *out, const char *s);
 
+/**
+ * dfsr_text_line() - @s made fit for one line of text output (a file name in `dfsr
+ * journal`, an event message): each control character (below 0x20, and 0x7f) is written
+ * \n, \r, \t or \xHH, so a name can neither break a line nor forge one. Other bytes are
+ * copied. Truncated to @len - 1 bytes, never inside an escape.
+ * Return: @out.
+ */
+const char *dfsr_text_line(const char *s, char *out, size_t len);
+
 /*
  * A growable byte buffer, always NUL-terminated (git's strbuf, reduced). Ownership: the
  * buffer owns ->p; dfsr_buf_release() frees it and leaves the buffer empty and reusable;

@@ -101,6 +101,7 @@ enum cli_opt {
 
 struct cli {
 	const char *cmd;
+	const char *usage; /* the command's usage line, for cli_usage_error() */
 	const char *config;
 	const char *folder;
 	const char *since;
@@ -139,6 +140,39 @@ static int dfsr_err(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
+}
+
+static int cli_usage_error(const struct cli *c, const char *fmt, ...) DFSR_PRINTF(2, 3);
+
+/*
+ * A bad command line found by the command itself (a required option or operand missing,
+ * options that exclude each other): "dfsr: <what> (usage: ...)" on one line, as
+ * parse_opts() prints. Return: 2, the exit code of a bad command line (dfsr.1).
+ */
+static int cli_usage_error(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dfsr: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (usage: dfsr %s)\n", c->usage);
+	return 2;
+}
+
+/* Append @s to @o for a line of text output: control characters escaped (dfsr_text_line()). */
+static int add_text(struct dfsr_buf *o, const char *s)
+{
+	size_t len = 4 * strlen(s) + 1;
+	char *t = malloc(len);
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	rc = dfsr_buf_addf(o, "%s", dfsr_text_line(s, t, len));
+	free(t);
+	return rc;
 }
 
 /* Strict unsigned decimal (STYLE rule 19). */
@@ -350,6 +384,31 @@ static int cmp_hash_item(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/*
+ * One "HEX  PATH" line. As sha256sum(1) does, a path holding a newline, a carriage return
+ * or a backslash is written escaped (\n, \r, \\) on a line that starts with a backslash,
+ * so every file stays one line and two listings still diff line by line.
+ */
+static void hash_print(const char *hex, const char *path)
+{
+	if (!strpbrk(path, "\n\r\\")) {
+		printf("%s  %s\n", hex, path);
+		return;
+	}
+	printf("\\%s  ", hex);
+	for (const char *p = path; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p == '\r')
+			fputs("\\r", stdout);
+		else if (*p == '\\')
+			fputs("\\\\", stdout);
+		else
+			putchar(*p);
+	}
+	putchar('\n');
+}
+
 static int hash_tree(const char *arg, struct hash_list *l)
 {
 	int fd = open(arg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -363,7 +422,7 @@ static int hash_tree(const char *arg, struct hash_list *l)
 	if (l->n)
 		qsort(l->v, l->n, sizeof(*l->v), cmp_hash_item);
 	for (size_t i = 0; i < l->n; i++)
-		printf("%s  %s\n", l->v[i].hex, l->v[i].path);
+		hash_print(l->v[i].hex, l->v[i].path);
 	return 0;
 }
 
@@ -379,7 +438,7 @@ static int hash_one(const char *arg, bool recursive, bool *failed)
 		*failed |= l.failed;
 	} else if (rc == 0) {
 		hash_hex(r.hash, hex);
-		printf("%s  %s\n", hex, arg);
+		hash_print(hex, arg);
 	}
 	for (size_t i = 0; i < l.n; i++)
 		free(l.v[i].path);
@@ -421,9 +480,10 @@ struct folder_rt {
 	size_t index;        /* in m->f, for net_sessions_wake() */
 	pthread_t thread;
 	bool thread_started;
-	pthread_mutex_t usage_lock; /* protects the three fields below */
+	pthread_mutex_t usage_lock; /* protects the four fields below */
 	int64_t usage_at_ns;        /* mono time of the last walk; 0 = never */
 	uint64_t staging_used, conflict_used;
+	int64_t sync_started_ns; /* mono time initial sync started (status's rate); 0 = not */
 };
 
 struct member {
@@ -527,6 +587,25 @@ static void folder_usage(struct folder_rt *fr, uint64_t *staging, uint64_t *conf
 	pthread_mutex_unlock(&fr->usage_lock);
 }
 
+/*
+ * When the folder's initial sync started (for the rate of `dfsr status`'s bar): set when
+ * replication starts in initial-sync, else when status first sees that state (a stale
+ * folder syncing again); cleared once it is over. Return: mono ns, or 0.
+ */
+static int64_t sync_started(struct folder_rt *fr, enum journal_state state)
+{
+	int64_t t;
+
+	pthread_mutex_lock(&fr->usage_lock);
+	if (state != JOURNAL_STATE_INITIAL_SYNC)
+		fr->sync_started_ns = 0;
+	else if (!fr->sync_started_ns)
+		fr->sync_started_ns = dfsr_mono_ns();
+	t = fr->sync_started_ns;
+	pthread_mutex_unlock(&fr->usage_lock);
+	return t;
+}
+
 /* ---- status: one snapshot, rendered as JSON or as text --------------------------------- */
 
 struct status_snap {
@@ -535,6 +614,7 @@ struct status_snap {
 	uint64_t staging_used, conflict_used;
 	struct net_session_peer_status *peers; /* cfg->npeers; zero while not replicating */
 	struct net_session_peer_status sync;   /* initial sync progress, summed over peers */
+	int64_t sync_started_ns;               /* mono; 0 when not in initial sync */
 };
 
 static void status_build_counts(const struct status_snap *s, uint64_t v[4])
@@ -663,17 +743,21 @@ static void human(uint64_t v, char *buf, size_t len)
  */
 #define PROGRESS_FILE_COST 65536.0
 
-/* "[#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
-static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
+/* What a progress bar shows: files and bytes done and in all, and seconds so far. */
+struct progress {
+	const char *what; /* "initial-build", "initial-sync" */
+	uint64_t files_done, files_total, bytes_done, bytes_total;
+	double secs;
+};
+
+/* "  WHAT: [#######.............]  35%  1200/3400 files  12.3 MiB/s  0:42 left" */
+static int progress_bar(const struct progress *p, struct dfsr_buf *o)
 {
-	const struct journal_status *st = &s->st;
-	double secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9;
-	double done = (double)st->scan_bytes_done +
-		      PROGRESS_FILE_COST * (double)st->scan_files_done;
-	double total = (double)st->scan_bytes_total +
-		       PROGRESS_FILE_COST * (double)st->scan_files_total;
+	double secs = p->secs;
+	double done = (double)p->bytes_done + PROGRESS_FILE_COST * (double)p->files_done;
+	double total = (double)p->bytes_total + PROGRESS_FILE_COST * (double)p->files_total;
 	double frac = total > 0.0 ? done / total : 0.0;
-	double rate = secs > 0.0 ? (double)st->scan_bytes_done / secs : 0.0;
+	double rate = secs > 0.0 ? (double)p->bytes_done / secs : 0.0;
 	char bar[41], r[32], left[32] = "?";
 
 	if (frac > 1.0)
@@ -688,8 +772,24 @@ static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
 		snprintf(left, sizeof(left), "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
 	}
 	return dfsr_buf_addf(o, "  %s: [%s] %3d%%  %" PRIu64 "/%" PRIu64 " files  %s/s  %s left\n",
-			     journal_state_name(st->state), bar, (int)(frac * 100.0),
-			     st->scan_files_done, st->scan_files_total, r, left);
+			     p->what, bar, (int)(frac * 100.0), p->files_done, p->files_total, r,
+			     left);
+}
+
+/* The initial build's (or a consistency scan's) bar. */
+static int status_progress(const struct status_snap *s, struct dfsr_buf *o)
+{
+	const struct journal_status *st = &s->st;
+	struct progress p = {
+		.what = journal_state_name(st->state),
+		.files_done = st->scan_files_done,
+		.files_total = st->scan_files_total,
+		.bytes_done = st->scan_bytes_done,
+		.bytes_total = st->scan_bytes_total,
+		.secs = (double)(dfsr_now_ns() - st->scan_started_ns) / 1e9,
+	};
+
+	return progress_bar(&p, o);
 }
 
 /* The line that explains a stale folder (docs/conflicts.md §12): what it waits for, and
@@ -732,7 +832,7 @@ static int status_text_folder(const struct status_snap *s, bool tty, struct dfsr
 	return rc;
 }
 
-static int status_text_peers(const struct config *cfg, const struct status_snap *s,
+static int status_text_peers(const struct config *cfg, const struct status_snap *s, bool tty,
 			     struct dfsr_buf *o)
 {
 	int rc = 0;
@@ -753,9 +853,23 @@ static int status_text_peers(const struct config *cfg, const struct status_snap 
 					   cfg->peers[i].name, cfg->peers[i].address.text,
 					   p->backlog_out, p->backlog_in, sent, recv);
 	}
-	if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total)
+	if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total && tty) {
+		struct progress p = {
+			.what = "initial-sync",
+			.files_done = s->sync.files_done,
+			.files_total = s->sync.files_total,
+			.bytes_done = s->sync.bytes_done,
+			.bytes_total = s->sync.bytes_total,
+			.secs = s->sync_started_ns
+					? (double)(dfsr_mono_ns() - s->sync_started_ns) / 1e9
+					: 0.0,
+		};
+
+		rc = progress_bar(&p, o);
+	} else if (rc == 0 && s->st.state == JOURNAL_STATE_INITIAL_SYNC && s->sync.files_total) {
 		rc = dfsr_buf_addf(o, "  initial sync: %" PRIu64 "/%" PRIu64 " files\n",
 				   s->sync.files_done, s->sync.files_total);
+	}
 	return rc;
 }
 
@@ -771,7 +885,7 @@ static int status_text(const struct config *cfg, const struct status_snap *v, si
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = status_text_folder(&v[i], tty, o);
 		if (rc == 0)
-			rc = status_text_peers(cfg, &v[i], o);
+			rc = status_text_peers(cfg, &v[i], tty, o);
 	}
 	return rc;
 }
@@ -810,6 +924,7 @@ static int render_status(struct member *m, ssize_t idx, bool json, bool tty, str
 		v[n].peers = peers + n * np;
 		journal_get_status(m->f[i].j, &v[n].st);
 		folder_usage(&m->f[i], &v[n].staging_used, &v[n].conflict_used);
+		v[n].sync_started_ns = sync_started(&m->f[i], v[n].st.state);
 		status_peers(m, i, &v[n]);
 		n++;
 	}
@@ -946,13 +1061,17 @@ static int bl_entry(void *arg, const struct record *r)
 			rc = dfsr_json_str(c->o, path.p);
 		if (rc == 0)
 			rc = dfsr_buf_addf(c->o,
-					   ", \"uid\": \"%s\", \"gvsn\": \"%s-%" PRIu64
+					   ", \"uid\": \"%s\", \"gvsn\": \"%s-v%" PRIu64
 					   "\", \"type\": \"%c\", \"deleted\": %s}",
 					   uid, db, r->gvsn.counter, r->type,
 					   r->tombstone ? "true" : "false");
 	} else {
-		rc = dfsr_buf_addf(c->o, "  %s%s  %s-%" PRIu64 "\n", path.p,
-				   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
+		rc = dfsr_buf_addf(c->o, "  ");
+		if (rc == 0)
+			rc = add_text(c->o, path.p);
+		if (rc == 0)
+			rc = dfsr_buf_addf(c->o, "%s  %s-v%" PRIu64 "\n",
+					   r->tombstone ? " (deleted)" : "", db, r->gvsn.counter);
 	}
 out_release:
 	dfsr_buf_release(&path);
@@ -1133,9 +1252,13 @@ static int jl_entry(void *arg, const struct journal_entry_info *e)
 	char uid[DFSR_UID_HEX_LEN], db[DFSR_UID_HEX_LEN], t[32];
 	int rc;
 
-	if (!c->json)
-		return dfsr_buf_addf(c->o, "%" PRIu64 " %s %c %s\n", e->seq, journal_op_name(e->op),
-				     e->type, e->path);
+	if (!c->json) {
+		rc = dfsr_buf_addf(c->o, "%" PRIu64 " %s %c ", e->seq, journal_op_name(e->op),
+				   e->type);
+		if (rc == 0)
+			rc = add_text(c->o, e->path);
+		return rc ? rc : dfsr_buf_addf(c->o, "\n");
+	}
 	dfsr_uid_hex(&e->uid, uid);
 	dfsr_uid_hex(&e->gvsn_db, db);
 	dfsr_time_iso(e->time_ns, t, sizeof(t));
@@ -1420,8 +1543,11 @@ static int folder_open(struct member *m, struct folder_rt *fr)
 		return member_fail(m, "folder %s: %s", fr->cf->name, err);
 	rc = journal_open(&o, &fr->j, err);
 	if (rc == -EBUSY)
-		return member_fail(m, "folder %s: database in use by another dfsr process",
-				   fr->cf->name);
+		return member_fail(
+			m,
+			"folder %s: database %s/" LAYOUT_PRIVATE
+			"/db is in use by another dfsr process (one member per local path)",
+			fr->cf->name, fr->cf->path);
 	if (rc == -ENOENT && m->read_only)
 		return member_fail(m, "folder %s: no database yet (the member never started)",
 				   fr->cf->name);
@@ -1590,10 +1716,20 @@ static void repl_changed(void *arg)
 	pthread_rwlock_unlock(&m->repl_lock);
 }
 
+/* The staging quota events (4202-4208) go to the folder's event log, as every folder event. */
+static void stage_event(void *arg, enum dfsr_event ev, const char *details)
+{
+	struct folder_rt *fr = arg;
+
+	journal_event(fr->j, ev, "%s", details);
+}
+
 static int folder_open_staging(struct member *m, struct folder_rt *fr)
 {
 	const struct config_folder *cf = fr->cf;
-	struct stage_opts so = { .quota = cf->staging_quota };
+	struct stage_opts so = { .quota = cf->staging_quota,
+				 .event_fn = stage_event,
+				 .event_arg = fr };
 	struct stat sd, sr;
 	int dir, rc;
 
@@ -1685,8 +1821,10 @@ static int member_start_replication(struct member *m)
 		if (rc < 0)
 			return member_fail(m, "folder %s: replication: %s", fr->cf->name,
 					   dfsr_strerror(rc));
-		if (journal_state(fr->j) == JOURNAL_STATE_INITIAL_SYNC)
+		if (journal_state(fr->j) == JOURNAL_STATE_INITIAL_SYNC) {
+			(void)sync_started(fr, JOURNAL_STATE_INITIAL_SYNC);
 			journal_event(fr->j, EV_INITIAL_SYNC_STARTED, "peers=%zu", m->cfg.npeers);
+		}
 	}
 	rc = sessions_start(m, &m->cfg, &s);
 	if (rc < 0)
@@ -1885,6 +2023,10 @@ static bool reload_apply(struct member *m, const struct config *nc, struct dfsr_
 		    !(d & FOLDER_CHANGED_PATH)) {
 			journal_set_folder(m->f[i].j, nf);
 			m->f[i].cf = nf;
+			/* the staging area keeps its own copy of the quota */
+			if ((d & FOLDER_CHANGED_QUOTA) && m->f[i].stage &&
+			    cur->staging_quota != nf->staging_quota)
+				(void)stage_set_quota(m->f[i].stage, nf->staging_quota);
 			used = true;
 			changed(applied, d & FOLDER_CHANGED_QUOTA, "quota");
 			changed(applied, d & FOLDER_CHANGED_FILTER, "filter");
@@ -2492,10 +2634,16 @@ static int mf_entry(void *arg, const struct manifest_entry *e)
 	int rc;
 
 	dfsr_time_iso(e->time_ns, t, sizeof(t));
-	if (!c->json)
-		return dfsr_buf_addf(c->o, "%s %s %s: %s -> %s (%" PRIu64 " bytes)\n", t,
-				     manifest_type_name(e->type), c->folder, e->path, e->preserved,
-				     e->size);
+	if (!c->json) {
+		rc = dfsr_buf_addf(c->o, "%s %s %s: ", t, manifest_type_name(e->type), c->folder);
+		if (rc == 0)
+			rc = add_text(c->o, e->path);
+		if (rc == 0)
+			rc = dfsr_buf_addf(c->o, " -> ");
+		if (rc == 0)
+			rc = add_text(c->o, e->preserved);
+		return rc ? rc : dfsr_buf_addf(c->o, " (%" PRIu64 " bytes)\n", e->size);
+	}
 	dfsr_uid_hex(&e->uid, uid);
 	dfsr_uid_hex(&e->gvsn_db, db);
 	rc = dfsr_buf_addf(c->o, "%s{\"time\": \"%s\", \"type\": \"%s\", \"folder\": ",
@@ -2606,7 +2754,7 @@ static int cmd_backlog(struct cli *c)
 	int rc;
 
 	if (!c->peer)
-		return dfsr_err("backlog: --peer NAME is required");
+		return cli_usage_error(c, "backlog: --peer NAME is required");
 	if (!*c->peer || strpbrk(c->peer, " \t\n"))
 		return dfsr_err("backlog: bad peer name '%s'", c->peer);
 	if (client_config(c, &cfg))
@@ -2859,8 +3007,12 @@ static bool member_answers(const struct config *cfg)
 	return rc == 0;
 }
 
-/* Restores one entry of folder @f into @dest (the mount or --to DIR). Return: 0 or -errno. */
-static int rs_one(const struct config_folder *f, int store, int dest, const struct rs_entry *e)
+/*
+ * Restores one entry of folder @f into @dest (the mount, or --to DIR when @to_dir).
+ * Return: 0 or -errno.
+ */
+static int rs_one(const struct config_folder *f, int store, int dest, bool to_dir,
+		  const struct rs_entry *e)
 {
 	char *rel = strdup(e->path), *leaf = NULL;
 	int parent, rc;
@@ -2877,7 +3029,8 @@ static int rs_one(const struct config_folder *f, int store, int dest, const stru
 	rc = parent < 0 ? parent : copy_obj(store, e->preserved, parent, leaf);
 	if (rc == -EEXIST) {
 		/* nothing of ours is there: the name was taken before we started */
-		dfsr_err("restore: %s/%s exists; not overwritten (use --to DIR)", f->name, e->path);
+		dfsr_err("restore: %s/%s exists%s; not overwritten%s", f->name, e->path,
+			 to_dir ? " in the --to directory" : "", to_dir ? "" : " (use --to DIR)");
 	} else if (rc < 0) {
 		/* no half-restored object: what was copied goes again */
 		if (parent >= 0)
@@ -2899,16 +3052,33 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 	enum manifest_kind kind = c->preexisting ? MANIFEST_PREEXISTING : MANIFEST_CONFLICT;
 	const char *store_name = c->preexisting ? LAYOUT_PRIVATE "/" LAYOUT_PREEXISTING
 						: LAYOUT_PRIVATE "/" LAYOUT_CONFLICT;
-	int root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int priv = root < 0 ? -1 : openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int store = root < 0 ? -1 : openat(root, store_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int dest = open(c->to ? c->to : f->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	const char *dest_name = c->to ? c->to : f->mount;
+	int root = -1, priv = -1, store = -1, dest = -1;
 	struct rs_list l = { 0 };
 	int rc = 0, failed = 0;
 
-	if (root < 0 || priv < 0 || store < 0 || dest < 0) {
-		rc = dfsr_err("restore: folder %s: %s: %s", f->name,
-			      dest < 0 ? (c->to ? c->to : f->mount) : f->path, strerror(errno));
+	/* each open is checked at once, so the message names what is missing and why */
+	root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		rc = dfsr_err("restore: folder %s: local path %s: %s", f->name, f->path,
+			      strerror(errno));
+		goto out_close;
+	}
+	priv = openat(root, LAYOUT_PRIVATE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	store = priv < 0 ? -1 : openat(root, store_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store < 0 && errno == ENOENT) {
+		/* never started: nothing was ever preserved (entries are reported by the caller) */
+		rc = 0;
+		goto out_close;
+	}
+	if (store < 0) {
+		rc = dfsr_err("restore: folder %s: %s/%s: %s", f->name, f->path, store_name,
+			      strerror(errno));
+		goto out_close;
+	}
+	dest = open(dest_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dest < 0) {
+		rc = dfsr_err("restore: folder %s: %s: %s", f->name, dest_name, strerror(errno));
 		goto out_close;
 	}
 	rc = manifest_list(priv, kind, rs_collect, &l);
@@ -2930,7 +3100,7 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 			continue;
 		}
 		(*matched)++;
-		if (rs_one(f, store, dest, &l.v[i]) < 0) {
+		if (rs_one(f, store, dest, c->to != NULL, &l.v[i]) < 0) {
 			failed = 1;
 			continue;
 		}
@@ -2992,9 +3162,10 @@ static int cmd_restore(struct cli *c)
 	int rc = 0;
 
 	if (!c->all && c->argc == 0)
-		return dfsr_err("restore: name entries (preserved name or original path) or --all");
+		return cli_usage_error(
+			c, "restore: name entries (preserved name or original path) or --all");
 	if (c->all && c->argc)
-		return dfsr_err("restore: --all takes no entries");
+		return cli_usage_error(c, "restore: --all takes no entries");
 	for (int i = 0; i < c->argc; i++)
 		if (!*c->argv[i])
 			return dfsr_err("restore: empty entry name");
@@ -3005,11 +3176,11 @@ static int cmd_restore(struct cli *c)
 	if (client_config(c, &cfg))
 		return 1;
 	if (!c->to && !member_answers(&cfg)) {
+		rc = dfsr_err("restore: member %s is not running; restore into its mount needs it "
+			      "(or use --to DIR)",
+			      cfg.member_name);
 		config_release(&cfg);
-		return dfsr_err(
-			"restore: member %s is not running; restore into its mount needs it "
-			"(or use --to DIR)",
-			cfg.member_name);
+		return rc;
 	}
 	hit = calloc((size_t)c->argc + 1, sizeof(*hit));
 	if (!hit) {
@@ -3437,7 +3608,9 @@ static int set_opt(const struct command *cmd, struct cli *c, int ch, const char 
 		break;
 	case 'T':
 		if (parse_u64(arg, &c->timeout) < 0 || c->timeout > 86400 * 365)
-			return usage_error(cmd, "--timeout '%s': not a number of seconds", arg);
+			return usage_error(cmd,
+					   "--timeout '%s': use a number of seconds, at most %d",
+					   arg, 86400 * 365);
 		break;
 	default:
 		break;
@@ -3452,7 +3625,7 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct c
 
 	opterr = 0;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+:c:fdrh", long_opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":c:fdrh", long_opts, NULL)) != -1) {
 		if (ch == 'h') {
 			printf("usage: dfsr %s\n  %s\n", cmd->usage, cmd->help);
 			return 0;
@@ -3477,6 +3650,23 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, struct c
 	return -1;
 }
 
+/*
+ * A detached member outlives the shell or script that started it: it must not keep that
+ * caller's descriptors (a lock file, a pipe, a file open in another member's mount, which
+ * that member would then wait on for ever). Runs first, before anything of ours is open;
+ * 0, 1 and 2 go to /dev/null once the member is ready (member_ready()).
+ */
+static void close_inherited(void)
+{
+	long max;
+
+	if (close_range(3, ~0U, 0) == 0)
+		return;
+	max = sysconf(_SC_OPEN_MAX);
+	for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		close((int)fd);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = { .config = CONFIG_DEFAULT_PATH };
@@ -3499,6 +3689,7 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
 	c.cmd = cmd->name;
+	c.usage = cmd->usage;
 	if (cmd->run == cmd_clone && argc > 2 &&
 	    (!strcmp(argv[2], "export") || !strcmp(argv[2], "import"))) {
 		c.sub = argv[2];
@@ -3522,6 +3713,8 @@ int main(int argc, char **argv)
 		return rc;
 	if (cmd->run == cmd_clone && !c.sub)
 		return usage_error(cmd, "%s", "clone: say 'export' or 'import'");
+	if (cmd->run == cmd_mount && !c.foreground)
+		close_inherited();
 	if (sodium_init() < 0)
 		return dfsr_err("libsodium failed to initialise");
 	return cmd->run(&c);

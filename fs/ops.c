@@ -510,6 +510,8 @@ again:
 	pthread_mutex_unlock(&fs->pending_lock);
 }
 
+static void file_close(struct fs *fs, struct fs_file *f);
+
 void fs__handles_release(struct fs *fs)
 {
 	struct fs_handle_link *l = fs->handles.next;
@@ -519,16 +521,16 @@ void fs__handles_release(struct fs *fs)
 		struct fs_file *f = (struct fs_file *)(void *)l;
 
 		if (f->magic == FS_FILE_MAGIC) {
-			struct dfsr_uid uid;
-
-			close(f->fd);
-			(void)pending_release(fs, f, -1, &uid); /* no worker is left to race */
+			/* As the kernel's release would: the last writer of a dirty file journals
+			 * its data (`dfsr umount` with files open), a pending create is journaled
+			 * (no worker is left to race). Frees @f. */
+			file_close(fs, f);
 		} else {
 			struct fs_dir *d = (struct fs_dir *)(void *)l;
 
 			closedir(d->dp);
+			free(l);
 		}
-		free(l);
 		l = next;
 	}
 	fs->handles.next = fs->handles.prev = &fs->handles;

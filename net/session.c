@@ -1961,6 +1961,7 @@ struct merge_job {
 	struct done_rec *d;
 	int old_state, new_state;
 	struct version_vector kv; /* ours after the merge */
+	bool grew;                /* kv differs from our knowledge before the merge */
 	int rc;
 };
 
@@ -1970,13 +1971,20 @@ static void merge_run(struct job *jb)
 	struct replica *r = jb->s->folders[mj->l->f].r;
 
 	struct sfolder *sf = &jb->s->folders[mj->l->f];
+	struct version_vector before;
+	int brc;
 
+	version_vector_init(&before);
+	brc = replica_knowledge(r, &before);
 	mj->old_state = (int)journal_state(sf->j);
 	/* §12: only a Done that answers a Hello asking for everything ends a stale sync */
 	mj->rc = replica_merge_from(r, &mj->d->kv, mj->d->state == JOURNAL_STATE_NORMAL,
 				    mj->l->hello_stale);
 	if (mj->rc == 0)
 		mj->rc = replica_knowledge(r, &mj->kv);
+	mj->grew = mj->rc == 0 &&
+		   (brc < 0 || version_vector_compare(&mj->kv, &before) != VERSION_EQUAL);
+	version_vector_release(&before);
 	mj->new_state = (int)journal_state(sf->j);
 	atomic_store(&sf->state, mj->new_state);
 }
@@ -2053,6 +2061,16 @@ static void merge_done(struct job *jb, bool cancelled)
 			if (version_vector_copy(&o->ack_kv, &mj->kv) == 0)
 				o->ack_owed = true;
 		}
+		/* And every other partner gets a Done with it (an empty round when nothing is
+		 * new): the updates we relayed to it from this partner went with a Done of our
+		 * knowledge before this merge, which lacks them, so its Ack would lack them too
+		 * and we would count them as its backlog (and `dfsr wait` wait) until our next
+		 * change. Only when the merge taught us something, so Dones do not echo. */
+		if (mj->grew)
+			for (struct sconn *k = s->conns; k; k = k->next)
+				if (conn_live(k) && k->hello_rcvd && k->links[l->f].common &&
+				    &k->links[l->f] != l)
+					walk_start(&k->links[l->f]);
 	}
 	version_vector_release(&mj->kv);
 	free(mj);

@@ -87,4 +87,21 @@ check "hash needs no running member (no config given)" "$DFSR_BIN" hash -r "$T"
 : >"$WS/zero"
 check "an empty file hashes" "$DFSR_BIN" hash "$WS/zero"
 check "hash of an empty file differs from one with data" test "$(hex_of "$WS/zero")" != "$(hex_of "$T/a")"
+
+# One line per file whatever its name: a newline, a carriage return or a backslash in a
+# path is escaped as sha256sum(1) escapes it (the line then starts with a backslash).
+N=$WS/names
+mkdir -p "$N"
+echo a >"$N/plain"
+echo b >"$N/new"$'\n'"line"
+echo c >"$N/back\\slash"
+lines=$("$DFSR_BIN" hash -r "$N" | wc -l)
+check_eq "hash -r: one line per file (3 files)" 3 "$lines"
+check "a name with a newline is escaped as new\\nline on a line starting with a backslash" bash -c \
+	"'$DFSR_BIN' hash -r '$N' | grep -qxE '\\\\[0-9a-f]{64}  new\\\\nline'"
+check "a backslash is doubled" bash -c \
+	"'$DFSR_BIN' hash -r '$N' | grep -qxE '\\\\[0-9a-f]{64}  back\\\\\\\\slash'"
+check "a plain name is unchanged" bash -c "'$DFSR_BIN' hash -r '$N' | grep -qxE '[0-9a-f]{64}  plain'"
+check "hash of one such path escapes it too" bash -c \
+	"'$DFSR_BIN' hash '$N/new'$'\\n''line' | grep -qE '^\\\\[0-9a-f]{64}  .*new\\\\nline\$'"
 finish

@@ -206,5 +206,16 @@ step set "data written through one name after a restart changes both records" "m
 modify f fb" 'echo three >> fb'
 step set "remove the pair" "delete f fa
 delete f fb" 'rm fa fb'
+
+# A name holding a newline is one line of `dfsr journal` (escaped), never two: a user who
+# can write to the share cannot forge journal lines, nor event-log lines.
+from=$(journal_next "$M_CONF")
+echo x >"$M_MNT/evil"$'\n'"1 create f forged"
+check "the text journal shows it as one escaped line" wait_until 20 bash -c \
+	"'$DFSR_BIN' journal -c '$M_CONF' --from $from | grep -qx '[0-9]* create f evil\\\\n1 create f forged'"
+check "and no forged line" bash -c \
+	"! '$DFSR_BIN' journal -c '$M_CONF' --from $from | grep -qx '1 create f forged'"
+check_eq "--json keeps the real name" "evil"$'\n'"1 create f forged" \
+	"$("$DFSR_BIN" journal -c "$M_CONF" --json --from "$from" | json 'd[0]["path"]')"
 stop_member "$M_CONF"
 finish

@@ -79,6 +79,29 @@ check "member reaches normal" wait_normal "$CONF" 60
 check_eq "no 2212 after all those clean stops" "$N2212" "$(count_event "$CONF" 2212)"
 stop_member "$CONF"
 
+# dfsr umount while a file is open for writing with new data: the stop closes it and
+# journals the data (dfsr(1) umount), as the last close would have; the next start's scan
+# has nothing left to find.
+start_member "$CONF"
+M_PATH=$WS/alpha/path
+echo before >"$MNT/held"
+from=$(journal_next "$CONF")
+n9002=$(count_event "$CONF" 9002)
+(exec 8>>"$MNT/held" && echo after >&8 && exec sleep 300) &
+holder=$!
+check "the open handle's data reached the local path" wait_until 20 grep -qx after "$M_PATH/held"
+check "dfsr umount returns with a file open for writing" timeout 60 "$DFSR_BIN" umount -c "$CONF"
+stopped_cleanly "file open for writing" "$M_PID" $((n9002 + 1))
+check "the stop journaled the open file's data (modify f held)" \
+	journal_has "$CONF" "$from" "modify f held"
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+start_member "$CONF"
+check "member reaches normal" wait_normal "$CONF" 60
+check "the next start's scan found nothing changed" bash -c \
+	"'$DFSR_BIN' events -c '$CONF' | grep ' 1204 ' | tail -1 | grep -q ' changed=0 '"
+stop_member "$CONF"
+
 # keygen / pubkey
 pub=$("$DFSR_BIN" keygen "$WS/new.key")
 check_eq "keygen writes the key with mode 0600" "600" "$(stat -c %a "$WS/new.key")"

@@ -79,6 +79,12 @@ static void formatting(void **state)
 	vformat_helper(small, sizeof(small), EV_SCAN_DONE, "x=%d", 1);
 	assert_string_equal(small, "consistency");
 	vformat_helper(buf, 0, EV_SCAN_DONE, "x=%d", 1); /* nothing written, no crash */
+	/* a name with control characters stays on the event's one line (no forged line) */
+	vformat_helper(buf, sizeof(buf), EV_SCAN_DONE, "path=\"%s\"",
+		       "a\n2026-01-01T00:00:00Z 4412 share: fake\r\x01");
+	assert_string_equal(buf, "consistency scan done "
+				 "path=\"a\\n2026-01-01T00:00:00Z 4412 share: fake\\r\\x01\"");
+	assert_null(strchr(buf, '\n'));
 }
 
 static void foreground_copy_on_stderr(void **state)

@@ -642,6 +642,64 @@ static void quota_removes_oldest(void **state)
 	stage_close(s);
 }
 
+/* `dfsr reload` lowers the quota: the cleanup runs at once, not at the next staging. */
+static void quota_lowered_applies_at_once(void **state)
+{
+	struct env *t = *state;
+	struct stage *s = open_stage(t, 0);
+	static const int done[] = { 4202, 4204 };
+
+	stage_many(t, s, 60, 8); /* about 840 KB: nothing to do under the default 4 GiB */
+	assert_int_equal(t->nevents, 0);
+	assert_int_equal(stage_count(s), 8);
+	/* raising it, or lowering it to above the usage, removes nothing */
+	assert_int_equal(stage_set_quota(s, 8000000), 0);
+	assert_int_equal(t->nevents, 0);
+	assert_int_equal(stage_count(s), 8);
+	/* under the usage: cleaned to under 60 % of the new quota, oldest first */
+	assert_int_equal(stage_set_quota(s, 500000), 0);
+	expect_events(t, done, 2);
+	assert_true(stage_used(s) < 300000);
+	{
+		struct stage_key oldest = key_of(60), newest = key_of(67);
+
+		assert_false(stage_has(s, &oldest));
+		assert_true(stage_has(s, &newest));
+	}
+	assert_int_equal(count_entries(t->stg), stage_count(s));
+	/* 0 is the default quota again: nothing more to remove */
+	assert_int_equal(stage_set_quota(s, 0), 0);
+	assert_int_equal(t->nevents, 0);
+	stage_close(s);
+}
+
+/* A removal that fails is 4206 with its error, and not 4208 ("every entry is in use"). */
+static void quota_removal_fails(void **state)
+{
+	struct env *t = *state;
+	struct stage *s = open_stage(t, 0);
+	static const int failed[] = { 4202, 4206 };
+	struct stage_key oldest = key_of(70);
+	char name[STAGE_NAME_LEN], sub[STAGE_NAME_LEN + 8];
+	int fd;
+
+	stage_many(t, s, 70, 4);
+	/* the oldest version's file becomes a non-empty directory: unlinkat() fails */
+	stage_name(&oldest, name);
+	assert_int_equal(unlinkat(t->stg, name, 0), 0);
+	assert_int_equal(mkdirat(t->stg, name, 0700), 0);
+	snprintf(sub, sizeof(sub), "%s/x", name);
+	fd = openat(t->stg, sub, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(stage_set_quota(s, 100000), -EISDIR);
+	expect_events(t, failed, 2);
+	assert_true(stage_has(s, &oldest));
+	assert_int_equal(unlinkat(t->stg, sub, 0), 0);
+	assert_int_equal(unlinkat(t->stg, name, AT_REMOVEDIR), 0);
+	stage_close(s);
+}
+
 /* Set the mtime of staged version @i to @sec (to order the versions found at open). */
 static void set_age(struct env *t, uint8_t i, time_t sec)
 {
@@ -1193,6 +1251,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(file_changed_during_staging, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_removes_oldest, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_all_in_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(quota_lowered_applies_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(quota_removal_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_staging, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(asm_rejects_wrong_chunks, setup, teardown),

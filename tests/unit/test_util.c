@@ -212,6 +212,23 @@ static void json_strings(void **state)
 	dfsr_buf_release(&b);
 }
 
+static void text_lines(void **state)
+{
+	char out[64], tiny[6];
+
+	(void)state;
+	assert_string_equal(dfsr_text_line("plain caf\xc3\xa9 \\ \"q\"", out, sizeof(out)),
+			    "plain caf\xc3\xa9 \\ \"q\"");
+	assert_string_equal(dfsr_text_line("a\nb\rc\td\x01"
+					   "e\x7f",
+					   out, sizeof(out)),
+			    "a\\nb\\rc\\td\\x01e\\x7f");
+	/* truncated, never inside an escape */
+	assert_string_equal(dfsr_text_line("abcd\n", tiny, sizeof(tiny)), "abcd");
+	assert_string_equal(dfsr_text_line("ab\x01", tiny, sizeof(tiny)), "ab");
+	assert_string_equal(dfsr_text_line("", out, sizeof(out)), "");
+}
+
 static void uid_set_grows_and_finds(void **state)
 {
 	struct dfsr_uid_set s = { 0 };
@@ -377,6 +394,7 @@ int main(void)
 		cmocka_unit_test(time_helpers),
 		cmocka_unit_test(buf_basics),
 		cmocka_unit_test(json_strings),
+		cmocka_unit_test(text_lines),
 		cmocka_unit_test(write_all_writes_everything),
 		cmocka_unit_test(uid_set_grows_and_finds),
 		cmocka_unit_test(remove_tree_removes_everything_below),
