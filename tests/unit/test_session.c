@@ -11,7 +11,9 @@
  * that sends a malformed update after a valid Hello) is closed with event 3101; quiet
  * status (`dfsr wait`) right after a change means the partner has it; a version the
  * upstream cannot stage (open for writing) logs 4302 once; many updates held busy pause
- * the upstream instead of looking like a partner that ignores the window (3101).
+ * the upstream instead of looking like a partner that ignores the window (3101); a file
+ * whose attributes exceed one message is skipped with one 1401 (not retried on every round
+ * or reconnect) while the rest, 17 MiB of attributes in all, flows (on tmpfs, /dev/shm).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -1133,6 +1135,117 @@ static void stale_while_connected(void **state)
 	WAIT_FOR(file_is(a, "back.txt", "back", 4));
 }
 
+/* ---- attributes too large to replicate ------------------------------------------------- */
+
+/* Move both members' local paths to tmpfs (/dev/shm), whose user.* attributes may total
+ * tens of MiB per file (ext4 without ea_inode holds one block). False if there is no such
+ * filesystem: the caller skips. */
+static bool members_on_tmpfs(struct fixture *f)
+{
+	for (int i = 0; i < 2; i++) {
+		struct member *m = &f->m[i];
+
+		close(m->root_fd);
+		test_tmpdir_remove(m->dir);
+		snprintf(m->dir, sizeof(m->dir), "/dev/shm/dfsr-test-sess-XXXXXX");
+		if (!mkdtemp(m->dir)) {
+			snprintf(m->dir, sizeof(m->dir), "/nonexistent"); /* teardown: nothing */
+			m->root_fd = open("/", O_PATH | O_CLOEXEC);
+			return false;
+		}
+		m->root_fd = open(m->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		assert_true(m->root_fd >= 0);
+	}
+	return true;
+}
+
+/* Give @rel in @m @n user.* attributes of @len bytes each. Return: 0 or -errno. */
+static int set_xattrs(struct member *m, const char *rel, int n, size_t len)
+{
+	uint8_t *v = malloc(len);
+	char p[256], name[32];
+	int rc = 0;
+
+	assert_non_null(v);
+	for (int i = 0; i < n && rc == 0; i++) {
+		memset(v, 'a' + i % 26, len);
+		snprintf(name, sizeof(name), "user.big%03d", i);
+		if (setxattr(path_in(m, rel, p), name, v, len, 0) < 0)
+			rc = -errno;
+	}
+	free(v);
+	return rc;
+}
+
+/* User attributes of @rel in @m (the size of their name list, 0 when none). */
+static ssize_t xattr_list_len(struct member *m, const char *rel)
+{
+	char p[256];
+
+	return listxattr(path_in(m, rel, p), NULL, 0);
+}
+
+/*
+ * A file whose attributes total more than one message (NET_CHANNEL_MAX_MSG, 16 MiB: 260 of
+ * 64 KiB) cannot be replicated: it is skipped with one event 1401, the partner's
+ * knowledge claims its version (so it is not offered again on every round or reconnect),
+ * and every other change flows: a normal file made after it arrives, and so do many files
+ * whose attributes are each within the limits but together far more than one message.
+ * No protocol error, no failed step (3101/3103), and both members quiet (backlog 0).
+ */
+static void oversized_attributes_are_skipped(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	char name[32];
+	int rc;
+
+	if (!members_on_tmpfs(f))
+		skip();
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "huge-attrs.bin", "huge", 4);
+	rc = set_xattrs(a, "huge-attrs.bin", 260, 64u << 10);
+	if (rc == -ENOSPC || rc == -ENOTSUP || rc == -E2BIG)
+		skip(); /* a tmpfs without (large) user attributes */
+	assert_int_equal(rc, 0);
+	note_new(a, NULL, "huge-attrs.bin");
+	write_file(a, "after.txt", "after", 5);
+	note_new(a, NULL, "after.txt");
+	WAIT_FOR(file_is(b, "after.txt", "after", 5));
+
+	/* 72 files of 4 x 60 KiB (240 KiB each, within REPLICA_XATTR_BYTES): 17 MiB of
+	 * attributes, split across messages. */
+	for (int i = 0; i < 72; i++) {
+		snprintf(name, sizeof(name), "many-%02d.bin", i);
+		write_file(a, name, name, strlen(name));
+		assert_int_equal(set_xattrs(a, name, 4, 60u << 10), 0);
+		note_new(a, NULL, name);
+	}
+	for (int i = 0; i < 72; i++) {
+		snprintf(name, sizeof(name), "many-%02d.bin", i);
+		WAIT_FOR(file_is(b, name, name, strlen(name)));
+		assert_int_equal(xattr_list_len(b, name), xattr_list_len(a, name));
+	}
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-attrs.bin"));
+	assert_int_equal(events_of(a, EV_OUTBOUND_SKIPPED), 1);
+
+	/* Not retried: a reconnect and another change send the new file only. */
+	stop_member(a);
+	journal_set_changed(a->j, on_changed, a);
+	write_file(a, "later.txt", "later", 5);
+	note_new(a, NULL, "later.txt");
+	start_member(f, 0);
+	WAIT_FOR(file_is(b, "later.txt", "later", 5));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-attrs.bin"));
+	assert_int_equal(events_of(a, EV_OUTBOUND_SKIPPED), 1);
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+	assert_int_equal(events_of(a, EV_REPLICATION_RETRY), 0);
+	assert_int_equal(events_of(b, EV_REPLICATION_RETRY), 0);
+}
+
 /* ---- a hostile partner: a bare transport ------------------------------------------------ */
 
 struct raw {
@@ -1397,6 +1510,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(oversized_attributes_are_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
