@@ -335,6 +335,33 @@ static int skips_add(struct outbound_skips *s, const struct record *rec)
 }
 
 /*
+ * Event 1401 for record @rec, not sent for @err: its path (its name if the path cannot be
+ * read), UID and why. -E2BIG is an object a receiver would refuse (replica_update_check()):
+ * no retry can send it, only a change that makes it smaller.
+ */
+static void skipped_event(struct journal *j, const struct record *rec, int err)
+{
+	char hex[DFSR_UID_HEX_LEN], why[192];
+	struct dfsr_buf path;
+
+	dfsr_uid_hex(&rec->uid, hex);
+	dfsr_buf_init(&path);
+	if (err == -E2BIG)
+		snprintf(why, sizeof(why),
+			 "its attributes are too large to replicate (more than %u of them, or "
+			 "%u KiB in all, or a link target over %u bytes)",
+			 (unsigned)REPLICA_XATTR_MAX, (unsigned)(REPLICA_XATTR_BYTES >> 10),
+			 (unsigned)REPLICA_LINK_MAX);
+	else
+		snprintf(why, sizeof(why), "%s", dfsr_strerror(err));
+	if (journal_path(j, &rec->uid, &path) == 0 && path.p)
+		journal_event(j, EV_OUTBOUND_SKIPPED, "path=%s uid=%s err=%s", path.p, hex, why);
+	else
+		journal_event(j, EV_OUTBOUND_SKIPPED, "name=%s uid=%s err=%s", rec->name, hex, why);
+	dfsr_buf_release(&path);
+}
+
+/*
  * Hand record @rec to @fn as an update. A vanished object is skipped (after
  * fill_settled()) and noted in @skips (if not NULL), an unreadable one skipped with event
  * 1401.
@@ -353,11 +380,7 @@ static int emit(struct journal *j, const struct record *rec, replica_update_fn f
 	} else if (rc == -ENOENT) {
 		rc = skips ? skips_add(skips, rec) : 0;
 	} else if (rc != -ENOMEM) {
-		char hex[DFSR_UID_HEX_LEN];
-
-		dfsr_uid_hex(&rec->uid, hex);
-		journal_event(j, EV_OUTBOUND_SKIPPED, "uid=%s name=%s err=%s", hex, rec->name,
-			      dfsr_strerror(rc));
+		skipped_event(j, rec, rc);
 		rc = 0;
 	}
 	replica_update_release(&u);

@@ -1177,6 +1177,30 @@ static int set_xattrs(struct member *m, const char *rel, int n, size_t len)
 	return rc;
 }
 
+struct find_ev {
+	int id;
+	const char *a, *b; /* substrings the message must hold */
+	int n;
+};
+
+static int find_ev(void *arg, const struct journal_event_info *e)
+{
+	struct find_ev *c = arg;
+
+	c->n += e->id == c->id && e->message && strstr(e->message, c->a) &&
+		strstr(e->message, c->b);
+	return 0;
+}
+
+/* Events @id of @m whose message holds both @a and @b. */
+static int events_saying(struct member *m, int id, const char *a, const char *b)
+{
+	struct find_ev c = { .id = id, .a = a, .b = b };
+
+	assert_int_equal(journal_list_events(m->j, 0, find_ev, &c), 0);
+	return c.n;
+}
+
 /* User attributes of @rel in @m (the size of their name list, 0 when none). */
 static ssize_t xattr_list_len(struct member *m, const char *rel)
 {
@@ -1229,6 +1253,9 @@ static void oversized_attributes_are_skipped(void **state)
 	WAIT_FOR(quiet(a) && quiet(b));
 	assert_false(exists(b, "huge-attrs.bin"));
 	assert_int_equal(events_of(a, EV_OUTBOUND_SKIPPED), 1);
+	assert_int_equal(events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-attrs.bin ",
+				       "too large to replicate"),
+			 1);
 
 	/* Not retried: a reconnect and another change send the new file only. */
 	stop_member(a);
