@@ -16,7 +16,9 @@
  * or link target cannot be read (or would exceed the REPLICA_XATTR_* limits a receiver
  * enforces: "too large to replicate") is skipped with event 1401 naming its path, UID and
  * the reason, and the walk goes on; it is not in @skips, so a caller's Done claims it (no
- * retry could send it); its next change sends it again.
+ * retry could send it); its next change sends it again. Whatever lies under a directory
+ * too large to replicate is skipped the same way (1401 each): a receiver could not place
+ * it, and would hold it waiting for its parent.
  *
  * Thread: any. Everything here blocks on disk: pool threads only, never the loop thread.
  */
