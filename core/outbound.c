@@ -340,7 +340,7 @@ static int skips_add(struct outbound_skips *s, const struct record *rec)
 /* ---- directories too large to replicate ------------------------------------------------ */
 
 /*
- * The directories one walk call has judged (outbound_dirs_*): a receiver places nothing
+ * The directories one walk call has judged (dir_blocked()): a receiver places nothing
  * under a directory it does not hold, and holds the updates of what is inside waiting for
  * it, which stalls the round (net/session.c merges a Done only once every update before
  * it is decided). So what lies under a directory whose attributes are too large to

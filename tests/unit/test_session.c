@@ -12,8 +12,10 @@
  * status (`dfsr wait`) right after a change means the partner has it; a version the
  * upstream cannot stage (open for writing) logs 4302 once; many updates held busy pause
  * the upstream instead of looking like a partner that ignores the window (3101); a file
- * whose attributes exceed one message is skipped with one 1401 (not retried on every round
- * or reconnect) while the rest, 17 MiB of attributes in all, flows (on tmpfs, /dev/shm).
+ * whose attributes exceed one message is skipped with 1401 (not retried on every round or
+ * reconnect) while the rest, 17 MiB of attributes in all, flows; a directory whose
+ * attributes are too large is skipped with everything under it, and the rest flows (both
+ * on tmpfs, /dev/shm).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
