@@ -21,8 +21,11 @@
  * may disagree if a local change races the walk: the receiver verifies the whole update
  * against the record's replication hash and refuses a mismatch, and the racing change has
  * its own journal entry, so it is sent again. An object that vanished is skipped (its
- * delete is, or will be, in the journal); one whose attributes cannot be read is skipped
- * with event 1401.
+ * delete is, or will be, in the journal); one whose attributes cannot be read, or exceed
+ * what a receiver accepts (REPLICA_XATTR_*), is skipped with event 1401, and so is every
+ * live object under a directory whose attributes exceed them (each walk call judges each
+ * directory once, from the attribute sizes alone: struct ob_dirs): the receiver would
+ * hold such an object waiting for a parent that never comes, and with it the round.
  *
  * Memory stays bounded for big trees: the walk holds a queue of directory UIDs (16 bytes
  * each, only the directories not yet visited) and the (seq, UID) of each tombstone the
@@ -334,6 +337,153 @@ static int skips_add(struct outbound_skips *s, const struct record *rec)
 	return 0;
 }
 
+/* ---- directories too large to replicate ------------------------------------------------ */
+
+/*
+ * The directories one walk call has judged (dir_blocked()): a receiver places nothing
+ * under a directory it does not hold, and holds the updates of what is inside waiting for
+ * it, which stalls the round (net/session.c merges a Done only once every update before
+ * it is decided). So what lies under a directory whose attributes are too large to
+ * replicate is not sent either. @blocked: such directories and those below them; @ok:
+ * directories whose whole chain of ancestors can be sent.
+ */
+struct ob_dirs {
+	struct dfsr_uid_set ok, blocked;
+};
+
+static void ob_dirs_release(struct ob_dirs *d)
+{
+	dfsr_uid_set_release(&d->ok);
+	dfsr_uid_set_release(&d->blocked);
+}
+
+/*
+ * Whether the attributes of @path exceed what a receiver accepts (the REPLICA_XATTR_*
+ * limits of replica_update_check(), as xattr_add() counts them), from the sizes alone.
+ * An object that cannot be read is not "too large": sending it fails on its own.
+ */
+static bool attrs_too_large(const char *path)
+{
+	size_t len = 0, count = 0, total = 0;
+	char *list = NULL;
+	int rc = dfsr_xattr_names(-1, path, true, OB_LIST_MAX, &list, &len);
+
+	if (rc == -E2BIG)
+		return true;
+	if (rc < 0)
+		return false;
+	for (size_t off = 0; off < len; off += strlen(list + off) + 1) {
+		ssize_t n;
+
+		if (!list[off] || hash_xattr_excluded(list + off))
+			continue;
+		n = getxattr(path, list + off, NULL, 0);
+		count++;
+		total += strlen(list + off) + (n > 0 ? (size_t)n : 0);
+	}
+	free(list);
+	return count > REPLICA_XATTR_MAX || total > REPLICA_XATTR_BYTES;
+}
+
+static bool dir_too_large(struct journal *j, const struct dfsr_uid *uid)
+{
+	char path[OB_PROC_PATH];
+	int fd = open_object(j, uid, O_PATH);
+	bool big;
+
+	if (fd < 0)
+		return false;
+	proc_path(fd, path);
+	big = attrs_too_large(path);
+	close(fd);
+	return big;
+}
+
+/*
+ * Whether directory @dir (a record's parent) or one above it is too large to replicate.
+ * Each directory is judged once per walk call: the chain is read up to the root or the
+ * first directory judged already, then judged top down.
+ * Return: 1 (blocked), 0, -ENOMEM.
+ */
+static int dir_blocked_at(struct journal *j, struct ob_dirs *d, const struct dfsr_uid *dir,
+			  int depth)
+{
+	struct dfsr_uid chain[64], cur = *dir;
+	size_t n = 0;
+	bool blocked = false;
+	int rc = 0;
+
+	while (!dfsr_uid_equal(&cur, journal_root_uid(j)) && !dfsr_uid_set_has(&d->ok, &cur)) {
+		struct record rec;
+
+		if (dfsr_uid_set_has(&d->blocked, &cur)) {
+			blocked = true;
+			break;
+		}
+		if (n == sizeof(chain) / sizeof(chain[0])) {
+			/* judge the upper part first (a corrupt cycle: give up, not blocked) */
+			if (depth > OB_DEPTH_MAX)
+				break;
+			rc = dir_blocked_at(j, d, &cur, depth + (int)n);
+			if (rc < 0)
+				return rc;
+			blocked = rc == 1;
+			break;
+		}
+		chain[n++] = cur;
+		record_init(&rec);
+		if (journal__get(j, &cur, &rec) < 0) {
+			record_release(&rec);
+			break; /* the chain changed meanwhile: as before, the receiver waits */
+		}
+		cur = rec.parent;
+		record_release(&rec);
+	}
+	while (rc == 0 && n > 0) {
+		const struct dfsr_uid *u = &chain[--n];
+
+		blocked = blocked || dir_too_large(j, u);
+		rc = dfsr_uid_set_add(blocked ? &d->blocked : &d->ok, u);
+	}
+	return rc < 0 ? rc : blocked;
+}
+
+static int dir_blocked(struct journal *j, struct ob_dirs *d, const struct dfsr_uid *dir)
+{
+	return dir_blocked_at(j, d, dir, 0);
+}
+
+/*
+ * Event 1401 for record @rec, not sent for @err: its path (its name if the path cannot be
+ * read), UID and why. -E2BIG is an object a receiver would refuse (replica_update_check()):
+ * no retry can send it, only a change that makes it smaller.
+ */
+static void skipped_event(struct journal *j, const struct record *rec, int err)
+{
+	char hex[DFSR_UID_HEX_LEN], why[192];
+	struct dfsr_buf path;
+
+	dfsr_uid_hex(&rec->uid, hex);
+	dfsr_buf_init(&path);
+	if (err == -ENOTDIR)
+		snprintf(why, sizeof(why),
+			 "a directory above it has attributes too large to replicate, so it "
+			 "could not be placed");
+	else if (err == -E2BIG)
+		snprintf(why, sizeof(why),
+			 "its attributes are too large to replicate (more than %u of them, or "
+			 "%u KiB in all, or a link target over %u bytes)",
+			 (unsigned)REPLICA_XATTR_MAX, (unsigned)(REPLICA_XATTR_BYTES >> 10),
+			 (unsigned)REPLICA_LINK_MAX);
+	else
+		snprintf(why, sizeof(why), "%s", dfsr_strerror(err));
+	if (journal_path(j, &rec->uid, &path) == 0 && path.p)
+		journal_event(j, EV_OUTBOUND_SKIPPED, "path=%s uid=%s err=%s", path.p, hex, why);
+	else
+		journal_event(j, EV_OUTBOUND_SKIPPED, "name=%s uid=%s err=%s", rec->name, hex, why);
+	dfsr_buf_release(&path);
+}
+
 /*
  * Hand record @rec to @fn as an update. A vanished object is skipped (after
  * fill_settled()) and noted in @skips (if not NULL), an unreadable one skipped with event
@@ -341,11 +491,20 @@ static int skips_add(struct outbound_skips *s, const struct record *rec)
  * Return: 0, @fn's value, -ENOMEM.
  */
 static int emit(struct journal *j, const struct record *rec, replica_update_fn fn, void *arg,
-		struct outbound_skips *skips)
+		struct outbound_skips *skips, struct ob_dirs *dirs)
 {
 	struct replica_update u;
 	int rc;
 
+	if (!rec->tombstone) {
+		rc = dir_blocked(j, dirs, &rec->parent);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			skipped_event(j, rec, -ENOTDIR);
+			return 0;
+		}
+	}
 	replica_update_init(&u);
 	rc = fill_settled(j, rec, &u);
 	if (rc == 0) {
@@ -353,11 +512,7 @@ static int emit(struct journal *j, const struct record *rec, replica_update_fn f
 	} else if (rc == -ENOENT) {
 		rc = skips ? skips_add(skips, rec) : 0;
 	} else if (rc != -ENOMEM) {
-		char hex[DFSR_UID_HEX_LEN];
-
-		dfsr_uid_hex(&rec->uid, hex);
-		journal_event(j, EV_OUTBOUND_SKIPPED, "uid=%s name=%s err=%s", hex, rec->name,
-			      dfsr_strerror(rc));
+		skipped_event(j, rec, rc);
 		rc = 0;
 	}
 	replica_update_release(&u);
@@ -465,6 +620,7 @@ struct walk {
 	replica_update_fn fn;
 	void *arg;
 	struct outbound_skips *skips;
+	struct ob_dirs dirs;
 	bool rest; /* second pass: the objects the first one left (walk_live()) */
 };
 
@@ -496,7 +652,7 @@ static int walk_child(struct walk *w, struct uid_queue *q, const uint8_t *val, s
 	if (rec.type == RECORD_DIR && !w->rest)
 		rc = queue_push(q, &rec.uid);
 	if (rc == 0 && walk_early(&rec) != w->rest && !partner_has(w->partner, &rec))
-		rc = emit(w->j, &rec, w->fn, w->arg, w->skips);
+		rc = emit(w->j, &rec, w->fn, w->arg, w->skips, &w->dirs);
 out_release:
 	record_release(&rec);
 	return rc;
@@ -625,7 +781,7 @@ static int walk_tombstones(struct walk *w)
 		record_init(&rec);
 		rc = snap_record(w->j, w->snap, &t.v[i].uid, &rec);
 		if (rc == 0)
-			rc = emit(w->j, &rec, w->fn, w->arg, w->skips);
+			rc = emit(w->j, &rec, w->fn, w->arg, w->skips, &w->dirs);
 		else if (rc == -ENOENT || rc == -EBADMSG)
 			rc = 0;
 		record_release(&rec);
@@ -651,6 +807,7 @@ int outbound_missing(struct journal *j, const struct version_vector *partner, ui
 	if (rc == 0)
 		rc = walk_tombstones(&w);
 	db_snapshot_free(db, snap);
+	ob_dirs_release(&w.dirs);
 	return rc;
 }
 
@@ -663,6 +820,7 @@ struct follow {
 	void *arg;
 	struct outbound_skips *skips;
 	struct dfsr_uid_set seen; /* the UIDs handled in this call */
+	struct ob_dirs dirs;
 	uint64_t last;
 	bool visited;
 };
@@ -680,7 +838,7 @@ static int follow_send(struct follow *f, const struct dfsr_uid *uid)
 	if (rc == -ENOENT)
 		return 0; /* purged since */
 	if (rc == 0 && !partner_has(f->partner, &rec))
-		rc = emit(f->j, &rec, f->fn, f->arg, f->skips);
+		rc = emit(f->j, &rec, f->fn, f->arg, f->skips, &f->dirs);
 	record_release(&rec);
 	return rc;
 }
@@ -757,6 +915,7 @@ int outbound_changes(struct journal *j, uint64_t from, size_t max,
 	else
 		*next_seq = from;
 	dfsr_uid_set_release(&f.seen);
+	ob_dirs_release(&f.dirs);
 	return rc;
 }
 
@@ -781,6 +940,7 @@ int outbound_again(struct journal *j, const struct dfsr_uid *uids, size_t n,
 			rc = follow_send(&f, &uids[i]);
 	}
 	dfsr_uid_set_release(&f.seen);
+	ob_dirs_release(&f.dirs);
 	return rc;
 }
 

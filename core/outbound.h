@@ -14,7 +14,11 @@
  *
  * A NULL @partner is an empty vector (the partner has nothing). An object whose attributes
  * or link target cannot be read (or would exceed the REPLICA_XATTR_* limits a receiver
- * enforces) is skipped with event 1401; its next change sends it again.
+ * enforces: "too large to replicate") is skipped with event 1401 naming its path, UID and
+ * the reason, and the walk goes on; it is not in @skips, so a caller's Done claims it (no
+ * retry could send it); its next change sends it again. Whatever lies under a directory
+ * too large to replicate is skipped the same way (1401 each): a receiver could not place
+ * it, and would hold it waiting for its parent.
  *
  * Thread: any. Everything here blocks on disk: pool threads only, never the loop thread.
  */

@@ -19,7 +19,8 @@
  * Upstream, per link: a walk job runs outbound_missing() once (against the partner's
  * Hello knowledge), then outbound_changes() from the sequence it returned, once per wake
  * (coalesced: a wake during a walk means one more walk after it). The walk packs updates
- * into Updates messages of at most NET_SESSION_BATCH_MAX updates / ~1 MiB and queues them
+ * into Updates messages of at most NET_SESSION_BATCH_MAX updates and 1 MiB (or one larger
+ * update alone; every update fits in one message, walk_cb()) and queues them
  * on the link; the loop (kicked through the uv_async `kick`) sends them while the
  * connection's output queue is under NET_PEER_OUT_HIGH. The walk thread waits (on
  * s->cond) while four messages are queued or NET_SESSION_WINDOW updates are beyond the
@@ -126,6 +127,20 @@
  * does not keep to the window (on_updates()). */
 #define HELD_PAUSE        4u
 #define HELD_MAX          8u
+/* Bytes an Update adds to an Updates message beyond its own encoding (field tag, length). */
+#define UPDATE_FRAMING    8u
+/* The largest Update a walk packs from what core/outbound.c hands out: a stored record
+ * (RECORD_ENC_MAX), REPLICA_XATTR_MAX attributes of REPLICA_XATTR_BYTES in all (names
+ * included), each framed (3 tags, 3 lengths), a link target, and its own framing. */
+#define UPDATE_MAX \
+	(RECORD_ENC_MAX + REPLICA_XATTR_BYTES + REPLICA_XATTR_MAX * 16u + REPLICA_LINK_MAX + 64u)
+/* An Updates message's envelope: the Msg and Updates tags and lengths, the folder name. */
+#define UPDATES_ENVELOPE 1024u
+/* A batch is at most NET_SESSION_BATCH_BYTES or one update (walk_cb()), and either fits in
+ * one message: the receiver's channel takes no more. */
+_Static_assert(NET_SESSION_BATCH_BYTES + UPDATES_ENVELOPE <= NET_CHANNEL_MAX_MSG &&
+		       UPDATE_MAX + UPDATES_ENVELOPE <= NET_CHANNEL_MAX_MSG,
+	       "an Updates message may exceed NET_CHANNEL_MAX_MSG");
 
 struct net_sessions;
 struct sconn;
@@ -1167,12 +1182,11 @@ static uint8_t *memdup0(const void *p, size_t len)
 	return q;
 }
 
-/* A packable copy of @u. */
+/* A packable copy of @u; *@bytes receives what it adds to an Updates message. */
 static int pb_update_new(const struct replica_update *u, Dfsrwire__Update **out, size_t *bytes)
 {
 	Dfsrwire__Update *p = calloc(1, sizeof(*p));
 	struct dfsr_buf rb;
-	size_t sz = 16;
 	int rc;
 
 	if (!p)
@@ -1186,7 +1200,6 @@ static int pb_update_new(const struct replica_update *u, Dfsrwire__Update **out,
 		return rc;
 	}
 	p->record.data = (uint8_t *)dfsr_buf_detach(&rb, &p->record.len);
-	sz += p->record.len;
 	rc = -ENOMEM;
 	if (u->nxattrs) {
 		p->xattrs = calloc(u->nxattrs, sizeof(*p->xattrs));
@@ -1206,17 +1219,15 @@ static int pb_update_new(const struct replica_update *u, Dfsrwire__Update **out,
 		x->value.data = memdup0(u->xattrs[i].value, x->value.len);
 		if (!x->name.data || !x->value.data)
 			goto out_free;
-		sz += x->name.len + x->value.len + 8;
 	}
 	if (u->link_target) {
 		p->link_target.len = strlen(u->link_target);
 		p->link_target.data = memdup0(u->link_target, p->link_target.len);
 		if (!p->link_target.data)
 			goto out_free;
-		sz += p->link_target.len;
 	}
 	*out = p;
-	*bytes = sz;
+	*bytes = dfsrwire__update__get_packed_size(p) + UPDATE_FRAMING;
 	return 0;
 out_free:
 	pb_update_free(p);
@@ -1289,18 +1300,45 @@ static int batch_flush(struct walk_job *w)
 	return link_push(w, buf, len, n);
 }
 
+/*
+ * Add @u to the batch. A batch is flushed before an update that would take it past
+ * NET_SESSION_BATCH_BYTES, and once it holds NET_SESSION_BATCH_MAX updates or reaches that
+ * size, so a message is at most NET_SESSION_BATCH_BYTES or one update (and its envelope).
+ * An update too large for one message even alone cannot be built within the limits
+ * outbound keeps (UPDATE_MAX, checked at compile time); should one come all the same, it
+ * is skipped with event 1401, as outbound skips an object whose attributes exceed them,
+ * rather than failing the send, and so the connection, again on every reconnect.
+ */
 static int walk_cb(void *arg, const struct replica_update *u)
 {
 	struct walk_job *w = arg;
+	Dfsrwire__Update *p;
 	size_t sz;
 	int rc;
 
-	rc = pb_update_new(u, &w->ups[w->n], &sz);
+	rc = pb_update_new(u, &p, &sz);
 	if (rc == -EINVAL)
 		return 0; /* a record breaking an invariant is not sent (cannot happen) */
 	if (rc < 0)
 		return rc;
-	w->n++;
+	if (sz + UPDATES_ENVELOPE > NET_CHANNEL_MAX_MSG) {
+		char hex[DFSR_UID_HEX_LEN];
+
+		dfsr_uid_hex(&u->rec.uid, hex);
+		journal_event(w->base.s->folders[w->l->f].j, EV_OUTBOUND_SKIPPED,
+			      "name=%s uid=%s err=its update (%zu bytes) is too large to replicate",
+			      u->rec.name, hex, sz);
+		pb_update_free(p);
+		return 0;
+	}
+	if (w->n && w->bytes + sz > NET_SESSION_BATCH_BYTES) {
+		rc = batch_flush(w);
+		if (rc < 0) {
+			pb_update_free(p);
+			return rc;
+		}
+	}
+	w->ups[w->n++] = p;
 	w->bytes += sz;
 	if (w->n >= NET_SESSION_BATCH_MAX || w->bytes >= NET_SESSION_BATCH_BYTES)
 		return batch_flush(w);

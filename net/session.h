@@ -45,7 +45,7 @@
 
 /* Limits of the protocol (docs/protocol.md, "Replication messages"). */
 #define NET_SESSION_BATCH_MAX    256        /* updates in one Updates message */
-#define NET_SESSION_BATCH_BYTES  (1u << 20) /* an Updates message closes past this size */
+#define NET_SESSION_BATCH_BYTES  (1u << 20) /* updates in one message: at most this size */
 #define NET_SESSION_WINDOW       4096       /* updates sent beyond the partner's Progress */
 #define NET_SESSION_FOLDERS_MAX  1024       /* folders in one Hello */
 #define NET_SESSION_FETCH_MAX    64         /* our downloads in flight per connection */

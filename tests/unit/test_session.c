@@ -11,7 +11,11 @@
  * that sends a malformed update after a valid Hello) is closed with event 3101; quiet
  * status (`dfsr wait`) right after a change means the partner has it; a version the
  * upstream cannot stage (open for writing) logs 4302 once; many updates held busy pause
- * the upstream instead of looking like a partner that ignores the window (3101).
+ * the upstream instead of looking like a partner that ignores the window (3101); a file
+ * whose attributes exceed one message is skipped with 1401 (not retried on every round or
+ * reconnect) while the rest, 17 MiB of attributes in all, flows; a directory whose
+ * attributes are too large is skipped with everything under it, and the rest flows (both
+ * on tmpfs, /dev/shm).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -1133,6 +1137,212 @@ static void stale_while_connected(void **state)
 	WAIT_FOR(file_is(a, "back.txt", "back", 4));
 }
 
+/* ---- attributes too large to replicate ------------------------------------------------- */
+
+/* Move both members' local paths to tmpfs (/dev/shm), whose user.* attributes may total
+ * tens of MiB per file (ext4 without ea_inode holds one block). False if there is no such
+ * filesystem: the caller skips. */
+static bool members_on_tmpfs(struct fixture *f)
+{
+	for (int i = 0; i < 2; i++) {
+		struct member *m = &f->m[i];
+
+		close(m->root_fd);
+		test_tmpdir_remove(m->dir);
+		snprintf(m->dir, sizeof(m->dir), "/dev/shm/dfsr-test-sess-XXXXXX");
+		if (!mkdtemp(m->dir)) {
+			snprintf(m->dir, sizeof(m->dir), "/nonexistent"); /* teardown: nothing */
+			m->root_fd = open("/", O_PATH | O_CLOEXEC);
+			return false;
+		}
+		m->root_fd = open(m->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		assert_true(m->root_fd >= 0);
+	}
+	return true;
+}
+
+/* Give @rel in @m @n user.* attributes of @len bytes each. Return: 0 or -errno. */
+static int set_xattrs(struct member *m, const char *rel, int n, size_t len)
+{
+	uint8_t *v = malloc(len);
+	char p[256], name[32];
+	int rc = 0;
+
+	assert_non_null(v);
+	for (int i = 0; i < n && rc == 0; i++) {
+		memset(v, 'a' + i % 26, len);
+		snprintf(name, sizeof(name), "user.big%03d", i);
+		if (setxattr(path_in(m, rel, p), name, v, len, 0) < 0)
+			rc = -errno;
+	}
+	free(v);
+	return rc;
+}
+
+struct find_ev {
+	int id;
+	const char *a, *b; /* substrings the message must hold */
+	int n;
+};
+
+static int find_ev(void *arg, const struct journal_event_info *e)
+{
+	struct find_ev *c = arg;
+
+	c->n += e->id == c->id && e->message && strstr(e->message, c->a) &&
+		strstr(e->message, c->b);
+	return 0;
+}
+
+/* Events @id of @m whose message holds both @a and @b. */
+static int events_saying(struct member *m, int id, const char *a, const char *b)
+{
+	struct find_ev c = { .id = id, .a = a, .b = b };
+
+	assert_int_equal(journal_list_events(m->j, 0, find_ev, &c), 0);
+	return c.n;
+}
+
+/* User attributes of @rel in @m (the size of their name list, 0 when none). */
+static ssize_t xattr_list_len(struct member *m, const char *rel)
+{
+	char p[256];
+
+	return listxattr(path_in(m, rel, p), NULL, 0);
+}
+
+/*
+ * A file whose attributes total more than one message (NET_CHANNEL_MAX_MSG, 16 MiB: 260 of
+ * 64 KiB) cannot be replicated: it is skipped with one event 1401, the partner's
+ * knowledge claims its version (so it is not offered again on every round or reconnect),
+ * and every other change flows: a normal file made after it arrives, and so do many files
+ * whose attributes are each within the limits but together far more than one message.
+ * No protocol error, no failed step (3101/3103), and both members quiet (backlog 0).
+ */
+static void oversized_attributes_are_skipped(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	char name[32];
+	int rc, skipped;
+
+	if (!members_on_tmpfs(f))
+		skip();
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "huge-attrs.bin", "huge", 4);
+	rc = set_xattrs(a, "huge-attrs.bin", 260, 64u << 10);
+	if (rc == -ENOSPC || rc == -ENOTSUP || rc == -E2BIG)
+		skip(); /* a tmpfs without (large) user attributes */
+	assert_int_equal(rc, 0);
+	note_new(a, NULL, "huge-attrs.bin");
+	write_file(a, "after.txt", "after", 5);
+	note_new(a, NULL, "after.txt");
+	WAIT_FOR(file_is(b, "after.txt", "after", 5));
+
+	/* 72 files of 4 x 60 KiB (240 KiB each, within REPLICA_XATTR_BYTES): 17 MiB of
+	 * attributes, split across messages. */
+	for (int i = 0; i < 72; i++) {
+		snprintf(name, sizeof(name), "many-%02d.bin", i);
+		write_file(a, name, name, strlen(name));
+		assert_int_equal(set_xattrs(a, name, 4, 60u << 10), 0);
+		note_new(a, NULL, name);
+	}
+	for (int i = 0; i < 72; i++) {
+		snprintf(name, sizeof(name), "many-%02d.bin", i);
+		WAIT_FOR(file_is(b, name, name, strlen(name)));
+		assert_int_equal(xattr_list_len(b, name), xattr_list_len(a, name));
+	}
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-attrs.bin"));
+	/* once per walk until the partner acknowledged the round that claimed it */
+	skipped = events_of(a, EV_OUTBOUND_SKIPPED);
+	assert_true(skipped >= 1 && skipped <= 3);
+	assert_int_equal(events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-attrs.bin ",
+				       "too large to replicate"),
+			 skipped);
+
+	/* Not retried: a reconnect and another change send the new file only. */
+	stop_member(a);
+	journal_set_changed(a->j, on_changed, a);
+	write_file(a, "later.txt", "later", 5);
+	note_new(a, NULL, "later.txt");
+	start_member(f, 0);
+	WAIT_FOR(file_is(b, "later.txt", "later", 5));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-attrs.bin"));
+	assert_int_equal(events_of(a, EV_OUTBOUND_SKIPPED), skipped);
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+	assert_int_equal(events_of(a, EV_REPLICATION_RETRY), 0);
+	assert_int_equal(events_of(b, EV_REPLICATION_RETRY), 0);
+}
+
+/*
+ * A directory whose attributes are too large to replicate: what is inside it cannot be
+ * placed on the partner either. The directory is skipped with 1401 and so is everything
+ * under it (one more 1401 each, naming the directory), not sent to wait for a parent that
+ * never comes; the rest of the folder flows and both members are quiet.
+ */
+static void oversized_directory_is_skipped_with_its_subtree(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	struct dfsr_uid dir;
+	int rc, big, inside, n;
+
+	if (!members_on_tmpfs(f))
+		skip();
+	two_members(f, JOURNAL_STATE_NORMAL);
+	assert_int_equal(mkdirat(a->root_fd, "huge-dir", 0755), 0);
+	rc = set_xattrs(a, "huge-dir", 260, 64u << 10);
+	if (rc == -ENOSPC || rc == -ENOTSUP || rc == -E2BIG)
+		skip();
+	assert_int_equal(rc, 0);
+	note_new(a, NULL, "huge-dir");
+	write_file(a, "huge-dir/inside.txt", "inside", 6);
+	note_new(a, "huge-dir", "inside.txt");
+	write_file(a, "after.txt", "after", 5);
+	note_new(a, NULL, "after.txt");
+	WAIT_FOR(file_is(b, "after.txt", "after", 5));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-dir"));
+	/* once per walk until the partner acknowledged the round that claimed them */
+	big = events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-dir ", "too large to replicate");
+	assert_true(big >= 1 && big <= 3);
+	inside = events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-dir/inside.txt ",
+			       "a directory above it");
+	assert_true(inside >= 1 && inside <= 3);
+
+	/* A file made in it later is not sent either, and does not stall the next one. */
+	write_file(a, "huge-dir/later.txt", "later", 5);
+	note_new(a, "huge-dir", "later.txt");
+	write_file(a, "after2.txt", "after2", 6);
+	note_new(a, NULL, "after2.txt");
+	WAIT_FOR(file_is(b, "after2.txt", "after2", 6));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-dir"));
+	assert_int_equal(events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-dir ", "too large"), big);
+	assert_int_equal(events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-dir/inside.txt ",
+				       "a directory above it"),
+			 inside);
+	n = events_saying(a, EV_OUTBOUND_SKIPPED, "path=huge-dir/later.txt ",
+			  "a directory above it");
+	assert_true(n >= 1 && n <= 3);
+
+	/* A delete inside it: a tombstone for an object the partner never had. */
+	assert_int_equal(unlinkat(a->root_fd, "huge-dir/later.txt", 0), 0);
+	dir = uid_of(a, "huge-dir");
+	assert_int_equal(journal_note_remove(a->j, &dir, "later.txt"), 0);
+	write_file(a, "after3.txt", "after3", 6);
+	note_new(a, NULL, "after3.txt");
+	WAIT_FOR(file_is(b, "after3.txt", "after3", 6));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+	assert_int_equal(events_of(a, EV_REPLICATION_RETRY), 0);
+	assert_int_equal(events_of(b, EV_REPLICATION_RETRY), 0);
+}
+
 /* ---- a hostile partner: a bare transport ------------------------------------------------ */
 
 struct raw {
@@ -1397,6 +1607,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(oversized_attributes_are_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(oversized_directory_is_skipped_with_its_subtree,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(read_only_member_receives_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(busy_file_is_retried, setup, teardown),
