@@ -440,6 +440,42 @@ static void busy_wait(struct ctx *c, const struct record *rec)
 	journal_event(c->j, EV_SHARING_VIOLATION, "uid=%s name=\"%s\" op=install", hex, name);
 }
 
+/*
+ * §8 for a directory: a regular file somewhere below @name in @dfd (@name included) is open
+ * for writing through the mount, a recorded file or a create not journaled yet. A delete of
+ * the directory must wait for it like a delete of the file itself: moved away with the
+ * directory, the writer's change would never replicate. Never follows links.
+ */
+static bool busy_below(struct ctx *c, int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	bool busy = false;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	if (!c->r->busy || depth > REPLICA_DEPTH_MAX ||
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	if (S_ISREG(st.st_mode))
+		return c->r->busy(c->r->arg, &st);
+	if (!S_ISDIR(st.st_mode))
+		return false;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	while (!busy && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			busy = busy_below(c, dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	return busy;
+}
+
 static int fsync_dir(int dfd)
 {
 	return fsync(dfd) < 0 ? -errno : 0;
@@ -1324,6 +1360,10 @@ static int apply_delete(struct ctx *c, struct record *n, const struct record *l,
 	if (rc < 0) {
 		install_failed(c, l, "delete", rc);
 		return -EIO;
+	}
+	if (l->type == RECORD_DIR && busy_below(c, dfd, l->name, 0)) {
+		busy_wait(c, l); /* decided after the close (§7.1 if the writer changed it) */
+		goto out_close;
 	}
 	if (l->type == RECORD_DIR) {
 		rc = survives(c, &l->uid, &n->vv, &keep, 0);

@@ -323,6 +323,14 @@ static bool exists(struct side *s, const char *rel)
 	return fstatat(s->f->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+static void rm_tree(struct side *s, const char *rel)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", s->f->dir, rel);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* @uid has the same version on both sides, and @b's disk matches its record at @rel. */
 static void assert_same(struct side *a, struct side *b, const struct dfsr_uid *uid, const char *rel)
 {
@@ -1235,6 +1243,78 @@ static void test_busy(void **state)
 	assert_int_equal(events(&p->b, 4302), 1);
 }
 
+/*
+ * A directory deleted on A while B holds a file below it open for writing (§8): the
+ * tombstones of the directories wait like the file's own; moved away with its directory,
+ * the writer's change would stay on B, in ConflictAndDeleted, and never replicate. Once
+ * the writer has changed the file and closed it, the directories come back (§7.1) and the
+ * file's tombstone loses to the change (§5). A writer that changed nothing lets the
+ * delete through.
+ */
+static void test_busy_dir(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, e, f, g;
+	struct record r;
+	struct stat st;
+
+	d = mk_dir(&p->a, NULL, "d");
+	e = mk_dir(&p->a, "d", "e");
+	f = mk_file(&p->a, "d/e", "f", "v1");
+	g = mk_dir(&p->a, NULL, "g");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+
+	/* B's writer opens d/e/f; A deletes d (tombstones of d, e and f) */
+	assert_int_equal(fstatat(p->b.f->root_fd, "d/e/f", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+	rm_tree(&p->a, "d");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "d"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_BUSY);
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_BUSY);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_BUSY);
+	assert_content(&p->b, "d/e/f", "v1");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 0);
+
+	/* the writer changes the file and closes it: the directories come back */
+	modify(&p->b, "d/e/f", &f, "v2 from the writer");
+	p->b.busy_ino = 0;
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, "d/e/f", "v2 from the writer");
+	fx_record(p->b.f, &d, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	fx_record(p->b.f, &e, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	/* and A gets them back with the writer's content */
+	assert_int_equal(sync_uid(&p->b, &p->a, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->b, &p->a, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
+	assert_content(&p->a, "d/e/f", "v2 from the writer");
+	assert_same(&p->b, &p->a, &f, "d/e/f");
+
+	/* a file not recorded yet (a create whose handle is still open) holds a delete too */
+	fx_write(p->b.f, "g/new", "half written");
+	assert_int_equal(fstatat(p->b.f->root_fd, "g/new", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+	rm_tree(&p->a, "g");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "g"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_BUSY);
+	assert_content(&p->b, "g/new", "half written");
+	/* closed with nothing to replicate (say it was a temporary file): the delete goes on */
+	p->b.busy_ino = 0;
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+	assert_false(exists(&p->b, "g"));
+	fx_record(p->b.f, &g, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+}
+
 static void test_conflict_quota(void **state)
 {
 	struct pair *p = *state;
@@ -2093,14 +2173,6 @@ static void test_unpreserve(void **state)
 
 /* ---- read-only members (docs/conflicts.md §11) ------------------------------------------ */
 
-static void rm_tree(struct side *s, const char *rel)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", s->f->dir, rel);
-	assert_int_equal(system(cmd), 0);
-}
-
 static bool hello_has(struct side *s, const struct dfsr_uid *uid)
 {
 	struct version_vector kv;
@@ -2312,6 +2384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hash_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
