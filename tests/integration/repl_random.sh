@@ -15,8 +15,9 @@
 # new files). The group converges between rounds; one member is stopped cleanly for two
 # rounds (of every six), another is killed (kill -9) for one; meanwhile some edits go
 # straight into the stopped member's local path (found by its consistency scan at the
-# next start: concurrent versions). In rounds 3, 7, 11... a member is killed (kill -9)
-# while it receives a large file, and restarted with the next round.
+# next start: concurrent versions). In rounds 3, 7, 11..., halfway through the
+# operations, a member is killed (kill -9) in the middle of a large file's transfer, as
+# its downstream or its upstream, and restarted with the next round.
 #
 # SEED (default 20261122) fixes everything; it is printed, so a failure can be replayed
 # with SEED=<n>. To keep "nothing lost" exact, a delete removes only a file that every
@@ -414,9 +415,10 @@ hold_release() {
 	HOLD_PID=""
 }
 
-# kill -9 of member M while it receives the round's changes: a large new file on another
-# member, and the kill once M has started to assemble it in Installing (or once it is
-# there, if that was too quick to see).
+# kill -9 in the middle of a transfer: a large new file on member U, and once member V
+# has started to assemble it in Installing (or has it, if that was too quick to see),
+# kill -9 of V (the downstream) or of U (the upstream, its Staging half served). Sets
+# KILLED.
 kill_mid_transfer() {
 	local v=$1 u path
 	u=$((v % G_N + 1))
@@ -429,8 +431,12 @@ kill_mid_transfer() {
 	cp "$CONTENT" "${G_MNT[u]}/$path" || die "cannot write $path"
 	echo "$SHA $round big ${G_NAME[u]} create $path" >>"$WRITTEN"
 	wait_until 20 installing "$v" || true
-	say "round $round: kill -9 of ${G_NAME[v]} while it receives $path ($(installing_list "$v"))"
-	member_kill "$v"
+	rnd 2
+	KILLED=$v
+	[ $R = 0 ] || KILLED=$u
+	say "round $round op $op: kill -9 of ${G_NAME[KILLED]} while ${G_NAME[v]} receives $path" \
+		"from ${G_NAME[u]} (Installing: $(installing_list "$v"))"
+	member_kill "$KILLED"
 }
 installing_list() { ls -A "${G_PATH[$1]}/DfsrPrivate/Installing" 2>/dev/null | head -3 | tr '\n' ' '; }
 installing() { [ -n "$(installing_list "$1")" ] || [ -e "${G_PATH[$1]}/$path" ]; }
@@ -464,6 +470,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	snapshot
 	running=($(members_running))
 	for ((op = 1; op <= OPS; op++)); do
+		if [ $op = $((OPS / 2)) ] && [ $((round % 4)) = 3 ] && [ -z "$STOPPED" ]; then
+			hold_release
+			rnd "$G_N"
+			kill_mid_transfer $((R + 1))
+			STOPPED=$KILLED
+			running=($(members_running))
+		fi
 		rnd ${#running[@]}
 		m=${running[R]}
 		rnd 100
@@ -509,11 +522,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		fi
 	done
 	hold_release
-	if [ $((round % 4)) = 3 ] && [ -z "$STOPPED" ]; then
-		rnd "$G_N"
-		STOPPED=$((R + 1))
-		kill_mid_transfer "$STOPPED"
-	fi
 	say "round $round done: $(wc -l <"$WRITTEN") contents written so far, $((SECONDS - t_start)) s"
 done
 for i in $STOPPED; do
