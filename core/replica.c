@@ -897,9 +897,91 @@ static void preserved_note(struct ctx *c, const struct record *rec, const char *
 	}
 }
 
+/* Best effort: the extended attributes of @sfd onto @ofd. */
+static void copy_xattrs(int sfd, int ofd)
+{
+	char *names = NULL, *val;
+	size_t len = 0;
+
+	if (dfsr_xattr_names(sfd, NULL, false, 1u << 16, &names, &len) < 0 || !names)
+		goto out;
+	val = malloc(1u << 16);
+	if (!val)
+		goto out;
+	for (const char *n = names; n < names + len; n += strlen(n) + 1) {
+		ssize_t vlen = fgetxattr(sfd, n, val, 1u << 16);
+
+		if (vlen >= 0)
+			(void)fsetxattr(ofd, n, val, (size_t)vlen, 0);
+	}
+	free(val);
+out:
+	free(names);
+}
+
+/*
+ * A preserved file must not share its data with a live one: the other names of a hard
+ * link stay in the tree, and a write through one of them (or a chmod) would change the
+ * preserved version too. So a regular file with more than one link, @name in @dfd or
+ * anywhere below it, is replaced by a copy (data, xattrs, owner, mode, times) under the
+ * same name. Best effort: where the copy fails, the file stays shared.
+ */
+static void unshare_links(int dfd, const char *name, int depth)
+{
+	char tmp[64];
+	struct stat st;
+	int sfd, ofd, rc;
+
+	if (depth > REPLICA_DEPTH_MAX || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		struct dirent *de;
+		DIR *d;
+		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		d = fdopendir(fd);
+		if (!d) {
+			close(fd);
+			return;
+		}
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				unshare_links(dirfd(d), de->d_name, depth + 1);
+		closedir(d);
+		return;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink < 2)
+		return;
+	snprintf(tmp, sizeof(tmp), ".dfsr-unshare-%ju", (uintmax_t)st.st_ino);
+	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0)
+		return;
+	ofd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (ofd < 0) {
+		close(sfd);
+		return;
+	}
+	rc = dfsr_copy_data(sfd, ofd);
+	if (rc == 0) {
+		struct timespec times[2] = { st.st_atim, st.st_mtim };
+
+		copy_xattrs(sfd, ofd);
+		if (fchown(ofd, st.st_uid, st.st_gid) < 0 || fchmod(ofd, st.st_mode & 07777) < 0 ||
+		    futimens(ofd, times) < 0 || fsync(ofd) < 0)
+			rc = -errno;
+	}
+	close(ofd);
+	close(sfd);
+	if (rc < 0 || renameat(dfd, tmp, dfd, name) < 0)
+		(void)unlinkat(dfd, tmp, 0);
+}
+
 /*
  * Move the live object of @rec (in directory @dfd) into ConflictAndDeleted or PreExisting
- * under its preserved name, with its manifest entry. A directory moves whole.
+ * under its preserved name, with its manifest entry. A directory moves whole. What moved
+ * shares no data with a live file afterwards (unshare_links()).
  */
 static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manifest_kind kind,
 		    enum manifest_type type, const struct version_gvsn *winner)
@@ -923,6 +1005,7 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 		install_failed(c, rec, "preserve", rc);
 		goto out_release;
 	}
+	unshare_links(dst, pname, 0);
 	rc = fsync_dir(dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
@@ -1049,6 +1132,7 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 		memcpy(alt.name + keep, tag, (size_t)tl + 1);
 		preserved_name(&alt, pname);
 	}
+	unshare_links(*dst, pname, 0);
 	rc = fsync_dir(*dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);

@@ -1315,6 +1315,53 @@ static void test_busy_dir(void **state)
 	record_release(&r);
 }
 
+/*
+ * A preserved file shares no data with a live one: B holds "a" hard-linked as "b", and
+ * "d/x" hard-linked as "y"; A deletes "a" and "d". The preserved a and d/x keep what they
+ * held when B writes "b" and "y" in place afterwards (§9: nothing lost).
+ */
+static void test_preserve_hard_link(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid a, d, x;
+	char pa[512], pd[512], px[600];
+	struct stat st;
+
+	a = mk_file(&p->a, NULL, "a", "a as deleted");
+	d = mk_dir(&p->a, NULL, "d");
+	x = mk_file(&p->a, "d", "x", "x as deleted");
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_int_equal(linkat(p->b.f->root_fd, "a", p->b.f->root_fd, "b", 0), 0);
+	(void)fx_new(p->b.f, NULL, "b");
+	assert_int_equal(linkat(p->b.f->root_fd, "d/x", p->b.f->root_fd, "y", 0), 0);
+	(void)fx_new(p->b.f, NULL, "y");
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &a, pa, sizeof(pa));
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &d, pd, sizeof(pd));
+	snprintf(px, sizeof(px), "%s/x", pd);
+
+	assert_int_equal(unlinkat(p->a.f->root_fd, "a", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "a"), 0);
+	rm_tree(&p->a, "d");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "d"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE); /* whole, x inside */
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_false(exists(&p->b, "a"));
+	assert_false(exists(&p->b, "d"));
+
+	fx_write(p->b.f, "b", "b written in place");
+	fx_write(p->b.f, "y", "y written in place");
+	assert_content(&p->b, pa, "a as deleted");
+	assert_content(&p->b, px, "x as deleted");
+	assert_content(&p->b, "b", "b written in place");
+	assert_int_equal(fstatat(p->b.f->root_fd, pa, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_int_equal(count_dir(&p->b, pd), 1); /* no temporary copy left behind */
+}
+
 static void test_conflict_quota(void **state)
 {
 	struct pair *p = *state;
@@ -2385,6 +2432,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wait_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
