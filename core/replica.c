@@ -920,6 +920,46 @@ out:
 }
 
 /*
+ * Replace the regular file @name in @dfd (@st its stat) by a copy of itself: data, xattrs,
+ * owner, mode, times. The copy is made in @tmpfd (on the same filesystem) and renamed
+ * over @name, so that the name leaves the inode it shared with other hard links.
+ * Return: 0 or -errno (@name untouched).
+ */
+static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct stat *st)
+{
+	char tmp[64];
+	int sfd, ofd, rc;
+
+	snprintf(tmp, sizeof(tmp), ".dfsr-copy-%ju", (uintmax_t)st->st_ino);
+	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	ofd = openat(tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (ofd < 0) {
+		rc = -errno;
+		close(sfd);
+		return rc;
+	}
+	rc = dfsr_copy_data(sfd, ofd);
+	if (rc == 0) {
+		struct timespec times[2] = { st->st_atim, st->st_mtim };
+
+		copy_xattrs(sfd, ofd);
+		if (fchown(ofd, st->st_uid, st->st_gid) < 0 ||
+		    fchmod(ofd, st->st_mode & 07777) < 0 || futimens(ofd, times) < 0 ||
+		    fsync(ofd) < 0)
+			rc = -errno;
+	}
+	close(ofd);
+	close(sfd);
+	if (rc == 0 && renameat(tmpfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc < 0)
+		(void)unlinkat(tmpfd, tmp, 0);
+	return rc;
+}
+
+/*
  * A preserved file must not share its data with a live one: the other names of a hard
  * link stay in the tree, and a write through one of them (or a chmod) would change the
  * preserved version too. So a regular file with more than one link, @name in @dfd or
@@ -928,9 +968,7 @@ out:
  */
 static void unshare_links(int dfd, const char *name, int depth)
 {
-	char tmp[64];
 	struct stat st;
-	int sfd, ofd, rc;
 
 	if (depth > REPLICA_DEPTH_MAX || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
@@ -952,30 +990,8 @@ static void unshare_links(int dfd, const char *name, int depth)
 		closedir(d);
 		return;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_nlink < 2)
-		return;
-	snprintf(tmp, sizeof(tmp), ".dfsr-unshare-%ju", (uintmax_t)st.st_ino);
-	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (sfd < 0)
-		return;
-	ofd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (ofd < 0) {
-		close(sfd);
-		return;
-	}
-	rc = dfsr_copy_data(sfd, ofd);
-	if (rc == 0) {
-		struct timespec times[2] = { st.st_atim, st.st_mtim };
-
-		copy_xattrs(sfd, ofd);
-		if (fchown(ofd, st.st_uid, st.st_gid) < 0 || fchmod(ofd, st.st_mode & 07777) < 0 ||
-		    futimens(ofd, times) < 0 || fsync(ofd) < 0)
-			rc = -errno;
-	}
-	close(ofd);
-	close(sfd);
-	if (rc < 0 || renameat(dfd, tmp, dfd, name) < 0)
-		(void)unlinkat(dfd, tmp, 0);
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+		(void)replace_by_copy(dfd, name, dfd, &st);
 }
 
 /*
@@ -1519,6 +1535,19 @@ static int place_existing(struct ctx *c, struct record *n, const struct record *
 			return -EIO;
 		}
 		add_inval(c, ldfd, l->name);
+	}
+	if (n->type == RECORD_FILE && memcmp(l->hash, n->hash, HASH_LEN) != 0) {
+		/* new metadata for this name only: not for the other names of a hard link */
+		struct stat st;
+
+		if (fstatat(dfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_nlink > 1) {
+			rc = replace_by_copy(dfd, n->name, c->r->installing_fd, &st);
+			if (rc < 0) {
+				install_failed(c, n, "metadata", rc);
+				return -EIO;
+			}
+		}
 	}
 	if (n->type == RECORD_LINK) {
 		rc = apply_meta_link(dfd, n->name, c->u);

@@ -1362,6 +1362,56 @@ static void test_preserve_hard_link(void **state)
 	assert_int_equal(count_dir(&p->b, pd), 1); /* no temporary copy left behind */
 }
 
+/*
+ * New metadata for one name of a hard-linked file is not applied to its other names: B
+ * holds "a" hard-linked as "b" (two records); A, where they are two files, changes a's mode
+ * and an xattr. B's b keeps its mode and attributes, as on A, and its record still matches
+ * its disk (the scan finds nothing).
+ */
+static void test_meta_hard_link(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid a, b;
+	struct hash_result h;
+	struct record r;
+	char path[600];
+	struct stat st;
+	int fd;
+
+	a = mk_file(&p->a, NULL, "a", "shared");
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(linkat(p->b.f->root_fd, "a", p->b.f->root_fd, "b", 0), 0);
+	b = fx_new(p->b.f, NULL, "b");
+	assert_int_equal(sync_uid(&p->b, &p->a, &b), REPLICA_DONE);
+
+	assert_int_equal(fchmodat(p->a.f->root_fd, "a", 0600, 0), 0);
+	fd = openat(p->a.f->root_fd, "a", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsetxattr(fd, "user.k", "1", 1, 0), 0);
+	close(fd);
+	fd = fx_opath(p->a.f, "a");
+	assert_int_equal(journal_note_change(p->a.f->j, &a, fd, 0), 0);
+	close(fd);
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+
+	assert_same(&p->a, &p->b, &a, "a");
+	/* (b's ctime moved with its link count: its record's stat is not b's now) */
+	assert_same(&p->a, &p->b, &b, NULL);
+	fx_record(p->b.f, &b, &r);
+	assert_int_equal(hash_at(p->b.f->root_fd, "b", &h), 0);
+	assert_memory_equal(h.hash, r.hash, HASH_LEN);
+	record_release(&r);
+	assert_int_equal(fstatat(p->b.f->root_fd, "a", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(fstatat(p->b.f->root_fd, "b", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	snprintf(path, sizeof(path), "%s/b", p->b.f->dir);
+	assert_true(getxattr(path, "user.k", NULL, 0) < 0 && errno == ENODATA);
+	assert_content(&p->b, "b", "shared");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 0);
+	assert_scan_quiet(&p->b);
+}
+
 static void test_conflict_quota(void **state)
 {
 	struct pair *p = *state;
@@ -2433,6 +2483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
