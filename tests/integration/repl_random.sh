@@ -115,7 +115,7 @@ op_create() { # ROUND OP M
 	path=${path#./}
 	path=${path#.}
 	path=${path#/}
-	if [ -e "${G_PATH[m]}/$path" ]; then
+	if [ -e "${G_PATH[m]}/$path" ] || [ -L "${G_PATH[m]}/$path" ]; then
 		op_modify "$@"
 		return
 	fi
@@ -232,31 +232,69 @@ op_rmdir() {
 	rm -rf "${G_MNT[m]:?}/$path" && GONE[$path]=1
 }
 
-# An edit made in a stopped member's local path, behind its back: its consistency scan
-# finds it at the next start, and it meets the group's changes of the round as a concurrent
-# version (conflicts, delete vs update, name conflicts).
+# An edit made in a stopped member's local path, behind its back (a file modified or
+# created, deleted or renamed): its consistency scan finds it at the next start, and it
+# meets the group's changes of the round as a concurrent version (conflicts, delete vs
+# update, name conflicts).
 op_offline() {
 	local s=$3 dir path old
 	list_dirs "$s"
 	pick "$WS/dirs"
 	dir=$PICK
-	rnd 2
-	if [ $R = 0 ]; then
+	rnd 6
+	case $R in
+	0 | 1 | 2)
 		list_files "$s"
 		pick "$WS/files" || return 0
 		path=$PICK
-	else
+		;;
+	3)
+		op_offline_move "$@"
+		return
+		;;
+	*)
 		rnd 25
 		path="$dir/f$R"
 		path=${path#./}
 		path=${path#.}
 		path=${path#/}
-	fi
+		[ ! -L "${G_PATH[s]}/$path" ] || return 0 # never write through a symbolic link
+		;;
+	esac
 	old=$(sha_of "${G_PATH[s]}/$path")
 	new_content "$1" "$2" "$s"
 	cat "$CONTENT" >"${G_PATH[s]}/$path" 2>/dev/null || return 0
 	[ -z "$old" ] || echo "$old" >>"$OVERWRITTEN"
 	echo "$SHA $1 $2 ${G_NAME[s]} offline $path" >>"$WRITTEN"
+}
+
+# A delete (with the rule of op_delete) or a rename of a file, behind the stopped member's
+# back: its scan sees a name gone and maybe a new one.
+op_offline_move() {
+	local s=$3 path dir dst
+	rnd 2
+	if [ $R = 0 ]; then
+		printf '%s\n' "${!SNAP[@]}" >"$WS/cands"
+		pick "$WS/cands" || return 0
+		path=$PICK
+		[ -n "$path" ] && [ -z "${GONE[$path]:-}" ] || return 0
+		[ "$(sha_of "${G_PATH[s]}/$path")" = "${SNAP[$path]}" ] || return 0
+		rm -f "${G_PATH[s]}/$path" && GONE[$path]=1
+		return 0
+	fi
+	list_files "$s"
+	pick "$WS/files" || return 0
+	path=$PICK
+	list_dirs "$s"
+	pick "$WS/dirs"
+	dir=$PICK
+	rnd 25
+	dst="$dir/f$R"
+	dst=${dst#./}
+	dst=${dst#.}
+	dst=${dst#/}
+	[ ! -e "${G_PATH[s]}/$dst" ] && [ ! -L "${G_PATH[s]}/$dst" ] || return 0
+	mv -n "${G_PATH[s]}/$path" "${G_PATH[s]}/$dst" 2>/dev/null || true
 }
 
 # Metadata only (part of the replication hash, not of the data): set or remove a user
@@ -345,6 +383,7 @@ op_rmdir_race() {
 	[ -d "${G_PATH[n]}/$path" ] || return 0
 	op_rmdir "$1" "$2" "$m" "$path"
 	rnd 25
+	[ ! -e "${G_PATH[n]}/$path/r$R" ] && [ ! -L "${G_PATH[n]}/$path/r$R" ] || return 0
 	new_content "$1" "$2" "$n"
 	cp "$CONTENT" "${G_MNT[n]}/$path/r$R" 2>/dev/null || return 0
 	echo "$SHA $1 $2 ${G_NAME[n]} create-in-deleted $path/r$R" >>"$WRITTEN"
@@ -558,6 +597,23 @@ check "every preserved file holds a content that was written" test ! -s "$WS/str
 check "the random operations made some conflicts or deletes" test -s "$WS/P"
 for i in 1 2 3; do
 	check "${G_NAME[i]}'s manifest reads" "$DFSR_BIN" conflicts -c "${G_CONF[i]}" --json
+done
+# preserved_sizes I : every preserved regular file of member I has the size its manifest
+# entry gives (what was preserved did not change afterwards); prints those that differ.
+preserved_sizes() {
+	local t p name size have f bad=0
+	while read -r t p name size; do
+		f="${G_PATH[$1]}/DfsrPrivate/ConflictAndDeleted/$name"
+		[ -f "$f" ] && [ ! -L "$f" ] || continue
+		have=$(stat -c %s "$f")
+		[ "$have" = "$size" ] && continue
+		echo "$t $p $name: manifest size $size, file size $have"
+		bad=1
+	done < <(conflicts_lines "$1")
+	return $bad
+}
+for i in 1 2 3; do
+	check "${G_NAME[i]}'s preserved files have their manifest sizes" preserved_sizes "$i"
 done
 say "conflict entries by type: $(for i in 1 2 3; do conflicts_lines $i; done | cut -d' ' -f1 | sort | uniq -c | tr '\n' ' ')"
 
