@@ -1527,9 +1527,11 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	 * A hard-linked object is changed through every name its node knows, and one of those
 	 * names may since have been given to another object (a save-by-rename over it, a
 	 * partner's install): only a record whose path still reaches this object takes the
-	 * change, or the other object's record would get this one's data.
+	 * change, or the other object's record would get this one's data. The object may be
+	 * down to one link by then (the other name replaced): JOURNAL_NAMES says to check all
+	 * the same.
 	 */
-	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+	if (!S_ISDIR(st.st_mode) && (st.st_nlink > 1 || (flags & JOURNAL_NAMES))) {
 		rc = path_reaches(j, &r, &st, &ok);
 		if (rc == 0 && !ok)
 			link_drop(j, &st, uid);

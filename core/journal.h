@@ -218,7 +218,8 @@ int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const cha
 		     struct dfsr_uid *out);
 
 enum journal_change_flags {
-	JOURNAL_DATA = 1u << 0, /* the data may have changed: read it again */
+	JOURNAL_DATA = 1u << 0,  /* the data may have changed: read it again */
+	JOURNAL_NAMES = 1u << 1, /* one of several names the caller knows for the object */
 };
 
 /**
@@ -229,11 +230,12 @@ enum journal_change_flags {
  * Without JOURNAL_DATA the stored content digest is reused when the size and mtime still
  * match the record. A zero @uid, an unknown UID, a tombstone, or an object that has no
  * name left (unlinked or replaced, st_nlink == 0) is a no-op; so is a hard-linked object
- * (st_nlink > 1) whose record's path no longer reaches it (that name was given to another
- * object: the change is not that record's; it is also dropped from the map of hard links
- * below). A rename of that name racing with the change can make it miss a name, which
- * the next consistency scan catches up.
- * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
+ * (st_nlink > 1, or JOURNAL_NAMES: the caller changes it through several names it knew,
+ * and some may have left it, down to a single link) whose record's path no longer reaches
+ * it (that name was given to another object: the change is not that record's; it is also
+ * dropped from the map of hard links below). A rename of that name racing with the change can make
+ * it miss a name, which the next consistency scan catches up. Return: 0, -EIO, -ENOMEM, or an
+ * -errno from hashing (logged, left for the scan).
  */
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
 

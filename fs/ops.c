@@ -323,6 +323,8 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 		if (dfsr_uid_equal(&uids[i], skip))
 			uids[i--] = uids[--k];
 	}
+	if (k > 1)
+		flags |= JOURNAL_NAMES; /* a name may have left the object since (journal checks) */
 	for (i = 0; i < k; i++)
 		(void)journal_note_change(fs->journal, &uids[i], fd, flags);
 	if (data_fd < 0)
