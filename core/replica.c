@@ -858,6 +858,38 @@ static void preserved_name(const struct record *rec, char out[static RECORD_NAME
 	memcpy(out + keep, suffix, (size_t)n + 1);
 }
 
+/*
+ * §9: the preserved name of @rec that is free in @dst: <name>-{UID}-v<counter>, or where
+ * that is taken, <name>~N-{UID}-v<counter> with the smallest N free. It is taken by another
+ * version of the same UID with the same counter (made by another database) or by the same
+ * version preserved before (§11): a preserve never replaces what an earlier one kept.
+ * Return: 0, or -EEXIST past 1000 names.
+ */
+static int free_preserved_name(int dst, const struct record *rec,
+			       char pname[static RECORD_NAME_MAX + 1])
+{
+	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
+	struct stat st;
+
+	preserved_name(rec, pname);
+	for (unsigned n = 1; fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) == 0; n++) {
+		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
+		char tag[16];
+		int tl;
+
+		if (n > 1000)
+			return -EEXIST;
+		tl = snprintf(tag, sizeof(tag), "~%u", n);
+		keep = strlen(rec->name);
+		if (keep > room - (size_t)tl)
+			keep = room - (size_t)tl;
+		memcpy(alt.name, rec->name, keep);
+		memcpy(alt.name + keep, tag, (size_t)tl + 1);
+		preserved_name(&alt, pname);
+	}
+	return 0;
+}
+
 static const char *type_word(enum manifest_type t)
 {
 	return manifest_type_name(t);
@@ -1007,7 +1039,6 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 	struct dfsr_buf path;
 	int rc;
 
-	preserved_name(rec, pname);
 	dfsr_buf_init(&path);
 	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
 		path.len = 0;
@@ -1016,8 +1047,10 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 			goto out_release;
 		}
 	}
-	if (renameat(dfd, rec->name, dst, pname) < 0) {
+	rc = free_preserved_name(dst, rec, pname);
+	if (rc == 0 && renameat2(dfd, rec->name, dst, pname, RENAME_NOREPLACE) < 0)
 		rc = -errno;
+	if (rc < 0) {
 		install_failed(c, rec, "preserve", rc);
 		goto out_release;
 	}
@@ -1061,14 +1094,14 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
 	struct dfsr_buf path;
 	int rc = 0;
 
-	preserved_name(rec, pname);
 	dfsr_buf_init(&path);
 	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
 		path.len = 0;
 		if (dfsr_buf_add(&path, rec->name, strlen(rec->name)) < 0)
 			return -ENOMEM;
 	}
-	if (rec->type == RECORD_LINK) {
+	rc = free_preserved_name(c->r->conflict_fd, rec, pname);
+	if (rc == 0 && rec->type == RECORD_LINK) {
 		ssize_t n = readlinkat(dfd, rec->name, target, sizeof(target) - 1);
 
 		if (n < 0) {
@@ -1078,7 +1111,7 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
 			if (symlinkat(target, c->r->conflict_fd, pname) < 0)
 				rc = -errno;
 		}
-	} else {
+	} else if (rc == 0) {
 		int sfd = openat(dfd, rec->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 		if (sfd < 0) {
@@ -1110,7 +1143,6 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 			  char pname[static RECORD_NAME_MAX + 1])
 {
 	struct replica r = { .j = j, .installing_fd = -1, .conflict_fd = -1, .preexist_fd = -1 };
-	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
 	int *dst = kind == MANIFEST_CONFLICT ? &r.conflict_fd : &r.preexist_fd;
 	struct ctx c;
 	int rc;
@@ -1128,25 +1160,12 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 	c.j = j;
 	c.fd = -1;
 	c.v = REPLICA_DONE;
-	preserved_name(rec, pname);
-	for (unsigned n = 1; renameat2(dfd, rec->name, *dst, pname, RENAME_NOREPLACE) < 0; n++) {
-		int err = errno, tl;
-		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
-		char tag[16];
-
-		if (err != EEXIST || n > 1000) {
-			rc = -err;
-			install_failed(&c, rec, "preserve", rc);
-			goto out_close;
-		}
-		/* taken by an earlier preserve of the same version: "<name>~N-{UID}-v<counter>" */
-		tl = snprintf(tag, sizeof(tag), "~%u", n);
-		keep = strlen(rec->name);
-		if (keep > room - (size_t)tl)
-			keep = room - (size_t)tl;
-		memcpy(alt.name, rec->name, keep);
-		memcpy(alt.name + keep, tag, (size_t)tl + 1);
-		preserved_name(&alt, pname);
+	rc = free_preserved_name(*dst, rec, pname);
+	if (rc == 0 && renameat2(dfd, rec->name, *dst, pname, RENAME_NOREPLACE) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		install_failed(&c, rec, "preserve", rc);
+		goto out_close;
 	}
 	unshare_links(*dst, pname, 0);
 	rc = fsync_dir(*dst);

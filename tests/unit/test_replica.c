@@ -1412,6 +1412,48 @@ static void test_meta_hard_link(void **state)
 	assert_scan_quiet(&p->b);
 }
 
+/*
+ * Two preserved versions of one UID with the same counter (made by different databases)
+ * both stay (§9): B's own f (B,2) loses a conflict to A's (A,2), then A deletes f and B
+ * preserves (A,2) too. The second gets "f~1-{UID}-v2" instead of replacing the first.
+ */
+static void test_preserve_same_counter(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid f, g;
+	char first[512], second[512], guid[DFSR_UID_GUID_LEN];
+	struct record r;
+
+	f = mk_file(&p->a, NULL, "f", "one");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	g = mk_file(&p->b, NULL, "g", "B's first version"); /* B's counter 1 */
+	(void)g;
+	modify(&p->b, "f", &f, "B's f, the loser");  /* (B,2) */
+	modify(&p->a, "f", &f, "A's f, made later"); /* (A,2) */
+	fx_record(p->b.f, &f, &r);
+	assert_int_equal(r.gvsn.counter, 2);
+	record_release(&r);
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &f, first, sizeof(first));
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, first, "B's f, the loser");
+	assert_content(&p->b, "f", "A's f, made later");
+	fx_record(p->b.f, &f, &r);
+	assert_int_equal(r.gvsn.counter, 2);
+	record_release(&r);
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE); /* A sees the resolution */
+
+	assert_int_equal(unlinkat(p->a.f->root_fd, "f", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "f"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_false(exists(&p->b, "f"));
+	dfsr_uid_guid(&f, guid);
+	snprintf(second, sizeof(second), "%s/%s/f~1-{%s}-v2", LAYOUT_PRIVATE, LAYOUT_CONFLICT,
+		 guid);
+	assert_content(&p->b, first, "B's f, the loser");
+	assert_content(&p->b, second, "A's f, made later");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 2);
+}
+
 static void test_conflict_quota(void **state)
 {
 	struct pair *p = *state;
@@ -2484,6 +2526,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserve_same_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
