@@ -69,6 +69,9 @@ struct fs_inode {
 	uint64_t nlookup;           /* protected by fs->lock */
 	uint32_t nopen;             /* protected by fs->lock: open file handles */
 	uint32_t nwriters;          /* protected by fs->lock: open handles that may write */
+	uint32_t nsaving;           /* protected by fs->lock: closes of the last writer whose
+				     * data is being journaled (fs__inode_close_writer() to
+				     * fs__inode_saved()) */
 	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
 	/* protected by fs->lock: the records of this node's other names (hard links): those
 	 * looked up or linked through the mount, and those the journal's map of hard links
@@ -236,10 +239,16 @@ int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd
  * fs__inode_close_writer() - Drop one writer; tell whether the data must be journaled now.
  * @uid: receives the node's UID when the result is true
  *
+ * When it is, the node counts as saving until fs__inode_saved(): fs_busy() still says
+ * busy, so that no install or delete from a partner takes the file between the close and
+ * its journal entry (docs/conflicts.md §8).
  * Thread: fuse.
  * Return: true when this was the last writer and the node was dirty (dirty is cleared).
  */
 bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *uid);
+
+/* The data of a close that fs__inode_close_writer() reported is journaled. Thread: fuse. */
+void fs__inode_saved(struct fs *fs, struct fs_inode *n);
 
 /**
  * fs__inode_uids() - Every UID a change of @n must be journaled on: its own and those of its
@@ -279,8 +288,8 @@ uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
 uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
 
 /**
- * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino);
- * 0 if it has no node.
+ * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino),
+ * and closes of its last writer not journaled yet; 0 if it has no node.
  * Thread: any.
  */
 uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino);

@@ -1320,6 +1320,7 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
 		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL,
 				dfd >= 0 ? dfd : data_fd(f), NULL);
+		fs__inode_saved(fs, n);
 		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
 	}
 	close(f->fd);

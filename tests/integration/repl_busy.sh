@@ -6,6 +6,8 @@
 # sync; alpha, the upstream, logs no 4302 and answered no Get busy. Then the same with
 # data written while open: bravo's change, made later, wins by
 # §3 everywhere and alpha keeps its own as a conflict.
+# A delete of a directory above a file open for writing waits for the close too, and so
+# does a delete that arrives after the close but before the close is journaled.
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -74,4 +76,34 @@ check_eq "bravo's later change wins on bravo" "$(printf 'g base\nappended on bra
 check_eq "and on alpha" "$(printf 'g base\nappended on bravo')" "$(cat "$MA/g.txt" 2>&1)"
 check "alpha keeps its losing version as a conflict" conflict_has $A conflict g.txt
 check_trees_equal "trees equal after the conflict" $A $B
+
+# ---- a delete of the directory above a file open for writing waits too ----------------------
+mkdir -p "$MA/d/e"
+echo "d base" >"$MA/d/e/h.txt"
+members_wait 60 || die "d/e/h.txt did not replicate"
+exec 7>>"$MB/d/e/h.txt"
+rm -rf "$MA/d"
+dir_wait_logged() { event_about "${G_CONF[B]}" 4302 'name="e"' || event_about "${G_CONF[B]}" 4302 'name="d"'; }
+check "bravo logs 4302 for the directory's delete" wait_until 90 dir_wait_logged
+check "bravo's d/e/h.txt stays while open" test -f "$PB/d/e/h.txt"
+echo "written while alpha deleted d" >&7
+exec 7>&-
+check "dfsr wait: in sync after the close" members_wait 60
+check_eq "the writer's change brought d back on alpha" \
+	"$(printf 'd base\nwritten while alpha deleted d')" "$(cat "$MA/d/e/h.txt" 2>&1)"
+check_trees_equal "trees equal after the directory delete" $A $B
+
+# ---- closed, but not journaled yet: a delete from a partner still waits ----------------------
+# Journaling a large file's close hashes it first; a delete arriving meanwhile must not take
+# the file (its record still names the old version): bravo's change wins by §5.
+echo "k base" >"$MA/k.bin"
+members_wait 60 || die "k.bin did not replicate"
+head -c 60000000 /dev/urandom >"$WS/k.big"
+cat "$WS/k.big" >"$MB/k.bin"
+rm "$MA/k.bin"
+check "dfsr wait: in sync after the write and the delete" members_wait 90
+check "bravo's write wins over the delete, on alpha" cmp "$WS/k.big" "$MA/k.bin"
+check "and on bravo" cmp "$WS/k.big" "$MB/k.bin"
+rm -f "$WS/k.big"
+check_trees_equal "trees equal at the end" $A $B
 finish
