@@ -19,8 +19,12 @@
 # operations, a member is killed (kill -9) in the middle of a large file's transfer, as
 # its downstream or its upstream, and restarted with the next round.
 #
-# SEED (default 20261122) fixes everything; it is printed, so a failure can be replayed
-# with SEED=<n>. To keep "nothing lost" exact, a delete removes only a file that every
+# SEED (default 20261122) fixes every random choice; it is printed, so a failure can be
+# replayed with SEED=<n>. The choices read the members' trees (which files there are to
+# pick from), so a replay takes the same path only while replication keeps the same pace:
+# a run that diverges from it still tests, only something else. DFSR_KEEP=1 keeps the
+# workspace (its "written" file lists every content with its round, operation and member,
+# next to each member's journal and manifest). To keep "nothing lost" exact, a delete removes only a file that every
 # member held at the start of the round, and each path is deleted at most once a round.
 . "$(dirname "$0")/lib.sh"
 it_init
