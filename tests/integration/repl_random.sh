@@ -9,9 +9,9 @@
 # ROUNDS rounds (default 6) of OPS operations (default 50) spread over the running members'
 # mounts: create, modify, rename (files and directories, across directories), delete,
 # mkdir, rm -r, rm -r racing a new file in the directory on another member, xattrs and
-# permission bits, truncate, hard and symbolic links, and a writer that keeps a file open
-# (half written) while the partners change it; names come from small pools so that members
-# collide (name conflicts, update conflicts, delete vs update, directories deleted under
+# permission bits (of files and directories), truncate, hard and symbolic links, and a
+# writer that keeps a file open (half written) while the partners change it; names come
+# from small pools so that members collide (name conflicts, update conflicts, delete vs update, directories deleted under
 # new files). The group converges between rounds; one member is stopped cleanly for two
 # rounds (of every six), another is killed (kill -9) for one; meanwhile some edits go
 # straight into the stopped member's local path (found by its consistency scan at the
@@ -305,6 +305,11 @@ op_offline_move() {
 # xattr, or change the permission bits.
 op_meta() {
 	local m=$3 path
+	rnd 4
+	if [ $R = 0 ]; then
+		op_meta_dir "$@"
+		return
+	fi
 	list_files "$m"
 	pick "$WS/files" || return 0
 	path=$PICK
@@ -324,6 +329,23 @@ op_meta() {
 		chmod "${modes[R]}" "${G_MNT[m]}/$path" 2>/dev/null || true
 		;;
 	esac
+}
+
+# The same for a directory: an xattr, or its permission bits.
+op_meta_dir() {
+	local m=$3 path modes=(755 750 775 700)
+	list_dirs "$m"
+	grep -vx '\.' "$WS/dirs" >"$WS/cands" || true
+	pick "$WS/cands" || return 0
+	path=$PICK
+	rnd 2
+	if [ $R = 0 ]; then
+		rnd 4
+		setfattr -n "user.r$R" -v "$1.$2" "${G_MNT[m]}/$path" 2>/dev/null || true
+	else
+		rnd ${#modes[@]}
+		chmod "${modes[R]}" "${G_MNT[m]}/$path" 2>/dev/null || true
+	fi
 }
 
 # Truncate a file (shorter, or longer with zeros) through one handle: what it held is
