@@ -104,6 +104,23 @@ rm "$MA/k.bin"
 check "dfsr wait: in sync after the write and the delete" members_wait 90
 check "bravo's write wins over the delete, on alpha" cmp "$WS/k.big" "$MA/k.bin"
 check "and on bravo" cmp "$WS/k.big" "$MB/k.bin"
+# The same with an update from alpha instead of a delete: installed in that window, it
+# replaced bravo's new data, which was then nowhere at all.
+head -c 60000000 /dev/urandom >"$WS/k.big"
+cat "$WS/k.big" >"$MB/k.bin"
+echo "k from alpha" >"$MA/k.bin"
+check "dfsr wait: in sync after the two writes" members_wait 90
+# kept_on I : the 60 MB content is member I's k.bin or one of its preserved files.
+kept_on() {
+	local p
+	cmp -s "$WS/k.big" "${G_PATH[$1]}/k.bin" && return 0
+	for p in "${G_PATH[$1]}"/DfsrPrivate/ConflictAndDeleted/*; do
+		cmp -s "$WS/k.big" "$p" && return 0
+	done
+	return 1
+}
+check "bravo's write is kept on bravo" kept_on $B
+check "bravo's write is kept on alpha" kept_on $A
 rm -f "$WS/k.big"
 check_trees_equal "trees equal at the end" $A $B
 finish
