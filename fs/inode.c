@@ -591,6 +591,18 @@ void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid 
 	pthread_mutex_unlock(&fs->lock);
 }
 
+bool fs__inode_linked(struct fs *fs, struct fs_inode *n, nlink_t nlink)
+{
+	bool linked;
+
+	pthread_mutex_lock(&fs->lock);
+	if (nlink > 1)
+		n->linked = true;
+	linked = n->linked;
+	pthread_mutex_unlock(&fs->lock);
+	return linked;
+}
+
 bool fs__inode_ask_links(struct fs *fs, struct fs_inode *n, nlink_t nlink, size_t known)
 {
 	bool ask;

@@ -79,6 +79,7 @@ struct fs_inode {
 	 * FS_LINK_UIDS are left to the consistency scan. */
 	struct dfsr_uid links[FS_LINK_UIDS];
 	uint8_t nlinks;
+	bool linked;         /* protected by fs->lock: seen with st_nlink > 1 at some time */
 	nlink_t links_asked; /* protected by fs->lock: st_nlink when the journal was last asked
 			      * for names this node does not know (0: never) */
 	atomic_bool dirty;   /* data written since the last journal_note_change(DATA);
@@ -262,6 +263,14 @@ size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 +
 /* Remember @uid as the record of another name of @n (or as its own, if it has none).
  * Thread: fuse. */
 void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
+
+/*
+ * fs__inode_linked() - Note @nlink, the object's st_nlink now; tell whether @n was ever
+ * seen with more than one link. A node that was keeps learning the names it is looked up
+ * by even once down to one link: the names it knew may all have left it (replaced by a
+ * partner's install) while it stayed in the kernel's cache. Thread: fuse.
+ */
+bool fs__inode_linked(struct fs *fs, struct fs_inode *n, nlink_t nlink);
 
 /**
  * fs__inode_ask_links() - Should the journal be asked for names of @n it does not know?

@@ -249,7 +249,8 @@ static void note_links(struct fs *fs, struct fs_inode *n, const struct stat *st)
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t k;
 
-	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+	if (n->private_ || S_ISDIR(st->st_mode) || !fs__inode_linked(fs, n, st->st_nlink) ||
+	    st->st_nlink < 2)
 		return;
 	k = fs__inode_uids(fs, n, uids);
 	for (size_t i = 0; i < k; i++)
@@ -257,13 +258,14 @@ static void note_links(struct fs *fs, struct fs_inode *n, const struct stat *st)
 }
 
 /* A lookup of (@parent, @name) found the node @n of another name of a hard-linked object
- * (@st): remember this name's record too. */
+ * (@st; or of one that was: its other names may have left it, fs__inode_linked()):
+ * remember this name's record too. */
 static void learn_link(struct fs *fs, struct fs_inode *parent, const char *name, struct fs_inode *n,
 		       const struct stat *st)
 {
 	struct dfsr_uid uid;
 
-	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+	if (n->private_ || S_ISDIR(st->st_mode) || !fs__inode_linked(fs, n, st->st_nlink))
 		return;
 	journal_uid_of(fs, parent, name, &uid);
 	fs__inode_add_uid(fs, n, &uid);
@@ -653,8 +655,10 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	rc = fs__inode_insert_take(fs, fd, &st, priv, &uid, &n);
 	if (rc < 0)
 		return rc;
-	if (!priv && !S_ISDIR(st.st_mode))
+	if (!priv && !S_ISDIR(st.st_mode)) {
 		journal_link_note(fs->journal, &st, &uid); /* a no-op unless hard-linked */
+		(void)fs__inode_linked(fs, n, st.st_nlink);
+	}
 out_found:
 	fill_entry(fs, n, &st, e);
 	if (out)

@@ -8,7 +8,9 @@
 #   - alpha changes the mode and an xattr of one name: bravo's other name keeps its own
 #     (docs/conflicts.md §8);
 #   - alpha deletes one name: bravo preserves it, and a write through the other name
-#     afterwards leaves the preserved copy as it was (§9).
+#     afterwards leaves the preserved copy as it was (§9);
+#   - the first case again after a restart of bravo, whose node for the object then knows
+#     only the name alpha replaces.
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -54,6 +56,25 @@ members_wait 60 || die "g did not replicate"
 pres=$(preserved_path $B deleted e)
 check "bravo preserved e" test -f "$pres"
 check_eq "the preserved e holds what was deleted" kept "$(cat "$pres" 2>&1)"
+
+# ---- the same after a restart, with the node known by the replaced name only ----------------
+# bravo's node for the object of h and i is made by a lookup of i (a reader holds it open,
+# so the kernel keeps it); alpha replaces i; bravo writes through h, a name the node did
+# not know and the object's only link by then: h takes the change, i does not.
+echo "h one" >"$MB/h"
+ln "$MB/h" "$MB/i"
+members_wait 60 || die "h and i did not replicate"
+member_stop $B
+member_start $B
+members_wait 60 || die "bravo did not come back in sync"
+exec 8<"$MB/i"
+echo "alpha's i" >"$MA/i"
+members_wait 60 || die "alpha's i did not replicate"
+echo "h two" >"$MB/h"
+check "in sync after bravo writes h" members_wait 30
+exec 8<&-
+check_eq "alpha has bravo's h" "h two" "$(cat "$MA/h" 2>&1)"
+check_eq "alpha keeps its i" "alpha's i" "$(cat "$MA/i" 2>&1)"
 
 check_trees_equal "trees equal"
 for i in 2 1; do
