@@ -1996,6 +1996,21 @@ int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf 
 	return rc;
 }
 
+int journal_live(struct journal *j, const struct dfsr_uid *uid)
+{
+	struct record r;
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = journal__get(j, uid, &r);
+	if (rc == 0) {
+		rc = r.tombstone ? 0 : 1;
+		record_release(&r);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
 /* ---- internal API for replica.c ---------------------------------------------------- */
 
 void journal__lock(struct journal *j)

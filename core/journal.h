@@ -399,4 +399,13 @@ int journal_list_events(struct journal *j, int64_t since_ns, journal_event_fn fn
  */
 int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf *out);
 
+/**
+ * journal_live() - Is record @uid live (not a tombstone)? Taken under the journal's mutex,
+ * so never in the middle of a replica decision (a delete from a partner moves a file to
+ * ConflictAndDeleted and buries its record in one).
+ * Return: 1 live, 0 a tombstone, -ENOENT for a UID the journal does not know, or another
+ * -errno.
+ */
+int journal_live(struct journal *j, const struct dfsr_uid *uid);
+
 #endif

@@ -1279,6 +1279,28 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	return 0;
 }
 
+/*
+ * Before a file is opened for writing by node: is a record the node knows still live? A
+ * partner's delete may have moved the object to ConflictAndDeleted (and buried its record)
+ * while the kernel still held a dentry for the old name, or an application reopens it
+ * through /proc/self/fd: a write then would change the preserved version
+ * (docs/conflicts.md §9) and never replicate. Only a definite no refuses: an untracked
+ * node, a UID the journal does not know, or a journal error lets the open through.
+ */
+static bool still_named(struct fs *fs, struct fs_inode *n)
+{
+	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	size_t k;
+
+	if (S_ISDIR(n->type) || n->private_)
+		return true;
+	k = fs__inode_uids(fs, n, uids);
+	for (size_t i = 0; i < k; i++)
+		if (journal_live(fs->journal, &uids[i]) != 0)
+			return true;
+	return k == 0;
+}
+
 static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1293,6 +1315,10 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	nfd = fs__inode_fd(fs, n, &tmp);
 	if (nfd < 0)
 		return nfd;
+	if (flags_write(fi->flags) && !still_named(fs, n)) {
+		fs__inode_fd_put(fs, n, tmp);
+		return -ESTALE; /* the kernel looks the path up again (LOOKUP_REVAL) */
+	}
 	proc_path(nfd, path);
 	fd = open(path, backing_flags(fs, fi->flags));
 	rc = -errno;

@@ -122,5 +122,21 @@ kept_on() {
 check "bravo's write is kept on bravo" kept_on $B
 check "bravo's write is kept on alpha" kept_on $A
 rm -f "$WS/k.big"
+
+# ---- a reader's descriptor of a file a partner deleted: no write through it -----------------
+# bravo moves m.txt to ConflictAndDeleted (the reader does not hold a delete); reopened for
+# writing through /proc/self/fd (as through a dentry the kernel still held), the write
+# would change the preserved version and never replicate: the open is refused (ESTALE).
+echo "m as deleted" >"$MA/m.txt"
+members_wait 60 || die "m.txt did not replicate"
+exec 9<"$MB/m.txt"
+rm "$MA/m.txt"
+members_wait 60 || die "the delete of m.txt did not replicate"
+pres=$(preserved_path $B deleted m.txt)
+check "bravo preserved m.txt" test -f "$pres"
+check_fails "bravo: no write through the reader's descriptor" \
+	sh -c "echo 'written after the delete' >>/proc/self/fd/9" 9<&9
+exec 9<&-
+check_eq "the preserved m.txt holds what was deleted" "m as deleted" "$(cat "$pres" 2>&1)"
 check_trees_equal "trees equal at the end" $A $B
 finish
