@@ -233,9 +233,9 @@ enum journal_change_flags {
  * (st_nlink > 1, or JOURNAL_NAMES: the caller changes it through several names it knew,
  * and some may have left it, down to a single link) whose record's path no longer reaches
  * it (that name was given to another object: the change is not that record's; it is also
- * dropped from the map of hard links below). A rename of that name racing with the change can make
- * it miss a name, which the next consistency scan catches up. Return: 0, -EIO, -ENOMEM, or an
- * -errno from hashing (logged, left for the scan).
+ * dropped from the map of hard links below). A rename of that name racing with the change
+ * can make it miss a name, which the next consistency scan catches up.
+ * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
  */
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
 
