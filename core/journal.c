@@ -1581,9 +1581,11 @@ int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, u
 	 * A hard-linked object is changed through every name its node knows, and one of those
 	 * names may since have been given to another object (a save-by-rename over it, a
 	 * partner's install): only a record whose path still reaches this object takes the
-	 * change, or the other object's record would get this one's data.
+	 * change, or the other object's record would get this one's data. The object may be
+	 * down to one link by then (the other name replaced): JOURNAL_NAMES says to check all
+	 * the same.
 	 */
-	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+	if (!S_ISDIR(st.st_mode) && (st.st_nlink > 1 || (flags & JOURNAL_NAMES))) {
 		rc = path_reaches(j, &r, &st, &ok);
 		if (rc == 0 && !ok)
 			link_drop(j, &st, uid);
@@ -2046,6 +2048,21 @@ int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf 
 		return rc;
 	rc = build_path(j, &r.parent, r.name, out);
 	record_release(&r);
+	return rc;
+}
+
+int journal_live(struct journal *j, const struct dfsr_uid *uid)
+{
+	struct record r;
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	rc = journal__get(j, uid, &r);
+	if (rc == 0) {
+		rc = r.tombstone ? 0 : 1;
+		record_release(&r);
+	}
+	pthread_mutex_unlock(&j->lock);
 	return rc;
 }
 

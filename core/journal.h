@@ -224,7 +224,8 @@ int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const cha
 		     struct dfsr_uid *out);
 
 enum journal_change_flags {
-	JOURNAL_DATA = 1u << 0, /* the data may have changed: read it again */
+	JOURNAL_DATA = 1u << 0,  /* the data may have changed: read it again */
+	JOURNAL_NAMES = 1u << 1, /* one of several names the caller knows for the object */
 };
 
 /**
@@ -235,10 +236,11 @@ enum journal_change_flags {
  * Without JOURNAL_DATA the stored content digest is reused when the size and mtime still
  * match the record. A zero @uid, an unknown UID, a tombstone, or an object that has no
  * name left (unlinked or replaced, st_nlink == 0) is a no-op; so is a hard-linked object
- * (st_nlink > 1) whose record's path no longer reaches it (that name was given to another
- * object: the change is not that record's; it is also dropped from the map of hard links
- * below). A rename of that name racing with the change can make it miss a name, which
- * the next consistency scan catches up.
+ * (st_nlink > 1, or JOURNAL_NAMES: the caller changes it through several names it knew,
+ * and some may have left it, down to a single link) whose record's path no longer reaches
+ * it (that name was given to another object: the change is not that record's; it is also
+ * dropped from the map of hard links below). A rename of that name racing with the change
+ * can make it miss a name, which the next consistency scan catches up.
  * Return: 0, -EIO, -ENOMEM, or an -errno from hashing (logged, left for the scan).
  */
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags);
@@ -404,5 +406,14 @@ int journal_list_events(struct journal *j, int64_t since_ns, journal_event_fn fn
  * Return: 0, -ENOENT, -EIO, -ENOMEM.
  */
 int journal_path(struct journal *j, const struct dfsr_uid *uid, struct dfsr_buf *out);
+
+/**
+ * journal_live() - Is record @uid live (not a tombstone)? Taken under the journal's mutex,
+ * so never in the middle of a replica decision (a delete from a partner moves a file to
+ * ConflictAndDeleted and buries its record in one).
+ * Return: 1 live, 0 a tombstone, -ENOENT for a UID the journal does not know, or another
+ * -errno.
+ */
+int journal_live(struct journal *j, const struct dfsr_uid *uid);
 
 #endif

@@ -440,6 +440,42 @@ static void busy_wait(struct ctx *c, const struct record *rec)
 	journal_event(c->j, EV_SHARING_VIOLATION, "uid=%s name=\"%s\" op=install", hex, name);
 }
 
+/*
+ * §8 for a directory: a regular file somewhere below @name in @dfd (@name included) is open
+ * for writing through the mount, a recorded file or a create not journaled yet. A delete of
+ * the directory must wait for it like a delete of the file itself: moved away with the
+ * directory, the writer's change would never replicate. Never follows links.
+ */
+static bool busy_below(struct ctx *c, int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	bool busy = false;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	if (!c->r->busy || depth > REPLICA_DEPTH_MAX ||
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	if (S_ISREG(st.st_mode))
+		return c->r->busy(c->r->arg, &st);
+	if (!S_ISDIR(st.st_mode))
+		return false;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	while (!busy && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			busy = busy_below(c, dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	return busy;
+}
+
 static int fsync_dir(int dfd)
 {
 	return fsync(dfd) < 0 ? -errno : 0;
@@ -822,6 +858,38 @@ static void preserved_name(const struct record *rec, char out[static RECORD_NAME
 	memcpy(out + keep, suffix, (size_t)n + 1);
 }
 
+/*
+ * §9: the preserved name of @rec that is free in @dst: <name>-{UID}-v<counter>, or where
+ * that is taken, <name>~N-{UID}-v<counter> with the smallest N free. It is taken by another
+ * version of the same UID with the same counter (made by another database) or by the same
+ * version preserved before (§11): a preserve never replaces what an earlier one kept.
+ * Return: 0, or -EEXIST past 1000 names.
+ */
+static int free_preserved_name(int dst, const struct record *rec,
+			       char pname[static RECORD_NAME_MAX + 1])
+{
+	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
+	struct stat st;
+
+	preserved_name(rec, pname);
+	for (unsigned n = 1; fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) == 0; n++) {
+		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
+		char tag[16];
+		int tl;
+
+		if (n > 1000)
+			return -EEXIST;
+		tl = snprintf(tag, sizeof(tag), "~%u", n);
+		keep = strlen(rec->name);
+		if (keep > room - (size_t)tl)
+			keep = room - (size_t)tl;
+		memcpy(alt.name, rec->name, keep);
+		memcpy(alt.name + keep, tag, (size_t)tl + 1);
+		preserved_name(&alt, pname);
+	}
+	return 0;
+}
+
 static const char *type_word(enum manifest_type t)
 {
 	return manifest_type_name(t);
@@ -861,9 +929,107 @@ static void preserved_note(struct ctx *c, const struct record *rec, const char *
 	}
 }
 
+/* Best effort: the extended attributes of @sfd onto @ofd. */
+static void copy_xattrs(int sfd, int ofd)
+{
+	char *names = NULL, *val;
+	size_t len = 0;
+
+	if (dfsr_xattr_names(sfd, NULL, false, 1u << 16, &names, &len) < 0 || !names)
+		goto out;
+	val = malloc(1u << 16);
+	if (!val)
+		goto out;
+	for (const char *n = names; n < names + len; n += strlen(n) + 1) {
+		ssize_t vlen = fgetxattr(sfd, n, val, 1u << 16);
+
+		if (vlen >= 0)
+			(void)fsetxattr(ofd, n, val, (size_t)vlen, 0);
+	}
+	free(val);
+out:
+	free(names);
+}
+
+/*
+ * Replace the regular file @name in @dfd (@st its stat) by a copy of itself: data, xattrs,
+ * owner, mode, times. The copy is made in @tmpfd (on the same filesystem) and renamed
+ * over @name, so that the name leaves the inode it shared with other hard links.
+ * Return: 0 or -errno (@name untouched).
+ */
+static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct stat *st)
+{
+	char tmp[64];
+	int sfd, ofd, rc;
+
+	snprintf(tmp, sizeof(tmp), ".dfsr-copy-%ju", (uintmax_t)st->st_ino);
+	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	ofd = openat(tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (ofd < 0) {
+		rc = -errno;
+		close(sfd);
+		return rc;
+	}
+	rc = dfsr_copy_data(sfd, ofd);
+	if (rc == 0) {
+		struct timespec times[2] = { st->st_atim, st->st_mtim };
+
+		copy_xattrs(sfd, ofd);
+		if (fchown(ofd, st->st_uid, st->st_gid) < 0 ||
+		    fchmod(ofd, st->st_mode & 07777) < 0 || futimens(ofd, times) < 0 ||
+		    fsync(ofd) < 0)
+			rc = -errno;
+	}
+	close(ofd);
+	close(sfd);
+	if (rc == 0 && renameat(tmpfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc < 0)
+		(void)unlinkat(tmpfd, tmp, 0);
+	return rc;
+}
+
+/*
+ * A preserved file must not share its data with a live one: the other names of a hard
+ * link stay in the tree, and a write through one of them (or a chmod) would change the
+ * preserved version too. So a regular file with more than one link, @name in @dfd or
+ * anywhere below it, is replaced by a copy (data, xattrs, owner, mode, times) under the
+ * same name. Best effort: where the copy fails, the file stays shared.
+ */
+static void unshare_links(int dfd, const char *name, int depth)
+{
+	struct stat st;
+
+	if (depth > REPLICA_DEPTH_MAX || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		struct dirent *de;
+		DIR *d;
+		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		d = fdopendir(fd);
+		if (!d) {
+			close(fd);
+			return;
+		}
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				unshare_links(dirfd(d), de->d_name, depth + 1);
+		closedir(d);
+		return;
+	}
+	if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+		(void)replace_by_copy(dfd, name, dfd, &st);
+}
+
 /*
  * Move the live object of @rec (in directory @dfd) into ConflictAndDeleted or PreExisting
- * under its preserved name, with its manifest entry. A directory moves whole.
+ * under its preserved name, with its manifest entry. A directory moves whole. What moved
+ * shares no data with a live file afterwards (unshare_links()).
  */
 static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manifest_kind kind,
 		    enum manifest_type type, const struct version_gvsn *winner)
@@ -873,7 +1039,6 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 	struct dfsr_buf path;
 	int rc;
 
-	preserved_name(rec, pname);
 	dfsr_buf_init(&path);
 	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
 		path.len = 0;
@@ -882,11 +1047,14 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 			goto out_release;
 		}
 	}
-	if (renameat(dfd, rec->name, dst, pname) < 0) {
+	rc = free_preserved_name(dst, rec, pname);
+	if (rc == 0 && renameat2(dfd, rec->name, dst, pname, RENAME_NOREPLACE) < 0)
 		rc = -errno;
+	if (rc < 0) {
 		install_failed(c, rec, "preserve", rc);
 		goto out_release;
 	}
+	unshare_links(dst, pname, 0);
 	rc = fsync_dir(dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
@@ -926,14 +1094,14 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
 	struct dfsr_buf path;
 	int rc = 0;
 
-	preserved_name(rec, pname);
 	dfsr_buf_init(&path);
 	if (journal_path(c->j, &rec->uid, &path) < 0 || !path.p) {
 		path.len = 0;
 		if (dfsr_buf_add(&path, rec->name, strlen(rec->name)) < 0)
 			return -ENOMEM;
 	}
-	if (rec->type == RECORD_LINK) {
+	rc = free_preserved_name(c->r->conflict_fd, rec, pname);
+	if (rc == 0 && rec->type == RECORD_LINK) {
 		ssize_t n = readlinkat(dfd, rec->name, target, sizeof(target) - 1);
 
 		if (n < 0) {
@@ -943,7 +1111,7 @@ static int preserve_copy(struct ctx *c, int dfd, const struct record *rec,
 			if (symlinkat(target, c->r->conflict_fd, pname) < 0)
 				rc = -errno;
 		}
-	} else {
+	} else if (rc == 0) {
 		int sfd = openat(dfd, rec->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 		if (sfd < 0) {
@@ -975,7 +1143,6 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 			  char pname[static RECORD_NAME_MAX + 1])
 {
 	struct replica r = { .j = j, .installing_fd = -1, .conflict_fd = -1, .preexist_fd = -1 };
-	struct record alt = *rec; /* shallow: only its name changes, for preserved_name() */
 	int *dst = kind == MANIFEST_CONFLICT ? &r.conflict_fd : &r.preexist_fd;
 	struct ctx c;
 	int rc;
@@ -993,26 +1160,14 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 	c.j = j;
 	c.fd = -1;
 	c.v = REPLICA_DONE;
-	preserved_name(rec, pname);
-	for (unsigned n = 1; renameat2(dfd, rec->name, *dst, pname, RENAME_NOREPLACE) < 0; n++) {
-		int err = errno, tl;
-		size_t room = RECORD_NAME_MAX - strlen(strrchr(pname, '{') - 1), keep;
-		char tag[16];
-
-		if (err != EEXIST || n > 1000) {
-			rc = -err;
-			install_failed(&c, rec, "preserve", rc);
-			goto out_close;
-		}
-		/* taken by an earlier preserve of the same version: "<name>~N-{UID}-v<counter>" */
-		tl = snprintf(tag, sizeof(tag), "~%u", n);
-		keep = strlen(rec->name);
-		if (keep > room - (size_t)tl)
-			keep = room - (size_t)tl;
-		memcpy(alt.name, rec->name, keep);
-		memcpy(alt.name + keep, tag, (size_t)tl + 1);
-		preserved_name(&alt, pname);
+	rc = free_preserved_name(*dst, rec, pname);
+	if (rc == 0 && renameat2(dfd, rec->name, *dst, pname, RENAME_NOREPLACE) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		install_failed(&c, rec, "preserve", rc);
+		goto out_close;
 	}
+	unshare_links(*dst, pname, 0);
 	rc = fsync_dir(*dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
@@ -1325,6 +1480,10 @@ static int apply_delete(struct ctx *c, struct record *n, const struct record *l,
 		install_failed(c, l, "delete", rc);
 		return -EIO;
 	}
+	if (l->type == RECORD_DIR && busy_below(c, dfd, l->name, 0)) {
+		busy_wait(c, l); /* decided after the close (§7.1 if the writer changed it) */
+		goto out_close;
+	}
 	if (l->type == RECORD_DIR) {
 		rc = survives(c, &l->uid, &n->vv, &keep, 0);
 		if (rc == 0 && keep)
@@ -1395,6 +1554,19 @@ static int place_existing(struct ctx *c, struct record *n, const struct record *
 			return -EIO;
 		}
 		add_inval(c, ldfd, l->name);
+	}
+	if (n->type == RECORD_FILE && memcmp(l->hash, n->hash, HASH_LEN) != 0) {
+		/* new metadata for this name only: not for the other names of a hard link */
+		struct stat st;
+
+		if (fstatat(dfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_nlink > 1) {
+			rc = replace_by_copy(dfd, n->name, c->r->installing_fd, &st);
+			if (rc < 0) {
+				install_failed(c, n, "metadata", rc);
+				return -EIO;
+			}
+		}
 	}
 	if (n->type == RECORD_LINK) {
 		rc = apply_meta_link(dfd, n->name, c->u);

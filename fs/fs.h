@@ -83,6 +83,9 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
  * open the file right after it; such a writer works on whichever inode its open found
  * (the old one, or the installed one after the install's rename) and its change is
  * journaled when its handle is closed, as any other.
+ * A file whose last writer has closed it is busy until that close is journaled (the
+ * journal may be waiting for the replica's lock meanwhile): taken then, the writer's change
+ * would find the record gone and never replicate.
  * Objects the kernel never looked up, and objects only read, are not busy.
  * Thread: any (takes only the inode table's leaf lock; never waits on the kernel).
  * Return: true if at least one open handle of the object may write.

@@ -498,7 +498,7 @@ uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino)
 		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
 
 		if (n->dev == dev && n->ino == ino)
-			w += n->nwriters;
+			w += n->nwriters + n->nsaving;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return w;
@@ -553,9 +553,18 @@ bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *
 	if (n->nwriters == 0 && atomic_exchange(&n->dirty, false)) {
 		note = true;
 		*uid = n->uid;
+		n->nsaving++;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return note;
+}
+
+void fs__inode_saved(struct fs *fs, struct fs_inode *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->nsaving > 0)
+		n->nsaving--;
+	pthread_mutex_unlock(&fs->lock);
 }
 
 void fs__inode_hold(struct fs *fs, struct fs_inode *n)
@@ -580,6 +589,18 @@ void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid 
 	pthread_mutex_lock(&fs->lock);
 	add_uid_locked(n, uid);
 	pthread_mutex_unlock(&fs->lock);
+}
+
+bool fs__inode_linked(struct fs *fs, struct fs_inode *n, nlink_t nlink)
+{
+	bool linked;
+
+	pthread_mutex_lock(&fs->lock);
+	if (nlink > 1)
+		n->linked = true;
+	linked = n->linked;
+	pthread_mutex_unlock(&fs->lock);
+	return linked;
 }
 
 bool fs__inode_ask_links(struct fs *fs, struct fs_inode *n, nlink_t nlink, size_t known)

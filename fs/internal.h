@@ -69,6 +69,9 @@ struct fs_inode {
 	uint64_t nlookup;           /* protected by fs->lock */
 	uint32_t nopen;             /* protected by fs->lock: open file handles */
 	uint32_t nwriters;          /* protected by fs->lock: open handles that may write */
+	uint32_t nsaving;           /* protected by fs->lock: closes of the last writer whose
+				     * data is being journaled (fs__inode_close_writer() to
+				     * fs__inode_saved()) */
 	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
 	/* protected by fs->lock: the records of this node's other names (hard links): those
 	 * looked up or linked through the mount, and those the journal's map of hard links
@@ -76,6 +79,7 @@ struct fs_inode {
 	 * FS_LINK_UIDS are left to the consistency scan. */
 	struct dfsr_uid links[FS_LINK_UIDS];
 	uint8_t nlinks;
+	bool linked;         /* protected by fs->lock: seen with st_nlink > 1 at some time */
 	nlink_t links_asked; /* protected by fs->lock: st_nlink when the journal was last asked
 			      * for names this node does not know (0: never) */
 	atomic_bool dirty;   /* data written since the last journal_note_change(DATA);
@@ -236,10 +240,16 @@ int fs__inode_open(struct fs *fs, struct fs_inode *n, bool writable, int file_fd
  * fs__inode_close_writer() - Drop one writer; tell whether the data must be journaled now.
  * @uid: receives the node's UID when the result is true
  *
+ * When it is, the node counts as saving until fs__inode_saved(): fs_busy() still says
+ * busy, so that no install or delete from a partner takes the file between the close and
+ * its journal entry (docs/conflicts.md §8).
  * Thread: fuse.
  * Return: true when this was the last writer and the node was dirty (dirty is cleared).
  */
 bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *uid);
+
+/* The data of a close that fs__inode_close_writer() reported is journaled. Thread: fuse. */
+void fs__inode_saved(struct fs *fs, struct fs_inode *n);
 
 /**
  * fs__inode_uids() - Every UID a change of @n must be journaled on: its own and those of its
@@ -253,6 +263,14 @@ size_t fs__inode_uids(struct fs *fs, struct fs_inode *n, struct dfsr_uid out[1 +
 /* Remember @uid as the record of another name of @n (or as its own, if it has none).
  * Thread: fuse. */
 void fs__inode_add_uid(struct fs *fs, struct fs_inode *n, const struct dfsr_uid *uid);
+
+/*
+ * fs__inode_linked() - Note @nlink, the object's st_nlink now; tell whether @n was ever
+ * seen with more than one link. A node that was keeps learning the names it is looked up
+ * by even once down to one link: the names it knew may all have left it (replaced by a
+ * partner's install) while it stayed in the kernel's cache. Thread: fuse.
+ */
+bool fs__inode_linked(struct fs *fs, struct fs_inode *n, nlink_t nlink);
 
 /**
  * fs__inode_ask_links() - Should the journal be asked for names of @n it does not know?
@@ -279,8 +297,8 @@ uint32_t fs__inode_writers(struct fs *fs, struct fs_inode *n);
 uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
 
 /**
- * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino);
- * 0 if it has no node.
+ * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino),
+ * and closes of its last writer not journaled yet; 0 if it has no node.
  * Thread: any.
  */
 uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino);

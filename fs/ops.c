@@ -250,7 +250,8 @@ static void note_links(struct fs *fs, struct fs_inode *n, const struct stat *st)
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
 	size_t k;
 
-	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+	if (n->private_ || S_ISDIR(st->st_mode) || !fs__inode_linked(fs, n, st->st_nlink) ||
+	    st->st_nlink < 2)
 		return;
 	k = fs__inode_uids(fs, n, uids);
 	for (size_t i = 0; i < k; i++)
@@ -258,13 +259,14 @@ static void note_links(struct fs *fs, struct fs_inode *n, const struct stat *st)
 }
 
 /* A lookup of (@parent, @name) found the node @n of another name of a hard-linked object
- * (@st): remember this name's record too. */
+ * (@st; or of one that was: its other names may have left it, fs__inode_linked()):
+ * remember this name's record too. */
 static void learn_link(struct fs *fs, struct fs_inode *parent, const char *name, struct fs_inode *n,
 		       const struct stat *st)
 {
 	struct dfsr_uid uid;
 
-	if (n->private_ || S_ISDIR(st->st_mode) || st->st_nlink < 2)
+	if (n->private_ || S_ISDIR(st->st_mode) || !fs__inode_linked(fs, n, st->st_nlink))
 		return;
 	journal_uid_of(fs, parent, name, &uid);
 	fs__inode_add_uid(fs, n, &uid);
@@ -324,6 +326,8 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 		if (dfsr_uid_equal(&uids[i], skip))
 			uids[i--] = uids[--k];
 	}
+	if (k > 1)
+		flags |= JOURNAL_NAMES; /* a name may have left the object since (journal checks) */
 	for (i = 0; i < k; i++)
 		(void)journal_note_change(fs->journal, &uids[i], fd, flags);
 	if (data_fd < 0)
@@ -654,8 +658,10 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	rc = fs__inode_insert_take(fs, fd, &st, priv, &uid, &n);
 	if (rc < 0)
 		return rc;
-	if (!priv && !S_ISDIR(st.st_mode))
+	if (!priv && !S_ISDIR(st.st_mode)) {
 		journal_link_note(fs->journal, &st, &uid); /* a no-op unless hard-linked */
+		(void)fs__inode_linked(fs, n, st.st_nlink);
+	}
 out_found:
 	fill_entry(fs, n, &st, e);
 	if (out)
@@ -1276,6 +1282,28 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	return 0;
 }
 
+/*
+ * Before a file is opened for writing by node: is a record the node knows still live? A
+ * partner's delete may have moved the object to ConflictAndDeleted (and buried its record)
+ * while the kernel still held a dentry for the old name, or an application reopens it
+ * through /proc/self/fd: a write then would change the preserved version
+ * (docs/conflicts.md §9) and never replicate. Only a definite no refuses: an untracked
+ * node, a UID the journal does not know, or a journal error lets the open through.
+ */
+static bool still_named(struct fs *fs, struct fs_inode *n)
+{
+	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	size_t k;
+
+	if (S_ISDIR(n->type) || n->private_)
+		return true;
+	k = fs__inode_uids(fs, n, uids);
+	for (size_t i = 0; i < k; i++)
+		if (journal_live(fs->journal, &uids[i]) != 0)
+			return true;
+	return k == 0;
+}
+
 static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -1290,6 +1318,10 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	nfd = fs__inode_fd(fs, n, &tmp);
 	if (nfd < 0)
 		return nfd;
+	if (flags_write(fi->flags) && !still_named(fs, n)) {
+		fs__inode_fd_put(fs, n, tmp);
+		return -ESTALE; /* the kernel looks the path up again (LOOKUP_REVAL) */
+	}
 	proc_path(nfd, path);
 	fd = open(path, backing_flags(fs, fi->flags));
 	rc = -errno;
@@ -1321,6 +1353,7 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
 		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL,
 				dfd >= 0 ? dfd : data_fd(f), NULL);
+		fs__inode_saved(fs, n);
 		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
 	}
 	close(f->fd);

@@ -6,6 +6,8 @@
 # sync; alpha, the upstream, logs no 4302 and answered no Get busy. Then the same with
 # data written while open: bravo's change, made later, wins by
 # §3 everywhere and alpha keeps its own as a conflict.
+# A delete of a directory above a file open for writing waits for the close too, and so
+# does a delete that arrives after the close but before the close is journaled.
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -74,4 +76,67 @@ check_eq "bravo's later change wins on bravo" "$(printf 'g base\nappended on bra
 check_eq "and on alpha" "$(printf 'g base\nappended on bravo')" "$(cat "$MA/g.txt" 2>&1)"
 check "alpha keeps its losing version as a conflict" conflict_has $A conflict g.txt
 check_trees_equal "trees equal after the conflict" $A $B
+
+# ---- a delete of the directory above a file open for writing waits too ----------------------
+mkdir -p "$MA/d/e"
+echo "d base" >"$MA/d/e/h.txt"
+members_wait 60 || die "d/e/h.txt did not replicate"
+exec 7>>"$MB/d/e/h.txt"
+rm -rf "$MA/d"
+dir_wait_logged() { event_about "${G_CONF[B]}" 4302 'name="e"' || event_about "${G_CONF[B]}" 4302 'name="d"'; }
+check "bravo logs 4302 for the directory's delete" wait_until 90 dir_wait_logged
+check "bravo's d/e/h.txt stays while open" test -f "$PB/d/e/h.txt"
+echo "written while alpha deleted d" >&7
+exec 7>&-
+check "dfsr wait: in sync after the close" members_wait 60
+check_eq "the writer's change brought d back on alpha" \
+	"$(printf 'd base\nwritten while alpha deleted d')" "$(cat "$MA/d/e/h.txt" 2>&1)"
+check_trees_equal "trees equal after the directory delete" $A $B
+
+# ---- closed, but not journaled yet: a delete from a partner still waits ----------------------
+# Journaling a large file's close hashes it first; a delete arriving meanwhile must not take
+# the file (its record still names the old version): bravo's change wins by §5.
+echo "k base" >"$MA/k.bin"
+members_wait 60 || die "k.bin did not replicate"
+head -c 60000000 /dev/urandom >"$WS/k.big"
+cat "$WS/k.big" >"$MB/k.bin"
+rm "$MA/k.bin"
+check "dfsr wait: in sync after the write and the delete" members_wait 90
+check "bravo's write wins over the delete, on alpha" cmp "$WS/k.big" "$MA/k.bin"
+check "and on bravo" cmp "$WS/k.big" "$MB/k.bin"
+# The same with an update from alpha instead of a delete: installed in that window, it
+# replaced bravo's new data, which was then nowhere at all.
+head -c 60000000 /dev/urandom >"$WS/k.big"
+cat "$WS/k.big" >"$MB/k.bin"
+echo "k from alpha" >"$MA/k.bin"
+check "dfsr wait: in sync after the two writes" members_wait 90
+# kept_on I : the 60 MB content is member I's k.bin or one of its preserved files.
+kept_on() {
+	local p
+	cmp -s "$WS/k.big" "${G_PATH[$1]}/k.bin" && return 0
+	for p in "${G_PATH[$1]}"/DfsrPrivate/ConflictAndDeleted/*; do
+		cmp -s "$WS/k.big" "$p" && return 0
+	done
+	return 1
+}
+check "bravo's write is kept on bravo" kept_on $B
+check "bravo's write is kept on alpha" kept_on $A
+rm -f "$WS/k.big"
+
+# ---- a reader's descriptor of a file a partner deleted: no write through it -----------------
+# bravo moves m.txt to ConflictAndDeleted (the reader does not hold a delete); reopened for
+# writing through /proc/self/fd (as through a dentry the kernel still held), the write
+# would change the preserved version and never replicate: the open is refused (ESTALE).
+echo "m as deleted" >"$MA/m.txt"
+members_wait 60 || die "m.txt did not replicate"
+exec 9<"$MB/m.txt"
+rm "$MA/m.txt"
+members_wait 60 || die "the delete of m.txt did not replicate"
+pres=$(preserved_path $B deleted m.txt)
+check "bravo preserved m.txt" test -f "$pres"
+check_fails "bravo: no write through the reader's descriptor" \
+	sh -c "echo 'written after the delete' >>/proc/self/fd/9" 9<&9
+exec 9<&-
+check_eq "the preserved m.txt holds what was deleted" "m as deleted" "$(cat "$pres" 2>&1)"
+check_trees_equal "trees equal at the end" $A $B
 finish

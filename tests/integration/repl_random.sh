@@ -7,15 +7,24 @@
 # or preserved holds a content that was written (nothing partial or mixed).
 #
 # ROUNDS rounds (default 6) of OPS operations (default 50) spread over the running members'
-# mounts: create, modify, rename (files and directories), delete, mkdir, rm -r; names come
-# from small pools so that members collide (name conflicts, update conflicts, delete vs
-# update, directories deleted under new files). The group converges between rounds; one
-# member is stopped cleanly for two rounds, another is killed (kill -9) for one; meanwhile
-# some edits go straight into the stopped member's local path (found by its consistency
-# scan at the next start: concurrent versions).
+# mounts: create, modify, rename (files and directories, across directories), delete,
+# mkdir, rm -r, rm -r racing a new file in the directory on another member, xattrs and
+# permission bits (of files and directories), truncate, hard and symbolic links, and a
+# writer that keeps a file open (half written) while the partners change it; names come
+# from small pools so that members collide (name conflicts, update conflicts, delete vs update, directories deleted under
+# new files). The group converges between rounds; one member is stopped cleanly for two
+# rounds (of every six), another is killed (kill -9) for one; meanwhile some edits go
+# straight into the stopped member's local path (found by its consistency scan at the
+# next start: concurrent versions). In rounds 3, 7, 11..., halfway through the
+# operations, a member is killed (kill -9) in the middle of a large file's transfer, as
+# its downstream or its upstream, and restarted with the next round.
 #
-# SEED (default 20261122) fixes everything; it is printed, so a failure can be replayed
-# with SEED=<n>. To keep "nothing lost" exact, a delete removes only a file that every
+# SEED (default 20261122) fixes every random choice; it is printed, so a failure can be
+# replayed with SEED=<n>. The choices read the members' trees (which files there are to
+# pick from), so a replay takes the same path only while replication keeps the same pace:
+# a run that diverges from it still tests, only something else. DFSR_KEEP=1 keeps the
+# workspace (its "written" file lists every content with its round, operation and member,
+# next to each member's journal and manifest). To keep "nothing lost" exact, a delete removes only a file that every
 # member held at the start of the round, and each path is deleted at most once a round.
 . "$(dirname "$0")/lib.sh"
 it_init
@@ -70,7 +79,10 @@ sha_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 
 # lists of member M's files and directories (relative; directories include ".")
 list_files() {
-	(cd "${G_PATH[$1]}" && find . -path ./DfsrPrivate -prune -o -type f -print | sed 's|^\./||') >"$WS/files"
+	local held=()
+	[ "$1" != "$HOLD_M" ] || held=(! -inum "$HOLD_INO")
+	(cd "${G_PATH[$1]}" && find . -path ./DfsrPrivate -prune -o -type f "${held[@]}" -print |
+		sed 's|^\./||') >"$WS/files"
 }
 list_dirs() {
 	(cd "${G_PATH[$1]}" && find . -path ./DfsrPrivate -prune -o -type d -print | sed 's|^\./||') |
@@ -107,7 +119,7 @@ op_create() { # ROUND OP M
 	path=${path#./}
 	path=${path#.}
 	path=${path#/}
-	if [ -e "${G_PATH[m]}/$path" ]; then
+	if [ -e "${G_PATH[m]}/$path" ] || [ -L "${G_PATH[m]}/$path" ]; then
 		op_modify "$@"
 		return
 	fi
@@ -200,15 +212,22 @@ op_mkdir() {
 	mkdir -p "${G_MNT[m]}/$path" 2>/dev/null || true
 }
 
-# rm -r of a directory that every member had at the start of the round. Files created
+# rm -r of a directory that every member had at the start of the round (or of PATH). Files created
 # under it this round (not in the snapshot) may never have left this member: what they
 # held counts as overwritten.
 op_rmdir() {
-	local m=$3 path f s
-	printf '%s\n' "${!SNAPDIR[@]}" >"$WS/cands"
-	pick "$WS/cands" || return 0
-	path=$PICK
+	local m=$3 path=${4:-} f s
+	if [ -z "$path" ]; then
+		printf '%s\n' "${!SNAPDIR[@]}" >"$WS/cands"
+		pick "$WS/cands" || return 0
+		path=$PICK
+	fi
 	[ -n "$path" ] && [ -z "${GONE[$path]:-}" ] && [ -d "${G_PATH[m]}/$path" ] || return 0
+	# (not a directory holding the file a writer keeps open here: its last write would land
+	# in a deleted file)
+	if [ "$m" = "$HOLD_M" ] && [ -n "$(find "${G_PATH[m]}/$path" -inum "$HOLD_INO")" ]; then
+		return 0
+	fi
 	while read -r f; do
 		s=$(sha_of "$f")
 		[ -n "$s" ] || continue
@@ -217,26 +236,35 @@ op_rmdir() {
 	rm -rf "${G_MNT[m]:?}/$path" && GONE[$path]=1
 }
 
-# An edit made in a stopped member's local path, behind its back: its consistency scan
-# finds it at the next start, and it meets the group's changes of the round as a concurrent
-# version (conflicts, delete vs update, name conflicts).
+# An edit made in a stopped member's local path, behind its back (a file modified or
+# created, deleted or renamed): its consistency scan finds it at the next start, and it
+# meets the group's changes of the round as a concurrent version (conflicts, delete vs
+# update, name conflicts).
 op_offline() {
 	local s=$3 dir path old
 	list_dirs "$s"
 	pick "$WS/dirs"
 	dir=$PICK
-	rnd 2
-	if [ $R = 0 ]; then
+	rnd 6
+	case $R in
+	0 | 1 | 2)
 		list_files "$s"
 		pick "$WS/files" || return 0
 		path=$PICK
-	else
+		;;
+	3)
+		op_offline_move "$@"
+		return
+		;;
+	*)
 		rnd 25
 		path="$dir/f$R"
 		path=${path#./}
 		path=${path#.}
 		path=${path#/}
-	fi
+		[ ! -L "${G_PATH[s]}/$path" ] || return 0 # never write through a symbolic link
+		;;
+	esac
 	old=$(sha_of "${G_PATH[s]}/$path")
 	new_content "$1" "$2" "$s"
 	cat "$CONTENT" >"${G_PATH[s]}/$path" 2>/dev/null || return 0
@@ -244,9 +272,244 @@ op_offline() {
 	echo "$SHA $1 $2 ${G_NAME[s]} offline $path" >>"$WRITTEN"
 }
 
+# A delete (with the rule of op_delete) or a rename of a file, behind the stopped member's
+# back: its scan sees a name gone and maybe a new one.
+op_offline_move() {
+	local s=$3 path dir dst
+	rnd 2
+	if [ $R = 0 ]; then
+		printf '%s\n' "${!SNAP[@]}" >"$WS/cands"
+		pick "$WS/cands" || return 0
+		path=$PICK
+		[ -n "$path" ] && [ -z "${GONE[$path]:-}" ] || return 0
+		[ "$(sha_of "${G_PATH[s]}/$path")" = "${SNAP[$path]}" ] || return 0
+		rm -f "${G_PATH[s]}/$path" && GONE[$path]=1
+		return 0
+	fi
+	list_files "$s"
+	pick "$WS/files" || return 0
+	path=$PICK
+	list_dirs "$s"
+	pick "$WS/dirs"
+	dir=$PICK
+	rnd 25
+	dst="$dir/f$R"
+	dst=${dst#./}
+	dst=${dst#.}
+	dst=${dst#/}
+	[ ! -e "${G_PATH[s]}/$dst" ] && [ ! -L "${G_PATH[s]}/$dst" ] || return 0
+	mv -n "${G_PATH[s]}/$path" "${G_PATH[s]}/$dst" 2>/dev/null || true
+}
+
+# Metadata only (part of the replication hash, not of the data): set or remove a user
+# xattr, or change the permission bits.
+op_meta() {
+	local m=$3 path
+	rnd 4
+	if [ $R = 0 ]; then
+		op_meta_dir "$@"
+		return
+	fi
+	list_files "$m"
+	pick "$WS/files" || return 0
+	path=$PICK
+	rnd 3
+	case $R in
+	0)
+		rnd 4
+		setfattr -n "user.r$R" -v "$1.$2" "${G_MNT[m]}/$path" 2>/dev/null || true
+		;;
+	1)
+		rnd 4
+		setfattr -x "user.r$R" "${G_MNT[m]}/$path" 2>/dev/null || true
+		;;
+	2)
+		local modes=(600 640 644 660 664 700 755)
+		rnd ${#modes[@]}
+		chmod "${modes[R]}" "${G_MNT[m]}/$path" 2>/dev/null || true
+		;;
+	esac
+}
+
+# The same for a directory: an xattr, or its permission bits.
+op_meta_dir() {
+	local m=$3 path modes=(755 750 775 700)
+	list_dirs "$m"
+	grep -vx '\.' "$WS/dirs" >"$WS/cands" || true
+	pick "$WS/cands" || return 0
+	path=$PICK
+	rnd 2
+	if [ $R = 0 ]; then
+		rnd 4
+		setfattr -n "user.r$R" -v "$1.$2" "${G_MNT[m]}/$path" 2>/dev/null || true
+	else
+		rnd ${#modes[@]}
+		chmod "${modes[R]}" "${G_MNT[m]}/$path" 2>/dev/null || true
+	fi
+}
+
+# Truncate a file (shorter, or longer with zeros) through one handle: what it held is
+# overwritten, what it holds now was written.
+op_truncate() {
+	local m=$3 path out
+	list_files "$m"
+	pick "$WS/files" || return 0
+	path=$PICK
+	rnd 3000
+	out=$("$PY" - "${G_MNT[m]}/$path" "$R" 2>/dev/null <<'PYEOF'
+import hashlib, os, sys
+with open(sys.argv[1], "r+b") as f:
+    old = f.read()
+    n = int(sys.argv[2]) if len(old) < 64 else len(old) * int(sys.argv[2]) // 2000
+    f.truncate(n)
+    f.seek(0)
+    new = f.read()
+print(hashlib.sha256(old).hexdigest(), hashlib.sha256(new).hexdigest())
+PYEOF
+	) || return 0
+	echo "${out% *}" >>"$OVERWRITTEN"
+	echo "${out#* } $1 $2 ${G_NAME[m]} truncate $path" >>"$WRITTEN"
+}
+
+# A second name for a file (hard link; each name is its own record), or a symbolic link.
+op_link() {
+	local m=$3 src dir dst
+	list_files "$m"
+	pick "$WS/files" || return 0
+	src=$PICK
+	list_dirs "$m"
+	pick "$WS/dirs"
+	dir=$PICK
+	rnd 25
+	dst="$dir/f$R"
+	dst=${dst#./}
+	dst=${dst#.}
+	dst=${dst#/}
+	[ ! -e "${G_PATH[m]}/$dst" ] && [ ! -L "${G_PATH[m]}/$dst" ] || return 0
+	rnd 3
+	if [ $R = 0 ]; then
+		ln -s "../$src" "${G_MNT[m]}/$dst" 2>/dev/null || true
+	else
+		ln "${G_MNT[m]}/$src" "${G_MNT[m]}/$dst" 2>/dev/null || true
+	fi
+}
+
+# rm -r of a directory on one member and, at once, a new file in it on another: the
+# directory comes back with the new file on every member (docs/conflicts.md §7).
+op_rmdir_race() {
+	local m=$3 n path
+	[ ${#running[@]} -ge 2 ] || return 0
+	printf '%s\n' "${!SNAPDIR[@]}" >"$WS/cands"
+	pick "$WS/cands" || return 0
+	path=$PICK
+	[ -n "$path" ] && [ -z "${GONE[$path]:-}" ] && [ -d "${G_PATH[m]}/$path" ] || return 0
+	rnd ${#running[@]}
+	n=${running[R]}
+	[ "$n" != "$m" ] || return 0
+	[ -d "${G_PATH[n]}/$path" ] || return 0
+	op_rmdir "$1" "$2" "$m" "$path"
+	rnd 25
+	[ ! -e "${G_PATH[n]}/$path/r$R" ] && [ ! -L "${G_PATH[n]}/$path/r$R" ] || return 0
+	new_content "$1" "$2" "$n"
+	cp "$CONTENT" "${G_MNT[n]}/$path/r$R" 2>/dev/null || return 0
+	echo "$SHA $1 $2 ${G_NAME[n]} create-in-deleted $path/r$R" >>"$WRITTEN"
+}
+
+# A writer on member M keeps a file open (truncated, half written) while the round goes
+# on: partners change or delete that file meanwhile, and their versions must wait for the
+# close (docs/conflicts.md §8). hold_release closes it with the whole new content. At
+# most one writer a round; the other operations on M leave its file alone (by inode).
+HOLD_M=""
+HOLD_INO=""
+HOLD_PID=""
+op_hold() {
+	local m=$3 path
+	[ -z "$HOLD_M" ] || return 0
+	list_files "$m"
+	pick "$WS/files" || return 0
+	path=$PICK
+	new_content "$1" "$2" "$m"
+	cp "$CONTENT" "$WS/hold.new"
+	rm -f "$WS/hold.ready" "$WS/hold.go" "$WS/hold.out"
+	"$PY" - "${G_MNT[m]}/$path" "$WS/hold.new" "$WS" >"$WS/hold.out" 2>/dev/null <<'PYEOF' &
+import hashlib, os, sys, time
+path, newf, ws = sys.argv[1:4]
+with open(newf, "rb") as n:
+    new = n.read()
+try:
+    f = open(path, "r+b")
+except OSError:
+    open(ws + "/hold.ready", "w").close()
+    sys.exit(1)
+with f:
+    old = f.read()
+    f.seek(0)
+    f.truncate()
+    f.write(new[: len(new) // 2])
+    f.flush()
+    os.fsync(f.fileno())
+    open(ws + "/hold.ready", "w").close()
+    deadline = time.monotonic() + 300
+    while not os.path.exists(ws + "/hold.go") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    f.seek(0)
+    f.truncate()
+    f.write(new)
+print(hashlib.sha256(old).hexdigest())
+PYEOF
+	HOLD_PID=$!
+	wait_until 30 test -e "$WS/hold.ready" || die "the held writer never started"
+	HOLD_INO=$(stat -c %i "${G_PATH[m]}/$path" 2>/dev/null) || HOLD_INO=""
+	[ -n "$HOLD_INO" ] || HOLD_INO=0
+	HOLD_M=$m
+	HOLD_SHA=$SHA
+	HOLD_WHAT="$1 $2 ${G_NAME[m]} hold $path"
+}
+
+hold_release() {
+	local old
+	[ -n "$HOLD_M" ] || return 0
+	touch "$WS/hold.go"
+	if wait "$HOLD_PID"; then
+		old=$(cat "$WS/hold.out")
+		[ -z "$old" ] || echo "$old" >>"$OVERWRITTEN"
+		echo "$HOLD_SHA $HOLD_WHAT" >>"$WRITTEN"
+	fi
+	HOLD_M=""
+	HOLD_INO=""
+	HOLD_PID=""
+}
+
+# kill -9 in the middle of a transfer: a large new file on member U, and once member V
+# has started to assemble it in Installing (or has it, if that was too quick to see),
+# kill -9 of V (the downstream) or of U (the upstream, its Staging half served). Sets
+# KILLED.
+kill_mid_transfer() {
+	local v=$1 u path
+	u=$((v % G_N + 1))
+	rnd 1000
+	path="big$R"
+	printf 'seed %s round %s big %s\n' "$SEED" "$round" "$path" >"$CONTENT"
+	rnd 2000000
+	head -c $((3000000 + R)) /dev/urandom >>"$CONTENT"
+	SHA=$(sha_of "$CONTENT")
+	cp "$CONTENT" "${G_MNT[u]}/$path" || die "cannot write $path"
+	echo "$SHA $round big ${G_NAME[u]} create $path" >>"$WRITTEN"
+	wait_until 20 installing "$v" || true
+	rnd 2
+	KILLED=$v
+	[ $R = 0 ] || KILLED=$u
+	say "round $round op $op: kill -9 of ${G_NAME[KILLED]} while ${G_NAME[v]} receives $path" \
+		"from ${G_NAME[u]} (Installing: $(installing_list "$v"))"
+	member_kill "$KILLED"
+}
+installing_list() { ls -A "${G_PATH[$1]}/DfsrPrivate/Installing" 2>/dev/null | head -3 | tr '\n' ' '; }
+installing() { [ -n "$(installing_list "$1")" ] || [ -e "${G_PATH[$1]}/$path" ]; }
+
 # ---- rounds ---------------------------------------------------------------------------------
 STOPPED=""
 DIVERGED=0
+declare -A NOPS=() # operations tried, by kind
 t_start=$SECONDS
 for ((round = 1; round <= ROUNDS; round++)); do
 	for i in $STOPPED; do
@@ -259,7 +522,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		break
 	fi
 	check_trees_equal "round $round: trees equal at the start"
-	case $round in
+	case $((round % 6)) in
 	2 | 5)
 		member_stop 3
 		STOPPED=3
@@ -272,33 +535,64 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	snapshot
 	running=($(members_running))
 	for ((op = 1; op <= OPS; op++)); do
+		if [ $op = $((OPS / 2)) ] && [ $((round % 4)) = 3 ] && [ -z "$STOPPED" ]; then
+			hold_release
+			rnd "$G_N"
+			kill_mid_transfer $((R + 1))
+			STOPPED=$KILLED
+			running=($(members_running))
+		fi
 		rnd ${#running[@]}
 		m=${running[R]}
 		rnd 100
 		if [ -n "$STOPPED" ] && [ $R -lt 20 ]; then
 			op_offline "$round" "$op" "$STOPPED"
+			NOPS[offline]=$((${NOPS[offline]:-0} + 1))
 			continue
 		fi
 		rnd 100
-		if [ $R -lt 35 ]; then
+		if [ $R -lt 29 ]; then
 			op_create "$round" "$op" "$m"
-		elif [ $R -lt 60 ]; then
+			NOPS[create]=$((${NOPS[create]:-0} + 1))
+		elif [ $R -lt 49 ]; then
 			op_modify "$round" "$op" "$m"
-		elif [ $R -lt 77 ]; then
+			NOPS[modify]=$((${NOPS[modify]:-0} + 1))
+		elif [ $R -lt 64 ]; then
 			op_rename "$round" "$op" "$m"
-		elif [ $R -lt 88 ]; then
+			NOPS[rename]=$((${NOPS[rename]:-0} + 1))
+		elif [ $R -lt 74 ]; then
 			op_delete "$round" "$op" "$m"
-		elif [ $R -lt 97 ]; then
+			NOPS[delete]=$((${NOPS[delete]:-0} + 1))
+		elif [ $R -lt 81 ]; then
 			op_mkdir "$round" "$op" "$m"
-		else
+			NOPS[mkdir]=$((${NOPS[mkdir]:-0} + 1))
+		elif [ $R -lt 84 ]; then
 			op_rmdir "$round" "$op" "$m"
+			NOPS[rmdir]=$((${NOPS[rmdir]:-0} + 1))
+		elif [ $R -lt 90 ]; then
+			op_meta "$round" "$op" "$m"
+			NOPS[meta]=$((${NOPS[meta]:-0} + 1))
+		elif [ $R -lt 93 ]; then
+			op_truncate "$round" "$op" "$m"
+			NOPS[truncate]=$((${NOPS[truncate]:-0} + 1))
+		elif [ $R -lt 96 ]; then
+			op_link "$round" "$op" "$m"
+			NOPS[link]=$((${NOPS[link]:-0} + 1))
+		elif [ $R -lt 98 ]; then
+			op_rmdir_race "$round" "$op" "$m"
+			NOPS[rmdir_race]=$((${NOPS[rmdir_race]:-0} + 1))
+		else
+			op_hold "$round" "$op" "$m"
+			NOPS[hold]=$((${NOPS[hold]:-0} + 1))
 		fi
 	done
+	hold_release
 	say "round $round done: $(wc -l <"$WRITTEN") contents written so far, $((SECONDS - t_start)) s"
 done
 for i in $STOPPED; do
 	member_start "$i"
 done
+say "operations tried: $(for k in "${!NOPS[@]}"; do printf '%s=%s ' "$k" "${NOPS[$k]}"; done)"
 # (a group that already failed to converge gets a short last chance, to keep the run short)
 check "dfsr wait: in sync at the end" members_wait $((DIVERGED ? 20 : 90))
 check_trees_equal "trees equal at the end"
@@ -330,9 +624,42 @@ check "the random operations made some conflicts or deletes" test -s "$WS/P"
 for i in 1 2 3; do
 	check "${G_NAME[i]}'s manifest reads" "$DFSR_BIN" conflicts -c "${G_CONF[i]}" --json
 done
+# preserved_sizes I : every preserved regular file of member I has the size its manifest
+# entry gives (what was preserved did not change afterwards); prints those that differ.
+preserved_sizes() {
+	local t p name size have f bad=0
+	while read -r t p name size; do
+		f="${G_PATH[$1]}/DfsrPrivate/ConflictAndDeleted/$name"
+		[ -f "$f" ] && [ ! -L "$f" ] || continue
+		have=$(stat -c %s "$f")
+		[ "$have" = "$size" ] && continue
+		echo "$t $p $name: manifest size $size, file size $have"
+		bad=1
+	done < <(conflicts_lines "$1")
+	return $bad
+}
+for i in 1 2 3; do
+	check "${G_NAME[i]}'s preserved files have their manifest sizes" preserved_sizes "$i"
+done
 say "conflict entries by type: $(for i in 1 2 3; do conflicts_lines $i; done | cut -d' ' -f1 | sort | uniq -c | tr '\n' ' ')"
 
 for i in 3 2 1; do
+	member_stop $i
+done
+# Every member's records match its disk: started again alone, its consistency scan finds
+# nothing to record (a stale record would also be served as a version the file no longer
+# holds).
+last_scan() {
+	"$DFSR_BIN" events -c "$1" --json | "$PY" -c '
+import json, sys
+m = [e["message"] for e in json.load(sys.stdin) if e["id"] == 1204]
+print(m[-1] if m else "no 1204 event")'
+}
+for i in 1 2 3; do
+	member_start $i
+	scan=$(last_scan "${G_CONF[i]}")
+	check_eq "${G_NAME[i]}'s scan at a restart finds nothing new" "created=0 changed=0 removed=0" \
+		"$(printf '%s\n' "$scan" | grep -o 'created=[0-9]* changed=[0-9]* removed=[0-9]*' || echo "$scan")"
 	member_stop $i
 done
 say "took $((SECONDS - t_start)) s"

@@ -843,6 +843,39 @@ static void hard_link_name_replaced(void **state)
 	close(fd);
 }
 
+/* The same with the object down to a single link: "b" replaced (a partner's install), the
+ * change made through "a" reaches the journal for both names the node knew (JOURNAL_NAMES);
+ * only a takes it, b's record keeps the data of the file now at b. */
+static void hard_link_down_to_one_name(void **state)
+{
+	struct fx *f = *state;
+	struct dfsr_uid a, b;
+	struct entries es;
+	struct record r;
+	uint64_t seq;
+	int fd;
+
+	fx_write(f, "a", "one");
+	assert_int_equal(linkat(f->root_fd, "a", f->root_fd, "b", 0), 0);
+	a = fx_new(f, "", "a");
+	b = fx_new(f, "", "b");
+	fx_write(f, "x.tmp", "b's new file");
+	assert_int_equal(renameat(f->root_fd, "x.tmp", f->root_fd, "b"), 0); /* unjournaled */
+	fx_write(f, "a", "two, longer");                                     /* st_nlink 1 now */
+	fd = fx_opath(f, "a");
+	seq = fx_next_seq(f);
+	assert_int_equal(journal_note_change(f->j, &a, fd, JOURNAL_DATA | JOURNAL_NAMES), 0);
+	assert_int_equal(journal_note_change(f->j, &b, fd, JOURNAL_DATA | JOURNAL_NAMES), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1); /* nothing for b */
+	assert_memory_equal(es.e[0].uid.b, a.b, DFSR_UID_LEN);
+	fx_assert_hash(f, "a");
+	fx_record(f, &b, &r);
+	assert_int_equal(r.size, 3); /* "one": b's record was not given a's data */
+	record_release(&r);
+	close(fd);
+}
+
 /*
  * A full disk: the journal on a 16 MiB tmpfs, the rest of the disk filled behind its back,
  * then metadata changes until the database refuses one. The change reports the error, the
@@ -929,6 +962,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_links, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(hard_link_name_replaced, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(hard_link_down_to_one_name, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(full_disk_shows_error, setup, fx_teardown),
 	};
 

@@ -323,6 +323,14 @@ static bool exists(struct side *s, const char *rel)
 	return fstatat(s->f->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+static void rm_tree(struct side *s, const char *rel)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", s->f->dir, rel);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* @uid has the same version on both sides, and @b's disk matches its record at @rel. */
 static void assert_same(struct side *a, struct side *b, const struct dfsr_uid *uid, const char *rel)
 {
@@ -1235,6 +1243,217 @@ static void test_busy(void **state)
 	assert_int_equal(events(&p->b, 4302), 1);
 }
 
+/*
+ * A directory deleted on A while B holds a file below it open for writing (§8): the
+ * tombstones of the directories wait like the file's own; moved away with its directory,
+ * the writer's change would stay on B, in ConflictAndDeleted, and never replicate. Once
+ * the writer has changed the file and closed it, the directories come back (§7.1) and the
+ * file's tombstone loses to the change (§5). A writer that changed nothing lets the
+ * delete through.
+ */
+static void test_busy_dir(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, e, f, g;
+	struct record r;
+	struct stat st;
+
+	d = mk_dir(&p->a, NULL, "d");
+	e = mk_dir(&p->a, "d", "e");
+	f = mk_file(&p->a, "d/e", "f", "v1");
+	g = mk_dir(&p->a, NULL, "g");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+
+	/* B's writer opens d/e/f; A deletes d (tombstones of d, e and f) */
+	assert_int_equal(fstatat(p->b.f->root_fd, "d/e/f", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+	rm_tree(&p->a, "d");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "d"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_BUSY);
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_BUSY);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_BUSY);
+	assert_content(&p->b, "d/e/f", "v1");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 0);
+
+	/* the writer changes the file and closes it: the directories come back */
+	modify(&p->b, "d/e/f", &f, "v2 from the writer");
+	p->b.busy_ino = 0;
+	assert_int_equal(sync_uid(&p->a, &p->b, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, "d/e/f", "v2 from the writer");
+	fx_record(p->b.f, &d, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	fx_record(p->b.f, &e, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	/* and A gets them back with the writer's content */
+	assert_int_equal(sync_uid(&p->b, &p->a, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->b, &p->a, &e), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE);
+	assert_content(&p->a, "d/e/f", "v2 from the writer");
+	assert_same(&p->b, &p->a, &f, "d/e/f");
+
+	/* a file not recorded yet (a create whose handle is still open) holds a delete too */
+	fx_write(p->b.f, "g/new", "half written");
+	assert_int_equal(fstatat(p->b.f->root_fd, "g/new", &st, 0), 0);
+	p->b.busy_ino = st.st_ino;
+	rm_tree(&p->a, "g");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "g"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_BUSY);
+	assert_content(&p->b, "g/new", "half written");
+	/* closed with nothing to replicate (say it was a temporary file): the delete goes on */
+	p->b.busy_ino = 0;
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+	assert_false(exists(&p->b, "g"));
+	fx_record(p->b.f, &g, &r);
+	assert_true(r.tombstone);
+	record_release(&r);
+}
+
+/*
+ * A preserved file shares no data with a live one: B holds "a" hard-linked as "b", and
+ * "d/x" hard-linked as "y"; A deletes "a" and "d". The preserved a and d/x keep what they
+ * held when B writes "b" and "y" in place afterwards (§9: nothing lost).
+ */
+static void test_preserve_hard_link(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid a, d, x;
+	char pa[512], pd[512], px[600];
+	struct stat st;
+
+	a = mk_file(&p->a, NULL, "a", "a as deleted");
+	d = mk_dir(&p->a, NULL, "d");
+	x = mk_file(&p->a, "d", "x", "x as deleted");
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_int_equal(linkat(p->b.f->root_fd, "a", p->b.f->root_fd, "b", 0), 0);
+	(void)fx_new(p->b.f, NULL, "b");
+	assert_int_equal(linkat(p->b.f->root_fd, "d/x", p->b.f->root_fd, "y", 0), 0);
+	(void)fx_new(p->b.f, NULL, "y");
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &a, pa, sizeof(pa));
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &d, pd, sizeof(pd));
+	snprintf(px, sizeof(px), "%s/x", pd);
+
+	assert_int_equal(unlinkat(p->a.f->root_fd, "a", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "a"), 0);
+	rm_tree(&p->a, "d");
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "d"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE); /* whole, x inside */
+	assert_int_equal(sync_uid(&p->a, &p->b, &x), REPLICA_DONE);
+	assert_false(exists(&p->b, "a"));
+	assert_false(exists(&p->b, "d"));
+
+	fx_write(p->b.f, "b", "b written in place");
+	fx_write(p->b.f, "y", "y written in place");
+	assert_content(&p->b, pa, "a as deleted");
+	assert_content(&p->b, px, "x as deleted");
+	assert_content(&p->b, "b", "b written in place");
+	assert_int_equal(fstatat(p->b.f->root_fd, pa, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_nlink, 1);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_int_equal(count_dir(&p->b, pd), 1); /* no temporary copy left behind */
+}
+
+/*
+ * New metadata for one name of a hard-linked file is not applied to its other names: B
+ * holds "a" hard-linked as "b" (two records); A, where they are two files, changes a's mode
+ * and an xattr. B's b keeps its mode and attributes, as on A, and its record still matches
+ * its disk (the scan finds nothing).
+ */
+static void test_meta_hard_link(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid a, b;
+	struct hash_result h;
+	struct record r;
+	char path[600];
+	struct stat st;
+	int fd;
+
+	a = mk_file(&p->a, NULL, "a", "shared");
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+	assert_int_equal(linkat(p->b.f->root_fd, "a", p->b.f->root_fd, "b", 0), 0);
+	b = fx_new(p->b.f, NULL, "b");
+	assert_int_equal(sync_uid(&p->b, &p->a, &b), REPLICA_DONE);
+
+	assert_int_equal(fchmodat(p->a.f->root_fd, "a", 0600, 0), 0);
+	fd = openat(p->a.f->root_fd, "a", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fsetxattr(fd, "user.k", "1", 1, 0), 0);
+	close(fd);
+	fd = fx_opath(p->a.f, "a");
+	assert_int_equal(journal_note_change(p->a.f->j, &a, fd, 0), 0);
+	close(fd);
+	assert_int_equal(sync_uid(&p->a, &p->b, &a), REPLICA_DONE);
+
+	assert_same(&p->a, &p->b, &a, "a");
+	/* (b's ctime moved with its link count: its record's stat is not b's now) */
+	assert_same(&p->a, &p->b, &b, NULL);
+	fx_record(p->b.f, &b, &r);
+	assert_int_equal(hash_at(p->b.f->root_fd, "b", &h), 0);
+	assert_memory_equal(h.hash, r.hash, HASH_LEN);
+	record_release(&r);
+	assert_int_equal(fstatat(p->b.f->root_fd, "a", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(fstatat(p->b.f->root_fd, "b", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	snprintf(path, sizeof(path), "%s/b", p->b.f->dir);
+	assert_true(getxattr(path, "user.k", NULL, 0) < 0 && errno == ENODATA);
+	assert_content(&p->b, "b", "shared");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_INSTALLING), 0);
+	assert_scan_quiet(&p->b);
+}
+
+/*
+ * Two preserved versions of one UID with the same counter (made by different databases)
+ * both stay (§9): B's own f (B,2) loses a conflict to A's (A,2), then A deletes f and B
+ * preserves (A,2) too. The second gets "f~1-{UID}-v2" instead of replacing the first.
+ */
+static void test_preserve_same_counter(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid f, g;
+	char first[512], second[512], guid[DFSR_UID_GUID_LEN];
+	struct record r;
+
+	f = mk_file(&p->a, NULL, "f", "one");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	g = mk_file(&p->b, NULL, "g", "B's first version"); /* B's counter 1 */
+	(void)g;
+	modify(&p->b, "f", &f, "B's f, the loser");  /* (B,2) */
+	modify(&p->a, "f", &f, "A's f, made later"); /* (A,2) */
+	fx_record(p->b.f, &f, &r);
+	assert_int_equal(r.gvsn.counter, 2);
+	record_release(&r);
+	preserved_rel(&p->b, LAYOUT_CONFLICT, &f, first, sizeof(first));
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_content(&p->b, first, "B's f, the loser");
+	assert_content(&p->b, "f", "A's f, made later");
+	fx_record(p->b.f, &f, &r);
+	assert_int_equal(r.gvsn.counter, 2);
+	record_release(&r);
+	assert_int_equal(sync_uid(&p->b, &p->a, &f), REPLICA_DONE); /* A sees the resolution */
+
+	assert_int_equal(unlinkat(p->a.f->root_fd, "f", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "f"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_false(exists(&p->b, "f"));
+	dfsr_uid_guid(&f, guid);
+	snprintf(second, sizeof(second), "%s/%s/f~1-{%s}-v2", LAYOUT_PRIVATE, LAYOUT_CONFLICT,
+		 guid);
+	assert_content(&p->b, first, "B's f, the loser");
+	assert_content(&p->b, second, "A's f, made later");
+	assert_int_equal(count_dir(&p->b, LAYOUT_PRIVATE "/" LAYOUT_CONFLICT), 2);
+}
+
 static void test_conflict_quota(void **state)
 {
 	struct pair *p = *state;
@@ -2093,14 +2312,6 @@ static void test_unpreserve(void **state)
 
 /* ---- read-only members (docs/conflicts.md §11) ------------------------------------------ */
 
-static void rm_tree(struct side *s, const char *rel)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", s->f->dir, rel);
-	assert_int_equal(system(cmd), 0);
-}
-
 static bool hello_has(struct side *s, const struct dfsr_uid *uid)
 {
 	struct version_vector kv;
@@ -2312,6 +2523,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hash_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserve_same_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_hook_called, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_merge, setup, teardown),
