@@ -89,6 +89,7 @@
 #include "core/hash.h"
 #include "core/internal.h"
 #include "core/layout.h"
+#include "core/space.h"
 
 #define REPLICA_DEPTH_MAX 2048 /* parent-chain and subtree walks */
 #define REPLICA_INVAL_MAX 4
@@ -957,11 +958,15 @@ out:
  * over @name, so that the name leaves the inode it shared with other hard links.
  * Return: 0 or -errno (@name untouched).
  */
-static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct stat *st)
+static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct stat *st,
+			   struct space *sp)
 {
 	char tmp[64];
 	int sfd, ofd, rc;
 
+	rc = space_take(sp, (uint64_t)st->st_size); /* the database's reserve first */
+	if (rc < 0)
+		return rc;
 	snprintf(tmp, sizeof(tmp), ".dfsr-copy-%ju", (uintmax_t)st->st_ino);
 	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (sfd < 0)
@@ -998,7 +1003,7 @@ static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct st
  * anywhere below it, is replaced by a copy (data, xattrs, owner, mode, times) under the
  * same name. Best effort: where the copy fails, the file stays shared.
  */
-static void unshare_links(int dfd, const char *name, int depth)
+static void unshare_links(int dfd, const char *name, int depth, struct space *sp)
 {
 	struct stat st;
 
@@ -1018,12 +1023,12 @@ static void unshare_links(int dfd, const char *name, int depth)
 		}
 		while ((de = readdir(d)))
 			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				unshare_links(dirfd(d), de->d_name, depth + 1);
+				unshare_links(dirfd(d), de->d_name, depth + 1, sp);
 		closedir(d);
 		return;
 	}
 	if (S_ISREG(st.st_mode) && st.st_nlink > 1)
-		(void)replace_by_copy(dfd, name, dfd, &st);
+		(void)replace_by_copy(dfd, name, dfd, &st, sp);
 }
 
 /*
@@ -1054,7 +1059,7 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 		install_failed(c, rec, "preserve", rc);
 		goto out_release;
 	}
-	unshare_links(dst, pname, 0);
+	unshare_links(dst, pname, 0, journal_space(c->j));
 	rc = fsync_dir(dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
@@ -1167,7 +1172,7 @@ static int preserve_local(struct journal *j, int dfd, const struct record *rec, 
 		install_failed(&c, rec, "preserve", rc);
 		goto out_close;
 	}
-	unshare_links(*dst, pname, 0);
+	unshare_links(*dst, pname, 0, journal_space(j));
 	rc = fsync_dir(*dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);
@@ -1561,7 +1566,8 @@ static int place_existing(struct ctx *c, struct record *n, const struct record *
 
 		if (fstatat(dfd, n->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_nlink > 1) {
-			rc = replace_by_copy(dfd, n->name, c->r->installing_fd, &st);
+			rc = replace_by_copy(dfd, n->name, c->r->installing_fd, &st,
+					     journal_space(c->j));
 			if (rc < 0) {
 				install_failed(c, n, "metadata", rc);
 				return -EIO;
