@@ -241,6 +241,28 @@ int replica_update_check(const struct replica_update *u)
 
 /* ---- open and close ---------------------------------------------------------------- */
 
+#define COPY_PREFIX ".dfsr-copy-" /* replace_by_copy()'s temporary names */
+
+/* Remove what a crash left of replace_by_copy() directly in @dfd. Best effort. */
+static void sweep_copies(int dfd)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, COPY_PREFIX, strlen(COPY_PREFIX)) == 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
 static int open_private_dir(int parent, const char *name, int *out)
 {
 	*out = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -274,6 +296,9 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 		rc = open_private_dir(r->private_fd, LAYOUT_PREEXISTING, &r->preexist_fd);
 	if (rc < 0)
 		goto out_close;
+	sweep_copies(r->installing_fd);
+	sweep_copies(r->conflict_fd);
+	sweep_copies(r->preexist_fd);
 	*out = r;
 	return 0;
 out_close:
@@ -967,7 +992,8 @@ static int replace_by_copy(int dfd, const char *name, int tmpfd, const struct st
 	rc = space_take(sp, (uint64_t)st->st_size); /* the database's reserve first */
 	if (rc < 0)
 		return rc;
-	snprintf(tmp, sizeof(tmp), ".dfsr-copy-%ju", (uintmax_t)st->st_ino);
+	snprintf(tmp, sizeof(tmp), COPY_PREFIX "%ju", (uintmax_t)st->st_ino);
+	(void)unlinkat(tmpfd, tmp, 0); /* left by a crash (sweep_copies() at the next start) */
 	sfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (sfd < 0)
 		return -errno;

@@ -2506,10 +2506,41 @@ static void test_concurrent_installs(void **state)
 	assert_scan_quiet(&p->b);
 }
 
+/*
+ * A crash in the middle of a copy that unshares a hard link leaves a ".dfsr-copy-<ino>" in
+ * Installing or ConflictAndDeleted: the next replica_new() removes it, and nothing else.
+ */
+static void test_copy_leftovers_swept(void **state)
+{
+	struct pair *p = *state;
+	struct side *b = &p->b;
+	const char *dirs[] = { LAYOUT_PRIVATE "/" LAYOUT_INSTALLING,
+			       LAYOUT_PRIVATE "/" LAYOUT_CONFLICT };
+	struct replica_opts ro = { .j = b->f->j, .stage = b->stage, .arg = b };
+	char rel[128];
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(rel, sizeof(rel), "%s/.dfsr-copy-4242", dirs[i]);
+		fx_write(b->f, rel, "half a copy");
+		snprintf(rel, sizeof(rel), "%s/keep.part", dirs[i]);
+		fx_write(b->f, rel, "not ours to remove");
+	}
+	replica_free(b->r);
+	assert_int_equal(replica_new(&ro, &b->r), 0);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(rel, sizeof(rel), "%s/.dfsr-copy-4242", dirs[i]);
+		assert_int_equal(faccessat(b->f->root_fd, rel, F_OK, 0), -1);
+		assert_int_equal(errno, ENOENT);
+		snprintf(rel, sizeof(rel), "%s/keep.part", dirs[i]);
+		assert_int_equal(faccessat(b->f->root_fd, rel, F_OK, 0), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_update_check),
+		cmocka_unit_test_setup_teardown(test_copy_leftovers_swept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_file_dir_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modify_rename_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_conflict, setup, teardown),
