@@ -912,17 +912,11 @@ static int import_target(const struct clone_import_opts *o, int *priv,
 /* Removes DfsrPrivate/db.import.* left by imports that died (no member runs here yet). */
 static void rm_leftovers(int priv)
 {
-	int fd = openat(priv, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfsr_opendir_at(priv, ".");
 	struct dirent *de;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, CLONE_TMP_NAME ".", sizeof(CLONE_TMP_NAME)))
 			(void)dfsr_remove_tree(priv, de->d_name);

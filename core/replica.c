@@ -246,17 +246,11 @@ int replica_update_check(const struct replica_update *u)
 /* Remove what a crash left of replace_by_copy() directly in @dfd. Best effort. */
 static void sweep_copies(int dfd)
 {
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfsr_opendir_at(dfd, ".");
 	struct dirent *de;
-	DIR *d;
 
-	if (fd < 0)
+	if (!d)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
 	while ((de = readdir(d)))
 		if (strncmp(de->d_name, COPY_PREFIX, strlen(COPY_PREFIX)) == 0)
 			(void)unlinkat(dirfd(d), de->d_name, 0);
@@ -1036,17 +1030,11 @@ static void unshare_links(int dfd, const char *name, int depth, struct space *sp
 	if (depth > REPLICA_DEPTH_MAX || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
 	if (S_ISDIR(st.st_mode)) {
+		DIR *d = dfsr_opendir_at(dfd, name);
 		struct dirent *de;
-		DIR *d;
-		int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-		if (fd < 0)
+		if (!d)
 			return;
-		d = fdopendir(fd);
-		if (!d) {
-			close(fd);
-			return;
-		}
 		while ((de = readdir(d)))
 			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 				unshare_links(dirfd(d), de->d_name, depth + 1, sp);

@@ -635,10 +635,24 @@ int dfsr_copy_data(int in, int out)
 	}
 }
 
+DIR *dfsr_opendir_at(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d && fd >= 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
 static int remove_tree(int dfd, const char *name, int depth)
 {
 	struct dirent *de;
-	int fd, rc = 0;
+	int rc = 0;
 	DIR *d;
 
 	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
@@ -647,14 +661,9 @@ static int remove_tree(int dfd, const char *name, int depth)
 		return -errno;
 	if (depth > DFSR_TREE_DEPTH_MAX)
 		return -ELOOP;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
+	d = dfsr_opendir_at(dfd, name);
+	if (!d)
+		return -errno;
 	while (rc == 0 && (de = readdir(d)))
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			rc = remove_tree(dirfd(d), de->d_name, depth + 1);

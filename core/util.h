@@ -10,6 +10,7 @@
 #ifndef DFSR_CORE_UTIL_H
 #define DFSR_CORE_UTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -176,6 +177,10 @@ int dfsr_fsync_dir(int dirfd);
  * may share blocks), or read() and write() where it cannot (another filesystem).
  * Return: 0 or -errno. */
 int dfsr_copy_data(int in, int out);
+
+/* A directory stream on @name in @dfd ("." for @dfd itself), not following a symlink; its
+ * descriptor is the stream's. NULL with errno set. */
+DIR *dfsr_opendir_at(int dfd, const char *name);
 
 /* Remove @name in @dfd and everything below it, never following a link; a missing @name
  * is not an error. Return: 0, -ELOOP past DFSR_TREE_DEPTH_MAX levels, or another -errno. */
