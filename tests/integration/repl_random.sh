@@ -159,8 +159,20 @@ print(hashlib.sha256(old).hexdigest())
 PYEOF
 }
 
+# pick_dest MEMBER [d] : sets DEST to a name in a random directory of MEMBER's tree,
+# "DIR/fN" (N < 25), or with d "DIR/dN" (N < 6): the same draws either way.
+pick_dest() {
+	list_dirs "$1"
+	pick "$WS/dirs"
+	rnd 25
+	if [ "${2:-f}" = d ]; then DEST="$PICK/d$((R % 6))"; else DEST="$PICK/f$R"; fi
+	DEST=${DEST#./}
+	DEST=${DEST#.}
+	DEST=${DEST#/}
+}
+
 op_rename() {
-	local m=$3 src dir dst
+	local m=$3 src dst
 	rnd 3
 	if [ $R = 0 ]; then
 		list_dirs "$m"
@@ -171,18 +183,8 @@ op_rename() {
 	fi
 	pick "$WS/cands" || return 0
 	src=$PICK
-	list_dirs "$m"
-	pick "$WS/dirs"
-	dir=$PICK
-	rnd 25
-	if [ -d "${G_PATH[m]}/$src" ]; then
-		dst="$dir/d$((R % 6))"
-	else
-		dst="$dir/f$R"
-	fi
-	dst=${dst#./}
-	dst=${dst#.}
-	dst=${dst#/}
+	if [ -d "${G_PATH[m]}/$src" ]; then pick_dest "$m" d; else pick_dest "$m"; fi
+	dst=$DEST
 	case "$dst/" in "$src/"*) return 0 ;; esac # not into itself
 	[ ! -e "${G_PATH[m]}/$dst" ] || return 0
 	mv -n "${G_MNT[m]}/$src" "${G_MNT[m]}/$dst" 2>/dev/null || true
@@ -275,7 +277,7 @@ op_offline() {
 # A delete (with the rule of op_delete) or a rename of a file, behind the stopped member's
 # back: its scan sees a name gone and maybe a new one.
 op_offline_move() {
-	local s=$3 path dir dst
+	local s=$3 path dst
 	rnd 2
 	if [ $R = 0 ]; then
 		printf '%s\n' "${!SNAP[@]}" >"$WS/cands"
@@ -289,14 +291,8 @@ op_offline_move() {
 	list_files "$s"
 	pick "$WS/files" || return 0
 	path=$PICK
-	list_dirs "$s"
-	pick "$WS/dirs"
-	dir=$PICK
-	rnd 25
-	dst="$dir/f$R"
-	dst=${dst#./}
-	dst=${dst#.}
-	dst=${dst#/}
+	pick_dest "$s"
+	dst=$DEST
 	[ ! -e "${G_PATH[s]}/$dst" ] && [ ! -L "${G_PATH[s]}/$dst" ] || return 0
 	mv -n "${G_PATH[s]}/$path" "${G_PATH[s]}/$dst" 2>/dev/null || true
 }
@@ -373,18 +369,12 @@ PYEOF
 
 # A second name for a file (hard link; each name is its own record), or a symbolic link.
 op_link() {
-	local m=$3 src dir dst
+	local m=$3 src dst
 	list_files "$m"
 	pick "$WS/files" || return 0
 	src=$PICK
-	list_dirs "$m"
-	pick "$WS/dirs"
-	dir=$PICK
-	rnd 25
-	dst="$dir/f$R"
-	dst=${dst#./}
-	dst=${dst#.}
-	dst=${dst#/}
+	pick_dest "$m"
+	dst=$DEST
 	[ ! -e "${G_PATH[m]}/$dst" ] && [ ! -L "${G_PATH[m]}/$dst" ] || return 0
 	rnd 3
 	if [ $R = 0 ]; then
