@@ -2229,10 +2229,14 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 	 * holder moves into before the holder). Wait for it, rather than settle by §4 a
 	 * conflict that exists here only (new versions the other members would answer).
 	 * Updates that wait for each other's holders (names rotated on one member) end it:
-	 * the holder steps aside quietly, its own waiting update places it next.
+	 * the holder steps aside quietly, its own waiting update places it next. A directory
+	 * new here is decided at once: the holder's newer version may be inside it (moved
+	 * there), and would wait for it. Nothing can be inside a new file or link, so it waits
+	 * too (a file made under the name of one its maker deleted must not lose to it).
 	 */
 	if ((hold == HOLDER_WINS || hold == HOLDER_MERGE || hold == HOLDER_PRESERVE) &&
-	    !dfsr_uid_is_zero(&l->uid) && !c->newver && made_after(n, &o.gvsn)) {
+	    (!dfsr_uid_is_zero(&l->uid) || n->type != RECORD_DIR) && !c->newver &&
+	    made_after(n, &o.gvsn)) {
 		if (stale_cycle(c, &n->uid, &o.uid)) {
 			rc = displace(c, &o);
 			if (rc < 0)

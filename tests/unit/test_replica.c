@@ -2045,6 +2045,48 @@ static void test_deleted_and_replaced_dir(void **state)
 	(void)other;
 }
 
+/*
+ * §4.2 for an object new to the member: A deletes a file and makes a new one under its name;
+ * B, still holding the deleted file, receives the new file before the delete. The new file's
+ * maker had seen the holder, so the update waits for the delete instead of losing the name
+ * to it (formerly the new file became a tombstone everywhere: it.repl_conflict, flaky).
+ */
+static size_t conflict_entries(struct side *s);
+
+static void test_new_file_under_deleted_name(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid d, n;
+	struct record r;
+	struct mf m;
+
+	d = mk_file(&p->a, NULL, "f.txt", "the old file");
+	sync_all(&p->a, &p->b);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "f.txt", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "f.txt"), 0);
+	n = mk_file(&p->a, NULL, "f.txt", "a new file under the old name");
+
+	assert_int_equal(sync_uid(&p->a, &p->b, &n), REPLICA_WAIT);
+	assert_content(&p->b, "f.txt", "the old file");
+	assert_int_equal(sync_uid(&p->a, &p->b, &d), REPLICA_DONE);
+	assert_false(exists(&p->b, "f.txt"));
+	assert_int_equal(sync_uid(&p->a, &p->b, &n), REPLICA_DONE);
+	assert_content(&p->b, "f.txt", "a new file under the old name");
+	fx_record(p->b.f, &n, &r);
+	assert_false(r.tombstone);
+	record_release(&r);
+	manifest(&p->b, MANIFEST_CONFLICT, &m);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.type[0], MANIFEST_TYPE_DELETED);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_content(&p->a, "f.txt", "a new file under the old name");
+	assert_int_equal(conflict_entries(&p->a), 0);
+	assert_converged(&p->a, &p->b);
+	assert_scan_quiet(&p->a);
+	assert_scan_quiet(&p->b);
+}
+
 /* Rename @from_rel (in @from, named @old_name) to @to_rel (in @to, named @new_name) on @s. */
 static void mv(struct side *s, const struct dfsr_uid *from, const char *old_name,
 	       const char *from_rel, const struct dfsr_uid *to, const char *new_name,
@@ -2567,6 +2609,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conflict_quota, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_dir_parent_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_and_replaced_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_file_under_deleted_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_name_holder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_parent_held_by_self, setup, teardown),
