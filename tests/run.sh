@@ -45,7 +45,7 @@ install_missing() {
 
 	command -v dpkg-query >/dev/null || { say "not a Debian system; skipping package check"; return 0; }
 	for p in "${packages[@]}"; do
-		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != *'install ok installed'* ]]; then
 			missing+=("$p")
 		fi
 	done

@@ -32,7 +32,10 @@ done
 echo small >"$MA/small.txt"
 
 # bravo's disk fills: it says so and keeps going
-full_logged() { "$DFSR_BIN" events -c "${G_CONF[B]}" | grep -q ' 3103 .*step=download.*No space left'; }
+full_logged() {
+	local ev
+	ev=$("$DFSR_BIN" events -c "${G_CONF[B]}") && grep -q ' 3103 .*step=download.*No space left' <<<"$ev"
+}
 check "bravo logs that a download cannot be written (3103, no space)" wait_until 90 full_logged
 [ -z "${DEBUG_FULL:-}" ] || { "$DFSR_BIN" events -c "${G_CONF[B]}" | tail -20; ls -la "${G_PATH[B]}" "$MB"; df -k "${G_PATH[B]}"; "$DFSR_BIN" status -c "${G_CONF[B]}"; }
 check_eq "chunks crossing bravo's Cancel are no protocol error (3101)" 0 \

@@ -141,13 +141,19 @@ folder_field() {
 field_is() { [ "$(folder_field "$1" "$2" "$3" 2>/dev/null)" = "$4" ]; }
 
 # journal_has CONF FROM "OP TYPE PATH" : true when an entry with seq >= FROM matches exactly.
-journal_has() { journal_ops "$1" "$2" "${@:4}" 2>/dev/null | grep -qxF "$3"; }
+# (Never `producer | grep -q` under pipefail: grep leaves at the first match, and the
+# producer's next write dies of SIGPIPE, which fails the pipeline although it matched.)
+journal_has() {
+	local ops
+	ops=$(journal_ops "$1" "$2" "${@:4}" 2>/dev/null) || return 1
+	grep -qxF "$3" <<<"$ops"
+}
 
 # event_seen CONF ID : true when the event log holds an event with that id.
 event_seen() {
 	local ids
 	ids=$(events_ids "$1") || { echo "dfsr events failed"; return 1; }
-	printf '%s\n' "$ids" | grep -qx "$2" && return 0
+	grep -qx "$2" <<<"$ids" && return 0
 	echo "event ids seen: $(printf '%s' "$ids" | tr '\n' ' ')"
 	return 1
 }

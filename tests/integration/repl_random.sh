@@ -233,7 +233,7 @@ op_rmdir() {
 	while read -r f; do
 		s=$(sha_of "$f")
 		[ -n "$s" ] || continue
-		printf '%s\n' "${SNAP[@]}" | grep -qx "$s" || echo "$s" >>"$OVERWRITTEN"
+		grep -qx "$s" <<<"$(printf '%s\n' "${SNAP[@]}")" || echo "$s" >>"$OVERWRITTEN"
 	done < <(find "${G_PATH[m]}/$path" -type f)
 	rm -rf "${G_MNT[m]:?}/$path" && GONE[$path]=1
 }

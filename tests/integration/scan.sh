@@ -42,8 +42,8 @@ check "member reaches normal after the scan" wait_normal "$M_CONF" 60
 check "scan: the modified file" wait_until 30 journal_has "$M_CONF" "$from" "modify f modify"
 ops=$(journal_ops "$M_CONF" "$from")
 printf '%s\n' "$ops" | sed 's/^/    journal: /'
-has() { printf '%s\n' "$ops" | grep -qxF "$1"; }
-hasnt() { ! printf '%s\n' "$ops" | grep -q " $1\$"; }
+has() { grep -qxF "$1" <<<"$ops"; }
+hasnt() { ! grep -q " $1\$" <<<"$ops"; }
 check "scan: modify f modify" has "modify f modify"
 check "scan: meta f chmod" has "meta f chmod"
 check "scan: meta f chown" has "meta f chown"
@@ -61,7 +61,7 @@ else
 		bash -c "printf '%s\n' \"\$0\" | grep -qxF 'delete f rename' && printf '%s\n' \"\$0\" | grep -qxF 'create f renamed'" "$ops"
 fi
 check "scan: touch-only makes no entry" hasnt "touch"
-printf '%s\n' "$ops" | grep -q ' same$' && say "note: same content under a new inode made: $(printf '%s\n' "$ops" | grep ' same$' | tr '\n' ';')"
+grep -q ' same$' <<<"$ops" && say "note: same content under a new inode made: $(printf '%s\n' "$ops" | grep ' same$' | tr '\n' ';')"
 check "scan: filtered *.tmp makes no entry" hasnt "ignored.tmp"
 check "scan: filtered ~* makes no entry" hasnt "~ignored"
 check "scan: inner file untouched makes no entry" hasnt "dir/inner"
