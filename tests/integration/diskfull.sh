@@ -23,13 +23,16 @@ done
 
 member_start $A
 member_start $B
+# small.txt is on bravo before its disk fills: the chmod below needs a file bravo holds (a
+# file sent with the large ones may still be waiting for room when the disk is full)
+echo small >"$MA/small.txt"
 members_wait 90 || die "alpha and bravo never got in sync"
+check_eq "small.txt is on bravo before its disk fills" small "$(cat "$MB/small.txt" 2>&1)"
 
 # ---- more than fits ----------------------------------------------------------------------------
 for i in 1 2 3 4 5; do
 	cp "$WS/src/big$i.bin" "$MA/big$i.bin"
 done
-echo small >"$MA/small.txt"
 
 # bravo's disk fills: it says so and keeps going
 full_logged() {

@@ -105,23 +105,30 @@ check "dfsr wait: in sync after the write and the delete" members_wait 90
 check "bravo's write wins over the delete, on alpha" cmp "$WS/k.big" "$MA/k.bin"
 check "and on bravo" cmp "$WS/k.big" "$MB/k.bin"
 # The same with an update from alpha instead of a delete: installed in that window, it
-# replaced bravo's new data, which was then nowhere at all.
+# replaced bravo's new data, which was then nowhere at all. The two versions are concurrent
+# and the later change wins (§3); which one is later depends on how long bravo takes to
+# hash 60 MB after the close, so either may win. Whichever it is, each member keeps what it
+# held: its own write is its k.bin or one of its preserved files (a loser that arrives
+# from a partner is not downloaded, so only the member that held it keeps it).
 head -c 60000000 /dev/urandom >"$WS/k.big"
+echo "k from alpha" >"$WS/k.small"
 cat "$WS/k.big" >"$MB/k.bin"
 echo "k from alpha" >"$MA/k.bin"
 check "dfsr wait: in sync after the two writes" members_wait 90
-# kept_on I : the 60 MB content is member I's k.bin or one of its preserved files.
+# kept_on I FILE : FILE's content is member I's k.bin or one of its preserved files.
 kept_on() {
 	local p
-	cmp -s "$WS/k.big" "${G_PATH[$1]}/k.bin" && return 0
+	cmp -s "$2" "${G_PATH[$1]}/k.bin" && return 0
 	for p in "${G_PATH[$1]}"/DfsrPrivate/ConflictAndDeleted/*; do
-		cmp -s "$WS/k.big" "$p" && return 0
+		cmp -s "$2" "$p" && return 0
 	done
 	return 1
 }
-check "bravo's write is kept on bravo" kept_on $B
-check "bravo's write is kept on alpha" kept_on $A
-rm -f "$WS/k.big"
+check "bravo's write is kept on bravo" kept_on $B "$WS/k.big"
+check "alpha's write is kept on alpha" kept_on $A "$WS/k.small"
+if cmp -s "$WS/k.big" "$MA/k.bin"; then won=bravo; else won=alpha; fi
+say "the later change of k.bin was ${won}'s (trees equal is checked at the end)"
+rm -f "$WS/k.big" "$WS/k.small"
 
 # ---- a reader's descriptor of a file a partner deleted: no write through it -----------------
 # bravo moves m.txt to ConflictAndDeleted (the reader does not hold a delete); reopened for
