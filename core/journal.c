@@ -1516,23 +1516,26 @@ static void hash_failed(struct journal *j, const char *name, int rc)
 	journal_event(j, EV_HASH_FAILED, "name=\"%s\" error=\"%s\"", name, dfsr_strerror(rc));
 }
 
-int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
-		     struct dfsr_uid *out)
+int journal_note_new_stat(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			  int fd, const struct stat *st, struct dfsr_uid *out)
 {
 	struct hash_result h;
 	struct dfsr_uid uid;
-	struct stat st;
+	struct stat own;
 	int rc, what;
 
 	memset(out, 0, sizeof(*out));
 	if (j->read_only)
 		return -EIO;
-	rc = stat_fd(fd, &st);
-	if (rc < 0)
-		return rc;
-	if (!journal__tracked(j, parent, name, record_type_of((uint32_t)st.st_mode)))
+	if (!st) {
+		rc = stat_fd(fd, &own);
+		if (rc < 0)
+			return rc;
+		st = &own;
+	}
+	if (!journal__tracked(j, parent, name, record_type_of((uint32_t)st->st_mode)))
 		return 0;
-	rc = hash_fd(fd, NULL, &h);
+	rc = hash_fd_stat(fd, st, NULL, &h);
 	if (rc < 0) {
 		hash_failed(j, name, rc);
 		return rc;
@@ -1545,6 +1548,12 @@ int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const cha
 	if (rc == 0)
 		*out = uid;
 	return rc;
+}
+
+int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
+		     struct dfsr_uid *out)
+{
+	return journal_note_new_stat(j, parent, name, fd, NULL, out);
 }
 
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags)
