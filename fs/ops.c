@@ -1256,8 +1256,10 @@ static int backing_flags(const struct fs *fs, int flags)
 	 * would move writes that the kernel already placed.
 	 */
 	if (fs->writeback) {
+		/* Read then only to fill pages and by the journal's hash at release, neither an
+		 * access by the user: O_NOATIME (which spares the hash an F_SETFL, data_fd()). */
 		if ((flags & O_ACCMODE) == O_WRONLY)
-			flags = (flags & ~O_ACCMODE) | O_RDWR;
+			flags = (flags & ~O_ACCMODE) | O_RDWR | O_NOATIME;
 		flags &= ~O_APPEND;
 	}
 	/*
@@ -1268,13 +1270,28 @@ static int backing_flags(const struct fs *fs, int flags)
 	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT)) | O_CLOEXEC;
 }
 
+/* openat(2) of a backing file with *@fl (backing_flags()) and without O_CREAT: O_NOATIME is
+ * dropped if refused (a member without CAP_FOWNER opening another's file), and *@fl says
+ * what was used. Return: the descriptor or -errno. */
+static int open_backing(int dirfd, const char *path, int *fl)
+{
+	int fd = openat(dirfd, path, *fl);
+
+	if (fd < 0 && errno == EPERM && (*fl & O_NOATIME)) {
+		*fl &= ~O_NOATIME;
+		fd = openat(dirfd, path, *fl);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
 static bool flags_write(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* Wrap an open descriptor in a handle and count it on the node. Takes @fd. */
-static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
+/* Wrap an open descriptor in a handle and count it on the node. Takes @fd, opened with the
+ * status flags @fl for the caller's @flags. */
+static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags, int fl,
 		       struct fuse_file_info *fi)
 {
 	struct fs_file *f = calloc(1, sizeof(*f));
@@ -1286,7 +1303,7 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	}
 	f->magic = FS_FILE_MAGIC;
 	f->fd = fd;
-	f->fl = backing_flags(fs, flags); /* as the callers opened @fd: no F_GETFL needed */
+	f->fl = fl; /* as the caller opened @fd: no F_GETFL needed */
 	f->node = n;
 	f->writable = flags_write(flags);
 	rc = fs__inode_open(fs, n, f->writable, fd);
@@ -1330,7 +1347,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_of(req);
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
-	int nfd, tmp, fd, rc;
+	int nfd, tmp, fd, fl;
 
 	if (!n)
 		return -ESTALE;
@@ -1344,14 +1361,14 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return -ESTALE; /* the kernel looks the path up again (LOOKUP_REVAL) */
 	}
 	proc_path(nfd, path);
-	fd = open(path, backing_flags(fs, fi->flags));
-	rc = -errno;
+	fl = backing_flags(fs, fi->flags);
+	fd = open_backing(AT_FDCWD, path, &fl);
 	fs__inode_fd_put(fs, n, tmp);
 	if (fd < 0)
-		return rc;
+		return fd;
 	if ((fi->flags & O_TRUNC) && kill_suid(fs, req, fd, NULL))
 		inval_attr(fs, n);
-	return attach_file(fs, n, fd, fi->flags, fi);
+	return attach_file(fs, n, fd, fi->flags, fl, fi);
 }
 
 /*
@@ -1395,23 +1412,25 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		file_close(fs_of(req), file_of(fi)); /* the kernel never saw it: no release */
 }
 
-/* Open (@p, @name) creating it; *@created tells whether this call made it. */
-static int create_backing(fuse_req_t req, int pfd, const char *name, int flags, mode_t mode,
+/* Open (@p, @name) creating it with *@fl (backing_flags(), updated as for open_backing());
+ * *@created tells whether this call made it. */
+static int create_backing(fuse_req_t req, int pfd, const char *name, int *fl, mode_t mode,
 			  bool *created)
 {
 	int fd, rc = creds_begin(req);
 
 	if (rc < 0)
 		return rc;
-	fd = openat(pfd, name, flags | O_CREAT | O_EXCL, mode);
+	/* O_NOATIME is never refused here: the member owns what it has just made. */
+	fd = openat(pfd, name, *fl | O_CREAT | O_EXCL, mode);
 	rc = fd < 0 ? -errno : fd;
 	creds_end();
 	*created = fd >= 0;
-	if (rc != -EEXIST || (flags & O_EXCL))
+	if (rc != -EEXIST || (*fl & O_EXCL))
 		return rc;
 	/* It exists on disk although the kernel thought not (made behind the mount). */
-	fd = openat(pfd, name, flags | O_NOFOLLOW);
-	return fd < 0 ? -errno : fd;
+	*fl |= O_NOFOLLOW;
+	return open_backing(pfd, name, fl);
 }
 
 static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1421,7 +1440,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct fs_inode *p = fs__inode_get(fs, parent);
 	char path[FS_PROC_PATH_LEN];
 	bool created;
-	int fd, opath, pfd, ptmp, rc;
+	int fd, fl, opath, pfd, ptmp, rc;
 
 	if (!p)
 		return -ESTALE;
@@ -1431,7 +1450,8 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	pfd = fs__inode_fd(fs, p, &ptmp);
 	if (pfd < 0)
 		return pfd;
-	fd = create_backing(req, pfd, name, backing_flags(fs, fi->flags), mode, &created);
+	fl = backing_flags(fs, fi->flags);
+	fd = create_backing(req, pfd, name, &fl, mode, &created);
 	if (fd < 0) {
 		rc = fd;
 		goto out_put;
@@ -1453,7 +1473,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	if (rc < 0)
 		goto out_close;
-	rc = attach_file(fs, *out, fd, fi->flags, fi); /* takes fd */
+	rc = attach_file(fs, *out, fd, fi->flags, fl, fi); /* takes fd */
 	if (rc < 0) {
 		fs__inode_unref(fs, *out, 1, 0);
 		if (created)
