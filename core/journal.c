@@ -10,7 +10,10 @@
  * batch, so they are right after a crash without a recount.
  *
  * Hashing (reading file data) happens in the caller's thread before the mutex is taken;
- * the mutex only covers a few RocksDB reads and one write. The one long hold is
+ * the mutex only covers a few RocksDB reads and one write. The directory records that
+ * every change's path and parent check walk through are kept in memory under the mutex
+ * ("the directories' cache" below), so a new file costs one read (its name in the index)
+ * and a removal two (the name, the record). The one long hold is
  * tombstoning a large subtree, which writes one batch per record, children first, so the
  * "every live record is reachable" invariant holds after each batch.
  *
@@ -57,7 +60,7 @@
 /* Registered names of one object looked at per journal_link_others(): the callers know
  * fewer (fs/ keeps 1 + FS_LINK_UIDS per node); more names are left to the scan. */
 #define JOURNAL_LINK_CANDIDATES 64
-/* Directory records kept in memory (dir_get_locked()); full, the cache starts afresh. */
+/* Directory records kept in memory (dir_get()); full, the cache starts afresh. */
 #define JOURNAL_DIRS_MAX        4096
 #define JOURNAL_DIRS_BUCKETS    64
 
@@ -110,7 +113,7 @@ struct journal {
 	int64_t last_sync_saved_ns;   /* last_sync_ns as last written (txn_apply(); lock) */
 	bool running;
 	struct journal_counts counts;
-	struct htab dirs;       /* struct dir_ent by UID (dir_get_locked()) */
+	struct htab dirs;       /* struct dir_ent by UID (dir_get()) */
 	bool dirs_ok;           /* dirs is set up (else not used) */
 	struct db_batch *batch; /* scratch for one transaction */
 	bool scanning;
