@@ -326,6 +326,41 @@ static void directory_changes_show_below(void **state)
 	assert_true(dfsr_uid_is_zero(&out));
 }
 
+/* More directories than the cache keeps (JOURNAL_DIRS_MAX, 4096): it starts afresh and
+ * every path stays right. */
+static void many_directories(void **state)
+{
+	struct fx *f = *state;
+	char d[32], rel[64];
+	struct dfsr_uid dir, uid;
+	struct entries es;
+	uint64_t seq;
+	int fd;
+
+	for (int i = 0; i < 4200; i++) {
+		snprintf(d, sizeof(d), "d%04d", i);
+		fx_mkdir(f, d);
+		dir = fx_new(f, "", d);
+		snprintf(rel, sizeof(rel), "%s/x", d);
+		fx_write(f, rel, "x");
+		fd = fx_opath(f, rel);
+		assert_int_equal(journal_note_new(f->j, &dir, "x", fd, &uid), 0);
+		close(fd);
+		assert_false(dfsr_uid_is_zero(&uid));
+	}
+	/* the first ones again, after the cache was emptied and filled past them */
+	for (int i = 0; i < 3; i++) {
+		snprintf(d, sizeof(d), "d%04d", i);
+		snprintf(rel, sizeof(rel), "%s/y", d);
+		fx_write(f, rel, "y");
+		seq = fx_next_seq(f);
+		fx_new(f, d, "y");
+		fx_entries(f, seq, &es);
+		assert_int_equal(es.n, 1);
+		assert_string_equal(es.e[0].path, rel);
+	}
+}
+
 static void rename_into_untracked(struct fx *f, const char *from, const char *to,
 				  struct dfsr_uid *out)
 {
@@ -1017,6 +1052,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(subtrees, setup_env, fx_teardown),
 		cmocka_unit_test_setup_teardown(directory_changes_show_below, setup_env,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(many_directories, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(unclean_stop, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),
