@@ -451,8 +451,8 @@ static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *paren
 	struct dfsr_uid uid;
 
 	if (!p) {
-		pending_journal(fs, parent, name, f->node, -1, &uid,
-				NULL); /* journal it now instead */
+		/* journal it now instead */
+		pending_journal(fs, parent, name, f->node, -1, &uid, NULL);
 		return;
 	}
 	memcpy(p->name, name, len);
