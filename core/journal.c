@@ -13,9 +13,9 @@
  * the mutex only covers a few RocksDB reads and one write. The directory records that
  * every change's path and parent check walk through are kept in memory under the mutex
  * ("the directories' cache" below), so a new file costs one read (its name in the index)
- * and a removal two (the name, the record). The one long hold is
- * tombstoning a large subtree, which writes one batch per record, children first, so the
- * "every live record is reachable" invariant holds after each batch.
+ * and a removal two (the name, the record). The one long hold is tombstoning a large
+ * subtree, which writes one batch per record, children first, so the "every live record
+ * is reachable" invariant holds after each batch.
  *
  * Identity: a rename keeps the UID. A tracked object replaced by a rename from an
  * untracked name (the "write x.tmp, rename over x" save pattern) keeps the target's UID
