@@ -6,14 +6,19 @@
  * sorted extended attributes. Keeping them apart lets a chmod, chown or setfacl produce a
  * new hash from the stored content digest without reading the data again.
  *
- * A regular file is read with a 1 MiB buffer through pread(2), so the caller's offset is
- * untouched; O_PATH or write-only descriptors are reopened read-only through
+ * A regular file is read through pread(2), so the caller's offset is untouched: a file
+ * under 64 KiB through a buffer on the stack, a larger one with a 1 MiB buffer; O_PATH or
+ * write-only descriptors (pread() says EBADF) are reopened read-only through
  * /proc/self/fd/N (O_NOATIME where the kernel allows it, so hashing never dirties the
- * inode). If the size or mtime moves while it is read, or the bytes read disagree with the
- * size, the read is repeated, three times at most, and then -EAGAIN: a hash never mixes two
- * versions of a file. Attributes are read with f*xattr(2) on a real descriptor; an O_PATH
- * descriptor (always the case for a symbolic link) goes through the /proc/self/fd magic
- * link with the following variants, which land on the object itself and go no further.
+ * inode). The file is stat'ed before and after the read: if the size or mtime moved, or
+ * the bytes read disagree with the size, the read is repeated, three times at most, and
+ * then -EAGAIN: a hash never mixes two versions of a file. A small file costs one stat,
+ * one read and one stat (hash_fd_stat() takes the first stat from the caller): a short
+ * read that reaches the size the first stat gave ends the pass (read_pass()).
+ *
+ * Attributes are read with f*xattr(2) on a real descriptor; an O_PATH descriptor (always
+ * the case for a symbolic link) goes through the /proc/self/fd magic link with the
+ * following variants, which land on the object itself and go no further.
  *
  * Names and timestamps are deliberately absent: the same tree hashes the same after
  * `cp -a` or a rename. SHA-256 comes from OpenSSL's EVP interface, which uses the CPU's SHA
@@ -131,30 +136,28 @@ static int stat_fd(int fd, struct stat *st)
 	return 0;
 }
 
-/* A descriptor we can pread() the data from: @fd itself, or a read-only reopen of it. */
-static int data_fd(int fd, bool *opened)
+/* A read-only reopen of @fd (an O_PATH or write-only descriptor, which pread() refuses). */
+static int reopen_ro(int fd)
 {
 	char path[HASH_PROC_PATH];
-	int fl = fcntl(fd, F_GETFL);
 	int rfd;
 
-	if (fl < 0)
-		return -errno;
-	*opened = false;
-	if (!(fl & O_PATH) && (fl & O_ACCMODE) != O_WRONLY)
-		return fd;
 	proc_path(fd, path);
 	rfd = open(path, O_RDONLY | O_NOATIME | O_CLOEXEC | O_NOCTTY);
 	if (rfd < 0 && errno == EPERM)
 		rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (rfd < 0)
-		return -errno;
-	*opened = true;
-	return rfd;
+	return rfd < 0 ? -errno : rfd;
 }
 
-/* One pass over the data: digest into @content, bytes read into @nread. */
-static int read_pass(int fd, uint8_t *buf, size_t cap, uint8_t content[HASH_LEN], uint64_t *nread)
+/*
+ * One pass over the data: digest into @content, bytes read into @nread. The pass ends at a
+ * read returning 0, or at a short read once @expect bytes (the size before the pass) are
+ * in: a read of a regular file falls short only at its end, and a file that grew or shrank
+ * meanwhile has another size or mtime when the caller stats it again. So a small file
+ * costs one read, not a second one that returns 0.
+ */
+static int read_pass(int fd, uint8_t *buf, size_t cap, uint64_t expect, uint8_t content[HASH_LEN],
+		     uint64_t *nread)
 {
 	EVP_MD_CTX *ctx;
 	uint64_t off = 0;
@@ -177,6 +180,8 @@ static int read_pass(int fd, uint8_t *buf, size_t cap, uint8_t content[HASH_LEN]
 		if (rc < 0)
 			goto out_free_ctx;
 		off += (uint64_t)n;
+		if ((size_t)n < cap && off >= expect)
+			break;
 	}
 	rc = md_final(ctx, content);
 	*nread = off;
@@ -191,34 +196,47 @@ static bool same_version(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ino == b->st_ino;
 }
 
-/* Content digest of a regular file, with the stat that matches what was read. */
+/*
+ * Content digest of a regular file. @st holds a stat of it taken just before (the first
+ * pass's "before"); it receives the stat that matches what was read. The data is read
+ * through @fd itself; a descriptor pread() refuses (EBADF: O_PATH or write-only) is
+ * reopened read-only once, which costs no fcntl() up front to tell.
+ */
 static int hash_file_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 {
 	uint8_t small[HASH_SMALL_BUF], *buf = small, *big = NULL;
 	size_t cap = sizeof(small);
-	struct stat pre, post;
-	bool opened;
-	int rfd, rc;
+	struct stat pre = *st, post;
+	int rfd = fd, rc = -EAGAIN;
 
-	rfd = data_fd(fd, &opened);
-	if (rfd < 0)
-		return rfd;
-	(void)posix_fadvise(rfd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	rc = -EAGAIN;
 	for (int i = 0; i < HASH_TRIES; i++) {
 		uint64_t nread = 0;
-		int r;
+		int r = 0;
 
-		r = stat_fd(fd, &pre);
+		if (i > 0)
+			r = stat_fd(fd, &pre);
 		if (r == 0 && !big && (uint64_t)pre.st_size >= sizeof(small)) {
 			big = malloc(HASH_READ_BUF); /* larger reads, fewer system calls */
 			if (!big)
 				r = -ENOMEM;
 			buf = big;
 			cap = HASH_READ_BUF;
+			if (big)
+				(void)posix_fadvise(rfd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		}
 		if (r == 0)
-			r = read_pass(rfd, buf, cap, content, &nread);
+			r = read_pass(rfd, buf, cap, (uint64_t)pre.st_size, content, &nread);
+		if (r == -EBADF && rfd == fd) {
+			rfd = reopen_ro(fd);
+			if (rfd < 0) {
+				rc = rfd;
+				rfd = fd;
+				break;
+			}
+			if (big)
+				(void)posix_fadvise(rfd, 0, 0, POSIX_FADV_SEQUENTIAL);
+			r = read_pass(rfd, buf, cap, (uint64_t)pre.st_size, content, &nread);
+		}
 		if (r == 0)
 			r = stat_fd(fd, &post);
 		if (r < 0) {
@@ -232,7 +250,7 @@ static int hash_file_data(int fd, uint8_t content[HASH_LEN], struct stat *st)
 		}
 	}
 	free(big);
-	if (opened)
+	if (rfd != fd)
 		close(rfd);
 	return rc;
 }
@@ -417,15 +435,19 @@ static int hash_final(struct xa_src *x, char type, const struct stat *st,
 
 _Static_assert(sizeof(HASH_MAGIC) == 12, "the magic is 11 characters and a NUL");
 
-int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
+int hash_fd_stat(int fd, const struct stat *st, const uint8_t content[HASH_LEN],
+		 struct hash_result *out)
 {
 	struct hash_result r;
 	struct xa_src x = { .fd = fd };
-	int rc;
+	int rc = 0;
 	char type;
 
 	memset(&r, 0, sizeof(r));
-	rc = stat_fd(fd, &r.st);
+	if (st)
+		r.st = *st;
+	else
+		rc = stat_fd(fd, &r.st);
 	if (rc < 0)
 		return rc;
 	if (S_ISREG(r.st.st_mode)) {
@@ -454,6 +476,11 @@ int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
 		return rc;
 	*out = r;
 	return 0;
+}
+
+int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out)
+{
+	return hash_fd_stat(fd, NULL, content, out);
 }
 
 int hash_at(int dirfd, const char *name, struct hash_result *out)

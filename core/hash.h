@@ -61,6 +61,18 @@ struct hash_result {
 int hash_fd(int fd, const uint8_t content[HASH_LEN], struct hash_result *out);
 
 /**
+ * hash_fd_stat() - hash_fd() given the caller's stat of the object.
+ * @st: lstat of @fd's object taken by the caller just before the call (any descriptor of the
+ *      same object), or NULL to take it here. It stands for hash_fd()'s own first stat, so
+ *      it must be no older than a stat taken here would be: a file is read only after it,
+ *      and the read is checked against a fresh stat afterwards as always.
+ *
+ * Saves one fstatat() per object for callers that had to stat it anyway (to tell its type).
+ */
+int hash_fd_stat(int fd, const struct stat *st, const uint8_t content[HASH_LEN],
+		 struct hash_result *out);
+
+/**
  * hash_at() - As hash_fd() for @name relative to directory @dirfd (never follows a final
  * symbolic link). @name may be "" with AT_EMPTY_PATH semantics.
  */

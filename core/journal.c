@@ -10,9 +10,12 @@
  * batch, so they are right after a crash without a recount.
  *
  * Hashing (reading file data) happens in the caller's thread before the mutex is taken;
- * the mutex only covers a few RocksDB reads and one write. The one long hold is
- * tombstoning a large subtree, which writes one batch per record, children first, so the
- * "every live record is reachable" invariant holds after each batch.
+ * the mutex only covers a few RocksDB reads and one write. The directory records that
+ * every change's path and parent check walk through are kept in memory under the mutex
+ * ("the directories' cache" below), so a new file costs one read (its name in the index)
+ * and a removal two (the name, the record). The one long hold is tombstoning a large
+ * subtree, which writes one batch per record, children first, so the "every live record
+ * is reachable" invariant holds after each batch.
  *
  * Identity: a rename keeps the UID. A tracked object replaced by a rename from an
  * untracked name (the "write x.tmp, rename over x" save pattern) keeps the target's UID
@@ -44,6 +47,7 @@
 
 #include "core/db.h"
 #include "core/dfsr.pb-c.h"
+#include "core/htab.h"
 #include "core/internal.h"
 #include "core/layout.h"
 #include "core/linkmap.h"
@@ -56,6 +60,9 @@
 /* Registered names of one object looked at per journal_link_others(): the callers know
  * fewer (fs/ keeps 1 + FS_LINK_UIDS per node); more names are left to the scan. */
 #define JOURNAL_LINK_CANDIDATES 64
+/* Directory records kept in memory (dir_get()); full, the cache starts afresh. */
+#define JOURNAL_DIRS_MAX        4096
+#define JOURNAL_DIRS_BUCKETS    64
 
 /* A version a read-only folder must install again (journal__revert_mark()). */
 struct revert_mark {
@@ -106,6 +113,8 @@ struct journal {
 	int64_t last_sync_saved_ns;   /* last_sync_ns as last written (txn_apply(); lock) */
 	bool running;
 	struct journal_counts counts;
+	struct htab dirs;       /* struct dir_ent by UID (dir_get()) */
+	bool dirs_ok;           /* dirs is set up (else not used) */
 	struct db_batch *batch; /* scratch for one transaction */
 	bool scanning;
 	uint64_t scan_files_done, scan_bytes_done, scan_files_total, scan_bytes_total;
@@ -141,6 +150,7 @@ struct rec_before {
 	uint64_t size;
 	struct dfsr_uid parent;
 	char name[RECORD_NAME_MAX + 1];
+	bool indexed; /* the index at (parent, name) is known to name this record */
 };
 
 const char *journal_state_name(enum journal_state s)
@@ -407,6 +417,140 @@ static int name_get(struct journal *j, const struct dfsr_uid *parent, const char
 	return rc;
 }
 
+/* ---- the directories' cache (lock held) ---------------------------------------------- */
+
+/*
+ * Every version's journal entry carries its path, built through the records of its
+ * ancestors, and every new object asks whether its parent is a live directory: a RocksDB
+ * read per ancestor per change (four reads per create of a file two levels down, three of
+ * them of the same two directories). So the journal keeps what those walks need of the
+ * directory records it reads (parent, name, tombstone) in memory, by UID.
+ *
+ * It holds committed rows only, and is used with the lock held only:
+ *  - an entry is made from a database read under the lock while the transaction's batch is
+ *    still empty (dir_note()): the read then shows the database as committed, and no
+ *    writer can change it before the lock is released;
+ *  - every row a batch is given for a record (put_encoded_record(), and the two deletes)
+ *    drops that UID's entry first, whether or not the batch then commits: a failed commit
+ *    leaves nothing stale, and a record put earlier in the same batch is read from the
+ *    database (as committed) and not kept;
+ *  - readers without the lock (journal_lookup(), journal_path(), the hard-link checks)
+ *    never see it: such a reader could put back a row a writer has just replaced.
+ * Bounded by JOURNAL_DIRS_MAX entries; when full it is emptied and fills again.
+ */
+struct dir_ent {
+	struct htab_node node;
+	struct dfsr_uid uid;
+	struct dfsr_uid parent;
+	bool tombstone;
+	char name[]; /* NUL-terminated */
+};
+
+/* What a walk needs of one record (a directory, but for a corrupt chain). */
+struct dir_view {
+	struct dfsr_uid parent;
+	bool tombstone;
+	char type;
+	char name[RECORD_NAME_MAX + 1];
+};
+
+static size_t uid_hash(const struct dfsr_uid *u)
+{
+	uint64_t a, b;
+
+	memcpy(&a, u->b, 8);
+	memcpy(&b, u->b + 8, 8);
+	return htab_hash_u64x2(a, b);
+}
+
+static size_t dir_node_hash(const struct htab_node *n)
+{
+	return uid_hash(&dfsr_container_of_const(n, struct dir_ent, node)->uid);
+}
+
+static void dir_free(void *arg, struct htab_node *n)
+{
+	(void)arg;
+	free(dfsr_container_of(n, struct dir_ent, node));
+}
+
+static struct dir_ent *dirs_find(struct journal *j, const struct dfsr_uid *uid)
+{
+	if (!j->dirs_ok)
+		return NULL;
+	for (struct htab_node *p = htab_first(&j->dirs, uid_hash(uid)); p; p = p->next) {
+		struct dir_ent *e = dfsr_container_of(p, struct dir_ent, node);
+
+		if (dfsr_uid_equal(&e->uid, uid))
+			return e;
+	}
+	return NULL;
+}
+
+/* A row for @uid goes into the batch: its entry no longer holds. Lock held. */
+static void dirs_forget(struct journal *j, const struct dfsr_uid *uid)
+{
+	struct dir_ent *e = dirs_find(j, uid);
+
+	if (e) {
+		htab_del(&j->dirs, &e->node);
+		free(e);
+	}
+}
+
+/* Keep directory record @r, just read from the database with the lock held. */
+static void dir_note(struct journal *j, const struct record *r)
+{
+	size_t len = strlen(r->name) + 1;
+	struct dir_ent *e;
+
+	if (!j->dirs_ok || r->type != RECORD_DIR || db_batch_count(j->batch) != 0 ||
+	    dirs_find(j, &r->uid))
+		return;
+	if (j->dirs.count >= JOURNAL_DIRS_MAX) {
+		htab_release(&j->dirs, dir_free, NULL);
+		j->dirs_ok = htab_init(&j->dirs, JOURNAL_DIRS_BUCKETS, dir_node_hash) == 0;
+		if (!j->dirs_ok)
+			return;
+	}
+	e = malloc(sizeof(*e) + len);
+	if (!e)
+		return; /* a cache: the next walk reads the database again */
+	e->uid = r->uid;
+	e->parent = r->parent;
+	e->tombstone = r->tombstone;
+	memcpy(e->name, r->name, len);
+	htab_add(&j->dirs, &e->node);
+}
+
+/* Record @uid as a walk needs it: from the cache if @locked (the caller holds the lock),
+ * else (or on a miss) from the database. Return: 0, -ENOENT, -EIO, -ENOMEM. */
+static int dir_get(struct journal *j, const struct dfsr_uid *uid, bool locked, struct dir_view *v)
+{
+	struct dir_ent *e = locked ? dirs_find(j, uid) : NULL;
+	struct record r;
+	int rc;
+
+	if (e) {
+		v->parent = e->parent;
+		v->tombstone = e->tombstone;
+		v->type = RECORD_DIR;
+		snprintf(v->name, sizeof(v->name), "%s", e->name);
+		return 0;
+	}
+	rc = journal__get(j, uid, &r);
+	if (rc < 0)
+		return rc;
+	v->parent = r.parent;
+	v->tombstone = r.tombstone;
+	v->type = r.type;
+	snprintf(v->name, sizeof(v->name), "%s", r.name);
+	if (locked)
+		dir_note(j, &r);
+	record_release(&r);
+	return 0;
+}
+
 /* Prepend "@s/" (or "@s" to an empty buffer). */
 static int path_prepend(struct dfsr_buf *b, const char *s)
 {
@@ -425,12 +569,13 @@ static int path_prepend(struct dfsr_buf *b, const char *s)
 	return 0;
 }
 
-/* Relative path of (@parent, @name) through the records' parent chain. */
-static int build_path(struct journal *j, const struct dfsr_uid *parent, const char *name,
-		      struct dfsr_buf *out)
+/* Relative path of (@parent, @name) through the records' parent chain; @locked: the caller
+ * holds the lock (the walk may use the directories' cache). */
+static int build_path_at(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			 bool locked, struct dfsr_buf *out)
 {
 	struct dfsr_uid cur = *parent;
-	struct record r;
+	struct dir_view v;
 	int rc;
 
 	out->len = 0;
@@ -438,14 +583,25 @@ static int build_path(struct journal *j, const struct dfsr_uid *parent, const ch
 	for (int depth = 0; rc == 0 && !dfsr_uid_equal(&cur, &j->root_uid); depth++) {
 		if (depth > PATH_DEPTH_MAX)
 			return -EIO;
-		rc = journal__get(j, &cur, &r);
+		rc = dir_get(j, &cur, locked, &v);
 		if (rc < 0)
 			return rc == -ENOENT ? -EIO : rc;
-		rc = path_prepend(out, r.name);
-		cur = r.parent;
-		record_release(&r);
+		rc = path_prepend(out, v.name);
+		cur = v.parent;
 	}
 	return rc;
+}
+
+static int build_path(struct journal *j, const struct dfsr_uid *parent, const char *name,
+		      struct dfsr_buf *out)
+{
+	return build_path_at(j, parent, name, false, out);
+}
+
+static int build_path_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			     struct dfsr_buf *out)
+{
+	return build_path_at(j, parent, name, true, out);
 }
 
 /* ---- hard links (journal.h): the in-memory map of other names ------------------------ */
@@ -522,6 +678,7 @@ static void before_of(const struct record *r, struct rec_before *b)
 	b->size = r->size;
 	b->parent = r->parent;
 	memcpy(b->name, r->name, sizeof(b->name));
+	b->indexed = false;
 }
 
 static void counts_add(struct journal_counts *c, bool tombstone, char type, uint64_t size, int sign)
@@ -562,15 +719,17 @@ static bool stat_fields_equal(const struct record *r, const struct hash_result *
 	       n.group == r->group && n.mtime_ns == r->mtime_ns && n.ctime_ns == r->ctime_ns;
 }
 
-static int put_encoded_record(struct db_batch *b, const struct record *r)
+/* Every record row goes into a batch here (lock held). */
+static int put_encoded_record(struct journal *j, const struct record *r)
 {
 	struct dfsr_buf v;
 	int rc;
 
+	dirs_forget(j, &r->uid);
 	dfsr_buf_init(&v);
 	rc = record_encode(r, &v);
 	if (rc == 0)
-		db_batch_put(b, DB_CF_RECORDS, r->uid.b, DFSR_UID_LEN, v.p, v.len);
+		db_batch_put(j->batch, DB_CF_RECORDS, r->uid.b, DFSR_UID_LEN, v.p, v.len);
 	dfsr_buf_release(&v);
 	return rc;
 }
@@ -613,7 +772,8 @@ static int index_update(struct journal *j, const struct record *r, const struct 
 	if (old->exists && !old->tombstone &&
 	    (r->tombstone || !dfsr_uid_equal(&old->parent, &r->parent) ||
 	     strcmp(old->name, r->name) != 0)) {
-		rc = name_get(j, &old->parent, old->name, &cur);
+		cur = r->uid;
+		rc = old->indexed ? 0 : name_get(j, &old->parent, old->name, &cur);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		if (rc == 0 && dfsr_uid_equal(&cur, &r->uid)) {
@@ -680,12 +840,12 @@ static int put_version_locked(struct journal *j, struct record *r, const struct 
 	counts_add(&t.counts, r->tombstone, r->type, r->size, 1);
 	t.counts.journal++;
 	dfsr_buf_init(&path);
-	rc = build_path(j, &r->parent, r->name, &path);
+	rc = build_path_locked(j, &r->parent, r->name, &path);
 	db_batch_clear(j->batch);
 	if (rc == 0)
 		rc = index_update(j, r, old);
 	if (rc == 0)
-		rc = put_encoded_record(j->batch, r);
+		rc = put_encoded_record(j, r);
 	if (rc == 0)
 		rc = put_entry(j->batch, r, op, &path);
 	if (rc == 0)
@@ -714,7 +874,7 @@ static int refresh_locked(struct journal *j, struct record *r, const struct hash
 		return 0;
 	fill_stat(r, h);
 	db_batch_clear(j->batch);
-	rc = put_encoded_record(j->batch, r);
+	rc = put_encoded_record(j, r);
 	if (rc == 0)
 		rc = db_batch_commit(j->batch, false);
 	db_batch_clear(j->batch);
@@ -735,10 +895,10 @@ bool journal__tracked(const struct journal *j, const struct dfsr_uid *parent, co
 	return !filter_match(&j->folder->file_filter, name);
 }
 
-/* True if @parent is the root or a live directory record. */
-static int parent_live(struct journal *j, const struct dfsr_uid *parent, bool *live)
+/* True if @parent is the root or a live directory record; @locked as for dir_get(). */
+static int parent_live(struct journal *j, const struct dfsr_uid *parent, bool locked, bool *live)
 {
-	struct record r;
+	struct dir_view v;
 	int rc;
 
 	*live = false;
@@ -748,13 +908,12 @@ static int parent_live(struct journal *j, const struct dfsr_uid *parent, bool *l
 	}
 	if (dfsr_uid_is_zero(parent))
 		return 0;
-	rc = journal__get(j, parent, &r);
+	rc = dir_get(j, parent, locked, &v);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
 		return rc;
-	*live = !r.tombstone && r.type == RECORD_DIR;
-	record_release(&r);
+	*live = !v.tombstone && v.type == RECORD_DIR;
 	return 0;
 }
 
@@ -764,11 +923,12 @@ static int tracked_locked(struct journal *j, const struct dfsr_uid *parent, cons
 	*tracked = false;
 	if (!journal__tracked(j, parent, name, type))
 		return 0;
-	return parent_live(j, parent, tracked);
+	return parent_live(j, parent, true, tracked);
 }
 
 static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-			      int depth, struct version_vector *seen);
+			      int depth, struct version_vector *seen,
+			      const struct dfsr_uid *at_parent, const char *at_name);
 
 /* Called by each_child() for one entry of a directory; @k/@klen is its names-index key. */
 typedef int (*child_fn)(struct journal *j, const struct dfsr_uid *child, const uint8_t *k,
@@ -815,7 +975,7 @@ static int remove_child(struct journal *j, const struct dfsr_uid *child, const u
 
 	(void)k;
 	(void)klen;
-	return remove_seen_locked(j, child, x->removed, x->depth + 1, x->seen);
+	return remove_seen_locked(j, child, x->removed, x->depth + 1, x->seen, NULL, NULL);
 }
 
 /* Tombstone every live child of directory @uid (children first); @seen collects their
@@ -833,10 +993,12 @@ static int remove_children_locked(struct journal *j, const struct dfsr_uid *uid,
  * vectors of the tombstones made below it, so that it dominates every descendant version
  * the deleting member saw: a partner receiving it tells those (deleted with it) from what
  * is new to the deleter (docs/conflicts.md §7). @seen (may be NULL) collects the vector of
- * the tombstone made here.
+ * the tombstone made here. @at_parent and @at_name (or NULL): where the caller found @uid
+ * in the names index with the lock held, which spares index_update() reading it again.
  */
 static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
-			      int depth, struct version_vector *seen)
+			      int depth, struct version_vector *seen,
+			      const struct dfsr_uid *at_parent, const char *at_name)
 {
 	struct version_vector below;
 	struct rec_before before;
@@ -861,6 +1023,9 @@ static int remove_seen_locked(struct journal *j, const struct dfsr_uid *uid, uin
 			goto out_release;
 	}
 	before_of(&r, &before);
+	/* the children's batches (above) never touch the index at the record's own name */
+	before.indexed = at_parent && dfsr_uid_equal(at_parent, &r.parent) &&
+			 strcmp(at_name, r.name) == 0;
 	r.tombstone = true;
 	rc = put_version_locked(j, &r, &before, JOURNAL_OP_DELETE);
 	if (rc == 0 && removed)
@@ -876,7 +1041,14 @@ out_release:
 static int remove_locked(struct journal *j, const struct dfsr_uid *uid, uint64_t *removed,
 			 int depth)
 {
-	return remove_seen_locked(j, uid, removed, depth, NULL);
+	return remove_seen_locked(j, uid, removed, depth, NULL, NULL, NULL);
+}
+
+/* remove_locked() of @uid, which name_get() found at (@parent, @name) with the lock held. */
+static int remove_at_locked(struct journal *j, const struct dfsr_uid *uid,
+			    const struct dfsr_uid *parent, const char *name)
+{
+	return remove_seen_locked(j, uid, NULL, 0, NULL, parent, name);
 }
 
 static int create_locked(struct journal *j, const struct dfsr_uid *parent, const char *name,
@@ -945,7 +1117,7 @@ static int sync_entry_locked(struct journal *j, const struct dfsr_uid *parent, c
 		}
 		if (rc == 0)
 			record_release(&r);
-		rc = remove_locked(j, &uid, NULL, 0);
+		rc = remove_at_locked(j, &uid, parent, name);
 		if (rc < 0)
 			return rc;
 	}
@@ -1134,6 +1306,8 @@ int journal_open(const struct journal_opts *o, struct journal **out,
 		rc = -ENOMEM;
 		goto out_free;
 	}
+	/* without it every walk reads the database, as it did before the cache */
+	j->dirs_ok = htab_init(&j->dirs, JOURNAL_DIRS_BUCKETS, dir_node_hash) == 0;
 	rc = root_uid_of(o->folder->name, &j->root_uid);
 	if (rc < 0)
 		goto out_free;
@@ -1178,6 +1352,7 @@ out_close:
 	db_batch_free(j->batch);
 	db_close(j->db);
 out_free:
+	htab_release(&j->dirs, dir_free, NULL);
 	version_vector_release(&j->knowledge);
 	linkmap_free(j->links);
 	pthread_mutex_destroy(&j->links_lock);
@@ -1204,6 +1379,7 @@ void journal_close(struct journal *j)
 	space_free(j->space);
 	db_batch_free(j->batch);
 	db_close(j->db);
+	htab_release(&j->dirs, dir_free, NULL);
 	version_vector_release(&j->knowledge);
 	linkmap_free(j->links);
 	pthread_mutex_destroy(&j->links_lock);
@@ -1505,7 +1681,7 @@ int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char 
 	if (filter_match(&j->folder->file_filter, name) ||
 	    filter_match(&j->folder->subfolder_filter, name))
 		return 0;
-	rc = parent_live(j, parent, &live);
+	rc = parent_live(j, parent, false, &live);
 	if (rc < 0)
 		return rc;
 	return live ? -ENOENT : 0;
@@ -1516,23 +1692,26 @@ static void hash_failed(struct journal *j, const char *name, int rc)
 	journal_event(j, EV_HASH_FAILED, "name=\"%s\" error=\"%s\"", name, dfsr_strerror(rc));
 }
 
-int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
-		     struct dfsr_uid *out)
+int journal_note_new_stat(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			  int fd, const struct stat *st, struct dfsr_uid *out)
 {
 	struct hash_result h;
 	struct dfsr_uid uid;
-	struct stat st;
+	struct stat own;
 	int rc, what;
 
 	memset(out, 0, sizeof(*out));
 	if (j->read_only)
 		return -EIO;
-	rc = stat_fd(fd, &st);
-	if (rc < 0)
-		return rc;
-	if (!journal__tracked(j, parent, name, record_type_of((uint32_t)st.st_mode)))
+	if (!st) {
+		rc = stat_fd(fd, &own);
+		if (rc < 0)
+			return rc;
+		st = &own;
+	}
+	if (!journal__tracked(j, parent, name, record_type_of((uint32_t)st->st_mode)))
 		return 0;
-	rc = hash_fd(fd, NULL, &h);
+	rc = hash_fd_stat(fd, st, NULL, &h);
 	if (rc < 0) {
 		hash_failed(j, name, rc);
 		return rc;
@@ -1545,6 +1724,12 @@ int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const cha
 	if (rc == 0)
 		*out = uid;
 	return rc;
+}
+
+int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
+		     struct dfsr_uid *out)
+{
+	return journal_note_new_stat(j, parent, name, fd, NULL, out);
 }
 
 int journal_note_change(struct journal *j, const struct dfsr_uid *uid, int fd, unsigned flags)
@@ -1659,7 +1844,7 @@ int journal_note_remove(struct journal *j, const struct dfsr_uid *parent, const 
 	pthread_mutex_lock(&j->lock);
 	rc = name_get(j, parent, name, &uid);
 	if (rc == 0)
-		rc = remove_locked(j, &uid, NULL, 0);
+		rc = remove_at_locked(j, &uid, parent, name);
 	else if (rc == -ENOENT)
 		rc = 0;
 	journal_unlock(j);
@@ -2138,7 +2323,7 @@ static int reparent_child(struct journal *j, const struct dfsr_uid *child, const
 	c.parent = *x->to;
 	db_batch_put(j->batch, DB_CF_NAMES, key, db_key_name(key, x->to, c.name), child->b,
 		     DFSR_UID_LEN);
-	rc = put_encoded_record(j->batch, &c);
+	rc = put_encoded_record(j, &c);
 	record_release(&c);
 	return rc;
 }
@@ -2176,17 +2361,17 @@ static int write_into_batch(struct journal *j, struct record *r, const struct re
 	counts_add(&t->counts, r->tombstone, r->type, r->size, 1);
 	rc = index_update(j, r, old);
 	if (rc < 0 || !(flags & JOURNAL__ENTRY))
-		return rc < 0 ? rc : put_encoded_record(j->batch, r);
+		return rc < 0 ? rc : put_encoded_record(j, r);
 	r->seq = t->next_seq++;
 	t->counts.journal++;
 	dfsr_buf_init(&path);
-	rc = build_path(j, &r->parent, r->name, &path);
+	rc = build_path_locked(j, &r->parent, r->name, &path);
 	if (rc == -EIO) { /* parent unknown (a tombstone from a partner): the name alone */
 		path.len = 0;
 		rc = dfsr_buf_add(&path, r->name, strlen(r->name));
 	}
 	if (rc == 0)
-		rc = put_encoded_record(j->batch, r);
+		rc = put_encoded_record(j, r);
 	if (rc == 0)
 		rc = put_entry(j->batch, r, op, &path);
 	dfsr_buf_release(&path);
@@ -2264,6 +2449,7 @@ int journal__adopt_locked(struct journal *j, const struct dfsr_uid *old_uid, boo
 		rc = write_into_batch(j, &old, &before, JOURNAL_OP_DELETE, JOURNAL__NEWVER, &t);
 	} else {
 		counts_add(&t.counts, before.tombstone, before.type, before.size, -1);
+		dirs_forget(j, old_uid);
 		db_batch_delete(j->batch, DB_CF_RECORDS, old_uid->b, DFSR_UID_LEN);
 	}
 	if (rc == 0)
@@ -2305,6 +2491,7 @@ int journal__drop_locked(struct journal *j, const struct dfsr_uid *uid)
 			goto out_clear;
 	}
 	counts_add(&t.counts, old.tombstone, old.type, old.size, -1);
+	dirs_forget(j, uid);
 	db_batch_delete(j->batch, DB_CF_RECORDS, uid->b, DFSR_UID_LEN);
 	rc = commit_txn_locked(j, &t, false, old.name);
 	record_release(&old);

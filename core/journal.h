@@ -223,6 +223,14 @@ void journal_set_changed(struct journal *j, void (*fn)(void *arg), void *arg);
 int journal_note_new(struct journal *j, const struct dfsr_uid *parent, const char *name, int fd,
 		     struct dfsr_uid *out);
 
+/**
+ * journal_note_new_stat() - journal_note_new() given the caller's lstat of @fd's object
+ * (@st, taken just before the call; NULL: stat it here). The hash takes it as its first
+ * look at the object (hash_fd_stat()), which saves a stat or two per new object.
+ */
+int journal_note_new_stat(struct journal *j, const struct dfsr_uid *parent, const char *name,
+			  int fd, const struct stat *st, struct dfsr_uid *out);
+
 enum journal_change_flags {
 	JOURNAL_DATA = 1u << 0,  /* the data may have changed: read it again */
 	JOURNAL_NAMES = 1u << 1, /* one of several names the caller knows for the object */

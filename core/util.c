@@ -2,11 +2,12 @@
  * util.c - the small things every layer needs: error text, UIDs, clocks, sizes, a byte
  * buffer and JSON string quoting.
  *
- * Nothing here keeps state. dfsr_strerror() must be safe from any thread, so it never uses
- * strerror(3)'s shared buffer for unknown codes: the DFSR_E* codes come from a switch, and
- * errno values from strerrordesc_np(3), which returns a pointer into glibc's constant table.
- * UIDs are 16 random bytes from libsodium; their text forms are the lower-case hex used in
- * the database and logs, and the upper-case GUID form that Windows DFSR writes into
+ * Nothing here keeps state but the per-thread pool of random bytes UIDs are drawn from.
+ * dfsr_strerror() must be safe from any thread, so it never uses strerror(3)'s shared buffer for
+ * unknown codes: the DFSR_E* codes come from a switch, and errno values from strerrordesc_np(3),
+ * which returns a pointer into glibc's constant table. UIDs are 16 random bytes from libsodium
+ * (through a small pool per thread, see dfsr_uid_random()); their text forms are the lower-case hex
+ * used in the database and logs, and the upper-case GUID form that Windows DFSR writes into
  * preserved names ("name-{8-4-4-4-12}").
  *
  * dfsr_buf is a reduced git strbuf: always NUL-terminated, grows geometrically, and an
@@ -18,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,10 +73,46 @@ const char *dfsr_strerror(int err)
 	return "Unknown error";
 }
 
+/*
+ * UIDs are drawn from a small pool of random bytes per thread, refilled from libsodium
+ * (randombytes_buf(): the kernel's getrandom()) DFSR_UID_POOL UIDs at a time, so that a
+ * new record costs a system call only every DFSR_UID_POOL records. They are exactly as
+ * unique and as random as UIDs drawn one by one: the bytes are the same generator's
+ * output, and each byte is handed out once. The pool is the thread's own (no two threads
+ * can take the same bytes, no lock), its cursor only moves forward, and a fork, which
+ * would give the child a copy of the parent's unused bytes, empties the child's pool
+ * (pthread_atfork(); the thread that forked is the only one a child has). UIDs are not
+ * secret (every partner receives them), so bytes waiting in the pool disclose nothing.
+ */
+#define DFSR_UID_POOL 16
+
+static _Thread_local struct {
+	uint8_t b[DFSR_UID_POOL * DFSR_UID_LEN];
+	size_t left; /* unused bytes, at the end of b; 0 (the initial value): empty */
+} uid_pool;
+
+static pthread_once_t uid_pool_once = PTHREAD_ONCE_INIT;
+
+static void uid_pool_drop(void)
+{
+	uid_pool.left = 0;
+}
+
+static void uid_pool_setup(void)
+{
+	(void)pthread_atfork(NULL, NULL, uid_pool_drop);
+}
+
 void dfsr_uid_random(struct dfsr_uid *out)
 {
+	pthread_once(&uid_pool_once, uid_pool_setup);
 	do {
-		randombytes_buf(out->b, sizeof(out->b));
+		if (uid_pool.left < sizeof(out->b)) {
+			randombytes_buf(uid_pool.b, sizeof(uid_pool.b));
+			uid_pool.left = sizeof(uid_pool.b);
+		}
+		memcpy(out->b, uid_pool.b + sizeof(uid_pool.b) - uid_pool.left, sizeof(out->b));
+		uid_pool.left -= sizeof(out->b);
 	} while (dfsr_uid_is_zero(out));
 }
 

@@ -59,6 +59,10 @@ struct dfsr_uid {
  * dfsr_uid_random() - A new random UID (libsodium's randombytes_buf).
  * @out: receives the UID, never all zero
  *
+ * The random bytes are fetched for 16 UIDs at a time into a pool of the calling thread's
+ * own (one getrandom() per 16 records; each byte used once; emptied in a forked child),
+ * which leaves UIDs as unique and random as fetching each alone (util.c says why).
+ *
  * Thread: any (sodium_init() ran in main).
  */
 void dfsr_uid_random(struct dfsr_uid *out);

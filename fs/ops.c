@@ -77,6 +77,7 @@ struct fs_pending {
 	struct fs_inode *parent;    /* one lookup reference, held until PENDING_DONE */
 	struct fs_inode *node;      /* kept alive by the creating handle's open reference */
 	struct dfsr_uid uid;        /* the record made when it was journaled, else zero */
+	struct stat st;             /* when journaled: the object's stat then (st_nlink 0: none) */
 	char name[];                /* its name in @parent, as created */
 };
 
@@ -85,6 +86,7 @@ struct fs_file {
 	struct fs_handle_link link; /* first: fs__handles_release() walks the links */
 	unsigned magic;
 	int fd;                     /* owned; O_RDWR when the kernel runs a writeback cache */
+	int fl;                     /* @fd's status flags (backing_flags(); data_fd() adds one) */
 	bool writable;              /* counted in node->nwriters */
 	struct fs_inode *node;      /* kept alive by node->nopen */
 	struct fs_pending *pending; /* the creating handle of a create not journaled yet; owned */
@@ -349,12 +351,13 @@ static void note_change(struct fs *fs, struct fs_inode *n, unsigned flags)
  */
 static int data_fd(struct fs_file *f)
 {
-	int fl = fcntl(f->fd, F_GETFL);
-
-	if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+	if ((f->fl & O_ACCMODE) == O_WRONLY)
 		return -1; /* write-only (no writeback cache): the journal reopens to read */
-	if (!(fl & O_NOATIME) && fcntl(f->fd, F_SETFL, fl | O_NOATIME) < 0)
-		return -1;
+	if (!(f->fl & O_NOATIME)) {
+		if (fcntl(f->fd, F_SETFL, f->fl | O_NOATIME) < 0)
+			return -1;
+		f->fl |= O_NOATIME;
+	}
 	return f->fd;
 }
 
@@ -381,32 +384,44 @@ static int data_fd(struct fs_file *f)
  */
 
 /* Journal the new file (@parent, @name) if that name still is @node; hashed through
- * @dfd (an open descriptor of @node, see data_fd()) unless it is -1. */
+ * @dfd (an open descriptor of @node, see data_fd()) unless it is -1. *@st_out (if not
+ * NULL) receives the stat the journal was given, or st_nlink 0 if none. */
 static void pending_journal(struct fs *fs, struct fs_inode *parent, const char *name,
-			    struct fs_inode *node, int dfd, struct dfsr_uid *out)
+			    struct fs_inode *node, int dfd, struct dfsr_uid *out,
+			    struct stat *st_out)
 {
 	struct dfsr_uid puid, uid;
 	struct stat st;
-	int pfd, ptmp, fd;
+	int pfd, ptmp, fd = -1;
+	bool same;
 
 	memset(out, 0, sizeof(*out));
+	if (st_out)
+		st_out->st_nlink = 0;
 	fs__inode_uid(fs, parent, &puid);
 	if (dfsr_uid_is_zero(&puid))
 		return;
 	pfd = fs__inode_fd(fs, parent, &ptmp);
 	if (pfd < 0)
 		return;
-	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	/* With the handle's descriptor to hash through, the name only has to be checked (a
+	 * stat by name: no open and close of an O_PATH descriptor per new file). */
+	if (dfd < 0) {
+		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		same = fd >= 0 && fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0;
+	} else {
+		same = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	}
 	fs__inode_fd_put(fs, parent, ptmp);
-	if (fd < 0)
-		return;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 &&
-	    st.st_dev == node->dev && st.st_ino == node->ino &&
-	    journal_note_new(fs->journal, &puid, name, dfd >= 0 ? dfd : fd, &uid) == 0) {
+	if (same && st.st_dev == node->dev && st.st_ino == node->ino &&
+	    journal_note_new_stat(fs->journal, &puid, name, dfd >= 0 ? dfd : fd, &st, &uid) == 0) {
 		fs__inode_add_uid(fs, node, &uid);
 		*out = uid;
+		if (st_out)
+			*st_out = st;
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Journal (or drop) a pending create this thread set PENDING_FLUSHING, and take it out of
@@ -417,7 +432,7 @@ static void pending_finish(struct fs *fs, struct fs_pending *p, bool journal, in
 	struct fs_inode *parent = p->parent;
 
 	if (journal)
-		pending_journal(fs, parent, p->name, p->node, dfd, &p->uid);
+		pending_journal(fs, parent, p->name, p->node, dfd, &p->uid, &p->st);
 	pthread_mutex_lock(&fs->pending_lock);
 	p->link.prev->next = p->link.next;
 	p->link.next->prev = p->link.prev;
@@ -436,7 +451,8 @@ static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *paren
 	struct dfsr_uid uid;
 
 	if (!p) {
-		pending_journal(fs, parent, name, f->node, -1, &uid); /* journal it now instead */
+		/* journal it now instead */
+		pending_journal(fs, parent, name, f->node, -1, &uid, NULL);
 		return;
 	}
 	memcpy(p->name, name, len);
@@ -458,14 +474,17 @@ static void pending_add(struct fs *fs, struct fs_file *f, struct fs_inode *paren
  * The creating handle is being released: journal its create unless another thread did (or
  * dropped it), waiting for one that is at it; hashed through @dfd unless it is -1 (see
  * data_fd()). Frees the entry.
- * Return: true if it was journaled here, with *@uid the record made (zero if untracked).
+ * Return: true if it was journaled here, with *@uid the record made (zero if untracked) and
+ * *@st the stat the journal was given (st_nlink 0 if none).
  */
-static bool pending_release(struct fs *fs, struct fs_file *f, int dfd, struct dfsr_uid *uid)
+static bool pending_release(struct fs *fs, struct fs_file *f, int dfd, struct dfsr_uid *uid,
+			    struct stat *st)
 {
 	struct fs_pending *p = f->pending;
 	bool mine = false;
 
 	memset(uid, 0, sizeof(*uid));
+	st->st_nlink = 0;
 	if (!p)
 		return false;
 	pthread_mutex_lock(&fs->pending_lock);
@@ -479,6 +498,7 @@ static bool pending_release(struct fs *fs, struct fs_file *f, int dfd, struct df
 	if (mine) {
 		pending_finish(fs, p, true, dfd);
 		*uid = p->uid;
+		*st = p->st;
 	}
 	free(p);
 	f->pending = NULL;
@@ -940,7 +960,7 @@ static int publish_new(struct fs *fs, struct fs_inode *parent, const char *name,
 	/* Journaled while @fd is at hand (the node may keep only a handle). */
 	fs__inode_uid(fs, parent, &puid);
 	noted = journal && !dfsr_uid_is_zero(&puid) &&
-		journal_note_new(fs->journal, &puid, name, fd, &uid) == 0;
+		journal_note_new_stat(fs->journal, &puid, name, fd, &st, &uid) == 0;
 	rc = fs__inode_insert_take(fs, fd, &st, false, &zero, &n);
 	if (rc < 0)
 		return rc;
@@ -1236,8 +1256,10 @@ static int backing_flags(const struct fs *fs, int flags)
 	 * would move writes that the kernel already placed.
 	 */
 	if (fs->writeback) {
+		/* Read then only to fill pages and by the journal's hash at release, neither an
+		 * access by the user: O_NOATIME (which spares the hash an F_SETFL, data_fd()). */
 		if ((flags & O_ACCMODE) == O_WRONLY)
-			flags = (flags & ~O_ACCMODE) | O_RDWR;
+			flags = (flags & ~O_ACCMODE) | O_RDWR | O_NOATIME;
 		flags &= ~O_APPEND;
 	}
 	/*
@@ -1248,13 +1270,28 @@ static int backing_flags(const struct fs *fs, int flags)
 	return (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT)) | O_CLOEXEC;
 }
 
+/* openat(2) of a backing file with *@fl (backing_flags()) and without O_CREAT: O_NOATIME is
+ * dropped if refused (a member without CAP_FOWNER opening another's file), and *@fl says
+ * what was used. Return: the descriptor or -errno. */
+static int open_backing(int dirfd, const char *path, int *fl)
+{
+	int fd = openat(dirfd, path, *fl);
+
+	if (fd < 0 && errno == EPERM && (*fl & O_NOATIME)) {
+		*fl &= ~O_NOATIME;
+		fd = openat(dirfd, path, *fl);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
 static bool flags_write(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* Wrap an open descriptor in a handle and count it on the node. Takes @fd. */
-static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
+/* Wrap an open descriptor in a handle and count it on the node. Takes @fd, opened with the
+ * status flags @fl for the caller's @flags. */
+static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags, int fl,
 		       struct fuse_file_info *fi)
 {
 	struct fs_file *f = calloc(1, sizeof(*f));
@@ -1266,6 +1303,7 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 	}
 	f->magic = FS_FILE_MAGIC;
 	f->fd = fd;
+	f->fl = fl; /* as the caller opened @fd: no F_GETFL needed */
 	f->node = n;
 	f->writable = flags_write(flags);
 	rc = fs__inode_open(fs, n, f->writable, fd);
@@ -1309,7 +1347,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_of(req);
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
-	int nfd, tmp, fd, rc;
+	int nfd, tmp, fd, fl;
 
 	if (!n)
 		return -ESTALE;
@@ -1323,14 +1361,14 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return -ESTALE; /* the kernel looks the path up again (LOOKUP_REVAL) */
 	}
 	proc_path(nfd, path);
-	fd = open(path, backing_flags(fs, fi->flags));
-	rc = -errno;
+	fl = backing_flags(fs, fi->flags);
+	fd = open_backing(AT_FDCWD, path, &fl);
 	fs__inode_fd_put(fs, n, tmp);
 	if (fd < 0)
-		return rc;
+		return fd;
 	if ((fi->flags & O_TRUNC) && kill_suid(fs, req, fd, NULL))
 		inval_attr(fs, n);
-	return attach_file(fs, n, fd, fi->flags, fi);
+	return attach_file(fs, n, fd, fi->flags, fl, fi);
 }
 
 /*
@@ -1341,6 +1379,7 @@ static void file_close(struct fs *fs, struct fs_file *f)
 {
 	struct fs_inode *n = f->node;
 	struct dfsr_uid uid, fresh;
+	struct stat st;
 	bool created;
 	int dfd = -1;
 
@@ -1349,10 +1388,12 @@ static void file_close(struct fs *fs, struct fs_file *f)
 	 * hash through this handle's descriptor, closed only afterwards. */
 	if (f->pending)
 		dfd = data_fd(f);
-	created = pending_release(fs, f, dfd, &fresh);
+	created = pending_release(fs, f, dfd, &fresh, &st);
 	if (f->writable && fs__inode_close_writer(fs, n, &uid)) {
+		/* The create's stat, taken during this release, serves the check for other names
+		 * (more_links()): one fstatat() fewer per new file. */
 		note_change_but(fs, n, JOURNAL_DATA, created ? &fresh : NULL,
-				dfd >= 0 ? dfd : data_fd(f), NULL);
+				dfd >= 0 ? dfd : data_fd(f), st.st_nlink ? &st : NULL);
 		fs__inode_saved(fs, n);
 		atomic_fetch_sub(&fs->unsaved, 1); /* counted since mark_dirty() */
 	}
@@ -1371,23 +1412,25 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		file_close(fs_of(req), file_of(fi)); /* the kernel never saw it: no release */
 }
 
-/* Open (@p, @name) creating it; *@created tells whether this call made it. */
-static int create_backing(fuse_req_t req, int pfd, const char *name, int flags, mode_t mode,
+/* Open (@p, @name) creating it with *@fl (backing_flags(), updated as for open_backing());
+ * *@created tells whether this call made it. */
+static int create_backing(fuse_req_t req, int pfd, const char *name, int *fl, mode_t mode,
 			  bool *created)
 {
 	int fd, rc = creds_begin(req);
 
 	if (rc < 0)
 		return rc;
-	fd = openat(pfd, name, flags | O_CREAT | O_EXCL, mode);
+	/* O_NOATIME is never refused here: the member owns what it has just made. */
+	fd = openat(pfd, name, *fl | O_CREAT | O_EXCL, mode);
 	rc = fd < 0 ? -errno : fd;
 	creds_end();
 	*created = fd >= 0;
-	if (rc != -EEXIST || (flags & O_EXCL))
+	if (rc != -EEXIST || (*fl & O_EXCL))
 		return rc;
 	/* It exists on disk although the kernel thought not (made behind the mount). */
-	fd = openat(pfd, name, flags | O_NOFOLLOW);
-	return fd < 0 ? -errno : fd;
+	*fl |= O_NOFOLLOW;
+	return open_backing(pfd, name, fl);
 }
 
 static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1397,7 +1440,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct fs_inode *p = fs__inode_get(fs, parent);
 	char path[FS_PROC_PATH_LEN];
 	bool created;
-	int fd, opath, pfd, ptmp, rc;
+	int fd, fl, opath, pfd, ptmp, rc;
 
 	if (!p)
 		return -ESTALE;
@@ -1407,7 +1450,8 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	pfd = fs__inode_fd(fs, p, &ptmp);
 	if (pfd < 0)
 		return pfd;
-	fd = create_backing(req, pfd, name, backing_flags(fs, fi->flags), mode, &created);
+	fl = backing_flags(fs, fi->flags);
+	fd = create_backing(req, pfd, name, &fl, mode, &created);
 	if (fd < 0) {
 		rc = fd;
 		goto out_put;
@@ -1429,7 +1473,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	if (rc < 0)
 		goto out_close;
-	rc = attach_file(fs, *out, fd, fi->flags, fi); /* takes fd */
+	rc = attach_file(fs, *out, fd, fi->flags, fl, fi); /* takes fd */
 	if (rc < 0) {
 		fs__inode_unref(fs, *out, 1, 0);
 		if (created)

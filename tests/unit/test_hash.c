@@ -406,6 +406,48 @@ static void large_file_and_content_reuse(void **state)
 	free(data);
 }
 
+/* hash_fd_stat(): the caller's stat stands for the first one; a stale one is caught. */
+static void caller_stat(void **state)
+{
+	static const char one[] = "one version\n", two[] = "the second, longer version\n";
+	struct tree *t = *state;
+	struct hash_result ref, got;
+	struct stat st;
+	uint8_t want[32];
+	int fd, rw;
+
+	write_file(t->fd, "f", one, sizeof(one) - 1);
+	hash_name(t->fd, "f", &ref);
+	/* a stat by name and an O_PATH descriptor (read through a reopen) */
+	assert_int_equal(fstatat(t->fd, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+	fd = openat(t->fd, "f", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(hash_fd_stat(fd, &st, NULL, &got), 0);
+	assert_memory_equal(got.hash, ref.hash, HASH_LEN);
+	assert_int_equal(got.st.st_size, (off_t)(sizeof(one) - 1));
+
+	/* the data changed after the caller's stat: the read disagrees with it, so it is
+	 * read again and the result describes the new version only */
+	rw = openat(t->fd, "f", O_RDWR | O_CLOEXEC);
+	assert_true(rw >= 0);
+	assert_int_equal(pwrite(rw, two, sizeof(two) - 1, 0), (ssize_t)(sizeof(two) - 1));
+	assert_int_equal(hash_fd_stat(rw, &st, NULL, &got), 0);
+	crypto_hash_sha256(want, (const unsigned char *)two, sizeof(two) - 1);
+	assert_memory_equal(got.content, want, 32);
+	assert_int_equal(got.st.st_size, (off_t)(sizeof(two) - 1));
+	hash_name(t->fd, "f", &ref);
+	assert_memory_equal(got.hash, ref.hash, HASH_LEN);
+
+	/* emptied after the caller's stat: the same */
+	assert_int_equal(ftruncate(rw, 0), 0);
+	assert_int_equal(hash_fd_stat(fd, &got.st, NULL, &got), 0);
+	crypto_hash_sha256(want, (const unsigned char *)"", 0);
+	assert_memory_equal(got.content, want, 32);
+	assert_int_equal(got.st.st_size, 0);
+	close(rw);
+	close(fd);
+}
+
 static void symlinks_and_directories_by_fd(void **state)
 {
 	struct tree *t = *state;
@@ -477,6 +519,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(exact_encoding, setup, teardown),
 		cmocka_unit_test_setup_teardown(xattr_order_is_by_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(large_file_and_content_reuse, setup, teardown),
+		cmocka_unit_test_setup_teardown(caller_stat, setup, teardown),
 		cmocka_unit_test_setup_teardown(symlinks_and_directories_by_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(errors, setup, teardown),
 	};

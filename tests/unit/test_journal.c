@@ -263,6 +263,104 @@ static void remove_and_rename(void **state)
 	assert_int_equal(s.tombstones, 2);
 }
 
+/* Paths and parents come from the directories' cache: every change of a directory record
+ * must show in the next entry made below it. */
+static void directory_changes_show_below(void **state)
+{
+	struct fx *f = *state;
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	struct dfsr_uid top, sub, out;
+	struct entries es;
+	uint64_t seq;
+	int fd;
+
+	fx_mkdir(f, "top");
+	fx_mkdir(f, "top/sub");
+	top = fx_new(f, "", "top");
+	sub = fx_new(f, "top", "sub");
+	fx_write(f, "top/sub/f1", "1");
+	seq = fx_next_seq(f);
+	fx_new(f, "top/sub", "f1"); /* reads top and sub: cached */
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_string_equal(es.e[0].path, "top/sub/f1");
+
+	/* the grandparent renamed: the next path below it has the new name */
+	assert_int_equal(renameat(f->root_fd, "top", f->root_fd, "moved"), 0);
+	fd = fx_opath(f, "moved");
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = "top",
+								       .new_parent = root,
+								       .new_name = "moved",
+								       .fd = fd,
+								       .other_fd = -1 },
+					     &out, NULL),
+			 0);
+	close(fd);
+	assert_memory_equal(out.b, top.b, DFSR_UID_LEN);
+	fx_write(f, "moved/sub/f2", "2");
+	seq = fx_next_seq(f);
+	fx_new(f, "moved/sub", "f2");
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_string_equal(es.e[0].path, "moved/sub/f2");
+	/* and a removal below it too */
+	seq = fx_next_seq(f);
+	assert_int_equal(unlinkat(f->root_fd, "moved/sub/f1", 0), 0);
+	assert_int_equal(journal_note_remove(f->j, &sub, "f1"), 0);
+	fx_entries(f, seq, &es);
+	assert_int_equal(es.n, 1);
+	assert_int_equal(es.e[0].op, JOURNAL_OP_DELETE);
+	assert_string_equal(es.e[0].path, "moved/sub/f1");
+
+	/* the parent (read as live before) deleted: a new name in it is no longer tracked */
+	assert_int_equal(system("rm -rf -- \"$DFSR_T/moved/sub\""), 0);
+	assert_int_equal(journal_note_remove(f->j, &top, "sub"), 0);
+	fx_write(f, "moved/late", "3");
+	fd = fx_opath(f, "moved/late");
+	assert_int_equal(journal_note_new(f->j, &sub, "late", fd, &out), 0);
+	close(fd);
+	assert_true(dfsr_uid_is_zero(&out));
+	assert_int_equal(journal_lookup(f->j, &sub, "late", &out), 0);
+	assert_true(dfsr_uid_is_zero(&out));
+}
+
+/* More directories than the cache keeps (JOURNAL_DIRS_MAX, 4096): it starts afresh and
+ * every path stays right. */
+static void many_directories(void **state)
+{
+	struct fx *f = *state;
+	char d[32], rel[64];
+	struct dfsr_uid dir, uid;
+	struct entries es;
+	uint64_t seq;
+	int fd;
+
+	for (int i = 0; i < 4200; i++) {
+		snprintf(d, sizeof(d), "d%04d", i);
+		fx_mkdir(f, d);
+		dir = fx_new(f, "", d);
+		snprintf(rel, sizeof(rel), "%s/x", d);
+		fx_write(f, rel, "x");
+		fd = fx_opath(f, rel);
+		assert_int_equal(journal_note_new(f->j, &dir, "x", fd, &uid), 0);
+		close(fd);
+		assert_false(dfsr_uid_is_zero(&uid));
+	}
+	/* the first ones again, after the cache was emptied and filled past them */
+	for (int i = 0; i < 3; i++) {
+		snprintf(d, sizeof(d), "d%04d", i);
+		snprintf(rel, sizeof(rel), "%s/y", d);
+		fx_write(f, rel, "y");
+		seq = fx_next_seq(f);
+		fx_new(f, d, "y");
+		fx_entries(f, seq, &es);
+		assert_int_equal(es.n, 1);
+		assert_string_equal(es.e[0].path, rel);
+	}
+}
+
 static void rename_into_untracked(struct fx *f, const char *from, const char *to,
 				  struct dfsr_uid *out)
 {
@@ -952,6 +1050,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(remove_and_rename, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(filters_and_tmp_renames, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(subtrees, setup_env, fx_teardown),
+		cmocka_unit_test_setup_teardown(directory_changes_show_below, setup_env,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(many_directories, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(unclean_stop, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(events, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(concurrent_changes, setup, fx_teardown),

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -72,6 +74,50 @@ static void size_parsing(void **state)
 	assert_int_equal(dfsr_parse_size("16777216T", &v), -ERANGE);
 	assert_int_equal(dfsr_parse_size("16777215T", &v), 0);
 	assert_int_equal(v, 16777215ULL << 40);
+}
+
+static void *draw_uids(void *arg)
+{
+	struct dfsr_uid *v = arg;
+
+	for (size_t i = 0; i < 40; i++)
+		dfsr_uid_random(&v[i]);
+	return NULL;
+}
+
+/* UIDs come from a pool per thread: never repeated, across refills, threads and a fork. */
+static void uid_pool_never_repeats(void **state)
+{
+	struct dfsr_uid v[120], next, child;
+	pthread_t th;
+	int pfd[2], status;
+	pid_t pid;
+
+	(void)state;
+	draw_uids(v); /* 40: two and a half refills of 16 */
+	assert_int_equal(pthread_create(&th, NULL, draw_uids, v + 40), 0);
+	draw_uids(v + 80);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	for (size_t i = 0; i < 120; i++) {
+		assert_false(dfsr_uid_is_zero(&v[i]));
+		for (size_t k = 0; k < i; k++)
+			assert_false(dfsr_uid_equal(&v[i], &v[k]));
+	}
+	/* the pool is part-used now: a forked child must not draw the parent's next bytes */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dfsr_uid_random(&child);
+		_exit(write(pfd[1], &child, sizeof(child)) == (ssize_t)sizeof(child) ? 0 : 1);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &child, sizeof(child)), (ssize_t)sizeof(child));
+	close(pfd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	dfsr_uid_random(&next);
+	assert_false(dfsr_uid_equal(&next, &child));
 }
 
 static void uid_round_trip(void **state)
@@ -390,6 +436,7 @@ int main(void)
 		cmocka_unit_test(strerror_knows_both_ranges),
 		cmocka_unit_test(size_parsing),
 		cmocka_unit_test(uid_round_trip),
+		cmocka_unit_test(uid_pool_never_repeats),
 		cmocka_unit_test(uid_known_value_and_bad_text),
 		cmocka_unit_test(time_helpers),
 		cmocka_unit_test(buf_basics),
