@@ -32,7 +32,8 @@ export PY
 
 FAILS=0
 CHECKS=0
-IT_PIDS=()    # daemons started by this script
+IT_PIDS=()    # daemons started by this script (add with it_track_pid)
+declare -A IT_PID_START=() # their start times (proc_start), to tell them from a reused pid
 IT_MOUNTS=()  # mount points this script may have caused
 IT_CONFS=()   # configs of members started here
 WS=""
@@ -229,6 +230,46 @@ pid_alive() {
 	[ -n "$st" ] && [ "$st" != Z ]
 }
 
+# proc_start PID : the process's start time (field 22 of /proc/PID/stat, clock ticks since
+# boot); fails when there is no such process. A pid and its start time name one process:
+# pids are reused (within two minutes on a busy machine, pid_max 32768).
+proc_start() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) } # after the command name, which may hold spaces and parentheses
+	# shellcheck disable=SC2086 # split into fields on purpose
+	set -- $s
+	[ -n "${20:-}" ] || return 1
+	echo "${20}"
+}
+
+# it_track_pid PID : a daemon this script started; it_cleanup stops it if it still runs.
+it_track_pid() {
+	IT_PIDS+=("$1")
+	IT_PID_START[$1]=$(proc_start "$1" || echo gone)
+}
+
+# still_ours PID : PID is alive and still the process it_track_pid saw, not another one
+# that was given the pid after ours exited (another test's member, say).
+still_ours() {
+	pid_alive "$1" || return 1
+	[ -z "${IT_PID_START[$1]:-}" ] || [ "$(proc_start "$1")" = "${IT_PID_START[$1]}" ]
+}
+
+not_ours() { ! still_ours "$1"; }
+
+# it_stop_daemons : SIGTERM (then SIGKILL) to every tracked daemon that still runs.
+it_stop_daemons() {
+	local p
+	for p in "${IT_PIDS[@]}"; do
+		if still_ours "$p"; then
+			say "cleanup: daemon $p still running; SIGTERM"
+			kill -TERM "$p" 2>/dev/null || true
+			wait_until 10 pid_gone "$p" || { still_ours "$p" && kill -KILL "$p" 2>/dev/null; } || true
+		fi
+	done
+}
+
 it_cleanup() {
 	local rc=$? m p conf
 
@@ -243,13 +284,7 @@ it_cleanup() {
 			fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 		fi
 	done
-	for p in "${IT_PIDS[@]}"; do
-		if pid_alive "$p"; then
-			say "cleanup: daemon $p still running; SIGTERM"
-			kill -TERM "$p" 2>/dev/null || true
-			wait_until 10 pid_gone "$p" || kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
+	it_stop_daemons
 	for m in $(mounts_under "$WS" | sort -r); do
 		say "cleanup: lazy unmount of leftover $m"
 		umount -l "$m" 2>/dev/null || true
@@ -365,7 +400,7 @@ start_member() {
 	fi
 	M_PID=$(member_pid_of "$conf")
 	[ -n "$M_PID" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
-	IT_PIDS+=("$M_PID")
+	it_track_pid "$M_PID"
 }
 
 # stop_member CONF : `dfsr umount -c CONF`; checks the daemon exited and nothing is mounted.
@@ -627,7 +662,7 @@ member_start() {
 	fi
 	pid=$(member_pid_of "$conf")
 	[ -n "$pid" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
-	IT_PIDS+=("$pid")
+	it_track_pid "$pid"
 	G_PID[i]=$pid
 	G_RUNNING[i]=1
 }
@@ -646,8 +681,11 @@ member_kill() {
 	pid=$(member_pid_of "${G_CONF[i]}")
 	[ -n "$pid" ] || pid=${G_PID[i]}
 	[ -n "$pid" ] || die "member_kill: no pid for ${G_NAME[i]}"
-	kill -KILL "$pid" 2>/dev/null || true
-	wait_until 20 pid_gone "$pid" || die "member ${G_NAME[i]} ($pid) survived kill -9"
+	# G_PID's daemon may be dead already and its pid another process's
+	if still_ours "$pid"; then
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait_until 20 not_ours "$pid" || die "member ${G_NAME[i]} ($pid) survived kill -9"
 	if mounted "${G_MNT[i]}"; then
 		fusermount3 -u "${G_MNT[i]}" 2>/dev/null || umount "${G_MNT[i]}" 2>/dev/null ||
 			umount -l "${G_MNT[i]}" 2>/dev/null || true
