@@ -408,7 +408,14 @@ op_rmdir_race() {
 # A writer on member M keeps a file open (truncated, half written) while the round goes
 # on: partners change or delete that file meanwhile, and their versions must wait for the
 # close (docs/conflicts.md §8). hold_release closes it with the whole new content. At
-# most one writer a round; the other operations on M leave its file alone (by inode).
+# most one writer a round; the other operations on M leave its file alone (by inode: a
+# partner may rename it, or a directory above it, under the writer). The inode is the
+# writer's own fstat() of its handle (through the mount: the backing st_ino), not a stat of
+# the name once the writer is ready: a partner's rename of a directory above could land
+# in between, the stat failed, nothing was spared, and a later rm -r on M deleted the file
+# under its writer. That is M's own delete, and the writer's last content goes with the
+# file as on any filesystem (docs/conflicts.md §8: a local delete is not preserved on the
+# member that made it); the check below counted it as lost (seed 6019, 12 rounds of 150).
 HOLD_M=""
 HOLD_INO=""
 HOLD_PID=""
@@ -420,16 +427,20 @@ op_hold() {
 	path=$PICK
 	new_content "$1" "$2" "$m"
 	cp "$CONTENT" "$WS/hold.new"
-	rm -f "$WS/hold.ready" "$WS/hold.go" "$WS/hold.out"
+	rm -f "$WS/hold.ready" "$WS/hold.ino" "$WS/hold.go" "$WS/hold.out"
 	"$PY" - "${G_MNT[m]}/$path" "$WS/hold.new" "$WS" >"$WS/hold.out" 2>/dev/null <<'PYEOF' &
 import hashlib, os, sys, time
 path, newf, ws = sys.argv[1:4]
 with open(newf, "rb") as n:
     new = n.read()
+def ready(ino):  # hold.ready appears with the inode in it (0: no writer)
+    with open(ws + "/hold.ino", "w") as r:
+        r.write("%d\n" % ino)
+    os.rename(ws + "/hold.ino", ws + "/hold.ready")
 try:
     f = open(path, "r+b")
 except OSError:
-    open(ws + "/hold.ready", "w").close()
+    ready(0)
     sys.exit(1)
 with f:
     old = f.read()
@@ -438,7 +449,7 @@ with f:
     f.write(new[: len(new) // 2])
     f.flush()
     os.fsync(f.fileno())
-    open(ws + "/hold.ready", "w").close()
+    ready(os.fstat(f.fileno()).st_ino)
     deadline = time.monotonic() + 300
     while not os.path.exists(ws + "/hold.go") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -449,8 +460,7 @@ print(hashlib.sha256(old).hexdigest())
 PYEOF
 	HOLD_PID=$!
 	wait_until 30 test -e "$WS/hold.ready" || die "the held writer never started"
-	HOLD_INO=$(stat -c %i "${G_PATH[m]}/$path" 2>/dev/null) || HOLD_INO=""
-	[ -n "$HOLD_INO" ] || HOLD_INO=0
+	HOLD_INO=$(cat "$WS/hold.ready")
 	HOLD_M=$m
 	HOLD_SHA=$SHA
 	HOLD_WHAT="$1 $2 ${G_NAME[m]} hold $path"
