@@ -92,11 +92,13 @@ list_dirs() {
 declare -A SNAP=()    # path -> sha of every file at the start of the round (group in sync)
 declare -A SNAPDIR=() # directories at the start of the round
 declare -A GONE=()    # paths deleted this round
+declare -A OFFGONE=() # paths deleted this round in the stopped member's local path
 snapshot() {
 	local line p
 	SNAP=()
 	SNAPDIR=()
 	GONE=()
+	OFFGONE=()
 	while read -r line; do
 		p=${line#*  }
 		SNAP[$p]=${line%%  *}
@@ -285,7 +287,7 @@ op_offline_move() {
 		path=$PICK
 		[ -n "$path" ] && [ -z "${GONE[$path]:-}" ] || return 0
 		[ "$(sha_of "${G_PATH[s]}/$path")" = "${SNAP[$path]}" ] || return 0
-		rm -f "${G_PATH[s]}/$path" && GONE[$path]=1
+		rm -f "${G_PATH[s]}/$path" && GONE[$path]=1 && OFFGONE[$path]=1
 		return 0
 	fi
 	list_files "$s"
@@ -295,6 +297,22 @@ op_offline_move() {
 	dst=$DEST
 	[ ! -e "${G_PATH[s]}/$dst" ] && [ ! -L "${G_PATH[s]}/$dst" ] || return 0
 	mv -n "${G_PATH[s]}/$path" "${G_PATH[s]}/$dst" 2>/dev/null || true
+}
+
+# Before stopped member S starts again: its scan compares names with records (core/scan.h),
+# so a file deleted behind its back whose name holds a file again (written there or
+# renamed there later in the round) is a modify of the deleted file's record, not a delete
+# and a create: what the delete removed is replaced on the partners like the old content
+# of an offline write, not preserved. Counted as overwritten exactly then (seed 6019, 12
+# rounds of 150: "7 103 alpha create d4/f9", deleted in charlie's local path in round 8
+# and written again there: charlie's scan journaled a modify).
+offline_settle() {
+	local s=$1 p
+	for p in "${!OFFGONE[@]}"; do
+		[ -e "${G_PATH[s]}/$p" ] || [ -L "${G_PATH[s]}/$p" ] || continue
+		echo "${SNAP[$p]}" >>"$OVERWRITTEN"
+	done
+	OFFGONE=()
 }
 
 # Metadata only (part of the replication hash, not of the data): set or remove a user
@@ -513,6 +531,7 @@ declare -A NOPS=() # operations tried, by kind
 t_start=$SECONDS
 for ((round = 1; round <= ROUNDS; round++)); do
 	for i in $STOPPED; do
+		offline_settle "$i"
 		member_start "$i"
 	done
 	STOPPED=""
@@ -590,6 +609,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	say "round $round done: $(wc -l <"$WRITTEN") contents written so far, $((SECONDS - t_start)) s"
 done
 for i in $STOPPED; do
+	offline_settle "$i"
 	member_start "$i"
 done
 say "operations tried: $(for k in "${!NOPS[@]}"; do printf '%s=%s ' "$k" "${NOPS[$k]}"; done)"
