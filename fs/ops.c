@@ -1285,27 +1285,35 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags,
 }
 
 /*
- * Before a file is opened for writing by node: is a record the node knows still live? A
- * partner's delete may have moved the object to ConflictAndDeleted (and buried its record)
- * while the kernel still held a dentry for the old name, or an application reopens it
- * through /proc/self/fd: a write then would change the preserved version
- * (docs/conflicts.md §9) and never replicate. Only a definite no refuses: an untracked
- * node, a UID the journal does not know, or a journal error lets the open through. (A
- * conflict loser's record stays live, the winner's: its node is marked instead,
- * fs_preserved().)
+ * Before a file is opened for writing by node (@nfd its descriptor): is a record the node
+ * knows still live, and does the file still have a name? A partner's delete may have moved
+ * the object to ConflictAndDeleted (and buried its record) while the kernel still held a
+ * dentry for the old name, or an application reopens it through /proc/self/fd: a write
+ * then would change the preserved version (docs/conflicts.md §9) and never replicate. A
+ * partner's update installed over the file (renamed over it) leaves the old file with no
+ * link at all: a write through such a dentry would go where no name reaches, and be lost,
+ * while the name holds the update (§8); refused, the kernel finds that. Only a definite
+ * no refuses: an untracked node, a UID the journal does not know, or a journal error lets
+ * the open through. (A conflict loser's record stays live, the winner's: its node is
+ * marked instead, fs_preserved().)
  */
-static bool still_named(struct fs *fs, struct fs_inode *n)
+static bool still_named(struct fs *fs, struct fs_inode *n, int nfd)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	bool live = false;
+	struct stat st;
 	size_t k;
 
 	if (S_ISDIR(n->type) || n->private_)
 		return true;
 	k = fs__inode_uids(fs, n, uids);
-	for (size_t i = 0; i < k; i++)
-		if (journal_live(fs->journal, &uids[i]) != 0)
-			return true;
-	return k == 0;
+	if (k == 0)
+		return true; /* untracked */
+	for (size_t i = 0; i < k && !live; i++)
+		live = journal_live(fs->journal, &uids[i]) != 0;
+	/* After the journal's mutex: an install that missed this opener (fs_busy()) is done. */
+	return live &&
+	       (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || st.st_nlink > 0);
 }
 
 static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1330,7 +1338,7 @@ static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = nfd;
 		goto out_end;
 	}
-	if (write && (!still_named(fs, n) || fs__inode_preserved(fs, n))) {
+	if (write && (!still_named(fs, n, nfd) || fs__inode_preserved(fs, n))) {
 		fs__inode_fd_put(fs, n, tmp);
 		rc = -ESTALE;
 		goto out_end;

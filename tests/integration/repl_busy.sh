@@ -8,8 +8,9 @@
 # §3 everywhere and alpha keeps its own as a conflict.
 # A delete of a directory above a file open for writing waits for the close too, and so
 # does a delete that arrives after the close but before the close is journaled. No write
-# reaches a file that a partner's delete or a conflict moved to ConflictAndDeleted through a
-# descriptor that was open before (reopened through /proc/self/fd).
+# reaches a file that a partner's delete or a conflict moved to ConflictAndDeleted, or that
+# a partner's update replaced, through a descriptor that was open before (reopened through
+# /proc/self/fd).
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -140,6 +141,23 @@ check_fails "bravo: no write through the reader's descriptor" \
 	sh -c "echo 'written after the delete' >>/proc/self/fd/9" 9<&9
 exec 9<&-
 check_eq "the preserved m.txt holds what was deleted" "m as deleted" "$(cat "$pres" 2>&1)"
+
+# ---- a reader's descriptor of a file a partner's update replaced: no write through it --------
+# The update is renamed over r.txt: the old file has no name left, and a write through a
+# dentry the kernel still held for it (or this descriptor) went where nothing replicates or
+# keeps it. The open is refused (ESTALE; for a path, the kernel then finds the update).
+echo "r v1" >"$MA/r.txt"
+members_wait 60 || die "r.txt did not replicate"
+exec 9<"$MB/r.txt"
+echo "r v2" >"$MA/r.txt"
+members_wait 60 || die "r.txt's update did not replicate"
+check_eq "bravo has the update" "r v2" "$(cat "$MB/r.txt" 2>&1)"
+check_fails "bravo: no write through the replaced file's descriptor" \
+	sh -c "echo 'written into the replaced file' >>/proc/self/fd/9" 9<&9
+exec 9<&-
+echo "r v3 from bravo" >>"$MB/r.txt"
+check "dfsr wait: in sync after a write by name" members_wait 60
+check_eq "the write by name reached alpha" "$(printf 'r v2\nr v3 from bravo')" "$(cat "$MA/r.txt" 2>&1)"
 
 # ---- the same for a conflict loser's old node -------------------------------------------------
 # bravo changes c.txt while alpha is stopped, and alpha's change, made in its local path
