@@ -105,6 +105,7 @@ struct replica {
 	struct stage *stage;
 	replica_invalidate_fn invalidate;
 	replica_busy_fn busy;
+	replica_preserved_fn preserved;
 	void *arg;
 	int private_fd;    /* DfsrPrivate */
 	int installing_fd; /* DfsrPrivate/Installing */
@@ -274,6 +275,7 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 	r->stage = o->stage;
 	r->invalidate = o->invalidate;
 	r->busy = o->busy;
+	r->preserved = o->preserved;
 	r->arg = o->arg;
 	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
 	pthread_mutex_init(&r->batch_lock, NULL);
@@ -1046,9 +1048,25 @@ static void unshare_links(int dfd, const char *name, int depth, struct space *sp
 }
 
 /*
+ * The regular file (@dst, @pname) was just preserved: tell the layer above, so that a
+ * write through a node it still holds for the old name cannot change it (§9). After
+ * unshare_links(): a file that had other names is preserved as a copy, which no node
+ * knows, while the original stays live under those names.
+ */
+static void tell_preserved(struct ctx *c, int dst, const char *pname)
+{
+	struct stat st;
+
+	if (c->r->preserved && fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode))
+		c->r->preserved(c->r->arg, &st);
+}
+
+/*
  * Move the live object of @rec (in directory @dfd) into ConflictAndDeleted or PreExisting
  * under its preserved name, with its manifest entry. A directory moves whole. What moved
- * shares no data with a live file afterwards (unshare_links()).
+ * shares no data with a live file afterwards (unshare_links()), and a file is told of
+ * (tell_preserved()).
  */
 static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manifest_kind kind,
 		    enum manifest_type type, const struct version_gvsn *winner)
@@ -1074,6 +1092,7 @@ static int preserve(struct ctx *c, int dfd, const struct record *rec, enum manif
 		goto out_release;
 	}
 	unshare_links(dst, pname, 0, journal_space(c->j));
+	tell_preserved(c, dst, pname);
 	rc = fsync_dir(dst);
 	if (rc == 0)
 		rc = fsync_dir(dfd);

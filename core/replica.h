@@ -96,16 +96,25 @@ int replica_update_check(const struct replica_update *u);
  *             (an install over it must wait, docs/conflicts.md §8, event 4302).
  *             Called with the journal's mutex held: it may take only a leaf lock (fs_busy()
  *             takes fs->lock, which is never held while calling into core).
+ * preserved:  the regular file with this stat was moved into ConflictAndDeleted (a
+ *             conflict loser, a file deleted by a partner) or PreExisting just now: no
+ *             writer may reach it any more through a node the kernel still holds for its
+ *             old name, and no change of it is journaled on that name's record
+ *             (fs_preserved(), docs/conflicts.md §9). A conflict loser's record is live
+ *             (the winner's), so the journal alone cannot tell. Called with the journal's
+ *             mutex held, in the same decision as the busy check: a leaf lock only.
  */
 typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, const char *name,
 				      const struct stat *obj);
 typedef bool (*replica_busy_fn)(void *arg, const struct stat *st);
+typedef void (*replica_preserved_fn)(void *arg, const struct stat *st);
 
 struct replica_opts {
 	struct journal *j;                /* borrowed; outlives the replica */
 	struct stage *stage;              /* borrowed; staging of this folder */
 	replica_invalidate_fn invalidate; /* NULL: nothing to invalidate (tests) */
 	replica_busy_fn busy;             /* NULL: nothing is ever busy */
+	replica_preserved_fn preserved;   /* NULL: nothing to tell */
 	void *arg;
 };
 

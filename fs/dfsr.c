@@ -1704,6 +1704,15 @@ static bool repl_busy(void *arg, const struct stat *st)
 	return fr->fs && fs_busy(fr->fs, st);
 }
 
+/* A file moved into ConflictAndDeleted or PreExisting: no writer through its old node. */
+static void repl_preserved(void *arg, const struct stat *st)
+{
+	struct folder_rt *fr = arg;
+
+	if (fr->fs)
+		fs_preserved(fr->fs, st);
+}
+
 /* The journal grew: the sessions send the new updates. Thread: any. */
 static void repl_changed(void *arg)
 {
@@ -1811,7 +1820,11 @@ static int member_start_replication(struct member *m)
 	for (size_t i = 0; i < m->n; i++) {
 		struct folder_rt *fr = &m->f[i];
 		struct replica_opts ro = {
-			.j = fr->j, .invalidate = repl_invalidate, .busy = repl_busy, .arg = fr
+			.j = fr->j,
+			.invalidate = repl_invalidate,
+			.busy = repl_busy,
+			.preserved = repl_preserved,
+			.arg = fr,
 		};
 
 		if (folder_open_staging(m, fr))

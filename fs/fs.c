@@ -488,6 +488,11 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
 	}
 }
 
+void fs_preserved(struct fs *fs, const struct stat *st)
+{
+	fs__inode_mark_preserved(fs, st->st_dev, st->st_ino);
+}
+
 unsigned fs_unsaved(struct fs *fs)
 {
 	return atomic_load(&fs->unsaved) + atomic_load(&fs->npending);

@@ -93,6 +93,24 @@ void fs_invalidate(struct fs *fs, const struct stat *parent, const char *name,
 bool fs_busy(struct fs *fs, const struct stat *st);
 
 /**
+ * fs_preserved() - The backing regular file @st was moved into ConflictAndDeleted or
+ * PreExisting by replication (a conflict loser, a file a partner deleted).
+ * @st: stat of the object at its preserved name (only st_dev and st_ino are used)
+ *
+ * Its node, if the kernel still holds one for the old name (a cached dentry, a reader's
+ * descriptor reopened through /proc/self/fd), is marked: an open for writing through it
+ * fails with ESTALE (the kernel looks the name up again and finds what is there now), and
+ * no change made through it otherwise (attributes, xattrs) is journaled on the record of
+ * its old name, which a conflict loser shares with the winner installed there
+ * (docs/conflicts.md §9). Replication calls this with the journal's mutex held, in the
+ * decision that moved the file (which asked fs_busy() first, for a delete or a conflict);
+ * an open for writing counts itself busy before it checks the mark (and the journal, which
+ * waits for that mutex), so one of the two always sees the other.
+ * Thread: any (takes only the inode table's leaf lock).
+ */
+void fs_preserved(struct fs *fs, const struct stat *st);
+
+/**
  * fs_unsaved() - Whether files written through the mount are not journaled yet: still open
  * for writing with changed data, being journaled by their last close right now, or made by
  * CREATE and waiting for their creating handle's release (the kernel sends RELEASE after

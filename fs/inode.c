@@ -498,7 +498,7 @@ uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino)
 		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
 
 		if (n->dev == dev && n->ino == ino)
-			w += n->nwriters + n->nsaving;
+			w += n->nwriters + n->nsaving + n->nopening;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return w;
@@ -564,6 +564,49 @@ void fs__inode_saved(struct fs *fs, struct fs_inode *n)
 	pthread_mutex_lock(&fs->lock);
 	if (n->nsaving > 0)
 		n->nsaving--;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+bool fs__inode_open_begin(struct fs *fs, struct fs_inode *n)
+{
+	bool ok;
+
+	pthread_mutex_lock(&fs->lock);
+	ok = !n->preserved;
+	if (ok)
+		n->nopening++;
+	pthread_mutex_unlock(&fs->lock);
+	return ok;
+}
+
+void fs__inode_open_end(struct fs *fs, struct fs_inode *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->nopening > 0)
+		n->nopening--;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+bool fs__inode_preserved(struct fs *fs, struct fs_inode *n)
+{
+	bool p;
+
+	pthread_mutex_lock(&fs->lock);
+	p = n->preserved;
+	pthread_mutex_unlock(&fs->lock);
+	return p;
+}
+
+void fs__inode_mark_preserved(struct fs *fs, dev_t dev, ino_t ino)
+{
+	pthread_mutex_lock(&fs->lock);
+	/* As in fs__inode_writers_of(): a stale node of the key has no handles; mark all. */
+	for (struct htab_node *p = htab_first(&fs->by_key, key_hash_of(dev, ino)); p; p = p->next) {
+		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
+
+		if (n->dev == dev && n->ino == ino && n != &fs->root)
+			n->preserved = true;
+	}
 	pthread_mutex_unlock(&fs->lock);
 }
 

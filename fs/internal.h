@@ -72,6 +72,11 @@ struct fs_inode {
 	uint32_t nsaving;           /* protected by fs->lock: closes of the last writer whose
 				     * data is being journaled (fs__inode_close_writer() to
 				     * fs__inode_saved()) */
+	uint32_t nopening;          /* protected by fs->lock: opens for writing between their
+				     * checks and their count as writers (fs__inode_open_begin()
+				     * to fs__inode_open_end()) */
+	bool preserved;             /* protected by fs->lock: moved into ConflictAndDeleted
+				     * or PreExisting by replication (fs_preserved()) */
 	struct dfsr_uid uid;        /* protected by fs->lock: replication UID, zero if untracked */
 	/* protected by fs->lock: the records of this node's other names (hard links): those
 	 * looked up or linked through the mount, and those the journal's map of hard links
@@ -252,6 +257,24 @@ bool fs__inode_close_writer(struct fs *fs, struct fs_inode *n, struct dfsr_uid *
 void fs__inode_saved(struct fs *fs, struct fs_inode *n);
 
 /**
+ * fs__inode_open_begin() - An open for writing of @n starts: count it busy (fs_busy())
+ * before it checks that @n is still named (journal_live(), fs__inode_preserved()), until
+ * fs__inode_open_end() after its handle is counted as a writer (fs__inode_open()) or the
+ * open failed. So a replica decision either sees the opener busy, or ends (under the
+ * journal's mutex, which journal_live() waits for) before the opener's checks.
+ * Thread: fuse.
+ * Return: false (nothing counted) if @n is marked preserved already.
+ */
+bool fs__inode_open_begin(struct fs *fs, struct fs_inode *n);
+void fs__inode_open_end(struct fs *fs, struct fs_inode *n);
+
+/* Whether @n was marked preserved (fs_preserved()). Thread: any. */
+bool fs__inode_preserved(struct fs *fs, struct fs_inode *n);
+
+/* Mark the node of the backing object (@dev, @ino), if any, preserved. Thread: any. */
+void fs__inode_mark_preserved(struct fs *fs, dev_t dev, ino_t ino);
+
+/**
  * fs__inode_uids() - Every UID a change of @n must be journaled on: its own and those of its
  * other names (hard links). Zero UIDs are left out.
  * @out: receives up to 1 + FS_LINK_UIDS UIDs
@@ -298,7 +321,8 @@ uint64_t fs__inode_id(struct fs *fs, dev_t dev, ino_t ino);
 
 /**
  * fs__inode_writers_of() - Writers open on the node of the backing object (@dev, @ino),
- * and closes of its last writer not journaled yet; 0 if it has no node.
+ * opens for writing under way (fs__inode_open_begin()), and closes of its last writer not
+ * journaled yet; 0 if it has no node.
  * Thread: any.
  */
 uint32_t fs__inode_writers_of(struct fs *fs, dev_t dev, ino_t ino);

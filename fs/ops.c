@@ -315,8 +315,8 @@ static void note_change_but(struct fs *fs, struct fs_inode *n, unsigned flags,
 	size_t i, k;
 	int fd, tmp = -1;
 
-	if (n->private_)
-		return;
+	if (n->private_ || fs__inode_preserved(fs, n))
+		return; /* a preserved object's old record may be the winner's (fs_preserved()) */
 	k = fs__inode_uids(fs, n, uids);
 	if (k == 0)
 		return; /* untracked */
@@ -873,6 +873,8 @@ static int do_setattr(fuse_req_t req, fuse_ino_t ino, const struct stat *attr, i
 		return -ESTALE;
 	if (n->private_)
 		return refuse_private("setattr");
+	if ((valid & FUSE_SET_ATTR_SIZE) && !f && fs__inode_preserved(fs, n))
+		return -ESTALE; /* a truncate by name would change what was preserved (§9) */
 	nfd = fs__inode_fd(fs, n, &tmp);
 	if (nfd < 0)
 		return nfd;
@@ -1321,54 +1323,79 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags, int
 }
 
 /*
- * Before a file is opened for writing by node: is a record the node knows still live? A
- * partner's delete may have moved the object to ConflictAndDeleted (and buried its record)
- * while the kernel still held a dentry for the old name, or an application reopens it
- * through /proc/self/fd: a write then would change the preserved version
- * (docs/conflicts.md §9) and never replicate. Only a definite no refuses: an untracked
- * node, a UID the journal does not know, or a journal error lets the open through.
+ * Before a file is opened for writing by node (@nfd its descriptor): is a record the node
+ * knows still live, and does the file still have a name? A partner's delete may have moved
+ * the object to ConflictAndDeleted (and buried its record) while the kernel still held a
+ * dentry for the old name, or an application reopens it through /proc/self/fd: a write
+ * then would change the preserved version (docs/conflicts.md §9) and never replicate. A
+ * partner's update installed over the file (renamed over it) leaves the old file with no
+ * link at all: a write through such a dentry would go where no name reaches, and be lost,
+ * while the name holds the update (§8); refused, the kernel finds that. Only a definite
+ * no refuses: an untracked node, a UID the journal does not know, or a journal error lets
+ * the open through. (A conflict loser's record stays live, the winner's: its node is
+ * marked instead, fs_preserved().)
  */
-static bool still_named(struct fs *fs, struct fs_inode *n)
+static bool still_named(struct fs *fs, struct fs_inode *n, int nfd)
 {
 	struct dfsr_uid uids[1 + FS_LINK_UIDS];
+	bool live = false;
+	struct stat st;
 	size_t k;
 
 	if (S_ISDIR(n->type) || n->private_)
 		return true;
 	k = fs__inode_uids(fs, n, uids);
-	for (size_t i = 0; i < k; i++)
-		if (journal_live(fs->journal, &uids[i]) != 0)
-			return true;
-	return k == 0;
+	if (k == 0)
+		return true; /* untracked */
+	for (size_t i = 0; i < k && !live; i++)
+		live = journal_live(fs->journal, &uids[i]) != 0;
+	/* After the journal's mutex: an install that missed this opener (fs_busy()) is done. */
+	return live &&
+	       (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || st.st_nlink > 0);
 }
 
 static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct fs_inode *n = fs__inode_get(fs, ino);
+	bool write = flags_write(fi->flags);
 	char path[FS_PROC_PATH_LEN];
-	int nfd, tmp, fd, fl;
+	int nfd, tmp, fd, fl, rc;
 
 	if (!n)
 		return -ESTALE;
-	if (n->private_ && flags_write(fi->flags))
+	if (n->private_ && write)
 		return refuse_private("open");
-	nfd = fs__inode_fd(fs, n, &tmp);
-	if (nfd < 0)
-		return nfd;
-	if (flags_write(fi->flags) && !still_named(fs, n)) {
-		fs__inode_fd_put(fs, n, tmp);
+	/* Busy from here (fs_busy()), before the checks: a replica decision that preserves
+	 * the file either sees this open, or has ended when journal_live() gets the journal's
+	 * mutex, its mark set (fs_preserved()) and its record buried. */
+	if (write && !fs__inode_open_begin(fs, n))
 		return -ESTALE; /* the kernel looks the path up again (LOOKUP_REVAL) */
+	nfd = fs__inode_fd(fs, n, &tmp);
+	if (nfd < 0) {
+		rc = nfd;
+		goto out_end;
+	}
+	if (write && (!still_named(fs, n, nfd) || fs__inode_preserved(fs, n))) {
+		fs__inode_fd_put(fs, n, tmp);
+		rc = -ESTALE;
+		goto out_end;
 	}
 	proc_path(nfd, path);
 	fl = backing_flags(fs, fi->flags);
 	fd = open_backing(AT_FDCWD, path, &fl);
 	fs__inode_fd_put(fs, n, tmp);
-	if (fd < 0)
-		return fd;
+	if (fd < 0) {
+		rc = fd;
+		goto out_end;
+	}
 	if ((fi->flags & O_TRUNC) && kill_suid(fs, req, fd, NULL))
 		inval_attr(fs, n);
-	return attach_file(fs, n, fd, fi->flags, fl, fi);
+	rc = attach_file(fs, n, fd, fi->flags, fl, fi); /* counted as a writer now */
+out_end:
+	if (write)
+		fs__inode_open_end(fs, n);
+	return rc;
 }
 
 /*

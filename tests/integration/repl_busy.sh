@@ -7,7 +7,10 @@
 # data written while open: bravo's change, made later, wins by
 # §3 everywhere and alpha keeps its own as a conflict.
 # A delete of a directory above a file open for writing waits for the close too, and so
-# does a delete that arrives after the close but before the close is journaled.
+# does a delete that arrives after the close but before the close is journaled. No write
+# reaches a file that a partner's delete or a conflict moved to ConflictAndDeleted, or that
+# a partner's update replaced, through a descriptor that was open before (reopened through
+# /proc/self/fd).
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -145,5 +148,48 @@ check_fails "bravo: no write through the reader's descriptor" \
 	sh -c "echo 'written after the delete' >>/proc/self/fd/9" 9<&9
 exec 9<&-
 check_eq "the preserved m.txt holds what was deleted" "m as deleted" "$(cat "$pres" 2>&1)"
+
+# ---- a reader's descriptor of a file a partner's update replaced: no write through it --------
+# The update is renamed over r.txt: the old file has no name left, and a write through a
+# dentry the kernel still held for it (or this descriptor) went where nothing replicates or
+# keeps it. The open is refused (ESTALE; for a path, the kernel then finds the update).
+echo "r v1" >"$MA/r.txt"
+members_wait 60 || die "r.txt did not replicate"
+exec 9<"$MB/r.txt"
+echo "r v2" >"$MA/r.txt"
+members_wait 60 || die "r.txt's update did not replicate"
+check_eq "bravo has the update" "r v2" "$(cat "$MB/r.txt" 2>&1)"
+check_fails "bravo: no write through the replaced file's descriptor" \
+	sh -c "echo 'written into the replaced file' >>/proc/self/fd/9" 9<&9
+exec 9<&-
+echo "r v3 from bravo" >>"$MB/r.txt"
+check "dfsr wait: in sync after a write by name" members_wait 60
+check_eq "the write by name reached alpha" "$(printf 'r v2\nr v3 from bravo')" "$(cat "$MA/r.txt" 2>&1)"
+
+# ---- the same for a conflict loser's old node -------------------------------------------------
+# bravo changes c.txt while alpha is stopped, and alpha's change, made in its local path
+# meanwhile, is later (its scan journals it at the start): bravo's version loses (§3) and is
+# moved to ConflictAndDeleted, while c.txt's record stays live (alpha's). A write through a
+# reader's descriptor of the loser changed the preserved file, and its close journaled the
+# loser's data as a new version of c.txt: bravo served a version its c.txt did not hold,
+# and alpha never got in sync. The open is refused (ESTALE).
+echo "c base" >"$MA/c.txt"
+members_wait 60 || die "c.txt did not replicate"
+member_stop $A
+echo "c from bravo" >"$MB/c.txt"
+exec 9<"$MB/c.txt"
+echo "c from alpha" >"${G_PATH[A]}/c.txt"
+member_start $A
+check "dfsr wait: in sync after the conflict" members_wait 60
+pres=$(preserved_path $B conflict c.txt)
+check_eq "bravo's version lost and is preserved" "c from bravo" "$(cat "$pres" 2>&1)"
+check_fails "bravo: no write through the loser's descriptor" \
+	sh -c "echo 'written into the loser' >>/proc/self/fd/9" 9<&9
+check_fails "nor a truncate by name" "$PY" -c "import os; os.truncate('/proc/self/fd/9', 0)"
+exec 9<&-
+check_eq "the preserved c.txt holds bravo's version" "c from bravo" "$(cat "$pres" 2>&1)"
+check "dfsr wait: still in sync" members_wait 60
+check_eq "c.txt is alpha's on alpha" "c from alpha" "$(cat "$MA/c.txt" 2>&1)"
+check_eq "and on bravo" "c from alpha" "$(cat "$MB/c.txt" 2>&1)"
 check_trees_equal "trees equal at the end" $A $B
 finish

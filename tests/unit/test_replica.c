@@ -43,6 +43,8 @@ struct side {
 	struct replica *r;
 	ino_t busy_ino; /* the busy callback says this inode is open for writing */
 	int invals;
+	ino_t preserved_ino; /* the last inode the preserved callback was told of */
+	int npreserved;
 };
 
 struct pair {
@@ -64,6 +66,15 @@ static bool on_busy(void *arg, const struct stat *st)
 	struct side *s = arg;
 
 	return s->busy_ino && st->st_ino == s->busy_ino;
+}
+
+static void on_preserved(void *arg, const struct stat *st)
+{
+	struct side *s = arg;
+
+	assert_true(S_ISREG(st->st_mode));
+	s->preserved_ino = st->st_ino;
+	s->npreserved++;
 }
 
 static int side_open(struct side *s, enum journal_state state)
@@ -89,7 +100,12 @@ static int side_open(struct side *s, enum journal_state state)
 	if (rc < 0)
 		return -1;
 	struct replica_opts ro = {
-		.j = s->f->j, .stage = s->stage, .invalidate = on_inval, .busy = on_busy, .arg = s
+		.j = s->f->j,
+		.stage = s->stage,
+		.invalidate = on_inval,
+		.busy = on_busy,
+		.preserved = on_preserved,
+		.arg = s,
 	};
 	return replica_new(&ro, &s->r) < 0 ? -1 : 0;
 }
@@ -1241,6 +1257,66 @@ static void test_busy(void **state)
 	assert_false(exists(&p->b, "f"));
 	/* event 4302 once for the waits of one file within a minute */
 	assert_int_equal(events(&p->b, 4302), 1);
+}
+
+/*
+ * §9: the layer above is told of every regular file moved into ConflictAndDeleted, by the
+ * inode it has there: a conflict loser (whose record stays live, the winner's, so the
+ * journal alone cannot tell a write through the loser's old node from a write to the
+ * winner) and a file a partner deleted. A file with another name is preserved as a copy:
+ * the copy is told of, never the inode the other name keeps.
+ */
+static void test_preserved_told(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update ub;
+	struct dfsr_uid f, g, h;
+	struct stat loser, st;
+	char pres[512];
+
+	f = mk_file(&p->a, NULL, "f", "base");
+	g = mk_file(&p->a, NULL, "g", "g base");
+	h = mk_file(&p->a, NULL, "h", "h base");
+	assert_int_equal(sync_uid(&p->a, &p->b, &f), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &p->b, &h), REPLICA_DONE);
+	assert_int_equal(p->a.npreserved + p->b.npreserved, 0);
+
+	/* A's f loses to B's later change: A is told of the loser's inode */
+	modify(&p->a, "f", &f, "from A");
+	modify(&p->b, "f", &f, "from B, later");
+	assert_int_equal(fstatat(p->a.f->root_fd, "f", &loser, AT_SYMLINK_NOFOLLOW), 0);
+	preserved_rel(&p->a, LAYOUT_CONFLICT, &f, pres, sizeof(pres));
+	mk_update(&p->b, &f, &ub);
+	assert_int_equal(deliver(&p->b, &p->a, &ub), REPLICA_DONE);
+	replica_update_release(&ub);
+	assert_content(&p->a, pres, "from A");
+	assert_int_equal(p->a.npreserved, 1);
+	assert_int_equal(p->a.preserved_ino, loser.st_ino);
+	assert_int_equal(fstatat(p->a.f->root_fd, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_not_equal(st.st_ino, loser.st_ino); /* the winner is another inode */
+
+	/* A deletes g: B moves its g away and is told */
+	assert_int_equal(fstatat(p->b.f->root_fd, "g", &loser, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "g", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "g"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &g), REPLICA_DONE);
+	assert_false(exists(&p->b, "g"));
+	assert_int_equal(p->b.npreserved, 1);
+	assert_int_equal(p->b.preserved_ino, loser.st_ino);
+
+	/* B's h has another name (not replicated): its delete preserves a copy */
+	assert_int_equal(linkat(p->b.f->root_fd, "h", p->b.f->root_fd, "h2", 0), 0);
+	assert_int_equal(fstatat(p->b.f->root_fd, "h", &loser, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(unlinkat(p->a.f->root_fd, "h", 0), 0);
+	assert_int_equal(journal_note_remove(p->a.f->j, root(&p->a), "h"), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &h), REPLICA_DONE);
+	assert_false(exists(&p->b, "h"));
+	assert_int_equal(p->b.npreserved, 2);
+	assert_int_not_equal(p->b.preserved_ino, loser.st_ino);
+	assert_int_equal(fstatat(p->b.f->root_fd, "h2", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(st.st_ino, loser.st_ino);
+	assert_int_equal(st.st_nlink, 1);
 }
 
 /*
@@ -2597,6 +2673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wait_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserved_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_same_counter, setup, teardown),
