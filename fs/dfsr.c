@@ -2192,6 +2192,7 @@ static int member_run(struct member *m, const char *conf)
 		member_wait(m, conf);
 	}
 	member_stop(m);
+	net_loop_shutdown(); /* the process ends here: libuv's pool threads end first */
 	return rc;
 }
 

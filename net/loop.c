@@ -247,6 +247,11 @@ void net_loop_stop(struct net_loop *l)
 	l->joined = true;
 }
 
+void net_loop_shutdown(void)
+{
+	uv_library_shutdown();
+}
+
 void net_loop_free(struct net_loop *l)
 {
 	int rc;

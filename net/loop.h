@@ -79,4 +79,15 @@ void net_loop_stop(struct net_loop *l);
 /* Stop if running, close the libuv loop, free. NULL-safe. Thread: init. */
 void net_loop_free(struct net_loop *l);
 
+/**
+ * net_loop_shutdown() - The process is done with libuv: join libuv's thread pool
+ * (uv_library_shutdown()). Its threads then end as threads do, so what they kept per
+ * thread (the staging's zstd contexts, libxml2's and RocksDB's thread state) is freed by
+ * their destructors before exit, instead of being left to exit() with the threads parked
+ * (LeakSanitizer, which must stop every thread to scan it, reported those now and then
+ * on a loaded machine). Call once, after every loop is freed; no libuv call may follow.
+ * Thread: init.
+ */
+void net_loop_shutdown(void);
+
 #endif
