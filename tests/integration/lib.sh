@@ -32,7 +32,8 @@ export PY
 
 FAILS=0
 CHECKS=0
-IT_PIDS=()    # daemons started by this script
+IT_PIDS=()    # daemons started by this script (it_track)
+declare -A IT_PID_START=() # pid -> its start time when tracked (pid_start)
 IT_MOUNTS=()  # mount points this script may have caused
 IT_CONFS=()   # configs of members started here
 WS=""
@@ -223,6 +224,20 @@ pid_alive() {
 	[ -n "$st" ] && [ "$st" != Z ]
 }
 
+# pid_start PID : the start time of process PID (clock ticks after boot), empty if none.
+pid_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
+# it_track PID : a process this script started, to stop at cleanup if still running. Its
+# start time tells it from a later process given the same PID (pid_max may be small, and
+# the machine shared): cleanup never signals that one.
+it_track() {
+	IT_PIDS+=("$1")
+	IT_PID_START[$1]=$(pid_start "$1")
+}
+
+# pid_tracked PID : PID is still the process it_track saw.
+pid_tracked() { [ -n "${IT_PID_START[$1]:-}" ] && [ "$(pid_start "$1")" = "${IT_PID_START[$1]}" ]; }
+
 it_cleanup() {
 	local rc=$? m p conf
 
@@ -238,7 +253,7 @@ it_cleanup() {
 		fi
 	done
 	for p in "${IT_PIDS[@]}"; do
-		if pid_alive "$p"; then
+		if pid_alive "$p" && pid_tracked "$p"; then
 			say "cleanup: daemon $p still running; SIGTERM"
 			kill -TERM "$p" 2>/dev/null || true
 			wait_until 10 pid_gone "$p" || kill -KILL "$p" 2>/dev/null || true
@@ -359,7 +374,7 @@ start_member() {
 	fi
 	M_PID=$(member_pid_of "$conf")
 	[ -n "$M_PID" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
-	IT_PIDS+=("$M_PID")
+	it_track "$M_PID"
 }
 
 # stop_member CONF : `dfsr umount -c CONF`; checks the daemon exited and nothing is mounted.
@@ -621,7 +636,7 @@ member_start() {
 	fi
 	pid=$(member_pid_of "$conf")
 	[ -n "$pid" ] || die "dfsr status -c $conf --json gives no pid after mount returned"
-	IT_PIDS+=("$pid")
+	it_track "$pid"
 	G_PID[i]=$pid
 	G_RUNNING[i]=1
 }

@@ -62,7 +62,7 @@ wait "$sleeper" 2>/dev/null
 # foreground
 "$DFSR_BIN" mount -f -c "$CONF" >"$WS/fg.log" 2>&1 &
 fg=$!
-IT_PIDS+=("$fg")
+it_track "$fg"
 IT_CONFS+=("$CONF")
 check "dfsr mount -f mounts" wait_until 60 mounted "$MNT"
 check_eq "status pid is the foreground process" "$fg" "$(member_pid_of "$CONF")"
