@@ -158,6 +158,26 @@ static void new_change_touch_chmod(void **state)
 	assert_int_equal(es.n, 0);
 }
 
+/* Rename @from to @to, both at the root, and journal it; @out: the UID the rename names. */
+static void rename_at_root(struct fx *f, const char *from, const char *to, struct dfsr_uid *out)
+{
+	const struct dfsr_uid *root = journal_root_uid(f->j);
+	int fd;
+
+	assert_int_equal(renameat(f->root_fd, from, f->root_fd, to), 0);
+	fd = fx_opath(f, to);
+	assert_int_equal(journal_note_rename(f->j,
+					     &(struct journal_rename){ .old_parent = root,
+								       .old_name = from,
+								       .new_parent = root,
+								       .new_name = to,
+								       .fd = fd,
+								       .other_fd = -1 },
+					     out, NULL),
+			 0);
+	close(fd);
+}
+
 static void remove_and_rename(void **state)
 {
 	struct fx *f = *state;
@@ -175,18 +195,7 @@ static void remove_and_rename(void **state)
 
 	/* plain rename keeps the uid */
 	seq = fx_next_seq(f);
-	assert_int_equal(renameat(f->root_fd, "a", f->root_fd, "c"), 0);
-	fd = fx_opath(f, "c");
-	assert_int_equal(journal_note_rename(f->j,
-					     &(struct journal_rename){ .old_parent = root,
-								       .old_name = "a",
-								       .new_parent = root,
-								       .new_name = "c",
-								       .fd = fd,
-								       .other_fd = -1 },
-					     &out, NULL),
-			 0);
-	close(fd);
+	rename_at_root(f, "a", "c", &out);
 	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 1);
@@ -228,18 +237,7 @@ static void remove_and_rename(void **state)
 
 	/* rename over a tracked target: target becomes a tombstone */
 	seq = fx_next_seq(f);
-	assert_int_equal(renameat(f->root_fd, "b", f->root_fd, "c"), 0);
-	fd = fx_opath(f, "c");
-	assert_int_equal(journal_note_rename(f->j,
-					     &(struct journal_rename){ .old_parent = root,
-								       .old_name = "b",
-								       .new_parent = root,
-								       .new_name = "c",
-								       .fd = fd,
-								       .other_fd = -1 },
-					     &out, NULL),
-			 0);
-	close(fd);
+	rename_at_root(f, "b", "c", &out);
 	assert_memory_equal(out.b, a.b, DFSR_UID_LEN);
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 2);
@@ -268,7 +266,6 @@ static void remove_and_rename(void **state)
 static void directory_changes_show_below(void **state)
 {
 	struct fx *f = *state;
-	const struct dfsr_uid *root = journal_root_uid(f->j);
 	struct dfsr_uid top, sub, out;
 	struct entries es;
 	uint64_t seq;
@@ -286,18 +283,7 @@ static void directory_changes_show_below(void **state)
 	assert_string_equal(es.e[0].path, "top/sub/f1");
 
 	/* the grandparent renamed: the next path below it has the new name */
-	assert_int_equal(renameat(f->root_fd, "top", f->root_fd, "moved"), 0);
-	fd = fx_opath(f, "moved");
-	assert_int_equal(journal_note_rename(f->j,
-					     &(struct journal_rename){ .old_parent = root,
-								       .old_name = "top",
-								       .new_parent = root,
-								       .new_name = "moved",
-								       .fd = fd,
-								       .other_fd = -1 },
-					     &out, NULL),
-			 0);
-	close(fd);
+	rename_at_root(f, "top", "moved", &out);
 	assert_memory_equal(out.b, top.b, DFSR_UID_LEN);
 	fx_write(f, "moved/sub/f2", "2");
 	seq = fx_next_seq(f);
@@ -361,26 +347,6 @@ static void many_directories(void **state)
 	}
 }
 
-static void rename_into_untracked(struct fx *f, const char *from, const char *to,
-				  struct dfsr_uid *out)
-{
-	const struct dfsr_uid *root = journal_root_uid(f->j);
-	int fd;
-
-	assert_int_equal(renameat(f->root_fd, from, f->root_fd, to), 0);
-	fd = fx_opath(f, to);
-	assert_int_equal(journal_note_rename(f->j,
-					     &(struct journal_rename){ .old_parent = root,
-								       .old_name = from,
-								       .new_parent = root,
-								       .new_name = to,
-								       .fd = fd,
-								       .other_fd = -1 },
-					     out, NULL),
-			 0);
-	close(fd);
-}
-
 static void filters_and_tmp_renames(void **state)
 {
 	struct fx *f = *state;
@@ -411,7 +377,7 @@ static void filters_and_tmp_renames(void **state)
 	assert_int_equal(es.n, 0);
 
 	/* *.tmp -> real name: a new record */
-	rename_into_untracked(f, "x.tmp", "doc.txt", &out);
+	rename_at_root(f, "x.tmp", "doc.txt", &out);
 	assert_false(dfsr_uid_is_zero(&out));
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 1);
@@ -423,7 +389,7 @@ static void filters_and_tmp_renames(void **state)
 	/* save pattern: new content written to doc.tmp, renamed over doc.txt: same uid */
 	seq = fx_next_seq(f);
 	fx_write(f, "doc.tmp", "new content");
-	rename_into_untracked(f, "doc.tmp", "doc.txt", &out);
+	rename_at_root(f, "doc.tmp", "doc.txt", &out);
 	assert_memory_equal(out.b, uid.b, DFSR_UID_LEN);
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 1);
@@ -432,7 +398,7 @@ static void filters_and_tmp_renames(void **state)
 
 	/* real -> *.bak: tombstone */
 	seq = fx_next_seq(f);
-	rename_into_untracked(f, "doc.txt", "doc.bak", &out);
+	rename_at_root(f, "doc.txt", "doc.bak", &out);
 	assert_true(dfsr_uid_is_zero(&out));
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 1);
@@ -497,7 +463,7 @@ static void subtrees(void **state)
 
 	/* moving it under an untracked name (subfolder filter "skip*") tombstones all */
 	seq = fx_next_seq(f);
-	rename_into_untracked(f, "d", "skipme", &out);
+	rename_at_root(f, "d", "skipme", &out);
 	assert_true(dfsr_uid_is_zero(&out));
 	fx_entries(f, seq, &es);
 	assert_int_equal(es.n, 5);
@@ -510,7 +476,7 @@ static void subtrees(void **state)
 
 	/* and back out of it: recorded anew, with new uids */
 	seq = fx_next_seq(f);
-	rename_into_untracked(f, "skipme", "d", &out);
+	rename_at_root(f, "skipme", "d", &out);
 	assert_false(dfsr_uid_is_zero(&out));
 	assert_memory_not_equal(out.b, d.b, DFSR_UID_LEN);
 	fx_entries(f, seq, &es);
