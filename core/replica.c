@@ -1506,9 +1506,54 @@ static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct
 
 /* ---- applying a delete (§8, §7.1) ----------------------------------------------------- */
 
+/*
+ * §7.1: *@kid receives a live child directory of directory @dir, with live entries of its
+ * own, whose version the tombstone @n dominates (*@found). Its deleter removed @dir empty,
+ * so it holds a newer version of that child (a delete, or a move out), which is on its way:
+ * the move may be waiting here for its own reasons while @dir's tombstone is offered
+ * (sessions send current records, not changes in order). Deciding now would bury what is
+ * below the child with @dir at the versions its deleter holds live elsewhere, and the move
+ * would then bring back an empty directory: those versions are never sent again. (A file
+ * or an empty directory moved out comes back whole with its own newer version.)
+ */
+static int seen_child(struct ctx *c, const struct dfsr_uid *dir, const struct record *n,
+		      struct dfsr_uid *kid, bool *found)
+{
+	struct uid_list kids;
+	int rc;
+
+	*found = false;
+	rc = list_children(c, dir, &kids);
+	for (size_t i = 0; rc == 0 && !*found && i < kids.n; i++) {
+		struct record k;
+
+		rc = journal__get(c->j, &kids.v[i], &k);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		if (!k.tombstone && k.type == RECORD_DIR && dominated_by(&k.vv, &n->vv)) {
+			struct uid_list below;
+
+			rc = list_children(c, &k.uid, &below);
+			if (rc == 0 && below.n > 0) {
+				*kid = k.uid;
+				*found = true;
+			}
+			uid_list_release(&below);
+		}
+		record_release(&k);
+	}
+	uid_list_release(&kids);
+	return rc;
+}
+
 static int apply_delete(struct ctx *c, struct record *n, const struct record *l, bool live_l)
 {
-	bool keep = false;
+	struct dfsr_uid kid;
+	bool keep = false, seen = false;
 	int dfd, rc;
 
 	if (!live_l)
@@ -1521,6 +1566,15 @@ static int apply_delete(struct ctx *c, struct record *n, const struct record *l,
 	if (l->type == RECORD_DIR && busy_below(c, dfd, l->name, 0)) {
 		busy_wait(c, l); /* decided after the close (§7.1 if the writer changed it) */
 		goto out_close;
+	}
+	if (l->type == RECORD_DIR) {
+		rc = seen_child(c, &l->uid, n, &kid, &seen);
+		if (rc < 0)
+			goto out_close;
+		if (seen && stale_wait(c, &n->uid, &kid, false)) {
+			c->v = REPLICA_WAIT; /* for that child's newer version (§7.1) */
+			goto out_close;
+		}
 	}
 	if (l->type == RECORD_DIR) {
 		rc = survives(c, &l->uid, &n->vv, &keep, 0);
