@@ -1421,17 +1421,18 @@ out_release:
 	return rc;
 }
 
-/* *out = true if a live record below @dir is not dominated by @tv (§7.1). */
-static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct version_vector *tv,
-		    bool *out, int depth)
+/*
+ * Call @fn with the record of each live entry of directory @dir (an entry gone meanwhile is
+ * skipped) until it returns non-zero. Return: 0, or @fn's or a read's negative errno.
+ */
+static int each_child(struct ctx *c, const struct dfsr_uid *dir,
+		      int (*fn)(struct ctx *c, const struct record *k, void *arg), void *arg)
 {
 	struct uid_list kids;
 	int rc;
 
-	if (depth > REPLICA_DEPTH_MAX)
-		return -EIO;
 	rc = list_children(c, dir, &kids);
-	for (size_t i = 0; rc == 0 && !*out && i < kids.n; i++) {
+	for (size_t i = 0; rc == 0 && i < kids.n; i++) {
 		struct record k;
 
 		rc = journal__get(c->j, &kids.v[i], &k);
@@ -1441,14 +1442,43 @@ static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct vers
 		}
 		if (rc < 0)
 			break;
-		if (!k.tombstone && !dominated_by(&k.vv, tv))
-			*out = true;
-		else if (!k.tombstone && k.type == RECORD_DIR)
-			rc = survives(c, &k.uid, tv, out, depth + 1);
+		rc = fn(c, &k, arg);
 		record_release(&k);
 	}
 	uid_list_release(&kids);
-	return rc;
+	return rc < 0 ? rc : 0;
+}
+
+struct survive {
+	const struct version_vector *tv;
+	bool *out;
+	int depth;
+};
+
+static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct version_vector *tv,
+		    bool *out, int depth);
+
+static int survive_one(struct ctx *c, const struct record *k, void *arg)
+{
+	struct survive *s = arg;
+	int rc = 0;
+
+	if (!k->tombstone && !dominated_by(&k->vv, s->tv))
+		*s->out = true;
+	else if (!k->tombstone && k->type == RECORD_DIR)
+		rc = survives(c, &k->uid, s->tv, s->out, s->depth + 1);
+	return rc < 0 ? rc : *s->out;
+}
+
+/* *out = true if a live record below @dir is not dominated by @tv (§7.1). */
+static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct version_vector *tv,
+		    bool *out, int depth)
+{
+	struct survive s = { .tv = tv, .out = out, .depth = depth };
+
+	if (depth > REPLICA_DEPTH_MAX)
+		return -EIO;
+	return each_child(c, dir, survive_one, &s);
 }
 
 /*
@@ -1516,37 +1546,37 @@ static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct
  * would then bring back an empty directory: those versions are never sent again. (A file
  * or an empty directory moved out comes back whole with its own newer version.)
  */
+struct seen {
+	const struct version_vector *tv;
+	struct dfsr_uid *kid;
+};
+
+static int seen_one(struct ctx *c, const struct record *k, void *arg)
+{
+	struct seen *s = arg;
+	struct uid_list below;
+	int rc;
+
+	if (k->tombstone || k->type != RECORD_DIR || !dominated_by(&k->vv, s->tv))
+		return 0;
+	rc = list_children(c, &k->uid, &below);
+	if (rc == 0 && below.n > 0) {
+		*s->kid = k->uid;
+		rc = 1;
+	}
+	uid_list_release(&below);
+	return rc;
+}
+
 static int seen_child(struct ctx *c, const struct dfsr_uid *dir, const struct record *n,
 		      struct dfsr_uid *kid, bool *found)
 {
-	struct uid_list kids;
+	struct seen s = { .tv = &n->vv, .kid = kid };
 	int rc;
 
-	*found = false;
-	rc = list_children(c, dir, &kids);
-	for (size_t i = 0; rc == 0 && !*found && i < kids.n; i++) {
-		struct record k;
-
-		rc = journal__get(c->j, &kids.v[i], &k);
-		if (rc == -ENOENT) {
-			rc = 0;
-			continue;
-		}
-		if (rc < 0)
-			break;
-		if (!k.tombstone && k.type == RECORD_DIR && dominated_by(&k.vv, &n->vv)) {
-			struct uid_list below;
-
-			rc = list_children(c, &k.uid, &below);
-			if (rc == 0 && below.n > 0) {
-				*kid = k.uid;
-				*found = true;
-			}
-			uid_list_release(&below);
-		}
-		record_release(&k);
-	}
-	uid_list_release(&kids);
+	memset(kid, 0, sizeof(*kid));
+	rc = each_child(c, dir, seen_one, &s);
+	*found = rc == 0 && !dfsr_uid_is_zero(kid);
 	return rc;
 }
 
