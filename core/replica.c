@@ -53,6 +53,10 @@
  *    "<name>-{<UID>}", a new version every member that meets the loop makes alike
  *    (break_cycle()). A rename into its own subtree never reaches the disk (EINVAL,
  *    retried forever).
+ *  - §7.1, a directory's tombstone while the directory holds a child directory with entries
+ *    that its deleter had seen: the deleter moved that child out or deleted it, and the
+ *    tombstone WAITs for that newer version rather than bury what is below the child at
+ *    versions live elsewhere (seen_child()).
  *
  * §11 (read-only folders): a version the scan reverted (marked in the journal) is installed
  * again when it arrives, although the member knows it; the scan preserves what it found

@@ -364,7 +364,7 @@ static int data_fd(struct fs_file *f)
 /*
  * Deferred creates. The kernel's CREATE is followed, for nearly every new file, by writes
  * and the release of the same handle, which journals the data anyway. So a file made by
- * CREATE is journaled once, when its creating handle is released (journal_note_new() with
+ * CREATE is journaled once, when its creating handle is released (journal_note_new_stat() with
  * the data as it is then: one record, one version, one RocksDB batch and one hash instead
  * of a create and a modify), and not at CREATE. An empty file that is never written is
  * journaled the same way at its release. Until then the create is an entry in fs->pending
@@ -641,7 +641,7 @@ static void fill_entry(const struct fs *fs, const struct fs_inode *n, const stru
 /*
  * Resolve (@parent, @name) to a node with one more lookup reference. @with_uid asks for the
  * journal's UID of the name when a node has to be made (skipped by creating ops, which get
- * the UID from journal_note_new()).
+ * the UID from journal_note_new_stat()).
  */
 static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name, bool with_uid,
 		       struct fs_inode **out, struct fuse_entry_param *e)
