@@ -75,6 +75,8 @@ struct member {
 	unsigned retry_ms;   /* net_sessions_opts.retry_ms */
 	bool busy;           /* the replica's busy callback says "open for writing" (lock) */
 	unsigned busy_asked; /* how often it was asked while busy (lock) */
+	bool hold_hello; /* its Hellos wait (net_sessions_opts.hello_hook) until cleared (lock) */
+	pthread_cond_t hello_cond;
 };
 
 struct fixture {
@@ -153,6 +155,26 @@ static bool on_busy(void *arg, const struct stat *st)
 	return busy;
 }
 
+/* net_sessions_opts.hello_hook: a Hello is built only once hold_hello is clear. */
+static void on_hello(void *arg, size_t peer)
+{
+	struct member *m = arg;
+
+	(void)peer;
+	pthread_mutex_lock(&m->lock);
+	while (m->hold_hello)
+		pthread_cond_wait(&m->hello_cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void hold_hello(struct member *m, bool hold)
+{
+	pthread_mutex_lock(&m->lock);
+	m->hold_hello = hold;
+	pthread_cond_broadcast(&m->hello_cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 static void on_changed(void *arg)
 {
 	struct member *m = arg;
@@ -202,6 +224,8 @@ static void start_member(struct fixture *f, int i)
 		.window = m->window,
 		.busy_event_ms = m->busy_ms,
 		.retry_ms = m->retry_ms,
+		.hello_hook = on_hello,
+		.hello_hook_arg = m,
 	};
 	struct net_sessions *s;
 
@@ -222,6 +246,7 @@ static void stop_member(struct member *m)
 
 	if (m->j)
 		journal_set_changed(m->j, NULL, NULL);
+	hold_hello(m, false); /* a Hello held on the pool would stall the stop */
 	pthread_mutex_lock(&m->lock);
 	s = m->s;
 	m->s = NULL;
@@ -241,6 +266,7 @@ static int setup(void **state)
 		struct member *m = &f->m[i];
 
 		pthread_mutex_init(&m->lock, NULL);
+		pthread_cond_init(&m->hello_cond, NULL);
 		crypto_box_keypair(m->pk, m->sk);
 		m->port = free_port(&m->port_fd);
 		assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "sess", &m->root_fd), 0);
@@ -270,6 +296,7 @@ static int teardown(void **state)
 			close(m->port_fd);
 		test_tmpdir_remove(m->dir);
 		pthread_mutex_destroy(&m->lock);
+		pthread_cond_destroy(&m->hello_cond);
 	}
 	free(f);
 	return 0;
@@ -965,6 +992,48 @@ static void reconnect_resumes(void **state)
 	WAIT_FOR(quiet(a) && quiet(b));
 }
 
+static bool connected(struct member *m)
+{
+	struct net_session_peer_status st;
+
+	net_sessions_status(m->s, 0, &st);
+	return st.connected;
+}
+
+/* `dfsr wait` after a reconnect: b made a change while apart. Once the connection is up
+ * again, a must not look quiet on the figures of the last connection (backlog_in 0) before
+ * b's first Done or Backlog on the new one: b's Hello is held, so b sends nothing, and a
+ * stays unsettled until it holds b's change. */
+static void reconnected_partner_is_unsettled_until_heard(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	struct net_session_peer_status st;
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "one.txt", "one", 3);
+	note_new(a, NULL, "one.txt");
+	WAIT_FOR(file_is(b, "one.txt", "one", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+	stop_member(b);
+	journal_set_changed(b->j, on_changed, b);
+	WAIT_FOR(!connected(a));
+	write_file(b, "two.txt", "two", 3);
+	note_new(b, NULL, "two.txt");
+	hold_hello(b, true);
+	start_member(f, 1);
+	WAIT_FOR(connected(a));
+	net_sessions_status(a->s, 0, &st);
+	assert_int_equal(st.backlog_in, 0); /* the last connection's figure */
+	assert_true(st.unsettled);
+	assert_false(quiet(a));
+	assert_false(exists(a, "two.txt"));
+	hold_hello(b, false);
+	WAIT_FOR(quiet(a));
+	assert_true(file_is(a, "two.txt", "two", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+}
+
 static void initial_sync_is_served_by_a_normal_partner(void **state)
 {
 	struct fixture *f = *state;
@@ -1607,6 +1676,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(reconnected_partner_is_unsettled_until_heard, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(oversized_attributes_are_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(oversized_directory_is_skipped_with_its_subtree,
 						setup, teardown),
