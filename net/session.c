@@ -105,7 +105,7 @@
 #define STAGES_MAX        4u
 #define READ_CHUNKS       4u    /* chunks per read job */
 #define WAIT_PASSES       8u    /* re-offer passes over waiting updates per offer job */
-#define TICK_MS           1000u /* or the retry interval when that is shorter (tests) */
+#define TICK_MS           1000u /* or the retry or state interval when shorter (tests) */
 #define STATE_MS          5000u /* folder states are read again every 5 s */
 #define FILE_GONE         1u    /* FileInfo.status */
 #define FILE_FAILED       2u
@@ -399,6 +399,7 @@ struct net_sessions {
 	uint64_t window;             /* NET_SESSION_WINDOW, or the tests' */
 	int64_t busy_event_ns;       /* NET_SESSION_BUSY_LOG_MS, or the tests' */
 	int64_t retry_ns;            /* NET_SESSION_RETRY_MS, or the tests' */
+	int64_t state_every_ns;      /* STATE_MS, or the tests' */
 	uint64_t tick_ms;            /* TICK_MS, or the tests' retry interval if shorter */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
@@ -3905,7 +3906,7 @@ static void on_tick(uv_timer_t *t)
 	int64_t now = dfsr_mono_ns();
 
 	if (now >= s->state_ns && !s->stopping) {
-		s->state_ns = now + MONO_MS(STATE_MS);
+		s->state_ns = now + s->state_every_ns;
 		contact_note(s);
 		states_refresh(s);
 	}
@@ -3995,7 +3996,7 @@ static void start_on_loop(struct net_loop *loop, void *arg)
 	s->recount_timer.data = s;
 	s->handles_open = 3;
 	c->handles = true;
-	s->state_ns = dfsr_mono_ns() + MONO_MS(STATE_MS);
+	s->state_ns = dfsr_mono_ns() + s->state_every_ns;
 	uv_timer_start(&s->tick, on_tick, s->tick_ms, s->tick_ms);
 	c->rc = net_peers_start(&po, &s->peers);
 	if (c->rc < 0) {
@@ -4068,7 +4069,10 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->window = o->window ? o->window : NET_SESSION_WINDOW;
 	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
 	s->retry_ns = MONO_MS(o->retry_ms ? o->retry_ms : NET_SESSION_RETRY_MS);
+	s->state_every_ns = MONO_MS(o->state_ms ? o->state_ms : STATE_MS);
 	s->tick_ms = o->retry_ms && o->retry_ms < TICK_MS ? o->retry_ms : TICK_MS;
+	if (o->state_ms && o->state_ms < s->tick_ms)
+		s->tick_ms = o->state_ms;
 	s->hello_hook = o->hello_hook;
 	s->hello_hook_arg = o->hello_hook_arg;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));

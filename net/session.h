@@ -104,6 +104,10 @@ struct net_sessions_opts {
 	/* tests: 0 = NET_SESSION_RETRY_MS; the retries are checked on a tick of once a second,
 	 * or every retry_ms when that is shorter */
 	unsigned retry_ms;
+	/* tests: 0 = every 5 s, how often folder states are read again (a folder turned
+	 * normal or stale) and the contact of a connected quiet partner is noted (§12); the
+	 * tick runs at least that often */
+	unsigned state_ms;
 	/* tests: called on the pool before each Hello is built, with the partner's index in
 	 * cfg->peers; it may block (a Hello that is late, while other connections go on) */
 	void (*hello_hook)(void *arg, size_t peer);

@@ -55,6 +55,7 @@
 
 #define DEADLINE_S 30
 #define RETRY_MS   100 /* net_sessions_opts.retry_ms of the tests that wait for retries */
+#define STATE_MS   100 /* net_sessions_opts.state_ms of the tests that wait for the state tick */
 
 struct member {
 	char dir[64];
@@ -73,6 +74,7 @@ struct member {
 	unsigned window;     /* net_sessions_opts.window */
 	unsigned busy_ms;    /* net_sessions_opts.busy_event_ms */
 	unsigned retry_ms;   /* net_sessions_opts.retry_ms */
+	unsigned state_ms;   /* net_sessions_opts.state_ms */
 	bool busy;           /* the replica's busy callback says "open for writing" (lock) */
 	unsigned busy_asked; /* how often it was asked while busy (lock) */
 	bool hold_hello; /* its Hellos wait (net_sessions_opts.hello_hook) until cleared (lock) */
@@ -224,6 +226,7 @@ static void start_member(struct fixture *f, int i)
 		.window = m->window,
 		.busy_event_ms = m->busy_ms,
 		.retry_ms = m->retry_ms,
+		.state_ms = m->state_ms,
 		.hello_hook = on_hello,
 		.hello_hook_arg = m,
 	};
@@ -433,13 +436,18 @@ static void pause_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Polls @cond every millisecond at first, then less often (up to every 20 ms): most
+ * conditions hold within milliseconds, and a fixed 20 ms poll cost 10 ms on average per
+ * wait, hundreds of times per run. */
 #define WAIT_FOR(cond)                                                    \
 	do {                                                              \
 		int64_t end_ = mono_s() + DEADLINE_S;                     \
+		unsigned ms_ = 1;                                         \
 		while (!(cond)) {                                         \
 			if (mono_s() > end_)                              \
 				fail_msg("timed out waiting for " #cond); \
-			pause_ms(20);                                     \
+			pause_ms(ms_);                                    \
+			ms_ = ms_ < 20 ? ms_ * 2 : 20;                    \
 		}                                                         \
 	} while (0)
 
@@ -1087,6 +1095,8 @@ static void connected_quiet_members_stay_fresh(void **state)
 	struct member *a = &f->m[0], *b = &f->m[1];
 	int64_t ta, tb;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "one.txt", "one", 3);
 	note_new(a, NULL, "one.txt");
@@ -1107,6 +1117,8 @@ static void hub_of_read_only_member_stays_fresh(void **state)
 	struct member *a = &f->m[0], *b = &f->m[1];
 	int64_t ta;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	b->read_only = true;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "one.txt", "one", 3);
@@ -1182,6 +1194,8 @@ static void stale_while_connected(void **state)
 	int64_t day = 86400 * 1000000000LL;
 	bool stale;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "kept.txt", "kept", 4);
 	note_new(a, NULL, "kept.txt");
