@@ -71,7 +71,8 @@
 #define KEY_LEN            crypto_box_SECRETKEYBYTES
 #define KEY_B64_LEN        sodium_base64_ENCODED_LEN(KEY_LEN, sodium_base64_VARIANT_ORIGINAL)
 #define FUSE_SUPER_MAGIC   0x65735546
-#define CONTROL_TIMEOUT_MS 30000
+#define CONTROL_TIMEOUT_MS 30000 /* a request's answer */
+#define PING_TIMEOUT_MS    5000  /* is it running? (mount, umount) */
 #define STOP_TIMEOUT_S     120
 
 _Static_assert(crypto_box_SECRETKEYBYTES == 32 && crypto_box_PUBLICKEYBYTES == 32,
@@ -2270,18 +2271,50 @@ static int check_folder_paths(const struct config_folder *f)
 	return 0;
 }
 
-/* The pid of the member answering on the control socket, or 0 when none answers. */
-static pid_t member_pid(const struct config *cfg)
+/*
+ * member_ping() - Ask the member at cfg->control_path whether it runs, and its pid.
+ * Every command that needs to know goes through here, and reports a failure with
+ * member_err(), so "not running" is said only when no member runs.
+ * Return: 0 and *@pid when it answered within @timeout_ms; DFSR_ENOTRUNNING when no
+ * member runs (no socket file, or nothing listens on it); -ETIMEDOUT when something holds
+ * the socket but does not answer in time (a member that hangs, is stopped, or is
+ * overloaded); -EBADMSG for a reply without a pid; another -errno (-EACCES...).
+ */
+static int member_ping(const struct config *cfg, int timeout_ms, pid_t *pid)
 {
 	struct dfsr_buf r;
-	int pid = 0;
+	int p = 0, rc;
 
 	dfsr_buf_init(&r);
-	if (net_control_request(cfg->control_path, "ping", 5000, &r) == 0 &&
-	    sscanf(r.p, "pid %d", &pid) != 1)
-		pid = 0;
+	rc = net_control_request(cfg->control_path, "ping", timeout_ms, &r);
+	if (rc == 0 && (sscanf(r.p, "pid %d", &p) != 1 || p <= 0))
+		rc = -EBADMSG;
 	dfsr_buf_release(&r);
-	return pid;
+	if (rc == 0)
+		*pid = p;
+	return rc;
+}
+
+/*
+ * member_err() - The one-line error for a request to the member that failed with @rc
+ * (net_control_request(), member_ping()): not running (DFSR_ENOTRUNNING), does not answer
+ * within @timeout_ms (-ETIMEDOUT: with what to look at and how to stop it by hand), the
+ * member's own error text (-EREMOTEIO, in @r), or the error.
+ * Return: 1, the exit status (dfsr_err()).
+ */
+static int member_err(const struct config *cfg, int rc, const struct dfsr_buf *r, int timeout_ms)
+{
+	if (rc == DFSR_ENOTRUNNING)
+		return dfsr_err("member %s is not running", cfg->member_name);
+	if (rc == -ETIMEDOUT)
+		return dfsr_err(
+			"member %s does not answer on %s (nothing within %d s): it may be "
+			"hung, stopped or overloaded; see its events (journalctl -u dfsr); "
+			"if it stays so, kill it and unmount its folders (fusermount3 -u MOUNT)",
+			cfg->member_name, cfg->control_path, (timeout_ms + 999) / 1000);
+	if (rc == -EREMOTEIO && r && r->p)
+		return dfsr_err("member %s: %s", cfg->member_name, r->p);
+	return dfsr_err("member %s: %s", cfg->member_name, dfsr_strerror(rc));
 }
 
 /* The checks that need nothing but reading (config, key, running, paths). Return: 0 or 1. */
@@ -2289,16 +2322,20 @@ static int mount_precheck(struct member *m, const char *conf)
 {
 	char err[CONFIG_ERR_LEN];
 	pid_t pid;
+	int rc;
 
 	if (config_load(&m->cfg, conf, err) < 0)
 		return dfsr_err("%s", err);
 	if (key_load(m->cfg.key_path, true, m->sk))
 		return 1;
-	/* Before the mount points: a running member's mounts would be reported as busy. */
-	pid = member_pid(&m->cfg);
-	if (pid > 0)
+	/* Before the mount points: a running member's mounts would be reported as busy. One
+	 * that does not answer runs too: its control socket is not ours to replace. */
+	rc = member_ping(&m->cfg, PING_TIMEOUT_MS, &pid);
+	if (rc == 0)
 		return dfsr_err("member %s is already running (pid %d)", m->cfg.member_name,
 				(int)pid);
+	if (rc == -ETIMEDOUT)
+		return member_err(&m->cfg, rc, NULL, PING_TIMEOUT_MS);
 	for (size_t i = 0; i < m->cfg.nfolders; i++)
 		if (check_folder_paths(&m->cfg.folders[i]))
 			return 1;
@@ -2425,12 +2462,8 @@ static int client_ask(const struct config *cfg, const char *req, bool quiet_not_
 		fwrite(r.p, 1, r.len, stdout);
 	if (rc == 0 || (rc == DFSR_ENOTRUNNING && quiet_not_running))
 		; /* nothing to report */
-	else if (rc == DFSR_ENOTRUNNING)
-		rc = dfsr_err("member %s is not running", cfg->member_name);
-	else if (rc == -EREMOTEIO)
-		rc = dfsr_err("member %s: %s", cfg->member_name, r.p);
 	else
-		rc = dfsr_err("member %s: %s", cfg->member_name, dfsr_strerror(rc));
+		rc = member_err(cfg, rc, &r, CONTROL_TIMEOUT_MS);
 	dfsr_buf_release(&r);
 	if (rc == 0 && fflush(stdout) != 0)
 		rc = dfsr_err("writing the output: %s", strerror(errno));
@@ -2461,15 +2494,15 @@ static int cmd_umount(struct cli *c)
 {
 	struct config cfg;
 	int64_t deadline = dfsr_mono_ns() + STOP_TIMEOUT_S * 1000000000LL;
-	pid_t pid;
+	pid_t pid = 0, again;
 	int rc;
 
 	if (client_config(c, &cfg))
 		return 1;
-	pid = member_pid(&cfg);
-	rc = pid > 0 ? client_ask(&cfg, "stop", false)
-		     : dfsr_err("member %s is not running", cfg.member_name);
-	while (rc == 0 && (member_pid(&cfg) > 0 || pid_alive(pid))) {
+	rc = member_ping(&cfg, PING_TIMEOUT_MS, &pid);
+	rc = rc == 0 ? client_ask(&cfg, "stop", false)
+		     : member_err(&cfg, rc, NULL, PING_TIMEOUT_MS);
+	while (rc == 0 && (member_ping(&cfg, PING_TIMEOUT_MS, &again) == 0 || pid_alive(pid))) {
 		if (dfsr_mono_ns() > deadline) {
 			rc = dfsr_err("member %s (pid %d) did not stop within %d s",
 				      cfg.member_name, (int)pid, STOP_TIMEOUT_S);
@@ -2737,12 +2770,17 @@ static int cmd_wait(struct cli *c)
 		return 1;
 	dfsr_buf_init(&r);
 	for (;;) {
+		int64_t left = (deadline - dfsr_mono_ns()) / 1000000;
+		/* With --timeout, a member that does not answer is not waited for longer (at
+		 * least a second: a busy member may take that long to answer). */
+		int ms = !c->timeout || left >= CONTROL_TIMEOUT_MS ? CONTROL_TIMEOUT_MS
+			 : left < 1000                             ? 1000
+								   : (int)left;
+
 		dfsr_buf_release(&r);
-		rc = net_control_request(cfg.control_path, "pending", CONTROL_TIMEOUT_MS, &r);
+		rc = net_control_request(cfg.control_path, "pending", ms, &r);
 		if (rc < 0) {
-			rc = rc == DFSR_ENOTRUNNING
-				     ? dfsr_err("member %s is not running", cfg.member_name)
-				     : dfsr_err("%s", dfsr_strerror(rc));
+			rc = member_err(&cfg, rc, &r, ms);
 			break;
 		}
 		if (r.len == 0)
@@ -3010,15 +3048,12 @@ static bool rs_selected(const struct cli *c, const struct rs_list *l, size_t k, 
 	return by_path;
 }
 
-static bool member_answers(const struct config *cfg)
+/* member_ping() with the time of a request. */
+static int member_answers(const struct config *cfg)
 {
-	struct dfsr_buf r;
-	int rc;
+	pid_t pid;
 
-	dfsr_buf_init(&r);
-	rc = net_control_request(cfg->control_path, "ping", CONTROL_TIMEOUT_MS, &r);
-	dfsr_buf_release(&r);
-	return rc == 0;
+	return member_ping(cfg, CONTROL_TIMEOUT_MS, &pid);
 }
 
 /*
@@ -3069,7 +3104,7 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 	const char *dest_name = c->to ? c->to : f->mount;
 	int root = -1, priv = -1, store = -1, dest = -1;
 	struct rs_list l = { 0 };
-	int rc = 0, failed = 0;
+	int rc = 0, failed = 0, ping;
 
 	/* each open is checked at once, so the message names what is missing and why */
 	root = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -3125,9 +3160,12 @@ static int rs_folder(struct cli *c, const struct config *cfg, const struct confi
 		pct_encode(l.v[i].preserved, name, sizeof(name));
 		snprintf(req, sizeof(req), "unpreserve folder=%s kind=%s name=%s", f->name,
 			 c->preexisting ? "preexisting" : "conflict", name);
-		if (!member_answers(cfg))
+		ping = member_answers(cfg);
+		if (ping == DFSR_ENOTRUNNING)
 			printf("kept %s in DfsrPrivate (member %s is not running)\n",
 			       l.v[i].preserved, cfg->member_name);
+		else if (ping < 0)
+			failed = member_err(cfg, ping, NULL, CONTROL_TIMEOUT_MS);
 		else if (client_ask(cfg, req, false) != 0)
 			failed = 1;
 	}
@@ -3189,10 +3227,13 @@ static int cmd_restore(struct cli *c)
 		return dfsr_err("restore: --to %s: %s", c->to, dfsr_strerror(rc));
 	if (client_config(c, &cfg))
 		return 1;
-	if (!c->to && !member_answers(&cfg)) {
-		rc = dfsr_err("restore: member %s is not running; restore into its mount needs it "
-			      "(or use --to DIR)",
-			      cfg.member_name);
+	rc = c->to ? 0 : member_answers(&cfg);
+	if (rc < 0) {
+		rc = rc == DFSR_ENOTRUNNING
+			     ? dfsr_err("restore: member %s is not running; restore into its mount "
+					"needs it (or use --to DIR)",
+					cfg.member_name)
+			     : member_err(&cfg, rc, NULL, CONTROL_TIMEOUT_MS);
 		config_release(&cfg);
 		return rc;
 	}
@@ -3377,10 +3418,13 @@ static int clone_import_cli(struct cli *c, const struct config *cfg, const struc
 	int rc;
 
 	o.validation = v;
-	if (member_answers(cfg))
+	rc = member_answers(cfg);
+	if (rc == 0)
 		return dfsr_err("clone import: member %s is running; a clone is imported before "
 				"its first start (stop it with dfsr umount)",
 				cfg->member_name);
+	if (rc == -ETIMEDOUT) /* it runs, only it does not answer */
+		return member_err(cfg, rc, NULL, CONTROL_TIMEOUT_MS);
 	o.root_fd = open(f->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (o.root_fd < 0)
 		return dfsr_err("clone import: folder %s: local path %s: %s", f->name, f->path,

@@ -378,7 +378,13 @@ void net_control_stop(struct net_control *c)
 
 /* ---- client ---------------------------------------------------------------------------- */
 
-static int client_connect(const char *path, int *out)
+/*
+ * Connect without blocking: a member that stopped answering (hung, or stopped with SIGSTOP)
+ * leaves its listen backlog full after 16 clients, and a blocking connect() would then wait
+ * for ever, whatever the caller's timeout. A unix socket answers EAGAIN instead: try again
+ * every few milliseconds until the deadline.
+ */
+static int client_connect(const char *path, int64_t deadline_ns, int *out)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd, rc;
@@ -386,15 +392,19 @@ static int client_connect(const char *path, int *out)
 	if (strlen(path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	while (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		rc = -errno;
+		if ((rc == -EAGAIN || rc == -EINTR) && dfsr_mono_ns() < deadline_ns) {
+			poll(NULL, 0, 5); /* the backlog is full: the member is not accepting */
+			continue;
+		}
 		close(fd);
 		if (rc == -ENOENT || rc == -ECONNREFUSED || rc == -ENOTDIR)
 			return DFSR_ENOTRUNNING;
-		return rc;
+		return rc == -EAGAIN ? -ETIMEDOUT : rc;
 	}
 	*out = fd;
 	return 0;
@@ -484,7 +494,7 @@ int net_control_request(const char *path, const char *request, int timeout_ms,
 	struct dfsr_buf in;
 	int fd = -1, rc;
 
-	rc = client_connect(path, &fd);
+	rc = client_connect(path, deadline, &fd);
 	if (rc < 0)
 		return rc;
 	dfsr_buf_init(&in);

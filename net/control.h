@@ -79,8 +79,11 @@ void net_control_stop(struct net_control *c);
  *              text (without "error " and "\n")
  *
  * Return: 0 for an "ok" reply; -EREMOTEIO for an "error" reply (text in @reply);
- *         DFSR_ENOTRUNNING if nothing listens at @path; -ETIMEDOUT; -EBADMSG for a reply
- *         that is neither; -ENAMETOOLONG; -ENOMEM; -EFBIG past NET_CONTROL_REPLY_MAX.
+ *         DFSR_ENOTRUNNING if nothing listens at @path (no socket file, or connection
+ *         refused); -ETIMEDOUT if something listens but does not accept or answer within
+ *         @timeout_ms (a hung or stopped member: never blocks longer, also with its listen
+ *         backlog full); -EBADMSG for a reply that is neither; -ENAMETOOLONG; -ENOMEM;
+ *         -EFBIG past NET_CONTROL_REPLY_MAX; another -errno of socket calls (-EACCES...).
  */
 int net_control_request(const char *path, const char *request, int timeout_ms,
 			struct dfsr_buf *reply);

@@ -59,8 +59,11 @@
  * Status, and `dfsr wait` (net_sessions_status): each recount notes the journal's next_seq
  * it counted up to (pstat.counted_seq); a partner is unsettled while the journal went past
  * it (a wake not handled yet, a recount queued, deferred or running) or while a Done of
- * its is not merged; updates received from it and not decided count in backlog_in. So
- * zero figures are never a snapshot taken between a change and its count.
+ * its is not merged; updates received from it and not decided count in backlog_in. A
+ * connection just (re)established is unsettled too until the partner's first Done or
+ * Backlog on it (link.unheard, pstat.unheard), unless its Hello says it sends none: until
+ * then backlog_in is the previous connection's, blind to what the partner changed while
+ * apart. So zero figures are never a snapshot taken between a change and its count.
  *
  * Untrusted input: every message is checked before use (lengths of ids exact, counts
  * bounded, records via record_decode + replica_update_check, chunk lists via
@@ -102,7 +105,7 @@
 #define STAGES_MAX        4u
 #define READ_CHUNKS       4u    /* chunks per read job */
 #define WAIT_PASSES       8u    /* re-offer passes over waiting updates per offer job */
-#define TICK_MS           1000u /* or the retry interval when that is shorter (tests) */
+#define TICK_MS           1000u /* or the retry or state interval when shorter (tests) */
 #define STATE_MS          5000u /* folder states are read again every 5 s */
 #define FILE_GONE         1u    /* FileInfo.status */
 #define FILE_FAILED       2u
@@ -279,6 +282,10 @@ struct link {
 	int64_t merge_retry_ns;
 	uint64_t taken, progress_sent;
 	uint64_t rx_items, rx_dones; /* in pstat's rx_undecided, rx_dones (status) */
+	/* Counted in pstat.unheard: from the connection's start until the partner's first Done
+	 * or Backlog of this folder on it, or its Hello says it sends neither (net_sessions_status,
+	 * RM.4) */
+	bool unheard;
 };
 
 struct sconn {
@@ -334,6 +341,9 @@ struct pstat {
 	 * partner and not decided; its Dones not merged yet */
 	uint64_t counted_seq;
 	uint64_t rx_undecided, rx_dones;
+	/* connections up whose first Done or Backlog is still due (link.unheard): until then
+	 * backlog_in is the last connection's figure */
+	unsigned unheard;
 };
 
 /* A version a partner asked for that could not be staged because it is open for writing
@@ -389,6 +399,7 @@ struct net_sessions {
 	uint64_t window;             /* NET_SESSION_WINDOW, or the tests' */
 	int64_t busy_event_ns;       /* NET_SESSION_BUSY_LOG_MS, or the tests' */
 	int64_t retry_ns;            /* NET_SESSION_RETRY_MS, or the tests' */
+	int64_t state_every_ns;      /* STATE_MS, or the tests' */
 	uint64_t tick_ms;            /* TICK_MS, or the tests' retry interval if shorter */
 	struct pstat *stats;         /* nfolders * npeers */
 	struct walk_job *walks_done; /* walk threads finished, to join (s->lock) */
@@ -540,6 +551,17 @@ static void rx_count(struct link *l, int64_t items, int64_t dones)
 	ps->rx_undecided += (uint64_t)items;
 	ps->rx_dones += (uint64_t)dones;
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* The partner's first Done or Backlog of @l's folder arrived on this connection, or it will
+ * send none, or the connection is down: its backlog_in is this connection's. Caller holds
+ * s->lock. Thread: loop. */
+static void heard_locked(struct link *l)
+{
+	if (!l->unheard)
+		return;
+	l->unheard = false;
+	pstat_of(l->k->s, l->f, l->k->peer)->unheard--;
 }
 
 /* ---- events ----------------------------------------------------------------------- */
@@ -1134,6 +1156,17 @@ static void on_hello(struct sconn *k, const Dfsrwire__Hello *h)
 	if (k->fetch_max > NET_SESSION_FETCH_MAX)
 		k->fetch_max = NET_SESSION_FETCH_MAX;
 	k->hello_rcvd = true;
+	/* A partner sends Done and Backlog only for a folder both hold, that is normal and not
+	 * read-only on its side (RM.3): the others will send nothing to wait for. One that
+	 * turns normal later sends a Done then (unsettled while it is not merged). */
+	pthread_mutex_lock(&k->s->lock);
+	for (size_t f = 0; f < k->s->nfolders; f++) {
+		const struct link *l = &k->links[f];
+
+		if (!l->common || l->partner_ro || l->partner_state != JOURNAL_STATE_NORMAL)
+			heard_locked(&k->links[f]);
+	}
+	pthread_mutex_unlock(&k->s->lock);
 	conn_maybe_start(k);
 }
 
@@ -2192,6 +2225,7 @@ static void on_done(struct sconn *k, const Dfsrwire__Done *m, size_t len)
 	rx_count(l, 0, 1);
 	pthread_mutex_lock(&s->lock);
 	pstat_of(s, l->f, k->peer)->backlog_in = m->backlog;
+	heard_locked(l);
 	pthread_mutex_unlock(&s->lock);
 	offer_start_opt(l, true); /* the round is complete: try the waiting ones again */
 	dones_check(l);
@@ -3341,6 +3375,7 @@ static void on_backlog(struct sconn *k, const Dfsrwire__Backlog *m, size_t len)
 	add_bytes(s, l->f, k->peer, len, false);
 	pthread_mutex_lock(&s->lock);
 	pstat_of(s, l->f, k->peer)->backlog_in = m->count;
+	heard_locked(l);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -3648,6 +3683,8 @@ static void on_up(void *arg, struct net_conn *c, size_t peer)
 	for (size_t f = 0; f < s->nfolders; f++) {
 		pstat_of(s, f, peer)->connected = true;
 		pstat_of(s, f, peer)->backlog_sent_valid = false;
+		pstat_of(s, f, peer)->unheard++;
+		k->links[f].unheard = true;
 	}
 	pthread_mutex_unlock(&s->lock);
 	h = calloc(1, sizeof(*h));
@@ -3705,6 +3742,7 @@ static void on_down(void *arg, struct net_conn *c, int err)
 	pthread_mutex_lock(&s->lock);
 	for (size_t f = 0; f < s->nfolders; f++) {
 		k->links[f].cancel = true;
+		heard_locked(&k->links[f]);
 		if (!other)
 			pstat_of(s, f, k->peer)->connected = false;
 	}
@@ -3868,7 +3906,7 @@ static void on_tick(uv_timer_t *t)
 	int64_t now = dfsr_mono_ns();
 
 	if (now >= s->state_ns && !s->stopping) {
-		s->state_ns = now + MONO_MS(STATE_MS);
+		s->state_ns = now + s->state_every_ns;
 		contact_note(s);
 		states_refresh(s);
 	}
@@ -3958,7 +3996,7 @@ static void start_on_loop(struct net_loop *loop, void *arg)
 	s->recount_timer.data = s;
 	s->handles_open = 3;
 	c->handles = true;
-	s->state_ns = dfsr_mono_ns() + MONO_MS(STATE_MS);
+	s->state_ns = dfsr_mono_ns() + s->state_every_ns;
 	uv_timer_start(&s->tick, on_tick, s->tick_ms, s->tick_ms);
 	c->rc = net_peers_start(&po, &s->peers);
 	if (c->rc < 0) {
@@ -4031,7 +4069,10 @@ int net_sessions_start(const struct net_sessions_opts *o, struct net_sessions **
 	s->window = o->window ? o->window : NET_SESSION_WINDOW;
 	s->busy_event_ns = MONO_MS(o->busy_event_ms ? o->busy_event_ms : NET_SESSION_BUSY_LOG_MS);
 	s->retry_ns = MONO_MS(o->retry_ms ? o->retry_ms : NET_SESSION_RETRY_MS);
+	s->state_every_ns = MONO_MS(o->state_ms ? o->state_ms : STATE_MS);
 	s->tick_ms = o->retry_ms && o->retry_ms < TICK_MS ? o->retry_ms : TICK_MS;
+	if (o->state_ms && o->state_ms < s->tick_ms)
+		s->tick_ms = o->state_ms;
 	s->hello_hook = o->hello_hook;
 	s->hello_hook_arg = o->hello_hook_arg;
 	s->folders = calloc(o->nfolders ? o->nfolders : 1, sizeof(*s->folders));
@@ -4116,7 +4157,8 @@ void net_sessions_status(struct net_sessions *s, size_t folder, struct net_sessi
 			.bytes_received = ps->bytes_received,
 			.transfers = ps->transfers,
 			.busy_serves = ps->busy_serves,
-			.unsettled = ps->counted_seq < js.next_seq || ps->rx_dones > 0,
+			.unsettled = ps->counted_seq < js.next_seq || ps->rx_dones > 0 ||
+				     ps->unheard > 0,
 		};
 		if (sync) {
 			out[p].files_done = ps->files_done;

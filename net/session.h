@@ -104,6 +104,10 @@ struct net_sessions_opts {
 	/* tests: 0 = NET_SESSION_RETRY_MS; the retries are checked on a tick of once a second,
 	 * or every retry_ms when that is shorter */
 	unsigned retry_ms;
+	/* tests: 0 = every 5 s, how often folder states are read again (a folder turned
+	 * normal or stale) and the contact of a connected quiet partner is noted (§12); the
+	 * tick runs at least that often */
+	unsigned state_ms;
 	/* tests: called on the pool before each Hello is built, with the partner's index in
 	 * cfg->peers; it may block (a Hello that is late, while other connections go on) */
 	void (*hello_hook)(void *arg, size_t peer);
@@ -147,8 +151,12 @@ struct net_session_peer_status {
 	/* initial sync of our folder from this partner (zero when not syncing) */
 	uint64_t files_done, files_total, bytes_done, bytes_total;
 	/* Not settled yet, whatever the figures say: a local change that backlog_out does not
-	 * count yet (its recount is due, queued or running), or a Done from the partner not
-	 * merged and acknowledged yet. `dfsr wait` waits while it is set. */
+	 * count yet (its recount is due, queued or running), a Done from the partner not
+	 * merged and acknowledged yet, or a connection (re)established and the partner's first
+	 * Done or Backlog of it not received yet (backlog_in is the last connection's figure
+	 * until then; excepted once the partner's Hello says it sends neither: the folder is
+	 * not common, or is read-only or not normal on the partner). `dfsr wait` waits while
+	 * it is set. */
 	bool unsettled;
 };
 
@@ -161,7 +169,8 @@ struct net_session_peer_status {
  * unknown). While a change journaled since the last recount is not counted yet,
  * unsettled is set. backlog_in is the partner's last count (Done, Backlog), but never
  * less than the updates received from it on this connection and not decided yet (held:
- * busy, waiting for a parent, being fetched). So for a connected partner, zero backlogs,
+ * busy, waiting for a parent, being fetched); until the first Done or Backlog of a new
+ * connection, unsettled is set. So for a connected partner, zero backlogs,
  * no transfer and unsettled clear mean: the partner acknowledged every change journaled
  * here before the call, and everything received from it is decided and merged (a change
  * the partner has not sent yet cannot be known here).

@@ -553,6 +553,7 @@ errno_of_nobody() {
 #
 #   group_setup 3                    # alpha (primary), bravo, charlie on 127.0.0.1-3, one port
 #   member_start 1; member_start 2   # (any order)
+#   (or: group_start 1 2             # both, then members_wait 90 or die)
 #   echo hi >"${G_MNT[1]}/a"
 #   members_wait 60 || die "no sync"
 #   check_trees_equal "trees equal"  # `dfsr hash -r` of every local path
@@ -665,6 +666,19 @@ member_start() {
 	it_track_pid "$pid"
 	G_PID[i]=$pid
 	G_RUNNING[i]=1
+}
+
+# group_start I... : the usual start of a test's group: member_start each of I... in order,
+# then `dfsr wait` on every running member (members_wait 90); the test dies if they never
+# get in sync.
+group_start() {
+	local i names=""
+	[ $# -gt 0 ] || die "group_start: no member"
+	for i in "$@"; do
+		member_start "$i"
+		names+="${names:+, }${G_NAME[i]}"
+	done
+	members_wait 90 || die "$names never got in sync"
 }
 
 # member_stop I : `dfsr umount -c` with the checks of stop_member.

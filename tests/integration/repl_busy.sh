@@ -28,9 +28,7 @@ group_setup 2
 A=1 B=2
 MA=${G_MNT[A]} MB=${G_MNT[B]} PB=${G_PATH[B]}
 
-member_start $A
-member_start $B
-members_wait 90 || die "alpha and bravo never got in sync"
+group_start $A $B
 
 # ---- `dfsr wait` returns only once the change is on the partner ------------------------------
 late=0

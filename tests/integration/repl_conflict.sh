@@ -18,9 +18,7 @@ group_setup 3
 A=1 B=2 C=3 # charlie joins only for the last case
 MA=${G_MNT[A]} MB=${G_MNT[B]}
 
-member_start $A
-member_start $B
-members_wait 90 || die "alpha and bravo never got in sync"
+group_start $A $B
 
 echo base >"$MA/f.txt"          # update conflict
 echo "g base" >"$MA/g.txt"      # delete (alpha) vs update (bravo)

@@ -17,9 +17,7 @@ G_PEER_EXTRA["2,1"]="bandwidth = 8M"
 group_write_conf $A
 group_write_conf $B
 
-member_start $A
-member_start $B
-members_wait 90 || die "alpha and bravo never got in sync"
+group_start $A $B
 
 # watch_target FILE SRC TAG : until $WS/stop-watch exists, FILE must be absent or equal
 # SRC. Violations go to $WS/violations; a first complete sighting to $WS/complete.TAG.

@@ -81,10 +81,7 @@ echo "in a directory that stays" >"${G_PATH[A]}/stays/s.txt"
 echo "version 1" >"${G_PATH[A]}/group-edit.txt"
 echo "version 1" >"${G_PATH[A]}/bravo-edit.txt"
 echo "deleted 14 h later" >"${G_PATH[A]}/w.txt"
-member_start $A
-member_start $B
-member_start $C
-members_wait 60 || die "the three members never got in sync"
+group_start $A $B $C
 check_trees_equal "trees equal at the start"
 ls_b=$(folder_field "${G_CONF[B]}" share last_sync)
 check "bravo's status shows its last sync ($ls_b)" \

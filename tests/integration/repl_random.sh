@@ -36,10 +36,7 @@ say "SEED=$SEED ROUNDS=$ROUNDS OPS=$OPS (replay with SEED=$SEED)"
 RANDOM=$SEED
 
 group_setup 3
-for i in 1 2 3; do
-	member_start $i
-done
-members_wait 90 || die "the three members never got in sync"
+group_start 1 2 3
 
 WRITTEN=$WS/written         # "sha round op member path" of every content written
 OVERWRITTEN=$WS/overwritten # sha of every content a modify replaced

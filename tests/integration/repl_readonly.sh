@@ -18,9 +18,7 @@ MA=${G_MNT[A]} MB=${G_MNT[B]} PA=${G_PATH[A]} PB=${G_PATH[B]}
 
 mkdir "$PA/docs"
 echo "before the first start" >"$PA/docs/old.txt"
-member_start $A
-member_start $B
-members_wait 90 || die "alpha and bravo never got in sync"
+group_start $A $B
 check "bravo (read-only) is normal after its initial sync" all_normal "${G_CONF[B]}"
 
 # ---- what alpha writes reaches bravo ---------------------------------------------------------

@@ -63,9 +63,7 @@ cad_bytes() { find "$CAD" -type f -printf '%s\n' | awk '{ s += $1 } END { print 
 # ---- a file that differs on bravo before its first start ends in PreExisting ------------------
 echo "alpha's pre" >"${G_PATH[A]}/pre.txt"
 echo "bravo's pre" >"$PB/pre.txt"
-member_start $A
-member_start $B
-members_wait 90 || die "alpha and bravo never got in sync"
+group_start $A $B
 check "bravo's differing pre.txt is in PreExisting" conflict_has $B preexisting pre.txt --preexisting
 
 # ---- content on alpha, replicated, then deleted there: bravo keeps it -----------------------

@@ -55,6 +55,7 @@
 
 #define DEADLINE_S 30
 #define RETRY_MS   100 /* net_sessions_opts.retry_ms of the tests that wait for retries */
+#define STATE_MS   100 /* net_sessions_opts.state_ms of the tests that wait for the state tick */
 
 struct member {
 	char dir[64];
@@ -73,8 +74,11 @@ struct member {
 	unsigned window;     /* net_sessions_opts.window */
 	unsigned busy_ms;    /* net_sessions_opts.busy_event_ms */
 	unsigned retry_ms;   /* net_sessions_opts.retry_ms */
+	unsigned state_ms;   /* net_sessions_opts.state_ms */
 	bool busy;           /* the replica's busy callback says "open for writing" (lock) */
 	unsigned busy_asked; /* how often it was asked while busy (lock) */
+	bool hold_hello; /* its Hellos wait (net_sessions_opts.hello_hook) until cleared (lock) */
+	pthread_cond_t hello_cond;
 };
 
 struct fixture {
@@ -153,6 +157,26 @@ static bool on_busy(void *arg, const struct stat *st)
 	return busy;
 }
 
+/* net_sessions_opts.hello_hook: a Hello is built only once hold_hello is clear. */
+static void on_hello(void *arg, size_t peer)
+{
+	struct member *m = arg;
+
+	(void)peer;
+	pthread_mutex_lock(&m->lock);
+	while (m->hold_hello)
+		pthread_cond_wait(&m->hello_cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void hold_hello(struct member *m, bool hold)
+{
+	pthread_mutex_lock(&m->lock);
+	m->hold_hello = hold;
+	pthread_cond_broadcast(&m->hello_cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 static void on_changed(void *arg)
 {
 	struct member *m = arg;
@@ -202,6 +226,9 @@ static void start_member(struct fixture *f, int i)
 		.window = m->window,
 		.busy_event_ms = m->busy_ms,
 		.retry_ms = m->retry_ms,
+		.state_ms = m->state_ms,
+		.hello_hook = on_hello,
+		.hello_hook_arg = m,
 	};
 	struct net_sessions *s;
 
@@ -222,6 +249,7 @@ static void stop_member(struct member *m)
 
 	if (m->j)
 		journal_set_changed(m->j, NULL, NULL);
+	hold_hello(m, false); /* a Hello held on the pool would stall the stop */
 	pthread_mutex_lock(&m->lock);
 	s = m->s;
 	m->s = NULL;
@@ -241,6 +269,7 @@ static int setup(void **state)
 		struct member *m = &f->m[i];
 
 		pthread_mutex_init(&m->lock, NULL);
+		pthread_cond_init(&m->hello_cond, NULL);
 		crypto_box_keypair(m->pk, m->sk);
 		m->port = free_port(&m->port_fd);
 		assert_int_equal(test_tmpdir_make(m->dir, sizeof(m->dir), "sess", &m->root_fd), 0);
@@ -270,6 +299,7 @@ static int teardown(void **state)
 			close(m->port_fd);
 		test_tmpdir_remove(m->dir);
 		pthread_mutex_destroy(&m->lock);
+		pthread_cond_destroy(&m->hello_cond);
 	}
 	free(f);
 	return 0;
@@ -406,13 +436,18 @@ static void pause_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Polls @cond every millisecond at first, then less often (up to every 20 ms): most
+ * conditions hold within milliseconds, and a fixed 20 ms poll cost 10 ms on average per
+ * wait, hundreds of times per run. */
 #define WAIT_FOR(cond)                                                    \
 	do {                                                              \
 		int64_t end_ = mono_s() + DEADLINE_S;                     \
+		unsigned ms_ = 1;                                         \
 		while (!(cond)) {                                         \
 			if (mono_s() > end_)                              \
 				fail_msg("timed out waiting for " #cond); \
-			pause_ms(20);                                     \
+			pause_ms(ms_);                                    \
+			ms_ = ms_ < 20 ? ms_ * 2 : 20;                    \
 		}                                                         \
 	} while (0)
 
@@ -965,6 +1000,48 @@ static void reconnect_resumes(void **state)
 	WAIT_FOR(quiet(a) && quiet(b));
 }
 
+static bool connected(struct member *m)
+{
+	struct net_session_peer_status st;
+
+	net_sessions_status(m->s, 0, &st);
+	return st.connected;
+}
+
+/* `dfsr wait` after a reconnect: b made a change while apart. Once the connection is up
+ * again, a must not look quiet on the figures of the last connection (backlog_in 0) before
+ * b's first Done or Backlog on the new one: b's Hello is held, so b sends nothing, and a
+ * stays unsettled until it holds b's change. */
+static void reconnected_partner_is_unsettled_until_heard(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	struct net_session_peer_status st;
+
+	two_members(f, JOURNAL_STATE_NORMAL);
+	write_file(a, "one.txt", "one", 3);
+	note_new(a, NULL, "one.txt");
+	WAIT_FOR(file_is(b, "one.txt", "one", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+	stop_member(b);
+	journal_set_changed(b->j, on_changed, b);
+	WAIT_FOR(!connected(a));
+	write_file(b, "two.txt", "two", 3);
+	note_new(b, NULL, "two.txt");
+	hold_hello(b, true);
+	start_member(f, 1);
+	WAIT_FOR(connected(a));
+	net_sessions_status(a->s, 0, &st);
+	assert_int_equal(st.backlog_in, 0); /* the last connection's figure */
+	assert_true(st.unsettled);
+	assert_false(quiet(a));
+	assert_false(exists(a, "two.txt"));
+	hold_hello(b, false);
+	WAIT_FOR(quiet(a));
+	assert_true(file_is(a, "two.txt", "two", 3));
+	WAIT_FOR(quiet(a) && quiet(b));
+}
+
 static void initial_sync_is_served_by_a_normal_partner(void **state)
 {
 	struct fixture *f = *state;
@@ -1018,6 +1095,8 @@ static void connected_quiet_members_stay_fresh(void **state)
 	struct member *a = &f->m[0], *b = &f->m[1];
 	int64_t ta, tb;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "one.txt", "one", 3);
 	note_new(a, NULL, "one.txt");
@@ -1038,6 +1117,8 @@ static void hub_of_read_only_member_stays_fresh(void **state)
 	struct member *a = &f->m[0], *b = &f->m[1];
 	int64_t ta;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	b->read_only = true;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "one.txt", "one", 3);
@@ -1113,6 +1194,8 @@ static void stale_while_connected(void **state)
 	int64_t day = 86400 * 1000000000LL;
 	bool stale;
 
+	a->state_ms = STATE_MS;
+	b->state_ms = STATE_MS;
 	two_members(f, JOURNAL_STATE_NORMAL);
 	write_file(a, "kept.txt", "kept", 4);
 	note_new(a, NULL, "kept.txt");
@@ -1607,6 +1690,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_fetch_through_the_slots, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(reconnect_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(reconnected_partner_is_unsettled_until_heard, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(oversized_attributes_are_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(oversized_directory_is_skipped_with_its_subtree,
 						setup, teardown),

@@ -9,14 +9,19 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Make /tmp/dfsr-test-<tag>-XXXXXX into @dir (size @len) and open it O_PATH into *@fd.
+/* Make /tmp/dfsr-test-<tag>-XXXXXX into @dir (size @len) and open it O_PATH into *@fd; under
+ * $DFSR_TEST_TMPDIR instead of /tmp when that is set (CMakeLists.txt: /dev/shm for the tests
+ * that wait on many fsyncs of RocksDB opens and commits, which a loaded disk makes slow).
  * Return: 0, or -1 (the cmocka setup convention). */
 static inline int test_tmpdir_make(char *dir, size_t len, const char *tag, int *fd)
 {
-	snprintf(dir, len, "/tmp/dfsr-test-%s-XXXXXX", tag);
+	const char *base = getenv("DFSR_TEST_TMPDIR");
+
+	snprintf(dir, len, "%s/dfsr-test-%s-XXXXXX", base && *base ? base : "/tmp", tag);
 	if (!mkdtemp(dir))
 		return -1;
 	*fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
