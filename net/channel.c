@@ -719,17 +719,21 @@ static EVP_CIPHER_CTX *gcm_ctx(EVP_CIPHER_CTX **slot, const uint8_t key[static K
 	return x;
 }
 
-/* AES-256-GCM, 12-byte nonce, 4 bytes of associated data; @c may equal @m. */
-static int gcm_seal(EVP_CIPHER_CTX *x, uint8_t *c, const uint8_t *m, size_t plen,
-		    const uint8_t ad[static LEN_PREFIX], const uint8_t nonce[static 12])
+/* AES-256-GCM of the plaintext @a || @b, 12-byte nonce, 4 bytes of associated data, into
+ * @c (alen + blen bytes, then the tag). */
+static int gcm_seal(EVP_CIPHER_CTX *x, uint8_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
+		    size_t blen, const uint8_t ad[static LEN_PREFIX],
+		    const uint8_t nonce[static 12])
 {
 	int n;
 
 	if (EVP_EncryptInit_ex(x, NULL, NULL, NULL, nonce) != 1 ||
 	    EVP_EncryptUpdate(x, NULL, &n, ad, (int)LEN_PREFIX) != 1 ||
-	    (plen && EVP_EncryptUpdate(x, c, &n, m, (int)plen) != 1) ||
-	    EVP_EncryptFinal_ex(x, c + plen, &n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, (int)NET_CHANNEL_TAG_LEN, c + plen) != 1)
+	    (alen && EVP_EncryptUpdate(x, c, &n, a, (int)alen) != 1) ||
+	    (blen && EVP_EncryptUpdate(x, c + alen, &n, b, (int)blen) != 1) ||
+	    EVP_EncryptFinal_ex(x, c + alen + blen, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, (int)NET_CHANNEL_TAG_LEN,
+				c + alen + blen) != 1)
 		return -EIO;
 	return 0;
 }
@@ -752,9 +756,11 @@ static int gcm_open(EVP_CIPHER_CTX *x, uint8_t *m, const uint8_t *c, size_t clen
 	return 0;
 }
 
-/* AEAD over @m into @c (plen + tag), ad = the 4-byte length prefix; @c may equal @m. */
-static int frame_encrypt(struct net_channel *ch, uint8_t *c, const uint8_t *m, size_t plen,
-			 const uint8_t ad[static LEN_PREFIX])
+/* AEAD over the plaintext @a || @b into @c (alen + blen + tag), ad = the 4-byte length
+ * prefix; @c overlaps neither piece. AES-256-GCM reads the two pieces where they are;
+ * XChaCha20-Poly1305 (libsodium, one contiguous input) encrypts them in place in @c. */
+static int frame_encrypt(struct net_channel *ch, uint8_t *c, const uint8_t *a, size_t alen,
+			 const uint8_t *b, size_t blen, const uint8_t ad[static LEN_PREFIX])
 {
 	uint8_t nonce[24];
 	EVP_CIPHER_CTX *x;
@@ -762,10 +768,14 @@ static int frame_encrypt(struct net_channel *ch, uint8_t *c, const uint8_t *m, s
 	frame_nonce(nonce, ch->cipher, ch->n_tx);
 	if (ch->cipher == NET_CHANNEL_AES256GCM) {
 		x = gcm_ctx(&ch->gcm_tx, ch->k_tx, true);
-		return x ? gcm_seal(x, c, m, plen, ad, nonce) : -ENOMEM;
+		return x ? gcm_seal(x, c, a, alen, b, blen, ad, nonce) : -ENOMEM;
 	}
-	crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, plen, ad, LEN_PREFIX, NULL, nonce,
-						   ch->k_tx);
+	if (alen)
+		memcpy(c, a, alen);
+	if (blen)
+		memcpy(c + alen, b, blen);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, c, alen + blen, ad, LEN_PREFIX, NULL,
+						   nonce, ch->k_tx);
 	return 0;
 }
 
@@ -789,24 +799,30 @@ static int frame_decrypt(struct net_channel *ch, uint8_t *m, const uint8_t *c, s
 
 int net_channel_seal(struct net_channel *ch, const void *msg, size_t len)
 {
-	static const uint8_t empty[1];
+	return net_channel_seal2(ch, msg, len, NULL, 0);
+}
+
+int net_channel_seal2(struct net_channel *ch, const void *head, size_t hlen, const void *body,
+		      size_t blen)
+{
 	uint8_t *p;
-	size_t clen = len + NET_CHANNEL_TAG_LEN;
+	size_t len, clen;
 	int rc;
 
 	if (ch->state == NET_CHANNEL_DEAD)
 		return ch->err;
 	if (ch->state != NET_CHANNEL_ESTABLISHED)
 		return -ENOTCONN;
-	if (len > NET_CHANNEL_MAX_MSG)
+	if (__builtin_add_overflow(hlen, blen, &len) || len > NET_CHANNEL_MAX_MSG)
 		return -EMSGSIZE;
 	if (ch->n_tx == UINT64_MAX)
 		return channel_kill(ch, -EOVERFLOW);
+	clen = len + NET_CHANNEL_TAG_LEN;
 	p = out_reserve(ch, LEN_PREFIX + clen);
 	if (!p)
 		return -ENOMEM;
 	dfsr_put_be32(p, (uint32_t)clen);
-	rc = frame_encrypt(ch, p + LEN_PREFIX, len ? msg : empty, len, p);
+	rc = frame_encrypt(ch, p + LEN_PREFIX, head, hlen, body, blen, p);
 	if (rc < 0) {
 		ch->out_len -= LEN_PREFIX + clen;
 		return rc == -ENOMEM ? rc : channel_kill(ch, rc);

@@ -199,6 +199,18 @@ int net_channel_rx_commit(struct net_channel *ch, size_t n);
 int net_channel_seal(struct net_channel *ch, const void *msg, size_t len);
 
 /**
+ * net_channel_seal2() - net_channel_seal() of the message @head || @body, given in two
+ * pieces (a message header and a large payload) so that the caller need not copy them
+ * together first: the frame is the same as for the joined message. Either piece may be
+ * NULL when its length is 0.
+ *
+ * Thread: loop.
+ * Return: as net_channel_seal(), for the length @hlen + @blen.
+ */
+int net_channel_seal2(struct net_channel *ch, const void *head, size_t hlen, const void *body,
+		      size_t blen);
+
+/**
  * net_channel_pop() - Take the oldest decrypted message.
  * @ch:  channel
  * @msg: receives the message (never NULL, even for an empty message)
