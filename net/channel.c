@@ -26,14 +26,8 @@
  * Handshake AEAD is ChaCha20-Poly1305-IETF with an all-zero nonce: every handshake key
  * comes out of the chain fresh and encrypts exactly one message. Frames use AES-256-GCM
  * or XChaCha20-Poly1305-IETF with the nonce built from a per-direction counter.
- * AES-256-GCM frames are sealed and opened with OpenSSL's libcrypto (already linked for
- * SHA-256, core/hash.c), not libsodium: the same standard AEAD, byte for byte (the test
- * suite checks frames against libsodium's), but libcrypto's stitched AES-NI/VAES and
- * carry-less multiply code runs about 3 GB/s per core on our machines against
- * libsodium's 1 GB/s, and every byte of every file crosses it once on each end. Whether
- * AES-256-GCM is offered at all is still libsodium's test of the CPU (§SC.6). The key
- * schedule of each direction is expanded once (gcm_tx, gcm_rx) and freed, wiped by
- * libcrypto, with the keys.
+ * AES-256-GCM keys are expanded once per direction (crypto_aead_aes256gcm_beforenm() into
+ * gcm_tx / gcm_rx, secrets like the keys they come from), not again for every frame.
  *
  * A frame body is decrypted in place, and the reassembly buffer becomes the message: one
  * buffer per frame, no copy. The caller may read the rest of a large body straight into
@@ -46,7 +40,6 @@
 #include "net/channel.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,9 +136,10 @@ struct net_channel {
 	uint8_t rs[KEY_LEN];   /* the peer's static public key */
 	uint8_t re[KEY_LEN];   /* the peer's ephemeral public key */
 	uint8_t h[HASH_LEN];   /* transcript hash */
-	/* AES-256-GCM contexts keyed with k_tx / k_rx, made on first use; secrets too. */
-	EVP_CIPHER_CTX *gcm_tx;
-	EVP_CIPHER_CTX *gcm_rx;
+	/* AES-256-GCM key schedules of k_tx / k_rx, expanded on first use (gcm_ready). */
+	crypto_aead_aes256gcm_state gcm_tx;
+	crypto_aead_aes256gcm_state gcm_rx;
+	bool gcm_ready;
 	uint64_t n_tx; /* counter of the next frame we send */
 	uint64_t n_rx; /* counter of the next frame we accept */
 
@@ -319,10 +313,9 @@ static void wipe_secrets(struct net_channel *ch)
 	sodium_memzero(ch->k_confirm, sizeof(ch->k_confirm));
 	sodium_memzero(ch->k_tx, sizeof(ch->k_tx));
 	sodium_memzero(ch->k_rx, sizeof(ch->k_rx));
-	EVP_CIPHER_CTX_free(ch->gcm_tx); /* NULL-safe; wipes the expanded key */
-	EVP_CIPHER_CTX_free(ch->gcm_rx);
-	ch->gcm_tx = NULL;
-	ch->gcm_rx = NULL;
+	sodium_memzero(&ch->gcm_tx, sizeof(ch->gcm_tx));
+	sodium_memzero(&ch->gcm_rx, sizeof(ch->gcm_rx));
+	ch->gcm_ready = false;
 }
 
 static void body_release(struct net_channel *ch)
@@ -701,132 +694,72 @@ static void frame_nonce(uint8_t nonce[static 24], unsigned cipher, uint64_t coun
 	dfsr_put_be64(nonce + n - 8, counter);
 }
 
-/* The AES-256-GCM context of one direction, keyed on first use. NULL: -ENOMEM. */
-static EVP_CIPHER_CTX *gcm_ctx(EVP_CIPHER_CTX **slot, const uint8_t key[static KEY_LEN], bool enc)
+/* Expand both directions' AES-256-GCM keys, once. */
+static void gcm_prepare(struct net_channel *ch)
 {
-	EVP_CIPHER_CTX *x = *slot;
-
-	if (x)
-		return x;
-	x = EVP_CIPHER_CTX_new();
-	if (!x)
-		return NULL;
-	if (EVP_CipherInit_ex(x, EVP_aes_256_gcm(), NULL, key, NULL, enc ? 1 : 0) != 1) {
-		EVP_CIPHER_CTX_free(x);
-		return NULL;
-	}
-	*slot = x;
-	return x;
+	if (ch->gcm_ready)
+		return;
+	crypto_aead_aes256gcm_beforenm(&ch->gcm_tx, ch->k_tx);
+	crypto_aead_aes256gcm_beforenm(&ch->gcm_rx, ch->k_rx);
+	ch->gcm_ready = true;
 }
 
-/* AES-256-GCM of the plaintext @a || @b, 12-byte nonce, 4 bytes of associated data, into
- * @c (alen + blen bytes, then the tag). */
-static int gcm_seal(EVP_CIPHER_CTX *x, uint8_t *c, const uint8_t *a, size_t alen, const uint8_t *b,
-		    size_t blen, const uint8_t ad[static LEN_PREFIX],
-		    const uint8_t nonce[static 12])
-{
-	int n;
-
-	if (EVP_EncryptInit_ex(x, NULL, NULL, NULL, nonce) != 1 ||
-	    EVP_EncryptUpdate(x, NULL, &n, ad, (int)LEN_PREFIX) != 1 ||
-	    (alen && EVP_EncryptUpdate(x, c, &n, a, (int)alen) != 1) ||
-	    (blen && EVP_EncryptUpdate(x, c + alen, &n, b, (int)blen) != 1) ||
-	    EVP_EncryptFinal_ex(x, c + alen + blen, &n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, (int)NET_CHANNEL_TAG_LEN,
-				c + alen + blen) != 1)
-		return -EIO;
-	return 0;
-}
-
-/* Open @clen bytes (ciphertext + tag) into @m (clen - tag); @m may equal @c. */
-static int gcm_open(EVP_CIPHER_CTX *x, uint8_t *m, const uint8_t *c, size_t clen,
-		    const uint8_t ad[static LEN_PREFIX], const uint8_t nonce[static 12])
-{
-	size_t plen = clen - NET_CHANNEL_TAG_LEN;
-	uint8_t tag[NET_CHANNEL_TAG_LEN], end[NET_CHANNEL_TAG_LEN];
-	int n;
-
-	memcpy(tag, c + plen, sizeof(tag)); /* before an in-place decrypt reaches it */
-	if (EVP_DecryptInit_ex(x, NULL, NULL, NULL, nonce) != 1 ||
-	    EVP_DecryptUpdate(x, NULL, &n, ad, (int)LEN_PREFIX) != 1 ||
-	    (plen && EVP_DecryptUpdate(x, m, &n, c, (int)plen) != 1) ||
-	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, (int)sizeof(tag), tag) != 1 ||
-	    EVP_DecryptFinal_ex(x, end, &n) != 1)
-		return -EBADMSG;
-	return 0;
-}
-
-/* AEAD over the plaintext @a || @b into @c (alen + blen + tag), ad = the 4-byte length
- * prefix; @c overlaps neither piece. AES-256-GCM reads the two pieces where they are;
- * XChaCha20-Poly1305 (libsodium, one contiguous input) encrypts them in place in @c. */
-static int frame_encrypt(struct net_channel *ch, uint8_t *c, const uint8_t *a, size_t alen,
-			 const uint8_t *b, size_t blen, const uint8_t ad[static LEN_PREFIX])
+/* AEAD over @m into @c (plen + tag), ad = the 4-byte length prefix. */
+static void frame_encrypt(struct net_channel *ch, uint8_t *c, const uint8_t *m, size_t plen,
+			  const uint8_t ad[static LEN_PREFIX])
 {
 	uint8_t nonce[24];
-	EVP_CIPHER_CTX *x;
 
 	frame_nonce(nonce, ch->cipher, ch->n_tx);
 	if (ch->cipher == NET_CHANNEL_AES256GCM) {
-		x = gcm_ctx(&ch->gcm_tx, ch->k_tx, true);
-		return x ? gcm_seal(x, c, a, alen, b, blen, ad, nonce) : -ENOMEM;
+		gcm_prepare(ch);
+		crypto_aead_aes256gcm_encrypt_afternm(c, NULL, m, plen, ad, LEN_PREFIX, NULL, nonce,
+						      &ch->gcm_tx);
+	} else {
+		crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, plen, ad, LEN_PREFIX, NULL,
+							   nonce, ch->k_tx);
 	}
-	if (alen)
-		memcpy(c, a, alen);
-	if (blen)
-		memcpy(c + alen, b, blen);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, c, alen + blen, ad, LEN_PREFIX, NULL,
-						   nonce, ch->k_tx);
-	return 0;
 }
 
-/* Open @c (clen bytes with the tag) into @m; @m may equal @c (in place). */
+/* Open @c (clen bytes with the tag) into @m; @m may equal @c (libsodium allows in-place
+ * decryption; on a tag that does not verify the output is garbage and is dropped). */
 static int frame_decrypt(struct net_channel *ch, uint8_t *m, const uint8_t *c, size_t clen,
 			 const uint8_t ad[static LEN_PREFIX])
 {
 	uint8_t nonce[24];
-	EVP_CIPHER_CTX *x;
 	int rc;
 
 	frame_nonce(nonce, ch->cipher, ch->n_rx);
 	if (ch->cipher == NET_CHANNEL_AES256GCM) {
-		x = gcm_ctx(&ch->gcm_rx, ch->k_rx, false);
-		return x ? gcm_open(x, m, c, clen, ad, nonce) : -ENOMEM;
+		gcm_prepare(ch);
+		rc = crypto_aead_aes256gcm_decrypt_afternm(m, NULL, NULL, c, clen, ad, LEN_PREFIX,
+							   nonce, &ch->gcm_rx);
+	} else {
+		rc = crypto_aead_xchacha20poly1305_ietf_decrypt(m, NULL, NULL, c, clen, ad,
+								LEN_PREFIX, nonce, ch->k_rx);
 	}
-	rc = crypto_aead_xchacha20poly1305_ietf_decrypt(m, NULL, NULL, c, clen, ad, LEN_PREFIX,
-							nonce, ch->k_rx);
 	return rc == 0 ? 0 : -EBADMSG;
 }
 
 int net_channel_seal(struct net_channel *ch, const void *msg, size_t len)
 {
-	return net_channel_seal2(ch, msg, len, NULL, 0);
-}
-
-int net_channel_seal2(struct net_channel *ch, const void *head, size_t hlen, const void *body,
-		      size_t blen)
-{
+	static const uint8_t empty[1];
 	uint8_t *p;
-	size_t len, clen;
-	int rc;
+	size_t clen = len + NET_CHANNEL_TAG_LEN;
 
 	if (ch->state == NET_CHANNEL_DEAD)
 		return ch->err;
 	if (ch->state != NET_CHANNEL_ESTABLISHED)
 		return -ENOTCONN;
-	if (__builtin_add_overflow(hlen, blen, &len) || len > NET_CHANNEL_MAX_MSG)
+	if (len > NET_CHANNEL_MAX_MSG)
 		return -EMSGSIZE;
 	if (ch->n_tx == UINT64_MAX)
 		return channel_kill(ch, -EOVERFLOW);
-	clen = len + NET_CHANNEL_TAG_LEN;
 	p = out_reserve(ch, LEN_PREFIX + clen);
 	if (!p)
 		return -ENOMEM;
 	dfsr_put_be32(p, (uint32_t)clen);
-	rc = frame_encrypt(ch, p + LEN_PREFIX, head, hlen, body, blen, p);
-	if (rc < 0) {
-		ch->out_len -= LEN_PREFIX + clen;
-		return rc == -ENOMEM ? rc : channel_kill(ch, rc);
-	}
+	frame_encrypt(ch, p + LEN_PREFIX, len ? msg : empty, len, p);
 	ch->n_tx++;
 	return 0;
 }

@@ -8,8 +8,7 @@
  * the decrypted incoming ones (net_channel_pop()). The bytes on the wire are specified
  * in docs/protocol.md, "Secure channel"; this header is the contract of the C API.
  *
- * The handshake is three messages (Noise-IK-like, libsodium primitives only; AES-256-GCM
- * frames use libcrypto's implementation, net/channel.c says why):
+ * The handshake is three messages (Noise-IK-like, libsodium primitives only):
  *   1. initiator -> responder  HELLO:   version, cipher offer, ephemeral key, the
  *                                       initiator's static key (encrypted), its clock
  *   2. responder -> initiator  REPLY:   version, chosen cipher, ephemeral key, clock
@@ -197,18 +196,6 @@ int net_channel_rx_commit(struct net_channel *ch, size_t n);
  *         that killed a DEAD channel.
  */
 int net_channel_seal(struct net_channel *ch, const void *msg, size_t len);
-
-/**
- * net_channel_seal2() - net_channel_seal() of the message @head || @body, given in two
- * pieces (a message header and a large payload) so that the caller need not copy them
- * together first: the frame is the same as for the joined message. Either piece may be
- * NULL when its length is 0.
- *
- * Thread: loop.
- * Return: as net_channel_seal(), for the length @hlen + @blen.
- */
-int net_channel_seal2(struct net_channel *ch, const void *head, size_t hlen, const void *body,
-		      size_t blen);
 
 /**
  * net_channel_pop() - Take the oldest decrypted message.

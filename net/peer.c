@@ -924,20 +924,15 @@ size_t net_peers_held(const struct net_peers *p)
 
 int net_conn_send(struct net_conn *c, const void *msg, size_t len)
 {
-	return net_conn_send2(c, msg, len, NULL, 0);
-}
-
-int net_conn_send2(struct net_conn *c, const void *head, size_t hlen, const void *body, size_t blen)
-{
 	int rc;
 
 	if (c->state != CONN_UP)
 		return -ENOTCONN;
-	if (hlen + blen == 0)
+	if (len == 0)
 		return -EINVAL;
-	if (hlen > NET_CHANNEL_MAX_MSG || blen > NET_CHANNEL_MAX_MSG - hlen)
+	if (len > NET_CHANNEL_MAX_MSG)
 		return -EMSGSIZE;
-	rc = net_channel_seal2(c->ch, head, hlen, body, blen);
+	rc = net_channel_seal(c->ch, msg, len);
 	if (rc < 0)
 		return rc;
 	if (conn_queued(c) > NET_PEER_OUT_HIGH)

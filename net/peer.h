@@ -111,11 +111,6 @@ void net_peers_stop(struct net_peers *p);
  */
 int net_conn_send(struct net_conn *c, const void *msg, size_t len);
 
-/* net_conn_send() of the message @head || @body, given in two pieces (a header and a
- * payload that is not copied into one buffer with it first: net_channel_seal2()). */
-int net_conn_send2(struct net_conn *c, const void *head, size_t hlen, const void *body,
-		   size_t blen);
-
 /* Bytes sealed and not yet written to the socket. */
 size_t net_conn_queued(const struct net_conn *c);
 

@@ -729,26 +729,19 @@ static int msg_pack(const Dfsrwire__Msg *m, uint8_t **out, size_t *len)
 	return 0;
 }
 
-/* Send the packed message @head || @body on @k, counted for folder @f (SIZE_MAX: none).
- * Thread: loop. */
-static int conn_send_raw2(struct sconn *k, size_t f, const uint8_t *head, size_t hlen,
-			  const uint8_t *body, size_t blen)
+/* Send packed bytes on @k, counted for folder @f (SIZE_MAX: none). Thread: loop. */
+static int conn_send_raw(struct sconn *k, size_t f, const uint8_t *p, size_t len)
 {
 	int rc;
 
 	if (!conn_live(k))
 		return -ENOTCONN;
-	rc = net_conn_send2(k->c, head, hlen, body, blen);
+	rc = net_conn_send(k->c, p, len);
 	if (rc == 0)
-		add_bytes(k->s, f, k->peer, hlen + blen, true);
+		add_bytes(k->s, f, k->peer, len, true);
 	else if (rc != -ENOTCONN)
 		local_error(k, "send", rc);
 	return rc;
-}
-
-static int conn_send_raw(struct sconn *k, size_t f, const uint8_t *p, size_t len)
-{
-	return conn_send_raw2(k, f, p, len, NULL, 0);
 }
 
 static int conn_send(struct sconn *k, size_t f, const Dfsrwire__Msg *m)
@@ -3148,56 +3141,6 @@ static void read_run(struct job *jb)
 						  &r->codec[i]);
 }
 
-/* Protobuf keys (field number << 3 | 2, length-delimited) of the two fields chunk_send()
- * writes itself: Msg.chunk = 8 and Chunk.data = 4 (net/wire.proto). */
-#define PB_KEY_MSG_CHUNK  0x42u
-#define PB_KEY_CHUNK_DATA 0x22u
-#define PB_VARINT_MAX     10u
-
-static size_t pb_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	for (; v >= 0x80; v >>= 7)
-		p[n++] = (uint8_t)(v | 0x80);
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/*
- * Send Msg{chunk = @c} without copying the chunk's data into a packed message: protobuf-c
- * packs the fields before it (an empty bytes field is left out, proto3), and the Msg key,
- * the lengths and the data's key are written here around it, in the order protobuf-c
- * writes them, so the bytes are exactly those of dfsrwire__msg__pack() (checked for ids,
- * indexes and lengths at every varint size boundary). The data is then sealed from where
- * it lies (net_conn_send2()). Thread: loop.
- */
-static int chunk_send(struct sconn *k, size_t f, Dfsrwire__Chunk *c)
-{
-	uint8_t head[4 * PB_VARINT_MAX + 4], tmp[PB_VARINT_MAX];
-	ProtobufCBinaryData data = c->data;
-	size_t n = 0, fields, inner;
-
-	if (data.len == 0) { /* never served (chunks are 1..256 KiB); protobuf-c omits it */
-		Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
-
-		m.m_case = DFSRWIRE__MSG__M_CHUNK;
-		m.chunk = c;
-		return conn_send(k, f, &m);
-	}
-	c->data.len = 0;
-	c->data.data = NULL;
-	fields = dfsrwire__chunk__get_packed_size(c); /* id, index, codec: at most 27 bytes */
-	inner = fields + 1 + pb_varint(tmp, data.len) + data.len;
-	head[n++] = PB_KEY_MSG_CHUNK;
-	n += pb_varint(head + n, inner);
-	n += dfsrwire__chunk__pack(c, head + n);
-	head[n++] = PB_KEY_CHUNK_DATA;
-	n += pb_varint(head + n, data.len);
-	c->data = data;
-	return conn_send_raw2(k, f, head, n, data.data, data.len);
-}
-
 static void read_done(struct job *jb, bool cancelled)
 {
 	struct read_job *r = dfsr_container_of(jb, struct read_job, base);
@@ -3209,13 +3152,16 @@ static void read_done(struct job *jb, bool cancelled)
 	if (!cancelled && r->rc == 0 && !v->cancelled && conn_live(k)) {
 		for (size_t i = 0; i < r->n; i++) {
 			Dfsrwire__Chunk c = DFSRWIRE__CHUNK__INIT;
+			Dfsrwire__Msg m = DFSRWIRE__MSG__INIT;
 
 			c.id = v->id;
 			c.index = r->index[i];
 			c.codec = r->codec[i];
 			c.data.data = r->buf + i * STAGE_STORED_MAX;
 			c.data.len = r->len[i];
-			chunk_send(k, v->l->f, &c);
+			m.m_case = DFSRWIRE__MSG__M_CHUNK;
+			m.chunk = &c;
+			conn_send(k, v->l->f, &m);
 		}
 	} else if (!v->cancelled && conn_live(k)) {
 		/* Cannot serve it (the staged file is damaged): tell the downstream. */

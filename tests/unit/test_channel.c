@@ -4,7 +4,6 @@
  * admission (unknown initiator key refused with nothing sent, wrong responder key), every
  * flipped bit of every handshake message and of a frame, replayed and reordered frames, a
  * replayed HELLO against a fresh responder, oversized length prefixes, version refusal,
- * frames read straight into the channel's body buffer, messages sealed from two pieces,
  * and the exact wire layout of docs/protocol.md "Secure channel" recomputed here
  * independently from libsodium primitives.
  */
@@ -433,44 +432,6 @@ static void direct_reads(void **state)
 	assert_null(net_channel_rx_space(f->resp, &room));
 	assert_int_equal(net_channel_feed(f->resp, b.p + 10, b.len - 10), -EINVAL);
 	free(b.p);
-	free(msg);
-}
-
-/* A message sealed from two pieces comes out as the two joined, with either cipher and
- * either piece empty; the size limit applies to the sum. */
-static void seal_in_two_pieces(void **state)
-{
-	static const size_t split[][2] = { { 5, 70000 }, { 0, 300 }, { 17, 0 }, { 1, 1 } };
-	struct fx *f = *state;
-	uint8_t *msg = malloc(70005), *got;
-	size_t glen;
-
-	assert_non_null(msg);
-	randombytes_buf(msg, 70005);
-	for (unsigned c = 1; c <= 2; c++) {
-		if (c == NET_CHANNEL_AES256GCM && !crypto_aead_aes256gcm_is_available())
-			break;
-		establish(f, c, 0);
-		for (size_t i = 0; i < sizeof(split) / sizeof(split[0]); i++) {
-			size_t h = split[i][0], b = split[i][1];
-
-			assert_int_equal(
-				net_channel_seal2(f->ini, h ? msg : NULL, h, b ? msg + h : NULL, b),
-				0);
-			assert_int_equal(xfer(f->ini, f->resp, false), 0);
-			assert_int_equal(net_channel_pop(f->resp, &got, &glen), 0);
-			assert_int_equal(glen, h + b);
-			assert_memory_equal(got, msg, h + b);
-			free(got);
-		}
-		assert_int_equal(net_channel_seal2(f->ini, msg, 1, msg, NET_CHANNEL_MAX_MSG),
-				 -EMSGSIZE);
-		assert_int_equal(net_channel_out_bytes(f->ini), 0);
-		exchange_small(f, false);
-		net_channel_free(f->ini);
-		net_channel_free(f->resp);
-		f->ini = f->resp = NULL;
-	}
 	free(msg);
 }
 
@@ -1249,7 +1210,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(wire_layout_matches_document, setup, teardown),
 		cmocka_unit_test_setup_teardown(wire_layout_matches_document_aes, setup, teardown),
 		cmocka_unit_test_setup_teardown(direct_reads, setup, teardown),
-		cmocka_unit_test_setup_teardown(seal_in_two_pieces, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
