@@ -159,6 +159,32 @@ void net_channel_free(struct net_channel *ch);
 int net_channel_feed(struct net_channel *ch, const void *buf, size_t len);
 
 /**
+ * net_channel_rx_space() - Where the next bytes from the peer may be read directly.
+ * @ch:  channel
+ * @len: receives the number of bytes that fit there (> 0) when the result is not NULL
+ *
+ * While a frame body is being reassembled, its missing bytes are the next ones on the
+ * wire: the caller may read up to *@len bytes straight into the returned buffer and
+ * report them with net_channel_rx_commit() instead of passing them to
+ * net_channel_feed() through a buffer of its own (one copy less per frame). The pointer
+ * is valid until the next call that feeds, commits, pops or frees.
+ *
+ * Thread: loop.
+ * Return: the buffer, or NULL (no body in progress, or not ESTABLISHED: use feed).
+ */
+uint8_t *net_channel_rx_space(struct net_channel *ch, size_t *len);
+
+/**
+ * net_channel_rx_commit() - Account for @n bytes read into net_channel_rx_space()'s
+ * buffer; a body that is complete is handled as net_channel_feed() handles it.
+ *
+ * Thread: loop.
+ * Return: 0; -EINVAL (and the channel dies) if @n exceeds the space there was or no
+ *         body is in progress; otherwise as net_channel_feed().
+ */
+int net_channel_rx_commit(struct net_channel *ch, size_t n);
+
+/**
  * net_channel_seal() - Encrypt one message into a frame and queue it for output.
  * @ch:  an ESTABLISHED channel
  * @msg: plaintext; may be NULL when @len is 0

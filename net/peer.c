@@ -24,7 +24,9 @@
  * a bandwidth limit a token bucket slices the writes (at most a tenth of a second's
  * worth each) and a timer waits for the tokens; the average rate is the limit.
  *
- * Input: one 64 KiB read buffer per connection. Every read is fed to the channel, and
+ * Input: one 64 KiB read buffer per connection, except that the rest of a large frame
+ * body is read straight into the channel's buffer for it (net_channel_rx_space(): the
+ * bulk of a chunk's bytes is not copied between buffers). Every read is fed to the channel, and
  * the messages it decrypted are delivered at once, synchronously, through the msg
  * callback, so no more than one read's worth of plaintext (plus one partial frame, at
  * most NET_CHANNEL_MAX_FRAME, which the channel checks before allocating) is ever
@@ -53,11 +55,12 @@
 #include "core/util.h"
 #include "net/channel.h"
 
-#define RBUF_LEN     (64u << 10)
-#define SKEW_WARN_NS (5LL * 1000000000LL)
-#define NS_PER_MS    1000000LL
-#define BURST_MIN    1024.0
-#define BURST_MAX    (1024.0 * 1024.0)
+#define RBUF_LEN        (64u << 10)
+#define RBUF_DIRECT_MIN (16u << 10) /* on_alloc(): a body rest this large is read in place */
+#define SKEW_WARN_NS    (5LL * 1000000000LL)
+#define NS_PER_MS       1000000LL
+#define BURST_MIN       1024.0
+#define BURST_MAX       (1024.0 * 1024.0)
 
 enum conn_state {
 	CONN_CONNECTING = 1, /* outbound: uv_tcp_connect in flight */
@@ -606,11 +609,23 @@ static void conn_refused(struct net_conn *c, int rc)
 
 /* --- input -------------------------------------------------------------------- */
 
+/* The rest of a large frame body is read straight into the channel's buffer for it; a
+ * short rest, prefixes and handshake messages go through rbuf (a read there may take
+ * several small frames at once). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct net_conn *c = h->data;
+	uint8_t *direct = NULL;
+	size_t room = 0;
 
 	(void)suggested;
+	if (c->ch)
+		direct = net_channel_rx_space(c->ch, &room);
+	if (direct && room >= RBUF_DIRECT_MIN) {
+		*buf = uv_buf_init((char *)direct,
+				   (unsigned)(room < UINT32_MAX ? room : UINT32_MAX));
+		return;
+	}
 	*buf = uv_buf_init((char *)c->rbuf, RBUF_LEN);
 }
 
@@ -632,7 +647,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->last_rx = dfsr_mono_ns();
 	before = net_channel_state(c->ch);
-	rc = net_channel_feed(c->ch, buf->base, (size_t)nread);
+	if ((const uint8_t *)buf->base == c->rbuf)
+		rc = net_channel_feed(c->ch, buf->base, (size_t)nread);
+	else
+		rc = net_channel_rx_commit(c->ch,
+					   (size_t)nread); /* read into the body: on_alloc() */
 	if (rc < 0) {
 		if (before != NET_CHANNEL_ESTABLISHED)
 			conn_refused(c, rc);

@@ -2250,8 +2250,10 @@ static void rx_free_all(struct xfer *x)
 }
 
 /* A received chunk, checked as far as it can be without the chunk list (the index is
- * checked against it by whoever writes it). NULL: bad, or out of memory (*@bad says). */
-static struct rx_chunk *rx_chunk_new(const Dfsrwire__Chunk *m, bool *bad)
+ * checked against it by whoever writes it). Its data is taken from @m, not copied:
+ * protobuf-c allocated it with malloc() (no allocator is passed to unpack, on_msg()), and
+ * the emptied field is skipped by free_unpacked. NULL: bad, or out of memory (*@bad says). */
+static struct rx_chunk *rx_chunk_new(Dfsrwire__Chunk *m, bool *bad)
 {
 	struct rx_chunk *c;
 
@@ -2259,15 +2261,14 @@ static struct rx_chunk *rx_chunk_new(const Dfsrwire__Chunk *m, bool *bad)
 	if (*bad)
 		return NULL;
 	c = calloc(1, sizeof(*c));
-	if (c)
-		c->data = memdup0(m->data.data, m->data.len);
-	if (!c || !c->data) {
-		free(c);
+	if (!c)
 		return NULL;
-	}
+	c->data = m->data.data;
+	c->len = m->data.len;
+	m->data.data = NULL;
+	m->data.len = 0;
 	c->index = m->index;
 	c->codec = (uint8_t)m->codec;
-	c->len = m->data.len;
 	return c;
 }
 
@@ -2643,7 +2644,7 @@ static void fetch_start(struct sconn *k)
 		}
 }
 
-static void on_file(struct sconn *k, const Dfsrwire__FileInfo *m, size_t len)
+static void on_file(struct sconn *k, Dfsrwire__FileInfo *m, size_t len)
 {
 	size_t slot = xfer_slot(k, m->id);
 	struct xfer *x = slot == SIZE_MAX ? NULL : k->fetch[slot];
@@ -2786,7 +2787,7 @@ static bool drain_take(struct sconn *k, uint64_t id, size_t len)
 	return false;
 }
 
-static void on_chunk(struct sconn *k, const Dfsrwire__Chunk *m, size_t len)
+static void on_chunk(struct sconn *k, Dfsrwire__Chunk *m, size_t len)
 {
 	size_t slot = xfer_slot(k, m->id);
 	struct xfer *x = slot == SIZE_MAX ? NULL : k->fetch[slot];

@@ -1,7 +1,8 @@
 /*
  * fuzz_channel.c - libFuzzer harness for the secure channel's decoders (net/channel.c).
  *
- * The first input byte picks the victim, the second how the rest is split into feeds:
+ * The first input byte picks the victim, the second how the rest is split into feeds (an
+ * odd split also writes frame bodies in progress through net_channel_rx_space()):
  *   0  a fresh responder (HELLO parser, allow-list, version refusal)
  *   1  an initiator waiting for REPLY (REPLY and REFUSE parsers)
  *   2  a responder that answered a genuine HELLO, waiting for CONFIRM
@@ -66,15 +67,27 @@ static void xfer(struct net_channel *a, struct net_channel *b)
 	free(p);
 }
 
+/* Feed @d in pieces of @chunk bytes (0: at once); with an odd @chunk, the bytes that go to
+ * a frame body in progress are written into net_channel_rx_space() and committed, as
+ * net/peer.c reads large frames. */
 static void feed_split(struct net_channel *ch, const uint8_t *d, size_t n, unsigned chunk)
 {
-	size_t step = chunk ? chunk : n;
+	size_t step = chunk ? chunk : n, room;
+	uint8_t *space;
 	int rc = 0;
 
-	for (size_t off = 0; off < n && rc == 0; off += step) {
+	for (size_t off = 0; off < n && rc == 0;) {
 		size_t len = n - off < step ? n - off : step;
 
-		rc = net_channel_feed(ch, d + off, len);
+		space = (chunk & 1u) ? net_channel_rx_space(ch, &room) : NULL;
+		if (space) {
+			len = len < room ? len : room;
+			memcpy(space, d + off, len);
+			rc = net_channel_rx_commit(ch, len);
+		} else {
+			rc = net_channel_feed(ch, d + off, len);
+		}
+		off += len;
 	}
 	if (rc != 0 && (net_channel_state(ch) != NET_CHANNEL_DEAD || net_channel_error(ch) != rc))
 		abort();

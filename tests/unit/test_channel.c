@@ -374,6 +374,67 @@ static void confirm_and_frames_in_one_feed(void **state)
 	}
 }
 
+/*
+ * The rest of a frame body read straight into the channel (net_channel_rx_space() and
+ * net_channel_rx_commit(), as net/peer.c does for large frames) in uneven pieces, mixed
+ * with ordinary feeds: the same messages come out. Then a commit larger than the space
+ * kills the channel.
+ */
+static void direct_reads(void **state)
+{
+	static const size_t sizes[] = { 200000, 3, 70000, 0, 65536 };
+	struct fx *f = *state;
+	size_t n = sizeof(sizes) / sizeof(sizes[0]), off = 0, room, glen, step = 1;
+	uint8_t *msg = malloc(200000), *space, *got;
+	struct bytes b;
+
+	assert_non_null(msg);
+	randombytes_buf(msg, 200000);
+	establish(f, 0, 0);
+	assert_null(net_channel_rx_space(f->resp, &room)); /* no body in progress */
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(net_channel_seal(f->ini, msg, sizes[i]), 0);
+	b = take(f->ini);
+	while (off < b.len) {
+		space = net_channel_rx_space(f->resp, &room);
+		if (space) {
+			size_t k = room < step ? room : step;
+
+			memcpy(space, b.p + off, k); /* what a read into it would do */
+			assert_int_equal(net_channel_rx_commit(f->resp, k), 0);
+			off += k;
+		} else {
+			size_t k = b.len - off < 7 ? b.len - off : 7; /* a prefix and a bit more */
+
+			assert_int_equal(net_channel_feed(f->resp, b.p + off, k), 0);
+			off += k;
+		}
+		step = step * 3 + 1000;
+	}
+	free(b.p);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(net_channel_pop(f->resp, &got, &glen), 0);
+		assert_int_equal(glen, sizes[i]);
+		if (glen)
+			assert_memory_equal(got, msg, glen);
+		free(got);
+	}
+	assert_int_equal(net_channel_pop(f->resp, &got, &glen), -EAGAIN);
+
+	/* more than the space there is: the channel dies */
+	assert_int_equal(net_channel_seal(f->ini, msg, 1000), 0);
+	b = take(f->ini);
+	assert_int_equal(net_channel_feed(f->resp, b.p, 10), 0);
+	assert_non_null(net_channel_rx_space(f->resp, &room));
+	assert_int_equal(room, b.len - 10);
+	assert_int_equal(net_channel_rx_commit(f->resp, room + 1), -EINVAL);
+	assert_int_equal(net_channel_state(f->resp), NET_CHANNEL_DEAD);
+	assert_null(net_channel_rx_space(f->resp, &room));
+	assert_int_equal(net_channel_feed(f->resp, b.p + 10, b.len - 10), -EINVAL);
+	free(b.p);
+	free(msg);
+}
+
 /* --- admission ---------------------------------------------------------------------------- */
 
 static void unknown_initiator_refused_silently(void **state)
@@ -989,6 +1050,55 @@ static int doc_frame(bool open, unsigned cipher, const uint8_t key[32], uint64_t
 }
 
 /*
+ * Frames of every size class (empty, shorter than, equal to and around one AES block,
+ * odd sizes, several hundred KiB like a chunk) both ways between the code's initiator and
+ * the documented AEAD with k_i2r / k_r2i: the code's AES-256-GCM (libcrypto) and
+ * libsodium's produce and accept the same bytes. Counters continue from wire_check()'s
+ * two frames out and one in.
+ */
+static void wire_sizes(struct net_channel *ini, const struct doc *d, unsigned cipher)
+{
+	static const size_t sizes[] = { 0, 1, 15, 16, 17, 31, 32, 33, 255, 4096, 65537, 300001 };
+	size_t n = sizeof(sizes) / sizeof(sizes[0]), max = 300001 + 4 + 16;
+	uint8_t *msg = malloc(max), *frame = malloc(max), *pt = malloc(max), *got;
+	struct bytes out;
+	size_t glen;
+
+	assert_true(msg && frame && pt);
+	randombytes_buf(msg, max);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = sizes[i], flen = 4 + len + 16;
+
+		assert_int_equal(net_channel_seal(ini, msg, len), 0);
+		out = take(ini);
+		assert_int_equal(out.len, flen);
+		assert_int_equal(
+			doc_frame(true, cipher, d->k_i2r, 2 + i, pt, out.p + 4, len + 16, out.p),
+			0);
+		if (len)
+			assert_memory_equal(pt, msg, len);
+		free(out.p);
+
+		frame[0] = (uint8_t)((len + 16) >> 24);
+		frame[1] = (uint8_t)((len + 16) >> 16);
+		frame[2] = (uint8_t)((len + 16) >> 8);
+		frame[3] = (uint8_t)(len + 16);
+		assert_int_equal(
+			doc_frame(false, cipher, d->k_r2i, 1 + i, frame + 4, msg + 1, len, frame),
+			0);
+		assert_int_equal(net_channel_feed(ini, frame, flen), 0);
+		assert_int_equal(net_channel_pop(ini, &got, &glen), 0);
+		assert_int_equal(glen, len);
+		if (len)
+			assert_memory_equal(got, msg + 1, len);
+		free(got);
+	}
+	free(msg);
+	free(frame);
+	free(pt);
+}
+
+/*
  * Play the responder by hand, from docs/protocol.md only: read the HELLO the code made,
  * check every field, build a REPLY by hand and have the code's initiator accept it,
  * check its CONFIRM, open its frames with the documented keys and nonces, and send it
@@ -1049,6 +1159,7 @@ static void wire_check(struct fx *f, unsigned cipher)
 	free(got);
 	free(hello.p);
 	free(conf.p);
+	wire_sizes(f->ini, &d, cipher);
 }
 
 static void wire_layout_matches_document(void **state)
@@ -1098,6 +1209,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(seal_needs_established, setup, teardown),
 		cmocka_unit_test_setup_teardown(wire_layout_matches_document, setup, teardown),
 		cmocka_unit_test_setup_teardown(wire_layout_matches_document_aes, setup, teardown),
+		cmocka_unit_test_setup_teardown(direct_reads, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
