@@ -1682,9 +1682,19 @@ int journal_lookup(struct journal *j, const struct dfsr_uid *parent, const char 
 	    filter_match(&j->folder->subfolder_filter, name))
 		return 0;
 	rc = parent_live(j, parent, false, &live);
-	if (rc < 0)
+	if (rc < 0 || !live)
 		return rc;
-	return live ? -ENOENT : 0;
+	/* No record yet, or one being made: replication renames an installed object into
+	 * place before its batch commits, both under the lock. A node made now would know no
+	 * UID for the record committed a moment later, and nothing made through it would ever
+	 * be journaled (docs/conflicts.md §9). Ask again once that decision is over; only
+	 * names with no record come here. */
+	pthread_mutex_lock(&j->lock);
+	rc = name_get(j, parent, name, out);
+	journal_unlock(j);
+	if (rc == -ENOENT)
+		memset(out, 0, sizeof(*out));
+	return rc;
 }
 
 static void hash_failed(struct journal *j, const char *name, int rc)

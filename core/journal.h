@@ -193,6 +193,9 @@ int journal_purge_tombstones(struct journal *j, int64_t before_ns, uint64_t *pur
  * journal_lookup() - The UID of the live record at (@parent, @name).
  * @out: receives the UID; all zero when the parent is untracked or the name is filtered
  *
+ * A name with no record is asked again under the lock, after any replica decision under
+ * way (which may be installing that very name) has committed.
+ * Thread: any (takes the lock only for a name with no record).
  * Return: 0 (also for untracked names), -ENOENT if the parent is tracked and the name is
  *         not filtered but has no record (e.g. made behind the mount's back), -EIO.
  */

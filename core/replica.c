@@ -110,6 +110,7 @@ struct replica {
 	replica_invalidate_fn invalidate;
 	replica_busy_fn busy;
 	replica_preserved_fn preserved;
+	replica_adopted_fn adopted;
 	void *arg;
 	int private_fd;    /* DfsrPrivate */
 	int installing_fd; /* DfsrPrivate/Installing */
@@ -280,6 +281,7 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 	r->invalidate = o->invalidate;
 	r->busy = o->busy;
 	r->preserved = o->preserved;
+	r->adopted = o->adopted;
 	r->arg = o->arg;
 	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
 	pthread_mutex_init(&r->batch_lock, NULL);
@@ -1052,18 +1054,50 @@ static void unshare_links(int dfd, const char *name, int depth, struct space *sp
 }
 
 /*
- * The regular file (@dst, @pname) was just preserved: tell the layer above, so that a
- * write through a node it still holds for the old name cannot change it (§9). After
- * unshare_links(): a file that had other names is preserved as a copy, which no node
- * knows, while the original stays live under those names.
+ * The object (@dst, @pname) was just preserved: tell the layer above of every regular file
+ * it is or holds (a directory is preserved whole, §9), so that a write or a truncate
+ * through a node it still holds for an old name cannot change it. After unshare_links(): a
+ * file that had other names is preserved as a copy, which no node knows, while the
+ * original stays live under those names.
  */
-static void tell_preserved(struct ctx *c, int dst, const char *pname)
+static void tell_preserved_at(struct ctx *c, int dst, const char *pname, int depth)
 {
 	struct stat st;
 
-	if (c->r->preserved && fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISREG(st.st_mode))
+	if (depth > REPLICA_DEPTH_MAX || fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (S_ISREG(st.st_mode)) {
 		c->r->preserved(c->r->arg, &st);
+	} else if (S_ISDIR(st.st_mode)) {
+		DIR *d = dfsr_opendir_at(dst, pname);
+		struct dirent *de;
+
+		if (!d)
+			return;
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				tell_preserved_at(c, dirfd(d), de->d_name, depth + 1);
+		closedir(d);
+	}
+}
+
+static void tell_preserved(struct ctx *c, int dst, const char *pname)
+{
+	if (c->r->preserved)
+		tell_preserved_at(c, dst, pname, 0);
+}
+
+/*
+ * The object (@dfd, @name), the record @old until now, was just adopted as the record @uid:
+ * tell the layer above, so that a node it holds for the object journals on @uid (§9).
+ */
+static void tell_adopted(struct ctx *c, int dfd, const char *name, const struct dfsr_uid *old,
+			 const struct dfsr_uid *uid)
+{
+	struct stat st;
+
+	if (c->r->adopted && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		c->r->adopted(c->r->arg, &st, old, uid);
 }
 
 /*
@@ -1376,6 +1410,8 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struc
 			p.tombstone = false;
 			rc = journal__adopt_locked(c->j, &w.uid, true, &p, JOURNAL_OP_CREATE,
 						   JOURNAL__NEWVER);
+			if (rc == 0)
+				tell_adopted(c, dfd, p.name, &w.uid, &p.uid);
 			add_inval(c, dfd, p.name);
 			goto out_close;
 		}
@@ -1887,6 +1923,8 @@ static int adopt(struct ctx *c, struct record *n, const struct record *o, bool m
 	}
 	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE,
 				   c->newver ? JOURNAL__NEWVER : 0);
+	if (rc == 0)
+		tell_adopted(c, dfd, n->name, &o->uid, &n->uid);
 out_close:
 	if (rc < 0)
 		install_failed(c, n, "adopt", rc);
