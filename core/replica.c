@@ -2097,6 +2097,27 @@ static enum holder judge_holder(struct ctx *c, const struct record *n, const str
 	return HOLDER_PRESERVE;
 }
 
+/*
+ * §8 for a §4 directory merge: the live directory @l is emptied into the winner and removed.
+ * What is open for writing below it waits like a delete of the directory: a create not
+ * journaled yet has no record to move and stayed behind in a directory no record names,
+ * while its close journaled it under the winner, where this member had no such file (the
+ * members never converged). Return: true if busy (the update waits, event 4302).
+ */
+static bool merge_busy(struct ctx *c, const struct record *l)
+{
+	bool busy;
+	int dfd;
+
+	if (open_dir(c, &l->parent, &dfd) < 0)
+		return false; /* the merge fails on it and says so */
+	busy = busy_below(c, dfd, l->name, 0);
+	close(dfd);
+	if (busy)
+		busy_wait(c, l);
+	return busy;
+}
+
 /* §4: the update lost the name to @o. A local live version of it elsewhere is preserved. */
 static int lose_name(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		     const struct record *o)
@@ -2104,6 +2125,8 @@ static int lose_name(struct ctx *c, struct record *n, const struct record *l, bo
 	int ldfd, rc;
 
 	if (live_l && l->type == RECORD_DIR && o->type == RECORD_DIR) {
+		if (merge_busy(c, l))
+			return 0;
 		rc = merge_away(c, l, o);
 		if (rc < 0)
 			return rc;
@@ -2488,7 +2511,8 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 		}
 	}
 	if (hold == HOLDER_MERGE && live_l) {
-		rc = merge_moved(c, n, l, &o);
+		if (!merge_busy(c, l))
+			rc = merge_moved(c, n, l, &o);
 		goto out_close;
 	}
 	if (hold == HOLDER_ADOPT || hold == HOLDER_MERGE) {

@@ -11,7 +11,8 @@
 # reaches a file that a partner's delete or a conflict moved to ConflictAndDeleted, or that
 # a partner's update replaced, through a descriptor that was open before (reopened through
 # /proc/self/fd), nor through one of a file inside a directory preserved whole; and what is
-# made in a directory that took another record's identity (§4 merge) replicates.
+# made in a directory that took another record's identity (§4 merge) replicates, and a §4
+# merge that removes a directory waits for a file being created in it.
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -241,5 +242,36 @@ check_eq "the file made in bravo's y reached alpha" "y/c made on bravo after the
 	"$(cat "$MA/y/c.txt" 2>&1)"
 check_eq "and the change through the held directory" "y/b changed on bravo after the merge" \
 	"$(cat "$MA/y/b.txt" 2>&1)"
+
+# ---- a file being created in a directory that a partner's rename merges away (§4, §8) ---------
+# alpha renames X onto the name Y while bravo makes its own Y, later: alpha's X wins the name
+# and bravo's Y takes X's identity (merged), X's entries move into it and bravo's X goes. A
+# file being created in bravo's X (its creating handle still open, no record yet) had no
+# record to move: it stayed behind in X, which no record names any more, and its close
+# journaled it under X's record, i.e. in Y, where bravo had no such file. The trees never
+# converged (dfsr wait said in sync). The merge waits for the close like a delete (4302).
+mkdir "$MA/X"
+echo "X/keep" >"$MA/X/keep"
+members_wait 60 || die "X did not replicate"
+member_stop $B
+mv "$MA/X" "$MA/Y"
+member_stop $A
+member_start $B
+mkdir "$MB/Y"
+echo "Y/own from bravo" >"$MB/Y/own"
+exec 6>"$MB/X/p.txt"
+echo "p part 1" >&6
+member_start $A
+check "bravo logs 4302 for the merge" wait_until 90 event_about "${G_CONF[B]}" 4302 'name="X"'
+echo "p part 2" >&6
+exec 6>&-
+check "dfsr wait: in sync after the close" members_wait 60
+for i in $A $B; do
+	check_eq "${G_NAME[i]}: the file made while the merge waited is in Y" \
+		"$(printf 'p part 1\np part 2')" "$(cat "${G_MNT[i]}/Y/p.txt" 2>&1)"
+	check_eq "${G_NAME[i]}: bravo's own Y/own is there" "Y/own from bravo" \
+		"$(cat "${G_MNT[i]}/Y/own" 2>&1)"
+	check "${G_NAME[i]}: X is gone" test ! -e "${G_MNT[i]}/X"
+done
 check_trees_equal "trees equal at the end" $A $B
 finish
