@@ -55,6 +55,7 @@
 
 #include "core/event.h"
 #include "core/layout.h"
+#include "core/outbound.h"
 #include "core/space.h"
 #include "fs/internal.h"
 
@@ -1955,6 +1956,8 @@ static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const
 {
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
+	struct dfsr_uid uid;
+	bool big, shrunk;
 	int fd, tmp, rc;
 
 	if (!n)
@@ -1964,13 +1967,22 @@ static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const
 	fd = fs__inode_fd(fs, n, &tmp);
 	if (fd < 0)
 		return fd;
+	/* A directory too large to replicate was skipped with all below it (event 1401): once
+	 * it shrinks, what is below goes again (journal_resend_below()). */
+	big = S_ISDIR(n->type) && outbound_attrs_too_large(fd);
 	proc_path(fd, path);
 	rc = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
 	rc = rc < 0 ? -errno : 0;
+	shrunk = rc == 0 && big && !outbound_attrs_too_large(fd);
 	fs__inode_fd_put(fs, n, tmp);
 	if (rc < 0)
 		return rc;
 	note_change(fs, n, 0);
+	if (shrunk) {
+		fs__inode_uid(fs, n, &uid);
+		if (!dfsr_uid_is_zero(&uid))
+			(void)journal_resend_below(fs->journal, &uid, NULL);
+	}
 	return 0;
 }
 
