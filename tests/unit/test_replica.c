@@ -45,6 +45,11 @@ struct side {
 	int invals;
 	ino_t preserved_ino; /* the last inode the preserved callback was told of */
 	int npreserved;
+	ino_t told[8]; /* the first inodes the preserved callback was told of */
+	/* the last adoption told: the inode, its record before and after */
+	ino_t adopted_ino;
+	struct dfsr_uid adopted_old, adopted_new;
+	int nadopted;
 };
 
 struct pair {
@@ -74,7 +79,20 @@ static void on_preserved(void *arg, const struct stat *st)
 
 	assert_true(S_ISREG(st->st_mode));
 	s->preserved_ino = st->st_ino;
+	if (s->npreserved < 8)
+		s->told[s->npreserved] = st->st_ino;
 	s->npreserved++;
+}
+
+static void on_adopted(void *arg, const struct stat *st, const struct dfsr_uid *old,
+		       const struct dfsr_uid *uid)
+{
+	struct side *s = arg;
+
+	s->adopted_ino = st->st_ino;
+	s->adopted_old = *old;
+	s->adopted_new = *uid;
+	s->nadopted++;
 }
 
 static int side_open(struct side *s, enum journal_state state)
@@ -105,6 +123,7 @@ static int side_open(struct side *s, enum journal_state state)
 		.invalidate = on_inval,
 		.busy = on_busy,
 		.preserved = on_preserved,
+		.adopted = on_adopted,
 		.arg = s,
 	};
 	return replica_new(&ro, &s->r) < 0 ? -1 : 0;
@@ -1317,6 +1336,52 @@ static void test_preserved_told(void **state)
 	assert_int_equal(fstatat(p->b.f->root_fd, "h2", &st, AT_SYMLINK_NOFOLLOW), 0);
 	assert_int_equal(st.st_ino, loser.st_ino);
 	assert_int_equal(st.st_nlink, 1);
+}
+
+/* Whether the preserved callback of @s was told of inode @ino. */
+static bool told_of(const struct side *s, ino_t ino)
+{
+	for (int i = 0; i < s->npreserved && i < 8; i++)
+		if (s->told[i] == ino)
+			return true;
+	return false;
+}
+
+/*
+ * §9: a directory preserved whole (it lost its name to a file made first, §4) is told of
+ * file by file, so that no truncate through a node the layer above still holds for a file
+ * inside changes the preserved copy; and an object that takes another record's identity
+ * (§4: B's directory, made later, stays on disk as A's) is told of with both UIDs, so that
+ * what is made in it through such a node is journaled under the record it is now.
+ */
+static void test_preserved_dir_and_adopted_told(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid ma, mb, z;
+	struct stat q, r, m;
+
+	ma = mk_dir(&p->a, NULL, "m");
+	mb = mk_dir(&p->b, NULL, "m"); /* created later: B's m becomes A's (merged) */
+	assert_int_equal(fstatat(p->b.f->root_fd, "m", &m, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &ma), REPLICA_DONE);
+	assert_int_equal(p->b.nadopted, 1);
+	assert_int_equal(p->b.adopted_ino, m.st_ino);
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &mb));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &ma));
+
+	z = mk_file(&p->a, NULL, "z", "A's file z");
+	(void)mk_dir(&p->b, NULL, "z"); /* created later: loses the name, preserved whole */
+	(void)mk_file(&p->b, "z", "q.txt", "q");
+	(void)mk_dir(&p->b, "z", "sub");
+	(void)mk_file(&p->b, "z/sub", "r.txt", "r");
+	assert_int_equal(fstatat(p->b.f->root_fd, "z/q.txt", &q, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fstatat(p->b.f->root_fd, "z/sub/r.txt", &r, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(p->b.npreserved, 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &z), REPLICA_DONE);
+	assert_content(&p->b, "z", "A's file z");
+	assert_int_equal(p->b.npreserved, 2);
+	assert_true(told_of(&p->b, q.st_ino));
+	assert_true(told_of(&p->b, r.st_ino));
 }
 
 /*
@@ -2715,6 +2780,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_told, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserved_dir_and_adopted_told, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_same_counter, setup, teardown),
