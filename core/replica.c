@@ -37,6 +37,8 @@
  *  - §4 directory merges: the loser's tombstone and its children, re-parented under the
  *    winner, are new versions too (a later delete of the winner by a member that never
  *    saw the merge must not count the moved children among what it saw, §7.1).
+ *  - §7.1, what a directory's tombstone deletes while the directory comes back: its
+ *    deleter may not hold what its vector claims (test_resurrection_deletes_replicate).
  * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it
  * (the incoming object is placed there as a new version, as a merge moves children); a dead
  * parent whose name a file won takes the incoming object with it (a delete).
@@ -1523,8 +1525,8 @@ static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct vers
 
 /*
  * §7.1: the tombstone @n of directory @l arrived, but something below is new to the
- * deleter. What the deleter saw goes to ConflictAndDeleted; the directory stays and gets a
- * new version that dominates the tombstone.
+ * deleter. What the deleter saw goes to ConflictAndDeleted, deleted as new versions; the
+ * directory stays and gets a new version that dominates the tombstone.
  */
 static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct record *l)
 {
@@ -1553,10 +1555,14 @@ static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct
 			rc = survives(c, &k.uid, &n->vv, &keep, 0);
 		else
 			keep = is_busy(c, ddir, k.name); /* its writer's change is compared later */
+		/* New versions, not quiet tombstones: the deleter may never have held what its
+		 * vector claims (a §4 loser's tombstone made from a directory new to it), and
+		 * gets it later, from a member that had not met the delete, under the directory
+		 * this brings back. A quiet tombstone would keep the GVSN it then holds live. */
 		if (rc == 0 && !keep) {
 			rc = preserve(c, ddir, &k, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
 			if (rc == 0 || rc == -ENOENT)
-				rc = bury_tree(c, &k.uid, BURY_QUIET, 0);
+				rc = bury_tree(c, &k.uid, BURY_DELETE, 0);
 		}
 		record_release(&k);
 	}

@@ -2192,6 +2192,7 @@ static void test_deleted_and_replaced_dir(void **state)
  * maker had seen the holder, so the update waits for the delete instead of losing the name
  * to it (formerly the new file became a tombstone everywhere: it.repl_conflict, flaky).
  */
+
 static size_t conflict_entries(struct side *s);
 
 static void test_new_file_under_deleted_name(void **state)
@@ -2760,6 +2761,59 @@ static void test_copy_leftovers_swept(void **state)
 	}
 }
 
+/*
+ * §7.1 after §4: B's directory d, made first, keeps the name against A's d, new to B, and
+ * B's tombstone of A's d carries A's vector, which claims A's file c in it (never received
+ * by B). A applies that tombstone: c was seen by the deleter and goes, f7, newer, was not,
+ * so d comes back (a new version). Buried quietly, c's tombstone kept c's own GVSN: B,
+ * which then got d's resurrection and c itself (live, from a member that had not met the
+ * delete yet), held c live at the very GVSN A held deleted, and neither sent anything again
+ * (it.repl_random, seed 9103: a file on one member only, until a later change of it). What
+ * a resurrection leaves deleted gets new versions, which replicate.
+ */
+static void test_resurrection_deletes_replicate(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update uc, ud, ut;
+	struct dfsr_uid da, c;
+	struct side cs; /* a third member */
+	int fd;
+
+	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
+
+	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
+	da = mk_dir(&p->a, NULL, "d");
+	c = mk_file(&p->a, "d", "c", "c from A");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0); /* d's version sees c */
+	fd = fx_opath(p->a.f, "d");
+	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
+	close(fd);
+	mk_update(&p->a, &da, &ud);
+	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);   /* it holds c */
+	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE); /* §4: A's d loses on B */
+	(void)mk_file(&p->a, "d", "f7", "f7 from A, made later");
+	mk_update(&p->b, &da, &ut);
+	assert_true(ut.rec.tombstone);
+	assert_int_equal(deliver(&p->b, &p->a, &ut), REPLICA_DONE); /* §7.1 on A */
+	assert_false(exists(&p->a, "d/c"));
+	assert_content(&p->a, "d/f7", "f7 from A, made later");
+	mv(&p->b, root(&p->b), "d", "d", root(&p->b), "x", "x");     /* B's d makes room */
+	assert_int_equal(sync_uid(&p->a, &p->b, &da), REPLICA_DONE); /* d comes back on B */
+	mk_update(&cs, &c, &uc);
+	assert_int_equal(deliver(&cs, &p->b, &uc), REPLICA_DONE); /* c, late, from it */
+	replica_update_release(&uc);
+	replica_update_release(&ud);
+	replica_update_release(&ut);
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_false(exists(&p->b, "d/c"));
+	assert_content(&p->b, "d/f7", "f7 from A, made later");
+	side_close(&cs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2781,6 +2835,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_dir_and_adopted_told, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_resurrection_deletes_replicate, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
