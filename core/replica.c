@@ -2361,6 +2361,29 @@ out_release:
 	return rc;
 }
 
+/*
+ * §7.2 for a version its dead parent's deleter had seen: the tombstone of @n's parent
+ * dominates @n's version, so every member that held @n when that tombstone came deleted it
+ * with the directory (§7.1, at @n's own GVSN). This member never held it (the deleter's
+ * vector came from elsewhere, as a §4 loser's tombstone takes the vector of a directory new
+ * to its maker), and gets it now from a member that had not met the delete: it is recorded
+ * deleted too, not installed (which would bring the directory back and hold live the
+ * version the others hold deleted, neither ever sending it again).
+ */
+static int seen_deleted(struct ctx *c, const struct record *n, bool *gone)
+{
+	struct record p;
+	int rc;
+
+	*gone = false;
+	rc = journal__get(c->j, &n->parent, &p);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	*gone = p.tombstone && dominated_by(&n->vv, &p.vv);
+	record_release(&p);
+	return 0;
+}
+
 static int apply_live(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		      bool loser)
 {
@@ -2381,6 +2404,17 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 	}
 	if (rc < 0 || c->v != REPLICA_DONE)
 		return rc;
+	if (dead && !live_l && !c->newver) {
+		bool gone;
+
+		rc = seen_deleted(c, n, &gone);
+		if (rc < 0)
+			return rc;
+		if (gone) {
+			n->tombstone = true;
+			return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__ENTRY);
+		}
+	}
 	/* the same object, content and place: only the record changes (§3 equal versions) */
 	if (live_l && same_place(l, n) && memcmp(l->hash, n->hash, HASH_LEN) == 0) {
 		take_record_stat(n, l);

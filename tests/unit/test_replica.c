@@ -2814,6 +2814,52 @@ static void test_resurrection_deletes_replicate(void **state)
 	side_close(&cs);
 }
 
+/*
+ * §7.2 for a version the dead parent's deleter had seen: as test_resurrection_deletes_
+ * replicate, but nothing in A's d is newer than B's tombstone, so A deletes d whole (c
+ * at its own GVSN, as every member holding c does). B, which never held c, gets it later
+ * from a third member while d is dead: it resurrected d and installed c, live at the GVSN A
+ * holds deleted (diverged for ever). It records c deleted instead.
+ */
+static void test_seen_by_dead_parent_not_installed(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update uc, ud, ut;
+	struct dfsr_uid da, c;
+	struct side cs; /* a third member */
+	int fd;
+
+	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
+	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
+	da = mk_dir(&p->a, NULL, "d");
+	c = mk_file(&p->a, "d", "c", "c from A");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0);
+	fd = fx_opath(p->a.f, "d");
+	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
+	close(fd);
+	mk_update(&p->a, &da, &ud);
+	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);
+	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE);
+	mk_update(&p->b, &da, &ut);
+	assert_true(ut.rec.tombstone);
+	assert_int_equal(deliver(&p->b, &p->a, &ut), REPLICA_DONE);
+	assert_false(exists(&p->a, "d"));
+	mv(&p->b, root(&p->b), "d", "d", root(&p->b), "x", "x");
+	mk_update(&cs, &c, &uc);
+	assert_int_equal(deliver(&cs, &p->b, &uc), REPLICA_DONE); /* c, late, from it */
+	assert_false(exists(&p->b, "d"));
+	replica_update_release(&uc);
+	replica_update_release(&ud);
+	replica_update_release(&ut);
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_false(exists(&p->b, "d"));
+	side_close(&cs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2835,6 +2881,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_dir_and_adopted_told, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_seen_by_dead_parent_not_installed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_resurrection_deletes_replicate, setup,
 						teardown),
