@@ -1077,12 +1077,19 @@ static void test_initial_sync(void **state)
 	fx_record(p->b.f, &sub, &r);
 	assert_memory_equal(r.parent.b, d.b, DFSR_UID_LEN);
 	record_release(&r);
-	/* the same file: adopted, nothing fetched */
+	assert_int_equal(p->b.nadopted, 1); /* the layer above is told (§9) */
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &bd));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &d));
+	/* the same file: adopted, nothing fetched; a node held for it journals on the
+	 * upstream's UID from now on (B's own record is dropped) */
 	mk_update(&p->a, &same, &u);
 	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
 	assert_int_equal(v, REPLICA_DONE);
 	replica_update_release(&u);
 	assert_int_equal(journal__get(p->b.f->j, &bsame, &r), -ENOENT);
+	assert_int_equal(p->b.nadopted, 2);
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &bsame));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &same));
 	assert_same(&p->a, &p->b, &same, "d/same.txt");
 	/* a different file: the upstream's is installed, the local one goes to PreExisting */
 	assert_int_equal(sync_uid(&p->a, &p->b, &diff), REPLICA_DONE);
