@@ -190,9 +190,24 @@ void journal_note_contact(struct journal *j);
 int journal_purge_tombstones(struct journal *j, int64_t before_ns, uint64_t *purged);
 
 /**
+ * journal_resend_below() - Make a new version (same content and place, JOURNAL_OP_META) of
+ * every live object below directory @dir, so that partners get them again: the directory's
+ * attributes were too large to replicate, so outbound skipped it and everything below it
+ * (event 1401), while the partners' knowledge came to claim those versions; now that they
+ * shrank, the directory's own change is sent, and these go with it (event 1208). Partners
+ * that hold an object already install the new version without fetching its data.
+ * @count: receives how many objects got a new version (may be NULL)
+ * Thread: any (takes the lock). Return: 0, -EIO, -ENOMEM.
+ */
+int journal_resend_below(struct journal *j, const struct dfsr_uid *dir, uint64_t *count);
+
+/**
  * journal_lookup() - The UID of the live record at (@parent, @name).
  * @out: receives the UID; all zero when the parent is untracked or the name is filtered
  *
+ * A name with no record is asked again under the lock, after any replica decision under
+ * way (which may be installing that very name) has committed.
+ * Thread: any (takes the lock only for a name with no record).
  * Return: 0 (also for untracked names), -ENOENT if the parent is tracked and the name is
  *         not filtered but has no record (e.g. made behind the mount's back), -EIO.
  */

@@ -385,6 +385,14 @@ static bool attrs_too_large(const char *path)
 	return count > REPLICA_XATTR_MAX || total > REPLICA_XATTR_BYTES;
 }
 
+bool outbound_attrs_too_large(int fd)
+{
+	char path[OB_PROC_PATH];
+
+	proc_path(fd, path);
+	return attrs_too_large(path);
+}
+
 static bool dir_too_large(struct journal *j, const struct dfsr_uid *uid)
 {
 	char path[OB_PROC_PATH];

@@ -111,6 +111,15 @@ int outbound_backlog(struct journal *j, const struct version_vector *partner, ui
 		     size_t list_max, outbound_record_fn fn, void *arg);
 
 /**
+ * outbound_attrs_too_large() - Whether the extended attributes of the object @fd (an O_PATH
+ * descriptor will do) exceed what a receiver accepts (REPLICA_XATTR_*, judged from their
+ * sizes as the walks judge a directory): such a directory is not sent, nor is anything
+ * below it (event 1401), until journal_resend_below() after it shrank.
+ * Thread: any. Return: false also when they cannot be read.
+ */
+bool outbound_attrs_too_large(int fd);
+
+/**
  * outbound_serve() - Open file version (@uid, @gvsn) for serving, if it is still the
  * current version of a live file: one staged already is opened (and pinned); else a file
  * of at most @mem_max bytes is read into memory (stage_memory()), a larger one staged on

@@ -37,6 +37,8 @@
  *  - §4 directory merges: the loser's tombstone and its children, re-parented under the
  *    winner, are new versions too (a later delete of the winner by a member that never
  *    saw the merge must not count the moved children among what it saw, §7.1).
+ *  - §7.1, what a directory's tombstone deletes while the directory comes back: its
+ *    deleter may not hold what its vector claims (test_resurrection_deletes_replicate).
  * A dead parent (§7.2) whose name is held by a winning directory counts as merged into it
  * (the incoming object is placed there as a new version, as a merge moves children); a dead
  * parent whose name a file won takes the incoming object with it (a delete).
@@ -110,6 +112,7 @@ struct replica {
 	replica_invalidate_fn invalidate;
 	replica_busy_fn busy;
 	replica_preserved_fn preserved;
+	replica_adopted_fn adopted;
 	void *arg;
 	int private_fd;    /* DfsrPrivate */
 	int installing_fd; /* DfsrPrivate/Installing */
@@ -280,6 +283,7 @@ int replica_new(const struct replica_opts *o, struct replica **out)
 	r->invalidate = o->invalidate;
 	r->busy = o->busy;
 	r->preserved = o->preserved;
+	r->adopted = o->adopted;
 	r->arg = o->arg;
 	r->installing_fd = r->conflict_fd = r->preexist_fd = -1;
 	pthread_mutex_init(&r->batch_lock, NULL);
@@ -1052,18 +1056,50 @@ static void unshare_links(int dfd, const char *name, int depth, struct space *sp
 }
 
 /*
- * The regular file (@dst, @pname) was just preserved: tell the layer above, so that a
- * write through a node it still holds for the old name cannot change it (§9). After
- * unshare_links(): a file that had other names is preserved as a copy, which no node
- * knows, while the original stays live under those names.
+ * The object (@dst, @pname) was just preserved: tell the layer above of every regular file
+ * it is or holds (a directory is preserved whole, §9), so that a write or a truncate
+ * through a node it still holds for an old name cannot change it. After unshare_links(): a
+ * file that had other names is preserved as a copy, which no node knows, while the
+ * original stays live under those names.
  */
-static void tell_preserved(struct ctx *c, int dst, const char *pname)
+static void tell_preserved_at(struct ctx *c, int dst, const char *pname, int depth)
 {
 	struct stat st;
 
-	if (c->r->preserved && fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISREG(st.st_mode))
+	if (depth > REPLICA_DEPTH_MAX || fstatat(dst, pname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (S_ISREG(st.st_mode)) {
 		c->r->preserved(c->r->arg, &st);
+	} else if (S_ISDIR(st.st_mode)) {
+		DIR *d = dfsr_opendir_at(dst, pname);
+		struct dirent *de;
+
+		if (!d)
+			return;
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+				tell_preserved_at(c, dirfd(d), de->d_name, depth + 1);
+		closedir(d);
+	}
+}
+
+static void tell_preserved(struct ctx *c, int dst, const char *pname)
+{
+	if (c->r->preserved)
+		tell_preserved_at(c, dst, pname, 0);
+}
+
+/*
+ * The object (@dfd, @name), the record @old until now, was just adopted as the record @uid:
+ * tell the layer above, so that a node it holds for the object journals on @uid (§9).
+ */
+static void tell_adopted(struct ctx *c, int dfd, const char *name, const struct dfsr_uid *old,
+			 const struct dfsr_uid *uid)
+{
+	struct stat st;
+
+	if (c->r->adopted && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		c->r->adopted(c->r->arg, &st, old, uid);
 }
 
 /*
@@ -1376,6 +1412,8 @@ static int resurrect(struct ctx *c, const struct dfsr_uid *uid, int depth, struc
 			p.tombstone = false;
 			rc = journal__adopt_locked(c->j, &w.uid, true, &p, JOURNAL_OP_CREATE,
 						   JOURNAL__NEWVER);
+			if (rc == 0)
+				tell_adopted(c, dfd, p.name, &w.uid, &p.uid);
 			add_inval(c, dfd, p.name);
 			goto out_close;
 		}
@@ -1487,8 +1525,8 @@ static int survives(struct ctx *c, const struct dfsr_uid *dir, const struct vers
 
 /*
  * §7.1: the tombstone @n of directory @l arrived, but something below is new to the
- * deleter. What the deleter saw goes to ConflictAndDeleted; the directory stays and gets a
- * new version that dominates the tombstone.
+ * deleter. What the deleter saw goes to ConflictAndDeleted, deleted as new versions; the
+ * directory stays and gets a new version that dominates the tombstone.
  */
 static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct record *l)
 {
@@ -1517,10 +1555,14 @@ static int delete_keeping(struct ctx *c, int dfd, struct record *n, const struct
 			rc = survives(c, &k.uid, &n->vv, &keep, 0);
 		else
 			keep = is_busy(c, ddir, k.name); /* its writer's change is compared later */
+		/* New versions, not quiet tombstones: the deleter may never have held what its
+		 * vector claims (a §4 loser's tombstone made from a directory new to it), and
+		 * gets it later, from a member that had not met the delete, under the directory
+		 * this brings back. A quiet tombstone would keep the GVSN it then holds live. */
 		if (rc == 0 && !keep) {
 			rc = preserve(c, ddir, &k, MANIFEST_CONFLICT, MANIFEST_TYPE_DELETED, NULL);
 			if (rc == 0 || rc == -ENOENT)
-				rc = bury_tree(c, &k.uid, BURY_QUIET, 0);
+				rc = bury_tree(c, &k.uid, BURY_DELETE, 0);
 		}
 		record_release(&k);
 	}
@@ -1887,6 +1929,8 @@ static int adopt(struct ctx *c, struct record *n, const struct record *o, bool m
 	}
 	rc = journal__adopt_locked(c->j, &o->uid, merge, n, JOURNAL_OP_CREATE,
 				   c->newver ? JOURNAL__NEWVER : 0);
+	if (rc == 0)
+		tell_adopted(c, dfd, n->name, &o->uid, &n->uid);
 out_close:
 	if (rc < 0)
 		install_failed(c, n, "adopt", rc);
@@ -2059,6 +2103,27 @@ static enum holder judge_holder(struct ctx *c, const struct record *n, const str
 	return HOLDER_PRESERVE;
 }
 
+/*
+ * §8 for a §4 directory merge: the live directory @l is emptied into the winner and removed.
+ * What is open for writing below it waits like a delete of the directory: a create not
+ * journaled yet has no record to move and stayed behind in a directory no record names,
+ * while its close journaled it under the winner, where this member had no such file (the
+ * members never converged). Return: true if busy (the update waits, event 4302).
+ */
+static bool merge_busy(struct ctx *c, const struct record *l)
+{
+	bool busy;
+	int dfd;
+
+	if (open_dir(c, &l->parent, &dfd) < 0)
+		return false; /* the merge fails on it and says so */
+	busy = busy_below(c, dfd, l->name, 0);
+	close(dfd);
+	if (busy)
+		busy_wait(c, l);
+	return busy;
+}
+
 /* §4: the update lost the name to @o. A local live version of it elsewhere is preserved. */
 static int lose_name(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		     const struct record *o)
@@ -2066,6 +2131,8 @@ static int lose_name(struct ctx *c, struct record *n, const struct record *l, bo
 	int ldfd, rc;
 
 	if (live_l && l->type == RECORD_DIR && o->type == RECORD_DIR) {
+		if (merge_busy(c, l))
+			return 0;
 		rc = merge_away(c, l, o);
 		if (rc < 0)
 			return rc;
@@ -2294,6 +2361,29 @@ out_release:
 	return rc;
 }
 
+/*
+ * §7.2 for a version its dead parent's deleter had seen: the tombstone of @n's parent
+ * dominates @n's version, so every member that held @n when that tombstone came deleted it
+ * with the directory (§7.1, at @n's own GVSN). This member never held it (the deleter's
+ * vector came from elsewhere, as a §4 loser's tombstone takes the vector of a directory new
+ * to its maker), and gets it now from a member that had not met the delete: it is recorded
+ * deleted too, not installed (which would bring the directory back and hold live the
+ * version the others hold deleted, neither ever sending it again).
+ */
+static int seen_deleted(struct ctx *c, const struct record *n, bool *gone)
+{
+	struct record p;
+	int rc;
+
+	*gone = false;
+	rc = journal__get(c->j, &n->parent, &p);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	*gone = p.tombstone && dominated_by(&n->vv, &p.vv);
+	record_release(&p);
+	return 0;
+}
+
 static int apply_live(struct ctx *c, struct record *n, const struct record *l, bool live_l,
 		      bool loser)
 {
@@ -2314,6 +2404,17 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 	}
 	if (rc < 0 || c->v != REPLICA_DONE)
 		return rc;
+	if (dead && !live_l && !c->newver) {
+		bool gone;
+
+		rc = seen_deleted(c, n, &gone);
+		if (rc < 0)
+			return rc;
+		if (gone) {
+			n->tombstone = true;
+			return journal__write_locked(c->j, n, JOURNAL_OP_DELETE, JOURNAL__ENTRY);
+		}
+	}
 	/* the same object, content and place: only the record changes (§3 equal versions) */
 	if (live_l && same_place(l, n) && memcmp(l->hash, n->hash, HASH_LEN) == 0) {
 		take_record_stat(n, l);
@@ -2450,7 +2551,8 @@ static int apply_live(struct ctx *c, struct record *n, const struct record *l, b
 		}
 	}
 	if (hold == HOLDER_MERGE && live_l) {
-		rc = merge_moved(c, n, l, &o);
+		if (!merge_busy(c, l))
+			rc = merge_moved(c, n, l, &o);
 		goto out_close;
 	}
 	if (hold == HOLDER_ADOPT || hold == HOLDER_MERGE) {

@@ -97,7 +97,8 @@ int replica_update_check(const struct replica_update *u);
  *             Called with the journal's mutex held: it may take only a leaf lock (fs_busy()
  *             takes fs->lock, which is never held while calling into core).
  * preserved:  the regular file with this stat was moved into ConflictAndDeleted (a
- *             conflict loser, a file deleted by a partner) or PreExisting just now: no
+ *             conflict loser, a file deleted by a partner; also each regular file below a
+ *             directory preserved whole) or PreExisting just now: no
  *             writer may reach it any more through a node the kernel still holds for its
  *             old name, and no change of it is journaled on that name's record
  *             (fs_preserved(), docs/conflicts.md §9). A conflict loser's record is live
@@ -108,6 +109,15 @@ typedef void (*replica_invalidate_fn)(void *arg, const struct stat *parent, cons
 				      const struct stat *obj);
 typedef bool (*replica_busy_fn)(void *arg, const struct stat *st);
 typedef void (*replica_preserved_fn)(void *arg, const struct stat *st);
+/*
+ * adopted:    the object with this stat, which was the record @old, is now the record @uid
+ *             (§10 adoption, §4 a losing directory kept on disk as the winner, §7.2 a live
+ *             directory taken for a resurrected one): a node the layer above holds for it
+ *             must journal later changes on @uid (fs_adopted()). Called with the journal's
+ *             mutex held, in the decision that adopted it: a leaf lock only.
+ */
+typedef void (*replica_adopted_fn)(void *arg, const struct stat *st, const struct dfsr_uid *old,
+				   const struct dfsr_uid *uid);
 
 struct replica_opts {
 	struct journal *j;                /* borrowed; outlives the replica */
@@ -115,6 +125,7 @@ struct replica_opts {
 	replica_invalidate_fn invalidate; /* NULL: nothing to invalidate (tests) */
 	replica_busy_fn busy;             /* NULL: nothing is ever busy */
 	replica_preserved_fn preserved;   /* NULL: nothing to tell */
+	replica_adopted_fn adopted;       /* NULL: nothing to tell */
 	void *arg;
 };
 

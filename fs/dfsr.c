@@ -1714,6 +1714,15 @@ static void repl_preserved(void *arg, const struct stat *st)
 		fs_preserved(fr->fs, st);
 }
 
+static void repl_adopted(void *arg, const struct stat *st, const struct dfsr_uid *old,
+			 const struct dfsr_uid *uid)
+{
+	struct folder_rt *fr = arg;
+
+	if (fr->fs)
+		fs_adopted(fr->fs, st, old, uid);
+}
+
 /* The journal grew: the sessions send the new updates. Thread: any. */
 static void repl_changed(void *arg)
 {
@@ -1825,6 +1834,7 @@ static int member_start_replication(struct member *m)
 			.invalidate = repl_invalidate,
 			.busy = repl_busy,
 			.preserved = repl_preserved,
+			.adopted = repl_adopted,
 			.arg = fr,
 		};
 

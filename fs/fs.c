@@ -493,6 +493,12 @@ void fs_preserved(struct fs *fs, const struct stat *st)
 	fs__inode_mark_preserved(fs, st->st_dev, st->st_ino);
 }
 
+void fs_adopted(struct fs *fs, const struct stat *st, const struct dfsr_uid *old,
+		const struct dfsr_uid *uid)
+{
+	fs__inode_adopted(fs, st->st_dev, st->st_ino, old, uid);
+}
+
 unsigned fs_unsaved(struct fs *fs)
 {
 	return atomic_load(&fs->unsaved) + atomic_load(&fs->npending);

@@ -94,7 +94,8 @@ bool fs_busy(struct fs *fs, const struct stat *st);
 
 /**
  * fs_preserved() - The backing regular file @st was moved into ConflictAndDeleted or
- * PreExisting by replication (a conflict loser, a file a partner deleted).
+ * PreExisting by replication (a conflict loser, a file a partner deleted), or with a
+ * directory moved there whole (replication tells of every regular file below it).
  * @st: stat of the object at its preserved name (only st_dev and st_ino are used)
  *
  * Its node, if the kernel still holds one for the old name (a cached dentry, a reader's
@@ -109,6 +110,23 @@ bool fs_busy(struct fs *fs, const struct stat *st);
  * Thread: any (takes only the inode table's leaf lock).
  */
 void fs_preserved(struct fs *fs, const struct stat *st);
+
+/**
+ * fs_adopted() - The backing object @st, which was the record @old, is now the record @uid:
+ * replication gave it another record's identity (§10 initial sync adopting a preseeded
+ * file or directory, §4 a losing directory that stays on disk as the winner, §7.2 a live
+ * directory that becomes a resurrected one; docs/conflicts.md §9).
+ * @st: stat of the object (only st_dev and st_ino are used)
+ *
+ * Its node, if the kernel still holds one, takes @uid: changes made through it are
+ * journaled on the record that names the object now, and names made in a directory are
+ * journaled under it (with @old, a record dropped or buried, they would never replicate).
+ * Replication calls this with the journal's mutex held, in the decision that adopted the
+ * object.
+ * Thread: any (takes only the inode table's leaf lock).
+ */
+void fs_adopted(struct fs *fs, const struct stat *st, const struct dfsr_uid *old,
+		const struct dfsr_uid *uid);
 
 /**
  * fs_unsaved() - Whether files written through the mount are not journaled yet: still open

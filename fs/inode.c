@@ -610,6 +610,25 @@ void fs__inode_mark_preserved(struct fs *fs, dev_t dev, ino_t ino)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+void fs__inode_adopted(struct fs *fs, dev_t dev, ino_t ino, const struct dfsr_uid *old,
+		       const struct dfsr_uid *uid)
+{
+	pthread_mutex_lock(&fs->lock);
+	/* As fs__inode_mark_preserved(): every node of the key. */
+	for (struct htab_node *p = htab_first(&fs->by_key, key_hash_of(dev, ino)); p; p = p->next) {
+		struct fs_inode *n = dfsr_container_of(p, struct fs_inode, key_node);
+
+		if (n->dev != dev || n->ino != ino || n == &fs->root || n->private_)
+			continue;
+		if (dfsr_uid_is_zero(&n->uid) || dfsr_uid_equal(&n->uid, old))
+			n->uid = *uid;
+		for (uint8_t i = 0; i < n->nlinks; i++)
+			if (dfsr_uid_equal(&n->links[i], old))
+				n->links[i] = *uid;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void fs__inode_hold(struct fs *fs, struct fs_inode *n)
 {
 	pthread_mutex_lock(&fs->lock);

@@ -307,6 +307,15 @@ bool fs__inode_linked(struct fs *fs, struct fs_inode *n, nlink_t nlink);
  */
 bool fs__inode_ask_links(struct fs *fs, struct fs_inode *n, nlink_t nlink, size_t known);
 
+/**
+ * fs__inode_adopted() - The backing object (@dev, @ino) is now the record @uid, no longer
+ * @old (replication gave the object at that place another record's identity: fs_adopted()).
+ * Its node, if any, takes @uid where it knew @old (or no UID at all).
+ * Thread: any.
+ */
+void fs__inode_adopted(struct fs *fs, dev_t dev, ino_t ino, const struct dfsr_uid *old,
+		       const struct dfsr_uid *uid);
+
 /* Take one more lookup reference on a node the caller already holds one on. Thread: fuse. */
 void fs__inode_hold(struct fs *fs, struct fs_inode *n);
 

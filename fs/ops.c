@@ -55,6 +55,7 @@
 
 #include "core/event.h"
 #include "core/layout.h"
+#include "core/outbound.h"
 #include "core/space.h"
 #include "fs/internal.h"
 
@@ -273,6 +274,21 @@ static void learn_link(struct fs *fs, struct fs_inode *parent, const char *name,
 	journal_uid_of(fs, parent, name, &uid);
 	fs__inode_add_uid(fs, n, &uid);
 	journal_link_note(fs->journal, st, &uid);
+}
+
+/* A lookup of (@parent, @name) found @n, which knows no UID (made before the name had a
+ * record, or by an untracked name): take the record's if it has one now, or nothing made
+ * through the node would be journaled (docs/conflicts.md §9). */
+static void learn_uid(struct fs *fs, struct fs_inode *parent, const char *name, struct fs_inode *n)
+{
+	struct dfsr_uid uid;
+
+	fs__inode_uid(fs, n, &uid);
+	if (n->private_ || !dfsr_uid_is_zero(&uid))
+		return;
+	journal_uid_of(fs, parent, name, &uid);
+	if (!dfsr_uid_is_zero(&uid))
+		fs__inode_add_uid(fs, n, &uid);
 }
 
 /* Complete @uids (@k of the node's UIDs) with the names of @n's object (@fd; @st its
@@ -668,8 +684,10 @@ static int lookup_node(struct fs *fs, struct fs_inode *parent, const char *name,
 	n = fs__inode_ref_existing(fs, fd, &st);
 	if (n) {
 		close(fd);
-		if (with_uid)
+		if (with_uid) {
 			learn_link(fs, parent, name, n, &st);
+			learn_uid(fs, parent, name, n);
+		}
 		goto out_found;
 	}
 	priv = parent->private_ || is_private_name(fs, parent, name);
@@ -1330,10 +1348,13 @@ static int attach_file(struct fs *fs, struct fs_inode *n, int fd, int flags, int
  * then would change the preserved version (docs/conflicts.md §9) and never replicate. A
  * partner's update installed over the file (renamed over it) leaves the old file with no
  * link at all: a write through such a dentry would go where no name reaches, and be lost,
- * while the name holds the update (§8); refused, the kernel finds that. Only a definite
- * no refuses: an untracked node, a UID the journal does not know, or a journal error lets
- * the open through. (A conflict loser's record stays live, the winner's: its node is
- * marked instead, fs_preserved().)
+ * while the name holds the update (§8); refused, the kernel finds that. A file with no
+ * link whose records are all tombstones was deleted (by this member: a partner's delete
+ * preserves, and that copy is marked, fs_preserved()): as on any file system, a reopen
+ * through /proc/self/fd works, and the write goes to the deleted file, which nothing
+ * keeps or journals. Only a definite no refuses: an untracked node, a UID the journal does
+ * not know, or a journal error lets the open through. (A conflict loser's record stays
+ * live, the winner's: its node is marked instead, fs_preserved().)
  */
 static bool still_named(struct fs *fs, struct fs_inode *n, int nfd)
 {
@@ -1350,8 +1371,9 @@ static bool still_named(struct fs *fs, struct fs_inode *n, int nfd)
 	for (size_t i = 0; i < k && !live; i++)
 		live = journal_live(fs->journal, &uids[i]) != 0;
 	/* After the journal's mutex: an install that missed this opener (fs_busy()) is done. */
-	return live &&
-	       (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 || st.st_nlink > 0);
+	if (fstatat(nfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return live;
+	return live ? st.st_nlink > 0 : st.st_nlink == 0;
 }
 
 static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1934,6 +1956,8 @@ static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const
 {
 	struct fs_inode *n = fs__inode_get(fs, ino);
 	char path[FS_PROC_PATH_LEN];
+	struct dfsr_uid uid;
+	bool big, shrunk;
 	int fd, tmp, rc;
 
 	if (!n)
@@ -1943,13 +1967,22 @@ static int do_xattr_write(struct fs *fs, fuse_ino_t ino, const char *name, const
 	fd = fs__inode_fd(fs, n, &tmp);
 	if (fd < 0)
 		return fd;
+	/* A directory too large to replicate was skipped with all below it (event 1401): once
+	 * it shrinks, what is below goes again (journal_resend_below()). */
+	big = S_ISDIR(n->type) && outbound_attrs_too_large(fd);
 	proc_path(fd, path);
 	rc = value ? setxattr(path, name, value, size, flags) : removexattr(path, name);
 	rc = rc < 0 ? -errno : 0;
+	shrunk = rc == 0 && big && !outbound_attrs_too_large(fd);
 	fs__inode_fd_put(fs, n, tmp);
 	if (rc < 0)
 		return rc;
 	note_change(fs, n, 0);
+	if (shrunk) {
+		fs__inode_uid(fs, n, &uid);
+		if (!dfsr_uid_is_zero(&uid))
+			(void)journal_resend_below(fs->journal, &uid, NULL);
+	}
 	return 0;
 }
 

@@ -120,6 +120,51 @@ check "the unlinked file is gone from the local path" test ! -e "$M_PATH/ul"
 check "no hidden leftovers (.fuse_hidden*) in the local path" \
 	bash -c "! ls -A '$M_PATH' | grep -q fuse_hidden"
 
+# ---- a deleted file reopened for writing through /proc/self/fd --------------------------------
+# A journaled file, deleted through the mount while a reader holds it, is reopened for writing
+# and truncated through the reader's /proc/self/fd link: natively both work (the file has no
+# name left, only the descriptors reach it). The mount refused the open with ESTALE (an open
+# for writing of a tracked file with no link); nothing of it is journaled after its delete.
+reopen_deleted() {
+	"$PY" - "$1" <<'EOF'
+import os, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDONLY)
+os.unlink(p)
+out = []
+try:
+    w = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_APPEND)
+    os.write(w, b" appended")
+    os.close(w)
+    out.append("reopened")
+except OSError as e:
+    out.append("reopen: " + os.strerror(e.errno))
+out.append(os.pread(fd, 100, 0).decode())
+try:
+    os.truncate("/proc/self/fd/%d" % fd, 4)
+    out.append("truncated")
+except OSError as e:
+    out.append("truncate: " + os.strerror(e.errno))
+out.append(os.pread(fd, 100, 0).decode())
+out.append(str(os.fstat(fd).st_nlink))
+print("|".join(out))
+os.close(fd)
+EOF
+}
+from=$(journal_next "$M_CONF")
+echo "kept content" >"$NATIVE/rd"
+echo "kept content" >"$M_MNT/rd"
+check "rd is journaled before its delete" wait_until 20 journal_has "$M_CONF" "$from" "create f rd"
+native=$(reopen_deleted "$NATIVE/rd")
+check_eq "a deleted file reopened for writing through /proc/self/fd behaves as natively" \
+	"$native" "$(reopen_deleted "$M_MNT/rd")"
+say "natively: $native"
+check "its delete is journaled" wait_until 20 journal_has "$M_CONF" "$from" "delete f rd"
+check "dfsr wait: the reopened handle's release is settled" \
+	"$DFSR_BIN" wait -c "$M_CONF" --timeout 20
+check_eq "and nothing else of it" "create f rd
+delete f rd" "$(journal_ops "$M_CONF" "$from" | grep ' rd$')"
+
 # ---- the hash at release moves no atime -----------------------------------------------------
 # Closing a written handle journals the file, hashing it through that handle's descriptor;
 # like every hash, that read must leave the atime alone (relatime would move an atime that

@@ -10,7 +10,9 @@
 # does a delete that arrives after the close but before the close is journaled. No write
 # reaches a file that a partner's delete or a conflict moved to ConflictAndDeleted, or that
 # a partner's update replaced, through a descriptor that was open before (reopened through
-# /proc/self/fd).
+# /proc/self/fd), nor through one of a file inside a directory preserved whole; and what is
+# made in a directory that took another record's identity (§4 merge) replicates, and a §4
+# merge that removes a directory waits for a file being created in it.
 # Also `dfsr wait` is exact: a file written into alpha's mount is on bravo's local path as
 # soon as `dfsr wait` returns on alpha, with no polling in between, 30 times in a row.
 . "$(dirname "$0")/lib.sh"
@@ -189,5 +191,85 @@ check_eq "the preserved c.txt holds bravo's version" "c from bravo" "$(cat "$pre
 check "dfsr wait: still in sync" members_wait 60
 check_eq "c.txt is alpha's on alpha" "c from alpha" "$(cat "$MA/c.txt" 2>&1)"
 check_eq "and on bravo" "c from alpha" "$(cat "$MB/c.txt" 2>&1)"
+
+# ---- a file inside a directory preserved whole: no write, no truncate through its old node --
+# bravo's directory z loses its name to alpha's file z, made first (§4), and goes to
+# ConflictAndDeleted whole, z/q.txt with it. q.txt's record is buried (a write is refused
+# for that), but its node was not marked preserved, so a truncate by name through it
+# (here /proc/self/fd) emptied the preserved copy.
+member_stop $B
+echo "z, alpha's file" >"$MA/z"
+member_stop $A
+member_start $B
+mkdir "$MB/z"
+echo "q in bravo's directory" >"$MB/z/q.txt"
+exec 9<"$MB/z/q.txt"
+member_start $A
+check "dfsr wait: in sync after the name conflict" members_wait 60
+check_eq "alpha's file z won on bravo" "z, alpha's file" "$(cat "$MB/z" 2>&1)"
+pres=$(preserved_path $B name-conflict z)
+check "bravo preserved its directory z whole" test -f "$pres/q.txt"
+check_fails "bravo: no write into z/q.txt through the reader's descriptor" \
+	sh -c "echo 'written into the preserved directory' >>/proc/self/fd/9" 9<&9
+check_fails "nor a truncate by name" "$PY" -c "import os; os.truncate('/proc/self/fd/9', 0)"
+exec 9<&-
+check_eq "the preserved z/q.txt is whole" "q in bravo's directory" "$(cat "$pres/q.txt" 2>&1)"
+
+# ---- a directory that took another record's identity: what is made in it replicates --------
+# alpha's directory y, made first, and bravo's y meet (§4): bravo's stays on disk and becomes
+# alpha's (adopted, its own record buried). The node the kernel held for it (here through a
+# descriptor) kept the buried UID, so a file made in y through bravo's mount was never
+# journaled: it stayed on bravo alone.
+member_stop $B
+mkdir "$MA/y"
+echo "y/a from alpha" >"$MA/y/a.txt"
+member_stop $A
+member_start $B
+mkdir "$MB/y"
+echo "y/b from bravo" >"$MB/y/b.txt"
+exec 8<"$MB/y"
+member_start $A
+check "dfsr wait: in sync after the directories met" members_wait 60
+check_eq "bravo's y holds alpha's file" "y/a from alpha" "$(cat "$MB/y/a.txt" 2>&1)"
+check_eq "alpha's y holds bravo's file" "y/b from bravo" "$(cat "$MA/y/b.txt" 2>&1)"
+echo "y/c made on bravo after the merge" >"$MB/y/c.txt"
+echo "y/b changed on bravo after the merge" >/proc/self/fd/8/b.txt
+exec 8<&-
+check "dfsr wait: in sync after the new file" members_wait 60
+check_eq "the file made in bravo's y reached alpha" "y/c made on bravo after the merge" \
+	"$(cat "$MA/y/c.txt" 2>&1)"
+check_eq "and the change through the held directory" "y/b changed on bravo after the merge" \
+	"$(cat "$MA/y/b.txt" 2>&1)"
+
+# ---- a file being created in a directory that a partner's rename merges away (§4, §8) ---------
+# alpha renames X onto the name Y while bravo makes its own Y, later: alpha's X wins the name
+# and bravo's Y takes X's identity (merged), X's entries move into it and bravo's X goes. A
+# file being created in bravo's X (its creating handle still open, no record yet) had no
+# record to move: it stayed behind in X, which no record names any more, and its close
+# journaled it under X's record, i.e. in Y, where bravo had no such file. The trees never
+# converged (dfsr wait said in sync). The merge waits for the close like a delete (4302).
+mkdir "$MA/X"
+echo "X/keep" >"$MA/X/keep"
+members_wait 60 || die "X did not replicate"
+member_stop $B
+mv "$MA/X" "$MA/Y"
+member_stop $A
+member_start $B
+mkdir "$MB/Y"
+echo "Y/own from bravo" >"$MB/Y/own"
+exec 6>"$MB/X/p.txt"
+echo "p part 1" >&6
+member_start $A
+check "bravo logs 4302 for the merge" wait_until 90 event_about "${G_CONF[B]}" 4302 'name="X"'
+echo "p part 2" >&6
+exec 6>&-
+check "dfsr wait: in sync after the close" members_wait 60
+for i in $A $B; do
+	check_eq "${G_NAME[i]}: the file made while the merge waited is in Y" \
+		"$(printf 'p part 1\np part 2')" "$(cat "${G_MNT[i]}/Y/p.txt" 2>&1)"
+	check_eq "${G_NAME[i]}: bravo's own Y/own is there" "Y/own from bravo" \
+		"$(cat "${G_MNT[i]}/Y/own" 2>&1)"
+	check "${G_NAME[i]}: X is gone" test ! -e "${G_MNT[i]}/X"
+done
 check_trees_equal "trees equal at the end" $A $B
 finish

@@ -4,7 +4,8 @@
 # file of the same hash without transfer: it receives under 2 % of the data. One file
 # changed on bravo before the start differs from the primary's: it ends in bravo's
 # DfsrPrivate/PreExisting with a `dfsr conflicts --preexisting` entry, and bravo takes
-# alpha's version. A file only bravo has is kept and replicates to alpha.
+# alpha's version. A file only bravo has is kept and replicates to alpha. Then bravo joins
+# again as a new member, and a write through a node held across the adoption replicates.
 . "$(dirname "$0")/lib.sh"
 it_init
 
@@ -74,6 +75,31 @@ check "bravo's change to an adopted file reaches alpha" cmp -s "${G_MNT[B]}/dir1
 check "alpha's delete of an adopted file reaches bravo" test ! -e "${G_MNT[B]}/dir3/f3.dat"
 check "bravo keeps it as deleted" conflict_has $B deleted dir3/f3.dat
 check_trees_equal "trees equal at the end"
+
+# ---- a node held across initial sync's adoption: a write through it replicates --------------
+# bravo starts again as a new member over what it holds (its database removed) while alpha is
+# stopped: its initial build records its files under UIDs of its own, and it waits in
+# initial-sync. A reader opens dir2/sub/s1.dat there; alpha starts, and bravo adopts the file
+# (same hash) as alpha's record, dropping its own. The reader's node kept the dropped UID: a
+# write through it (reopened through /proc/self/fd) was journaled on nothing and never
+# reached alpha, whose next change of the file would have replaced it unseen.
+member_stop $B
+member_stop $A
+rm -rf "$PB/DfsrPrivate"
+member_start $B
+check_eq "bravo, new again, waits in initial-sync" initial-sync \
+	"$(folder_field "${G_CONF[B]}" share state 2>&1)"
+exec 9<"${G_MNT[B]}/dir2/sub/s1.dat"
+member_start $A
+check "dfsr wait: bravo's second initial sync" members_wait 120
+check "nothing of bravo's went to PreExisting this time" bash -c \
+	"[ \"\$('$DFSR_BIN' conflicts -c '${G_CONF[B]}' --preexisting --json | '$PY' -c 'import json,sys; print(len(json.load(sys.stdin)))')\" = 0 ]"
+sh -c "echo 'appended through the reader after the adoption' >>/proc/self/fd/9" 9<&9
+exec 9<&-
+check "dfsr wait: in sync after the write" members_wait 60
+check "the write through the reader's node reached alpha" \
+	cmp -s "${G_MNT[B]}/dir2/sub/s1.dat" "${G_MNT[A]}/dir2/sub/s1.dat"
+check_trees_equal "trees equal after the second initial sync"
 
 member_stop $B
 member_stop $A

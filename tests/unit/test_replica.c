@@ -45,6 +45,11 @@ struct side {
 	int invals;
 	ino_t preserved_ino; /* the last inode the preserved callback was told of */
 	int npreserved;
+	ino_t told[8]; /* the first inodes the preserved callback was told of */
+	/* the last adoption told: the inode, its record before and after */
+	ino_t adopted_ino;
+	struct dfsr_uid adopted_old, adopted_new;
+	int nadopted;
 };
 
 struct pair {
@@ -74,7 +79,20 @@ static void on_preserved(void *arg, const struct stat *st)
 
 	assert_true(S_ISREG(st->st_mode));
 	s->preserved_ino = st->st_ino;
+	if (s->npreserved < 8)
+		s->told[s->npreserved] = st->st_ino;
 	s->npreserved++;
+}
+
+static void on_adopted(void *arg, const struct stat *st, const struct dfsr_uid *old,
+		       const struct dfsr_uid *uid)
+{
+	struct side *s = arg;
+
+	s->adopted_ino = st->st_ino;
+	s->adopted_old = *old;
+	s->adopted_new = *uid;
+	s->nadopted++;
 }
 
 static int side_open(struct side *s, enum journal_state state)
@@ -105,6 +123,7 @@ static int side_open(struct side *s, enum journal_state state)
 		.invalidate = on_inval,
 		.busy = on_busy,
 		.preserved = on_preserved,
+		.adopted = on_adopted,
 		.arg = s,
 	};
 	return replica_new(&ro, &s->r) < 0 ? -1 : 0;
@@ -1058,12 +1077,19 @@ static void test_initial_sync(void **state)
 	fx_record(p->b.f, &sub, &r);
 	assert_memory_equal(r.parent.b, d.b, DFSR_UID_LEN);
 	record_release(&r);
-	/* the same file: adopted, nothing fetched */
+	assert_int_equal(p->b.nadopted, 1); /* the layer above is told (§9) */
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &bd));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &d));
+	/* the same file: adopted, nothing fetched; a node held for it journals on the
+	 * upstream's UID from now on (B's own record is dropped) */
 	mk_update(&p->a, &same, &u);
 	assert_int_equal(replica_offer(p->b.r, &u, &v), 0);
 	assert_int_equal(v, REPLICA_DONE);
 	replica_update_release(&u);
 	assert_int_equal(journal__get(p->b.f->j, &bsame, &r), -ENOENT);
+	assert_int_equal(p->b.nadopted, 2);
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &bsame));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &same));
 	assert_same(&p->a, &p->b, &same, "d/same.txt");
 	/* a different file: the upstream's is installed, the local one goes to PreExisting */
 	assert_int_equal(sync_uid(&p->a, &p->b, &diff), REPLICA_DONE);
@@ -1317,6 +1343,52 @@ static void test_preserved_told(void **state)
 	assert_int_equal(fstatat(p->b.f->root_fd, "h2", &st, AT_SYMLINK_NOFOLLOW), 0);
 	assert_int_equal(st.st_ino, loser.st_ino);
 	assert_int_equal(st.st_nlink, 1);
+}
+
+/* Whether the preserved callback of @s was told of inode @ino. */
+static bool told_of(const struct side *s, ino_t ino)
+{
+	for (int i = 0; i < s->npreserved && i < 8; i++)
+		if (s->told[i] == ino)
+			return true;
+	return false;
+}
+
+/*
+ * §9: a directory preserved whole (it lost its name to a file made first, §4) is told of
+ * file by file, so that no truncate through a node the layer above still holds for a file
+ * inside changes the preserved copy; and an object that takes another record's identity
+ * (§4: B's directory, made later, stays on disk as A's) is told of with both UIDs, so that
+ * what is made in it through such a node is journaled under the record it is now.
+ */
+static void test_preserved_dir_and_adopted_told(void **state)
+{
+	struct pair *p = *state;
+	struct dfsr_uid ma, mb, z;
+	struct stat q, r, m;
+
+	ma = mk_dir(&p->a, NULL, "m");
+	mb = mk_dir(&p->b, NULL, "m"); /* created later: B's m becomes A's (merged) */
+	assert_int_equal(fstatat(p->b.f->root_fd, "m", &m, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &ma), REPLICA_DONE);
+	assert_int_equal(p->b.nadopted, 1);
+	assert_int_equal(p->b.adopted_ino, m.st_ino);
+	assert_true(dfsr_uid_equal(&p->b.adopted_old, &mb));
+	assert_true(dfsr_uid_equal(&p->b.adopted_new, &ma));
+
+	z = mk_file(&p->a, NULL, "z", "A's file z");
+	(void)mk_dir(&p->b, NULL, "z"); /* created later: loses the name, preserved whole */
+	(void)mk_file(&p->b, "z", "q.txt", "q");
+	(void)mk_dir(&p->b, "z", "sub");
+	(void)mk_file(&p->b, "z/sub", "r.txt", "r");
+	assert_int_equal(fstatat(p->b.f->root_fd, "z/q.txt", &q, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fstatat(p->b.f->root_fd, "z/sub/r.txt", &r, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(p->b.npreserved, 0);
+	assert_int_equal(sync_uid(&p->a, &p->b, &z), REPLICA_DONE);
+	assert_content(&p->b, "z", "A's file z");
+	assert_int_equal(p->b.npreserved, 2);
+	assert_true(told_of(&p->b, q.st_ino));
+	assert_true(told_of(&p->b, r.st_ino));
 }
 
 /*
@@ -2127,6 +2199,7 @@ static void test_deleted_and_replaced_dir(void **state)
  * maker had seen the holder, so the update waits for the delete instead of losing the name
  * to it (formerly the new file became a tombstone everywhere: it.repl_conflict, flaky).
  */
+
 static size_t conflict_entries(struct side *s);
 
 static void test_new_file_under_deleted_name(void **state)
@@ -2695,6 +2768,105 @@ static void test_copy_leftovers_swept(void **state)
 	}
 }
 
+/*
+ * §7.1 after §4: B's directory d, made first, keeps the name against A's d, new to B, and
+ * B's tombstone of A's d carries A's vector, which claims A's file c in it (never received
+ * by B). A applies that tombstone: c was seen by the deleter and goes, f7, newer, was not,
+ * so d comes back (a new version). Buried quietly, c's tombstone kept c's own GVSN: B,
+ * which then got d's resurrection and c itself (live, from a member that had not met the
+ * delete yet), held c live at the very GVSN A held deleted, and neither sent anything again
+ * (it.repl_random, seed 9103: a file on one member only, until a later change of it). What
+ * a resurrection leaves deleted gets new versions, which replicate.
+ */
+static void test_resurrection_deletes_replicate(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update uc, ud, ut;
+	struct dfsr_uid da, c;
+	struct side cs; /* a third member */
+	int fd;
+
+	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
+
+	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
+	da = mk_dir(&p->a, NULL, "d");
+	c = mk_file(&p->a, "d", "c", "c from A");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0); /* d's version sees c */
+	fd = fx_opath(p->a.f, "d");
+	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
+	close(fd);
+	mk_update(&p->a, &da, &ud);
+	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);   /* it holds c */
+	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE); /* §4: A's d loses on B */
+	(void)mk_file(&p->a, "d", "f7", "f7 from A, made later");
+	mk_update(&p->b, &da, &ut);
+	assert_true(ut.rec.tombstone);
+	assert_int_equal(deliver(&p->b, &p->a, &ut), REPLICA_DONE); /* §7.1 on A */
+	assert_false(exists(&p->a, "d/c"));
+	assert_content(&p->a, "d/f7", "f7 from A, made later");
+	mv(&p->b, root(&p->b), "d", "d", root(&p->b), "x", "x");     /* B's d makes room */
+	assert_int_equal(sync_uid(&p->a, &p->b, &da), REPLICA_DONE); /* d comes back on B */
+	mk_update(&cs, &c, &uc);
+	assert_int_equal(deliver(&cs, &p->b, &uc), REPLICA_DONE); /* c, late, from it */
+	replica_update_release(&uc);
+	replica_update_release(&ud);
+	replica_update_release(&ut);
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_false(exists(&p->b, "d/c"));
+	assert_content(&p->b, "d/f7", "f7 from A, made later");
+	side_close(&cs);
+}
+
+/*
+ * §7.2 for a version the dead parent's deleter had seen: as test_resurrection_deletes_
+ * replicate, but nothing in A's d is newer than B's tombstone, so A deletes d whole (c
+ * at its own GVSN, as every member holding c does). B, which never held c, gets it later
+ * from a third member while d is dead: it resurrected d and installed c, live at the GVSN A
+ * holds deleted (diverged for ever). It records c deleted instead.
+ */
+static void test_seen_by_dead_parent_not_installed(void **state)
+{
+	struct pair *p = *state;
+	struct replica_update uc, ud, ut;
+	struct dfsr_uid da, c;
+	struct side cs; /* a third member */
+	int fd;
+
+	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
+	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
+	da = mk_dir(&p->a, NULL, "d");
+	c = mk_file(&p->a, "d", "c", "c from A");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0);
+	fd = fx_opath(p->a.f, "d");
+	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
+	close(fd);
+	mk_update(&p->a, &da, &ud);
+	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);
+	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE);
+	mk_update(&p->b, &da, &ut);
+	assert_true(ut.rec.tombstone);
+	assert_int_equal(deliver(&p->b, &p->a, &ut), REPLICA_DONE);
+	assert_false(exists(&p->a, "d"));
+	mv(&p->b, root(&p->b), "d", "d", root(&p->b), "x", "x");
+	mk_update(&cs, &c, &uc);
+	assert_int_equal(deliver(&cs, &p->b, &uc), REPLICA_DONE); /* c, late, from it */
+	assert_false(exists(&p->b, "d"));
+	replica_update_release(&uc);
+	replica_update_release(&ud);
+	replica_update_release(&ut);
+	sync_all(&p->a, &p->b);
+	sync_all(&p->b, &p->a);
+	sync_all(&p->a, &p->b);
+	assert_converged(&p->a, &p->b);
+	assert_false(exists(&p->b, "d"));
+	side_close(&cs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2715,6 +2887,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserved_told, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preserved_dir_and_adopted_told, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_seen_by_dead_parent_not_installed, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_resurrection_deletes_replicate, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_hard_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preserve_same_counter, setup, teardown),

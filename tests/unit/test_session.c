@@ -14,8 +14,8 @@
  * the upstream instead of looking like a partner that ignores the window (3101); a file
  * whose attributes exceed one message is skipped with 1401 (not retried on every round or
  * reconnect) while the rest, 17 MiB of attributes in all, flows; a directory whose
- * attributes are too large is skipped with everything under it, and the rest flows (both
- * on tmpfs, /dev/shm).
+ * attributes are too large is skipped with everything under it, and the rest flows, and
+ * once they shrink what was skipped below it is sent (both on tmpfs, /dev/shm).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -45,6 +45,7 @@
 #include "core/config.h"
 #include "core/journal.h"
 #include "core/layout.h"
+#include "core/outbound.h"
 #include "core/replica.h"
 #include "core/stage.h"
 #include "net/loop.h"
@@ -1426,6 +1427,67 @@ static void oversized_directory_is_skipped_with_its_subtree(void **state)
 	assert_int_equal(events_of(b, EV_REPLICATION_RETRY), 0);
 }
 
+/*
+ * The same directory once its attributes shrink below the limits: its change is sent, and
+ * what was skipped below it goes with it. The partner's knowledge had claimed those
+ * versions while they were skipped, so they were sent only with their own next change
+ * (docs/operations.md had a workaround: chmod each one back and forth). The filesystem
+ * sees the shrink (outbound_attrs_too_large() before and after the xattr change) and calls
+ * journal_resend_below(), as this test does; without it nothing below arrives.
+ */
+static void shrunk_directory_sends_its_subtree(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = &f->m[0], *b = &f->m[1];
+	struct dfsr_uid dir;
+	uint64_t n = 0;
+	char p[256], name[32];
+	int fd, rc;
+
+	if (!members_on_tmpfs(f))
+		skip();
+	two_members(f, JOURNAL_STATE_NORMAL);
+	assert_int_equal(mkdirat(a->root_fd, "huge-dir", 0755), 0);
+	rc = set_xattrs(a, "huge-dir", 260, 64u << 10);
+	if (rc == -ENOSPC || rc == -ENOTSUP || rc == -E2BIG)
+		skip();
+	assert_int_equal(rc, 0);
+	note_new(a, NULL, "huge-dir");
+	write_file(a, "huge-dir/inside.txt", "inside", 6);
+	note_new(a, "huge-dir", "inside.txt");
+	assert_int_equal(mkdirat(a->root_fd, "huge-dir/sub", 0755), 0);
+	note_new(a, "huge-dir", "sub");
+	write_file(a, "huge-dir/sub/deep.txt", "deep", 4);
+	note_new(a, "huge-dir/sub", "deep.txt");
+	write_file(a, "after.txt", "after", 5);
+	note_new(a, NULL, "after.txt");
+	WAIT_FOR(file_is(b, "after.txt", "after", 5));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_false(exists(b, "huge-dir"));
+
+	/* shrink: 3 of the 260 attributes stay (192 KiB in all, within the limits) */
+	fd = openat(a->root_fd, "huge-dir", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_true(outbound_attrs_too_large(fd));
+	for (int i = 3; i < 260; i++) {
+		snprintf(name, sizeof(name), "user.big%03d", i);
+		assert_int_equal(removexattr(path_in(a, "huge-dir", p), name), 0);
+	}
+	assert_false(outbound_attrs_too_large(fd));
+	dir = uid_of(a, "huge-dir");
+	assert_int_equal(journal_note_change(a->j, &dir, fd, 0), 0);
+	assert_int_equal(journal_resend_below(a->j, &dir, &n), 0);
+	close(fd);
+	assert_int_equal(n, 3); /* inside.txt, sub, sub/deep.txt */
+	assert_int_equal(events_of(a, EV_JOURNAL_RESENT), 1);
+	WAIT_FOR(file_is(b, "huge-dir/inside.txt", "inside", 6));
+	WAIT_FOR(file_is(b, "huge-dir/sub/deep.txt", "deep", 4));
+	assert_int_equal(xattr_list_len(b, "huge-dir"), xattr_list_len(a, "huge-dir"));
+	WAIT_FOR(quiet(a) && quiet(b));
+	assert_int_equal(events_3101(a), 0);
+	assert_int_equal(events_3101(b), 0);
+}
+
 /* ---- a hostile partner: a bare transport ------------------------------------------------ */
 
 struct raw {
@@ -1693,6 +1755,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(reconnected_partner_is_unsettled_until_heard, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(oversized_attributes_are_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(shrunk_directory_sends_its_subtree, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(oversized_directory_is_skipped_with_its_subtree,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(start_on_a_busy_port_fails, setup, teardown),
