@@ -580,12 +580,14 @@ port_in_use() {
 		/proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
-# free_port : a random TCP port in 20000-59999 that no socket uses now (several test runs
-# on one machine must not share the 5722 of the examples).
+# free_port [TAKEN...] : a random TCP port in 20000-59999 that no socket uses now (several
+# test runs on one machine must not share the 5722 of the examples) and that is none of
+# TAKEN (ports this script picked and nothing listens on yet).
 free_port() {
 	local p i
 	for i in $(seq 1 100); do
 		p=$((20000 + (RANDOM * 32768 + RANDOM + $$ + i) % 40000))
+		[[ " $* " != *" $p "* ]] || continue
 		port_in_use "$p" || { echo "$p"; return 0; }
 	done
 	return 1

@@ -24,8 +24,10 @@ trap wr_cleanup EXIT
 
 group_setup 2
 A=1 B=2
-PPORT=$(free_port) || die "no free TCP port"
-DEAD=$(free_port) || die "no free TCP port"
+# three different ports: the members' (not listened on yet), the relay's, and one where
+# nothing listens
+PPORT=$(free_port "$G_PORT") || die "no free TCP port"
+DEAD=$(free_port "$G_PORT" "$PPORT") || die "no free TCP port"
 # alpha reaches bravo through the relay only; bravo cannot reach alpha (nothing listens on
 # DEAD): the pair's one connection is alpha's, through the relay
 sed -i "/^\[peer bravo\]/,/^address/ s|^address = .*|address = 127.0.0.1:$PPORT|" "${G_CONF[A]}"
