@@ -2769,6 +2769,31 @@ static void test_copy_leftovers_swept(void **state)
 }
 
 /*
+ * The start of the two tests below: B and A each make a directory d (B's first, so it keeps
+ * the name), A puts c in it and changes d after, so that d's version has seen c; a third
+ * member @cs (opened here) gets d and c from A; A's d reaches B and loses the name there
+ * (§4). @ud receives A's update of d (the caller releases it).
+ */
+static void d_loses_on_b(struct pair *p, struct side *cs, struct dfsr_uid *da, struct dfsr_uid *c,
+			 struct replica_update *ud)
+{
+	int fd;
+
+	assert_int_equal(side_open(cs, JOURNAL_STATE_NORMAL), 0);
+	(void)mk_dir(&p->b, NULL, "d");
+	*da = mk_dir(&p->a, NULL, "d");
+	*c = mk_file(&p->a, "d", "c", "c from A");
+	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0); /* d's version sees c */
+	fd = fx_opath(p->a.f, "d");
+	assert_int_equal(journal_note_change(p->a.f->j, da, fd, 0), 0);
+	close(fd);
+	mk_update(&p->a, da, ud);
+	assert_int_equal(sync_uid(&p->a, cs, da), REPLICA_DONE);
+	assert_int_equal(sync_uid(&p->a, cs, c), REPLICA_DONE);
+	assert_int_equal(deliver(&p->a, &p->b, ud), REPLICA_DONE);
+}
+
+/*
  * §7.1 after §4: B's directory d, made first, keeps the name against A's d, new to B, and
  * B's tombstone of A's d carries A's vector, which claims A's file c in it (never received
  * by B). A applies that tombstone: c was seen by the deleter and goes, f7, newer, was not,
@@ -2784,21 +2809,8 @@ static void test_resurrection_deletes_replicate(void **state)
 	struct replica_update uc, ud, ut;
 	struct dfsr_uid da, c;
 	struct side cs; /* a third member */
-	int fd;
 
-	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
-
-	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
-	da = mk_dir(&p->a, NULL, "d");
-	c = mk_file(&p->a, "d", "c", "c from A");
-	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0); /* d's version sees c */
-	fd = fx_opath(p->a.f, "d");
-	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
-	close(fd);
-	mk_update(&p->a, &da, &ud);
-	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
-	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);   /* it holds c */
-	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE); /* §4: A's d loses on B */
+	d_loses_on_b(p, &cs, &da, &c, &ud);
 	(void)mk_file(&p->a, "d", "f7", "f7 from A, made later");
 	mk_update(&p->b, &da, &ut);
 	assert_true(ut.rec.tombstone);
@@ -2834,20 +2846,8 @@ static void test_seen_by_dead_parent_not_installed(void **state)
 	struct replica_update uc, ud, ut;
 	struct dfsr_uid da, c;
 	struct side cs; /* a third member */
-	int fd;
 
-	assert_int_equal(side_open(&cs, JOURNAL_STATE_NORMAL), 0);
-	(void)mk_dir(&p->b, NULL, "d"); /* created first: keeps the name */
-	da = mk_dir(&p->a, NULL, "d");
-	c = mk_file(&p->a, "d", "c", "c from A");
-	assert_int_equal(fchmodat(p->a.f->root_fd, "d", 0700, 0), 0);
-	fd = fx_opath(p->a.f, "d");
-	assert_int_equal(journal_note_change(p->a.f->j, &da, fd, 0), 0);
-	close(fd);
-	mk_update(&p->a, &da, &ud);
-	assert_int_equal(sync_uid(&p->a, &cs, &da), REPLICA_DONE);
-	assert_int_equal(sync_uid(&p->a, &cs, &c), REPLICA_DONE);
-	assert_int_equal(deliver(&p->a, &p->b, &ud), REPLICA_DONE);
+	d_loses_on_b(p, &cs, &da, &c, &ud);
 	mk_update(&p->b, &da, &ut);
 	assert_true(ut.rec.tombstone);
 	assert_int_equal(deliver(&p->b, &p->a, &ut), REPLICA_DONE);
